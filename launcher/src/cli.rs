@@ -1,0 +1,156 @@
+//! The command line: `run`, `explain`, `check`, `doctor`, `profiles`.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::plan::{Grants, Layer};
+use crate::profile::{Endpoint, Level, Size};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcp-warden",
+    version,
+    about = "Run an MCP server under a least-privilege profile: Landlock, seccomp, no capabilities, limits",
+    long_about = None,
+    after_help = "stdout is never written by mcp-warden run: it belongs to the server's JSON-RPC stream.\nDocs: docs/profiles.md, docs/syscalls.md, docs/threat-model.md"
+)]
+pub struct Cli {
+    /// More diagnostics on stderr (-v debug, -vv trace); also MCP_WARDEN_LOG=debug.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a server command under a profile: mcp-warden run --profile P [grants] -- CMD ARGS...
+    Run(RunArgs),
+    /// Print the resolved plan for a command without running it: every path, port, syscall rule,
+    /// limit, and what this host will enforce, layer by layer.
+    Explain(RunArgs),
+    /// Validate profile files or embedded profile names.
+    Check {
+        #[arg(required = true, value_name = "PROFILE")]
+        profiles: Vec<String>,
+    },
+    /// What this host supports: Landlock ABI, seccomp, namespaces, cgroups, BTF, privileges.
+    Doctor,
+    /// The embedded profiles.
+    Profiles {
+        #[command(subcommand)]
+        command: ProfilesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfilesCommand {
+    /// List the embedded profiles.
+    List,
+    /// Print an embedded profile's TOML.
+    Show { name: String },
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Embedded profile name or path to a TOML profile.
+    #[arg(short, long, default_value = "strict", value_name = "NAME|PATH")]
+    pub profile: String,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+    /// The server command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, Args, Default)]
+#[command(next_help_heading = "Grants (on top of the profile; repeatable)")]
+pub struct GrantArgs {
+    /// Allow reading files and listing directories beneath PATH.
+    #[arg(long, value_name = "PATH")]
+    pub allow_read: Vec<PathBuf>,
+    /// Allow reading and writing beneath PATH (not executing).
+    #[arg(long, value_name = "PATH")]
+    pub allow_write: Vec<PathBuf>,
+    /// Allow reading and executing beneath PATH.
+    #[arg(long, value_name = "PATH")]
+    pub allow_exec: Vec<PathBuf>,
+    /// Allow TCP connections to PORT, or ADDR:PORT (the address part needs the eBPF layer).
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub allow_connect: Vec<Endpoint>,
+    /// Allow binding (listening on) TCP PORT.
+    #[arg(long, value_name = "PORT")]
+    pub allow_bind: Vec<u16>,
+    /// Pass the launcher's NAME (or PREFIX_*) environment variable to the server.
+    #[arg(long, value_name = "NAME")]
+    pub pass_env: Vec<String>,
+    /// Set an environment variable for the server.
+    #[arg(long, value_name = "NAME=VALUE", value_parser = parse_key_value)]
+    pub set_env: Vec<(String, String)>,
+    /// Most processes/threads of the server tree.
+    #[arg(long, value_name = "N")]
+    pub max_processes: Option<u64>,
+    /// Most memory, e.g. 512M or 2G.
+    #[arg(long, value_name = "SIZE")]
+    pub max_memory: Option<Size>,
+    /// Most open file descriptors per process.
+    #[arg(long, value_name = "N")]
+    pub max_open_files: Option<u64>,
+    /// Largest file the server may write, e.g. 64M.
+    #[arg(long, value_name = "SIZE")]
+    pub max_file_size: Option<Size>,
+    /// CPU seconds per process.
+    #[arg(long, value_name = "SECONDS")]
+    pub max_cpu_time: Option<u64>,
+    /// Run the server as USER (when started as root).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<String>,
+    /// Run the server with GROUP (default: the user's primary group).
+    #[arg(long, value_name = "GROUP")]
+    pub group: Option<String>,
+    /// Override a layer's requirement: LAYER=required|best-effort|off
+    /// (layers: landlock, seccomp, limits, network, pid-namespace).
+    #[arg(long, value_name = "LAYER=LEVEL", value_parser = parse_requirement)]
+    pub require: Vec<(Layer, Level)>,
+}
+
+impl GrantArgs {
+    pub fn into_grants(self) -> Grants {
+        Grants {
+            read: self.allow_read,
+            write: self.allow_write,
+            exec: self.allow_exec,
+            connect: self.allow_connect,
+            bind: self.allow_bind,
+            pass_env: self.pass_env,
+            set_env: self.set_env,
+            max_processes: self.max_processes,
+            max_memory: self.max_memory,
+            max_open_files: self.max_open_files,
+            max_file_size: self.max_file_size,
+            max_cpu_time: self.max_cpu_time,
+            user: self.user,
+            group: self.group,
+            require: self.require,
+        }
+    }
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+}
+
+fn parse_requirement(s: &str) -> Result<(Layer, Level), String> {
+    let (layer, level) = s.split_once('=').ok_or_else(|| format!("expected LAYER=LEVEL, got `{s}`"))?;
+    let level = match level {
+        "required" => Level::Required,
+        "best-effort" => Level::BestEffort,
+        "off" => Level::Off,
+        other => return Err(format!("unknown level `{other}` (required, best-effort or off)")),
+    };
+    Ok((layer.parse()?, level))
+}

@@ -1,0 +1,90 @@
+//! HostFacts: what this kernel and this process can enforce, probed once per run without
+//! changing anything (no ruleset, filter or namespace is created).
+
+use std::path::Path;
+
+use caps::{CapSet, Capability, CapsHashSet};
+
+use crate::cgroup::CgroupFacts;
+use crate::sys;
+
+/// The Landlock ABI (feature level) this mcp-warden uses in full: filesystem rights including
+/// refer (2), truncate (3), TCP ports (4), device ioctl (5), and abstract-socket and signal
+/// scoping (6).
+pub const LANDLOCK_TARGET_ABI: i32 = 6;
+
+#[derive(Debug, Clone)]
+pub struct HostFacts {
+    pub kernel: String,
+    pub arch: &'static str,
+    /// Landlock ABI version, or why there is none.
+    pub landlock: Result<i32, String>,
+    /// seccomp filter mode is available.
+    pub seccomp_filter: bool,
+    pub euid: u32,
+    pub effective_caps: CapsHashSet,
+    /// Unprivileged user namespaces can be created (needed for a PID namespace without root).
+    pub user_namespaces: Result<(), String>,
+    pub cgroups: CgroupFacts,
+    pub btf: bool,
+}
+
+impl HostFacts {
+    pub fn probe() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        HostFacts {
+            kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+            arch: std::env::consts::ARCH,
+            landlock: sys::landlock_abi_version().map_err(|e| match e.raw_os_error() {
+                Some(libc::EOPNOTSUPP) => {
+                    "built into the kernel but not enabled (add landlock to the lsm= boot parameter)".into()
+                }
+                Some(libc::ENOSYS) => "not built into this kernel (CONFIG_SECURITY_LANDLOCK)".into(),
+                _ => format!("unavailable: {e}"),
+            }),
+            seccomp_filter: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
+                || status.lines().any(|l| l.starts_with("Seccomp:")),
+            euid: nix::unistd::geteuid().as_raw(),
+            effective_caps: caps::read(None, CapSet::Effective).unwrap_or_default(),
+            user_namespaces: probe_user_namespaces(),
+            cgroups: CgroupFacts::probe(),
+            btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        }
+    }
+
+    pub fn has_cap(&self, cap: Capability) -> bool {
+        self.effective_caps.contains(&cap)
+    }
+
+    pub fn is_root(&self) -> bool {
+        self.euid == 0
+    }
+
+    /// The capabilities the eBPF layer will need (for `doctor`).
+    pub fn bpf_capable(&self) -> bool {
+        self.has_cap(Capability::CAP_SYS_ADMIN)
+            || (self.has_cap(Capability::CAP_BPF) && self.has_cap(Capability::CAP_PERFMON))
+    }
+}
+
+fn read_int(path: &str) -> Option<i64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn probe_user_namespaces() -> Result<(), String> {
+    if !Path::new("/proc/self/ns/user").exists() {
+        return Err("the kernel has no user namespaces (CONFIG_USER_NS)".into());
+    }
+    if read_int("/proc/sys/user/max_user_namespaces") == Some(0) {
+        return Err("user.max_user_namespaces is 0".into());
+    }
+    if read_int("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
+        return Err("kernel.unprivileged_userns_clone is 0".into());
+    }
+    if read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
+        return Err(
+            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)".into()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,117 @@
+//! The `mcp-warden` binary: parse, dispatch, and turn errors into one line, a hint and an exit
+//! status (125 for launcher failures, 126/127 for a server that cannot be executed or found).
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mcp_warden::cli::{Cli, Command, ProfilesCommand, RunArgs};
+use mcp_warden::host::HostFacts;
+use mcp_warden::plan::{Inputs, Plan};
+use mcp_warden::profile::{self, EMBEDDED};
+use mcp_warden::{report, supervisor};
+
+/// A failure to report: the message, an optional hint, and the exit status.
+struct Failure {
+    message: String,
+    hint: Option<String>,
+    code: u8,
+}
+
+impl Failure {
+    fn new(message: impl ToString, hint: Option<String>, code: i32) -> Self {
+        Failure { message: message.to_string(), hint, code: code.clamp(1, 255) as u8 }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // clap's --help/--version go to stdout and succeed; usage errors are launcher failures.
+            return if e.use_stderr() { ExitCode::from(125) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_logging(cli.verbose);
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(f) => {
+            eprintln!("mcp-warden: {}", f.message);
+            if let Some(hint) = f.hint {
+                eprintln!("hint: {hint}");
+            }
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MCP_WARDEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).without_time().init();
+}
+
+fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let out_err = |e: std::io::Error| Failure::new(format!("failed to write output: {e}"), None, 125);
+    match cli.command {
+        Command::Run(args) => {
+            let mut plan = build_plan(args)?;
+            plan.check_requirements().map_err(|e| Failure::new(&e, e.hint(), e.exit_code()))?;
+            for w in &plan.warnings {
+                eprintln!("mcp-warden: warning: {w}");
+            }
+            supervisor::run(&plan).map_err(|e| Failure::new(&e, e.hint(), e.exit_code()))
+        }
+        Command::Explain(args) => {
+            let mut plan = build_plan(args)?;
+            let refusal = plan.check_requirements().err().map(|e| e.to_string());
+            report::explain(&mut stdout, &plan, refusal.as_deref()).map_err(out_err)?;
+            Ok(if refusal.is_some() { 125 } else { 0 })
+        }
+        Command::Check { profiles } => {
+            for name in &profiles {
+                let p = profile::load(name).map_err(|e| Failure::new(&e, e.hint(), 125))?;
+                writeln!(stdout, "{name}: ok ({})", p.chain.join(" <- ")).map_err(out_err)?;
+            }
+            Ok(0)
+        }
+        Command::Doctor => {
+            report::doctor(&mut stdout, &HostFacts::probe()).map_err(out_err)?;
+            Ok(0)
+        }
+        Command::Profiles { command: ProfilesCommand::List } => {
+            for (name, _) in EMBEDDED {
+                let p = profile::load(name).map_err(|e| Failure::new(&e, e.hint(), 125))?;
+                writeln!(stdout, "{name:<20} {}", p.description.unwrap_or_default()).map_err(out_err)?;
+            }
+            Ok(0)
+        }
+        Command::Profiles { command: ProfilesCommand::Show { name } } => {
+            let text = profile::embedded(&name).ok_or_else(|| {
+                let e = profile::ProfileError::UnknownName { name: name.clone(), suggestion: None };
+                Failure::new(&e, e.hint(), 125)
+            })?;
+            stdout.write_all(text.as_bytes()).map_err(out_err)?;
+            Ok(0)
+        }
+    }
+}
+
+fn build_plan(args: RunArgs) -> Result<Plan, Failure> {
+    let profile = profile::load(&args.profile).map_err(|e| Failure::new(&e, e.hint(), 125))?;
+    let host = HostFacts::probe();
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::new(format!("failed to read the working directory: {e}"), None, 125))?;
+    let inputs = Inputs { env: &env, cwd };
+    Plan::resolve(&profile, &args.grants.into_grants(), &args.command, &host, &inputs)
+        .map_err(|e| Failure::new(&e, e.hint(), e.exit_code()))
+}

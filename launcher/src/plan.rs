@@ -1,0 +1,838 @@
+//! Plan: a loaded profile, the command-line grants and the server command, resolved against
+//! HostFacts into exactly what stage 2 will enforce, plus a report of every layer on this host.
+//!
+//! Everything fallible about the *policy* happens here (paths that do not exist, unknown users,
+//! a program outside the exec allow-list, a required layer this host cannot enforce), so that
+//! `explain` shows the same decisions `run` acts on.
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup::{Backend, LimitWrite};
+use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::profile::load::{Origin, Sourced};
+use crate::profile::vars::Vars;
+use crate::profile::{Endpoint, Level, LoadedProfile, Size, Violation};
+use crate::sandbox::landlock::{FsAccess, NetPorts};
+use crate::sandbox::seccomp::{SocketPolicy, SyscallPolicy};
+
+/// Grants given on the command line, on top of the profile.
+#[derive(Debug, Clone, Default)]
+pub struct Grants {
+    pub read: Vec<PathBuf>,
+    pub write: Vec<PathBuf>,
+    pub exec: Vec<PathBuf>,
+    pub connect: Vec<Endpoint>,
+    pub bind: Vec<u16>,
+    pub pass_env: Vec<String>,
+    pub set_env: Vec<(String, String)>,
+    pub max_processes: Option<u64>,
+    pub max_memory: Option<Size>,
+    pub max_open_files: Option<u64>,
+    pub max_file_size: Option<Size>,
+    pub max_cpu_time: Option<u64>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    /// `--require LAYER=LEVEL` overrides.
+    pub require: Vec<(Layer, Level)>,
+}
+
+/// The layers a profile sets a requirement for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Layer {
+    Landlock,
+    Seccomp,
+    Limits,
+    Network,
+    PidNamespace,
+}
+
+impl Layer {
+    pub const ALL: [Layer; 5] = [Layer::Landlock, Layer::Seccomp, Layer::Limits, Layer::Network, Layer::PidNamespace];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Layer::Landlock => "landlock",
+            Layer::Seccomp => "seccomp",
+            Layer::Limits => "limits",
+            Layer::Network => "network",
+            Layer::PidNamespace => "pid-namespace",
+        }
+    }
+
+    fn default_level(self) -> Level {
+        match self {
+            Layer::PidNamespace => Level::BestEffort,
+            _ => Level::Required,
+        }
+    }
+}
+
+impl std::str::FromStr for Layer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Layer::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown layer `{s}` (one of: {})", Layer::ALL.map(Layer::name).join(", ")))
+    }
+}
+
+/// Who the server runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub uid: u32,
+    pub gid: u32,
+    pub name: String,
+    pub home: PathBuf,
+    /// `setgroups`/`setresgid`/`setresuid` are needed (started as root with a user named).
+    pub switch: bool,
+}
+
+/// How the server tree gets its own PID namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PidNamespace {
+    Off,
+    /// `CLONE_NEWPID` (root).
+    Plain,
+    /// `CLONE_NEWUSER | CLONE_NEWPID`, mapping the caller's own uid and gid (unprivileged).
+    WithUserNamespace,
+}
+
+/// rlimits to set (core dumps are always off).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limits {
+    pub processes: Option<u64>,
+    pub open_files: Option<u64>,
+    pub memory: Option<Size>,
+    pub file_size: Option<Size>,
+    pub cpu_time: Option<u64>,
+}
+
+/// Whether a layer is enforced in full on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    Full,
+    Partial(String),
+    Missing(String),
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    pub layer: Layer,
+    pub level: Level,
+    pub enforcement: Enforcement,
+    /// What enforces it, for `explain`.
+    pub mechanism: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub profile: String,
+    pub description: Option<String>,
+    pub chain: Vec<String>,
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+    pub identity: Identity,
+    /// Canonical path -> rights, with the first place each was granted.
+    pub paths: BTreeMap<PathBuf, (FsAccess, Origin)>,
+    /// Optional (`?`) paths absent on this host.
+    pub skipped: Vec<Sourced<String>>,
+    pub ports: NetPorts,
+    /// `ADDR:PORT` destinations, whose address part needs the eBPF layer.
+    pub address_rules: Vec<Sourced<Endpoint>>,
+    pub syscalls: SyscallPolicy,
+    pub limits: Limits,
+    pub cgroup_limits: Vec<LimitWrite>,
+    pub pid_namespace: PidNamespace,
+    /// The requirement of each layer (profile, then `--require`).
+    pub levels: BTreeMap<Layer, Level>,
+    pub layers: Vec<LayerReport>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("{key} path `{path}` ({origin}): {why}")]
+    Path { key: &'static str, path: String, origin: Origin, why: String },
+    #[error("command not found: `{program}` (searched PATH={path})")]
+    NotFound { program: String, path: String },
+    #[error("`{}` is not executable: {why}", path.display())]
+    NotExecutable { path: PathBuf, why: String },
+    #[error("`{}` is outside the profile's exec allow-list", path.display())]
+    ExecNotAllowed { path: PathBuf, dir: PathBuf },
+    #[error("no command given")]
+    NoCommand,
+    #[error("unknown {kind} `{name}`")]
+    UnknownId { kind: &'static str, name: String },
+    #[error("cannot run the server as `{user}`: switching user needs root (mcp-warden runs as uid {uid})")]
+    SwitchNeedsRoot { user: String, uid: u32 },
+    #[error("invalid {what}: {why}")]
+    Invalid { what: String, why: String },
+    #[error("{layer} is required but cannot be enforced on this host: {why}")]
+    Unenforceable { layer: &'static str, why: String },
+}
+
+impl PlanError {
+    /// 127 not found, 126 not executable, 125 every other launcher failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            PlanError::NotFound { .. } => 127,
+            PlanError::NotExecutable { .. } => 126,
+            _ => 125,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            PlanError::Path { why, .. } if why.contains("No such file") => {
+                "create it, fix the path, or mark a path that may be absent with a trailing `?`".into()
+            }
+            PlanError::Path { .. } => return None,
+            PlanError::NotFound { .. } => {
+                "give the full path of the server program, or pass PATH with --pass-env PATH".into()
+            }
+            PlanError::NotExecutable { .. } => "check the file's mode and the filesystem's noexec option".into(),
+            PlanError::ExecNotAllowed { dir, .. } => format!("grant it with `--allow-exec {}`", dir.display()),
+            PlanError::NoCommand => {
+                "put the server command after `--`: mcp-warden run --profile strict -- CMD ARGS".into()
+            }
+            PlanError::UnknownId { .. } => "use a user (or group) that exists in /etc/passwd (/etc/group)".into(),
+            PlanError::SwitchNeedsRoot { .. } => "drop `user` from the profile, or start mcp-warden as root".into(),
+            PlanError::Invalid { .. } => return None,
+            PlanError::Unenforceable { layer, .. } => format!(
+                "`mcp-warden doctor` shows what this host supports; to run anyway with less protection, set `{layer} = \"best-effort\"` under [require] or pass `--require {layer}=best-effort`"
+            ),
+        })
+    }
+}
+
+/// Where the process environment and filesystem facts come from (swappable in tests).
+#[derive(Debug)]
+pub struct Inputs<'a> {
+    pub env: &'a [(OsString, OsString)],
+    pub cwd: PathBuf,
+}
+
+impl Inputs<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        self.env.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.to_str().map(String::from))
+    }
+}
+
+impl Plan {
+    pub fn resolve(
+        profile: &LoadedProfile,
+        grants: &Grants,
+        command: &[OsString],
+        host: &HostFacts,
+        inputs: &Inputs<'_>,
+    ) -> Result<Plan, PlanError> {
+        let levels = levels(profile, grants);
+        let mut warnings = Vec::new();
+        let identity = resolve_identity(profile, grants, host, inputs, &mut warnings)?;
+        let vars = Vars::new(&identity.home.to_string_lossy(), &identity.name, &inputs.cwd.to_string_lossy(), &|k| {
+            inputs.var(k)
+        });
+        let env = resolve_env(profile, grants, inputs, &vars, &identity)?;
+
+        let (arg0, args) = command.split_first().ok_or(PlanError::NoCommand)?;
+        let search_path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let program = resolve_program(arg0, search_path.as_deref(), &inputs.cwd)?;
+        let mut argv = vec![arg0.clone()];
+        argv.extend(args.iter().cloned());
+
+        let (paths, skipped) = resolve_paths(profile, grants, &vars, &inputs.cwd)?;
+        if levels[&Layer::Landlock] != Level::Off {
+            check_exec_allowed(&program, &paths)?;
+        }
+
+        let mut ports = NetPorts::default();
+        let mut address_rules = Vec::new();
+        let cli_endpoints =
+            grants.connect.iter().map(|e| Sourced { value: e.clone(), origin: "--allow-connect".into() });
+        for e in profile.connect.iter().cloned().chain(cli_endpoints) {
+            ports.connect.insert(e.value.port);
+            if e.value.addr.is_some() {
+                address_rules.push(e);
+            }
+        }
+        ports.bind.extend(profile.bind.iter().chain(&grants.bind));
+        let sockets = SocketPolicy {
+            tcp: !ports.connect.is_empty() || !ports.bind.is_empty(),
+            udp: profile.udp,
+            unix: profile.unix,
+        };
+        let syscalls = SyscallPolicy::new(
+            profile.syscalls_allow.iter().map(|s| s.value),
+            profile.syscalls_deny.iter().map(|s| s.value),
+            profile.on_violation.unwrap_or(Violation::Errno),
+            sockets,
+        );
+
+        let p = &profile.process;
+        let limits = Limits {
+            processes: grants.max_processes.or(p.max_processes),
+            open_files: grants.max_open_files.or(p.max_open_files),
+            memory: grants.max_memory.or(p.max_memory),
+            file_size: grants.max_file_size.or(p.max_file_size),
+            cpu_time: grants.max_cpu_time.or(p.max_cpu_time),
+        };
+        let cgroup_limits =
+            if levels[&Layer::Limits] == Level::Off { Vec::new() } else { cgroup_limits(&limits, host) };
+
+        let pid_namespace = match (levels[&Layer::PidNamespace], p.pid_namespace.unwrap_or(true)) {
+            (Level::Off, _) | (_, false) => PidNamespace::Off,
+            _ if host.has_cap(caps::Capability::CAP_SYS_ADMIN) => PidNamespace::Plain,
+            _ if host.user_namespaces.is_ok() && !identity.switch => PidNamespace::WithUserNamespace,
+            _ => PidNamespace::Off,
+        };
+
+        let mut plan = Plan {
+            profile: profile.name.clone(),
+            description: profile.description.clone(),
+            chain: profile.chain.clone(),
+            program,
+            argv,
+            env,
+            cwd: inputs.cwd.clone(),
+            identity,
+            paths,
+            skipped,
+            ports,
+            address_rules,
+            syscalls,
+            limits,
+            cgroup_limits,
+            pid_namespace,
+            levels,
+            layers: Vec::new(),
+            warnings,
+        };
+        plan.layers = Layer::ALL.iter().map(|l| plan.report(*l, host, profile)).collect();
+        Ok(plan)
+    }
+
+    /// The first required layer this host cannot enforce in full; best-effort shortfalls become
+    /// warnings.
+    pub fn check_requirements(&mut self) -> Result<(), PlanError> {
+        for r in &self.layers {
+            let why = match &r.enforcement {
+                Enforcement::Partial(why) | Enforcement::Missing(why) => why,
+                Enforcement::Full | Enforcement::Off => continue,
+            };
+            if r.level == Level::Required {
+                return Err(PlanError::Unenforceable { layer: r.layer.name(), why: why.clone() });
+            }
+            self.warnings.push(format!("{} is best-effort and not fully enforced: {why}", r.layer.name()));
+        }
+        Ok(())
+    }
+
+    pub fn enforcement(&self, layer: Layer) -> &Enforcement {
+        self.layers.iter().find(|r| r.layer == layer).map_or(&Enforcement::Off, |r| &r.enforcement)
+    }
+
+    pub fn level(&self, layer: Layer) -> Level {
+        self.levels.get(&layer).copied().unwrap_or(Level::Off)
+    }
+
+    fn report(&self, layer: Layer, host: &HostFacts, profile: &LoadedProfile) -> LayerReport {
+        let level = self.level(layer);
+        let (enforcement, mechanism) = if level == Level::Off {
+            (Enforcement::Off, "off".to_string())
+        } else {
+            match layer {
+                Layer::Landlock => landlock_report(host),
+                Layer::Seccomp => match host.seccomp_filter {
+                    true => (
+                        Enforcement::Full,
+                        format!("seccomp-bpf, {} syscalls denied + argument rules", self.syscalls.deny.len()),
+                    ),
+                    false => {
+                        (Enforcement::Missing("the kernel has no seccomp filter mode".into()), "seccomp-bpf".into())
+                    }
+                },
+                Layer::Limits => self.limits_report(),
+                Layer::Network => self.network_report(host, profile),
+                Layer::PidNamespace => match self.pid_namespace {
+                    PidNamespace::Plain => (Enforcement::Full, "CLONE_NEWPID, mcp-warden as PID 1 reaper".into()),
+                    PidNamespace::WithUserNamespace => (
+                        Enforcement::Full,
+                        "CLONE_NEWUSER|CLONE_NEWPID (own uid mapped), mcp-warden as PID 1 reaper".into(),
+                    ),
+                    PidNamespace::Off if profile.process.pid_namespace == Some(false) => {
+                        (Enforcement::Off, "disabled by the profile (process.pid-namespace = false)".into())
+                    }
+                    PidNamespace::Off => (
+                        Enforcement::Missing(match &host.user_namespaces {
+                            Err(why) => format!("not root and no user namespaces: {why}"),
+                            Ok(()) => "a user switch needs root, which this run does not have".into(),
+                        }),
+                        "none: only the direct child gets the parent-death signal".into(),
+                    ),
+                },
+            }
+        };
+        LayerReport { layer, level, enforcement, mechanism }
+    }
+
+    fn limits_report(&self) -> (Enforcement, String) {
+        let mut mech = vec!["rlimits (CORE=0".to_string()];
+        let l = &self.limits;
+        let mut push = |name: &str, v: Option<String>| {
+            if let Some(v) = v {
+                mech.push(format!("{name}={v}"));
+            }
+        };
+        push("NOFILE", l.open_files.map(|v| v.to_string()));
+        push("NPROC", l.processes.map(|v| v.to_string()));
+        push("DATA", l.memory.map(|v| v.to_string()));
+        push("FSIZE", l.file_size.map(|v| v.to_string()));
+        push("CPU", l.cpu_time.map(|v| format!("{v}s")));
+        let mut mech = mech.join(", ") + ")";
+        for w in &self.cgroup_limits {
+            mech.push_str(&format!("; {}={} in {}", w.file, w.value, w.backend));
+        }
+        let has_pids_cgroup = self.cgroup_limits.iter().any(|w| w.file == "pids.max");
+        if l.processes.is_some() && self.identity.uid == 0 && !has_pids_cgroup {
+            return (
+                Enforcement::Partial(
+                    "max-processes: RLIMIT_NPROC does not bind uid 0 and no pids cgroup is available (run the server as another user, or delegate the pids controller)".into(),
+                ),
+                mech,
+            );
+        }
+        (Enforcement::Full, mech)
+    }
+
+    fn network_report(&self, host: &HostFacts, profile: &LoadedProfile) -> (Enforcement, String) {
+        let s = self.syscalls.sockets;
+        let mut mech = Vec::new();
+        mech.push(if s.tcp {
+            format!(
+                "TCP connect ports {:?}, bind ports {:?} (Landlock)",
+                self.ports.connect.iter().collect::<Vec<_>>(),
+                self.ports.bind.iter().collect::<Vec<_>>()
+            )
+        } else {
+            "no TCP/IP sockets (seccomp)".into()
+        });
+        if s.udp {
+            mech.push("UDP sockets allowed to any destination".into());
+        }
+        mech.push(if s.unix { "AF_UNIX sockets allowed".into() } else { "no AF_UNIX sockets (seccomp)".into() });
+        let mech = mech.join("; ");
+        if !self.address_rules.is_empty() {
+            let list: Vec<String> = self.address_rules.iter().map(|e| format!("{} ({})", e.value, e.origin)).collect();
+            return (
+                Enforcement::Partial(format!(
+                    "address-qualified destinations need the eBPF network layer, which this build does not have; only their ports would be enforced: {}",
+                    list.join(", ")
+                )),
+                mech,
+            );
+        }
+        let landlock_net = matches!(host.landlock, Ok(abi) if abi >= 4) && self.level(Layer::Landlock) != Level::Off;
+        if s.tcp && !landlock_net {
+            return (Enforcement::Partial("TCP ports cannot be restricted without Landlock ABI 4".into()), mech);
+        }
+        if !(s.tcp && s.udp && s.unix) && (!host.seccomp_filter || self.level(Layer::Seccomp) == Level::Off) {
+            return (
+                Enforcement::Missing(
+                    "socket families are closed by the seccomp layer, which is off or unavailable".into(),
+                ),
+                mech,
+            );
+        }
+        let _ = profile;
+        (Enforcement::Full, mech)
+    }
+}
+
+fn levels(profile: &LoadedProfile, grants: &Grants) -> BTreeMap<Layer, Level> {
+    let r = &profile.require;
+    let from_profile = |l: Layer| match l {
+        Layer::Landlock => r.landlock,
+        Layer::Seccomp => r.seccomp,
+        Layer::Limits => r.limits,
+        Layer::Network => r.network,
+        Layer::PidNamespace => r.pid_namespace,
+    };
+    Layer::ALL
+        .into_iter()
+        .map(|l| {
+            let cli = grants.require.iter().rev().find(|(g, _)| *g == l).map(|(_, v)| *v);
+            (l, cli.or(from_profile(l)).unwrap_or(l.default_level()))
+        })
+        .collect()
+}
+
+fn landlock_report(host: &HostFacts) -> (Enforcement, String) {
+    match &host.landlock {
+        Ok(abi) if *abi >= LANDLOCK_TARGET_ABI => (
+            Enforcement::Full,
+            format!(
+                "Landlock ABI {abi} (uses ABI {LANDLOCK_TARGET_ABI} features: fs rights, TCP ports, socket and signal scoping)"
+            ),
+        ),
+        Ok(abi) => {
+            let missing: Vec<&str> = [
+                (2, "refer"),
+                (3, "truncate"),
+                (4, "TCP port rules"),
+                (5, "device ioctl"),
+                (6, "abstract-socket and signal scoping"),
+            ]
+            .iter()
+            .filter(|(v, _)| v > abi)
+            .map(|(_, n)| *n)
+            .collect();
+            (
+                Enforcement::Partial(format!("kernel Landlock ABI {abi} lacks: {}", missing.join(", "))),
+                format!("Landlock ABI {abi}"),
+            )
+        }
+        Err(why) => (Enforcement::Missing(format!("Landlock is {why}")), "Landlock".into()),
+    }
+}
+
+fn resolve_identity(
+    profile: &LoadedProfile,
+    grants: &Grants,
+    host: &HostFacts,
+    inputs: &Inputs<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<Identity, PlanError> {
+    use nix::unistd::{Gid, Group, Uid, User};
+    let user_name = grants.user.as_ref().or(profile.process.user.as_ref());
+    let group_name = grants.group.as_ref().or(profile.process.group.as_ref());
+    let lookup_user = |name: &str| -> Result<User, PlanError> {
+        let found = match name.parse::<u32>() {
+            Ok(uid) => User::from_uid(Uid::from_raw(uid)),
+            Err(_) => User::from_name(name),
+        };
+        found.ok().flatten().ok_or_else(|| PlanError::UnknownId { kind: "user", name: name.to_string() })
+    };
+    let Some(user_name) = user_name else {
+        let uid = host.euid;
+        let me = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+        if uid == 0 {
+            warnings.push(
+                "the server runs as root (uid 0) with every capability dropped; name an unprivileged user with `--user` or [process] user to switch (user = \"root\" silences this)".into(),
+            );
+        }
+        if group_name.is_some() {
+            return Err(PlanError::Invalid {
+                what: "group".into(),
+                why: "a group switch needs a user switch too: set [process] user (or --user)".into(),
+            });
+        }
+        return Ok(Identity {
+            uid,
+            gid: nix::unistd::getegid().as_raw(),
+            name: me.as_ref().map_or_else(|| uid.to_string(), |u| u.name.clone()),
+            home: inputs.var("HOME").map(PathBuf::from).or(me.map(|u| u.dir)).unwrap_or_else(|| "/".into()),
+            switch: false,
+        });
+    };
+    let user = lookup_user(user_name)?;
+    let gid = match group_name {
+        None => user.gid,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => Gid::from_raw(gid),
+            Err(_) => Group::from_name(g)
+                .ok()
+                .flatten()
+                .map(|g| g.gid)
+                .ok_or_else(|| PlanError::UnknownId { kind: "group", name: g.clone() })?,
+        },
+    };
+    if !host.is_root() {
+        if user.uid.as_raw() == host.euid && gid.as_raw() == nix::unistd::getegid().as_raw() {
+            return Ok(Identity { uid: host.euid, gid: gid.as_raw(), name: user.name, home: user.dir, switch: false });
+        }
+        return Err(PlanError::SwitchNeedsRoot { user: user_name.clone(), uid: host.euid });
+    }
+    if user.uid.as_raw() == 0 && user_name != "root" && user_name != "0" {
+        warnings.push(format!("user `{user_name}` is uid 0: the server runs as root with every capability dropped"));
+    }
+    Ok(Identity { uid: user.uid.as_raw(), gid: gid.as_raw(), name: user.name, home: user.dir, switch: true })
+}
+
+fn matches_pattern(pattern: &str, name: &OsStr) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.as_bytes().starts_with(prefix.as_bytes()),
+        None => name.as_bytes() == pattern.as_bytes(),
+    }
+}
+
+fn resolve_env(
+    profile: &LoadedProfile,
+    grants: &Grants,
+    inputs: &Inputs<'_>,
+    vars: &Vars,
+    identity: &Identity,
+) -> Result<Vec<(OsString, OsString)>, PlanError> {
+    for name in &grants.pass_env {
+        if !crate::profile::load::valid_env_pattern(name) {
+            return Err(PlanError::Invalid { what: format!("--pass-env {name}"), why: "not a variable name".into() });
+        }
+    }
+    let patterns: Vec<&str> =
+        profile.env_pass.iter().map(|s| s.value.as_str()).chain(grants.pass_env.iter().map(String::as_str)).collect();
+    let mut env: BTreeMap<OsString, OsString> =
+        inputs.env.iter().filter(|(k, _)| patterns.iter().any(|p| matches_pattern(p, k))).cloned().collect();
+    if identity.switch {
+        // The invoking user's HOME and names are wrong for the target user.
+        for (k, v) in [
+            ("HOME", identity.home.as_os_str()),
+            ("USER", OsStr::new(&identity.name)),
+            ("LOGNAME", OsStr::new(&identity.name)),
+        ] {
+            if let Some(slot) = env.get_mut(OsStr::new(k)) {
+                *slot = v.to_os_string();
+            }
+        }
+    }
+    for (k, v) in &profile.env_set {
+        let value = vars
+            .expand(&v.value)
+            .map_err(|why| PlanError::Invalid { what: format!("environment.set.{k} ({})", v.origin), why })?;
+        env.insert(k.into(), value.into());
+    }
+    for (k, v) in &grants.set_env {
+        if !crate::profile::load::valid_env_pattern(k) || k.ends_with('*') {
+            return Err(PlanError::Invalid { what: format!("--set-env {k}={v}"), why: "not a variable name".into() });
+        }
+        env.insert(k.into(), v.into());
+    }
+    Ok(env.into_iter().collect())
+}
+
+fn resolve_program(arg0: &OsStr, search_path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, PlanError> {
+    let check = |p: &Path| -> Result<PathBuf, PlanError> {
+        let meta = p.metadata().map_err(|e| PlanError::NotExecutable { path: p.into(), why: e.to_string() })?;
+        if meta.is_dir() {
+            return Err(PlanError::NotExecutable { path: p.into(), why: "is a directory".into() });
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(PlanError::NotExecutable { path: p.into(), why: "no execute permission".into() });
+        }
+        Ok(p.to_path_buf())
+    };
+    if arg0.as_bytes().contains(&b'/') {
+        let p = cwd.join(arg0);
+        if !p.exists() {
+            return Err(PlanError::NotFound {
+                program: arg0.to_string_lossy().into(),
+                path: "(not searched: a path was given)".into(),
+            });
+        }
+        return check(&p);
+    }
+    let default = OsStr::new("/usr/local/bin:/usr/bin:/bin");
+    let search = search_path.unwrap_or(default);
+    for dir in std::env::split_paths(search) {
+        let candidate = cwd.join(dir).join(arg0);
+        if candidate.is_file()
+            && let Ok(p) = check(&candidate)
+        {
+            return Ok(p);
+        }
+    }
+    Err(PlanError::NotFound { program: arg0.to_string_lossy().into(), path: search.to_string_lossy().into() })
+}
+
+type PathGrants = (BTreeMap<PathBuf, (FsAccess, Origin)>, Vec<Sourced<String>>);
+
+fn resolve_paths(profile: &LoadedProfile, grants: &Grants, vars: &Vars, cwd: &Path) -> Result<PathGrants, PlanError> {
+    let mut paths: BTreeMap<PathBuf, (FsAccess, Origin)> = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let lists: [(&'static str, &[Sourced<String>], FsAccess); 3] = [
+        ("filesystem.read", &profile.read, FsAccess::READ),
+        ("filesystem.write", &profile.write, FsAccess::WRITE),
+        ("filesystem.exec", &profile.exec, FsAccess::EXEC),
+    ];
+    let mut add = |path: PathBuf, access: FsAccess, origin: Origin| {
+        let slot = paths.entry(path).or_insert((access, origin));
+        slot.0 = slot.0.union(access);
+    };
+    for (key, list, access) in lists {
+        for entry in list {
+            let (raw, optional) = match entry.value.strip_suffix('?') {
+                Some(r) => (r, true),
+                None => (entry.value.as_str(), false),
+            };
+            let err =
+                |why: String| PlanError::Path { key, path: entry.value.clone(), origin: entry.origin.clone(), why };
+            let expanded = vars.expand(raw).map_err(err)?;
+            match Path::new(&expanded).canonicalize() {
+                Ok(p) => add(p, access, entry.origin.clone()),
+                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => skipped.push(entry.clone()),
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+    }
+    let cli: [(&'static str, &[PathBuf], FsAccess); 3] = [
+        ("--allow-read", &grants.read, FsAccess::READ),
+        ("--allow-write", &grants.write, FsAccess::WRITE),
+        ("--allow-exec", &grants.exec, FsAccess::EXEC),
+    ];
+    for (flag, list, access) in cli {
+        for p in list {
+            let canonical = cwd.join(p).canonicalize().map_err(|e| PlanError::Path {
+                key: flag,
+                path: p.display().to_string(),
+                origin: "command line".into(),
+                why: e.to_string(),
+            })?;
+            add(canonical, access, flag.to_string());
+        }
+    }
+    Ok((paths, skipped))
+}
+
+/// The program, and a script's interpreter, must be under an exec grant or Landlock will refuse
+/// the `execve` with a bare EACCES; saying so before the fork gives a useful message.
+fn check_exec_allowed(program: &Path, paths: &BTreeMap<PathBuf, (FsAccess, Origin)>) -> Result<(), PlanError> {
+    let allowed = |p: &Path| paths.iter().any(|(dir, (a, _))| a.exec && p.starts_with(dir));
+    let mut to_check = vec![program.canonicalize().unwrap_or_else(|_| program.to_path_buf())];
+    if let Some(interp) = shebang_interpreter(program) {
+        to_check.push(interp.canonicalize().unwrap_or(interp));
+    }
+    for p in to_check {
+        if !allowed(&p) {
+            let dir = p.parent().map_or_else(|| p.clone(), Path::to_path_buf);
+            return Err(PlanError::ExecNotAllowed { path: p, dir });
+        }
+    }
+    Ok(())
+}
+
+fn shebang_interpreter(program: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let interp = line.split(|b| *b == b' ' || *b == b'\t').find(|s| !s.is_empty())?;
+    Some(PathBuf::from(OsStr::from_bytes(interp)))
+}
+
+fn cgroup_limits(limits: &Limits, host: &HostFacts) -> Vec<LimitWrite> {
+    let mut out = Vec::new();
+    if let Some(n) = limits.processes
+        && let Some(backend) = host.cgroups.backend_for("pids")
+    {
+        out.push(LimitWrite { backend, file: "pids.max", value: n.to_string() });
+    }
+    if let Some(size) = limits.memory
+        && let Some(backend) = host.cgroups.backend_for("memory")
+    {
+        let file = match backend {
+            Backend::V2 { .. } => "memory.max",
+            Backend::V1 { .. } => "memory.limit_in_bytes",
+        };
+        out.push(LimitWrite { backend, file, value: size.0.to_string() });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::load_source;
+
+    fn host() -> HostFacts {
+        HostFacts::probe()
+    }
+
+    fn inputs(env: &[(OsString, OsString)]) -> Inputs<'_> {
+        Inputs { env, cwd: "/".into() }
+    }
+
+    fn env() -> Vec<(OsString, OsString)> {
+        [("PATH", "/usr/bin:/bin"), ("HOME", "/root"), ("AWS_SECRET_ACCESS_KEY", "x"), ("LC_ALL", "C")]
+            .iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect()
+    }
+
+    fn resolve(text: &str, grants: &Grants, cmd: &[&str]) -> Result<Plan, PlanError> {
+        let p = load_source("t.toml", text).unwrap();
+        let env = env();
+        let cmd: Vec<OsString> = cmd.iter().map(OsString::from).collect();
+        Plan::resolve(&p, grants, &cmd, &host(), &inputs(&env))
+    }
+
+    #[test]
+    fn environment_is_built_from_the_allow_list() {
+        let plan = resolve(
+            "extends = [\"strict\"]\n[environment]\nset = { A = \"${HOME}/a\" }\n",
+            &Grants::default(),
+            &["true"],
+        )
+        .unwrap();
+        let names: Vec<_> = plan.env.iter().map(|(k, _)| k.to_str().unwrap()).collect();
+        assert!(names.contains(&"PATH") && names.contains(&"LC_ALL") && names.contains(&"A"));
+        assert!(!names.contains(&"AWS_SECRET_ACCESS_KEY"), "secrets are dropped: {names:?}");
+        assert_eq!(plan.program, Path::new("/usr/bin/true"));
+    }
+
+    #[test]
+    fn missing_paths_fail_unless_optional() {
+        let e = resolve("[filesystem]\nread = [\"/nonexistent/x\"]\n", &Grants::default(), &["/bin/true"]).unwrap_err();
+        assert!(e.to_string().starts_with("filesystem.read path `/nonexistent/x` (t.toml:2:9): No such file"), "{e}");
+        let plan = resolve(
+            "[filesystem]\nread = [\"/nonexistent/x?\"]\nexec = [\"/usr\", \"/bin\"]\n",
+            &Grants::default(),
+            &["/bin/true"],
+        )
+        .unwrap();
+        assert_eq!(plan.skipped.len(), 1);
+    }
+
+    #[test]
+    fn program_outside_exec_list_is_refused_with_a_hint() {
+        let e = resolve("[filesystem]\nread = [\"/usr\"]\n", &Grants::default(), &["/usr/bin/true"]).unwrap_err();
+        assert!(matches!(e, PlanError::ExecNotAllowed { .. }), "{e}");
+        assert!(e.hint().unwrap().contains("--allow-exec /usr/bin"));
+    }
+
+    #[test]
+    fn not_found_and_not_executable_have_their_exit_codes() {
+        let e = resolve("extends = [\"strict\"]\n", &Grants::default(), &["no-such-program-xyz"]).unwrap_err();
+        assert_eq!(e.exit_code(), 127, "{e}");
+        let e = resolve("extends = [\"strict\"]\n", &Grants::default(), &["/etc/passwd"]).unwrap_err();
+        assert_eq!(e.exit_code(), 126, "{e}");
+    }
+
+    #[test]
+    fn address_rules_are_unenforceable_without_ebpf_unless_best_effort() {
+        let g = Grants { connect: vec!["127.0.0.1:5432".parse().unwrap()], ..Default::default() };
+        let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
+        assert!(plan.ports.connect.contains(&5432));
+        let e = plan.check_requirements().unwrap_err();
+        assert!(e.to_string().starts_with("network is required but cannot be enforced"), "{e}");
+        let g = Grants { require: vec![(Layer::Network, Level::BestEffort)], ..g };
+        let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
+        plan.check_requirements().unwrap();
+        assert!(plan.warnings.iter().any(|w| w.contains("network is best-effort")));
+    }
+
+    #[test]
+    fn cli_limits_override_the_profile() {
+        let g = Grants { max_processes: Some(9), max_memory: Some(Size(1 << 20)), ..Default::default() };
+        let plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
+        assert_eq!(plan.limits.processes, Some(9));
+        assert_eq!(plan.limits.memory, Some(Size(1 << 20)));
+        assert_eq!(plan.limits.open_files, Some(4096));
+    }
+}

@@ -1,0 +1,336 @@
+//! The seccomp layer: the default deny-set as data, argument rules (clone namespace flags, TTY
+//! injection ioctls, personality, socket families), compiled once by seccompiler before the fork.
+//!
+//! The filter is a deny-list over an allow-all default: MCP servers are arbitrary Node, Python or
+//! native programs, so an allow-list would break them on every runtime upgrade; what they never
+//! need is the kernel attack surface below. docs/syscalls.md gives the reason for each entry.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen as Len, SeccompCmpOp as Op, SeccompCondition as Cond, SeccompFilter,
+    SeccompRule, TargetArch,
+};
+use syscalls::Sysno;
+
+use crate::profile::Violation;
+
+/// The default deny-set: `(syscall, reason)`. Names missing on an architecture are skipped.
+pub const DEFAULT_DENY: &[(&str, &str)] = &[
+    (
+        "io_uring_setup",
+        "io_uring: a second syscall interface that bypasses seccomp argument checks; frequent kernel CVEs",
+    ),
+    ("io_uring_enter", "io_uring"),
+    ("io_uring_register", "io_uring"),
+    ("bpf", "loading eBPF programs and maps: kernel attack surface, reads kernel memory with privileges"),
+    ("perf_event_open", "performance counters: side channels and a long CVE history"),
+    ("ptrace", "debugging other processes: read their memory, inject code"),
+    ("process_vm_readv", "reads another process's memory directly"),
+    ("process_vm_writev", "writes another process's memory directly"),
+    ("pidfd_getfd", "steals a file descriptor from another process"),
+    ("kcmp", "compares kernel objects of other processes (an information leak used in exploits)"),
+    ("keyctl", "kernel keyrings hold other sessions' secrets; frequent CVEs"),
+    ("add_key", "kernel keyrings"),
+    ("request_key", "kernel keyrings"),
+    ("userfaultfd", "stalls kernel page faults at will: the classic race-exploit primitive"),
+    ("kexec_load", "replaces the running kernel"),
+    ("kexec_file_load", "replaces the running kernel"),
+    ("init_module", "loads kernel modules"),
+    ("finit_module", "loads kernel modules"),
+    ("delete_module", "unloads kernel modules"),
+    ("mount", "changes the mount table (escapes Landlock's view of the filesystem)"),
+    ("umount2", "changes the mount table"),
+    ("pivot_root", "changes the root filesystem"),
+    ("chroot", "changes the root directory (a confused-deputy tool with setuid programs)"),
+    ("move_mount", "new mount API"),
+    ("open_tree", "new mount API"),
+    ("fsopen", "new mount API: filesystem contexts parse attacker-controlled options in the kernel"),
+    ("fsmount", "new mount API"),
+    ("fsconfig", "new mount API"),
+    ("fspick", "new mount API"),
+    ("mount_setattr", "new mount API"),
+    ("unshare", "new namespaces: user namespaces expose kernel code normally reserved for root"),
+    ("setns", "joins other namespaces"),
+    ("swapon", "system administration"),
+    ("swapoff", "system administration"),
+    ("reboot", "system administration"),
+    ("acct", "system administration"),
+    ("quotactl", "system administration"),
+    ("quotactl_fd", "system administration"),
+    ("settimeofday", "changes the system clock"),
+    ("clock_settime", "changes the system clock"),
+    ("clock_adjtime", "changes the system clock"),
+    ("adjtimex", "changes the system clock"),
+    ("syslog", "reads the kernel log (kernel addresses)"),
+    ("vhangup", "hangs up the terminal"),
+    ("lookup_dcookie", "obsolete profiling interface"),
+    ("uselib", "obsolete a.out loader"),
+    ("nfsservctl", "obsolete"),
+    ("modify_ldt", "16-bit segments: old exploit primitive, unused by modern programs"),
+    ("iopl", "raw I/O port access"),
+    ("ioperm", "raw I/O port access"),
+    ("open_by_handle_at", "opens files by handle, bypassing path checks (the Shocker container escape)"),
+    ("name_to_handle_at", "the other half of open_by_handle_at"),
+    ("fanotify_init", "watches the whole filesystem"),
+    ("process_madvise", "acts on another process's memory"),
+];
+
+/// `clone` flags that create namespaces (`CLONE_NEWTIME` is a clone3/unshare-only flag: in
+/// `clone`'s first argument that bit is part of the exit signal).
+const CLONE_NS_FLAGS: &[(u64, &str)] = &[
+    (libc::CLONE_NEWNS as u64, "CLONE_NEWNS"),
+    (libc::CLONE_NEWUTS as u64, "CLONE_NEWUTS"),
+    (libc::CLONE_NEWIPC as u64, "CLONE_NEWIPC"),
+    (libc::CLONE_NEWUSER as u64, "CLONE_NEWUSER"),
+    (libc::CLONE_NEWPID as u64, "CLONE_NEWPID"),
+    (libc::CLONE_NEWNET as u64, "CLONE_NEWNET"),
+    (libc::CLONE_NEWCGROUP as u64, "CLONE_NEWCGROUP"),
+];
+
+/// TTY ioctls that push input into the terminal (command injection into the user's shell).
+const DENIED_IOCTLS: &[(u64, &str)] = &[(libc::TIOCSTI, "TIOCSTI"), (libc::TIOCLINUX, "TIOCLINUX")];
+
+/// The personality values a program may set: the default and the query value.
+const ALLOWED_PERSONALITIES: &[u64] = &[0, 0xffff_ffff];
+
+/// What the network section allows at the socket level (ports are Landlock's business).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SocketPolicy {
+    pub tcp: bool,
+    pub udp: bool,
+    pub unix: bool,
+}
+
+/// The resolved syscall policy of a plan.
+#[derive(Debug, Clone)]
+pub struct SyscallPolicy {
+    pub deny: BTreeSet<Sysno>,
+    pub action: Violation,
+    pub sockets: SocketPolicy,
+}
+
+impl SyscallPolicy {
+    /// The default deny-set, minus `allow`, plus `deny`.
+    pub fn new(
+        allow: impl IntoIterator<Item = Sysno>,
+        deny: impl IntoIterator<Item = Sysno>,
+        action: Violation,
+        sockets: SocketPolicy,
+    ) -> Self {
+        let mut set: BTreeSet<Sysno> = DEFAULT_DENY.iter().filter_map(|(n, _)| n.parse().ok()).collect();
+        for s in allow {
+            set.remove(&s);
+        }
+        set.extend(deny);
+        SyscallPolicy { deny: set, action, sockets }
+    }
+
+    /// Argument-level rules, described for `explain`.
+    pub fn conditional_rules(&self) -> Vec<String> {
+        let mut out = vec![
+            format!(
+                "clone: denied with any of {}",
+                CLONE_NS_FLAGS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join("|")
+            ),
+            "clone3: answers ENOSYS (libc falls back to clone, whose flags a filter can see)".into(),
+            format!("ioctl: {} denied", DENIED_IOCTLS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
+            "personality: only the default (0) and queries".into(),
+        ];
+        let s = self.sockets;
+        let mut families = Vec::new();
+        if s.unix {
+            families.push("AF_UNIX");
+        }
+        if s.tcp || s.udp {
+            let kinds = match (s.tcp, s.udp) {
+                (true, true) => "TCP and UDP",
+                (true, false) => "TCP",
+                _ => "UDP",
+            };
+            families.push(if s.tcp && s.udp { "AF_INET/AF_INET6 (TCP and UDP)" } else { kinds });
+        }
+        out.push(if families.is_empty() {
+            "socket: every family denied (socketpair(AF_UNIX) allowed)".into()
+        } else {
+            format!("socket: only {} (socketpair(AF_UNIX) allowed)", families.join(", "))
+        });
+        out
+    }
+
+    fn deny_action(&self) -> SeccompAction {
+        match self.action {
+            Violation::Errno => SeccompAction::Errno(libc::EPERM as u32),
+            Violation::Kill => SeccompAction::KillProcess,
+            Violation::Log => SeccompAction::Log,
+        }
+    }
+
+    /// The rules of the main filter: syscall number -> rules (any matching rule denies; an empty
+    /// list denies unconditionally).
+    fn rules(&self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
+        for sys in &self.deny {
+            rules.insert(sys.id() as i64, Vec::new());
+        }
+        let nr = |s: Sysno| s.id() as i64;
+        let rule = |conds: Vec<Cond>| SeccompRule::new(conds);
+        let arg = |i: u8, op: Op, v: u64| Cond::new(i, Len::Qword, op, v);
+        let arg32 = |i: u8, op: Op, v: u64| Cond::new(i, Len::Dword, op, v);
+
+        if !self.deny.contains(&Sysno::clone) {
+            let mut list = Vec::new();
+            for (flag, _) in CLONE_NS_FLAGS {
+                list.push(rule(vec![arg(0, Op::MaskedEq(*flag), *flag)?])?);
+            }
+            rules.insert(nr(Sysno::clone), list);
+        }
+        if !self.deny.contains(&Sysno::ioctl) {
+            let list =
+                DENIED_IOCTLS.iter().map(|(req, _)| rule(vec![arg32(1, Op::Eq, *req)?])).collect::<Result<_, _>>()?;
+            rules.insert(nr(Sysno::ioctl), list);
+        }
+        if !self.deny.contains(&Sysno::personality) {
+            let conds = ALLOWED_PERSONALITIES.iter().map(|p| arg32(0, Op::Ne, *p)).collect::<Result<_, _>>()?;
+            rules.insert(nr(Sysno::personality), vec![rule(conds)?]);
+        }
+        if !self.deny.contains(&Sysno::socket) {
+            rules.insert(nr(Sysno::socket), self.socket_rules()?);
+        }
+        Ok(rules)
+    }
+
+    /// `socket(domain, type, protocol)` is denied unless the (domain, type, protocol) is one the
+    /// network section allows. Conditions within a rule are ANDed, rules ORed, and seccompiler has
+    /// no masked-not-equal, so "any other type" is spelled out over the 4-bit type field.
+    fn socket_rules(&self) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+        const TYPE_MASK: u64 = 0xf; // the low bits of `type`; the rest are SOCK_CLOEXEC/NONBLOCK
+        let s = self.sockets;
+        let dom = |op: Op, v: i32| Cond::new(0, Len::Dword, op, v as u64);
+        let mut families = Vec::new();
+        if s.unix {
+            families.push(libc::AF_UNIX);
+        }
+        if s.tcp || s.udp {
+            families.extend([libc::AF_INET, libc::AF_INET6]);
+        }
+        let mut rules = Vec::new();
+        // Any family not listed. With no family allowed, a trivially true condition denies all.
+        let others: Vec<Cond> = if families.is_empty() {
+            vec![Cond::new(0, Len::Qword, Op::Ge, 0)?]
+        } else {
+            families.iter().map(|f| dom(Op::Ne, *f)).collect::<Result<_, _>>()?
+        };
+        rules.push(SeccompRule::new(others)?);
+        // Inet families: only the allowed socket types, and TCP only as protocol 0 or IPPROTO_TCP
+        // (MPTCP or SCTP streams would slip past Landlock's TCP port rules on older kernels).
+        if s.tcp || s.udp {
+            let mut allowed_types = Vec::new();
+            if s.tcp {
+                allowed_types.push(libc::SOCK_STREAM as u64);
+            }
+            if s.udp {
+                allowed_types.push(libc::SOCK_DGRAM as u64);
+            }
+            for family in [libc::AF_INET, libc::AF_INET6] {
+                for ty in (0..=TYPE_MASK).filter(|t| !allowed_types.contains(t)) {
+                    rules.push(SeccompRule::new(vec![
+                        dom(Op::Eq, family)?,
+                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), ty)?,
+                    ])?);
+                }
+                if s.tcp {
+                    rules.push(SeccompRule::new(vec![
+                        dom(Op::Eq, family)?,
+                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), libc::SOCK_STREAM as u64)?,
+                        Cond::new(2, Len::Dword, Op::Ne, 0)?,
+                        Cond::new(2, Len::Dword, Op::Ne, libc::IPPROTO_TCP as u64)?,
+                    ])?);
+                }
+                if s.udp {
+                    rules.push(SeccompRule::new(vec![
+                        dom(Op::Eq, family)?,
+                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), libc::SOCK_DGRAM as u64)?,
+                        Cond::new(2, Len::Dword, Op::Ne, 0)?,
+                        Cond::new(2, Len::Dword, Op::Ne, libc::IPPROTO_UDP as u64)?,
+                    ])?);
+                }
+            }
+        }
+        Ok(rules)
+    }
+
+    /// Compiles the filters to install, in order. Several filters because seccompiler gives one
+    /// action per filter: the deny-set's action, ENOSYS for clone3, and the x32 guard.
+    pub fn compile(&self) -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
+        let arch = target_arch();
+        let main = SeccompFilter::new(self.rules()?, SeccompAction::Allow, self.deny_action(), arch)?;
+        let mut enosys = BTreeMap::new();
+        enosys.insert(Sysno::clone3.id() as i64, Vec::new());
+        let enosys = SeccompFilter::new(enosys, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
+        let mut programs = vec![main.try_into()?, enosys.try_into()?];
+        #[cfg(target_arch = "x86_64")]
+        programs.push(crate::sys::x32::guard());
+        Ok(programs)
+    }
+}
+
+fn target_arch() -> TargetArch {
+    #[cfg(target_arch = "x86_64")]
+    return TargetArch::x86_64;
+    #[cfg(target_arch = "aarch64")]
+    return TargetArch::aarch64;
+    #[cfg(target_arch = "riscv64")]
+    return TargetArch::riscv64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(sockets: SocketPolicy) -> SyscallPolicy {
+        SyscallPolicy::new([], [], Violation::Errno, sockets)
+    }
+
+    #[test]
+    fn default_deny_set_names_are_real_syscalls() {
+        for (name, reason) in DEFAULT_DENY {
+            assert!(name.parse::<Sysno>().is_ok(), "{name} is not a syscall on this architecture");
+            assert!(!reason.is_empty());
+        }
+        let p = policy(SocketPolicy::default());
+        for must in ["io_uring_setup", "bpf", "perf_event_open", "ptrace", "userfaultfd", "unshare", "add_key"] {
+            assert!(p.deny.contains(&must.parse().unwrap()), "{must} must be denied by default");
+        }
+    }
+
+    #[test]
+    fn allow_and_deny_adjust_the_set() {
+        let p = SyscallPolicy::new([Sysno::ptrace], [Sysno::chdir], Violation::Kill, SocketPolicy::default());
+        assert!(!p.deny.contains(&Sysno::ptrace));
+        assert!(p.deny.contains(&Sysno::chdir));
+        assert_eq!(p.deny_action(), SeccompAction::KillProcess);
+    }
+
+    #[test]
+    fn filters_compile_for_every_socket_policy() {
+        for tcp in [false, true] {
+            for udp in [false, true] {
+                for unix in [false, true] {
+                    let progs = policy(SocketPolicy { tcp, udp, unix }).compile().unwrap();
+                    assert!(progs.len() >= 2);
+                    assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn socket_rules_deny_everything_when_nothing_is_allowed() {
+        let rules = policy(SocketPolicy::default()).socket_rules().unwrap();
+        assert_eq!(rules.len(), 1, "one catch-all rule");
+        let rules = policy(SocketPolicy { tcp: true, ..Default::default() }).socket_rules().unwrap();
+        // other families + 15 other types and 1 protocol rule per inet family
+        assert_eq!(rules.len(), 1 + 2 * (15 + 1));
+    }
+}

@@ -1,0 +1,236 @@
+//! The supervisor: does the fallible preparation (cgroups, Landlock ruleset, seccomp programs),
+//! forks stage 2 while still single-threaded, learns from the error pipe whether the server was
+//! executed, then forwards signals and exits with the server's status.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::resource::Resource;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::cgroup::{CgroupError, ServerCgroups};
+use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
+use crate::profile::Level;
+use crate::sandbox::landlock::{self, LandlockError, NetPorts};
+use crate::sandbox::stage2::{self, Stage2, Step, StepError};
+use crate::sys;
+
+/// Signals forwarded to the server. SIGCHLD is handled, everything else keeps its default.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Landlock(#[from] LandlockError),
+    #[error("failed to compile the seccomp filter: {0}")]
+    Seccomp(#[from] seccompiler::BackendError),
+    #[error("failed to {action}: {source}")]
+    Sys { action: &'static str, source: std::io::Error },
+    #[error("{what} contains a NUL byte")]
+    Nul { what: String },
+    #[error(
+        "refusing to fork the sandbox: the launcher has {0} threads (stage 2 must fork from a single-threaded process)"
+    )]
+    Threads(u64),
+    #[error("failed to {}: {}", .0.step.describe(), describe_errno(.0.errno))]
+    Stage2(StepError),
+}
+
+fn describe_errno(errno: i32) -> String {
+    if errno == 0 {
+        "not enforced".into()
+    } else {
+        format!("{} ({})", std::io::Error::from_raw_os_error(errno), Errno::from_raw(errno))
+    }
+}
+
+impl SupervisorError {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            SupervisorError::Stage2(e) => e.exit_code(),
+            _ => 125,
+        }
+    }
+
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            SupervisorError::Cgroup(_) => "limits that need a cgroup fall back to rlimits with `--require limits=best-effort`".into(),
+            SupervisorError::Landlock(LandlockError::Create(_)) => {
+                "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()
+            }
+            SupervisorError::Stage2(e) => match (e.step, e.errno) {
+                (Step::Exec, libc::EACCES) => {
+                    "Landlock denied the exec: the program (or its interpreter) must be under an --allow-exec path".into()
+                }
+                (Step::Exec, libc::ENOENT) => "check the program path, or a script's interpreter line".into(),
+                (Step::MapUserNamespace, _) => "disable the PID namespace with `--require pid-namespace=off`".into(),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
+fn cstring(what: &str, s: &OsStr) -> Result<CString, SupervisorError> {
+    CString::new(s.as_bytes()).map_err(|_| SupervisorError::Nul { what: format!("{what} `{}`", s.to_string_lossy()) })
+}
+
+fn sys_err(action: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
+    move |source| SupervisorError::Sys { action, source }
+}
+
+/// Runs the plan's server and returns the exit status to leave with.
+pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
+    // 0. Fallible work, before the fork: the cgroups (with their limits), the Landlock ruleset
+    //    (every path opened), the seccomp programs, the argv/envp as C strings.
+    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits)?;
+    let landlock = match plan.level(Layer::Landlock) {
+        Level::Off => None,
+        _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => None,
+        level => {
+            let paths = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+            let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
+            Some((landlock::prepare(&paths, &ports, level)?, level))
+        }
+    };
+    let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
+        (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
+        _ => plan.syscalls.compile()?,
+    };
+    let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
+    let l = &plan.limits;
+    rlimits.extend(l.open_files.map(|v| (Resource::RLIMIT_NOFILE, v)));
+    rlimits.extend(l.processes.map(|v| (Resource::RLIMIT_NPROC, v)));
+    rlimits.extend(l.memory.map(|v| (Resource::RLIMIT_DATA, v.0)));
+    rlimits.extend(l.file_size.map(|v| (Resource::RLIMIT_FSIZE, v.0)));
+    rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
+    let env = plan
+        .env
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = OsString::from(k);
+            kv.push("=");
+            kv.push(v);
+            cstring("environment variable", &kv)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let argv = plan.argv.iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
+
+    let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
+    let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+        .map_err(|e| SupervisorError::Sys { action: "create the error pipe", source: e.into() })?;
+
+    // Signals we forward, and SIGCHLD, are blocked from here on: the supervisor takes them with
+    // sigwait, and stage 2 inherits the blocked mask until just before exec.
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut waited = forwarded;
+    waited.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
+        .map_err(|e| SupervisorError::Sys { action: "block signals", source: e.into() })?;
+
+    let threads = sys::thread_count().map_err(sys_err("count the launcher's threads"))?;
+    if threads != 1 {
+        return Err(SupervisorError::Threads(threads));
+    }
+    let ns_flags = match plan.pid_namespace {
+        PidNamespace::Off => 0,
+        PidNamespace::Plain => libc::CLONE_NEWPID,
+        PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
+    };
+    let stage2 = Stage2 {
+        program: cstring("program path", plan.program.as_os_str())?,
+        argv,
+        env,
+        cwd: cstring("working directory", plan.cwd.as_os_str())?,
+        switch_to: plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid)),
+        own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+        rlimits,
+        cgroup_procs: std::mem::take(&mut cgroups.procs),
+        pid_namespace: plan.pid_namespace,
+        landlock,
+        seccomp,
+        forwarded,
+        supervisor,
+        error_pipe: error_write,
+    };
+
+    let child = match sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))? {
+        sys::Forked::Child => {
+            drop(error_read);
+            stage2::run(stage2)
+        }
+        sys::Forked::Parent(pid) => Pid::from_raw(pid),
+    };
+    drop(stage2);
+
+    if let Some(err) = read_stage2_error(error_read) {
+        let _ = waitpid(child, None);
+        drop(cgroups);
+        return Err(SupervisorError::Stage2(err));
+    }
+    tracing::debug!(pid = child.as_raw(), "server started");
+
+    let status = supervise(child, &waited);
+    drop(cgroups);
+    Ok(status)
+}
+
+/// Reads the error pipe to EOF: `None` when stage 2 executed the server (close-on-exec closed
+/// the pipe), `Some` when it reported a failed step.
+fn read_stage2_error(pipe: OwnedFd) -> Option<StepError> {
+    let mut buf = [0u8; StepError::WIRE_LEN];
+    let mut file = std::fs::File::from(pipe);
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if got == buf.len() { StepError::from_bytes(&buf) } else { None }
+}
+
+/// Waits for the server, forwarding signals to its process group (or to its PID-1 reaper, which
+/// passes them on to the whole namespace). Returns the exit status to leave with.
+fn supervise(child: Pid, waited: &SigSet) -> i32 {
+    loop {
+        match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => {}
+            Err(Errno::ECHILD) => return 125,
+            Err(_) => {}
+        }
+        let Ok(sig) = waited.wait() else { continue };
+        if sig == Signal::SIGCHLD {
+            continue;
+        }
+        tracing::debug!(signal = %sig, "forwarding signal to the server");
+        // Stage 2 made the server a session (and process group) leader: signal the group, as a
+        // terminal would; fall back to the process if it left its group.
+        if kill(Pid::from_raw(-child.as_raw()), sig).is_err() {
+            let _ = kill(child, sig);
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The raw system calls that no crate covers. Every `unsafe` block of the launcher lives here.
+//!
+//! Each function is one syscall (or one tightly coupled pair) with a safe signature; callers never
+//! see a raw pointer. Errors come back as `std::io::Error` so each layer can wrap them in its own
+//! error variant with the object involved.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Landlock ABI version of the running kernel: `Ok(n)` (n >= 1) or the errno that says why not
+/// (`ENOSYS`: not built in; `EOPNOTSUPP`: built in but disabled at boot).
+///
+/// The landlock crate keeps its own probe private, and `doctor`/`explain` must report the version
+/// without creating a ruleset.
+pub fn landlock_abi_version() -> io::Result<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attr, size 0 and the VERSION flag the kernel reads no memory and only
+    // returns the ABI version (or an error); no fd is created.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as i32) }
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits. Stage 2 holds one
+/// for the supervisor to detect a supervisor that died before the parent-death signal was armed,
+/// which `getppid()` cannot do from inside a PID namespace (it returns 0 there).
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new fd or -1; no memory is shared.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// True when the process behind `pidfd` has exited (the fd polls readable).
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut pfd = libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: `pfd` is a valid pollfd for the duration of the call; nfds is 1; timeout 0 means
+    // the call never blocks.
+    let ret = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret > 0 && pfd.revents & libc::POLLIN != 0)
+}
+
+/// The result of [`fork_into_namespaces`], as seen by each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent: the child's pid (in the parent's PID namespace).
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`, optionally into new namespaces (`CLONE_NEWPID`, `CLONE_NEWUSER`): the raw `clone`
+/// syscall with a null stack behaves exactly like `fork`, but can take namespace flags so that the
+/// child becomes PID 1 of a fresh PID namespace (`unshare(CLONE_NEWPID)` would only affect the
+/// caller's later children and need a third process).
+///
+/// Only call this while the process is single-threaded: no `atfork` handlers run.
+pub fn fork_into_namespaces(ns_flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: clone with a null child stack duplicates the address space copy-on-write, exactly
+    // like fork(2). The caller guarantees the process is single-threaded, so no lock (malloc,
+    // stdio) can be held by a thread that does not exist in the child. Parent and child tids are
+    // not requested (null pointers) and no TLS is set.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns_flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// Marks every fd from `first` upwards close-on-exec (`close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`),
+/// so nothing the launcher inherited reaches the server, while the fds stage 2 still needs until
+/// `execve` (error pipe, Landlock ruleset, cgroup file) stay usable.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags in this process's table; no memory is passed.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Closes every fd from `first` upwards (`close_range(first, ~0, 0)`): used by the PID-1 reaper,
+/// which must not keep the server's pipes or the error pipe open.
+pub fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: as above; the caller owns no Rust object that wraps these fds any more (the reaper
+    // never touches them again and only exits).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Resets every catchable signal to its default disposition. Ignored signals survive `execve`,
+/// so a launcher started with, e.g., SIGPIPE ignored would otherwise hand that to the server.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition; the previous handler is discarded. No
+        // handler of ours can be running: the process is single-threaded and all signals are
+        // blocked at this point.
+        let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if prev == libc::SIG_ERR {
+            // Signals reserved by libc (32, 33) refuse; they cannot be inherited as ignored anyway.
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `_exit(code)`: leave without running atexit handlers or flushing stdio buffers that belong to
+/// the parent's copy of the process (stage 2 and the reaper are forked copies).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Number of threads in this process (from `/proc/self/stat`, field 20). Fork-first stage 2 is
+/// only sound while this is 1.
+pub fn thread_count() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The comm field (2) is in parentheses and may contain spaces: count fields after the last ')'.
+    let after =
+        stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| io::Error::other("malformed /proc/self/stat"))?;
+    after
+        .split_whitespace()
+        .nth(17)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
+}
+
+/// The installed x32-syscall guard and its evaluation, kept here because it is hand-assembled BPF.
+#[cfg(target_arch = "x86_64")]
+pub mod x32 {
+    use seccompiler::sock_filter;
+
+    const BPF_LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const BPF_JMP_JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+    const BPF_JMP_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const BPF_RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+
+    /// A filter that answers ENOSYS to every x32-ABI syscall (numbers with bit 30 set). Every rule
+    /// of the main filter is keyed by the x86-64 number, so without this a kernel built with
+    /// `CONFIG_X86_X32_ABI` would let `io_uring_setup | 0x40000000` through. seccompiler cannot
+    /// express a range check, hence five hand-written instructions.
+    pub fn guard() -> Vec<sock_filter> {
+        let stmt = |code, k| sock_filter { code, jt: 0, jf: 0, k };
+        vec![
+            stmt(BPF_LD_W_ABS, 4), // seccomp_data.arch
+            sock_filter { code: BPF_JMP_JEQ_K, jt: 1, jf: 0, k: AUDIT_ARCH_X86_64 },
+            stmt(BPF_RET_K, SECCOMP_RET_ALLOW), // other arches: the main filter kills them
+            stmt(BPF_LD_W_ABS, 0),              // seccomp_data.nr
+            sock_filter { code: BPF_JMP_JGE_K, jt: 0, jf: 1, k: X32_SYSCALL_BIT },
+            stmt(BPF_RET_K, SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
+            stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        ]
+    }
+}
