@@ -1,0 +1,372 @@
+//! warden-probe: one attack (or one legitimate action) per subcommand, run inside the sandbox by
+//! the integration tests. Prints a single line on stdout: `OK <detail>` when the action succeeded,
+//! `ERR <ERRNO>` (e.g. `ERR EACCES`) when the kernel refused it; exits 0 or 1 accordingly.
+//!
+//! This is an attack tool: raw syscalls are the point, so `unsafe` lives here by design (the
+//! launcher keeps all of its own in `launcher/src/sys.rs`).
+#![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use nix::errno::Errno;
+
+type Outcome = Result<String, Errno>;
+
+fn last() -> Errno {
+    Errno::last()
+}
+
+fn io(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// `libc::syscall` returning -1 -> Err(errno).
+fn check(ret: libc::c_long, what: &str) -> Outcome {
+    if ret < 0 { Err(last()) } else { Ok(format!("{what} returned {ret}")) }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let a = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let n = |i: usize| a(i).parse::<i64>().unwrap_or(0);
+    let outcome = match a(0).as_str() {
+        "read" => std::fs::read(a(1)).map(|b| format!("read {} bytes", b.len())).map_err(io),
+        "readlink" => std::fs::read_link(a(1)).map(|p| format!("{}", p.display())).map_err(io),
+        "list" => std::fs::read_dir(a(1)).map(|d| format!("{} entries", d.count())).map_err(io),
+        "write" => std::fs::write(a(1), b"written by warden-probe\n").map(|_| "wrote".into()).map_err(io),
+        "append" => std::fs::OpenOptions::new()
+            .append(true)
+            .open(a(1))
+            .and_then(|mut f| f.write_all(b"echo pwned\n"))
+            .map(|_| "appended".into())
+            .map_err(io),
+        "hardlink" => std::fs::hard_link(a(1), a(2)).map(|_| "linked".into()).map_err(io),
+        "rename" => std::fs::rename(a(1), a(2)).map(|_| "renamed".into()).map_err(io),
+        "exec" => exec(&a(1), &args[2..]),
+        "drop-exec" => drop_exec(&a(1), &a(2)),
+        "ids" => Ok(ids()),
+        "status" => status(),
+        "env" => std::env::var(a(1)).map(|v| format!("{}={v}", a(1))).map_err(|_| Errno::ENOENT),
+        "tcp-connect" => {
+            std::net::TcpStream::connect((a(1).as_str(), n(2) as u16)).map(|_| "connected".into()).map_err(io)
+        }
+        "tcp-listen" => std::net::TcpListener::bind(("127.0.0.1", n(1) as u16)).map(|_| "listening".into()).map_err(io),
+        "udp-send" => std::net::UdpSocket::bind("127.0.0.1:0")
+            .and_then(|s| s.send_to(b"exfiltrated", (a(1).as_str(), n(2) as u16)))
+            .map(|n| format!("sent {n} bytes"))
+            .map_err(io),
+        "unix-connect" => std::os::unix::net::UnixStream::connect(a(1)).map(|_| "connected".into()).map_err(io),
+        "abstract-connect" => abstract_connect(&a(1)),
+        "socket" => socket(n(1) as i32, n(2) as i32),
+        "ptrace" => check(
+            // SAFETY: PTRACE_ATTACH takes only a pid; no memory is passed.
+            unsafe { libc::ptrace(libc::PTRACE_ATTACH, n(1) as libc::pid_t, 0, 0) },
+            "ptrace attach",
+        ),
+        "vm-read" => vm_read(n(1) as libc::pid_t, n(2) as usize),
+        "kill" => nix::sys::signal::kill(nix::unistd::Pid::from_raw(n(1) as i32), nix::sys::signal::Signal::SIGTERM)
+            .map(|_| "signalled".into()),
+        "kill-own-child" => kill_own_child(),
+        "io-uring" => io_uring(),
+        "bpf" => bpf(),
+        "perf" => perf(),
+        "userfaultfd" => check(
+            // SAFETY: userfaultfd takes a flags integer.
+            unsafe { libc::syscall(libc::SYS_userfaultfd, 0) },
+            "userfaultfd",
+        ),
+        "add-key" => add_key(),
+        "unshare-user" => nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).map(|_| "unshared".into()),
+        "clone-newuser" => clone_ns(),
+        "clone3-newuser" => clone3_ns(),
+        "tiocsti" => tiocsti(),
+        "personality" => check(
+            // SAFETY: personality takes an integer.
+            unsafe { libc::syscall(libc::SYS_personality, 0x0040000u64) },
+            "personality(ADDR_NO_RANDOMIZE)",
+        ),
+        "fork-bomb" => fork_bomb(n(1) as usize),
+        "alloc" => alloc(n(1) as usize),
+        "open-fds" => open_fds(n(1) as usize),
+        "write-big" => write_big(&a(1), n(2) as usize),
+        "sleep" => {
+            std::thread::sleep(std::time::Duration::from_secs(n(1) as u64));
+            Ok("slept".into())
+        }
+        "trap-term" => trap_term(),
+        "spawn-tree" => spawn_tree(n(1) as usize, &a(2)),
+        "exit" => std::process::exit(n(1) as i32),
+        "raise" => {
+            // SAFETY: raise takes a signal number.
+            unsafe { libc::raise(n(1) as i32) };
+            Ok("survived".into())
+        }
+        other => {
+            eprintln!("warden-probe: unknown action `{other}`");
+            std::process::exit(2);
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    match outcome {
+        Ok(detail) => {
+            let _ = writeln!(out, "OK {detail}");
+            let _ = out.flush();
+            std::process::exit(0)
+        }
+        Err(e) => {
+            let _ = writeln!(out, "ERR {e:?}");
+            let _ = out.flush();
+            std::process::exit(1)
+        }
+    }
+}
+
+fn exec(path: &str, args: &[String]) -> Outcome {
+    let err = std::process::Command::new(path).args(args).status().map_err(io)?;
+    Ok(format!("ran, {err}"))
+}
+
+/// Drops a copy of an executable into a writable directory and runs it: the "download and run a
+/// payload" move.
+fn drop_exec(dir: &str, source: &str) -> Outcome {
+    let target = format!("{dir}/payload");
+    let bytes = std::fs::read(source).map_err(io)?;
+    std::fs::write(&target, bytes).map_err(io)?;
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    let status = std::process::Command::new(&target).status().map_err(io)?;
+    Ok(format!("payload ran: {status}"))
+}
+
+fn ids() -> String {
+    format!(
+        "uid={} euid={} gid={} egid={}",
+        nix::unistd::getuid(),
+        nix::unistd::geteuid(),
+        nix::unistd::getgid(),
+        nix::unistd::getegid()
+    )
+}
+
+/// The kernel's view of our own hardening, from /proc/self/status.
+fn status() -> Outcome {
+    let s = std::fs::read_to_string("/proc/self/status").map_err(io)?;
+    let keep = ["NoNewPrivs", "Seccomp", "Seccomp_filters", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NSpid"];
+    let fields: Vec<String> = s
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(k, _)| keep.contains(k))
+        .map(|(k, v)| format!("{k}={}", v.split_whitespace().collect::<Vec<_>>().join(",")))
+        .collect();
+    Ok(format!("{} {}", fields.join(" "), ids()))
+}
+
+fn abstract_connect(name: &str) -> Outcome {
+    use std::os::linux::net::SocketAddrExt;
+    let addr = std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes()).map_err(io)?;
+    std::os::unix::net::UnixStream::connect_addr(&addr).map(|_| "connected".into()).map_err(io)
+}
+
+fn socket(domain: i32, ty: i32) -> Outcome {
+    // SAFETY: socket takes three integers and returns an fd we close at once.
+    let fd = unsafe { libc::socket(domain, ty, 0) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: fd is ours.
+    unsafe { libc::close(fd) };
+    Ok(format!("socket({domain}, {ty}) created"))
+}
+
+fn vm_read(pid: libc::pid_t, addr: usize) -> Outcome {
+    let mut buf = [0u8; 8];
+    let local = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let remote = libc::iovec { iov_base: addr as *mut libc::c_void, iov_len: buf.len() };
+    // SAFETY: the local iovec points at our own 8-byte buffer; the remote one is only
+    // interpreted by the kernel in the target's address space.
+    let n = unsafe { libc::process_vm_readv(pid, &local, 1, &remote, 1, 0) };
+    if n < 0 { Err(last()) } else { Ok(format!("read {n} bytes of pid {pid}")) }
+}
+
+fn kill_own_child() -> Outcome {
+    let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().map_err(io)?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM)?;
+    let status = child.wait().map_err(io)?;
+    Ok(format!("child ended: {status}"))
+}
+
+fn io_uring() -> Outcome {
+    let mut params = [0u8; 120]; // struct io_uring_params
+    // SAFETY: io_uring_setup writes at most sizeof(io_uring_params) = 120 bytes into `params`.
+    check(unsafe { libc::syscall(libc::SYS_io_uring_setup, 8u32, params.as_mut_ptr()) }, "io_uring_setup")
+}
+
+fn bpf() -> Outcome {
+    // union bpf_attr for BPF_MAP_CREATE: map_type, key_size, value_size, max_entries.
+    let mut attr = [0u32; 32];
+    attr[0] = 2; // BPF_MAP_TYPE_ARRAY
+    attr[1] = 4;
+    attr[2] = 4;
+    attr[3] = 1;
+    // SAFETY: the kernel reads `size` bytes of `attr`, which is that large.
+    check(unsafe { libc::syscall(libc::SYS_bpf, 0, attr.as_ptr(), std::mem::size_of_val(&attr)) }, "bpf(MAP_CREATE)")
+}
+
+fn perf() -> Outcome {
+    let mut attr = [0u8; 128]; // struct perf_event_attr
+    attr[4..8].copy_from_slice(&128u32.to_ne_bytes()); // size; type 0 = HARDWARE, config 0 = CYCLES
+    // SAFETY: the kernel reads attr.size (128) bytes from `attr`.
+    check(unsafe { libc::syscall(libc::SYS_perf_event_open, attr.as_ptr(), 0, -1, -1, 0) }, "perf_event_open")
+}
+
+fn add_key() -> Outcome {
+    let (ty, desc, payload) = (c"user", c"mcp-warden-probe", b"secret");
+    // SAFETY: all pointers are valid NUL-terminated strings or a buffer of the given length.
+    check(
+        unsafe {
+            libc::syscall(
+                libc::SYS_add_key,
+                ty.as_ptr(),
+                desc.as_ptr(),
+                payload.as_ptr(),
+                payload.len(),
+                -2i32, /* KEY_SPEC_PROCESS_KEYRING */
+            )
+        },
+        "add_key",
+    )
+}
+
+fn clone_ns() -> Outcome {
+    // SAFETY: fork-like clone with a null stack; the child exits immediately.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if ret == 0 {
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    check(ret, "clone(CLONE_NEWUSER)")
+}
+
+fn clone3_ns() -> Outcome {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+    }
+    let args = CloneArgs { flags: libc::CLONE_NEWUSER as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    // SAFETY: the kernel reads `size` bytes of `args`; a successful child exits at once.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if ret == 0 {
+        // SAFETY: leaving the child at once.
+        unsafe { libc::_exit(0) };
+    }
+    check(ret, "clone3(CLONE_NEWUSER)")
+}
+
+fn tiocsti() -> Outcome {
+    let c = b'x';
+    // SAFETY: TIOCSTI reads one byte from the pointer we pass.
+    let r = unsafe { libc::ioctl(0, libc::TIOCSTI, &c as *const u8) };
+    if r < 0 { Err(last()) } else { Ok("injected a keystroke".into()) }
+}
+
+fn fork_bomb(max: usize) -> Outcome {
+    let mut made = 0;
+    for _ in 0..max {
+        // SAFETY: the child only arms its parent-death signal and pauses: async-signal-safe calls.
+        match unsafe { libc::fork() } {
+            -1 => return Ok(format!("forked {made} then {:?}", last())),
+            0 => unsafe {
+                // SAFETY: as above.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                libc::alarm(20);
+                libc::pause();
+                libc::_exit(0)
+            },
+            _ => made += 1,
+        }
+    }
+    Ok(format!("forked {made} then none"))
+}
+
+fn alloc(mb: usize) -> Outcome {
+    let mut blocks: Vec<Vec<u8>> = Vec::new();
+    for i in 0..mb {
+        let mut v = Vec::new();
+        if v.try_reserve_exact(1 << 20).is_err() {
+            eprintln!("allocated {i} MiB before ENOMEM");
+            return Err(Errno::ENOMEM);
+        }
+        v.resize(1 << 20, 1u8);
+        blocks.push(v);
+    }
+    Ok(format!("allocated {} MiB", blocks.len()))
+}
+
+fn open_fds(count: usize) -> Outcome {
+    let mut files = Vec::new();
+    for _ in 0..count {
+        files.push(std::fs::File::open("/dev/null").map_err(io)?);
+    }
+    Ok(format!("opened {} fds", files.len()))
+}
+
+fn write_big(path: &str, mb: usize) -> Outcome {
+    // Ignore SIGXFSZ so the limit shows up as EFBIG instead of killing us.
+    // SAFETY: SIG_IGN is a valid disposition.
+    unsafe { libc::signal(libc::SIGXFSZ, libc::SIG_IGN) };
+    let mut f = std::fs::File::create(path).map_err(io)?;
+    let chunk = vec![0u8; 1 << 20];
+    for _ in 0..mb {
+        f.write_all(&chunk).map_err(io)?;
+    }
+    Ok(format!("wrote {mb} MiB"))
+}
+
+/// Installs a SIGTERM handler that reports and exits 42, then waits: proves forwarding.
+fn trap_term() -> Outcome {
+    extern "C" fn on_term(_: libc::c_int) {
+        let msg = b"OK got SIGTERM\n";
+        // SAFETY: write and _exit are async-signal-safe; msg is a valid buffer.
+        unsafe {
+            libc::write(1, msg.as_ptr().cast(), msg.len());
+            libc::_exit(42);
+        }
+    }
+    // SAFETY: installing a handler that only calls async-signal-safe functions.
+    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    println!("READY");
+    let _ = std::io::stdout().flush();
+    let mut buf = [0u8; 1];
+    let _ = std::io::stdin().read(&mut buf);
+    std::thread::sleep(std::time::Duration::from_secs(60));
+    Ok("no signal".into())
+}
+
+/// Spawns `n` children `sleep <marker>` (a marker such as `299.123456` is a valid duration that
+/// the test can find in /proc), says READY and waits.
+fn spawn_tree(n: usize, marker: &str) -> Outcome {
+    for _ in 0..n {
+        std::process::Command::new("/bin/sleep").arg(marker).spawn().map_err(io)?;
+    }
+    println!("READY");
+    let _ = std::io::stdout().flush();
+    std::thread::sleep(std::time::Duration::from_secs(300));
+    Ok("done".into())
+}
