@@ -36,6 +36,11 @@ impl Who {
         if is_root() { vec![Who::Root, Who::User] } else { vec![Who::User] }
     }
 
+    /// Whoever runs the tests.
+    pub fn current() -> Who {
+        if is_root() { Who::Root } else { Who::User }
+    }
+
     pub fn uid(self) -> u32 {
         match self {
             Who::Root => 0,
@@ -401,11 +406,16 @@ impl Drop for Victim {
     }
 }
 
-/// Pids of processes whose command line contains `marker`.
+/// Pids of server-side processes whose command line contains `marker` (the launcher and runuser,
+/// which carry the server's argv too, are not counted).
 pub fn processes_with(marker: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if matches!(comm.trim(), "mcp-warden" | "runuser") {
+            continue;
+        }
         if let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline"))
             && String::from_utf8_lossy(&cmdline).contains(marker)
         {
@@ -413,4 +423,22 @@ pub fn processes_with(marker: &str) -> Vec<u32> {
         }
     }
     found
+}
+
+/// The launcher's pid for a spawned sandbox (runuser stands in between for the test user).
+pub fn launcher_pid(child: &Child) -> u32 {
+    let me = child.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap_or_default();
+        if comm.trim() == "mcp-warden" {
+            return me;
+        }
+        let children = std::fs::read_to_string(format!("/proc/{me}/task/{me}/children")).unwrap_or_default();
+        if let Some(pid) = children.split_whitespace().next().and_then(|p| p.parse().ok()) {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "launcher did not start under runuser");
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }

@@ -6,7 +6,7 @@
 //! launcher keeps all of its own in `launcher/src/sys.rs`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
@@ -94,7 +94,7 @@ fn main() {
             std::thread::sleep(std::time::Duration::from_secs(n(1) as u64));
             Ok("slept".into())
         }
-        "trap-term" => trap_term(),
+        "trap" => trap(n(1) as i32),
         "spawn-tree" => spawn_tree(n(1) as usize, &a(2)),
         "exit" => std::process::exit(n(1) as i32),
         "raise" => {
@@ -339,10 +339,11 @@ fn write_big(path: &str, mb: usize) -> Outcome {
     Ok(format!("wrote {mb} MiB"))
 }
 
-/// Installs a SIGTERM handler that reports and exits 42, then waits: proves forwarding.
-fn trap_term() -> Outcome {
-    extern "C" fn on_term(_: libc::c_int) {
-        let msg = b"OK got SIGTERM\n";
+/// Installs a handler for signal `sig` that reports it and exits 42, says READY, then waits:
+/// proves the launcher forwards that signal.
+fn trap(sig: i32) -> Outcome {
+    extern "C" fn on_signal(_: libc::c_int) {
+        let msg = b"OK got the signal\n";
         // SAFETY: write and _exit are async-signal-safe; msg is a valid buffer.
         unsafe {
             libc::write(1, msg.as_ptr().cast(), msg.len());
@@ -350,11 +351,9 @@ fn trap_term() -> Outcome {
         }
     }
     // SAFETY: installing a handler that only calls async-signal-safe functions.
-    unsafe { libc::signal(libc::SIGTERM, on_term as *const () as libc::sighandler_t) };
+    unsafe { libc::signal(sig, on_signal as *const () as libc::sighandler_t) };
     println!("READY");
     let _ = std::io::stdout().flush();
-    let mut buf = [0u8; 1];
-    let _ = std::io::stdin().read(&mut buf);
     std::thread::sleep(std::time::Duration::from_secs(60));
     Ok("no signal".into())
 }
