@@ -27,6 +27,9 @@ pub struct HostFacts {
     pub user_namespaces: Result<(), String>,
     pub cgroups: CgroupFacts,
     pub btf: bool,
+    /// The kernel runs x32-ABI syscalls (x86-64 only): the seccomp layer then guards that number
+    /// space too.
+    pub x32_abi: bool,
 }
 
 impl HostFacts {
@@ -49,6 +52,10 @@ impl HostFacts {
             user_namespaces: probe_user_namespaces(),
             cgroups: CgroupFacts::probe(),
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+            #[cfg(target_arch = "x86_64")]
+            x32_abi: sys::x32_abi_enabled(),
+            #[cfg(not(target_arch = "x86_64"))]
+            x32_abi: false,
         }
     }
 

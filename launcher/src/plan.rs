@@ -151,6 +151,8 @@ pub struct Plan {
     pub limits: Limits,
     pub cgroup_limits: Vec<LimitWrite>,
     pub pid_namespace: PidNamespace,
+    /// Guard the x32 syscall number space (the kernel runs x32 syscalls).
+    pub x32_abi: bool,
     /// The requirement of each layer (profile, then `--require`).
     pub levels: BTreeMap<Layer, Level>,
     pub layers: Vec<LayerReport>,
@@ -311,6 +313,7 @@ impl Plan {
             limits,
             cgroup_limits,
             pid_namespace,
+            x32_abi: host.x32_abi,
             levels,
             layers: Vec::new(),
             warnings,

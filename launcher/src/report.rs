@@ -129,6 +129,13 @@ pub fn doctor(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     }
     writeln!(out, "seccomp filter  {}", yes(host.seccomp_filter))?;
     writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
+    if host.arch == "x86_64" {
+        writeln!(
+            out,
+            "x32 syscalls    {}",
+            if host.x32_abi { "enabled: guarded by an extra seccomp filter" } else { "disabled in this kernel" }
+        )?;
+    }
     writeln!(
         out,
         "user namespaces {}",

@@ -111,7 +111,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     };
     let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
         (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
-        _ => plan.syscalls.compile()?,
+        _ => plan.syscalls.compile(plan.x32_abi)?,
     };
     let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
     let l = &plan.limits;

@@ -152,6 +152,16 @@ pub fn thread_count() -> io::Result<u64> {
         .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
 }
 
+/// Does this kernel run x32-ABI syscalls (`CONFIG_X86_X32_ABI`)? Probed with a harmless
+/// `getpid` through the x32 number space; without x32 the kernel answers ENOSYS and no seccomp
+/// guard is needed for that number space.
+#[cfg(target_arch = "x86_64")]
+pub fn x32_abi_enabled() -> bool {
+    // SAFETY: getpid takes no arguments and touches no memory; with the x32 bit set it is either
+    // getpid or rejected with ENOSYS.
+    unsafe { libc::syscall(libc::SYS_getpid | 0x4000_0000) >= 0 }
+}
+
 /// The installed x32-syscall guard and its evaluation, kept here because it is hand-assembled BPF.
 #[cfg(target_arch = "x86_64")]
 pub mod x32 {

@@ -261,8 +261,10 @@ impl SyscallPolicy {
     }
 
     /// Compiles the filters to install, in order. Several filters because seccompiler gives one
-    /// action per filter: the deny-set's action, ENOSYS for clone3, and the x32 guard.
-    pub fn compile(&self) -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
+    /// action per filter: the deny-set's action, ENOSYS for clone3, and (on kernels that run x32
+    /// syscalls) the x32 guard. Each filter costs at install time (the kernel emulates it for every
+    /// syscall number to build its action cache), so none is installed that has nothing to do.
+    pub fn compile(&self, x32_abi: bool) -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         let arch = target_arch();
         let main = SeccompFilter::new(self.rules()?, SeccompAction::Allow, self.deny_action(), arch)?;
         let mut enosys = BTreeMap::new();
@@ -270,7 +272,11 @@ impl SyscallPolicy {
         let enosys = SeccompFilter::new(enosys, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
         let mut programs = vec![main.try_into()?, enosys.try_into()?];
         #[cfg(target_arch = "x86_64")]
-        programs.push(crate::sys::x32::guard());
+        if x32_abi {
+            programs.push(crate::sys::x32::guard());
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = x32_abi;
         Ok(programs)
     }
 }
@@ -317,7 +323,7 @@ mod tests {
         for tcp in [false, true] {
             for udp in [false, true] {
                 for unix in [false, true] {
-                    let progs = policy(SocketPolicy { tcp, udp, unix }).compile().unwrap();
+                    let progs = policy(SocketPolicy { tcp, udp, unix }).compile(true).unwrap();
                     assert!(progs.len() >= 2);
                     assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
                 }

@@ -214,9 +214,7 @@ fn harden_and_exec(s: &mut Stage2) -> Result<std::convert::Infallible, StepError
     //    (an unprivileged launcher without a user namespace) the bounding set is inert anyway:
     //    there are no capabilities to keep and no_new_privs stops file capabilities on exec.
     if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
-        for cap in caps::runtime::thread_all_supported() {
-            step(Step::DropBoundingCaps, caps::drop(None, CapSet::Bounding, cap).map_err(|_| libc::EPERM))?;
-        }
+        step(Step::DropBoundingCaps, caps::clear(None, CapSet::Bounding).map_err(|_| libc::EPERM))?;
     }
 
     // 8. Identity: supplementary groups, then gid, then uid (after setresuid we could no longer

@@ -1,0 +1,145 @@
+//! Real MCP servers (official npm and PyPI packages) under the strict profile plus grants, driven
+//! by the official MCP Python SDK client: initialize, tools/list and a tool call must work, and
+//! what a prompt-injected tool could reach must not.
+#![allow(clippy::unwrap_used)] // tests: a failed set-up panics with its location
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use mcp_warden_tests::*;
+
+struct Session {
+    server: String,
+    tools: Vec<String>,
+    is_error: bool,
+    text: String,
+}
+
+fn need(path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
+    path
+}
+
+fn node_dir() -> PathBuf {
+    need(test_env().join("node"))
+}
+
+/// Runs the SDK client as `who` (as a desktop client would run) against `mcp-warden ARGS`.
+fn session(who: Who, tool: &str, arguments: &str, warden_args: &[&str], env: &[(&str, &str)]) -> Session {
+    let python = need(test_env().join("venv/bin/python"));
+    let client = need(test_env().join("clients/mcp_session.py"));
+    let mut c: Command = command_as(who, &python);
+    c.arg(&client).args([tool, arguments, "--"]).arg(warden()).args(warden_args);
+    c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let o = run(c, None, Duration::from_secs(120));
+    assert_eq!(o.code(), Some(0), "{who:?}: MCP session failed\n{}", o.describe());
+    let v: serde_json::Value =
+        serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", o.describe()));
+    Session {
+        server: v["server"].as_str().unwrap().to_string(),
+        tools: v["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect(),
+        is_error: v["is_error"].as_bool().unwrap(),
+        text: v["text"].as_str().unwrap().to_string(),
+    }
+}
+
+#[test]
+fn node_everything_server_works_and_cannot_leak_the_environment() {
+    let server = need(node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"));
+    let node = node_dir();
+    for who in Who::all() {
+        let args = [
+            "run",
+            "--profile",
+            "strict",
+            "--allow-read",
+            node.to_str().unwrap(),
+            "--",
+            "node",
+            server.to_str().unwrap(),
+            "stdio",
+        ];
+        let s = session(who, "echo", r#"{"message": "hello from the sandbox"}"#, &args, &[]);
+        assert_eq!(s.server, "mcp-servers/everything");
+        assert!(s.tools.contains(&"echo".to_string()) && s.tools.contains(&"get-env".to_string()), "{:?}", s.tools);
+        assert!(!s.is_error);
+        assert_eq!(s.text, "Echo: hello from the sandbox");
+
+        // The server's own get-env tool dumps its environment: a prompt-injected call gets
+        // nothing the profile did not pass.
+        let secrets = [("OPENAI_API_KEY", "sk-test-secret"), ("AWS_SECRET_ACCESS_KEY", "aws-test-secret")];
+        let s = session(who, "get-env", "{}", &args, &secrets);
+        assert!(!s.is_error, "{}", s.text);
+        assert!(s.text.contains("\"PATH\""), "the tool works: {}", s.text);
+        assert!(
+            !s.text.contains("sk-test-secret") && !s.text.contains("aws-test-secret"),
+            "secrets leaked: {}",
+            s.text
+        );
+    }
+}
+
+#[test]
+fn node_filesystem_server_works_on_its_directory_only() {
+    let server = need(node_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
+    let node = node_dir();
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let notes = s.mkdir("notes", who);
+        s.file("notes/todo.md", "- ship it\n", who);
+        let args = [
+            "run",
+            "--profile",
+            "strict",
+            "--allow-read",
+            node.to_str().unwrap(),
+            "--allow-write",
+            notes.to_str().unwrap(),
+            "--",
+            "node",
+            server.to_str().unwrap(),
+            notes.to_str().unwrap(),
+        ];
+        let path = notes.join("todo.md");
+        let r = session(who, "read_text_file", &format!(r#"{{"path": "{}"}}"#, path.display()), &args, &[]);
+        assert_eq!(r.server, "secure-filesystem-server");
+        assert!(!r.is_error && r.text == "- ship it\n", "{}", r.text);
+        let w = session(
+            who,
+            "write_file",
+            &format!(r#"{{"path": "{}", "content": "written"}}"#, notes.join("new.md").display()),
+            &args,
+            &[],
+        );
+        assert!(!w.is_error, "{}", w.text);
+        assert_eq!(std::fs::read_to_string(notes.join("new.md")).unwrap(), "written");
+    }
+}
+
+#[test]
+fn python_time_server_works() {
+    for who in Who::all() {
+        let venv = need(test_env().join("venv"));
+        let python = venv.join("bin/python");
+        let args = [
+            "run",
+            "--profile",
+            "strict",
+            "--allow-read",
+            venv.to_str().unwrap(),
+            "--",
+            python.to_str().unwrap(),
+            "-m",
+            "mcp_server_time",
+        ];
+        let s = session(who, "get_current_time", r#"{"timezone": "Europe/Paris"}"#, &args, &[]);
+        assert_eq!(s.server, "mcp-time");
+        assert_eq!(s.tools, vec!["convert_time".to_string(), "get_current_time".to_string()]);
+        assert!(!s.is_error, "{}", s.text);
+        assert!(s.text.contains("\"timezone\": \"Europe/Paris\""), "{}", s.text);
+    }
+}
