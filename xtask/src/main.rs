@@ -188,57 +188,61 @@ fn demo() -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
     let warden = workspace_root().join("target/release/mcp-warden");
     let env = test_env();
-    let notes = env.join("demo-notes");
+    // The server is told to serve all of `demo/` (too broad: it includes a private key), while
+    // mcp-warden grants only `demo/notes`. The server's own path check allows the key; the kernel
+    // does not.
+    let demo = env.join("demo");
+    let notes = demo.join("notes");
     std::fs::create_dir_all(&notes)?;
+    std::fs::create_dir_all(demo.join("ssh"))?;
     std::fs::write(notes.join("todo.md"), "- ship mcp-warden\n")?;
-    let secret_dir = env.join("demo-secret");
-    std::fs::create_dir_all(&secret_dir)?;
-    std::fs::write(secret_dir.join("id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\n(demo)\n")?;
-    std::os::unix::fs::symlink(secret_dir.join("id_ed25519"), notes.join("innocent.md"))
-        .or_else(|e| if e.kind() == std::io::ErrorKind::AlreadyExists { Ok(()) } else { Err(e) })?;
+    std::fs::write(demo.join("ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----\n(demo key)\n")?;
     let server = env.join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
     let python = env.join("venv/bin/python");
     let client = env.join("clients/mcp_session.py");
-
-    let command = |tool: &str, args: &str| {
+    let launcher_args = |c: &mut Command| {
+        c.args(["--profile", "strict", "--allow-read"]).arg(env.join("node")).arg("--allow-write").arg(&notes);
+        c.args(["--", "node"]).arg(&server).arg(&demo);
+    };
+    let session = |tool: &str, path: &Path| -> Result<String> {
         let mut c = Command::new(&python);
-        c.arg(&client).args([tool, args, "--"]).arg(&warden).args(["run", "--profile", "strict", "--allow-read"]);
-        c.arg(env.join("node")).arg("--allow-write").arg(&notes).args(["--", "node"]).arg(&server).arg(&notes);
-        c
+        c.arg(&client).args([tool, &format!("{{\"path\": \"{}\"}}", path.display()), "--"]).arg(&warden).arg("run");
+        launcher_args(&mut c);
+        output(&mut c)
     };
     step(
-        "the official filesystem MCP server under `mcp-warden run --profile strict`, driven by the official Python MCP client:",
+        "the official filesystem MCP server under mcp-warden's embedded `strict` profile, driven by the official Python MCP client:",
     );
     eprintln!(
-        "    {} run --profile strict --allow-read {} --allow-write {} -- node {} {}",
-        warden.display(),
+        "    mcp-warden run --profile strict --allow-read {} --allow-write {} -- node .../server-filesystem/dist/index.js {}",
         env.join("node").display(),
         notes.display(),
-        server.display(),
-        notes.display()
+        demo.display()
     );
-    let out =
-        output(&mut command("read_text_file", &format!("{{\"path\": \"{}\"}}", notes.join("todo.md").display())))?;
-    println!("{}", out.trim());
-    step("a prompt-injected request for a file behind a symlink to a private key (the kernel says no):");
-    let out =
-        output(&mut command("read_text_file", &format!("{{\"path\": \"{}\"}}", notes.join("innocent.md").display())))?;
-    println!("{}", out.trim());
-    step("what this host enforces for that server: `mcp-warden explain` (excerpt)");
-    let explain = output(
-        Command::new(&warden)
-            .args(["explain", "--profile", "strict", "--allow-read"])
-            .arg(env.join("node"))
-            .arg("--allow-write")
-            .arg(&notes)
-            .args(["--", "node"])
-            .arg(&server)
-            .arg(&notes),
-    )?;
+    println!("{}", summarize(&session("read_text_file", &notes.join("todo.md"))?)?);
+    step("a prompt-injected call for the private key: inside the server's own root, outside mcp-warden's grant:");
+    println!("{}", summarize(&session("read_text_file", &demo.join("ssh/id_ed25519"))?)?);
+    step("what this host enforces for that server (`mcp-warden explain`, excerpt):");
+    let mut c = Command::new(&warden);
+    c.arg("explain");
+    launcher_args(&mut c);
+    let explain = output(&mut c)?;
     for line in explain.lines().skip_while(|l| !l.starts_with("layers")).take(11) {
         println!("{line}");
     }
     Ok(())
+}
+
+/// One line for a client session's JSON summary.
+fn summarize(json: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_str(json.trim()).context("client output is not JSON")?;
+    let tools = v["tools"].as_array().map_or(0, Vec::len);
+    let verdict = if v["is_error"].as_bool() == Some(true) { "tool error" } else { "ok" };
+    Ok(format!(
+        "    server {:?}, {tools} tools listed; read_text_file -> {verdict}: {:?}",
+        v["server"].as_str().unwrap_or("?"),
+        v["text"].as_str().unwrap_or("").trim()
+    ))
 }
 
 /// Start-up benchmark: each variant run once per round, in rotating order, after a warm-up.
@@ -287,25 +291,35 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "--",
         "/bin/true",
     ];
+    let warden_run = |extra: &[&str]| -> Vec<String> {
+        let mut v = vec![w.clone(), "run".to_string(), "--profile".to_string(), "strict".to_string()];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.extend(["--".to_string(), "/bin/true".to_string()]);
+        v
+    };
     let variants: Vec<(&str, Vec<String>)> = vec![
         ("bare /bin/true", vec!["/bin/true".into()]),
+        ("mcp-warden strict", warden_run(&[])),
+        ("strict, no PID namespace", warden_run(&["--require", "pid-namespace=off"])),
+        ("strict, no cgroups (rlimits only)", warden_run(&["--require", "limits=off"])),
         (
-            "mcp-warden strict",
-            vec![w.clone(), "run".into(), "--profile".into(), "strict".into(), "--".into(), "/bin/true".into()],
-        ),
-        (
-            "mcp-warden strict, no PID namespace",
-            vec![
-                w.clone(),
-                "run".into(),
-                "--require".into(),
-                "pid-namespace=off".into(),
-                "--".into(),
-                "/bin/true".into(),
-            ],
+            "mcp-warden, every layer off",
+            warden_run(&[
+                "--require",
+                "landlock=off",
+                "--require",
+                "seccomp=off",
+                "--require",
+                "network=off",
+                "--require",
+                "limits=off",
+                "--require",
+                "pid-namespace=off",
+            ]),
         ),
         ("bubblewrap, empty root", bwrap_args.iter().map(|s| s.to_string()).collect()),
     ];
+    let bwrap_index = variants.len() - 1;
     for (name, argv) in &variants {
         let status = Command::new(&argv[0]).args(&argv[1..]).stderr(std::process::Stdio::null()).status()?;
         if !status.success() {
@@ -336,7 +350,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             (s[s.len() / 2], s[0], s[s.len() - 1])
         })
         .collect();
-    let bwrap_median = stats[3].0.as_secs_f64();
+    let bwrap_median = stats[bwrap_index].0.as_secs_f64();
     let bare_median = stats[0].0.as_secs_f64();
     let mut table =
         String::from("| variant | median | min | max | vs bare | vs bubblewrap |\n|---|---:|---:|---:|---:|---:|\n");

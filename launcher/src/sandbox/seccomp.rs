@@ -311,6 +311,14 @@ mod tests {
     }
 
     #[test]
+    fn docs_list_every_default_denied_syscall() {
+        let doc = include_str!("../../../docs/syscalls.md");
+        for (name, _) in DEFAULT_DENY {
+            assert!(doc.contains(&format!("| `{name}` |")), "docs/syscalls.md lacks a row for {name}");
+        }
+    }
+
+    #[test]
     fn allow_and_deny_adjust_the_set() {
         let p = SyscallPolicy::new([Sysno::ptrace], [Sysno::chdir], Violation::Kill, SocketPolicy::default());
         assert!(!p.deny.contains(&Sysno::ptrace));
