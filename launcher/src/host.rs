@@ -95,3 +95,45 @@ fn probe_user_namespaces() -> Result<(), String> {
     }
     Ok(())
 }
+
+/// One eBPF program type and whether it loads on this host.
+#[derive(Debug, Clone)]
+pub struct BpfSupport {
+    pub name: &'static str,
+    /// What mcp-warden uses (or would use) it for.
+    pub role: &'static str,
+    pub loads: Result<bool, String>,
+}
+
+/// Tries to load a trivial program of each type mcp-warden cares about (aya's feature probe:
+/// tracing and LSM programs are loaded against a real attach point, so "loads" means it). Only
+/// `doctor` calls this: it loads programs, and `run` need not pay for it.
+pub fn probe_bpf_program_types() -> Vec<BpfSupport> {
+    use aya::programs::{LsmAttachType, ProgramType};
+    let types: [(&str, &str, ProgramType); 9] = [
+        ("tracepoint", "observation: exec, fork, exit, opens", ProgramType::TracePoint),
+        ("raw_tracepoint", "observation: per-syscall counts and denials", ProgramType::RawTracePoint),
+        ("cgroup_sock_addr", "enforcement: connect/sendmsg/bind allow-list", ProgramType::CgroupSockAddr),
+        ("cgroup_sock", "enforcement: socket creation", ProgramType::CgroupSock),
+        ("cgroup_skb", "(unused)", ProgramType::CgroupSkb),
+        ("kprobe", "(unused; load only, attach not tried)", ProgramType::KProbe),
+        ("tracing (fentry)", "(unused)", ProgramType::Tracing),
+        ("lsm", "(optional BPF LSM layer)", ProgramType::Lsm(LsmAttachType::Mac)),
+        ("socket_filter", "(baseline)", ProgramType::SocketFilter),
+    ];
+    types
+        .into_iter()
+        .map(|(name, role, ty)| BpfSupport {
+            name,
+            role,
+            loads: aya::sys::is_program_supported(ty).map_err(|e| {
+                // The innermost cause is the kernel's answer (e.g. "Operation not permitted").
+                let mut cause: &dyn std::error::Error = &e;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                cause.to_string()
+            }),
+        })
+        .collect()
+}

@@ -84,7 +84,8 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Doctor => {
-            report::doctor(&mut stdout, &HostFacts::probe()).map_err(out_err)?;
+            report::doctor(&mut stdout, &HostFacts::probe(), &mcp_warden::host::probe_bpf_program_types())
+                .map_err(out_err)?;
             Ok(0)
         }
         Command::Profiles { command: ProfilesCommand::List } => {

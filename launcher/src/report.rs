@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 
-use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::host::{BpfSupport, HostFacts, LANDLOCK_TARGET_ABI};
 use crate::plan::{Enforcement, PidNamespace, Plan};
 use crate::sandbox::seccomp::DEFAULT_DENY;
 
@@ -106,7 +106,7 @@ pub fn explain(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::R
     }
 }
 
-pub fn doctor(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
+pub fn doctor(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::Result<()> {
     let yes = |b: bool| if b { "yes" } else { "no" };
     writeln!(out, "kernel          {} ({})", host.kernel, host.arch)?;
     writeln!(out, "euid            {}", host.euid)?;
@@ -179,10 +179,14 @@ pub fn doctor(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
         writeln!(out, "limit {ctrl:<9} {how}")?;
     }
     writeln!(out, "btf             {}", yes(host.btf))?;
-    writeln!(
-        out,
-        "ebpf            privileges to load probes: {}; probes are not part of this build",
-        yes(host.bpf_capable())
-    )?;
+    writeln!(out, "ebpf            privileges to load programs: {}", yes(host.bpf_capable()))?;
+    for t in bpf {
+        let verdict = match &t.loads {
+            Ok(true) => "loads".to_string(),
+            Ok(false) => "not supported by this kernel".to_string(),
+            Err(e) => format!("refused: {e}"),
+        };
+        writeln!(out, "  {:<18} {verdict:<34} {}", t.name, t.role)?;
+    }
     Ok(())
 }
