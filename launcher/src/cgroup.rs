@@ -183,6 +183,8 @@ pub struct CgroupError {
 #[derive(Debug)]
 pub struct ServerCgroups {
     dirs: Vec<(PathBuf, bool)>,
+    /// The cgroup v2 directory the eBPF probes are scoped to, when asked for.
+    pub monitor_dir: Option<PathBuf>,
     /// Open `cgroup.procs` of each directory, for stage 2 to write "0" (itself) into.
     pub procs: Vec<File>,
 }
@@ -190,39 +192,45 @@ pub struct ServerCgroups {
 pub const PREFIX: &str = "mcp-warden.";
 
 impl ServerCgroups {
-    /// Creates `<backend dir>/mcp-warden.<pid>` for each backend and writes its limits.
-    pub fn create(limits: &[LimitWrite]) -> Result<Self, CgroupError> {
-        let mut cgroups = ServerCgroups { dirs: Vec::new(), procs: Vec::new() };
-        let name = format!("{PREFIX}{}", std::process::id());
+    /// Creates `<backend dir>/mcp-warden.<pid>` for each backend and writes its limits, and, with
+    /// `monitor_parent`, a cgroup v2 directory there for the eBPF probes to be scoped to.
+    pub fn create(limits: &[LimitWrite], monitor_parent: Option<&Path>) -> Result<Self, CgroupError> {
+        let mut cgroups = ServerCgroups { dirs: Vec::new(), monitor_dir: None, procs: Vec::new() };
         for limit in limits {
             let (parent, is_v2) = match &limit.backend {
                 Backend::V2 { dir } => (dir, true),
                 Backend::V1 { dir, .. } => (dir, false),
             };
-            let dir = parent.join(&name);
-            if !cgroups.dirs.iter().any(|(d, _)| *d == dir) {
-                remove_stale(parent);
-                if is_v2 {
-                    enable_controller(parent, limit.file.split('.').next().unwrap_or_default())?;
-                }
-                fs::create_dir(&dir).map_err(|source| CgroupError {
-                    action: "create cgroup",
-                    path: dir.clone(),
-                    source,
-                })?;
-                cgroups.dirs.push((dir.clone(), is_v2));
-                let procs = dir.join("cgroup.procs");
-                let file = OpenOptions::new()
-                    .write(true)
-                    .custom_flags(libc::O_CLOEXEC)
-                    .open(&procs)
-                    .map_err(|source| CgroupError { action: "open", path: procs, source })?;
-                cgroups.procs.push(file);
+            if is_v2 {
+                enable_controller(parent, limit.file.split('.').next().unwrap_or_default())?;
             }
+            let dir = cgroups.ensure_dir(parent, is_v2)?;
             let path = dir.join(limit.file);
             fs::write(&path, &limit.value).map_err(|source| CgroupError { action: "write limit to", path, source })?;
         }
+        if let Some(parent) = monitor_parent {
+            cgroups.monitor_dir = Some(cgroups.ensure_dir(parent, true)?);
+        }
         Ok(cgroups)
+    }
+
+    /// `<parent>/mcp-warden.<pid>`, created once, with its `cgroup.procs` opened for stage 2.
+    fn ensure_dir(&mut self, parent: &Path, is_v2: bool) -> Result<PathBuf, CgroupError> {
+        let dir = parent.join(format!("{PREFIX}{}", std::process::id()));
+        if self.dirs.iter().any(|(d, _)| *d == dir) {
+            return Ok(dir);
+        }
+        remove_stale(parent, is_v2);
+        fs::create_dir(&dir).map_err(|source| CgroupError { action: "create cgroup", path: dir.clone(), source })?;
+        self.dirs.push((dir.clone(), is_v2));
+        let procs = dir.join("cgroup.procs");
+        let file = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_CLOEXEC)
+            .open(&procs)
+            .map_err(|source| CgroupError { action: "open", path: procs, source })?;
+        self.procs.push(file);
+        Ok(dir)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -283,16 +291,19 @@ fn kill_and_remove(dir: &Path, is_v2: bool) -> io::Result<()> {
 }
 
 /// Removes cgroups left by launchers that died without cleaning up (SIGKILL): `mcp-warden.<pid>`
-/// whose pid is gone. A cgroup with processes in it refuses removal (EBUSY) and stays.
-fn remove_stale(parent: &Path) {
+/// whose pid is gone. What is still running in one is the remains of that launcher's server tree:
+/// it is killed first.
+fn remove_stale(parent: &Path, is_v2: bool) {
     let Ok(entries) = fs::read_dir(parent) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)).and_then(|p| p.parse::<i32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir(entry.path());
+        if !Path::new(&format!("/proc/{pid}")).exists()
+            && let Err(e) = kill_and_remove(&entry.path(), is_v2)
+        {
+            tracing::warn!("failed to remove stale cgroup {}: {e}", entry.path().display());
         }
     }
 }

@@ -111,9 +111,22 @@ pub struct GrantArgs {
     #[arg(long, value_name = "GROUP")]
     pub group: Option<String>,
     /// Override a layer's requirement: LAYER=required|best-effort|off
-    /// (layers: landlock, seccomp, limits, network, pid-namespace).
+    /// (layers: landlock, seccomp, limits, network, pid-namespace, monitor).
     #[arg(long, value_name = "LAYER=LEVEL", value_parser = parse_requirement)]
     pub require: Vec<(Layer, Level)>,
+    /// enforce (default), or audit: log what would be denied and deny nothing (network and
+    /// syscall rules log instead of refusing; Landlock is off and every open is logged with the
+    /// verdict the allow-list would give). For trying a profile out.
+    #[arg(long, value_name = "MODE", default_value = "enforce", value_parser = ["enforce", "audit"])]
+    pub mode: String,
+    /// Where the eBPF audit log goes: a file (appended) or `-` for stderr
+    /// [default: $XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl].
+    #[arg(long, value_name = "PATH|-")]
+    pub audit_log: Option<String>,
+    /// Size of the eBPF ring buffer events pass through (a power of two, at least 4K); events that
+    /// do not fit are counted as dropped [default: 4M].
+    #[arg(long, value_name = "SIZE")]
+    pub audit_buffer: Option<Size>,
 }
 
 impl GrantArgs {
@@ -134,6 +147,9 @@ impl GrantArgs {
             user: self.user,
             group: self.group,
             require: self.require,
+            audit_mode: self.mode == "audit",
+            audit_log: self.audit_log,
+            audit_buffer: self.audit_buffer,
         }
     }
 }

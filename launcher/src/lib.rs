@@ -7,6 +7,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod host;
+pub mod monitor;
 pub mod plan;
 pub mod profile;
 pub mod report;

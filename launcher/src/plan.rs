@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cgroup::{Backend, LimitWrite};
 use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::monitor::Destination;
 use crate::profile::load::{Origin, Sourced};
 use crate::profile::vars::Vars;
 use crate::profile::{Endpoint, Level, LoadedProfile, Size, Violation};
@@ -38,6 +39,12 @@ pub struct Grants {
     pub group: Option<String>,
     /// `--require LAYER=LEVEL` overrides.
     pub require: Vec<(Layer, Level)>,
+    /// `--mode audit`: log what would be denied, deny nothing.
+    pub audit_mode: bool,
+    /// `--audit-log PATH|-`.
+    pub audit_log: Option<String>,
+    /// `--audit-buffer SIZE`: the ring buffer's size (default 4M).
+    pub audit_buffer: Option<Size>,
 }
 
 /// The layers a profile sets a requirement for.
@@ -48,10 +55,12 @@ pub enum Layer {
     Limits,
     Network,
     PidNamespace,
+    Monitor,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 5] = [Layer::Landlock, Layer::Seccomp, Layer::Limits, Layer::Network, Layer::PidNamespace];
+    pub const ALL: [Layer; 6] =
+        [Layer::Landlock, Layer::Seccomp, Layer::Limits, Layer::Network, Layer::PidNamespace, Layer::Monitor];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -60,12 +69,13 @@ impl Layer {
             Layer::Limits => "limits",
             Layer::Network => "network",
             Layer::PidNamespace => "pid-namespace",
+            Layer::Monitor => "monitor",
         }
     }
 
     fn default_level(self) -> Level {
         match self {
-            Layer::PidNamespace => Level::BestEffort,
+            Layer::PidNamespace | Layer::Monitor => Level::BestEffort,
             _ => Level::Required,
         }
     }
@@ -147,12 +157,24 @@ pub struct Plan {
     pub ports: NetPorts,
     /// `ADDR:PORT` destinations, whose address part needs the eBPF layer.
     pub address_rules: Vec<Sourced<Endpoint>>,
+    /// TCP ports granted to any destination address.
+    pub connect_any: std::collections::BTreeSet<u16>,
+    /// UDP destinations (enforced by the eBPF layer only).
+    pub udp_rules: Vec<Sourced<Endpoint>>,
     pub syscalls: SyscallPolicy,
     pub limits: Limits,
     pub cgroup_limits: Vec<LimitWrite>,
     pub pid_namespace: PidNamespace,
     /// Guard the x32 syscall number space (the kernel runs x32 syscalls).
     pub x32_abi: bool,
+    /// `--mode audit`: the eBPF layer and seccomp log instead of denying, Landlock is off.
+    pub audit_mode: bool,
+    /// Where the audit log goes (when the monitor runs).
+    pub audit_log: Destination,
+    /// Bytes of the eBPF ring buffer.
+    pub audit_buffer: u32,
+    /// Why the eBPF layer cannot run on this host, if it cannot.
+    pub monitor_unavailable: Option<String>,
     /// The requirement of each layer (profile, then `--require`).
     pub levels: BTreeMap<Layer, Level>,
     pub layers: Vec<LayerReport>,
@@ -236,7 +258,12 @@ impl Plan {
         host: &HostFacts,
         inputs: &Inputs<'_>,
     ) -> Result<Plan, PlanError> {
-        let levels = levels(profile, grants);
+        let mut levels = levels(profile, grants);
+        if grants.audit_mode {
+            // Landlock has no log-only mode: in audit mode the filesystem is open and every open
+            // is logged with the verdict the allow-list would have given.
+            levels.insert(Layer::Landlock, Level::Off);
+        }
         let mut warnings = Vec::new();
         let identity = resolve_identity(profile, grants, host, inputs, &mut warnings)?;
         let vars = Vars::new(&identity.home.to_string_lossy(), &identity.name, &inputs.cwd.to_string_lossy(), &|k| {
@@ -257,24 +284,33 @@ impl Plan {
 
         let mut ports = NetPorts::default();
         let mut address_rules = Vec::new();
+        let mut connect_any = std::collections::BTreeSet::new();
+        let mut udp_rules = Vec::new();
         let cli_endpoints =
             grants.connect.iter().map(|e| Sourced { value: e.clone(), origin: "--allow-connect".into() });
         for e in profile.connect.iter().cloned().chain(cli_endpoints) {
+            if e.value.udp {
+                udp_rules.push(e);
+                continue;
+            }
             ports.connect.insert(e.value.port);
             if e.value.addr.is_some() {
                 address_rules.push(e);
+            } else {
+                connect_any.insert(e.value.port);
             }
         }
         ports.bind.extend(profile.bind.iter().chain(&grants.bind));
         let sockets = SocketPolicy {
             tcp: !ports.connect.is_empty() || !ports.bind.is_empty(),
-            udp: profile.udp,
+            udp: profile.udp || !udp_rules.is_empty(),
             unix: profile.unix,
         };
+        let action = if grants.audit_mode { Violation::Log } else { profile.on_violation.unwrap_or(Violation::Errno) };
         let syscalls = SyscallPolicy::new(
             profile.syscalls_allow.iter().map(|s| s.value),
             profile.syscalls_deny.iter().map(|s| s.value),
-            profile.on_violation.unwrap_or(Violation::Errno),
+            action,
             sockets,
         );
 
@@ -309,11 +345,20 @@ impl Plan {
             skipped,
             ports,
             address_rules,
+            connect_any,
+            udp_rules,
             syscalls,
             limits,
             cgroup_limits,
             pid_namespace,
             x32_abi: host.x32_abi,
+            audit_mode: grants.audit_mode,
+            audit_log: match &grants.audit_log {
+                Some(d) => Destination::parse(d),
+                None => Destination::File(default_audit_log(inputs, &profile.name, &plan_program_name(command))),
+            },
+            monitor_unavailable: monitor_unavailable(host),
+            audit_buffer: ring_size(grants.audit_buffer.unwrap_or(Size(4 << 20)))?,
             levels,
             layers: Vec::new(),
             warnings,
@@ -336,6 +381,91 @@ impl Plan {
             self.warnings.push(format!("{} is best-effort and not fully enforced: {why}", r.layer.name()));
         }
         Ok(())
+    }
+
+    /// The network allow-list as eBPF rules (cgroup socket programs).
+    pub fn net_rules(&self) -> Vec<mcp_warden_ebpf_common::NetRule> {
+        use mcp_warden_ebpf_common::{NetRule, op};
+        let fam = |a: &std::net::IpAddr| if a.is_ipv4() { libc::AF_INET as u32 } else { libc::AF_INET6 as u32 };
+        let bytes = |a: &std::net::IpAddr| -> [u8; 16] {
+            let mut b = [0u8; 16];
+            match a {
+                std::net::IpAddr::V4(v4) => b[..4].copy_from_slice(&v4.octets()),
+                std::net::IpAddr::V6(v6) => b = v6.octets(),
+            }
+            b
+        };
+        let both = [libc::AF_INET as u32, libc::AF_INET6 as u32];
+        let tcp = libc::SOCK_STREAM as u32;
+        let mut rules = Vec::new();
+        for port in &self.connect_any {
+            for family in both {
+                rules.push(NetRule {
+                    ops: 1 << op::CONNECT,
+                    family,
+                    sock_type: tcp,
+                    port: *port,
+                    ..Default::default()
+                });
+            }
+        }
+        for e in &self.address_rules {
+            if let Some(net) = e.value.addr {
+                rules.push(NetRule {
+                    ops: 1 << op::CONNECT,
+                    family: fam(&net.addr),
+                    sock_type: tcp,
+                    prefix: u32::from(net.prefix),
+                    port: e.value.port,
+                    addr: bytes(&net.addr),
+                    ..Default::default()
+                });
+            }
+        }
+        for port in &self.ports.bind {
+            for family in both {
+                rules.push(NetRule { ops: 1 << op::BIND, family, sock_type: tcp, port: *port, ..Default::default() });
+            }
+        }
+        for e in &self.udp_rules {
+            let families: Vec<(u32, u32, [u8; 16])> = match &e.value.addr {
+                Some(net) => vec![(fam(&net.addr), u32::from(net.prefix), bytes(&net.addr))],
+                None => both.iter().map(|f| (*f, 0, [0u8; 16])).collect(),
+            };
+            for (family, prefix, addr) in families {
+                rules.push(NetRule {
+                    ops: (1 << op::CONNECT) | (1 << op::SEND),
+                    family,
+                    sock_type: libc::SOCK_DGRAM as u32,
+                    prefix,
+                    port: e.value.port,
+                    addr,
+                    ..Default::default()
+                });
+            }
+        }
+        if self.syscalls.sockets.udp && self.udp_rules.is_empty() {
+            for family in both {
+                rules.push(NetRule {
+                    ops: (1 << op::CONNECT) | (1 << op::SEND) | (1 << op::BIND),
+                    family,
+                    sock_type: libc::SOCK_DGRAM as u32,
+                    ..Default::default()
+                });
+            }
+        }
+        rules
+    }
+
+    /// Does the network allow-list say something only the eBPF layer can enforce (addresses, UDP
+    /// destinations)?
+    pub fn needs_ebpf_network(&self) -> bool {
+        !self.address_rules.is_empty() || !self.udp_rules.is_empty()
+    }
+
+    /// Will the eBPF layer be loaded?
+    pub fn monitor_runs(&self) -> bool {
+        self.level(Layer::Monitor) != Level::Off && self.monitor_unavailable.is_none()
     }
 
     pub fn enforcement(&self, layer: Layer) -> &Enforcement {
@@ -364,6 +494,17 @@ impl Plan {
                 },
                 Layer::Limits => self.limits_report(),
                 Layer::Network => self.network_report(host, profile),
+                Layer::Monitor => match &self.monitor_unavailable {
+                    None => (
+                        Enforcement::Full,
+                        format!(
+                            "eBPF: tracepoints (exec, fork, exit, opens, syscalls) and cgroup socket programs; audit log {}{}",
+                            self.audit_log.describe(),
+                            if self.audit_mode { " (audit mode: nothing denied)" } else { "" }
+                        ),
+                    ),
+                    Some(why) => (Enforcement::Missing(why.clone()), "eBPF (not loaded)".into()),
+                },
                 Layer::PidNamespace => match self.pid_namespace {
                     PidNamespace::Plain => (Enforcement::Full, "CLONE_NEWPID, mcp-warden as PID 1 reaper".into()),
                     PidNamespace::WithUserNamespace => (
@@ -432,18 +573,32 @@ impl Plan {
         }
         mech.push(if s.unix { "AF_UNIX sockets allowed".into() } else { "no AF_UNIX sockets (seccomp)".into() });
         let mech = mech.join("; ");
-        if !self.address_rules.is_empty() {
-            let list: Vec<String> = self.address_rules.iter().map(|e| format!("{} ({})", e.value, e.origin)).collect();
+        if self.needs_ebpf_network() && !self.monitor_runs() {
+            let list: Vec<String> = self
+                .address_rules
+                .iter()
+                .chain(&self.udp_rules)
+                .map(|e| format!("{} ({})", e.value, e.origin))
+                .collect();
+            let why = match (&self.monitor_unavailable, self.level(Layer::Monitor)) {
+                (Some(why), _) => why.clone(),
+                (None, _) => "the monitor layer is off".to_string(),
+            };
             return (
                 Enforcement::Partial(format!(
-                    "address-qualified destinations need the eBPF network layer, which this build does not have; only their ports would be enforced: {}",
+                    "address-qualified and UDP destinations need the eBPF network layer ({why}); without it only TCP ports are enforced and any UDP destination is reachable: {}",
                     list.join(", ")
                 )),
                 mech,
             );
         }
+        let mech = if self.monitor_runs() {
+            format!("{mech}; addresses and UDP checked by eBPF cgroup programs")
+        } else {
+            mech
+        };
         let landlock_net = matches!(host.landlock, Ok(abi) if abi >= 4) && self.level(Layer::Landlock) != Level::Off;
-        if s.tcp && !landlock_net {
+        if s.tcp && !landlock_net && !self.monitor_runs() {
             return (Enforcement::Partial("TCP ports cannot be restricted without Landlock ABI 4".into()), mech);
         }
         if !(s.tcp && s.udp && s.unix) && (!host.seccomp_filter || self.level(Layer::Seccomp) == Level::Off) {
@@ -459,6 +614,57 @@ impl Plan {
     }
 }
 
+/// The ring buffer must be a power-of-two multiple of the page size.
+fn ring_size(size: Size) -> Result<u32, PlanError> {
+    let ok = size.0 >= 4096 && size.0.is_power_of_two() && size.0 <= 1 << 30;
+    if ok {
+        Ok(size.0 as u32)
+    } else {
+        Err(PlanError::Invalid {
+            what: format!("--audit-buffer {size}"),
+            why: "must be a power of two between 4K and 1G (e.g. 64K, 4M)".into(),
+        })
+    }
+}
+
+/// Why the eBPF layer cannot run on this host, if it cannot.
+fn monitor_unavailable(host: &HostFacts) -> Option<String> {
+    if !host.bpf_capable() {
+        return Some("loading eBPF needs root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN".into());
+    }
+    match &host.cgroups.v2 {
+        None => Some("no cgroup v2 hierarchy is mounted (needed to scope the probes)".into()),
+        Some(v2) if nix::unistd::access(&v2.own, nix::unistd::AccessFlags::W_OK).is_err() => {
+            Some(format!("cannot create a cgroup under {}", v2.own.display()))
+        }
+        Some(_) => None,
+    }
+}
+
+fn plan_program_name(command: &[OsString]) -> String {
+    command
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "server".into())
+}
+
+/// `$XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl` (of the invoking user).
+fn default_audit_log(inputs: &Inputs<'_>, profile: &str, program: &str) -> PathBuf {
+    let state = inputs
+        .var("XDG_STATE_HOME")
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| inputs.var("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let profile =
+        Path::new(profile).file_stem().map_or_else(|| profile.to_string(), |s| s.to_string_lossy().into_owned());
+    let safe = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>()
+    };
+    state.join("mcp-warden/audit").join(format!("{}-{}.jsonl", safe(&profile), safe(program)))
+}
+
 fn levels(profile: &LoadedProfile, grants: &Grants) -> BTreeMap<Layer, Level> {
     let r = &profile.require;
     let from_profile = |l: Layer| match l {
@@ -467,6 +673,7 @@ fn levels(profile: &LoadedProfile, grants: &Grants) -> BTreeMap<Layer, Level> {
         Layer::Limits => r.limits,
         Layer::Network => r.network,
         Layer::PidNamespace => r.pid_namespace,
+        Layer::Monitor => r.monitor,
     };
     Layer::ALL
         .into_iter()
@@ -818,13 +1025,17 @@ mod tests {
     }
 
     #[test]
-    fn address_rules_are_unenforceable_without_ebpf_unless_best_effort() {
-        let g = Grants { connect: vec!["127.0.0.1:5432".parse().unwrap()], ..Default::default() };
+    fn address_rules_need_the_monitor_unless_network_is_best_effort() {
+        let g = Grants {
+            connect: vec!["127.0.0.1:5432".parse().unwrap()],
+            require: vec![(Layer::Monitor, Level::Off)],
+            ..Default::default()
+        };
         let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
         assert!(plan.ports.connect.contains(&5432));
         let e = plan.check_requirements().unwrap_err();
         assert!(e.to_string().starts_with("network is required but cannot be enforced"), "{e}");
-        let g = Grants { require: vec![(Layer::Network, Level::BestEffort)], ..g };
+        let g = Grants { require: vec![(Layer::Monitor, Level::Off), (Layer::Network, Level::BestEffort)], ..g };
         let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
         plan.check_requirements().unwrap();
         assert!(plan.warnings.iter().any(|w| w.contains("network is best-effort")));

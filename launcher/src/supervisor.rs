@@ -15,6 +15,9 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::cgroup::{CgroupError, ServerCgroups};
+use crate::monitor::{
+    AuditLog, EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable, Summary, write_summary,
+};
 use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
 use crate::profile::Level;
 use crate::sandbox::landlock::{self, LandlockError, NetPorts};
@@ -50,6 +53,10 @@ pub enum SupervisorError {
     Threads(u64),
     #[error("failed to {}: {}", .0.step.describe(), describe_errno(.0.errno))]
     Stage2(StepError),
+    #[error(transparent)]
+    Monitor(#[from] MonitorError),
+    #[error("failed to open the audit log {path}: {source}")]
+    AuditLog { path: String, source: std::io::Error },
 }
 
 fn describe_errno(errno: i32) -> String {
@@ -71,6 +78,10 @@ impl SupervisorError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
             SupervisorError::Cgroup(_) => "limits that need a cgroup fall back to rlimits with `--require limits=best-effort`".into(),
+            SupervisorError::Monitor(_) => {
+                "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer (address rules then cannot be enforced)".into()
+            }
+            SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH, or --audit-log - for stderr".into(),
             SupervisorError::Landlock(LandlockError::Create(_)) => {
                 "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()
             }
@@ -99,7 +110,16 @@ fn sys_err(action: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorErr
 pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     // 0. Fallible work, before the fork: the cgroups (with their limits), the Landlock ruleset
     //    (every path opened), the seccomp programs, the argv/envp as C strings.
-    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits)?;
+    let monitor_parent = if plan.monitor_runs() { host_v2_dir() } else { None };
+    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
+    let mut monitor = load_monitor(plan, &cgroups)?;
+    let audit_log = match &monitor {
+        Some(_) => Some(
+            AuditLog::open(plan.audit_log.clone())
+                .map_err(|source| SupervisorError::AuditLog { path: plan.audit_log.describe(), source })?,
+        ),
+        None => None,
+    };
     let landlock = match plan.level(Layer::Landlock) {
         Level::Off => None,
         _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => None,
@@ -181,17 +201,89 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         sys::Forked::Parent(pid) => Pid::from_raw(pid),
     };
     drop(stage2);
+    // The reader thread starts only now: stage 2 had to be forked from a single-threaded process.
+    let reader = match (monitor.as_mut(), audit_log) {
+        (Some(m), Some(log)) => {
+            let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
+            let fs = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+            Some(m.start(EventDecoder::new(table, plan.audit_mode, fs), log)?)
+        }
+        _ => None,
+    };
 
     if let Some(err) = read_stage2_error(error_read) {
         let _ = waitpid(child, None);
+        if let Some(reader) = reader {
+            let _ = reader.stop();
+        }
+        drop(monitor);
         drop(cgroups);
         return Err(SupervisorError::Stage2(err));
     }
     tracing::debug!(pid = child.as_raw(), "server started");
 
     let status = supervise(child, &waited);
+    if monitor.is_some() {
+        // Detaching tracepoint programs waits for RCU grace periods (tens of milliseconds): let
+        // the client see the server's stdout close now rather than after the teardown.
+        release_stdio();
+    }
+    if let (Some(reader), Some(m)) = (reader, monitor.as_ref()) {
+        let (decoder, mut log) = reader.stop();
+        let summary = Summary {
+            profile: plan.profile.clone(),
+            program: plan.program.display().to_string(),
+            mode: if plan.audit_mode { "audit" } else { "enforce" },
+            exit_code: (status < 128).then_some(status),
+            signal: (status > 128).then_some(status - 128),
+        };
+        let line = write_summary(&mut log, &decoder, &m.counters(), &summary);
+        eprintln!("mcp-warden: {line}");
+    }
+    drop(monitor);
     drop(cgroups);
     Ok(status)
+}
+
+/// Points stdin and stdout at /dev/null, dropping the supervisor's references to the client's
+/// pipes (stderr stays: the summary goes there).
+fn release_stdio() {
+    if let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2_stdin(&null);
+        let _ = nix::unistd::dup2_stdout(&null);
+    }
+}
+
+/// This process's cgroup v2 directory, under which the server's monitored cgroup is created.
+fn host_v2_dir() -> Option<std::path::PathBuf> {
+    crate::cgroup::CgroupFacts::probe().v2.map(|v2| v2.own)
+}
+
+/// Loads the eBPF layer when the plan runs it: a failure refuses the run when the layer is
+/// required, and is reported when it is best-effort.
+fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>, SupervisorError> {
+    let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
+    let config = MonitorConfig {
+        cgroup_dir: dir,
+        audit_mode: plan.audit_mode,
+        rules: plan.net_rules(),
+        allow_raw_sockets: false,
+        denied_syscalls: plan.syscalls.deny.iter().map(|s| s.id() as u32).collect(),
+        ring_bytes: plan.audit_buffer,
+    };
+    match Monitor::load(&config) {
+        Ok(m) => Ok(Some(m)),
+        Err(e)
+            if plan.level(Layer::Monitor) == Level::Required
+                || !(plan.address_rules.is_empty() && plan.udp_rules.is_empty()) =>
+        {
+            Err(e.into())
+        }
+        Err(e) => {
+            eprintln!("mcp-warden: warning: monitor is best-effort and could not be loaded: {e}");
+            Ok(None)
+        }
+    }
 }
 
 /// Reads the error pipe to EOF: `None` when stage 2 executed the server (close-on-exec closed

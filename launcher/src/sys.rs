@@ -162,6 +162,17 @@ pub fn x32_abi_enabled() -> bool {
     unsafe { libc::syscall(libc::SYS_getpid | 0x4000_0000) >= 0 }
 }
 
+/// Reads a plain-data value from the front of `bytes` (an eBPF ring-buffer record); `None` when
+/// the record is shorter than `T`.
+pub fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked above; read_unaligned accepts any alignment; `aya::Pod`
+    // types are plain data for which every bit pattern is a valid value.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
 /// The installed x32-syscall guard and its evaluation, kept here because it is hand-assembled BPF.
 #[cfg(target_arch = "x86_64")]
 pub mod x32 {

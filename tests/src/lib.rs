@@ -215,6 +215,8 @@ pub fn warden_as(who: Who, args: &[&OsStr]) -> Command {
     c.env("PATH", "/usr/local/bin:/usr/bin:/bin");
     c.env("HOME", if who == Who::Root { "/root" } else { "/nonexistent" });
     c.env("LANG", "C.UTF-8");
+    // Default audit logs (root runs load the eBPF layer) go to the test environment, not $HOME.
+    c.env("XDG_STATE_HOME", test_env().join("state"));
     c
 }
 

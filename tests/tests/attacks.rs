@@ -1,6 +1,6 @@
 //! Every protection of the launcher core: an attack that must be blocked, next to a control that
 //! must succeed, run both as root and as an unprivileged user.
-#![allow(clippy::unwrap_used)] // tests: a failed set-up panics with its location
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
 
 use std::os::unix::fs::PermissionsExt;
 

@@ -1,7 +1,7 @@
 //! Real MCP servers (official npm and PyPI packages) under the strict profile plus grants, driven
 //! by the official MCP Python SDK client: initialize, tools/list and a tool call must work, and
 //! what a prompt-injected tool could reach must not.
-#![allow(clippy::unwrap_used)] // tests: a failed set-up panics with its location
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
 
 use std::path::PathBuf;
 use std::process::Command;

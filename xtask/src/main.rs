@@ -107,6 +107,8 @@ fn setup() -> Result<()> {
         step("not root: tests run as the current user only (CI runs as root and covers both)");
     }
 
+    ebpf_toolchain()?;
+
     let mut missing = Vec::new();
     if !Path::new("/usr/bin/python3").exists()
         || Command::new("/usr/bin/python3")
@@ -169,6 +171,30 @@ fn setup() -> Result<()> {
     run(Command::new("chmod").args(["-R", "a+rX"]).arg(&env))?;
     step("set-up done");
     Ok(())
+}
+
+/// What building the eBPF probes needs (docs/design notes section 4): the `rust-src` component
+/// (for `-Z build-std=core`) and `bpf-linker` built against Debian's LLVM 22.
+fn ebpf_toolchain() -> Result<()> {
+    let components = output(Command::new("rustup").args(["component", "list", "--installed"])).unwrap_or_default();
+    if components.lines().any(|l| l.starts_with("rust-src")) {
+        step("eBPF toolchain: rust-src is installed");
+    } else {
+        step("eBPF toolchain: installing the rust-src component (the probes are built with -Z build-std=core)");
+        run(Command::new("rustup").args(["component", "add", "rust-src"]))?;
+    }
+    if have("bpf-linker") {
+        step("eBPF toolchain: bpf-linker is installed");
+        return Ok(());
+    }
+    step("eBPF toolchain: installing LLVM 22 development packages for bpf-linker");
+    apt_install(&["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev"])?;
+    step("eBPF toolchain: building bpf-linker 0.13.0 against LLVM 22 (about 3 minutes)");
+    let path = format!("/usr/lib/llvm-22/bin:{}", std::env::var("PATH").unwrap_or_default());
+    run(Command::new("cargo")
+        .args(["install", "bpf-linker", "--version", "0.13.0", "--no-default-features", "--features", "llvm-22"])
+        .env("LLVM_PREFIX", "/usr/lib/llvm-22")
+        .env("PATH", path))
 }
 
 fn test(extra: &[String]) -> Result<()> {

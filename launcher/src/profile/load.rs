@@ -193,6 +193,7 @@ fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), Profi
     over(r.limits, &mut into.require.limits);
     over(r.network, &mut into.require.network);
     over(r.pid_namespace, &mut into.require.pid_namespace);
+    over(r.monitor, &mut into.require.monitor);
     Ok(())
 }
 

@@ -52,7 +52,9 @@ pub struct Filesystem {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Network {
-    /// TCP destinations: a port (`443`) or `ADDR:PORT` / `CIDR:PORT` (`"127.0.0.1:5432"`).
+    /// Destinations: a TCP port (`443`), `ADDR:PORT` / `CIDR:PORT` (`"127.0.0.1:5432"`), or the same
+    /// prefixed with `udp:` (`"udp:10.0.0.53:53"`). Ports are enforced by Landlock (TCP); addresses
+    /// and UDP by the eBPF layer.
     #[serde(default)]
     pub connect: Vec<Spanned<Endpoint>>,
     /// TCP ports the server may bind (listen on).
@@ -66,9 +68,11 @@ pub struct Network {
     pub unix: Option<bool>,
 }
 
-/// A TCP destination: port, optionally narrowed to an address or network.
+/// A destination: protocol (TCP unless written `udp:`), port, optionally narrowed to an address
+/// or network.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Endpoint {
+    pub udp: bool,
     pub addr: Option<IpNet>,
     pub port: u16,
 }
@@ -153,6 +157,9 @@ pub struct Require {
     pub network: Option<Level>,
     /// The PID namespace (needs root or unprivileged user namespaces).
     pub pid_namespace: Option<Level>,
+    /// The eBPF layer: audit log of the server tree and in-kernel network address rules (needs
+    /// root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
+    pub monitor: Option<Level>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -271,25 +278,45 @@ impl fmt::Display for IpNet {
 
 impl std::str::FromStr for Endpoint {
     type Err = String;
-    /// `PORT`, `ADDR:PORT`, `CIDR:PORT`, `[V6ADDR]:PORT` or `[V6CIDR]:PORT`.
+    /// `PORT`, `ADDR:PORT`, `CIDR:PORT`, `[V6ADDR]:PORT` or `[V6CIDR]:PORT`, each optionally
+    /// prefixed with `tcp:` (the default) or `udp:`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (udp, rest) = match s.split_once(':') {
+            Some(("udp", rest)) => (true, rest),
+            Some(("tcp", rest)) => (false, rest),
+            _ => (false, s),
+        };
+        let mut e = Self::parse_unprefixed(rest, s)?;
+        e.udp = udp;
+        Ok(e)
+    }
+}
+
+impl Endpoint {
+    fn parse_unprefixed(s: &str, whole: &str) -> Result<Self, String> {
         let port = |p: &str| -> Result<u16, String> {
-            p.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| format!("`{p}` is not a port (1-65535) in `{s}`"))
+            p.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("`{p}` is not a port (1-65535) in `{whole}`"))
         };
         if let Some(rest) = s.strip_prefix('[') {
-            let (addr, p) = rest.split_once("]:").ok_or_else(|| format!("`{s}`: expected [IPv6]:PORT"))?;
-            return Ok(Endpoint { addr: Some(addr.parse()?), port: port(p)? });
+            let (addr, p) = rest.split_once("]:").ok_or_else(|| format!("`{whole}`: expected [IPv6]:PORT"))?;
+            return Ok(Endpoint { udp: false, addr: Some(addr.parse()?), port: port(p)? });
         }
         match s.rsplit_once(':') {
-            None => Ok(Endpoint { addr: None, port: port(s)? }),
-            Some((addr, _)) if addr.contains(':') => Err(format!("`{s}`: write IPv6 destinations as [ADDR]:PORT")),
-            Some((addr, p)) => Ok(Endpoint { addr: Some(addr.parse()?), port: port(p)? }),
+            None => Ok(Endpoint { udp: false, addr: None, port: port(s)? }),
+            Some((addr, _)) if addr.contains(':') => Err(format!("`{whole}`: write IPv6 destinations as [ADDR]:PORT")),
+            Some((addr, p)) => Ok(Endpoint { udp: false, addr: Some(addr.parse()?), port: port(p)? }),
         }
     }
 }
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.udp {
+            f.write_str("udp:")?;
+        }
         match &self.addr {
             Some(a) => write!(f, "{a}:{}", self.port),
             None => write!(f, "{}", self.port),
@@ -352,7 +379,10 @@ mod tests {
 
     #[test]
     fn endpoints_parse_ports_addresses_and_networks() {
-        assert_eq!("443".parse::<Endpoint>().unwrap(), Endpoint { addr: None, port: 443 });
+        assert_eq!("443".parse::<Endpoint>().unwrap(), Endpoint { udp: false, addr: None, port: 443 });
+        let e: Endpoint = "udp:10.0.0.53:53".parse().unwrap();
+        assert!(e.udp && e.port == 53 && e.to_string() == "udp:10.0.0.53:53");
+        assert_eq!("tcp:443".parse::<Endpoint>().unwrap(), "443".parse::<Endpoint>().unwrap());
         let e: Endpoint = "127.0.0.1:5432".parse().unwrap();
         assert_eq!(e.to_string(), "127.0.0.1:5432");
         let e: Endpoint = "10.0.0.0/8:5432".parse().unwrap();

@@ -89,6 +89,7 @@ fn main() {
         "fork-bomb" => fork_bomb(n(1) as usize),
         "alloc" => alloc(n(1) as usize),
         "open-fds" => open_fds(n(1) as usize),
+        "open-burst" => open_burst(&a(1), n(2) as usize),
         "write-big" => write_big(&a(1), n(2) as usize),
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(n(1) as u64));
@@ -325,6 +326,17 @@ fn open_fds(count: usize) -> Outcome {
         files.push(std::fs::File::open("/dev/null").map_err(io)?);
     }
     Ok(format!("opened {} fds", files.len()))
+}
+
+/// Opens `count` distinct paths `<prefix><i>` (they need not exist) as fast as possible.
+fn open_burst(prefix: &str, count: usize) -> Outcome {
+    let mut opened = 0;
+    for i in 0..count {
+        if std::fs::File::open(format!("{prefix}{i}")).is_ok() {
+            opened += 1;
+        }
+    }
+    Ok(format!("attempted {count} opens, {opened} succeeded"))
 }
 
 fn write_big(path: &str, mb: usize) -> Outcome {

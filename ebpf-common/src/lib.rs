@@ -1,0 +1,266 @@
+//! Types shared by the eBPF probes (`no_std`, BPF target) and the launcher's loader: the events the
+//! probes put on the ring buffer, the network rules the loader puts in maps, and their constants.
+//! Every type is `#[repr(C)]` with explicit padding so both sides agree on the layout.
+#![no_std]
+
+/// Longest path copied from user memory (longer ones are truncated, and flagged).
+pub const PATH_LEN: usize = 256;
+/// Arguments of an exec recorded, and bytes of each.
+pub const ARGV_COUNT: usize = 4;
+pub const ARG_LEN: usize = 64;
+/// Most network rules the loader may install.
+pub const MAX_RULES: u32 = 64;
+/// Size of the denied-syscall bitmap (syscall numbers below this).
+pub const SYSCALL_SLOTS: u32 = 512;
+
+/// Event kinds (the first field of every event).
+pub mod kind {
+    pub const EXEC: u32 = 1;
+    pub const FORK: u32 = 2;
+    pub const EXIT: u32 = 3;
+    pub const OPEN: u32 = 4;
+    pub const NET: u32 = 5;
+    pub const SYSCALL: u32 = 6;
+    pub const SOCKET: u32 = 7;
+}
+
+/// Network operations seen by the cgroup socket programs.
+pub mod op {
+    pub const CONNECT: u32 = 1;
+    pub const BIND: u32 = 2;
+    pub const SEND: u32 = 3;
+}
+
+/// Verdicts: what the program decided (in audit mode a `DENY` is logged but not enforced).
+pub mod verdict {
+    pub const ALLOW: u32 = 0;
+    pub const DENY: u32 = 1;
+}
+
+/// Indexes of the per-CPU counters array.
+pub mod counter {
+    /// Events that did not fit in the ring buffer.
+    pub const DROPPED: u32 = 0;
+    /// Opens folded into an earlier identical one (same process, path, flags and outcome).
+    pub const OPENS_FOLDED: u32 = 1;
+    pub const COUNT: u32 = 2;
+}
+
+/// Common header of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct Header {
+    pub kind: u32,
+    /// Thread-group id (the process id in the initial PID namespace).
+    pub pid: u32,
+    pub tid: u32,
+    pub uid: u32,
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC).
+    pub ktime_ns: u64,
+    pub cgroup_id: u64,
+    pub comm: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExecEvent {
+    pub hdr: Header,
+    /// The syscall's return value (0 on success, -errno on failure).
+    pub ret: i64,
+    pub argc: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_LEN],
+    pub argv: [[u8; ARG_LEN]; ARGV_COUNT],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ForkEvent {
+    pub hdr: Header,
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ExitEvent {
+    pub hdr: Header,
+    /// `exit_group` status when the process exited by itself; -1 when it did not (a signal).
+    pub code: i32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct OpenEvent {
+    pub hdr: Header,
+    /// The fd, or -errno.
+    pub ret: i64,
+    /// FNV-1a of the path bytes: the key later identical opens are folded under.
+    pub path_hash: u64,
+    pub flags: u32,
+    pub _pad: u32,
+    pub path: [u8; PATH_LEN],
+}
+
+/// Key of the open-folding map: the same process opening the same path with the same flags again
+/// is counted there instead of producing another event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct OpenKey {
+    pub tgid: u32,
+    pub flags: u32,
+    pub path_hash: u64,
+}
+
+/// FNV-1a over the first `len` bytes of `buf` (a bounded loop the verifier accepts).
+#[inline(always)]
+pub fn fnv1a(buf: &[u8; PATH_LEN], len: usize) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < PATH_LEN {
+        if i >= len {
+            break;
+        }
+        h ^= buf[i] as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct NetEvent {
+    pub hdr: Header,
+    pub op: u32,
+    /// AF_INET or AF_INET6.
+    pub family: u32,
+    /// SOCK_STREAM / SOCK_DGRAM.
+    pub sock_type: u32,
+    pub protocol: u32,
+    pub verdict: u32,
+    /// Host byte order.
+    pub port: u16,
+    pub _pad: u16,
+    /// IPv4 in the first 4 bytes, network order.
+    pub addr: [u8; 16],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallEvent {
+    pub hdr: Header,
+    pub nr: u32,
+    pub verdict: u32,
+    pub ret: i64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SocketEvent {
+    pub hdr: Header,
+    pub family: u32,
+    pub sock_type: u32,
+    pub protocol: u32,
+    pub verdict: u32,
+}
+
+/// One network allow-rule. A destination matches when family, operation and protocol match, the
+/// port matches (0 = any), and the address is inside `addr/prefix`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetRule {
+    /// Bit set of `op` values this rule allows (1 << op).
+    pub ops: u32,
+    pub family: u32,
+    /// SOCK_STREAM, SOCK_DGRAM, or 0 for both.
+    pub sock_type: u32,
+    pub prefix: u32,
+    pub port: u16,
+    pub _pad: u16,
+    pub _pad2: u32,
+    pub addr: [u8; 16],
+}
+
+impl NetRule {
+    /// Does `addr` (4 or 16 significant bytes) fall inside this rule's network? Written so the
+    /// verifier sees every index below 16.
+    #[inline(always)]
+    pub fn contains(&self, addr: &[u8; 16]) -> bool {
+        let prefix = if self.prefix > 128 { 128 } else { self.prefix as i32 };
+        let mut i = 0usize;
+        while i < 16 {
+            let bits = prefix - (i as i32) * 8;
+            if bits <= 0 {
+                break;
+            }
+            let mask: u8 = if bits >= 8 { 0xff } else { 0xffu8 << (8 - bits) };
+            if (self.addr[i] ^ addr[i]) & mask != 0 {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+}
+
+/// Global configuration the loader writes before attaching (a one-element array map).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// cgroup v2 id of the server's cgroup: every tracepoint program filters on it.
+    pub cgroup_id: u64,
+    /// 1 = audit mode: log what would be denied, deny nothing.
+    pub audit: u32,
+    pub rule_count: u32,
+    /// 1 = allow raw inet sockets.
+    pub allow_raw: u32,
+    pub _pad: u32,
+}
+
+#[cfg(feature = "user")]
+mod user {
+    use super::*;
+    // SAFETY (all impls): plain #[repr(C)] data with explicit padding and no pointers; every bit
+    // pattern is a valid value.
+    unsafe impl aya::Pod for NetRule {}
+    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for OpenKey {}
+    unsafe impl aya::Pod for Header {}
+    unsafe impl aya::Pod for ExecEvent {}
+    unsafe impl aya::Pod for ForkEvent {}
+    unsafe impl aya::Pod for ExitEvent {}
+    unsafe impl aya::Pod for OpenEvent {}
+    unsafe impl aya::Pod for NetEvent {}
+    unsafe impl aya::Pod for SyscallEvent {}
+    unsafe impl aya::Pod for SocketEvent {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(addr: [u8; 4], prefix: u32) -> NetRule {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&addr);
+        NetRule { prefix, addr: a, ..Default::default() }
+    }
+
+    fn v4(b: [u8; 4]) -> [u8; 16] {
+        let mut a = [0u8; 16];
+        a[..4].copy_from_slice(&b);
+        a
+    }
+
+    #[test]
+    fn prefixes_match_like_cidr() {
+        assert!(rule([10, 0, 0, 0], 8).contains(&v4([10, 1, 2, 3])));
+        assert!(!rule([10, 0, 0, 0], 8).contains(&v4([11, 1, 2, 3])));
+        assert!(rule([127, 0, 0, 1], 32).contains(&v4([127, 0, 0, 1])));
+        assert!(!rule([127, 0, 0, 1], 32).contains(&v4([127, 0, 0, 2])));
+        assert!(rule([172, 16, 0, 0], 12).contains(&v4([172, 31, 255, 255])));
+        assert!(!rule([172, 16, 0, 0], 12).contains(&v4([172, 32, 0, 0])));
+        assert!(rule([0, 0, 0, 0], 0).contains(&v4([8, 8, 8, 8])));
+    }
+}

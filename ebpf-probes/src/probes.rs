@@ -1,0 +1,494 @@
+//! The programs, their maps and load-time constants.
+
+use core::mem::size_of;
+
+use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
+        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user,
+        bpf_probe_read_user_str_bytes,
+    },
+    macros::{cgroup_sock, cgroup_sock_addr, map, raw_tracepoint, tracepoint},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    programs::{RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
+};
+use mcp_warden_ebpf_common::{
+    ARG_LEN, ARGV_COUNT, ExecEvent, ExitEvent, ForkEvent, Header, MAX_RULES, NetEvent, NetRule, OpenEvent, OpenKey,
+    SYSCALL_SLOTS, SocketEvent, SyscallEvent, counter, fnv1a, kind, op, verdict,
+};
+
+// Load-time constants (`EbpfLoader::set_global`); the verifier sees them as constants.
+#[unsafe(no_mangle)]
+static CGROUP_ID: u64 = 0;
+#[unsafe(no_mangle)]
+static AUDIT: u32 = 0;
+#[unsafe(no_mangle)]
+static RULE_COUNT: u32 = 0;
+#[unsafe(no_mangle)]
+static ALLOW_RAW: u32 = 0;
+/// Offset of `child_pid` in the `sched_process_fork` tracepoint record (read from its format file).
+#[unsafe(no_mangle)]
+static FORK_CHILD_OFFSET: u32 = 20;
+
+#[inline(always)]
+fn constant<T: Copy>(v: &T) -> T {
+    // SAFETY: a plain read of a static; volatile so the compiler keeps the load the loader patches.
+    unsafe { core::ptr::read_volatile(v) }
+}
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+#[map]
+static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+/// (tgid << 32 | syscall nr) -> calls. Hash maps are not preallocated: preallocating 16384 per-CPU
+/// entries costs milliseconds at every start, and a server touches a few hundred keys.
+#[map]
+static SYSCALLS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+/// 1 for syscall numbers the seccomp layer denies unconditionally.
+#[map]
+static DENIED: Array<u8> = Array::with_max_entries(SYSCALL_SLOTS, 0);
+#[map]
+static RULES: Array<NetRule> = Array::with_max_entries(MAX_RULES, 0);
+#[map]
+static PENDING_OPEN: HashMap<u32, OpenEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+#[map]
+static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+#[map]
+static EXIT_CODES: HashMap<u32, i32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+/// child tid -> parent tgid, from `sched_process_fork` until the child's first return.
+#[map]
+static FORKS: HashMap<u32, u32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+#[map]
+static OPENS_SEEN: LruHashMap<OpenKey, u64> = LruHashMap::with_max_entries(16384, 0);
+#[map]
+static SCRATCH_OPEN: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
+#[map]
+static SCRATCH_EXEC: PerCpuArray<ExecEvent> = PerCpuArray::with_max_entries(1, 0);
+
+#[cfg(bpf_target_arch = "x86_64")]
+mod sys {
+    pub const OPEN: u32 = 2;
+    pub const OPENAT: u32 = 257;
+    pub const EXECVE: u32 = 59;
+    pub const EXECVEAT: u32 = 322;
+    pub const EXIT_GROUP: u32 = 231;
+    pub const CLONE: u32 = 56;
+    pub const FORK: u32 = 57;
+    pub const VFORK: u32 = 58;
+    pub const CLONE3: u32 = 435;
+    // struct pt_regs offsets of the syscall argument registers and the syscall number.
+    pub const ARG: [usize; 3] = [112, 104, 96]; // di, si, dx
+    pub const NR: usize = 120; // orig_ax
+}
+
+#[cfg(bpf_target_arch = "aarch64")]
+mod sys {
+    pub const OPEN: u32 = u32::MAX; // no open(2) on arm64
+    pub const OPENAT: u32 = 56;
+    pub const EXECVE: u32 = 221;
+    pub const EXECVEAT: u32 = 281;
+    pub const EXIT_GROUP: u32 = 94;
+    pub const CLONE: u32 = 220;
+    pub const FORK: u32 = u32::MAX;
+    pub const VFORK: u32 = u32::MAX;
+    pub const CLONE3: u32 = 435;
+    pub const ARG: [usize; 3] = [272, 8, 16]; // orig_x0, x1, x2
+    pub const NR: usize = 280; // syscallno
+}
+
+const EPERM: i64 = 1;
+const ENOSYS: i64 = 38;
+const AF_INET: u32 = 2;
+const AF_INET6: u32 = 10;
+const SOCK_DGRAM: u32 = 2;
+const SOCK_RAW: u32 = 3;
+
+#[inline(always)]
+fn in_server() -> bool {
+    // SAFETY: helper without arguments.
+    unsafe { bpf_get_current_cgroup_id() == constant(&CGROUP_ID) }
+}
+
+#[inline(always)]
+fn header(kind: u32) -> Header {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    Header {
+        kind,
+        pid: (pid_tgid >> 32) as u32,
+        tid: pid_tgid as u32,
+        uid: bpf_get_current_uid_gid() as u32,
+        // SAFETY: helpers without arguments.
+        ktime_ns: unsafe { bpf_ktime_get_ns() },
+        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+#[inline(always)]
+fn bump(index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: a per-CPU slot: no other program touches it concurrently.
+        unsafe { *c += 1 };
+    }
+}
+
+/// Emits `value` on the ring buffer, or counts it as dropped.
+#[inline(always)]
+fn emit<T: 'static>(value: T) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            entry.write(value);
+            entry.submit(0);
+        }
+        None => bump(counter::DROPPED),
+    }
+}
+
+/// Emits a copy of a (large) map value without staging it on the 512-byte stack.
+#[inline(always)]
+fn emit_copy<T: 'static>(src: *const T, patch: impl FnOnce(&mut T)) {
+    match EVENTS.reserve::<T>(0) {
+        Some(mut entry) => {
+            let dst = entry.as_mut_ptr() as *mut u8;
+            // SAFETY: `dst` is a reserved ring-buffer slot of size_of::<T>() bytes.
+            let buf = unsafe { core::slice::from_raw_parts_mut(dst, size_of::<T>()) };
+            // SAFETY: `src` points at a live map value of type T.
+            if unsafe { bpf_probe_read_kernel_buf(src as *const u8, buf) }.is_err() {
+                entry.discard(0);
+                return;
+            }
+            // SAFETY: the slot now holds a full copy of a valid T.
+            patch(unsafe { &mut *entry.as_mut_ptr() });
+            entry.submit(0);
+        }
+        None => bump(counter::DROPPED),
+    }
+}
+
+#[inline(always)]
+fn syscall_arg(regs: *const u8, index: usize) -> Result<u64, i64> {
+    // SAFETY: `regs` is the tracepoint's struct pt_regs pointer; the read is checked by the helper.
+    unsafe { bpf_probe_read_kernel(regs.add(sys::ARG[index]) as *const u64) }.map_err(|e| e as i64)
+}
+
+// ---- syscalls ---------------------------------------------------------------------------------
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
+    let _ = try_sys_enter(&ctx);
+    0
+}
+
+fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if !in_server() {
+        return Ok(());
+    }
+    let regs: *const u8 = ctx.arg(0);
+    let nr = ctx.arg::<u64>(1) as u32;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tgid = (pid_tgid >> 32) as u32;
+    count_syscall(tgid, nr);
+    match nr {
+        sys::OPENAT => capture_open(regs, pid_tgid, 1, 2),
+        sys::OPEN => capture_open(regs, pid_tgid, 0, 1),
+        sys::EXECVE => capture_exec(regs, pid_tgid, 0, 1),
+        sys::EXECVEAT => capture_exec(regs, pid_tgid, 1, 2),
+        sys::EXIT_GROUP => {
+            let code = syscall_arg(regs, 0)? as i32;
+            EXIT_CODES.insert(&tgid, &code, 0).map_err(|e| e as i64)
+        }
+        _ => Ok(()),
+    }
+}
+
+#[inline(always)]
+fn count_syscall(tgid: u32, nr: u32) {
+    let key = ((tgid as u64) << 32) | nr as u64;
+    match SYSCALLS.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU value.
+        Some(c) => unsafe { *c += 1 },
+        None => {
+            let _ = SYSCALLS.insert(&key, &1, 0);
+        }
+    }
+}
+
+fn capture_open(regs: *const u8, pid_tgid: u64, path_arg: usize, flags_arg: usize) -> Result<(), i64> {
+    let filename = syscall_arg(regs, path_arg)? as *const u8;
+    let flags = syscall_arg(regs, flags_arg)? as u32;
+    let ev = SCRATCH_OPEN.get_ptr_mut(0).ok_or(0i64)?;
+    // SAFETY: the per-CPU scratch slot; programs do not nest on one CPU for this tracepoint.
+    let ev = unsafe { &mut *ev };
+    // SAFETY: a user pointer read by the checked helper.
+    let len = match unsafe { bpf_probe_read_user_str_bytes(filename, &mut ev.path) } {
+        Ok(s) => s.len(),
+        Err(_) => 0,
+    };
+    let path_hash = fnv1a(&ev.path, len);
+    let key = OpenKey { tgid: (pid_tgid >> 32) as u32, flags, path_hash };
+    if let Some(seen) = OPENS_SEEN.get_ptr_mut(&key) {
+        // SAFETY: a map value; a lost increment under a race only undercounts a fold.
+        unsafe { *seen += 1 };
+        bump(counter::OPENS_FOLDED);
+        return Ok(());
+    }
+    let _ = OPENS_SEEN.insert(&key, &1, 0);
+    ev.hdr = header(kind::OPEN);
+    ev.ret = 0;
+    ev.path_hash = path_hash;
+    ev.flags = flags;
+    PENDING_OPEN.insert(&(pid_tgid as u32), ev, 0).map_err(|e| e as i64)
+}
+
+fn capture_exec(regs: *const u8, pid_tgid: u64, path_arg: usize, argv_arg: usize) -> Result<(), i64> {
+    let filename = syscall_arg(regs, path_arg)? as *const u8;
+    let argv = syscall_arg(regs, argv_arg)? as *const *const u8;
+    let ev = SCRATCH_EXEC.get_ptr_mut(0).ok_or(0i64)?;
+    // SAFETY: the per-CPU scratch slot.
+    let ev = unsafe { &mut *ev };
+    // SAFETY: user pointers read by checked helpers.
+    if unsafe { bpf_probe_read_user_str_bytes(filename, &mut ev.path) }.is_err() {
+        ev.path[0] = 0;
+    }
+    ev.argc = 0;
+    let mut i = 0;
+    while i < ARGV_COUNT {
+        // SAFETY: as above.
+        let arg: *const u8 = match unsafe { bpf_probe_read_user(argv.add(i)) } {
+            Ok(p) => p,
+            Err(_) => break,
+        };
+        if arg.is_null() {
+            break;
+        }
+        let slot: &mut [u8; ARG_LEN] = &mut ev.argv[i];
+        // SAFETY: as above.
+        if unsafe { bpf_probe_read_user_str_bytes(arg, slot) }.is_err() {
+            slot[0] = 0;
+        }
+        ev.argc = (i + 1) as u32;
+        i += 1;
+    }
+    ev.hdr = header(kind::EXEC);
+    ev.ret = 0;
+    PENDING_EXEC.insert(&(pid_tgid as u32), ev, 0).map_err(|e| e as i64)
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
+    let _ = try_sys_exit(&ctx);
+    0
+}
+
+fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if !in_server() {
+        return Ok(());
+    }
+    let regs: *const u8 = ctx.arg(0);
+    let ret: i64 = ctx.arg(1);
+    // SAFETY: pt_regs read by the checked helper.
+    let nr = unsafe { bpf_probe_read_kernel(regs.add(sys::NR) as *const u64) }.map_err(|e| e as i64)? as u32;
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let tid = pid_tgid as u32;
+    let tgid = (pid_tgid >> 32) as u32;
+    match nr {
+        sys::OPENAT | sys::OPEN => {
+            if let Some(pending) = PENDING_OPEN.get_ptr(&tid) {
+                emit_copy(pending, |ev: &mut OpenEvent| ev.ret = ret);
+                let _ = PENDING_OPEN.remove(&tid);
+            }
+        }
+        sys::EXECVE | sys::EXECVEAT => {
+            if let Some(pending) = PENDING_EXEC.get_ptr(&tid) {
+                let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+                emit_copy(pending, |ev: &mut ExecEvent| {
+                    ev.ret = ret;
+                    ev.hdr.comm = comm;
+                });
+                let _ = PENDING_EXEC.remove(&tid);
+            }
+        }
+        sys::CLONE | sys::CLONE3 | sys::FORK | sys::VFORK if ret == 0 => {
+            // The child's first return: a new process when it leads its own thread group.
+            // SAFETY: a map value read.
+            if let Some(parent) = unsafe { FORKS.get(&tid) }.copied() {
+                if tid == tgid {
+                    emit(ForkEvent { hdr: header(kind::FORK), child_pid: tgid, _pad: 0 }.with_parent(parent));
+                }
+                let _ = FORKS.remove(&tid);
+            }
+        }
+        _ => {}
+    }
+    // A syscall the seccomp layer denies never reaches sys_enter; its exit shows the errno.
+    if (ret == -EPERM || ret == -ENOSYS) && nr < SYSCALL_SLOTS && DENIED.get(nr).copied() == Some(1) {
+        count_syscall(tgid, nr);
+        emit(SyscallEvent { hdr: header(kind::SYSCALL), nr, verdict: verdict::DENY, ret });
+    }
+    Ok(())
+}
+
+trait WithParent {
+    fn with_parent(self, parent: u32) -> Self;
+}
+
+impl WithParent for ForkEvent {
+    /// The event is reported from the child; its header names the parent as the acting process.
+    #[inline(always)]
+    fn with_parent(mut self, parent: u32) -> Self {
+        self.hdr.pid = parent;
+        self
+    }
+}
+
+// ---- process lifecycle ------------------------------------------------------------------------
+
+#[tracepoint(category = "sched", name = "sched_process_fork")]
+pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_fork(&ctx);
+    0
+}
+
+fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
+    if !in_server() {
+        return Ok(());
+    }
+    // SAFETY: a field of the tracepoint record at the offset its format file gives.
+    let child: u32 = unsafe { ctx.read_at(constant(&FORK_CHILD_OFFSET) as usize) }.map_err(|e| e as i64)?;
+    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
+    FORKS.insert(&child, &parent, 0).map_err(|e| e as i64)
+}
+
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exit();
+    0
+}
+
+fn try_sched_process_exit() -> Result<(), i64> {
+    if !in_server() {
+        return Ok(());
+    }
+    let pid_tgid = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
+    if tid != tgid {
+        return Ok(());
+    }
+    // SAFETY: a map value read.
+    let code = unsafe { EXIT_CODES.get(&tgid) }.copied().unwrap_or(-1);
+    let _ = EXIT_CODES.remove(&tgid);
+    emit(ExitEvent { hdr: header(kind::EXIT), code, _pad: 0 });
+    Ok(())
+}
+
+// ---- network: cgroup socket programs ----------------------------------------------------------
+
+#[cgroup_sock_addr(connect4)]
+pub fn connect4(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::CONNECT, AF_INET)
+}
+
+#[cgroup_sock_addr(connect6)]
+pub fn connect6(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::CONNECT, AF_INET6)
+}
+
+#[cgroup_sock_addr(sendmsg4)]
+pub fn sendmsg4(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::SEND, AF_INET)
+}
+
+#[cgroup_sock_addr(sendmsg6)]
+pub fn sendmsg6(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::SEND, AF_INET6)
+}
+
+#[cgroup_sock_addr(bind4)]
+pub fn bind4(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::BIND, AF_INET)
+}
+
+#[cgroup_sock_addr(bind6)]
+pub fn bind6(ctx: SockAddrContext) -> i32 {
+    check_addr(&ctx, op::BIND, AF_INET6)
+}
+
+/// 1 lets the syscall proceed, 0 makes it fail with EPERM.
+#[inline(always)]
+fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
+    // SAFETY: the kernel passes a valid bpf_sock_addr; fields are read with the sizes it allows.
+    let sa = unsafe { &*ctx.sock_addr };
+    let mut addr = [0u8; 16];
+    if family == AF_INET {
+        addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
+    } else {
+        let mut i = 0;
+        while i < 4 {
+            let word = sa.user_ip6[i].to_ne_bytes();
+            addr[i * 4] = word[0];
+            addr[i * 4 + 1] = word[1];
+            addr[i * 4 + 2] = word[2];
+            addr[i * 4 + 3] = word[3];
+            i += 1;
+        }
+    }
+    let port = u16::from_be(sa.user_port as u16);
+    let sock_type = sa.type_;
+    let protocol = sa.protocol;
+    // An unconnected UDP socket binds port 0 implicitly before sending: that is not a listener.
+    let allowed = (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
+        || rule_allows(operation, family, sock_type, port, &addr);
+    let v = if allowed { verdict::ALLOW } else { verdict::DENY };
+    emit(NetEvent {
+        hdr: header(kind::NET),
+        op: operation,
+        family,
+        sock_type,
+        protocol,
+        verdict: v,
+        port,
+        _pad: 0,
+        addr,
+    });
+    if allowed || constant(&AUDIT) == 1 { 1 } else { 0 }
+}
+
+#[inline(always)]
+fn rule_allows(operation: u32, family: u32, sock_type: u32, port: u16, addr: &[u8; 16]) -> bool {
+    let count = constant(&RULE_COUNT);
+    let mut i = 0;
+    while i < MAX_RULES {
+        if i >= count {
+            break;
+        }
+        if let Some(r) = RULES.get(i)
+            && r.ops & (1 << operation) != 0
+            && r.family == family
+            && (r.sock_type == 0 || r.sock_type == sock_type)
+            && (r.port == 0 || r.port == port)
+            && r.contains(addr)
+        {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+#[cgroup_sock(sock_create)]
+pub fn sock_create(ctx: SockContext) -> i32 {
+    // SAFETY: the kernel passes a valid bpf_sock.
+    let sk = unsafe { &*ctx.sock };
+    if sk.type_ != SOCK_RAW || constant(&ALLOW_RAW) == 1 {
+        return 1;
+    }
+    emit(SocketEvent {
+        hdr: header(kind::SOCKET),
+        family: sk.family,
+        sock_type: sk.type_,
+        protocol: sk.protocol,
+        verdict: verdict::DENY,
+    });
+    if constant(&AUDIT) == 1 { 1 } else { 0 }
+}

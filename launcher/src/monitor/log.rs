@@ -1,0 +1,161 @@
+//! The audit log: one JSON object per line, to a file or stderr, and the final summary record.
+//! A line that cannot be written is counted and reported, never dropped silently.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use super::KernelCounters;
+use super::event::EventDecoder;
+
+/// Where the audit log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    Stderr,
+    File(PathBuf),
+}
+
+impl Destination {
+    /// `-` is stderr; anything else a file path.
+    pub fn parse(s: &str) -> Destination {
+        if s == "-" { Destination::Stderr } else { Destination::File(PathBuf::from(s)) }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Destination::Stderr => "stderr".into(),
+            Destination::File(p) => p.display().to_string(),
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Sink {
+    Stderr,
+    File(BufWriter<File>),
+}
+
+/// An open audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    sink: Sink,
+    pub destination: Destination,
+    pub written: u64,
+    /// Lines that could not be written (disk full, ...).
+    pub lost: u64,
+}
+
+impl AuditLog {
+    /// Opens (appending) the destination, creating its directory (mode 0700) if needed.
+    pub fn open(destination: Destination) -> std::io::Result<AuditLog> {
+        let sink = match &destination {
+            Destination::Stderr => Sink::Stderr,
+            Destination::File(path) => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    create_private_dir(dir)?;
+                }
+                let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+                Sink::File(BufWriter::new(file))
+            }
+        };
+        Ok(AuditLog { sink, destination, written: 0, lost: 0 })
+    }
+
+    pub fn write(&mut self, record: &Value) {
+        let mut line = record.to_string();
+        line.push('\n');
+        let ok = match &mut self.sink {
+            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()).is_ok(),
+            Sink::File(w) => w.write_all(line.as_bytes()).is_ok(),
+        };
+        if ok {
+            self.written += 1;
+        } else {
+            self.lost += 1;
+        }
+    }
+
+    pub fn flush(&mut self) {
+        if let Sink::File(w) = &mut self.sink
+            && w.flush().is_err()
+        {
+            self.lost += 1;
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// What the run ended with, for the summary.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub profile: String,
+    pub program: String,
+    pub mode: &'static str,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// Writes the final `"kind": "summary"` record and returns the one-line human summary.
+pub fn write_summary(log: &mut AuditLog, decoder: &EventDecoder, kernel: &KernelCounters, s: &Summary) -> String {
+    let mut syscalls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+    for (pid, nr, calls) in &kernel.syscalls {
+        let name = syscalls::Sysno::new(*nr as usize).map_or_else(|| format!("syscall_{nr}"), |n| n.name().to_string());
+        *syscalls.entry(pid.to_string()).or_default().entry(name).or_default() += calls;
+    }
+    let repeated: Vec<Value> = kernel
+        .repeated_opens
+        .iter()
+        .map(|(key, count)| {
+            let mut m = Map::new();
+            m.insert("pid".into(), key.tgid.into());
+            m.insert("path".into(), decoder.open_paths.get(&key.path_hash).cloned().map_or(Value::Null, Value::from));
+            m.insert("count".into(), (*count).into());
+            Value::Object(m)
+        })
+        .collect();
+    let denials: u64 = decoder.denials.values().sum();
+    let mut m = Map::new();
+    m.insert("ts".into(), super::event::rfc3339(now_ns()).into());
+    m.insert("kind".into(), "summary".into());
+    m.insert("profile".into(), s.profile.clone().into());
+    m.insert("program".into(), s.program.clone().into());
+    m.insert("mode".into(), s.mode.into());
+    m.insert("exit_code".into(), s.exit_code.map_or(Value::Null, Value::from));
+    m.insert("signal".into(), s.signal.map_or(Value::Null, Value::from));
+    m.insert("events".into(), serde_json::to_value(&decoder.counts).unwrap_or_default());
+    m.insert("denials".into(), denials.into());
+    m.insert("denials_by_kind".into(), serde_json::to_value(&decoder.denials).unwrap_or_default());
+    m.insert("dropped".into(), kernel.dropped.into());
+    m.insert("opens_folded".into(), kernel.opens_folded.into());
+    m.insert("repeated_opens".into(), repeated.into());
+    m.insert("undecodable".into(), decoder.undecodable.into());
+    m.insert("log_lines_lost".into(), log.lost.into());
+    m.insert("syscalls".into(), serde_json::to_value(&syscalls).unwrap_or_default());
+    log.write(&Value::Object(m));
+    log.flush();
+
+    let by_kind: Vec<String> = decoder.denials.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    let mut line = format!(
+        "audit: {} events, {denials} denied{}, {} dropped",
+        decoder.counts.values().sum::<u64>(),
+        if by_kind.is_empty() { String::new() } else { format!(" ({})", by_kind.join(", ")) },
+        kernel.dropped,
+    );
+    if log.lost > 0 {
+        line.push_str(&format!(", {} log lines LOST", log.lost));
+    }
+    line.push_str(&format!("; log: {}", log.destination.describe()));
+    line
+}
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
+}

@@ -1,0 +1,321 @@
+//! The eBPF layer: the audit log of the server's process tree, in-kernel network enforcement by
+//! address and protocol, counted drops, and cleanup. These tests load BPF programs, which needs
+//! root; they also compare the host's list of loaded programs before and after, so they run one
+//! at a time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use mcp_warden_tests::*;
+use serde_json::Value;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("skipped {test}: loading eBPF programs needs root (CI runs as root)");
+    false
+}
+
+fn read_log(path: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("audit log {}: {e}", path.display()));
+    text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}"))).collect()
+}
+
+fn summary(events: &[Value]) -> &Value {
+    events.iter().rev().find(|e| e["kind"] == "summary").expect("a summary record ends the log")
+}
+
+/// Names of our programs currently loaded on the host.
+fn our_programs() -> usize {
+    const OURS: [&str; 6] = ["sys_enter", "sys_exit", "connect4", "sendmsg4", "bind4", "sock_create"];
+    aya::programs::loaded_programs().flatten().filter(|p| p.name_as_str().is_some_and(|n| OURS.contains(&n))).count()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_process_tree_is_audited_and_its_network_is_enforced_by_address() {
+    if !root_or_skip("a_process_tree_is_audited") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let data = s.mkdir("data", Who::Root);
+    let known = s.file("data/known.txt", "audited\n", Who::Root);
+    let log = s.join("audit.jsonl");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let (tp, up) = (tcp.local_addr().unwrap().port(), udp.local_addr().unwrap().port());
+    let script = format!(
+        r#"
+import errno, socket
+def attempt(label, f):
+    try:
+        f(); print(label, "ok")
+    except OSError as e:
+        print(label, errno.errorcode[e.errno])
+def tcp(host):
+    c = socket.socket(); c.settimeout(5); c.connect((host, {tp})); c.close()
+def udp(host):
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); c.sendto(b"x", (host, {up})); c.close()
+attempt("tcp-allowed", lambda: tcp("127.0.0.1"))
+attempt("tcp-forbidden-addr", lambda: tcp("127.0.0.2"))
+attempt("udp-allowed", lambda: udp("127.0.0.1"))
+attempt("udp-forbidden-addr", lambda: udp("127.0.0.2"))
+"#
+    );
+    let shell = format!("cat {}; /usr/bin/python3 -c '{script}'", known.display());
+    // A process outside the sandbox opening its own marker file the whole time.
+    let outside_marker = s.file("outside-marker", "", Who::Root);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let outside = {
+        let stop = stop.clone();
+        let marker = outside_marker.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::read(&marker);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let o = Sandbox::new(Who::Root)
+        .grant("--audit-log", &log)
+        .grant("--allow-read", &data)
+        .grant("--allow-connect", format!("127.0.0.1:{tp}"))
+        .grant("--allow-connect", format!("udp:127.0.0.1:{up}"))
+        .exec(&[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&shell)]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    outside.join().unwrap();
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    let out: Vec<&str> = o.stdout.lines().collect();
+    assert_eq!(
+        out,
+        vec!["audited", "tcp-allowed ok", "tcp-forbidden-addr EPERM", "udp-allowed ok", "udp-forbidden-addr EPERM"],
+        "inside: allowed destinations work, the forbidden address fails with EPERM\n{}",
+        o.describe()
+    );
+    assert!(o.stderr.contains("mcp-warden: audit:"), "one-line summary on stderr\n{}", o.stderr);
+
+    let events = read_log(&log);
+    for e in events.iter().filter(|e| e["kind"] != "summary") {
+        for field in ["ts", "kind", "pid", "ppid", "tid", "comm", "uid", "cgroup_id", "exec_id"] {
+            assert!(e.get(field).is_some_and(|v| !v.is_null()), "field {field} in {e}");
+        }
+    }
+    let find = |pred: &dyn Fn(&Value) -> bool, what: &str| -> Value {
+        events.iter().find(|e| pred(e)).cloned().unwrap_or_else(|| panic!("no {what} event in the log"))
+    };
+    let sh = find(&|e| e["kind"] == "exec" && e["path"] == "/bin/sh" && e["result"] == 0, "exec of sh");
+    assert_eq!(sh["argv"][0], "/bin/sh");
+    let cat = find(&|e| e["kind"] == "exec" && e["argv"][0] == "cat" && e["result"] == 0, "exec of cat");
+    assert_eq!(cat["ppid"], sh["pid"], "cat's parent is the shell");
+    assert_ne!(cat["exec_id"], sh["exec_id"], "each exec gets its own id");
+    let py = find(&|e| e["kind"] == "exec" && e["path"] == "/usr/bin/python3", "exec of python3");
+    assert_eq!(py["ppid"], sh["pid"]);
+    let open = find(&|e| e["kind"] == "open" && e["path"] == known.to_str().unwrap(), "open of the known file");
+    assert_eq!((open["comm"].as_str(), open["verdict"].as_str()), (Some("cat"), Some("allow")));
+    assert!(open["result"].as_i64().is_some_and(|fd| fd >= 0), "{open}");
+    assert_eq!(open["exec_id"], cat["exec_id"]);
+    let conn = |addr: &str, kind: &str| -> Value {
+        find(&|e| e["kind"] == kind && e["addr"] == addr && e["pid"] == py["pid"], &format!("{kind} to {addr}"))
+    };
+    let ok = conn("127.0.0.1", "connect");
+    assert_eq!(
+        (ok["port"].as_u64(), ok["proto"].as_str(), ok["verdict"].as_str()),
+        (Some(tp as u64), Some("tcp"), Some("allow"))
+    );
+    let denied = conn("127.0.0.2", "connect");
+    assert_eq!((denied["verdict"].as_str(), denied["enforced"].as_bool()), (Some("deny"), Some(true)));
+    let sent = conn("127.0.0.1", "send");
+    assert_eq!(
+        (sent["port"].as_u64(), sent["proto"].as_str(), sent["verdict"].as_str()),
+        (Some(up as u64), Some("udp"), Some("allow"))
+    );
+    assert_eq!(conn("127.0.0.2", "send")["verdict"], "deny");
+    for k in ["fork", "exit"] {
+        find(&|e| e["kind"] == k, k);
+    }
+    // Nothing from outside the server's cgroup.
+    assert!(
+        !events.iter().any(|e| e["path"] == outside_marker.to_str().unwrap()),
+        "events of a process outside the server's cgroup leaked into the log"
+    );
+    let sum = summary(&events);
+    assert_eq!(sum["dropped"], 0);
+    assert!(sum["denials"].as_u64().unwrap() >= 2, "{sum}");
+    assert_eq!(sum["exit_code"], 0);
+    let calls = &sum["syscalls"][py["pid"].to_string()];
+    assert!(
+        calls["connect"].as_u64().unwrap() >= 2 && calls["sendto"].as_u64().unwrap() >= 2,
+        "per-process counts by name: {calls}"
+    );
+}
+
+#[test]
+fn a_denied_syscall_is_an_event_not_a_mystery() {
+    if !root_or_skip("a_denied_syscall_is_an_event") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["io-uring"]);
+    assert_denied(&o, &["EPERM"], "io_uring_setup");
+    let events = read_log(&log);
+    let e = events.iter().find(|e| e["kind"] == "syscall").expect("a syscall event");
+    assert_eq!(
+        (e["name"].as_str(), e["verdict"].as_str(), e["errno"].as_str()),
+        (Some("io_uring_setup"), Some("deny"), Some("EPERM"))
+    );
+}
+
+#[test]
+fn audit_mode_logs_what_would_be_denied_and_denies_nothing() {
+    if !root_or_skip("audit_mode") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let secret = s.file("secret", "s3cr3t", Who::Root);
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let sb = Sandbox::new(Who::Root)
+        .grant("--mode", "audit")
+        .grant("--audit-log", &log)
+        .grant("--allow-connect", "127.0.0.2:1");
+    assert_ok(&sb.probe(&["read", secret.to_str().unwrap()]), "audit mode: the read goes through");
+    assert_ok(&sb.probe(&["tcp-connect", "127.0.0.1", &port]), "audit mode: the connect goes through");
+    let events = read_log(&log);
+    let open =
+        events.iter().find(|e| e["kind"] == "open" && e["path"] == secret.to_str().unwrap()).expect("open logged");
+    assert_eq!((open["verdict"].as_str(), open["enforced"].as_bool()), (Some("deny"), Some(false)));
+    let conn = events.iter().find(|e| e["kind"] == "connect").expect("connect logged");
+    assert_eq!((conn["verdict"].as_str(), conn["enforced"].as_bool()), (Some("deny"), Some(false)));
+    assert!(events.iter().any(|e| e["kind"] == "summary" && e["mode"] == "audit"));
+}
+
+#[test]
+fn a_burst_larger_than_the_ring_buffer_is_counted_not_lost() {
+    if !root_or_skip("a_burst_is_counted") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let prefix = "/nonexistent/mcpw-burst-";
+    let n = 20_000;
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--audit-buffer", "16K").probe(&[
+        "open-burst",
+        prefix,
+        &n.to_string(),
+    ]);
+    assert_ok(&o, "burst");
+    let events = read_log(&log);
+    let logged = events
+        .iter()
+        .filter(|e| e["kind"] == "open" && e["path"].as_str().is_some_and(|p| p.starts_with(prefix)))
+        .count() as u64;
+    let sum = summary(&events);
+    let dropped = sum["dropped"].as_u64().unwrap();
+    assert!(dropped > 0, "a 16K ring buffer cannot hold a 20000-open burst: drops must show ({logged} logged)");
+    assert!(
+        logged + dropped >= n,
+        "every event is either logged or counted: {logged} logged + {dropped} dropped < {n}"
+    );
+    assert!(o.stderr.contains(&format!("{dropped} dropped")), "the stderr summary says so\n{}", o.stderr);
+}
+
+#[test]
+fn programs_and_cgroups_are_gone_after_exit_and_after_sigkill() {
+    if !root_or_skip("cleanup") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    // Released programs are freed after an RCU grace period: counts are checked with deadlines.
+    wait_until("no program of an earlier launcher is loaded", || our_programs() == 0);
+    let baseline = 0;
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+
+    // Normal exit.
+    let sb = Sandbox::new(Who::Root).grant("--audit-log", &log);
+    let p = probe();
+    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY");
+    let launcher = launcher_pid(&child);
+    wait_until("the probes are attached", || our_programs() > baseline);
+    let cgroup = format!("mcp-warden.{launcher}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+    wait_until("the programs are detached after the launcher exited", || our_programs() == baseline);
+    assert!(!cgroup_exists(&cgroup), "cgroup {cgroup} removed");
+
+    // SIGKILL of the launcher: the kernel releases the programs with its file descriptors; the
+    // cgroup it could not remove is cleaned up by the next launcher.
+    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("sleep"), OsStr::new("60")]);
+    let launcher = launcher_pid(&child);
+    wait_until("the probes are attached", || our_programs() > baseline);
+    let cgroup = format!("mcp-warden.{launcher}");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    wait_until("the programs are released", || our_programs() == baseline);
+    wait_until("the server tree is gone", || !cgroup_has_processes(&cgroup));
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    assert!(!cgroup_exists(&cgroup), "the stale cgroup {cgroup} was removed by the next run");
+    wait_until("the programs are detached again", || our_programs() == baseline);
+}
+
+fn v2_root() -> std::path::PathBuf {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = mountinfo.lines().find(|l| l.contains(" - cgroup2 ")).expect("cgroup2 mounted");
+    std::path::PathBuf::from(line.split(' ').nth(4).unwrap())
+}
+
+fn cgroup_exists(name: &str) -> bool {
+    v2_root().join(name).exists()
+}
+
+fn cgroup_has_processes(name: &str) -> bool {
+    std::fs::read_to_string(v2_root().join(name).join("cgroup.procs")).is_ok_and(|s| !s.trim().is_empty())
+}
+
+#[test]
+fn without_privileges_the_monitor_is_reported_or_refused() {
+    let who = Who::User;
+    if is_root() && nix::unistd::User::from_name(TEST_USER).ok().flatten().is_none() {
+        panic!("test user missing: run `cargo xtask setup`");
+    }
+    let s = Scratch::new(who);
+    let log = s.join("audit.jsonl");
+    let o = Sandbox::new(who).grant("--audit-log", &log).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(0), "best-effort by default: the server runs\n{}", o.describe());
+    assert!(
+        o.stderr.contains("monitor is best-effort and not fully enforced: loading eBPF needs root or CAP_BPF"),
+        "and the shortfall is reported\n{}",
+        o.stderr
+    );
+    assert!(!log.exists(), "no audit log without the eBPF layer");
+    let o = Sandbox::new(who).grant("--require", "monitor=required").probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(o.stderr.contains("monitor is required but cannot be enforced on this host"), "{}", o.stderr);
+    // Address rules need the eBPF layer: refused when the network layer is required.
+    let o = Sandbox::new(who).grant("--allow-connect", "127.0.0.1:5432").probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(o.stderr.contains("need the eBPF network layer"), "{}", o.stderr);
+}
