@@ -273,8 +273,10 @@ fn summarize(json: &str) -> Result<String> {
 
 /// Start-up benchmark: each variant run once per round, in rotating order, after a warm-up.
 fn bench(which: &str, args: &[String]) -> Result<()> {
-    if which != "startup" {
-        bail!("unknown benchmark `{which}` (available: startup)");
+    match which {
+        "startup" => {}
+        "monitor" => return bench_monitor(args),
+        other => bail!("unknown benchmark `{other}` (available: startup, monitor)"),
     }
     let rounds: usize = args
         .iter()
@@ -317,15 +319,17 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "--",
         "/bin/true",
     ];
+    // The eBPF monitor (on by default as root) has its own benchmark: `bench monitor`.
     let warden_run = |extra: &[&str]| -> Vec<String> {
         let mut v = vec![w.clone(), "run".to_string(), "--profile".to_string(), "strict".to_string()];
+        v.extend(["--require".to_string(), "monitor=off".to_string()]);
         v.extend(extra.iter().map(|s| s.to_string()));
         v.extend(["--".to_string(), "/bin/true".to_string()]);
         v
     };
     let variants: Vec<(&str, Vec<String>)> = vec![
         ("bare /bin/true", vec!["/bin/true".into()]),
-        ("mcp-warden strict", warden_run(&[])),
+        ("mcp-warden strict (monitor off)", warden_run(&[])),
         ("strict, no PID namespace", warden_run(&["--require", "pid-namespace=off"])),
         ("strict, no cgroups (rlimits only)", warden_run(&["--require", "limits=off"])),
         (
@@ -403,14 +407,189 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         bwrap_args.join(" ")
     );
     println!("{table}");
-    let path = Path::new("docs/benchmarks.md");
+    replace_section(Path::new("docs/benchmarks.md"), "startup", &section)?;
+    step("docs/benchmarks.md updated");
+    Ok(())
+}
+
+/// The eBPF layer's costs: (a) a syscall-heavy workload bare, sandboxed, and sandboxed with the
+/// probes; (b) events per second through the ring buffer, with drops; (c) start-up with probes.
+fn bench_monitor(args: &[String]) -> Result<()> {
+    let arg = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = arg("--rounds", 5);
+    let iterations = arg("--iterations", 300_000);
+    if !is_root() {
+        bail!("the monitor benchmark loads eBPF programs: run it as root");
+    }
+    step("building mcp-warden and the workload probe (release)");
+    run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden", "-p", "mcp-warden-tests"]))?;
+    let release = workspace_root().join("target/release");
+    let warden = release.join("mcp-warden").display().to_string();
+    let probe = release.join("warden-probe").display().to_string();
+    let scratch = std::env::temp_dir().join(format!("mcp-warden-bench.{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let file = scratch.join("small-file");
+    std::fs::write(&file, "hello\n")?;
+    let log = scratch.join("audit.jsonl");
+    let f = file.display().to_string();
+    let l = log.display().to_string();
+    let exec_dir = release.display().to_string();
+    let sandboxed = |monitor: bool, tail: &[&str]| -> Vec<String> {
+        let mut v = vec![warden.clone(), "run".into(), "--profile".into(), "strict".into()];
+        if monitor {
+            v.extend(["--audit-log".into(), l.clone()]);
+        } else {
+            v.extend(["--require".into(), "monitor=off".into()]);
+        }
+        v.extend(["--allow-read".into(), f.clone(), "--allow-exec".into(), exec_dir.clone(), "--".into()]);
+        v.extend(tail.iter().map(|s| s.to_string()));
+        v
+    };
+    let n = iterations.to_string();
+    let workload = [probe.as_str(), "open-read-close", f.as_str(), n.as_str()];
+    let variants: Vec<(&str, Vec<String>)> = vec![
+        ("bare", workload.iter().map(|s| s.to_string()).collect()),
+        ("mcp-warden strict, monitor off", sandboxed(false, &workload)),
+        ("mcp-warden strict, monitor on", sandboxed(true, &workload)),
+    ];
+    step(&format!("(a) {iterations} x open+read+close: {} variants x {rounds} rounds, rotating order", variants.len()));
+    let mut samples = vec![Vec::new(); variants.len()];
+    for round in 0..rounds + 1 {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let argv = &variants[i].1;
+            let t = Instant::now();
+            let st = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            if !st.success() {
+                bail!("{argv:?} failed: {st}");
+            }
+            if round > 0 {
+                samples[i].push(t.elapsed());
+            }
+        }
+    }
+    let med = |s: &mut Vec<Duration>| {
+        s.sort();
+        (s[s.len() / 2], s[0], s[s.len() - 1])
+    };
+    let stats: Vec<_> = samples.iter_mut().map(med).collect();
+    let mut table_a =
+        String::from("| variant | median | min | max | vs bare | vs monitor off |\n|---|---:|---:|---:|---:|---:|\n");
+    for ((name, _), (m, lo, hi)) in variants.iter().zip(&stats) {
+        table_a.push_str(&format!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.2}x | {:.2}x |\n",
+            ms(*m),
+            ms(*lo),
+            ms(*hi),
+            m.as_secs_f64() / stats[0].0.as_secs_f64(),
+            m.as_secs_f64() / stats[1].0.as_secs_f64()
+        ));
+    }
+    println!("{table_a}");
+
+    step("(b) events per second: bursts of distinct opens (each one an event), 4M ring buffer");
+    let mut table_b = String::from(
+        "| opens in the burst | wall | events logged | dropped | logged events/s |\n|---|---:|---:|---:|---:|\n",
+    );
+    for burst in [10_000usize, 100_000, 300_000] {
+        let _ = std::fs::remove_file(&log);
+        let b = burst.to_string();
+        let argv = sandboxed(true, &[probe.as_str(), "open-burst", "/nonexistent/mcpw-bench-", b.as_str()]);
+        let t = Instant::now();
+        let st = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()?;
+        let wall = t.elapsed();
+        if !st.success() {
+            bail!("{argv:?} failed: {st}");
+        }
+        let text = std::fs::read_to_string(&log)?;
+        let logged = text.lines().filter(|l| l.contains("\"kind\":\"open\"") && l.contains("mcpw-bench-")).count();
+        let summary: serde_json::Value = text
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"kind\":\"summary\""))
+            .map(serde_json::from_str)
+            .transpose()?
+            .unwrap_or_default();
+        let dropped = summary["dropped"].as_u64().unwrap_or(0);
+        table_b.push_str(&format!(
+            "| {burst} | {:.0} ms | {logged} | {dropped} | {:.0} |\n",
+            ms(wall),
+            logged as f64 / wall.as_secs_f64()
+        ));
+    }
+    println!("{table_b}");
+
+    step(&format!("(c) start-up: time to the server's first output byte, and to exit ({} runs each)", rounds * 8));
+    let echo = ["/bin/echo", "x"];
+    let starts: Vec<(&str, Vec<String>)> = vec![
+        ("bare /bin/echo", echo.iter().map(|s| s.to_string()).collect()),
+        ("strict, monitor off", sandboxed(false, &echo)),
+        ("strict, monitor on", sandboxed(true, &echo)),
+    ];
+    let mut table_c = String::from("| variant | first byte (median) | exit (median) |\n|---|---:|---:|\n");
+    for (name, argv) in &starts {
+        let mut first = Vec::new();
+        let mut exit = Vec::new();
+        for _ in 0..rounds * 8 {
+            let t = Instant::now();
+            let mut child = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()?;
+            let mut out = child.stdout.take().context("stdout")?;
+            let mut byte = [0u8; 1];
+            std::io::Read::read_exact(&mut out, &mut byte)?;
+            first.push(t.elapsed());
+            child.wait()?;
+            exit.push(t.elapsed());
+        }
+        table_c.push_str(&format!("| {name} | {:.1} ms | {:.1} ms |\n", ms(med(&mut first).0), ms(med(&mut exit).0)));
+    }
+    println!("{table_c}");
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    let command = format!("cargo xtask bench monitor --rounds {rounds} --iterations {iterations}");
+    let section = format!(
+        "<!-- monitor:begin (generated by `{command}`) -->\n\
+         Command: `{command}` (as root; release build). Machine: {}\n\n\
+         (a) Syscall-heavy workload: {iterations} x (open, read, close) of one small file by `warden-probe open-read-close`. \
+         Each round runs every variant once in rotating order; medians of {rounds} rounds after one warm-up round.\n\n{table_a}\n\
+         (b) Events through the ring buffer: `warden-probe open-burst` opens that many distinct paths as fast as it can \
+         (every open is an event: distinct paths are never folded).\n\n{table_b}\n\
+         (c) Start-up of `/bin/echo x`: spawn to the first byte on stdout (the server is running), and to the launcher's exit \
+         (which includes detaching the probes).\n\n{table_c}\n\
+         <!-- monitor:end -->",
+        machine_facts()?
+    );
+    replace_section(Path::new("docs/benchmarks.md"), "monitor", &section)?;
+    step("docs/benchmarks.md updated");
+    Ok(())
+}
+
+/// Replaces `<!-- NAME:begin ... NAME:end -->` in a doc, or appends the section.
+fn replace_section(path: &Path, name: &str, section: &str) -> Result<()> {
     let doc = std::fs::read_to_string(path).unwrap_or_default();
-    let updated = match (doc.find("<!-- startup:begin"), doc.find("<!-- startup:end -->")) {
-        (Some(a), Some(b)) => format!("{}{section}{}", &doc[..a], &doc[b + "<!-- startup:end -->".len()..]),
+    let (begin, end) = (format!("<!-- {name}:begin"), format!("<!-- {name}:end -->"));
+    let updated = match (doc.find(&begin), doc.find(&end)) {
+        (Some(a), Some(b)) => format!("{}{section}{}", &doc[..a], &doc[b + end.len()..]),
         _ => format!("{doc}\n{section}\n"),
     };
     std::fs::write(path, updated)?;
-    step("docs/benchmarks.md updated");
     Ok(())
 }
 

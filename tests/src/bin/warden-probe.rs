@@ -6,7 +6,7 @@
 //! launcher keeps all of its own in `launcher/src/sys.rs`).
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 
 use nix::errno::Errno;
@@ -90,6 +90,7 @@ fn main() {
         "alloc" => alloc(n(1) as usize),
         "open-fds" => open_fds(n(1) as usize),
         "open-burst" => open_burst(&a(1), n(2) as usize),
+        "open-read-close" => open_read_close(&a(1), n(2) as usize),
         "write-big" => write_big(&a(1), n(2) as usize),
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(n(1) as u64));
@@ -337,6 +338,17 @@ fn open_burst(prefix: &str, count: usize) -> Outcome {
         }
     }
     Ok(format!("attempted {count} opens, {opened} succeeded"))
+}
+
+/// The syscall-heavy workload of the benchmarks: `count` x (open, read, close) of one file.
+fn open_read_close(path: &str, count: usize) -> Outcome {
+    let mut buf = [0u8; 64];
+    let mut total = 0;
+    for _ in 0..count {
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        total += f.read(&mut buf).map_err(io)?;
+    }
+    Ok(format!("{count} open+read+close, {total} bytes"))
 }
 
 fn write_big(path: &str, mb: usize) -> Outcome {
