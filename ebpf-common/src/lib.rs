@@ -85,9 +85,10 @@ pub struct ForkEvent {
 #[derive(Clone, Copy, Debug)]
 pub struct ExitEvent {
     pub hdr: Header,
-    /// `exit_group` status when the process exited by itself; -1 when it did not (a signal).
+    /// `exit_group` status when the process exited by itself; -1 when it did not.
     pub code: i32,
-    pub _pad: u32,
+    /// The signal that killed it (default action), or 0.
+    pub signal: i32,
 }
 
 #[repr(C)]
@@ -145,6 +146,8 @@ pub struct NetEvent {
     pub _pad: u16,
     /// IPv4 in the first 4 bytes, network order.
     pub addr: [u8; 16],
+    /// The syscall's return value (-errno on failure); set at its exit.
+    pub ret: i64,
 }
 
 #[repr(C)]

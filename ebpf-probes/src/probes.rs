@@ -52,10 +52,16 @@ static DENIED: Array<u8> = Array::with_max_entries(SYSCALL_SLOTS, 0);
 static RULES: Array<NetRule> = Array::with_max_entries(MAX_RULES, 0);
 #[map]
 static PENDING_OPEN: HashMap<u32, OpenEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+/// tid -> the network event of the syscall in progress, emitted at its exit with the result.
+#[map]
+static PENDING_NET: HashMap<u32, NetEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 #[map]
 static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
 #[map]
 static EXIT_CODES: HashMap<u32, i32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+/// tgid -> the fatal-by-default signal it sent itself.
+#[map]
+static FATAL_SIGNALS: HashMap<u32, i32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 /// child tid -> parent tgid, from `sched_process_fork` until the child's first return.
 #[map]
 static FORKS: HashMap<u32, u32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
@@ -77,6 +83,11 @@ mod sys {
     pub const FORK: u32 = 57;
     pub const VFORK: u32 = 58;
     pub const CLONE3: u32 = 435;
+    pub const CONNECT: u32 = 42;
+    pub const SENDTO: u32 = 44;
+    pub const SENDMSG: u32 = 46;
+    pub const BIND: u32 = 49;
+    pub const SENDMMSG: u32 = 307;
     // struct pt_regs offsets of the syscall argument registers and the syscall number.
     pub const ARG: [usize; 3] = [112, 104, 96]; // di, si, dx
     pub const NR: usize = 120; // orig_ax
@@ -93,6 +104,11 @@ mod sys {
     pub const FORK: u32 = u32::MAX;
     pub const VFORK: u32 = u32::MAX;
     pub const CLONE3: u32 = 435;
+    pub const CONNECT: u32 = 203;
+    pub const SENDTO: u32 = 206;
+    pub const SENDMSG: u32 = 211;
+    pub const BIND: u32 = 200;
+    pub const SENDMMSG: u32 = 269;
     pub const ARG: [usize; 3] = [272, 8, 16]; // orig_x0, x1, x2
     pub const NR: usize = 280; // syscallno
 }
@@ -309,6 +325,12 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
                 let _ = PENDING_EXEC.remove(&tid);
             }
         }
+        sys::CONNECT | sys::SENDTO | sys::SENDMSG | sys::SENDMMSG | sys::BIND => {
+            if let Some(pending) = PENDING_NET.get_ptr(&tid) {
+                emit_copy(pending, |ev: &mut NetEvent| ev.ret = ret);
+                let _ = PENDING_NET.remove(&tid);
+            }
+        }
         sys::CLONE | sys::CLONE3 | sys::FORK | sys::VFORK if ret == 0 => {
             // The child's first return: a new process when it leads its own thread group.
             // SAFETY: a map value read.
@@ -375,11 +397,46 @@ fn try_sched_process_exit() -> Result<(), i64> {
     if tid != tgid {
         return Ok(());
     }
-    // SAFETY: a map value read.
+    // SAFETY: map value reads.
     let code = unsafe { EXIT_CODES.get(&tgid) }.copied().unwrap_or(-1);
+    let signal = unsafe { FATAL_SIGNALS.get(&tgid) }.copied().unwrap_or(0);
     let _ = EXIT_CODES.remove(&tgid);
-    emit(ExitEvent { hdr: header(kind::EXIT), code, _pad: 0 });
+    let _ = FATAL_SIGNALS.remove(&tgid);
+    // A process killed by a signal never called exit_group itself.
+    let (code, signal) = if signal != 0 && code < 0 { (-1, signal) } else { (code, 0) };
+    emit(ExitEvent { hdr: header(kind::EXIT), code, signal });
     Ok(())
+}
+
+#[raw_tracepoint(tracepoint = "signal_generate")]
+pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
+    let _ = try_signal_generate(&ctx);
+    0
+}
+
+/// Signals whose default action does not end the process.
+const NON_FATAL: u64 = (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 28);
+
+/// `signal_generate(sig, info, task, group, result)`: records a fatal-by-default signal a process
+/// of the server sends to itself (crashes: SIGSEGV, SIGABRT, SIGBUS, raise). At exit, a process
+/// that never called exit_group died of it. A signal sent by another process names a target
+/// whose pid would need task_struct offsets: such deaths are reported with a null signal.
+fn try_signal_generate(ctx: &RawTracePointContext) -> Result<(), i64> {
+    if !in_server() {
+        return Ok(());
+    }
+    let sig = ctx.arg::<u64>(0) as i32;
+    let target = ctx.arg::<u64>(2);
+    let result = ctx.arg::<u64>(4) as i32;
+    if result != 0 || !(1..64).contains(&sig) || NON_FATAL & (1u64 << sig) != 0 {
+        return Ok(());
+    }
+    // SAFETY: helper without arguments.
+    if target != unsafe { aya_ebpf::helpers::bpf_get_current_task() } {
+        return Ok(());
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    FATAL_SIGNALS.insert(&tgid, &sig, 0).map_err(|e| e as i64)
 }
 
 // ---- network: cgroup socket programs ----------------------------------------------------------
@@ -440,7 +497,7 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let allowed = (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
         || rule_allows(operation, family, sock_type, port, &addr);
     let v = if allowed { verdict::ALLOW } else { verdict::DENY };
-    emit(NetEvent {
+    let event = NetEvent {
         hdr: header(kind::NET),
         op: operation,
         family,
@@ -450,7 +507,13 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         port,
         _pad: 0,
         addr,
-    });
+        ret: 0,
+    };
+    // The syscall's result is known at its exit (sys_exit); emit directly if that cannot work.
+    let tid = bpf_get_current_pid_tgid() as u32;
+    if PENDING_NET.insert(&tid, &event, 0).is_err() {
+        emit(event);
+    }
     if allowed || constant(&AUDIT) == 1 { 1 } else { 0 }
 }
 

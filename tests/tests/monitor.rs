@@ -136,17 +136,20 @@ attempt("udp-forbidden-addr", lambda: udp("127.0.0.2"))
         (ok["port"].as_u64(), ok["proto"].as_str(), ok["verdict"].as_str()),
         (Some(tp as u64), Some("tcp"), Some("allow"))
     );
+    // python's settimeout makes the socket non-blocking: a successful connect starts as EINPROGRESS
+    assert!(ok["result"] == 0 || ok["errno"] == "EINPROGRESS", "the allowed connect went ahead: {ok}");
     let denied = conn("127.0.0.2", "connect");
     assert_eq!((denied["verdict"].as_str(), denied["enforced"].as_bool()), (Some("deny"), Some(true)));
+    assert_eq!(denied["errno"], "EPERM", "{denied}");
     let sent = conn("127.0.0.1", "send");
     assert_eq!(
         (sent["port"].as_u64(), sent["proto"].as_str(), sent["verdict"].as_str()),
         (Some(up as u64), Some("udp"), Some("allow"))
     );
     assert_eq!(conn("127.0.0.2", "send")["verdict"], "deny");
-    for k in ["fork", "exit"] {
-        find(&|e| e["kind"] == k, k);
-    }
+    let cat_exit = find(&|e| e["kind"] == "exit" && e["pid"] == cat["pid"], "exit of cat");
+    assert_eq!((cat_exit["code"].as_i64(), cat_exit["signal"].as_i64()), (Some(0), None), "{cat_exit}");
+    find(&|e| e["kind"] == "fork" && e["child"] == cat["pid"], "fork of cat");
     // Nothing from outside the server's cgroup.
     assert!(
         !events.iter().any(|e| e["path"] == outside_marker.to_str().unwrap()),
@@ -161,6 +164,22 @@ attempt("udp-forbidden-addr", lambda: udp("127.0.0.2"))
         calls["connect"].as_u64().unwrap() >= 2 && calls["sendto"].as_u64().unwrap() >= 2,
         "per-process counts by name: {calls}"
     );
+}
+
+#[test]
+fn a_process_killed_by_a_signal_exits_with_that_signal() {
+    if !root_or_skip("killed_by_a_signal") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["raise", "9"]);
+    assert_eq!(o.code(), Some(137), "{}", o.describe());
+    let events = read_log(&log);
+    let e = events.iter().find(|e| e["kind"] == "exit" && e["comm"] == "warden-probe").expect("the probe's exit");
+    assert_eq!((e["code"].as_i64(), e["signal"].as_i64()), (None, Some(9)), "{e}");
+    assert_eq!(summary(&events)["signal"], 9);
 }
 
 #[test]

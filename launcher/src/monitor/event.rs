@@ -111,7 +111,8 @@ impl EventDecoder {
             kind::EXIT => {
                 let e: ExitEvent = read(bytes)?;
                 let code = if e.code >= 0 { Value::from(e.code) } else { Value::Null };
-                ("exit", Map::from_iter([("code".to_string(), code)]))
+                let signal = if e.signal > 0 { Value::from(e.signal) } else { Value::Null };
+                ("exit", Map::from_iter([("code".to_string(), code), ("signal".to_string(), signal)]))
             }
             kind::OPEN => {
                 let e: OpenEvent = read(bytes)?;
@@ -148,6 +149,7 @@ impl EventDecoder {
                 d.insert("port".into(), e.port.into());
                 d.insert("proto".into(), proto(e.sock_type, e.protocol).into());
                 d.insert("family".into(), if e.family == libc::AF_INET as u32 { "inet" } else { "inet6" }.into());
+                result(&mut d, e.ret);
                 self.verdict(&mut d, e.verdict, name);
                 (name, d)
             }

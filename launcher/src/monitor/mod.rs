@@ -132,7 +132,7 @@ impl Monitor {
             }
         }
 
-        for name in ["sys_enter", "sys_exit"] {
+        for name in ["sys_enter", "sys_exit", "signal_generate"] {
             let p: &mut RawTracePoint = program(&mut ebpf, name)?;
             p.load().map_err(|source| MonitorError::Program { action: "load", program: name, source })?;
             p.attach(name).map_err(|source| MonitorError::Program { action: "attach", program: name, source })?;
