@@ -22,6 +22,15 @@ pub mod kind {
     pub const NET: u32 = 5;
     pub const SYSCALL: u32 = 6;
     pub const SOCKET: u32 = 7;
+    pub const LSM: u32 = 8;
+}
+
+/// BPF LSM hooks (optional layer).
+pub mod hook {
+    pub const PTRACE_ACCESS_CHECK: u32 = 1;
+    pub const TASK_KILL: u32 = 2;
+    pub const SOCKET_CONNECT: u32 = 3;
+    pub const BPRM_CHECK_SECURITY: u32 = 4;
 }
 
 /// Network operations seen by the cgroup socket programs.
@@ -43,7 +52,9 @@ pub mod counter {
     pub const DROPPED: u32 = 0;
     /// Opens folded into an earlier identical one (same process, path, flags and outcome).
     pub const OPENS_FOLDED: u32 = 1;
-    pub const COUNT: u32 = 2;
+    /// `file_open` LSM hook calls of the server (the optional LSM layer).
+    pub const LSM_FILE_OPENS: u32 = 2;
+    pub const COUNT: u32 = 3;
 }
 
 /// Common header of every event.
@@ -169,6 +180,14 @@ pub struct SocketEvent {
     pub verdict: u32,
 }
 
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct LsmEvent {
+    pub hdr: Header,
+    pub hook: u32,
+    pub verdict: u32,
+}
+
 /// One network allow-rule. A destination matches when family, operation and protocol match, the
 /// port matches (0 = any), and the address is inside `addr/prefix`.
 #[repr(C)]
@@ -238,6 +257,7 @@ mod user {
     unsafe impl aya::Pod for NetEvent {}
     unsafe impl aya::Pod for SyscallEvent {}
     unsafe impl aya::Pod for SocketEvent {}
+    unsafe impl aya::Pod for LsmEvent {}
 }
 
 #[cfg(test)]

@@ -9,13 +9,13 @@ use aya_ebpf::{
         bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user,
         bpf_probe_read_user_str_bytes,
     },
-    macros::{cgroup_sock, cgroup_sock_addr, map, raw_tracepoint, tracepoint},
+    macros::{cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
     maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
-    programs::{RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
+    programs::{LsmContext, RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
 };
 use mcp_warden_ebpf_common::{
-    ARG_LEN, ARGV_COUNT, ExecEvent, ExitEvent, ForkEvent, Header, MAX_RULES, NetEvent, NetRule, OpenEvent, OpenKey,
-    SYSCALL_SLOTS, SocketEvent, SyscallEvent, counter, fnv1a, kind, op, verdict,
+    ARG_LEN, ARGV_COUNT, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NetEvent, NetRule, OpenEvent,
+    OpenKey, SYSCALL_SLOTS, SocketEvent, SyscallEvent, counter, fnv1a, hook, kind, op, verdict,
 };
 
 // Load-time constants (`EbpfLoader::set_global`); the verifier sees them as constants.
@@ -554,4 +554,64 @@ pub fn sock_create(ctx: SockContext) -> i32 {
         verdict: verdict::DENY,
     });
     if constant(&AUDIT) == 1 { 1 } else { 0 }
+}
+
+// ---- optional BPF LSM hooks -------------------------------------------------------------------
+//
+// Loaded only where the kernel allows BPF LSM programs (the launcher tries and reports the
+// reason otherwise; on the development machines the load fails with EPERM). They add decisions
+// that are not tied to one syscall, behind the seccomp and Landlock layers. No kernel-structure
+// field is read, so they need no CO-RE relocations.
+
+/// A BPF LSM program returns 0 to allow, or the previous hook's denial, or its own -errno.
+#[inline(always)]
+fn lsm_event(hook_id: u32, deny: bool) {
+    emit(LsmEvent {
+        hdr: header(kind::LSM),
+        hook: hook_id,
+        verdict: if deny { verdict::DENY } else { verdict::ALLOW },
+    });
+}
+
+#[lsm(hook = "ptrace_access_check")]
+pub fn lsm_ptrace_access_check(_ctx: LsmContext) -> i32 {
+    // The server never debugs or inspects another process (seccomp denies ptrace as well).
+    if !in_server() {
+        return 0;
+    }
+    lsm_event(hook::PTRACE_ACCESS_CHECK, constant(&AUDIT) == 0);
+    if constant(&AUDIT) == 1 { 0 } else { -(EPERM as i32) }
+}
+
+#[lsm(hook = "task_kill")]
+pub fn lsm_task_kill(_ctx: LsmContext) -> i32 {
+    if in_server() {
+        lsm_event(hook::TASK_KILL, false);
+    }
+    0
+}
+
+#[lsm(hook = "socket_connect")]
+pub fn lsm_socket_connect(_ctx: LsmContext) -> i32 {
+    if in_server() {
+        lsm_event(hook::SOCKET_CONNECT, false);
+    }
+    0
+}
+
+#[lsm(hook = "bprm_check_security")]
+pub fn lsm_bprm_check_security(_ctx: LsmContext) -> i32 {
+    if in_server() {
+        lsm_event(hook::BPRM_CHECK_SECURITY, false);
+    }
+    0
+}
+
+#[lsm(hook = "file_open")]
+pub fn lsm_file_open(_ctx: LsmContext) -> i32 {
+    // Opens are already events (sys_enter/sys_exit): count here, no event per open.
+    if in_server() {
+        bump(counter::LSM_FILE_OPENS);
+    }
+    0
 }

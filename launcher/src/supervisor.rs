@@ -221,6 +221,9 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         return Err(SupervisorError::Stage2(err));
     }
     tracing::debug!(pid = child.as_raw(), "server started");
+    if let Some(m) = monitor.as_mut() {
+        m.attach_lsm();
+    }
 
     let status = supervise(child, &waited);
     if monitor.is_some() {
@@ -237,7 +240,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             exit_code: (status < 128).then_some(status),
             signal: (status > 128).then_some(status - 128),
         };
-        let line = write_summary(&mut log, &decoder, &m.counters(), &summary);
+        let line = write_summary(&mut log, &decoder, &m.counters(), m.lsm(), &summary);
         eprintln!("mcp-warden: {line}");
     }
     drop(monitor);

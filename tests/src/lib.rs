@@ -408,6 +408,12 @@ impl Drop for Victim {
     }
 }
 
+/// Says why a test (or part of one) is skipped. Written to the stderr handle directly: libtest
+/// captures `eprintln!` of passing tests, and a skip must be seen.
+pub fn skip(test: &str, why: &str) {
+    let _ = writeln!(std::io::stderr(), "skipped {test}: {why}");
+}
+
 /// Pids of server-side processes whose command line contains `marker` (the launcher and runuser,
 /// which carry the server's argv too, are not counted).
 pub fn processes_with(marker: &str) -> Vec<u32> {

@@ -107,7 +107,7 @@ fn programs_written_into_writable_dirs_cannot_be_executed() {
 #[test]
 fn setuid_binaries_gain_nothing() {
     if !is_root() {
-        eprintln!("skipped: creating a setuid-root binary needs root");
+        skip(module_path!(), "creating a setuid-root binary needs root");
         return;
     }
     // A setuid-root copy of the probe in a directory the test user can execute from.
@@ -338,7 +338,7 @@ fn the_executed_server_is_restricted_from_inside() {
 #[test]
 fn root_can_switch_the_server_to_another_user() {
     if !is_root() {
-        eprintln!("skipped: a user switch needs the launcher to run as root");
+        skip(module_path!(), "a user switch needs the launcher to run as root");
         return;
     }
     let (uid, gid) = test_user();

@@ -234,7 +234,7 @@ fn walk(dir: &std::path::Path, depth: usize) -> Vec<std::path::PathBuf> {
 #[test]
 fn no_cgroup_is_left_after_a_normal_run() {
     if !is_root() {
-        eprintln!("skipped: cgroups are only created when the launcher runs as root here");
+        skip(module_path!(), "cgroups are only created when the launcher runs as root here");
         return;
     }
     let sb = Sandbox::new(Who::Root).grant("--max-processes", "32").grant("--max-memory", "1G");

@@ -18,7 +18,7 @@ fn root_or_skip(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    eprintln!("skipped {test}: loading eBPF programs needs root (CI runs as root)");
+    skip(test, "loading eBPF programs needs root (CI runs as root)");
     false
 }
 
@@ -337,4 +337,44 @@ fn without_privileges_the_monitor_is_reported_or_refused() {
     let o = Sandbox::new(who).grant("--allow-connect", "127.0.0.1:5432").probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(125), "{}", o.describe());
     assert!(o.stderr.contains("need the eBPF network layer"), "{}", o.stderr);
+}
+
+/// The optional BPF LSM layer: detection is reported in the summary; where the hooks load, they
+/// see the server's execs and opens.
+#[test]
+fn bpf_lsm_is_detected_and_used_only_where_it_loads() {
+    if !root_or_skip("bpf_lsm") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let victim = Victim::start(Who::Root);
+    // Let the hooks attach (just after the server starts) before the attempt.
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--allow-exec", "/usr/bin").exec(&[
+        "/bin/sh".as_ref(),
+        "-c".as_ref(),
+        format!("sleep 0.5; {} ptrace {}", probe().display(), victim.pid()).as_ref(),
+    ]);
+    assert_denied(&o, &["EPERM"], "ptrace (seccomp, and the LSM hook where loaded)");
+    let events = read_log(&log);
+    let lsm = &summary(&events)["lsm"];
+    match lsm["loaded"].as_bool() {
+        Some(false) => {
+            let reason = lsm["reason"].as_str().unwrap_or_default();
+            assert!(!reason.is_empty(), "the summary says why the LSM hooks are not loaded: {lsm}");
+            skip(
+                "bpf_lsm_is_detected_and_used_only_where_it_loads (behaviour checks)",
+                &format!("the BPF LSM hooks do not load on this host: {reason}"),
+            );
+        }
+        Some(true) => {
+            assert!(lsm["file_opens"].as_u64().unwrap() > 0, "file_open hook counted: {lsm}");
+            assert!(
+                events.iter().any(|e| e["kind"] == "lsm" && e["hook"] == "bprm_check_security"),
+                "exec seen by the bprm_check_security hook"
+            );
+        }
+        None => panic!("summary without lsm status: {lsm}"),
+    }
 }

@@ -7,7 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use mcp_warden_ebpf_common::{
-    ExecEvent, ExitEvent, ForkEvent, Header, NetEvent, OpenEvent, SocketEvent, SyscallEvent, kind, op, verdict,
+    ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NetEvent, OpenEvent, SocketEvent, SyscallEvent, hook, kind, op,
+    verdict,
 };
 use serde_json::{Map, Value};
 
@@ -172,6 +173,19 @@ impl EventDecoder {
                 d.insert("protocol".into(), e.protocol.into());
                 self.verdict(&mut d, e.verdict, "socket");
                 ("socket", d)
+            }
+            kind::LSM => {
+                let e: LsmEvent = read(bytes)?;
+                let name = match e.hook {
+                    hook::PTRACE_ACCESS_CHECK => "ptrace_access_check",
+                    hook::TASK_KILL => "task_kill",
+                    hook::SOCKET_CONNECT => "socket_connect",
+                    _ => "bprm_check_security",
+                };
+                let mut d = Map::new();
+                d.insert("hook".into(), name.into());
+                self.verdict(&mut d, e.verdict, "lsm");
+                ("lsm", d)
             }
             _ => {
                 self.undecodable += 1;

@@ -104,7 +104,13 @@ pub struct Summary {
 }
 
 /// Writes the final `"kind": "summary"` record and returns the one-line human summary.
-pub fn write_summary(log: &mut AuditLog, decoder: &EventDecoder, kernel: &KernelCounters, s: &Summary) -> String {
+pub fn write_summary(
+    log: &mut AuditLog,
+    decoder: &EventDecoder,
+    kernel: &KernelCounters,
+    lsm: &Result<(), String>,
+    s: &Summary,
+) -> String {
     let mut syscalls: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
     for (pid, nr, calls) in &kernel.syscalls {
         let name = syscalls::Sysno::new(*nr as usize).map_or_else(|| format!("syscall_{nr}"), |n| n.name().to_string());
@@ -139,6 +145,17 @@ pub fn write_summary(log: &mut AuditLog, decoder: &EventDecoder, kernel: &Kernel
     m.insert("undecodable".into(), decoder.undecodable.into());
     m.insert("log_lines_lost".into(), log.lost.into());
     m.insert("syscalls".into(), serde_json::to_value(&syscalls).unwrap_or_default());
+    let mut l = Map::new();
+    l.insert("loaded".into(), lsm.is_ok().into());
+    match lsm {
+        Ok(()) => {
+            l.insert("file_opens".into(), kernel.lsm_file_opens.into());
+        }
+        Err(why) => {
+            l.insert("reason".into(), why.clone().into());
+        }
+    }
+    m.insert("lsm".into(), Value::Object(l));
     log.write(&Value::Object(m));
     log.flush();
 

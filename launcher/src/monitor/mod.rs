@@ -63,6 +63,8 @@ pub struct Monitor {
     ebpf: Ebpf,
     ring: Option<RingBuf<aya::maps::MapData>>,
     cgroup_id: u64,
+    /// The optional BPF LSM layer: loaded, or why not.
+    lsm: Result<(), String>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -166,7 +168,22 @@ impl Monitor {
 
         let ring = ebpf.take_map("EVENTS").ok_or(MonitorError::MissingMap("EVENTS"))?;
         let ring = RingBuf::try_from(ring).map_err(|source| MonitorError::Map { map: "EVENTS", source })?;
-        Ok(Monitor { ebpf, ring: Some(ring), cgroup_id })
+        Ok(Monitor { ebpf, ring: Some(ring), cgroup_id, lsm: Err("not attempted".into()) })
+    }
+
+    /// Tries the optional BPF LSM hooks. Called once the server runs: parsing the kernel's BTF
+    /// for them costs tens of milliseconds, which the server's start should not wait for, and
+    /// nothing depends on them (they add to seccomp, Landlock and the socket programs).
+    pub fn attach_lsm(&mut self) {
+        self.lsm = attach_lsm(&mut self.ebpf);
+        if let Err(why) = &self.lsm {
+            tracing::debug!("BPF LSM hooks not loaded: {why}");
+        }
+    }
+
+    /// Whether the optional BPF LSM hooks are loaded, or why not.
+    pub fn lsm(&self) -> &Result<(), String> {
+        &self.lsm
     }
 
     pub fn cgroup_id(&self) -> u64 {
@@ -211,6 +228,7 @@ impl Monitor {
             let sum = |i: u32| counters.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
             out.dropped = sum(counter::DROPPED);
             out.opens_folded = sum(counter::OPENS_FOLDED);
+            out.lsm_file_opens = sum(counter::LSM_FILE_OPENS);
         }
         if let Some(map) = self.ebpf.map("SYSCALLS")
             && let Ok(calls) = PerCpuHashMap::<&MapData, u64, u64>::try_from(map)
@@ -233,11 +251,48 @@ impl Monitor {
     }
 }
 
+/// The BPF LSM hooks, loaded only where the kernel lets BPF LSM programs load (it refuses them on
+/// kernels without `bpf` in the active LSM list, and on some hosts even with it). All or nothing:
+/// a partial set is unloaded again and reported.
+const LSM_HOOKS: [(&str, &str); 5] = [
+    ("lsm_ptrace_access_check", "ptrace_access_check"),
+    ("lsm_task_kill", "task_kill"),
+    ("lsm_socket_connect", "socket_connect"),
+    ("lsm_bprm_check_security", "bprm_check_security"),
+    ("lsm_file_open", "file_open"),
+];
+
+fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+    let mut attached = Vec::new();
+    let result = (|| {
+        for (program, hook) in LSM_HOOKS {
+            let p: &mut aya::programs::Lsm = match ebpf.program_mut(program).map(TryInto::try_into) {
+                Some(Ok(p)) => p,
+                _ => return Err(format!("program {program} missing from the probe object")),
+            };
+            p.load(hook, &btf).map_err(|e| format!("{hook}: {}", verifier_tail(&e)))?;
+            let link = p.attach().map_err(|e| format!("{hook}: attach: {e}"))?;
+            attached.push((program, link));
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for (program, link) in attached {
+            if let Some(Ok(p)) = ebpf.program_mut(program).map(TryInto::<&mut aya::programs::Lsm>::try_into) {
+                let _ = p.detach(link);
+            }
+        }
+    }
+    result
+}
+
 /// Counters read from the kernel maps at the end.
 #[derive(Debug, Default)]
 pub struct KernelCounters {
     pub dropped: u64,
     pub opens_folded: u64,
+    pub lsm_file_opens: u64,
     /// (tgid, syscall nr, calls)
     pub syscalls: Vec<(u32, u32, u64)>,
     /// Open keys seen more than once, with their count.
