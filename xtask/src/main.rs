@@ -253,7 +253,7 @@ fn demo() -> Result<()> {
     c.arg("explain");
     launcher_args(&mut c);
     let explain = output(&mut c)?;
-    for line in explain.lines().skip_while(|l| !l.starts_with("layers")).take(11) {
+    for line in explain.lines().skip_while(|l| !l.starts_with("layers")).take(13) {
         println!("{line}");
     }
     Ok(())
