@@ -202,10 +202,41 @@ fn test(extra: &[String]) -> Result<()> {
     step("building every binary (launcher, attack probe)");
     run(Command::new("cargo").args(["build", "--workspace", "--bins", "--locked"]))?;
     step("running the test suite");
-    run(Command::new("cargo")
+    let mut child = Command::new("cargo")
         .args(["test", "--workspace", "--locked"])
         .args(extra)
-        .env("MCP_WARDEN_TEST_ENV", test_env()))
+        .env("MCP_WARDEN_TEST_ENV", test_env())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("failed to start cargo test")?;
+    // Pass the output through and add up libtest's per-binary results for one closing line.
+    let (mut passed, mut failed) = (0u64, 0u64);
+    let stdout = child.stdout.take().context("cargo test stdout")?;
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line?;
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            passed += libtest_count(rest, "passed");
+            failed += libtest_count(rest, "failed");
+        }
+    }
+    let status = child.wait()?;
+    println!("{passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed: {status}");
+    }
+    Ok(())
+}
+
+/// `ok. 17 passed; 0 failed; ...` -> the number before `word`.
+fn libtest_count(result: &str, word: &str) -> u64 {
+    result
+        .split(';')
+        .filter_map(|part| {
+            part.split_whitespace().collect::<Vec<_>>().windows(2).find(|w| w[1] == word).map(|w| w[0].to_string())
+        })
+        .find_map(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn demo() -> Result<()> {
