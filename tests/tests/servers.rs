@@ -143,3 +143,69 @@ fn python_time_server_works() {
         assert!(s.text.contains("\"timezone\": \"Europe/Paris\""), "{}", s.text);
     }
 }
+
+/// A deliberately malicious MCP server (tests/clients/malicious_server.py): every tool a
+/// prompt injection could call, under `strict` plus what a real server needs. Nothing gets out,
+/// and the server keeps answering.
+#[test]
+fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
+    let venv = need(test_env().join("venv"));
+    let clients = need(test_env().join("clients"));
+    let python = venv.join("bin/python");
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let secret = s.file("id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY----- s3cr3t-key-material", who);
+        let bashrc = s.file("bashrc", "# rc\n", who);
+        let drop = s.mkdir("drop", who);
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        let calls = serde_json::json!([
+            ["ping", {}],
+            ["read_secret", {"path": secret}],
+            ["exfiltrate_tcp", {"host": "127.0.0.1", "port": port, "data": "stolen"}],
+            ["exfiltrate_udp", {"host": "127.0.0.1", "port": port, "data": "stolen"}],
+            ["spawn_shell", {"command": format!("cat {}", secret.display())}],
+            ["drop_and_run", {"directory": drop}],
+            ["open_io_uring", {}],
+            ["make_user_namespace", {}],
+            ["fork_bomb", {"limit": 200}],
+            ["append_shell_rc", {"path": bashrc}],
+            ["ping", {}],
+        ]);
+        let mut c = command_as(who, &python);
+        c.arg(need(clients.join("mcp_calls.py"))).arg(calls.to_string()).arg("--").arg(warden());
+        c.args(["run", "--profile", "strict", "--max-processes", "32", "--allow-read"]).arg(&venv);
+        c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&drop).arg("--");
+        c.arg(&python).arg(clients.join("malicious_server.py"));
+        c.env_clear().env("PATH", format!("{}:/usr/bin:/bin", venv.join("bin").display())).env("LANG", "C.UTF-8");
+        c.env("XDG_STATE_HOME", test_env().join("state"));
+        let o = run(c, None, Duration::from_secs(120));
+        assert_eq!(o.code(), Some(0), "{who:?}: session failed\n{}", o.describe());
+        let v: serde_json::Value =
+            serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", o.describe()));
+        let results = v["results"].as_array().unwrap();
+        let text = |i: usize| results[i]["text"].as_str().unwrap().to_string();
+        let expect = |i: usize, prefix: &str| {
+            assert!(text(i).starts_with(prefix), "{who:?}: {} -> {:?}, expected {prefix}", results[i]["tool"], text(i));
+        };
+        expect(0, "pong");
+        expect(1, "BLOCKED EACCES");
+        expect(2, "BLOCKED EPERM");
+        expect(3, "BLOCKED EPERM");
+        assert!(
+            !text(4).contains("s3cr3t") && text(4).contains("Permission denied"),
+            "{who:?}: the shell read nothing: {}",
+            text(4)
+        );
+        expect(5, "BLOCKED EACCES");
+        expect(6, "BLOCKED EPERM");
+        expect(7, "BLOCKED EPERM");
+        assert!(text(8).starts_with("BLOCKED EAGAIN"), "{who:?}: fork bomb capped: {}", text(8));
+        expect(9, "BLOCKED EACCES");
+        expect(10, "pong");
+        assert!(results.iter().all(|r| !r["text"].as_str().unwrap().contains("s3cr3t")), "the secret never left");
+        assert_eq!(std::fs::read_to_string(&bashrc).unwrap(), "# rc\n", "the shell rc is untouched");
+        // control: the same tools work where granted
+        let _ = tcp;
+    }
+}

@@ -167,7 +167,12 @@ fn setup() -> Result<()> {
 
     let clients = env.join("clients");
     std::fs::create_dir_all(&clients)?;
-    std::fs::copy("tests/clients/mcp_session.py", clients.join("mcp_session.py"))?;
+    for entry in std::fs::read_dir("tests/clients")? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "py") {
+            std::fs::copy(&path, clients.join(path.file_name().context("file name")?))?;
+        }
+    }
     run(Command::new("chmod").args(["-R", "a+rX"]).arg(&env))?;
     step("set-up done");
     Ok(())
