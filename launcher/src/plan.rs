@@ -266,9 +266,17 @@ impl Plan {
         }
         let mut warnings = Vec::new();
         let identity = resolve_identity(profile, grants, host, inputs, &mut warnings)?;
-        let vars = Vars::new(&identity.home.to_string_lossy(), &identity.name, &inputs.cwd.to_string_lossy(), &|k| {
-            inputs.var(k)
-        });
+        let server = crate::profile::vars::ServerArgs {
+            args: command.iter().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
+            env: inputs
+                .env
+                .iter()
+                .filter_map(|(k, v)| Some((k.to_str()?.to_string(), v.to_str()?.to_string())))
+                .collect(),
+        };
+        let home = identity.home.to_string_lossy().into_owned();
+        let vars =
+            Vars::new(&home, &identity.name, &inputs.cwd.to_string_lossy(), &|k| inputs.var(k)).with_server(server);
         let env = resolve_env(profile, grants, inputs, &vars, &identity)?;
 
         let (arg0, args) = command.split_first().ok_or(PlanError::NoCommand)?;
@@ -277,7 +285,14 @@ impl Plan {
         let mut argv = vec![arg0.clone()];
         argv.extend(args.iter().cloned());
 
-        let (paths, skipped) = resolve_paths(profile, grants, &vars, &inputs.cwd)?;
+        let (mut paths, skipped) = resolve_paths(profile, grants, &vars, &inputs.cwd)?;
+        if let Some(runtime) = profile.runtime {
+            for dir in installation(runtime, &program, &argv[1..], &inputs.cwd) {
+                let slot =
+                    paths.entry(dir).or_insert((FsAccess::EXEC, format!("runtime = {runtime:?} (its installation)")));
+                slot.0 = slot.0.union(FsAccess::EXEC);
+            }
+        }
         if levels[&Layer::Landlock] != Level::Off {
             check_exec_allowed(&program, &paths)?;
         }
@@ -882,11 +897,23 @@ fn resolve_paths(profile: &LoadedProfile, grants: &Grants, vars: &Vars, cwd: &Pa
             };
             let err =
                 |why: String| PlanError::Path { key, path: entry.value.clone(), origin: entry.origin.clone(), why };
-            let expanded = vars.expand(raw).map_err(err)?;
-            match Path::new(&expanded).canonicalize() {
-                Ok(p) => add(p, access, entry.origin.clone()),
-                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => skipped.push(entry.clone()),
-                Err(e) => return Err(err(e.to_string())),
+            let expanded = match vars.expand_many(raw) {
+                Ok(list) => list,
+                // A server-derived variable with no value (a flag not given) in an optional entry.
+                Err(_) if optional => {
+                    skipped.push(entry.clone());
+                    continue;
+                }
+                Err(why) => return Err(err(why)),
+            };
+            for one in expanded {
+                match Path::new(&one).canonicalize() {
+                    Ok(p) => add(p, access, entry.origin.clone()),
+                    Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => skipped.push(entry.clone()),
+                    // name the expanded path when variables made it differ from what was written
+                    Err(e) if one == raw => return Err(err(e.to_string())),
+                    Err(e) => return Err(err(format!("{one}: {e}"))),
+                }
             }
         }
     }
@@ -907,6 +934,53 @@ fn resolve_paths(profile: &LoadedProfile, grants: &Grants, vars: &Vars, cwd: &Pa
         }
     }
     Ok((paths, skipped))
+}
+
+/// The directories a server's own installation lives in, for `runtime = ...` profiles:
+/// - python: the interpreter's prefix (`<prefix>/bin/python3`), and the virtualenv the program
+///   (or a console script) belongs to (`pyvenv.cfg` next to its `bin/`);
+/// - node: the outermost `node_modules` containing the script (the program, or its first
+///   argument that is a file), or else the script's package root (`package.json`).
+fn installation(runtime: crate::profile::Runtime, program: &Path, args: &[OsString], cwd: &Path) -> Vec<PathBuf> {
+    use crate::profile::Runtime;
+    let mut out = Vec::new();
+    let real = |p: &Path| p.canonicalize().ok();
+    match runtime {
+        Runtime::Python => {
+            let interpreter = shebang_interpreter(program).unwrap_or_else(|| program.to_path_buf());
+            for candidate in [program, interpreter.as_path()] {
+                // a virtualenv: <venv>/bin/<program> with <venv>/pyvenv.cfg
+                if let Some(venv) = candidate.parent().and_then(Path::parent)
+                    && venv.join("pyvenv.cfg").is_file()
+                {
+                    out.extend(real(venv));
+                }
+            }
+            // the interpreter's own prefix, e.g. /root/.pyenv/versions/3.11.7 (nothing new under /usr)
+            if let Some(prefix) = real(&interpreter).as_deref().and_then(Path::parent).and_then(Path::parent) {
+                out.push(prefix.to_path_buf());
+            }
+        }
+        Runtime::Node => {
+            // The program itself when it is a script (`#!/usr/bin/env node`), else `node SCRIPT`.
+            let script = shebang_interpreter(program)
+                .map(|_| program.to_path_buf())
+                .into_iter()
+                .chain(args.iter().filter(|a| !a.to_string_lossy().starts_with('-')).map(|a| cwd.join(a)))
+                .filter(|p| p.is_file())
+                .find_map(|p| real(&p));
+            if let Some(script) = script {
+                let modules = script.ancestors().filter(|a| a.file_name().is_some_and(|n| n == "node_modules")).last();
+                match modules {
+                    Some(m) => out.push(m.to_path_buf()),
+                    None => out.extend(
+                        script.ancestors().skip(1).find(|a| a.join("package.json").is_file()).map(Path::to_path_buf),
+                    ),
+                }
+            }
+        }
+    }
+    out
 }
 
 /// The program, and a script's interpreter, must be under an exec grant or Landlock will refuse

@@ -209,3 +209,52 @@ fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
         let _ = tcp;
     }
 }
+
+/// The shipped profiles grant a server's own installation and its arguments by themselves: no
+/// hand-written path on the command line.
+#[test]
+fn shipped_profiles_run_their_servers_without_hand_written_paths() {
+    let node = node_dir();
+    let everything = need(node.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"));
+    let filesystem = need(node.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
+    let python = need(test_env().join("venv/bin/python"));
+    for who in Who::all() {
+        let s = session(
+            who,
+            "echo",
+            r#"{"message": "hi"}"#,
+            &["run", "--profile", "everything", "--", "node", everything.to_str().unwrap(), "stdio"],
+            &[],
+        );
+        assert_eq!((s.server.as_str(), s.text.as_str()), ("mcp-servers/everything", "Echo: hi"));
+
+        let scratch = Scratch::new(who);
+        let notes = scratch.mkdir("notes", who);
+        scratch.file("notes/a.md", "from the notes\n", who);
+        let outside = scratch.file("outside.md", "not granted\n", who);
+        let args =
+            ["run", "--profile", "filesystem", "--", "node", filesystem.to_str().unwrap(), notes.to_str().unwrap()];
+        let r =
+            session(who, "read_text_file", &format!(r#"{{"path": "{}"}}"#, notes.join("a.md").display()), &args, &[]);
+        assert_eq!(r.text, "from the notes\n", "{}", r.text);
+        let w = session(
+            who,
+            "write_file",
+            &format!(r#"{{"path": "{}", "content": "new"}}"#, notes.join("b.md").display()),
+            &args,
+            &[],
+        );
+        assert!(!w.is_error, "{}", w.text);
+        let o = session(who, "read_text_file", &format!(r#"{{"path": "{}"}}"#, outside.display()), &args, &[]);
+        assert!(o.is_error && !o.text.contains("not granted"), "outside the directory argument: {}", o.text);
+
+        let t = session(
+            who,
+            "get_current_time",
+            r#"{"timezone": "UTC"}"#,
+            &["run", "--profile", "time", "--", python.to_str().unwrap(), "-m", "mcp_server_time"],
+            &[],
+        );
+        assert!(!t.is_error && t.text.contains("\"timezone\": \"UTC\""), "{}", t.text);
+    }
+}

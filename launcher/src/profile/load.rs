@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use syscalls::Sysno;
 use toml::Spanned;
 
-use super::model::{Endpoint, Level, Process, Profile, Require, Violation};
+use super::model::{Endpoint, Level, Process, Profile, Require, Runtime, Violation};
 use super::{embedded, vars};
 
 /// Where a value came from, for error messages: `file:line:column` or a command-line flag.
@@ -26,6 +26,7 @@ pub struct LoadedProfile {
     /// The name or path the user gave.
     pub name: String,
     pub description: Option<String>,
+    pub runtime: Option<Runtime>,
     /// Every file merged, bases first.
     pub chain: Vec<String>,
     pub read: Vec<Sourced<String>>,
@@ -161,6 +162,7 @@ fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), Profi
     };
     into.chain.push(src.label.clone());
     into.description = p.description.or(into.description.take());
+    into.runtime = p.runtime.or(into.runtime);
     into.read.extend(sourced(p.filesystem.read));
     into.write.extend(sourced(p.filesystem.write));
     into.exec.extend(sourced(p.filesystem.exec));

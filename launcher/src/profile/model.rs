@@ -17,6 +17,9 @@ pub struct Profile {
     /// Base profiles merged under this one, in order (embedded names or paths relative to this file).
     #[serde(default)]
     pub extends: Vec<Spanned<String>>,
+    /// The server's runtime: its own installation (interpreter prefix, virtualenv, the script's
+    /// node_modules or package) is granted read+execute automatically.
+    pub runtime: Option<Runtime>,
     #[serde(default)]
     pub filesystem: Filesystem,
     #[serde(default)]
@@ -132,6 +135,13 @@ pub struct Syscalls {
     /// What a denied syscall does: `errno` (fails with EPERM), `kill` (kills the process), or
     /// `log` (allowed, logged by the kernel's audit: for trying a profile out).
     pub on_violation: Option<Violation>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Runtime {
+    Node,
+    Python,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]

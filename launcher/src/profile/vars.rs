@@ -16,9 +16,19 @@ pub const NAMES: [&str; 9] = [
     "XDG_RUNTIME_DIR",
 ];
 
-/// The values variables expand to, computed once per run.
+/// The values variables expand to, computed once per run: the user's directories, and the
+/// server's own command line and environment (`${args:dirs}`, `${arg:--flag}`, `${env:NAME}`).
 #[derive(Debug, Clone, Default)]
-pub struct Vars(BTreeMap<&'static str, String>);
+pub struct Vars(BTreeMap<&'static str, String>, ServerArgs);
+
+/// What server-derived variables expand from.
+#[derive(Debug, Clone, Default)]
+pub struct ServerArgs {
+    /// The server's arguments (after the program).
+    pub args: Vec<String>,
+    /// The launcher's environment.
+    pub env: BTreeMap<String, String>,
+}
 
 impl Vars {
     /// `home` and `user` describe the identity the server runs as; XDG dirs follow the XDG base
@@ -37,7 +47,23 @@ impl Vars {
         if let Some(run) = xdg_runtime_dir(env) {
             m.insert("XDG_RUNTIME_DIR", run);
         }
-        Vars(m)
+        Vars(m, ServerArgs::default())
+    }
+
+    /// Adds the server's command line and environment for `${args:dirs}`, `${arg:..}`, `${env:..}`.
+    pub fn with_server(mut self, server: ServerArgs) -> Self {
+        self.1 = server;
+        self
+    }
+
+    /// Expands an entry that may name several paths: `${args:dirs}` stands for every server
+    /// argument that is an existing directory (none is fine). `Ok(empty)` when it names none.
+    pub fn expand_many(&self, s: &str) -> Result<Vec<String>, String> {
+        if s.contains("${args:dirs}") {
+            let dirs = self.1.args.iter().filter(|a| std::path::Path::new(a.as_str()).is_dir());
+            return dirs.map(|d| self.expand(&s.replace("${args:dirs}", d))).collect();
+        }
+        self.expand(s).map(|one| vec![one])
     }
 
     /// Expands every `${NAME}`; `Err` names a variable that has no value on this host.
@@ -49,8 +75,14 @@ impl Vars {
             let after = &rest[start + 2..];
             let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
             let name = &after[..end];
-            let value = self.0.get(name).ok_or_else(|| format!("variable `${{{name}}}` has no value on this host"))?;
-            out.push_str(value);
+            let value = if let Some(flag) = name.strip_prefix("arg:") {
+                self.flag_value(flag).ok_or_else(|| format!("the server was not given `{flag}`"))?
+            } else if let Some(var) = name.strip_prefix("env:") {
+                self.1.env.get(var).cloned().ok_or_else(|| format!("`{var}` is not set in the environment"))?
+            } else {
+                self.0.get(name).cloned().ok_or_else(|| format!("variable `${{{name}}}` has no value on this host"))?
+            };
+            out.push_str(&value);
             rest = &after[end + 1..];
         }
         out.push_str(rest);
@@ -62,6 +94,20 @@ fn xdg_runtime_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<String> {
     env("XDG_RUNTIME_DIR").filter(|v| v.starts_with('/'))
 }
 
+impl Vars {
+    /// The value of `--flag VALUE` or `--flag=VALUE` in the server's arguments.
+    fn flag_value(&self, flag: &str) -> Option<String> {
+        let args = &self.1.args;
+        args.iter().enumerate().find_map(|(i, a)| {
+            if a == flag {
+                args.get(i + 1).cloned()
+            } else {
+                a.strip_prefix(flag).and_then(|rest| rest.strip_prefix('=')).map(String::from)
+            }
+        })
+    }
+}
+
 /// Syntax check at load time: every `${...}` is closed and names a known variable.
 pub fn check(s: &str) -> Result<(), String> {
     let mut rest = s;
@@ -69,7 +115,10 @@ pub fn check(s: &str) -> Result<(), String> {
         let after = &rest[start + 2..];
         let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
         let name = &after[..end];
-        if !NAMES.contains(&name) {
+        let server_derived = name == "args:dirs"
+            || name.strip_prefix("arg:").is_some_and(|f| f.starts_with('-'))
+            || name.strip_prefix("env:").is_some_and(|v| !v.is_empty());
+        if !NAMES.contains(&name) && !server_derived {
             return Err(format!("unknown variable `{name}` in `{s}`"));
         }
         rest = &after[end + 1..];
@@ -90,6 +139,29 @@ mod tests {
         assert_eq!(v.expand("${XDG_CACHE_HOME}").unwrap(), "/home/u/.cache");
         assert_eq!(v.expand("${CWD}:${TMPDIR}").unwrap(), "/work:/tmp");
         assert!(v.expand("${XDG_RUNTIME_DIR}").unwrap_err().contains("no value"));
+    }
+
+    #[test]
+    fn server_variables_expand_from_its_command_line_and_environment() {
+        let dir = std::env::temp_dir().display().to_string();
+        let server = ServerArgs {
+            args: vec![
+                "--repository".into(),
+                "/srv/repo".into(),
+                "--db-path=/data/x.db".into(),
+                dir.clone(),
+                "notadir".into(),
+            ],
+            env: [("MEMORY_FILE_PATH".to_string(), "/data/memory.jsonl".to_string())].into_iter().collect(),
+        };
+        let v = Vars::new("/home/u", "u", "/", &|_| None).with_server(server);
+        assert_eq!(v.expand("${arg:--repository}").unwrap(), "/srv/repo");
+        assert_eq!(v.expand("${arg:--db-path}").unwrap(), "/data/x.db");
+        assert_eq!(v.expand("${env:MEMORY_FILE_PATH}").unwrap(), "/data/memory.jsonl");
+        assert_eq!(v.expand_many("${args:dirs}").unwrap(), vec![dir]);
+        assert!(v.expand("${arg:--missing}").unwrap_err().contains("not given `--missing`"));
+        assert!(check("${arg:--repository}").is_ok() && check("${args:dirs}").is_ok() && check("${env:X}").is_ok());
+        assert!(check("${arg:repository}").is_err());
     }
 
     #[test]
