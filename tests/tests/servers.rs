@@ -32,6 +32,7 @@ fn session(who: Who, tool: &str, arguments: &str, warden_args: &[&str], env: &[(
     let mut c: Command = command_as(who, &python);
     c.arg(&client).args([tool, arguments, "--"]).arg(warden()).args(warden_args);
     c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
+    c.env("XDG_STATE_HOME", test_env().join("state"));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -256,5 +257,65 @@ fn shipped_profiles_run_their_servers_without_hand_written_paths() {
             &[],
         );
         assert!(!t.is_error && t.text.contains("\"timezone\": \"UTC\""), "{}", t.text);
+    }
+}
+
+/// The other shipped server profiles with their real servers, and one abuse each where the
+/// server's tools give one: git pointed at a repository it was not given, SQLite attaching a
+/// database file outside its directory.
+#[test]
+fn memory_sequential_thinking_git_and_sqlite_run_under_their_profiles() {
+    let node = node_dir();
+    let memory = need(node.join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"));
+    let thinking = need(node.join("node_modules/@modelcontextprotocol/server-sequential-thinking/dist/index.js"));
+    let venv = need(test_env().join("venv"));
+    for who in Who::all() {
+        let s = Scratch::new(who);
+
+        s.mkdir("memory", who);
+        let graph = s.file("memory/graph.jsonl", "", who);
+        let env = [("MEMORY_FILE_PATH", graph.to_str().unwrap())];
+        let args = ["run", "--profile", "memory", "--", "node", memory.to_str().unwrap()];
+        let entities =
+            r#"{"entities": [{"name": "mcp-warden", "entityType": "project", "observations": ["sandboxes servers"]}]}"#;
+        let r = session(who, "create_entities", entities, &args, &env);
+        assert!(!r.is_error, "{who:?}: {}", r.text);
+        assert!(std::fs::read_to_string(&graph).unwrap().contains("sandboxes servers"), "written to MEMORY_FILE_PATH");
+
+        let step =
+            r#"{"thought": "sandbox first", "nextThoughtNeeded": false, "thoughtNumber": 1, "totalThoughts": 1}"#;
+        let args = ["run", "--profile", "sequential-thinking", "--", "node", thinking.to_str().unwrap()];
+        let t = session(who, "sequentialthinking", step, &args, &[]);
+        assert!(!t.is_error, "{who:?}: {}", t.text);
+
+        let repo = s.mkdir("repo", who);
+        let other = s.mkdir("other", who);
+        for dir in [&repo, &other] {
+            let mut init = command_as(who, "/usr/bin/git");
+            init.args(["init", "-q"]).arg(dir).env("HOME", dir);
+            assert!(run(init, None, Duration::from_secs(30)).status.success());
+        }
+        let git = venv.join("bin/mcp-server-git");
+        let args = ["run", "--profile", "git", "--", git.to_str().unwrap(), "--repository", repo.to_str().unwrap()];
+        let st = session(who, "git_status", &format!(r#"{{"repo_path": "{}"}}"#, repo.display()), &args, &[]);
+        assert!(!st.is_error && st.text.contains("branch"), "{who:?}: {}", st.text);
+        let abuse = session(who, "git_status", &format!(r#"{{"repo_path": "{}"}}"#, other.display()), &args, &[]);
+        assert!(abuse.is_error, "{who:?}: a repository it was not given: {}", abuse.text);
+
+        let dbdir = s.mkdir("db", who);
+        let db = s.file("db/app.db", "", who);
+        let outside = s.file("outside.db", "", who);
+        let sqlite = need(test_env().join("venv-sqlite/bin/mcp-server-sqlite"));
+        let args = ["run", "--profile", "sqlite", "--", sqlite.to_str().unwrap(), "--db-path", db.to_str().unwrap()];
+        let create = session(who, "create_table", r#"{"query": "CREATE TABLE t (x TEXT)"}"#, &args, &[]);
+        assert!(!create.is_error, "{who:?}: {}", create.text);
+        let attach = format!(r#"{{"query": "ATTACH DATABASE '{}' AS o"}}"#, outside.display());
+        let abuse = session(who, "write_query", &attach, &args, &[]);
+        assert!(
+            abuse.text.to_lowercase().contains("unable to open"),
+            "{who:?}: a database outside its directory: {}",
+            abuse.text
+        );
+        let _ = dbdir;
     }
 }

@@ -16,9 +16,15 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// Versions of the real servers and SDK the tests run against (bump deliberately).
-const PY_PACKAGES: &[&str] = &["mcp==2.3.0", "mcp-server-time==2026.10.19"];
-const NPM_PACKAGES: &[&str] =
-    &["@modelcontextprotocol/server-everything@2026.8.31", "@modelcontextprotocol/server-filesystem@2026.8.31"];
+const PY_PACKAGES: &[&str] = &["mcp==2.3.0", "mcp-server-time==2026.10.19", "mcp-server-git==2026.10.19"];
+/// mcp-server-sqlite 2025.4.25 is written against the 1.x SDK: a venv of its own.
+const PY_SQLITE_PACKAGES: &[&str] = &["mcp-server-sqlite==2025.4.25", "mcp==1.26.0"];
+const NPM_PACKAGES: &[&str] = &[
+    "@modelcontextprotocol/server-everything@2026.8.31",
+    "@modelcontextprotocol/server-filesystem@2026.8.31",
+    "@modelcontextprotocol/server-memory@2026.8.31",
+    "@modelcontextprotocol/server-sequential-thinking@2026.8.31",
+];
 const TEST_USER: &str = "mcpw-test";
 
 fn main() -> Result<()> {
@@ -131,20 +137,8 @@ fn setup() -> Result<()> {
 
     // Debian's Python (not a per-user build under /root, which other users cannot read), so the
     // unprivileged test user can run the servers and the client.
-    let venv = env.join("venv");
-    let stamp = env.join("venv.stamp");
-    let want = PY_PACKAGES.join(" ");
-    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
-        step(&format!("Python venv from /usr/bin/python3 with {want}"));
-        if !venv.join("bin/python").exists() {
-            run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(&venv))?;
-        }
-        run(Command::new(venv.join("bin/pip"))
-            .args(["install", "-q", "--disable-pip-version-check"])
-            .args(PY_PACKAGES))?;
-        std::fs::write(&stamp, &want)?;
-    } else {
-        step(&format!("Python venv up to date ({want})"));
+    for (dir, packages) in [("venv", PY_PACKAGES), ("venv-sqlite", PY_SQLITE_PACKAGES)] {
+        python_venv(&env.join(dir), packages)?;
     }
 
     let node = env.join("node");
@@ -200,6 +194,23 @@ fn ebpf_toolchain() -> Result<()> {
         .args(["install", "bpf-linker", "--version", "0.13.0", "--no-default-features", "--features", "llvm-22"])
         .env("LLVM_PREFIX", "/usr/lib/llvm-22")
         .env("PATH", path))
+}
+
+/// A venv from /usr/bin/python3 with `packages`, reinstalled only when the list changes.
+fn python_venv(venv: &Path, packages: &[&str]) -> Result<()> {
+    let stamp = venv.with_extension("stamp");
+    let want = packages.join(" ");
+    if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
+        step(&format!("Python venv {} up to date ({want})", venv.display()));
+        return Ok(());
+    }
+    step(&format!("Python venv {} from /usr/bin/python3 with {want}", venv.display()));
+    if !venv.join("bin/python").exists() {
+        run(Command::new("/usr/bin/python3").args(["-m", "venv"]).arg(venv))?;
+    }
+    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "--disable-pip-version-check"]).args(packages))?;
+    std::fs::write(&stamp, &want)?;
+    Ok(())
 }
 
 fn test(extra: &[String]) -> Result<()> {

@@ -77,6 +77,13 @@ impl Vars {
             let name = &after[..end];
             let value = if let Some(flag) = name.strip_prefix("arg:") {
                 self.flag_value(flag).ok_or_else(|| format!("the server was not given `{flag}`"))?
+            } else if let Some(flag) = name.strip_prefix("arg-dir:") {
+                let v = self.flag_value(flag).ok_or_else(|| format!("the server was not given `{flag}`"))?;
+                let parent = std::path::Path::new(&v).parent().map(|p| p.display().to_string()).unwrap_or_default();
+                if parent.is_empty() { self.0.get("CWD").cloned().unwrap_or_default() } else { parent }
+            } else if let Some(var) = name.strip_prefix("env-dir:") {
+                let v = self.1.env.get(var).cloned().ok_or_else(|| format!("`{var}` is not set in the environment"))?;
+                std::path::Path::new(&v).parent().map(|p| p.display().to_string()).unwrap_or_default()
             } else if let Some(var) = name.strip_prefix("env:") {
                 self.1.env.get(var).cloned().ok_or_else(|| format!("`{var}` is not set in the environment"))?
             } else {
@@ -117,7 +124,9 @@ pub fn check(s: &str) -> Result<(), String> {
         let name = &after[..end];
         let server_derived = name == "args:dirs"
             || name.strip_prefix("arg:").is_some_and(|f| f.starts_with('-'))
-            || name.strip_prefix("env:").is_some_and(|v| !v.is_empty());
+            || name.strip_prefix("arg-dir:").is_some_and(|f| f.starts_with('-'))
+            || name.strip_prefix("env:").is_some_and(|v| !v.is_empty())
+            || name.strip_prefix("env-dir:").is_some_and(|v| !v.is_empty());
         if !NAMES.contains(&name) && !server_derived {
             return Err(format!("unknown variable `{name}` in `{s}`"));
         }
@@ -157,7 +166,9 @@ mod tests {
         let v = Vars::new("/home/u", "u", "/", &|_| None).with_server(server);
         assert_eq!(v.expand("${arg:--repository}").unwrap(), "/srv/repo");
         assert_eq!(v.expand("${arg:--db-path}").unwrap(), "/data/x.db");
+        assert_eq!(v.expand("${arg-dir:--db-path}").unwrap(), "/data");
         assert_eq!(v.expand("${env:MEMORY_FILE_PATH}").unwrap(), "/data/memory.jsonl");
+        assert_eq!(v.expand("${env-dir:MEMORY_FILE_PATH}").unwrap(), "/data");
         assert_eq!(v.expand_many("${args:dirs}").unwrap(), vec![dir]);
         assert!(v.expand("${arg:--missing}").unwrap_err().contains("not given `--missing`"));
         assert!(check("${arg:--repository}").is_ok() && check("${args:dirs}").is_ok() && check("${env:X}").is_ok());
