@@ -38,6 +38,19 @@ pub enum Command {
     },
     /// What this host supports: Landlock ABI, seccomp, namespaces, cgroups, BTF, privileges.
     Doctor,
+    /// Rewrite an MCP client config (Claude Desktop/Code, Cursor `mcpServers`; VS Code `servers`)
+    /// so every stdio server runs under mcp-warden with a matching profile. Shows a diff unless
+    /// --write; --undo restores the original.
+    Wrap {
+        /// The client's configuration file.
+        config: PathBuf,
+        /// Apply the change (the original bytes are kept in CONFIG.mcp-warden.bak).
+        #[arg(long, conflicts_with = "undo")]
+        write: bool,
+        /// Restore the original bytes from CONFIG.mcp-warden.bak.
+        #[arg(long)]
+        undo: bool,
+    },
     /// The embedded profiles.
     Profiles {
         #[command(subcommand)]

@@ -14,3 +14,4 @@ pub mod report;
 pub mod sandbox;
 pub mod supervisor;
 pub mod sys;
+pub mod wrap;

@@ -83,6 +83,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Wrap { config, write, undo } => wrap(&mut stdout, &config, write, undo),
         Command::Doctor => {
             report::doctor(&mut stdout, &HostFacts::probe(), &mcp_warden::host::probe_bpf_program_types())
                 .map_err(out_err)?;
@@ -104,6 +105,46 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
     }
+}
+
+fn wrap(out: &mut dyn Write, config: &std::path::Path, write: bool, undo: bool) -> Result<i32, Failure> {
+    use mcp_warden::wrap::{self, Outcome};
+    let fail = |e: wrap::WrapError| Failure::new(&e, e.hint(), 125);
+    let out_err = |e: std::io::Error| Failure::new(format!("failed to write output: {e}"), None, 125);
+    if undo {
+        wrap::undo(config).map_err(fail)?;
+        eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config).display());
+        return Ok(0);
+    }
+    let original = wrap::read(config).map_err(fail)?;
+    // The command written into the config: this binary, by absolute path (clients often start
+    // servers with a minimal PATH).
+    let launcher = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcp-warden".into());
+    let wrapped = wrap::wrap_text(config, &original, &launcher).map_err(fail)?;
+    for change in &wrapped.changes {
+        match &change.outcome {
+            Outcome::Wrapped { profile, warning } => {
+                eprintln!("mcp-warden: {}: wrapped with profile `{profile}`", change.server);
+                if let Some(w) = warning {
+                    eprintln!("mcp-warden: warning: {}: {w}", change.server);
+                }
+            }
+            Outcome::AlreadyWrapped => eprintln!("mcp-warden: {}: already runs under mcp-warden", change.server),
+            Outcome::NotStdio => eprintln!("mcp-warden: {}: not a stdio server, left as it is", change.server),
+        }
+    }
+    if wrapped.text == original {
+        eprintln!("mcp-warden: nothing to change in {}", config.display());
+        return Ok(0);
+    }
+    if write {
+        wrap::write(config, &original, &wrapped.text).map_err(fail)?;
+        eprintln!("mcp-warden: wrote {} (original kept in {})", config.display(), wrap::backup_path(config).display());
+    } else {
+        out.write_all(wrap::diff(config, &original, &wrapped.text).as_bytes()).map_err(out_err)?;
+        eprintln!("mcp-warden: this is a preview: add --write to apply it");
+    }
+    Ok(0)
 }
 
 fn build_plan(args: RunArgs) -> Result<Plan, Failure> {

@@ -319,3 +319,64 @@ fn memory_sequential_thinking_git_and_sqlite_run_under_their_profiles() {
         let _ = dbdir;
     }
 }
+
+/// `mcp-warden wrap`: preview, write with a backup, idempotence, undo; and the wrapped entry
+/// starts its real server under the recognised profile.
+#[test]
+fn wrap_rewrites_a_client_config_that_then_runs() {
+    let python = need(test_env().join("venv/bin/python"));
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let config = s.join("claude_desktop_config.json");
+    let original = format!(
+        "{{\n  \"theme\": \"dark\",\n  \"mcpServers\": {{\n    \"time\": {{ \"command\": \"{}\", \"args\": [\"-m\", \"mcp_server_time\"] }},\n    \"remote\": {{ \"url\": \"https://example.invalid/mcp\" }}\n  }}\n}}\n",
+        python.display()
+    );
+    std::fs::write(&config, &original).unwrap();
+    let wrap = |extra: &[&str]| {
+        let mut args: Vec<&std::ffi::OsStr> = vec!["wrap".as_ref(), config.as_os_str()];
+        args.extend(extra.iter().map(|a| std::ffi::OsStr::new(*a)));
+        run(warden_as(who, &args), None, Duration::from_secs(30))
+    };
+    let preview = wrap(&[]);
+    assert_eq!(preview.code(), Some(0), "{}", preview.describe());
+    assert!(
+        preview.stdout.contains("+      \"command\":") && preview.stdout.contains("\"--profile\""),
+        "a diff: {}",
+        preview.stdout
+    );
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "a preview changes nothing");
+
+    let written = wrap(&["--write"]);
+    assert_eq!(written.code(), Some(0), "{}", written.describe());
+    assert!(
+        written.stderr.contains("time: wrapped with profile `time`")
+            && written.stderr.contains("remote: not a stdio server")
+    );
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    assert_eq!(v["theme"], "dark");
+    assert_eq!(v["mcpServers"]["remote"], serde_json::json!({"url": "https://example.invalid/mcp"}));
+    let entry = &v["mcpServers"]["time"];
+    let args: Vec<String> = entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert_eq!(args, ["run", "--profile", "time", "--", python.to_str().unwrap(), "-m", "mcp_server_time"]);
+    let backup = s.join("claude_desktop_config.json.mcp-warden.bak");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+
+    // The wrapped entry is what a client would start: it must work.
+    let command = entry["command"].as_str().unwrap();
+    assert!(command.ends_with("mcp-warden"), "{command}");
+    let session_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = session(who, "get_current_time", r#"{"timezone": "UTC"}"#, &session_args, &[]);
+    assert!(!t.is_error && t.text.contains("UTC"), "{}", t.text);
+
+    let again = wrap(&["--write"]);
+    assert!(
+        again.stderr.contains("already runs under mcp-warden") && again.stderr.contains("nothing to change"),
+        "{}",
+        again.describe()
+    );
+    let undone = wrap(&["--undo"]);
+    assert_eq!(undone.code(), Some(0), "{}", undone.describe());
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "the original bytes are back");
+    assert!(!backup.exists());
+}
