@@ -404,29 +404,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         }
     }
     step(&format!("start-up: {} variants x {rounds} rounds (rotating order, 20 warm-up rounds)", variants.len()));
-    let mut samples: Vec<Vec<Duration>> = vec![Vec::new(); variants.len()];
-    for round in 0..(rounds + 20) {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let argv = &variants[i].1;
-            let t = Instant::now();
-            let status = Command::new(&argv[0]).args(&argv[1..]).stderr(std::process::Stdio::null()).status()?;
-            let dt = t.elapsed();
-            if !status.success() {
-                bail!("{argv:?} failed: {status}");
-            }
-            if round >= 20 {
-                samples[i].push(dt);
-            }
-        }
-    }
-    let stats: Vec<(Duration, Duration, Duration)> = samples
-        .iter_mut()
-        .map(|s| {
-            s.sort();
-            (s[s.len() / 2], s[0], s[s.len() - 1])
-        })
-        .collect();
+    let stats = rotating_runs(&variants, rounds, 20)?;
     let bwrap_median = stats[bwrap_index].0.as_secs_f64();
     let bare_median = stats[0].0.as_secs_f64();
     let mut table =
@@ -506,30 +484,7 @@ fn bench_monitor(args: &[String]) -> Result<()> {
         ("mcp-warden strict, monitor on", sandboxed(true, &workload)),
     ];
     step(&format!("(a) {iterations} x open+read+close: {} variants x {rounds} rounds, rotating order", variants.len()));
-    let mut samples = vec![Vec::new(); variants.len()];
-    for round in 0..rounds + 1 {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let argv = &variants[i].1;
-            let t = Instant::now();
-            let st = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()?;
-            if !st.success() {
-                bail!("{argv:?} failed: {st}");
-            }
-            if round > 0 {
-                samples[i].push(t.elapsed());
-            }
-        }
-    }
-    let med = |s: &mut Vec<Duration>| {
-        s.sort();
-        (s[s.len() / 2], s[0], s[s.len() - 1])
-    };
-    let stats: Vec<_> = samples.iter_mut().map(med).collect();
+    let stats = rotating_runs(&variants, rounds, 1)?;
     let mut table_a =
         String::from("| variant | median | min | max | vs bare | vs monitor off |\n|---|---:|---:|---:|---:|---:|\n");
     for ((name, _), (m, lo, hi)) in variants.iter().zip(&stats) {
@@ -605,7 +560,11 @@ fn bench_monitor(args: &[String]) -> Result<()> {
             child.wait()?;
             exit.push(t.elapsed());
         }
-        table_c.push_str(&format!("| {name} | {:.1} ms | {:.1} ms |\n", ms(med(&mut first).0), ms(med(&mut exit).0)));
+        table_c.push_str(&format!(
+            "| {name} | {:.1} ms | {:.1} ms |\n",
+            ms(median_min_max(&mut first).0),
+            ms(median_min_max(&mut exit).0)
+        ));
     }
     println!("{table_c}");
     let _ = std::fs::remove_dir_all(&scratch);
@@ -626,6 +585,42 @@ fn bench_monitor(args: &[String]) -> Result<()> {
     replace_section(Path::new("docs/benchmarks.md"), "monitor", &section)?;
     step("docs/benchmarks.md updated");
     Ok(())
+}
+
+/// Runs every variant once per round, in an order that rotates each round (so no variant always
+/// follows the same one), after `warmup` rounds that are not counted; output is discarded and a
+/// failing run is an error. Returns (median, min, max) per variant.
+fn rotating_runs(
+    variants: &[(&str, Vec<String>)],
+    rounds: usize,
+    warmup: usize,
+) -> Result<Vec<(Duration, Duration, Duration)>> {
+    let mut samples = vec![Vec::new(); variants.len()];
+    for round in 0..rounds + warmup {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let argv = &variants[i].1;
+            let t = Instant::now();
+            let status = Command::new(&argv[0])
+                .args(&argv[1..])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()?;
+            let dt = t.elapsed();
+            if !status.success() {
+                bail!("{argv:?} failed: {status}");
+            }
+            if round >= warmup {
+                samples[i].push(dt);
+            }
+        }
+    }
+    Ok(samples.iter_mut().map(|s| median_min_max(s)).collect())
+}
+
+fn median_min_max(s: &mut [Duration]) -> (Duration, Duration, Duration) {
+    s.sort();
+    (s[s.len() / 2], s[0], s[s.len() - 1])
 }
 
 /// Replaces `<!-- NAME:begin ... NAME:end -->` in a doc, or appends the section.
