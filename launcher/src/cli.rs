@@ -64,6 +64,8 @@ pub enum ProfilesCommand {
     List,
     /// Print an embedded profile's TOML.
     Show { name: String },
+    /// Print the JSON Schema of profile files (for editors; also docs/profile.schema.json).
+    Schema,
 }
 
 #[derive(Debug, Args)]

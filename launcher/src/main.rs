@@ -96,6 +96,10 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Profiles { command: ProfilesCommand::Schema } => {
+            stdout.write_all(profile::json_schema().as_bytes()).map_err(out_err)?;
+            Ok(0)
+        }
         Command::Profiles { command: ProfilesCommand::Show { name } } => {
             let text = profile::embedded(&name).ok_or_else(|| {
                 let e = profile::ProfileError::UnknownName { name: name.clone(), suggestion: None };

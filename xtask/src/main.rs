@@ -35,9 +35,12 @@ fn main() -> Result<()> {
         Some("setup") => setup(),
         Some("test") => test(&args[1..]),
         Some("demo") => demo(),
+        Some("schema") => schema(),
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("startup"), &args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup | test [cargo test args] | demo | bench startup [--rounds N]>");
+            eprintln!(
+                "usage: cargo xtask <setup | test [cargo test args] | demo | schema | bench startup [--rounds N] | bench monitor [--rounds N] [--iterations N]>"
+            );
             std::process::exit(2);
         }
     }
@@ -253,6 +256,23 @@ fn libtest_count(result: &str, word: &str) -> u64 {
         })
         .find_map(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Regenerates docs/profile.schema.json from the profile types (a unit test checks it is current).
+fn schema() -> Result<()> {
+    step("writing docs/profile.schema.json (mcp-warden profiles schema)");
+    let text = output(Command::new("cargo").args([
+        "run",
+        "--quiet",
+        "--locked",
+        "-p",
+        "mcp-warden",
+        "--",
+        "profiles",
+        "schema",
+    ]))?;
+    std::fs::write("docs/profile.schema.json", text)?;
+    Ok(())
 }
 
 fn demo() -> Result<()> {

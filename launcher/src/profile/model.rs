@@ -4,18 +4,20 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
+use schemars::JsonSchema;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 /// One profile file, as written (before `extends` is merged).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Profile {
     /// One line saying what the profile is for.
     pub description: Option<String>,
     /// Base profiles merged under this one, in order (embedded names or paths relative to this file).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub extends: Vec<Spanned<String>>,
     /// The server's runtime: its own installation (interpreter prefix, virtualenv, the script's
     /// node_modules or package) is granted read+execute automatically.
@@ -37,28 +39,32 @@ pub struct Profile {
 /// Filesystem allow-lists. Paths may use `${VAR}` variables; a trailing `?` marks a path that may be
 /// absent on some hosts (it is then skipped and reported by `explain`); any other missing path is
 /// an error.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Filesystem {
     /// Read files and list directories beneath these paths.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub read: Vec<Spanned<String>>,
     /// Read, write, create, remove, rename and truncate beneath these paths (not execute).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub write: Vec<Spanned<String>>,
     /// Read and execute beneath these paths.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub exec: Vec<Spanned<String>>,
 }
 
 /// Network allow-lists. Without any entry the server gets no network at all.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Network {
     /// Destinations: a TCP port (`443`), `ADDR:PORT` / `CIDR:PORT` (`"127.0.0.1:5432"`), or the same
     /// prefixed with `udp:` (`"udp:10.0.0.53:53"`). Ports are enforced by Landlock (TCP); addresses
     /// and UDP by the eBPF layer.
     #[serde(default)]
+    #[schemars(with = "Vec<Endpoint>")]
     pub connect: Vec<Spanned<Endpoint>>,
     /// TCP ports the server may bind (listen on).
     #[serde(default)]
@@ -88,7 +94,7 @@ pub struct IpNet {
 }
 
 /// Process identity and resource limits.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Process {
     /// User to run the server as, when mcp-warden starts as root (name or numeric uid).
@@ -111,11 +117,12 @@ pub struct Process {
 }
 
 /// The server's environment: built from scratch.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Environment {
     /// Variables passed through from the launcher's environment; `PREFIX_*` globs allowed.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub pass: Vec<Spanned<String>>,
     /// Variables set to a value (after `pass`; may use `${VAR}` variables).
     #[serde(default)]
@@ -123,28 +130,30 @@ pub struct Environment {
 }
 
 /// The seccomp filter, on top of the documented default deny-set (docs/syscalls.md).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Syscalls {
     /// Syscalls removed from the default deny-set.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub allow: Vec<Spanned<String>>,
     /// Syscalls added to the deny-set.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub deny: Vec<Spanned<String>>,
     /// What a denied syscall does: `errno` (fails with EPERM), `kill` (kills the process), or
     /// `log` (allowed, logged by the kernel's audit: for trying a profile out).
     pub on_violation: Option<Violation>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Runtime {
     Node,
     Python,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Violation {
     Errno,
@@ -155,7 +164,7 @@ pub enum Violation {
 /// How much each layer matters: `required` refuses to start the server if the layer cannot be
 /// enforced in full on this host; `best-effort` applies what it can and reports the rest; `off`
 /// skips the layer.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Require {
     pub landlock: Option<Level>,
@@ -172,7 +181,7 @@ pub struct Require {
     pub monitor: Option<Level>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Level {
     Required,
@@ -370,9 +379,56 @@ impl IpNet {
     }
 }
 
+impl JsonSchema for Size {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Size".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A byte count, or a number with a binary suffix K, M, G or T (\"512M\", \"1.5G\")",
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": "^\\s*[0-9.]+\\s*([KkMmGgTt]([Ii]?[Bb])?)?\\s*$"}
+            ]
+        })
+    }
+}
+
+impl JsonSchema for Endpoint {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Endpoint".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A TCP port (443), or [udp:|tcp:]ADDR:PORT, CIDR:PORT, [IPV6]:PORT (\"127.0.0.1:5432\", \"udp:10.0.0.53:53\")",
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "string"}
+            ]
+        })
+    }
+}
+
+/// The JSON Schema of a profile file (for editors: TOML language servers read JSON Schema).
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Profile);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_committed_json_schema_is_current() {
+        let committed = include_str!("../../../docs/profile.schema.json");
+        assert!(
+            committed == json_schema(),
+            "docs/profile.schema.json is stale: run `cargo xtask schema` and commit the result"
+        );
+    }
 
     #[test]
     fn sizes_parse_with_binary_suffixes() {
