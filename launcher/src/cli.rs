@@ -142,6 +142,10 @@ pub struct GrantArgs {
     /// do not fit are counted as dropped [default: 4M].
     #[arg(long, value_name = "SIZE")]
     pub audit_buffer: Option<Size>,
+    /// Seconds the server has to exit after SIGTERM/SIGINT/SIGHUP was forwarded to it, or after its
+    /// client went away, before its whole process tree is killed [default: 5].
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
 }
 
 impl GrantArgs {
@@ -165,6 +169,7 @@ impl GrantArgs {
             audit_mode: self.mode == "audit",
             audit_log: self.audit_log,
             audit_buffer: self.audit_buffer,
+            stop_timeout: self.stop_timeout,
         }
     }
 }

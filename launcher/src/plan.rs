@@ -45,6 +45,8 @@ pub struct Grants {
     pub audit_log: Option<String>,
     /// `--audit-buffer SIZE`: the ring buffer's size (default 4M).
     pub audit_buffer: Option<Size>,
+    /// `--stop-timeout SECONDS`: how long the server has to exit once told to stop.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The layers a profile sets a requirement for.
@@ -173,6 +175,9 @@ pub struct Plan {
     pub audit_log: Destination,
     /// Bytes of the eBPF ring buffer.
     pub audit_buffer: u32,
+    /// How long the server has to exit after a forwarded termination signal (or once its client is
+    /// gone) before its tree is killed.
+    pub stop_timeout: std::time::Duration,
     /// Why the eBPF layer cannot run on this host, if it cannot.
     pub monitor_unavailable: Option<String>,
     /// The requirement of each layer (profile, then `--require`).
@@ -374,6 +379,7 @@ impl Plan {
             },
             monitor_unavailable: monitor_unavailable(host),
             audit_buffer: ring_size(grants.audit_buffer.unwrap_or(Size(4 << 20)))?,
+            stop_timeout: std::time::Duration::from_secs(grants.stop_timeout.unwrap_or(5)),
             levels,
             layers: Vec::new(),
             warnings,

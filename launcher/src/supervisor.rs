@@ -11,8 +11,11 @@ use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::resource::Resource;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::Pid;
+use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use crate::cgroup::{CgroupError, ServerCgroups};
 use crate::monitor::{
@@ -167,6 +170,10 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
         .map_err(|e| SupervisorError::Sys { action: "block signals", source: e.into() })?;
 
+    // Signals reach the supervisor through a signalfd (close-on-exec: stage 2 does not keep it).
+    let signals = SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| SupervisorError::Sys { action: "create a signalfd", source: e.into() })?;
+
     let threads = sys::thread_count().map_err(sys_err("count the launcher's threads"))?;
     if threads != 1 {
         return Err(SupervisorError::Threads(threads));
@@ -225,7 +232,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         m.attach_lsm();
     }
 
-    let status = supervise(child, &waited);
+    let status = supervise(child, &signals, plan.stop_timeout);
     if monitor.is_some() {
         // Detaching tracepoint programs waits for RCU grace periods (tens of milliseconds): let
         // the client see the server's stdout close now rather than after the teardown.
@@ -306,9 +313,24 @@ fn read_stage2_error(pipe: OwnedFd) -> Option<StepError> {
     if got == buf.len() { StepError::from_bytes(&buf) } else { None }
 }
 
-/// Waits for the server, forwarding signals to its process group (or to its PID-1 reaper, which
-/// passes them on to the whole namespace). Returns the exit status to leave with.
-fn supervise(child: Pid, waited: &SigSet) -> i32 {
+/// Waits for the server and returns the status to leave with. Signals are forwarded to its process
+/// group (or to its PID-1 reaper, which passes them to the whole namespace). After a forwarded
+/// termination signal, or when the client's end of stdout is gone (the client vanished), the
+/// server has `stop_timeout` to exit before its whole tree is killed.
+fn supervise(child: Pid, signals: &SignalFd, stop_timeout: Duration) -> i32 {
+    use nix::poll::{PollFd, PollFlags, PollTimeout};
+    // Only a pipe or socket tells us that its reader is gone.
+    let mut watch_stdout = nix::sys::stat::fstat(std::io::stdout())
+        .map(|st| matches!(st.st_mode & libc::S_IFMT, libc::S_IFIFO | libc::S_IFSOCK))
+        .unwrap_or(false);
+    let mut deadline: Option<Instant> = None;
+    let signal_tree = |sig: Signal| {
+        // Stage 2 made the server a session (and process group) leader: signal the group, as a
+        // terminal would; fall back to the process if it left its group.
+        if kill(Pid::from_raw(-child.as_raw()), sig).is_err() {
+            let _ = kill(child, sig);
+        }
+    };
     loop {
         match waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::Exited(_, code)) => return code,
@@ -317,15 +339,47 @@ fn supervise(child: Pid, waited: &SigSet) -> i32 {
             Err(Errno::ECHILD) => return 125,
             Err(_) => {}
         }
-        let Ok(sig) = waited.wait() else { continue };
-        if sig == Signal::SIGCHLD {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            tracing::warn!("the server did not stop within {stop_timeout:?}: killing its process tree");
+            signal_tree(Signal::SIGKILL);
+            deadline = None;
+        }
+        let timeout = match deadline {
+            Some(d) => {
+                PollTimeout::try_from(d.saturating_duration_since(Instant::now()).as_millis().min(60_000) as i32 + 1)
+                    .unwrap_or(PollTimeout::NONE)
+            }
+            None => PollTimeout::NONE,
+        };
+        let stdout = std::io::stdout();
+        let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if watch_stdout {
+            fds.push(PollFd::new(stdout.as_fd(), PollFlags::empty()));
+        }
+        if nix::poll::poll(&mut fds, timeout).is_err() {
             continue;
         }
-        tracing::debug!(signal = %sig, "forwarding signal to the server");
-        // Stage 2 made the server a session (and process group) leader: signal the group, as a
-        // terminal would; fall back to the process if it left its group.
-        if kill(Pid::from_raw(-child.as_raw()), sig).is_err() {
-            let _ = kill(child, sig);
+        let client_gone = watch_stdout
+            && fds
+                .get(1)
+                .and_then(PollFd::revents)
+                .is_some_and(|r| r.intersects(PollFlags::POLLERR | PollFlags::POLLHUP));
+        if client_gone {
+            tracing::warn!("the client closed the server's output: stopping the server");
+            watch_stdout = false;
+            signal_tree(Signal::SIGTERM);
+            deadline.get_or_insert(Instant::now() + stop_timeout);
+        }
+        while let Ok(Some(info)) = signals.read_signal() {
+            let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else { continue };
+            if sig == Signal::SIGCHLD {
+                continue;
+            }
+            tracing::debug!(signal = %sig, "forwarding signal to the server");
+            signal_tree(sig);
+            if matches!(sig, Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT) {
+                deadline.get_or_insert(Instant::now() + stop_timeout);
+            }
         }
     }
 }

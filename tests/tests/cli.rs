@@ -164,6 +164,40 @@ fn term_int_and_hup_are_forwarded_to_the_server() {
 }
 
 #[test]
+fn a_server_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
+    for who in Who::all() {
+        let sb = Sandbox::new(who).grant("--stop-timeout", "1");
+        let (mut child, _stdout) = spawn_ready(&sb, &["ignore-term"]);
+        let started = Instant::now();
+        let launcher = launcher_pid(&child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(128 + 9), "{who:?}: killed after the grace period");
+        assert!(started.elapsed() < Duration::from_secs(30), "{who:?}: within a bound, not never");
+    }
+}
+
+#[test]
+fn a_vanished_client_gets_its_server_stopped() {
+    for who in Who::all() {
+        let sb = Sandbox::new(who).grant("--stop-timeout", "1");
+        let (mut child, stdout) = spawn_ready(&sb, &["spawn-tree", "0", "290.5"]);
+        // The client goes away: nobody reads the server's output any more.
+        drop(stdout);
+        drop(child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "{who:?}: the server outlived its client");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(128 + 15), "{who:?}: stopped with SIGTERM");
+    }
+}
+
+#[test]
 fn sigkill_of_the_launcher_leaves_no_server_process_or_cgroup() {
     for who in Who::all() {
         let marker = format!("299.{}{}", std::process::id(), who as u8);

@@ -97,6 +97,14 @@ fn main() {
             Ok("slept".into())
         }
         "trap" => trap(n(1) as i32),
+        "ignore-term" => {
+            // SAFETY: SIG_IGN is a valid disposition.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            println!("READY");
+            let _ = std::io::stdout().flush();
+            std::thread::sleep(std::time::Duration::from_secs(120));
+            Ok("not stopped".into())
+        }
         "spawn-tree" => spawn_tree(n(1) as usize, &a(2)),
         "exit" => std::process::exit(n(1) as i32),
         "raise" => {
