@@ -111,6 +111,18 @@ fn sys_err(action: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorErr
 
 /// Runs the plan's server and returns the exit status to leave with.
 pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
+    // Signals we forward, and SIGCHLD, are blocked first: one that arrives while the sandbox is
+    // being prepared is forwarded once the server runs instead of killing the launcher midway;
+    // stage 2 inherits the blocked mask until just before exec.
+    let mut forwarded = SigSet::empty();
+    for s in FORWARDED {
+        forwarded.add(s);
+    }
+    let mut waited = forwarded;
+    waited.add(Signal::SIGCHLD);
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
+        .map_err(|e| SupervisorError::Sys { action: "block signals", source: e.into() })?;
+
     // 0. Fallible work, before the fork: the cgroups (with their limits), the Landlock ruleset
     //    (every path opened), the seccomp programs, the argv/envp as C strings.
     let monitor_parent = if plan.monitor_runs() { host_v2_dir() } else { None };
@@ -158,17 +170,6 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
         .map_err(|e| SupervisorError::Sys { action: "create the error pipe", source: e.into() })?;
-
-    // Signals we forward, and SIGCHLD, are blocked from here on: the supervisor takes them with
-    // sigwait, and stage 2 inherits the blocked mask until just before exec.
-    let mut forwarded = SigSet::empty();
-    for s in FORWARDED {
-        forwarded.add(s);
-    }
-    let mut waited = forwarded;
-    waited.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&waited), None)
-        .map_err(|e| SupervisorError::Sys { action: "block signals", source: e.into() })?;
 
     // Signals reach the supervisor through a signalfd (close-on-exec: stage 2 does not keep it).
     let signals = SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)

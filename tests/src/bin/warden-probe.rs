@@ -27,7 +27,8 @@ fn check(ret: libc::c_long, what: &str) -> Outcome {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Lossy: the actions take text; `args-hex` reads the raw bytes itself.
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     let a = |i: usize| args.get(i).cloned().unwrap_or_default();
     let n = |i: usize| a(i).parse::<i64>().unwrap_or(0);
     let outcome = match a(0).as_str() {
@@ -47,6 +48,17 @@ fn main() {
         "drop-exec" => drop_exec(&a(1), &a(2)),
         "ids" => Ok(ids()),
         "status" => status(),
+        "args-hex" => Ok(std::env::args_os()
+            .skip(2)
+            .map(|a| {
+                std::os::unix::ffi::OsStrExt::as_bytes(a.as_os_str())
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join(" ")),
+        "env-len" => std::env::var_os(a(1)).map(|v| format!("{} bytes", v.len())).ok_or(Errno::ENOENT),
         "env" => std::env::var(a(1)).map(|v| format!("{}={v}", a(1))).map_err(|_| Errno::ENOENT),
         "tcp-connect" => {
             std::net::TcpStream::connect((a(1).as_str(), n(2) as u16)).map(|_| "connected".into()).map_err(io)
