@@ -514,7 +514,7 @@ impl Plan {
                     }
                 },
                 Layer::Limits => self.limits_report(),
-                Layer::Network => self.network_report(host, profile),
+                Layer::Network => self.network_report(host),
                 Layer::Monitor => match &self.monitor_unavailable {
                     None => (
                         Enforcement::Full,
@@ -577,7 +577,7 @@ impl Plan {
         (Enforcement::Full, mech)
     }
 
-    fn network_report(&self, host: &HostFacts, profile: &LoadedProfile) -> (Enforcement, String) {
+    fn network_report(&self, host: &HostFacts) -> (Enforcement, String) {
         let s = self.syscalls.sockets;
         let mut mech = Vec::new();
         mech.push(if s.tcp {
@@ -630,7 +630,6 @@ impl Plan {
                 mech,
             );
         }
-        let _ = profile;
         (Enforcement::Full, mech)
     }
 }
