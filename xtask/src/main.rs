@@ -36,10 +36,11 @@ fn main() -> Result<()> {
         Some("test") => test(&args[1..]),
         Some("demo") => demo(),
         Some("schema") => schema(),
+        Some("fuzz") => fuzz(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("startup"), &args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | test [cargo test args] | demo | schema | bench startup [--rounds N] | bench monitor [--rounds N] [--iterations N]>"
+                "usage: cargo xtask <setup | test [cargo test args] | demo | schema | fuzz [TARGET] [--seconds N] | bench startup [--rounds N] | bench monitor [--rounds N] [--iterations N]>"
             );
             std::process::exit(2);
         }
@@ -256,6 +257,41 @@ fn libtest_count(result: &str, word: &str) -> u64 {
         })
         .find_map(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// Fuzzes the parsers for a bounded time each (libFuzzer through cargo-fuzz, installed when
+/// missing), starting from the corpus in fuzz/corpus/. Not part of CI: `cargo xtask fuzz` is run
+/// by hand; a crash leaves its input in fuzz/artifacts/ and becomes a regression test.
+fn fuzz(args: &[String]) -> Result<()> {
+    const TARGETS: [&str; 3] = ["profile", "grants", "wrap"];
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+        .unwrap_or_else(|| "60".into());
+    let only: Vec<&str> = args.iter().map(String::as_str).filter(|a| TARGETS.contains(a)).collect();
+    ebpf_toolchain()?; // the fuzz targets link the launcher, whose build compiles the probes
+    if !have("cargo-fuzz") {
+        step("installing cargo-fuzz");
+        run(Command::new("cargo").args(["install", "cargo-fuzz", "--locked"]))?;
+    }
+    for target in TARGETS.iter().filter(|t| only.is_empty() || only.contains(t)) {
+        step(&format!("fuzzing `{target}` for {seconds} s (corpus fuzz/corpus/{target})"));
+        // libFuzzer needs -Z sanitizer flags: allowed on the stable toolchain for this build only.
+        run(Command::new("cargo")
+            .args([
+                "fuzz",
+                "run",
+                target,
+                &format!("fuzz/corpus/{target}"),
+                "--",
+                &format!("-max_total_time={seconds}"),
+                "-max_len=4096",
+            ])
+            .env("RUSTC_BOOTSTRAP", "1"))?;
+    }
+    Ok(())
 }
 
 /// Regenerates docs/profile.schema.json from the profile types (a unit test checks it is current).

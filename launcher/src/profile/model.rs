@@ -229,6 +229,10 @@ impl std::str::FromStr for Size {
         if bytes > u64::MAX as f64 {
             return Err(format!("size `{s}` is too large"));
         }
+        if bytes < 1.0 {
+            // found by fuzzing: `.4` would otherwise round down to a limit of zero bytes
+            return Err(format!("size `{s}` is less than one byte"));
+        }
         Ok(Size(bytes as u64))
     }
 }
@@ -440,6 +444,7 @@ mod tests {
         assert!("12Q".parse::<Size>().is_err());
         assert!("-1M".parse::<Size>().is_err());
         assert!("lots".parse::<Size>().is_err());
+        assert!(".4019696".parse::<Size>().unwrap_err().contains("less than one byte"), "fuzzing regression");
         assert_eq!(Size(512 << 20).to_string(), "512M");
     }
 
