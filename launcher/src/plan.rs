@@ -180,6 +180,8 @@ pub struct Plan {
     pub stop_timeout: std::time::Duration,
     /// Why the eBPF layer cannot run on this host, if it cannot.
     pub monitor_unavailable: Option<String>,
+    /// Our cgroup v2 directory, under which the server's monitored cgroup is created.
+    pub monitor_cgroup_parent: Option<PathBuf>,
     /// The requirement of each layer (profile, then `--require`).
     pub levels: BTreeMap<Layer, Level>,
     pub layers: Vec<LayerReport>,
@@ -378,6 +380,7 @@ impl Plan {
                 None => Destination::File(default_audit_log(inputs, &profile.name, &plan_program_name(command))),
             },
             monitor_unavailable: monitor_unavailable(host),
+            monitor_cgroup_parent: host.cgroups.v2.as_ref().map(|v2| v2.own.clone()),
             audit_buffer: ring_size(grants.audit_buffer.unwrap_or(Size(4 << 20)))?,
             stop_timeout: std::time::Duration::from_secs(grants.stop_timeout.unwrap_or(5)),
             levels,

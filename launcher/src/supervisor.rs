@@ -125,7 +125,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
 
     // 0. Fallible work, before the fork: the cgroups (with their limits), the Landlock ruleset
     //    (every path opened), the seccomp programs, the argv/envp as C strings.
-    let monitor_parent = if plan.monitor_runs() { host_v2_dir() } else { None };
+    let monitor_parent = if plan.monitor_runs() { plan.monitor_cgroup_parent.clone() } else { None };
     let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
     let mut monitor = load_monitor(plan, &cgroups)?;
     let audit_log = match &monitor {
@@ -263,11 +263,6 @@ fn release_stdio() {
         let _ = nix::unistd::dup2_stdin(&null);
         let _ = nix::unistd::dup2_stdout(&null);
     }
-}
-
-/// This process's cgroup v2 directory, under which the server's monitored cgroup is created.
-fn host_v2_dir() -> Option<std::path::PathBuf> {
-    crate::cgroup::CgroupFacts::probe().v2.map(|v2| v2.own)
 }
 
 /// Loads the eBPF layer when the plan runs it: a failure refuses the run when the layer is

@@ -563,16 +563,7 @@ fn bench_monitor(args: &[String]) -> Result<()> {
         let _ = std::fs::remove_file(&log);
         let b = burst.to_string();
         let argv = sandboxed(true, &[probe.as_str(), "open-burst", "/nonexistent/mcpw-bench-", b.as_str()]);
-        let t = Instant::now();
-        let st = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()?;
-        let wall = t.elapsed();
-        if !st.success() {
-            bail!("{argv:?} failed: {st}");
-        }
+        let wall = timed_run(&argv)?;
         let text = std::fs::read_to_string(&log)?;
         let logged = text.lines().filter(|l| l.contains("\"kind\":\"open\"") && l.contains("mcpw-bench-")).count();
         let summary: serde_json::Value = text
@@ -655,23 +646,28 @@ fn rotating_runs(
     for round in 0..rounds + warmup {
         for k in 0..variants.len() {
             let i = (round + k) % variants.len();
-            let argv = &variants[i].1;
-            let t = Instant::now();
-            let status = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .status()?;
-            let dt = t.elapsed();
-            if !status.success() {
-                bail!("{argv:?} failed: {status}");
-            }
+            let dt = timed_run(&variants[i].1)?;
             if round >= warmup {
                 samples[i].push(dt);
             }
         }
     }
     Ok(samples.iter_mut().map(|s| median_min_max(s)).collect())
+}
+
+/// Wall time of one run of `argv` from spawn to exit, output discarded; a failure is an error.
+fn timed_run(argv: &[String]) -> Result<Duration> {
+    let t = Instant::now();
+    let status = Command::new(&argv[0])
+        .args(&argv[1..])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    let dt = t.elapsed();
+    if !status.success() {
+        bail!("{argv:?} failed: {status}");
+    }
+    Ok(dt)
 }
 
 fn median_min_max(s: &mut [Duration]) -> (Duration, Duration, Duration) {
