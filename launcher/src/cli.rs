@@ -92,8 +92,9 @@ pub struct GrantArgs {
     /// Allow reading and executing beneath PATH.
     #[arg(long, value_name = "PATH")]
     pub allow_exec: Vec<PathBuf>,
-    /// Allow TCP connections to PORT, or ADDR:PORT (the address part needs the eBPF layer).
-    #[arg(long, value_name = "[ADDR:]PORT")]
+    /// Allow TCP connections to PORT (any address outside the profile's `deny`), ADDR:PORT or HOST:PORT
+    /// (addresses and names are checked by the network broker); `udp:` for UDP.
+    #[arg(long, value_name = "[ADDR|HOST:]PORT")]
     pub allow_connect: Vec<Endpoint>,
     /// Allow binding (listening on) TCP PORT.
     #[arg(long, value_name = "PORT")]

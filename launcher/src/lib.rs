@@ -4,10 +4,12 @@
 //! stage 2 -> execve`. The supervisor forks stage 2 before any thread exists; stage 2 applies the
 //! hardening steps in order (see [`sandbox::stage2`]) and executes the server with stdio untouched.
 
+pub mod broker;
 pub mod cgroup;
 pub mod cli;
 pub mod host;
 pub mod monitor;
+pub mod npx;
 pub mod plan;
 pub mod profile;
 pub mod report;

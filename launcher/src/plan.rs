@@ -149,11 +149,15 @@ pub struct Plan {
     pub chain: Vec<String>,
     pub program: PathBuf,
     pub argv: Vec<OsString>,
+    /// `npx -y PACKAGE`, resolved to the installed copy: `(package@version, script)`.
+    pub npx: Option<(String, PathBuf)>,
     pub env: Vec<(OsString, OsString)>,
     pub cwd: PathBuf,
     pub identity: Identity,
     /// Canonical path -> rights, with the first place each was granted.
     pub paths: BTreeMap<PathBuf, (FsAccess, Origin)>,
+    /// A private `TMPDIR`, created by the supervisor at start and removed at exit.
+    pub private_tmp: bool,
     /// Optional (`?`) paths absent on this host.
     pub skipped: Vec<Sourced<String>>,
     pub ports: NetPorts,
@@ -161,8 +165,21 @@ pub struct Plan {
     pub address_rules: Vec<Sourced<Endpoint>>,
     /// TCP ports granted to any destination address.
     pub connect_any: std::collections::BTreeSet<u16>,
-    /// UDP destinations (enforced by the eBPF layer only).
+    /// UDP destinations.
     pub udp_rules: Vec<Sourced<Endpoint>>,
+    /// `HOST:PORT` destinations.
+    pub host_rules: Vec<Sourced<Endpoint>>,
+    /// Networks a bare-port grant never reaches.
+    pub deny: Vec<Sourced<crate::profile::IpNet>>,
+    /// Nameservers the server may query (`dns = true` or a `HOST:PORT` destination).
+    pub resolvers: Vec<std::net::IpAddr>,
+    /// The connect broker's policy, when the network allow-list names destinations (addresses,
+    /// names, UDP destinations, denied ranges) that Landlock's port rules cannot express.
+    pub broker: Option<crate::broker::NetPolicy>,
+    /// The eBPF cgroup programs express every rule of `broker` (addresses and UDP destinations,
+    /// no names, `deny` or `dns`): when the eBPF layer loads, it enforces them and the broker is
+    /// not installed.
+    pub ebpf_covers_network: bool,
     pub syscalls: SyscallPolicy,
     pub limits: Limits,
     pub cgroup_limits: Vec<LimitWrite>,
@@ -206,6 +223,8 @@ pub enum PlanError {
     SwitchNeedsRoot { user: String, uid: u32 },
     #[error("invalid {what}: {why}")]
     Invalid { what: String, why: String },
+    #[error("cannot run the npx/uvx command hardened: {why}")]
+    Npx { why: String },
     #[error("{layer} is required but cannot be enforced on this host: {why}")]
     Unenforceable { layer: &'static str, why: String },
 }
@@ -226,6 +245,9 @@ impl PlanError {
                 "create it, fix the path, or mark a path that may be absent with a trailing `?`".into()
             }
             PlanError::Path { .. } => return None,
+            PlanError::Npx { .. } => {
+                "install the package once outside the sandbox (`npx -y PACKAGE --help` or `uvx PACKAGE --help`, which fetch it into their cache), then run it under mcp-warden: the hardened run never fetches".into()
+            }
             PlanError::NotFound { .. } => {
                 "give the full path of the server program, or pass PATH with --pass-env PATH".into()
             }
@@ -286,6 +308,29 @@ impl Plan {
             Vars::new(&home, &identity.name, &inputs.cwd.to_string_lossy(), &|k| inputs.var(k)).with_server(server);
         let env = resolve_env(profile, grants, inputs, &vars, &identity)?;
 
+        // `npx -y PACKAGE`: run the installed copy with node, without npm (see npx.rs).
+        let caches = crate::npx::Caches {
+            npm: inputs.var("npm_config_cache").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".npm")),
+            uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+                inputs
+                    .var("XDG_CACHE_HOME")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| identity.home.join(".cache"))
+                    .join("uv")
+            }),
+        };
+        let npx = crate::npx::resolve(command, &caches).map_err(|why| PlanError::Npx { why })?;
+        let rewritten: Vec<OsString>;
+        let command = match &npx {
+            Some(r) => {
+                rewritten = [r.interpreter.clone().into_os_string(), r.script.clone().into_os_string()]
+                    .into_iter()
+                    .chain(r.args.iter().cloned())
+                    .collect();
+                &rewritten[..]
+            }
+            None => command,
+        };
         let (arg0, args) = command.split_first().ok_or(PlanError::NoCommand)?;
         let search_path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
         let program = resolve_program(arg0, search_path.as_deref(), &inputs.cwd)?;
@@ -310,7 +355,15 @@ impl Plan {
         let mut udp_rules = Vec::new();
         let cli_endpoints =
             grants.connect.iter().map(|e| Sourced { value: e.clone(), origin: "--allow-connect".into() });
+        let mut host_rules = Vec::new();
         for e in profile.connect.iter().cloned().chain(cli_endpoints) {
+            if e.value.host.is_some() {
+                if !e.value.udp {
+                    ports.connect.insert(e.value.port);
+                }
+                host_rules.push(e);
+                continue;
+            }
             if e.value.udp {
                 udp_rules.push(e);
                 continue;
@@ -323,11 +376,44 @@ impl Plan {
             }
         }
         ports.bind.extend(profile.bind.iter().chain(&grants.bind));
+        let dns = profile.dns || !host_rules.is_empty();
+        let resolvers = if dns { crate::broker::system_resolvers() } else { Vec::new() };
+        if dns {
+            ports.connect.insert(53);
+        }
         let sockets = SocketPolicy {
             tcp: !ports.connect.is_empty() || !ports.bind.is_empty(),
-            udp: profile.udp || !udp_rules.is_empty(),
+            udp: profile.udp || !udp_rules.is_empty() || dns,
             unix: profile.unix,
         };
+        let brokered = dns || !address_rules.is_empty() || !udp_rules.is_empty() || !profile.deny.is_empty();
+        if brokered && profile.unix {
+            return Err(PlanError::Invalid {
+                what: "network allow-list".into(),
+                why: "`unix = true` cannot be combined with address, host, UDP, `deny` or `dns` rules: the network broker that enforces those mediates IPv4/IPv6 only".into(),
+            });
+        }
+        let broker = brokered.then(|| {
+            use crate::broker::{NetPolicy, Proto};
+            let proto = |e: &Endpoint| if e.udp { Proto::Udp } else { Proto::Tcp };
+            NetPolicy {
+                tcp_ports: connect_any.clone(),
+                udp_ports: udp_rules.iter().filter(|e| e.value.addr.is_none()).map(|e| e.value.port).collect(),
+                udp_any: profile.udp,
+                exact: address_rules
+                    .iter()
+                    .chain(&udp_rules)
+                    .filter_map(|e| e.value.addr.map(|a| (proto(&e.value), a, e.value.port)))
+                    .collect(),
+                hosts: host_rules
+                    .iter()
+                    .filter_map(|e| e.value.host.clone().map(|h| (proto(&e.value), h, e.value.port)))
+                    .collect(),
+                resolvers: resolvers.clone(),
+                deny: profile.deny.iter().map(|d| d.value).collect(),
+                audit: grants.audit_mode,
+            }
+        });
         let action = if grants.audit_mode { Violation::Log } else { profile.on_violation.unwrap_or(Violation::Errno) };
         let syscalls = SyscallPolicy::new(
             profile.syscalls_allow.iter().map(|s| s.value),
@@ -360,15 +446,22 @@ impl Plan {
             chain: profile.chain.clone(),
             program,
             argv,
+            npx: npx.map(|r| (format!("{}@{}", r.package, r.version), r.script)),
             env,
             cwd: inputs.cwd.clone(),
             identity,
             paths,
+            private_tmp: profile.private_tmp,
             skipped,
             ports,
             address_rules,
             connect_any,
             udp_rules,
+            host_rules: host_rules.clone(),
+            deny: profile.deny.clone(),
+            resolvers,
+            ebpf_covers_network: host_rules.is_empty() && profile.deny.is_empty() && !dns,
+            broker,
             syscalls,
             limits,
             cgroup_limits,
@@ -433,6 +526,14 @@ impl Plan {
                 });
             }
         }
+        // Host names and the resolvers are checked by the broker; here only their ports.
+        let host_ports = self.host_rules.iter().filter(|e| !e.value.udp).map(|e| e.value.port);
+        let dns_port = (!self.resolvers.is_empty()).then_some(53);
+        for port in host_ports.chain(dns_port) {
+            for family in both {
+                rules.push(NetRule { ops: 1 << op::CONNECT, family, sock_type: tcp, port, ..Default::default() });
+            }
+        }
         for e in &self.address_rules {
             if let Some(net) = e.value.addr {
                 rules.push(NetRule {
@@ -479,12 +580,6 @@ impl Plan {
             }
         }
         rules
-    }
-
-    /// Does the network allow-list say something only the eBPF layer can enforce (addresses, UDP
-    /// destinations)?
-    pub fn needs_ebpf_network(&self) -> bool {
-        !self.address_rules.is_empty() || !self.udp_rules.is_empty()
     }
 
     /// Will the eBPF layer be loaded?
@@ -592,35 +687,41 @@ impl Plan {
         } else {
             "no TCP/IP sockets (seccomp)".into()
         });
-        if s.udp {
+        if s.udp && self.broker.is_none() {
             mech.push("UDP sockets allowed to any destination".into());
         }
         mech.push(if s.unix { "AF_UNIX sockets allowed".into() } else { "no AF_UNIX sockets (seccomp)".into() });
-        let mech = mech.join("; ");
-        if self.needs_ebpf_network() && !self.monitor_runs() {
-            let list: Vec<String> = self
+        if let Some(b) = self.broker.as_ref().filter(|_| !(self.ebpf_covers_network && self.monitor_runs())) {
+            let mut dest: Vec<String> = self
                 .address_rules
                 .iter()
                 .chain(&self.udp_rules)
-                .map(|e| format!("{} ({})", e.value, e.origin))
+                .chain(&self.host_rules)
+                .map(|e| e.value.to_string())
                 .collect();
-            let why = match (&self.monitor_unavailable, self.level(Layer::Monitor)) {
-                (Some(why), _) => why.clone(),
-                (None, _) => "the monitor layer is off".to_string(),
-            };
+            if !b.resolvers.is_empty() {
+                let list: Vec<String> = b.resolvers.iter().map(|r| r.to_string()).collect();
+                dest.push(format!("nameservers {} port 53", list.join(", ")));
+            }
+            let deny: Vec<String> = b.deny.iter().map(|d| d.to_string()).collect();
+            mech.push(format!(
+                "every connect/sendto/sendmsg destination checked by the network broker (seccomp user notification; the supervisor performs the call with the address it checked): {}{}",
+                if dest.is_empty() { "bare ports only".to_string() } else { dest.join(", ") },
+                if deny.is_empty() { String::new() } else { format!("; bare ports never reach {}", deny.join(", ")) }
+            ));
+        }
+        let mech = mech.join("; ");
+        let brokered = self.broker.is_some() && !(self.ebpf_covers_network && self.monitor_runs());
+        if brokered && !(host.seccomp_filter && crate::sys::notify::supported()) {
             return (
-                Enforcement::Partial(format!(
-                    "address-qualified and UDP destinations need the eBPF network layer ({why}); without it only TCP ports are enforced and any UDP destination is reachable: {}",
-                    list.join(", ")
-                )),
+                Enforcement::Missing(
+                    "the network broker needs seccomp user notification and pidfd_getfd (Linux 5.9)".into(),
+                ),
                 mech,
             );
         }
-        let mech = if self.monitor_runs() {
-            format!("{mech}; addresses and UDP checked by eBPF cgroup programs")
-        } else {
-            mech
-        };
+        let mech =
+            if self.monitor_runs() { format!("{mech}; eBPF cgroup programs check ports and addresses") } else { mech };
         let landlock_net = matches!(host.landlock, Ok(abi) if abi >= 4) && self.level(Layer::Landlock) != Level::Off;
         if s.tcp && !landlock_net && !self.monitor_runs() {
             return (Enforcement::Partial("TCP ports cannot be restricted without Landlock ABI 4".into()), mech);
@@ -1107,20 +1208,27 @@ mod tests {
     }
 
     #[test]
-    fn address_rules_need_the_monitor_unless_network_is_best_effort() {
+    fn address_rules_are_enforced_by_the_broker_without_the_monitor() {
         let g = Grants {
-            connect: vec!["127.0.0.1:5432".parse().unwrap()],
+            connect: vec!["127.0.0.1:5432".parse().unwrap(), "api.example.com:443".parse().unwrap()],
             require: vec![(Layer::Monitor, Level::Off)],
             ..Default::default()
         };
-        let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
-        assert!(plan.ports.connect.contains(&5432));
-        let e = plan.check_requirements().unwrap_err();
-        assert!(e.to_string().starts_with("network is required but cannot be enforced"), "{e}");
-        let g = Grants { require: vec![(Layer::Monitor, Level::Off), (Layer::Network, Level::BestEffort)], ..g };
-        let mut plan = resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap();
+        let mut plan = resolve("extends = [\"strict\"]\n[network]\ndeny = [\"10.0.0.0/8\"]\n", &g, &["true"]).unwrap();
+        assert!(plan.ports.connect.contains(&5432) && plan.ports.connect.contains(&53));
         plan.check_requirements().unwrap();
-        assert!(plan.warnings.iter().any(|w| w.contains("network is best-effort")));
+        let b = plan.broker.as_ref().expect("address rules need the broker");
+        assert_eq!(b.hosts, vec![(crate::broker::Proto::Tcp, "api.example.com".to_string(), 443)]);
+        assert!(!b.resolvers.is_empty(), "a host name implies DNS");
+        assert!(b.tcp_ports.is_empty(), "no bare port: 5432 is for 127.0.0.1 only");
+        // A host name never lands among the any-address ports.
+        assert!(!plan.connect_any.contains(&443));
+        // Bare ports alone keep Landlock's port rules and need no broker.
+        let g = Grants { connect: vec!["443".parse().unwrap()], ..Default::default() };
+        assert!(resolve("extends = [\"strict\"]\n", &g, &["true"]).unwrap().broker.is_none());
+        // The broker mediates IPv4/IPv6 only.
+        let e = resolve("extends = [\"strict\"]\n[network]\nunix = true\ndns = true\n", &Grants::default(), &["true"]);
+        assert!(e.unwrap_err().to_string().contains("`unix = true` cannot be combined"));
     }
 
     #[test]

@@ -13,6 +13,13 @@ pub fn explain(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::R
         writeln!(out, "          {d}")?;
     }
     writeln!(out, "program   {}", plan.program.display())?;
+    if let Some((package, script)) = &plan.npx {
+        writeln!(
+            out,
+            "installed {package}: the copy npx/uvx installed, {}, run directly (npm and uv do not run in the sandbox)",
+            script.display()
+        )?;
+    }
     writeln!(out, "argv      {:?}", plan.argv)?;
     writeln!(out, "cwd       {}", plan.cwd.display())?;
     let id = &plan.identity;

@@ -17,6 +17,7 @@ use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+use crate::broker;
 use crate::cgroup::{CgroupError, ServerCgroups};
 use crate::monitor::{
     AuditLog, EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable, Summary, write_summary,
@@ -82,7 +83,7 @@ impl SupervisorError {
         Some(match self {
             SupervisorError::Cgroup(_) => "limits that need a cgroup fall back to rlimits with `--require limits=best-effort`".into(),
             SupervisorError::Monitor(_) => {
-                "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer (address rules then cannot be enforced)".into()
+                "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer".into()
             }
             SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH, or --audit-log - for stderr".into(),
             SupervisorError::Landlock(LandlockError::Create(_)) => {
@@ -135,11 +136,20 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         ),
         None => None,
     };
+    let owner = plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid));
+    let private_tmp = match plan.private_tmp {
+        true => Some(PrivateTmp::create(owner).map_err(sys_err("create the private temporary directory"))?),
+        false => None,
+    };
     let landlock = match plan.level(Layer::Landlock) {
         Level::Off => None,
         _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => None,
         level => {
-            let paths = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+            let mut paths: std::collections::BTreeMap<_, _> =
+                plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+            if let Some(tmp) = &private_tmp {
+                paths.insert(tmp.0.clone(), crate::sandbox::landlock::FsAccess::WRITE);
+            }
             let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
             Some((landlock::prepare(&paths, &ports, level)?, level))
         }
@@ -155,8 +165,12 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     rlimits.extend(l.memory.map(|v| (Resource::RLIMIT_DATA, v.0)));
     rlimits.extend(l.file_size.map(|v| (Resource::RLIMIT_FSIZE, v.0)));
     rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
-    let env = plan
-        .env
+    let mut env_pairs = plan.env.clone();
+    if let Some(tmp) = &private_tmp {
+        env_pairs.retain(|(k, _)| k != "TMPDIR");
+        env_pairs.push(("TMPDIR".into(), tmp.0.clone().into_os_string()));
+    }
+    let env = env_pairs
         .iter()
         .map(|(k, v)| {
             let mut kv = OsString::from(k);
@@ -174,6 +188,18 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     // Signals reach the supervisor through a signalfd (close-on-exec: stage 2 does not keep it).
     let signals = SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| SupervisorError::Sys { action: "create a signalfd", source: e.into() })?;
+
+    // The network broker: its filter travels with stage 2, its listener comes back over `channel`.
+    // Not needed when the eBPF layer loaded and expresses every rule itself.
+    let broker_policy = plan.broker.as_ref().filter(|_| !(plan.ebpf_covers_network && monitor.is_some()));
+    let (broker_stage2, broker_channel) = match broker_policy {
+        Some(_) => {
+            let (ours, theirs) =
+                std::os::unix::net::UnixStream::pair().map_err(sys_err("create the broker channel"))?;
+            (Some((sys::notify::filter(plan.syscalls.sockets.udp), theirs)), Some(ours))
+        }
+        None => (None, None),
+    };
 
     let threads = sys::thread_count().map_err(sys_err("count the launcher's threads"))?;
     if threads != 1 {
@@ -196,6 +222,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         pid_namespace: plan.pid_namespace,
         landlock,
         seccomp,
+        broker: broker_stage2,
         forwarded,
         supervisor,
         error_pipe: error_write,
@@ -219,7 +246,24 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         _ => None,
     };
 
+    // Take the broker's listener from stage 2 before it can exec; a failure here makes stage 2
+    // fail its step (the channel closes), which the error pipe then reports.
+    let mut broker_error = None;
+    if let (Some(channel), Some(policy)) = (broker_channel, broker_policy) {
+        match take_listener(channel, child) {
+            Ok(Some(listener)) => {
+                broker::spawn(listener, policy.clone()).map_err(sys_err("start the network broker"))?;
+            }
+            Ok(None) => {}
+            Err(e) => broker_error = Some(e),
+        }
+    }
+
     if let Some(err) = read_stage2_error(error_read) {
+        if let Some(e) = broker_error {
+            let _ = waitpid(child, None);
+            return Err(e);
+        }
         let _ = waitpid(child, None);
         if let Some(reader) = reader {
             let _ = reader.stop();
@@ -256,6 +300,53 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     Ok(status)
 }
 
+/// The server's private `TMPDIR`, removed with its contents when dropped. Its name carries the
+/// launcher's pid, so that a directory left behind by a killed launcher is removed by the next one.
+struct PrivateTmp(std::path::PathBuf);
+
+const PRIVATE_TMP_PREFIX: &str = "mcp-warden-tmp.";
+
+impl PrivateTmp {
+    fn create(owner: Option<(u32, u32)>) -> std::io::Result<Self> {
+        let base = std::env::temp_dir();
+        Self::sweep(&base);
+        let template = base.join(format!("{PRIVATE_TMP_PREFIX}{}.XXXXXX", std::process::id()));
+        let dir = nix::unistd::mkdtemp(&template)?; // mode 0700
+        let tmp = PrivateTmp(dir);
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&tmp.0, Some(uid), Some(gid))?;
+        }
+        Ok(tmp)
+    }
+
+    /// Removes the directories of launchers that are gone (and that are ours to remove).
+    fn sweep(base: &std::path::Path) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(entries) = std::fs::read_dir(base) else { return };
+        let euid = nix::unistd::geteuid().as_raw();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PRIVATE_TMP_PREFIX)) else { continue };
+            let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+            let ours = entry.metadata().is_ok_and(|m| m.is_dir() && (euid == 0 || m.uid() == euid));
+            if ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+}
+
+impl Drop for PrivateTmp {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!(
+                "mcp-warden: warning: could not remove the private temporary directory {}: {e}",
+                self.0.display()
+            );
+        }
+    }
+}
+
 /// Points stdin and stdout at /dev/null, dropping the supervisor's references to the client's
 /// pipes (stderr stays: the summary goes there).
 fn release_stdio() {
@@ -279,17 +370,27 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),
-        Err(e)
-            if plan.level(Layer::Monitor) == Level::Required
-                || !(plan.address_rules.is_empty() && plan.udp_rules.is_empty()) =>
-        {
-            Err(e.into())
-        }
+        Err(e) if plan.level(Layer::Monitor) == Level::Required => Err(e.into()),
         Err(e) => {
             eprintln!("mcp-warden: warning: monitor is best-effort and could not be loaded: {e}");
             Ok(None)
         }
     }
+}
+
+/// Receives the broker listener's fd number from stage 2, duplicates it out of the child
+/// (`pidfd_getfd`) and acknowledges. `None`: stage 2 failed before the broker step.
+fn take_listener(mut channel: std::os::unix::net::UnixStream, child: Pid) -> Result<Option<OwnedFd>, SupervisorError> {
+    use std::io::Write;
+    let mut num = [0u8; 4];
+    if channel.read_exact(&mut num).is_err() {
+        return Ok(None);
+    }
+    let pidfd = sys::pidfd_open(child.as_raw()).map_err(sys_err("open a pidfd for stage 2"))?;
+    let listener = sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(num))
+        .map_err(sys_err("take the network broker's listener from stage 2"))?;
+    channel.write_all(&[1]).map_err(sys_err("acknowledge the broker listener"))?;
+    Ok(Some(listener))
 }
 
 /// Reads the error pipe to EOF: `None` when stage 2 executed the server (close-on-exec closed

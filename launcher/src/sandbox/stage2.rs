@@ -6,8 +6,8 @@
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use ::landlock::RulesetCreated;
 use caps::CapSet;
@@ -41,6 +41,7 @@ pub enum Step {
     NoNewPrivs = 11,
     RestrictLandlock = 12,
     LandlockNotEnforced = 121,
+    InstallBroker = 130,
     InstallSeccomp = 13,
     ForkServer = 131,
     Exec = 14,
@@ -63,6 +64,7 @@ impl Step {
             NoNewPrivs,
             RestrictLandlock,
             LandlockNotEnforced,
+            InstallBroker,
             InstallSeccomp,
             ForkServer,
             Exec,
@@ -87,6 +89,7 @@ impl Step {
             Step::NoNewPrivs => "set no_new_privs",
             Step::RestrictLandlock => "enforce the Landlock ruleset",
             Step::LandlockNotEnforced => "enforce Landlock in full (the kernel enforced only part of the ruleset)",
+            Step::InstallBroker => "hand the network broker's seccomp listener to the supervisor",
             Step::InstallSeccomp => "install the seccomp filter",
             Step::ForkServer => "fork the server under the PID-1 reaper",
             Step::Exec => "execute the server",
@@ -154,6 +157,8 @@ pub struct Stage2 {
     pub pid_namespace: PidNamespace,
     pub landlock: Option<(RulesetCreated, Level)>,
     pub seccomp: Vec<BpfProgram>,
+    /// The network broker's filter and the channel its listener goes to the supervisor through.
+    pub broker: Option<(Vec<seccompiler::sock_filter>, std::os::unix::net::UnixStream)>,
     /// The signals the supervisor blocked before the fork and forwards.
     pub forwarded: SigSet,
     /// pidfd of the supervisor, to detect that it died before the parent-death signal was armed.
@@ -253,7 +258,16 @@ fn harden_and_exec(s: &mut Stage2) -> Result<std::convert::Infallible, StepError
         }
     }
 
-    // 13. seccomp last, so the filter need not allow any setup syscall above.
+    // 13. seccomp last, so the filter need not allow any setup syscall above. The network
+    //     broker's filter first: its listener must reach the supervisor before exec, and the
+    //     handshake (write the fd number, wait for the supervisor to take a duplicate with
+    //     pidfd_getfd) uses only calls that neither filter stops.
+    if let Some((program, mut channel)) = s.broker.take() {
+        let listener = step(Step::InstallBroker, sys::notify::install(&program).map_err(io_errno))?;
+        step(Step::InstallBroker, channel.write_all(&listener.as_raw_fd().to_ne_bytes()).map_err(io_errno))?;
+        let mut ack = [0u8; 1];
+        step(Step::InstallBroker, channel.read_exact(&mut ack).map_err(io_errno))?;
+    }
     for program in &s.seccomp {
         step(Step::InstallSeccomp, seccompiler::apply_filter(program).map_err(|e| seccomp_errno(&e)))?;
     }

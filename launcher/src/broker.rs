@@ -1,0 +1,460 @@
+//! The connect broker: address-level network rules without privileges.
+//!
+//! Landlock restricts TCP ports but not addresses, and the eBPF cgroup programs that check
+//! addresses need root. So when a profile names destinations (`ADDR:PORT`, `HOST:PORT`, UDP
+//! destinations, `deny` ranges, `dns`), stage 2 installs a second seccomp filter that hands every
+//! `connect`, every `sendto` with an address and (with UDP) every `sendmsg`/`sendmmsg` to the
+//! supervisor as a user notification. The supervisor reads the destination from the server's
+//! memory, decides, and on "allow" performs the call itself on a duplicate of the server's socket
+//! (`pidfd_getfd`), with the bytes it checked. The server's own syscall never runs, so a second
+//! thread rewriting the address after the check (the classic user-notification race) changes
+//! nothing: the destination is the one that was checked.
+//!
+//! What it costs: one round trip to the supervisor per mediated call (connects are rare; UDP
+//! sends are DNS). What it refuses: control messages on mediated `sendmsg` (no fd passing or
+//! ancillary data through the broker) and socket families other than IPv4/IPv6.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{SockType, getsockopt, sockopt};
+use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
+use nix::unistd::Pid;
+
+use crate::profile::IpNet;
+use crate::sys;
+use crate::sys::notify::{self, Notification};
+
+/// Bytes copied per mediated send. A stream socket may send less than asked (the caller loops);
+/// a datagram larger than this is refused with EMSGSIZE (UDP's own limit is 65,507).
+const MAX_SEND: usize = 1 << 20;
+/// The kernel's UIO_MAXIOV.
+const MAX_IOV: usize = 1024;
+/// How long a host name's addresses are trusted before it is resolved again.
+const HOST_TTL: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if *self == Proto::Tcp { "tcp" } else { "udp" })
+    }
+}
+
+/// The destinations a sandboxed server may reach, as the broker checks them.
+#[derive(Debug, Clone, Default)]
+pub struct NetPolicy {
+    /// TCP ports open to any address outside `deny`.
+    pub tcp_ports: BTreeSet<u16>,
+    /// UDP ports open to any address outside `deny`.
+    pub udp_ports: BTreeSet<u16>,
+    /// `udp = true` without destinations: any UDP destination outside `deny`.
+    pub udp_any: bool,
+    /// `ADDR:PORT` / `CIDR:PORT` grants (they win over `deny`).
+    pub exact: Vec<(Proto, IpNet, u16)>,
+    /// `HOST:PORT` grants: any address the name resolves to (from the supervisor) at connect time.
+    pub hosts: Vec<(Proto, String, u16)>,
+    /// Nameservers reachable on port 53 (TCP and UDP), when the server may resolve names.
+    pub resolvers: Vec<IpAddr>,
+    pub deny: Vec<IpNet>,
+    /// `--mode audit`: report what would be refused, refuse nothing.
+    pub audit: bool,
+}
+
+/// The broker's answer for one destination.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Refuse(String),
+}
+
+impl NetPolicy {
+    /// Is a `proto` packet or connection to `dest` allowed? `resolve` looks a host name up.
+    pub fn check(&self, proto: Proto, dest: SocketAddr, resolve: &dyn Fn(&str, u16) -> Vec<IpAddr>) -> Verdict {
+        let ip = canonical(dest.ip());
+        let port = dest.port();
+        if self.exact.iter().any(|(p, net, pt)| *p == proto && *pt == port && net.contains(ip)) {
+            return Verdict::Allow;
+        }
+        if port == 53 && self.resolvers.iter().any(|r| canonical(*r) == ip) {
+            return Verdict::Allow;
+        }
+        for (p, host, pt) in &self.hosts {
+            if *p == proto && *pt == port && resolve(host, port).into_iter().any(|a| canonical(a) == ip) {
+                return Verdict::Allow;
+            }
+        }
+        let open = match proto {
+            Proto::Tcp => self.tcp_ports.contains(&port),
+            Proto::Udp => self.udp_any || self.udp_ports.contains(&port),
+        };
+        if let Some(net) = self.deny.iter().find(|n| n.contains(ip)) {
+            return Verdict::Refuse(format!("{ip} is in the denied range {net}"));
+        }
+        if open {
+            return Verdict::Allow;
+        }
+        Verdict::Refuse(format!("{proto} {} is not in the allow-list", SocketAddr::new(ip, port)))
+    }
+}
+
+/// An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) reaches the IPv4 address it carries: check
+/// it as that.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The nameservers of /etc/resolv.conf (the resolver's default, 127.0.0.1, when none is listed).
+pub fn system_resolvers() -> Vec<IpAddr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut out: Vec<IpAddr> = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|rest| rest.trim().split('%').next()?.parse().ok())
+        .collect();
+    if out.is_empty() {
+        out.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+    }
+    out.dedup();
+    out
+}
+
+/// Host names resolved by the supervisor, for a short while.
+#[derive(Default)]
+struct HostCache(Mutex<HashMap<(String, u16), Resolution>>);
+
+/// When a name was resolved, and to what.
+type Resolution = (Instant, Vec<IpAddr>);
+
+impl HostCache {
+    fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
+        let key = (host.to_string(), port);
+        if let Some((at, addrs)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
+            && at.elapsed() < HOST_TTL
+        {
+            return addrs.clone();
+        }
+        let addrs: Vec<IpAddr> =
+            (host, port).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect()).unwrap_or_default();
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (Instant::now(), addrs.clone()));
+        addrs
+    }
+}
+
+struct Shared {
+    listener: OwnedFd,
+    policy: NetPolicy,
+    hosts: HostCache,
+}
+
+/// Serves the listener until every process under the filter is gone. Each notification gets a
+/// thread of its own: a blocking connect to a slow host must not hold up the others.
+pub fn spawn(listener: OwnedFd, policy: NetPolicy) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let shared = Arc::new(Shared { listener, policy, hosts: HostCache::default() });
+    std::thread::Builder::new().name("broker".into()).spawn(move || {
+        loop {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            let mut fds = [PollFd::new(shared.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::NONE) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+                Ok(_) => {}
+            }
+            let revents = fds[0].revents().unwrap_or(PollFlags::POLLHUP);
+            if !revents.contains(PollFlags::POLLIN) {
+                return; // POLLHUP: no process uses the filter any more
+            }
+            let n = match notify::receive(shared.listener.as_fd()) {
+                Ok(n) => n,
+                // ENOENT: the thread died between poll and receive; EINTR: try again.
+                Err(_) => continue,
+            };
+            let worker = Arc::clone(&shared);
+            let spawned = std::thread::Builder::new().name("broker-call".into()).spawn(move || {
+                let result = handle(&worker, &n);
+                let _ = notify::respond(worker.listener.as_fd(), n.id, result);
+            });
+            if spawned.is_err() {
+                let _ = notify::respond(shared.listener.as_fd(), n.id, Err(libc::EAGAIN));
+            }
+        }
+    })
+}
+
+/// The process behind one notification.
+struct Target<'a> {
+    n: &'a Notification,
+    listener: BorrowedFd<'a>,
+}
+
+impl Target<'_> {
+    fn pid(&self) -> Pid {
+        Pid::from_raw(self.n.pid as i32)
+    }
+
+    fn read(&self, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+        let mut buf = vec![0u8; len];
+        if len == 0 {
+            return Ok(buf);
+        }
+        let remote = [RemoteIoVec { base: addr as usize, len }];
+        match process_vm_readv(self.pid(), &mut [std::io::IoSliceMut::new(&mut buf)], &remote) {
+            Ok(n) if n == len => Ok(buf),
+            _ => Err(libc::EFAULT),
+        }
+    }
+
+    fn write(&self, addr: u64, data: &[u8]) -> Result<(), i32> {
+        let remote = [RemoteIoVec { base: addr as usize, len: data.len() }];
+        match process_vm_writev(self.pid(), &[std::io::IoSlice::new(data)], &remote) {
+            Ok(n) if n == data.len() => Ok(()),
+            _ => Err(libc::EFAULT),
+        }
+    }
+
+    /// A duplicate of the target's socket, taken only while the notification is still pending
+    /// (so the pid is the thread that asked, not a recycled one).
+    fn socket(&self, fd: u64) -> Result<OwnedFd, i32> {
+        let fd = i32::try_from(fd).map_err(|_| libc::EBADF)?;
+        let pidfd = sys::pidfd_open(self.n.pid as i32).map_err(|_| libc::ESRCH)?;
+        if !notify::still_pending(self.listener, self.n.id) {
+            return Err(libc::ESRCH);
+        }
+        sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
+    }
+
+    fn pending(&self) -> Result<(), i32> {
+        if notify::still_pending(self.listener, self.n.id) { Ok(()) } else { Err(libc::ESRCH) }
+    }
+}
+
+fn handle(shared: &Shared, n: &Notification) -> Result<i64, i32> {
+    let t = Target { n, listener: shared.listener.as_fd() };
+    let a = n.args;
+    match n.nr {
+        libc::SYS_connect => {
+            let addr = t.read(a[1], bounded_len(a[2])?)?;
+            let sock = t.socket(a[0])?;
+            decide(shared, &t, sock.as_fd(), &addr, "connect")?;
+            t.pending()?;
+            sys::notify::connect_raw(sock.as_fd(), &addr).map(|()| 0).map_err(errno)
+        }
+        libc::SYS_sendto => {
+            let addr = t.read(a[4], bounded_len(a[5])?)?;
+            let sock = t.socket(a[0])?;
+            decide(shared, &t, sock.as_fd(), &addr, "sendto")?;
+            let data = t.read(a[1], send_len(sock.as_fd(), a[2] as usize)?)?;
+            t.pending()?;
+            send(&t, sock.as_fd(), Some(&addr), &[data], a[3] as i32)
+        }
+        libc::SYS_sendmsg => {
+            let sock = t.socket(a[0])?;
+            send_msghdr(shared, &t, sock.as_fd(), a[1], a[2] as i32)
+        }
+        libc::SYS_sendmmsg => {
+            let sock = t.socket(a[0])?;
+            let count = (a[2] as usize).min(MAX_IOV);
+            let mut sent = 0;
+            for i in 0..count {
+                let entry = a[1] + (i * MMSGHDR_LEN) as u64;
+                match send_msghdr(shared, &t, sock.as_fd(), entry, a[3] as i32) {
+                    Ok(len) => {
+                        t.write(entry + MSGHDR_LEN as u64, &(len as u32).to_ne_bytes())?;
+                        sent += 1;
+                    }
+                    Err(e) if sent == 0 => return Err(e),
+                    Err(_) => break,
+                }
+            }
+            Ok(sent)
+        }
+        _ => Err(libc::ENOSYS),
+    }
+}
+
+const MSGHDR_LEN: usize = std::mem::size_of::<libc::msghdr>();
+const MMSGHDR_LEN: usize = std::mem::size_of::<libc::mmsghdr>();
+
+/// One `struct msghdr` at `at` in the target: check its destination, copy its data, send it.
+fn send_msghdr(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, flags: i32) -> Result<i64, i32> {
+    let h = t.read(at, MSGHDR_LEN)?;
+    let word = |off: usize| u64::from_ne_bytes(h[off..off + 8].try_into().unwrap_or_default());
+    let (name_ptr, name_len) = (word(0), u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default()));
+    let (iov_ptr, iov_len, control_len) = (word(16), word(24) as usize, word(40));
+    if control_len != 0 {
+        refused(shared, t, "sendmsg", "control messages are not passed through the network broker");
+        return Err(libc::EPERM);
+    }
+    if iov_len > MAX_IOV {
+        return Err(libc::EMSGSIZE);
+    }
+    let name = if name_ptr != 0 && name_len != 0 {
+        let name = t.read(name_ptr, bounded_len(name_len.into())?)?;
+        decide(shared, t, sock, &name, "sendmsg")?;
+        Some(name)
+    } else {
+        None
+    };
+    let iov = t.read(iov_ptr, iov_len * 16)?;
+    let mut budget = send_len(sock, usize::MAX)?;
+    let mut data = Vec::with_capacity(iov_len);
+    for chunk in iov.chunks_exact(16) {
+        let base = u64::from_ne_bytes(chunk[..8].try_into().unwrap_or_default());
+        let len = (u64::from_ne_bytes(chunk[8..].try_into().unwrap_or_default()) as usize).min(budget);
+        budget -= len;
+        data.push(t.read(base, len)?);
+    }
+    t.pending()?;
+    send(t, sock, name.as_deref(), &data, flags)
+}
+
+/// Sends on the server's behalf. MSG_NOSIGNAL keeps a broken pipe from signalling the supervisor;
+/// the server gets its SIGPIPE as it would have, unless it asked not to.
+fn send(t: &Target<'_>, sock: BorrowedFd<'_>, name: Option<&[u8]>, data: &[Vec<u8>], flags: i32) -> Result<i64, i32> {
+    match sys::notify::sendmsg_raw(sock, name, data, flags | libc::MSG_NOSIGNAL) {
+        Ok(n) => Ok(n as i64),
+        Err(e) => {
+            let e = errno(e);
+            if e == libc::EPIPE && flags & libc::MSG_NOSIGNAL == 0 {
+                let _ = nix::sys::signal::kill(t.pid(), nix::sys::signal::Signal::SIGPIPE);
+            }
+            Err(e)
+        }
+    }
+}
+
+/// A datagram must fit whole; a stream send may be short.
+fn send_len(sock: BorrowedFd<'_>, asked: usize) -> Result<usize, i32> {
+    match getsockopt(&sock, sockopt::SockType) {
+        Ok(SockType::Stream) => Ok(asked.min(MAX_SEND)),
+        _ if asked != usize::MAX && asked > MAX_SEND => Err(libc::EMSGSIZE),
+        _ => Ok(asked.min(MAX_SEND)),
+    }
+}
+
+fn bounded_len(len: u64) -> Result<usize, i32> {
+    // sizeof(struct sockaddr_storage): anything longer is refused by the kernel too.
+    if len > 128 { Err(libc::EINVAL) } else { Ok(len as usize) }
+}
+
+fn errno(e: std::io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// Checks a raw socket address for the socket `sock`: `Ok` to go ahead, `Err(errno)` to refuse.
+fn decide(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], call: &str) -> Result<(), i32> {
+    let family = addr.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
+    let dest = match (family.map(i32::from), addr.len()) {
+        // Dissolving a datagram socket's association reaches nobody.
+        (Some(libc::AF_UNSPEC), _) if call == "connect" => return Ok(()),
+        (Some(libc::AF_INET), 16..) => {
+            let ip = Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7]);
+            SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([addr[2], addr[3]]))
+        }
+        (Some(libc::AF_INET6), 28..) => {
+            let octets: [u8; 16] = addr[8..24].try_into().unwrap_or_default();
+            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), u16::from_be_bytes([addr[2], addr[3]]))
+        }
+        (Some(libc::AF_INET | libc::AF_INET6), _) => return Err(libc::EINVAL),
+        _ => {
+            refused(shared, t, call, "only IPv4 and IPv6 destinations pass the network broker");
+            return Err(libc::EACCES);
+        }
+    };
+    let proto = match getsockopt(&sock, sockopt::SockType) {
+        Ok(SockType::Stream) => Proto::Tcp,
+        Ok(SockType::Datagram) => Proto::Udp,
+        _ => return Err(libc::EACCES),
+    };
+    match shared.policy.check(proto, dest, &|h, p| shared.hosts.resolve(h, p)) {
+        Verdict::Allow => Ok(()),
+        Verdict::Refuse(why) => {
+            refused(shared, t, call, &why);
+            // The errnos of the kernel layers this stands in for: Landlock refuses a TCP connect
+            // with EACCES, the eBPF cgroup programs refuse a datagram with EPERM.
+            if shared.policy.audit {
+                Ok(())
+            } else if proto == Proto::Tcp {
+                Err(libc::EACCES)
+            } else {
+                Err(libc::EPERM)
+            }
+        }
+    }
+}
+
+fn refused(shared: &Shared, t: &Target<'_>, call: &str, why: &str) {
+    let verb = if shared.policy.audit { "would refuse" } else { "refused" };
+    eprintln!("mcp-warden: network: {verb} {call} by pid {}: {why}", t.n.pid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> NetPolicy {
+        NetPolicy {
+            tcp_ports: [80, 443].into(),
+            exact: vec![(Proto::Tcp, "127.0.0.1".parse().unwrap(), 5432)],
+            hosts: vec![(Proto::Tcp, "api.example.com".into(), 443)],
+            resolvers: vec!["127.0.0.53".parse().unwrap()],
+            deny: ["127.0.0.0/8", "10.0.0.0/8", "169.254.0.0/16", "::1", "fc00::/7"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn check(p: &NetPolicy, proto: Proto, dest: &str) -> bool {
+        let resolve = |h: &str, _| if h == "api.example.com" { vec!["10.1.2.3".parse().unwrap()] } else { vec![] };
+        p.check(proto, dest.parse().unwrap(), &resolve) == Verdict::Allow
+    }
+
+    #[test]
+    fn bare_ports_reach_public_addresses_only() {
+        let p = policy();
+        assert!(check(&p, Proto::Tcp, "93.184.216.34:443"));
+        assert!(check(&p, Proto::Tcp, "[2606:2800::1]:80"));
+        assert!(!check(&p, Proto::Tcp, "93.184.216.34:22"));
+        assert!(!check(&p, Proto::Tcp, "127.0.0.1:80"));
+        assert!(!check(&p, Proto::Tcp, "169.254.169.254:80"));
+        assert!(!check(&p, Proto::Tcp, "[::1]:443"));
+        assert!(!check(&p, Proto::Tcp, "[fd00::5]:443"));
+        // The IPv4-mapped form of a denied address is the denied address.
+        assert!(!check(&p, Proto::Tcp, "[::ffff:127.0.0.1]:80"));
+        assert!(!check(&p, Proto::Tcp, "[::ffff:169.254.169.254]:80"));
+        // UDP was not granted.
+        assert!(!check(&p, Proto::Udp, "93.184.216.34:443"));
+    }
+
+    #[test]
+    fn explicit_addresses_hosts_and_resolvers_win_over_deny() {
+        let p = policy();
+        assert!(check(&p, Proto::Tcp, "127.0.0.1:5432"));
+        assert!(!check(&p, Proto::Udp, "127.0.0.1:5432"));
+        assert!(check(&p, Proto::Tcp, "10.1.2.3:443"));
+        assert!(!check(&p, Proto::Tcp, "10.1.2.4:443"));
+        assert!(check(&p, Proto::Udp, "127.0.0.53:53"));
+        assert!(check(&p, Proto::Tcp, "127.0.0.53:53"));
+        assert!(!check(&p, Proto::Udp, "127.0.0.53:54"));
+        assert!(!check(&p, Proto::Udp, "8.8.8.8:53"));
+    }
+
+    #[test]
+    fn resolv_conf_parsing() {
+        // The parser is line-based; a scope suffix is dropped.
+        let r = system_resolvers();
+        assert!(!r.is_empty());
+    }
+}
