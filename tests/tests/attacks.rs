@@ -152,6 +152,56 @@ fn tcp_connect_only_to_granted_ports() {
     }
 }
 
+/// Address rules without privileges (the network broker): a denied range, the IPv4-mapped form
+/// of it, a UDP datagram to a destination that is not granted, and the classic race against
+/// user-notification sandboxes: a second thread rewriting the checked address while the connect is
+/// in flight. The broker performs the call with the address it checked, so across 2,000 connects
+/// through a sockaddr that flips between an allowed and a denied address, none reaches the denied
+/// one.
+#[test]
+fn address_rules_hold_against_mapped_addresses_udp_and_a_racing_thread() {
+    for who in Who::all() {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        // Accept (and drop) everything, so the backlog never fills.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acceptor = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    if listener.accept().is_err() {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
+                }
+            })
+        };
+        let s = Scratch::new(who);
+        let profile = s.file(
+            "deny.toml",
+            &format!("extends = [\"strict\"]\n[network]\nconnect = [{port}, \"udp:127.0.0.1:9\"]\ndeny = [\"127.0.0.2/32\"]\n"),
+            who,
+        );
+        let sb = Sandbox::new(who).profile(&profile);
+        assert_ok(&unsandboxed(who, &["tcp-connect", "127.0.0.2", &port]), "control: 127.0.0.2 reachable unsandboxed");
+        assert_ok(&sb.probe(&["tcp-connect", "127.0.0.1", &port]), "the allowed address");
+        assert_denied(&sb.probe(&["tcp-connect", "127.0.0.2", &port]), &["EACCES"], "a denied address");
+        assert_denied(&sb.probe(&["tcp-connect", "::ffff:127.0.0.2", &port]), &["EACCES"], "its IPv4-mapped form");
+        assert_denied(&sb.probe(&["udp-send", "127.0.0.1", "10"]), &["EPERM"], "UDP to a port not granted");
+        let race = sb.probe(&["connect-race", &port, "2000"]);
+        assert!(race.code() == Some(0), "{who:?}: {}", race.describe());
+        let verdict = race.verdict();
+        assert!(verdict.contains(" denied 0 "), "{who:?}: a racing thread got a denied address through: {verdict}");
+        assert!(!verdict.contains("allowed 0 "), "{who:?}: control: the allowed address must still work: {verdict}");
+        assert!(
+            race.stderr.contains("127.0.0.2 is in the denied range"),
+            "{who:?}: the broker saw the flipped address"
+        );
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        acceptor.join().unwrap();
+    }
+}
+
 #[test]
 fn udp_is_refused_unless_the_profile_allows_it() {
     for who in Who::all() {

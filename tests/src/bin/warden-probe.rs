@@ -70,6 +70,7 @@ fn main() {
             .map_err(io),
         "unix-connect" => std::os::unix::net::UnixStream::connect(a(1)).map(|_| "connected".into()).map_err(io),
         "abstract-connect" => abstract_connect(&a(1)),
+        "connect-race" => connect_race(n(1) as u16, n(2) as usize),
         "socket" => socket(n(1) as i32, n(2) as i32),
         "ptrace" => check(
             // SAFETY: PTRACE_ATTACH takes only a pid; no memory is passed.
@@ -181,6 +182,53 @@ fn status() -> Outcome {
         .map(|(k, v)| format!("{k}={}", v.split_whitespace().collect::<Vec<_>>().join(",")))
         .collect();
     Ok(format!("{} {}", fields.join(" "), ids()))
+}
+
+/// The classic race against user-notification sandboxes: one thread keeps flipping a shared
+/// `sockaddr_in` between 127.0.0.1 (allowed) and 127.0.0.2 (denied) while this one connects
+/// through it `rounds` times. Reports how many connections reached each address.
+fn connect_race(port: u16, rounds: usize) -> Outcome {
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    // A `struct sockaddr_in` as four atomic words (same size and layout): the flipper rewrites
+    // the address word while the kernel, or a broker, reads the structure.
+    static SA: [AtomicU32; 4] = [AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0), AtomicU32::new(0)];
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let allowed = u32::from_ne_bytes([127, 0, 0, 1]);
+    let denied = u32::from_ne_bytes([127, 0, 0, 2]);
+    let head = [(libc::AF_INET as u16).to_ne_bytes(), port.to_be_bytes()].concat();
+    SA[0].store(u32::from_ne_bytes(head.try_into().unwrap_or_default()), Ordering::SeqCst);
+    SA[1].store(allowed, Ordering::SeqCst);
+    let flipper = std::thread::spawn(move || {
+        while !STOP.load(Ordering::Relaxed) {
+            SA[1].store(denied, Ordering::Relaxed);
+            SA[1].store(allowed, Ordering::Relaxed);
+        }
+    });
+    let (mut reached_allowed, mut reached_denied, mut refused) = (0, 0, 0);
+    for _ in 0..rounds {
+        // SAFETY: a plain socket(2) call.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        if fd < 0 {
+            return Err(last());
+        }
+        // SAFETY: SA is 16 bytes with sockaddr_in's layout and lives forever; the kernel copies it.
+        let ret = unsafe { libc::connect(fd, SA.as_ptr().cast(), 16) };
+        if ret == 0 {
+            // SAFETY: sockaddr_in is plain data.
+            let mut peer: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            // SAFETY: getpeername writes at most `len` bytes into `peer`.
+            unsafe { libc::getpeername(fd, (&raw mut peer).cast(), &mut len) };
+            if peer.sin_addr.s_addr == denied { reached_denied += 1 } else { reached_allowed += 1 }
+        } else {
+            refused += 1;
+        }
+        // SAFETY: closing our own fd.
+        unsafe { libc::close(fd) };
+    }
+    STOP.store(true, Ordering::SeqCst);
+    let _ = flipper.join();
+    Ok(format!("allowed {reached_allowed} denied {reached_denied} refused {refused}"))
 }
 
 fn abstract_connect(name: &str) -> Outcome {
