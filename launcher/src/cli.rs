@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::plan::{Grants, Layer};
+use crate::plan::{Grants, Layer, McpGrants};
 use crate::profile::{Endpoint, Level, Size};
 
 #[derive(Debug, Parser)]
@@ -51,10 +51,27 @@ pub enum Command {
         #[arg(long)]
         undo: bool,
     },
+    /// Tool pins of the MCP layer: list servers with changed tools, accept changes.
+    Pins {
+        #[command(subcommand)]
+        command: PinsCommand,
+    },
     /// The embedded profiles.
     Profiles {
         #[command(subcommand)]
         command: ProfilesCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PinsCommand {
+    /// Every pinned server, with the tools whose definition changed.
+    List,
+    /// Accept the changed definitions of SERVER's tools (all of them, or the TOOLs named).
+    Accept {
+        /// The server, as `pins list` names it.
+        server: String,
+        tools: Vec<String>,
     },
 }
 
@@ -147,6 +164,32 @@ pub struct GrantArgs {
     /// client went away, before its whole process tree is killed [default: 5].
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Turn on the MCP-aware layer (proxy the JSON-RPC stream and police tool calls); also on with
+    /// an [mcp] profile section or any of the flags below.
+    #[arg(long)]
+    pub mcp: bool,
+    /// MCP layer: only these tools (name or glob) are shown and callable.
+    #[arg(long, value_name = "TOOL")]
+    pub allow_tool: Vec<String>,
+    /// MCP layer: hide and refuse these tools (name or glob).
+    #[arg(long, value_name = "TOOL")]
+    pub deny_tool: Vec<String>,
+    /// MCP layer: at most N calls per period for TOOL (name, glob, or `*` for all calls together),
+    /// e.g. `read_file=30/min`.
+    #[arg(long, value_name = "TOOL=N/PERIOD", value_parser = parse_rate_limit)]
+    pub rate_limit: Vec<(String, crate::mcp::policy::Rate)>,
+    /// MCP layer: do not redact secrets from tool results.
+    #[arg(long)]
+    pub no_redact: bool,
+    /// MCP layer: replace server errors sent to the client with a generic message (the full text
+    /// goes to the audit log).
+    #[arg(long)]
+    pub hide_errors: bool,
+}
+
+fn parse_rate_limit(s: &str) -> Result<(String, crate::mcp::policy::Rate), String> {
+    let (tool, rate) = s.rsplit_once('=').ok_or_else(|| format!("expected TOOL=N/PERIOD, got `{s}`"))?;
+    Ok((tool.to_string(), rate.parse()?))
 }
 
 impl GrantArgs {
@@ -171,6 +214,14 @@ impl GrantArgs {
             audit_log: self.audit_log,
             audit_buffer: self.audit_buffer,
             stop_timeout: self.stop_timeout,
+            mcp: McpGrants {
+                on: self.mcp,
+                allow_tools: self.allow_tool,
+                deny_tools: self.deny_tool,
+                rate_limits: self.rate_limit,
+                no_redact: self.no_redact,
+                hide_errors: self.hide_errors,
+            },
         }
     }
 }

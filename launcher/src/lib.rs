@@ -8,6 +8,7 @@ pub mod broker;
 pub mod cgroup;
 pub mod cli;
 pub mod host;
+pub mod mcp;
 pub mod monitor;
 pub mod npx;
 pub mod plan;

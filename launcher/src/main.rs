@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use mcp_warden::cli::{Cli, Command, ProfilesCommand, RunArgs};
+use mcp_warden::cli::{Cli, Command, PinsCommand, ProfilesCommand, RunArgs};
 use mcp_warden::host::HostFacts;
 use mcp_warden::plan::{Inputs, Plan};
 use mcp_warden::profile::{self, EMBEDDED};
@@ -96,6 +96,7 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             }
             Ok(0)
         }
+        Command::Pins { command } => pins(&mut stdout, command),
         Command::Profiles { command: ProfilesCommand::Schema } => {
             stdout.write_all(profile::json_schema().as_bytes()).map_err(out_err)?;
             Ok(0)
@@ -106,6 +107,57 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
                 Failure::new(&e, e.hint(), 125)
             })?;
             stdout.write_all(text.as_bytes()).map_err(out_err)?;
+            Ok(0)
+        }
+    }
+}
+
+fn pins(out: &mut dyn Write, command: PinsCommand) -> Result<i32, Failure> {
+    use mcp_warden::mcp::pins::{PinStore, pins_dir};
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))
+        .ok_or_else(|| Failure::new("neither XDG_STATE_HOME nor HOME is set", None, 125))?;
+    let dir = pins_dir(&state);
+    let out_err = |e: std::io::Error| Failure::new(e, None, 125);
+    match command {
+        PinsCommand::List => {
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect())
+                .unwrap_or_default();
+            names.sort();
+            for path in names {
+                let store = PinStore::open(path.clone());
+                let changed: Vec<&String> =
+                    store.pins.iter().filter(|(_, p)| p.pending.is_some()).map(|(n, _)| n).collect();
+                let server = path.file_stem().unwrap_or_default().to_string_lossy().into_owned();
+                let status = if changed.is_empty() {
+                    "no changes".to_string()
+                } else {
+                    format!("CHANGED: {}", changed.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+                };
+                writeln!(out, "{server:<50} {} tools, {status}", store.pins.len()).map_err(out_err)?;
+            }
+            Ok(0)
+        }
+        PinsCommand::Accept { server, tools } => {
+            let path = dir.join(format!("{server}.json"));
+            if !path.is_file() {
+                return Err(Failure::new(
+                    format!("no pins for `{server}` in {}", dir.display()),
+                    Some("`mcp-warden pins list` names the pinned servers".into()),
+                    125,
+                ));
+            }
+            let mut store = PinStore::open(path);
+            let accepted = store.accept(&tools);
+            store.save().map_err(out_err)?;
+            if accepted.is_empty() {
+                eprintln!("mcp-warden: nothing to accept for `{server}`");
+            } else {
+                eprintln!("mcp-warden: accepted the new definitions of {}", accepted.join(", "));
+            }
             Ok(0)
         }
     }

@@ -47,6 +47,29 @@ pub struct Grants {
     pub audit_buffer: Option<Size>,
     /// `--stop-timeout SECONDS`: how long the server has to exit once told to stop.
     pub stop_timeout: Option<u64>,
+    pub mcp: McpGrants,
+}
+
+/// The MCP layer's command-line flags.
+#[derive(Debug, Clone, Default)]
+pub struct McpGrants {
+    pub on: bool,
+    pub allow_tools: Vec<String>,
+    pub deny_tools: Vec<String>,
+    pub rate_limits: Vec<(String, crate::mcp::policy::Rate)>,
+    pub no_redact: bool,
+    pub hide_errors: bool,
+}
+
+impl McpGrants {
+    fn any(&self) -> bool {
+        self.on
+            || !self.allow_tools.is_empty()
+            || !self.deny_tools.is_empty()
+            || !self.rate_limits.is_empty()
+            || self.no_redact
+            || self.hide_errors
+    }
 }
 
 /// The layers a profile sets a requirement for.
@@ -188,8 +211,10 @@ pub struct Plan {
     pub x32_abi: bool,
     /// `--mode audit`: the eBPF layer and seccomp log instead of denying, Landlock is off.
     pub audit_mode: bool,
-    /// Where the audit log goes (when the monitor runs).
+    /// Where the audit log goes (when the monitor or the MCP layer runs).
     pub audit_log: Destination,
+    /// The MCP-aware layer, when on: stdio is proxied.
+    pub mcp: Option<crate::mcp::McpConfig>,
     /// Bytes of the eBPF ring buffer.
     pub audit_buffer: u32,
     /// How long the server has to exit after a forwarded termination signal (or once its client is
@@ -472,6 +497,7 @@ impl Plan {
                 Some(d) => Destination::parse(d),
                 None => Destination::File(default_audit_log(inputs, &profile.name, &plan_program_name(command))),
             },
+            mcp: None,
             monitor_unavailable: monitor_unavailable(host),
             monitor_cgroup_parent: host.cgroups.v2.as_ref().map(|v2| v2.own.clone()),
             audit_buffer: ring_size(grants.audit_buffer.unwrap_or(Size(4 << 20)))?,
@@ -480,6 +506,18 @@ impl Plan {
             layers: Vec::new(),
             warnings,
         };
+        if profile.mcp.is_some() || grants.mcp.any() {
+            let state = state_home(inputs);
+            let key = pins_key(&plan.profile, command);
+            plan.mcp = Some(resolve_mcp(
+                profile,
+                grants,
+                &vars,
+                &inputs.cwd,
+                plan.audit_log.clone(),
+                state.map(|s| crate::mcp::pins::pins_dir(&s).join(format!("{key}.json"))),
+            )?);
+        }
         plan.layers = Layer::ALL.iter().map(|l| plan.report(*l, host, profile)).collect();
         Ok(plan)
     }
@@ -771,6 +809,97 @@ fn plan_program_name(command: &[OsString]) -> String {
         .and_then(|a| Path::new(a).file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "server".into())
+}
+
+/// `$XDG_STATE_HOME` (or `~/.local/state`) of the invoking user.
+fn state_home(inputs: &Inputs<'_>) -> Option<PathBuf> {
+    inputs
+        .var("XDG_STATE_HOME")
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| inputs.var("HOME").map(|h| Path::new(&h).join(".local/state")))
+}
+
+/// A server's identity for its tool pins: the profile, the program and a hash of the command.
+fn pins_key(profile: &str, command: &[OsString]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    for a in command {
+        h.update(a.as_encoded_bytes());
+        h.update([0]);
+    }
+    let digest: String = h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect();
+    let profile =
+        Path::new(profile).file_stem().map_or_else(|| profile.to_string(), |s| s.to_string_lossy().into_owned());
+    let safe = |s: &str| {
+        s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect::<String>()
+    };
+    format!("{}-{}-{digest}", safe(&profile), safe(&plan_program_name(command)))
+}
+
+/// The MCP layer's configuration: the profile's `[mcp]` merged with the flags.
+fn resolve_mcp(
+    profile: &LoadedProfile,
+    grants: &Grants,
+    vars: &Vars,
+    cwd: &Path,
+    audit: Destination,
+    pins: Option<PathBuf>,
+) -> Result<crate::mcp::McpConfig, PlanError> {
+    use crate::mcp::policy::{Constraint, Rate, ToolFilter};
+    let invalid = |why: String| PlanError::Invalid { what: "[mcp] section".into(), why };
+    let m = profile.mcp.clone().unwrap_or_default();
+    let g = &grants.mcp;
+    let allow: Vec<String> = m.allow_tools.iter().chain(&g.allow_tools).cloned().collect();
+    let deny: Vec<String> = m.deny_tools.iter().chain(&g.deny_tools).cloned().collect();
+    let tools = ToolFilter::new(&allow, &deny).map_err(invalid)?;
+    let mut rates: Vec<(String, Rate)> = Vec::new();
+    for (tool, rate) in &m.rate_limits {
+        rates.push((tool.clone(), rate.parse().map_err(|e| invalid(format!("rate-limits.{tool}: {e}")))?));
+    }
+    rates.extend(g.rate_limits.iter().cloned());
+    let mut constraints = Vec::new();
+    for c in &m.constraints {
+        let tool = globset::Glob::new(&c.tool).map_err(|e| invalid(format!("constraint tool `{}`: {e}", c.tool)))?;
+        let pattern = match &c.pattern {
+            Some(p) => Some(
+                regex::Regex::new(&format!("^(?:{p})$"))
+                    .map_err(|e| invalid(format!("constraint pattern `{p}`: {e}")))?,
+            ),
+            None => None,
+        };
+        let mut under = Vec::new();
+        for raw in &c.under {
+            for dir in vars.expand_many(raw).map_err(|e| invalid(format!("constraint under `{raw}`: {e}")))? {
+                let dir = cwd.join(dir);
+                under.push(
+                    dir.canonicalize().map_err(|e| invalid(format!("constraint under `{}`: {e}", dir.display())))?,
+                );
+            }
+        }
+        constraints.push(Constraint {
+            tool: tool.compile_matcher(),
+            argument: c.argument.clone(),
+            max_length: c.max_length,
+            pattern,
+            one_of: c.one_of.clone(),
+            under,
+        });
+    }
+    let redactor = match m.redact.unwrap_or(true) && !g.no_redact {
+        true => Some(crate::mcp::redact::Redactor::new(&m.redact_patterns, &m.redact_keys).map_err(invalid)?),
+        false => None,
+    };
+    Ok(crate::mcp::McpConfig {
+        tools,
+        rates,
+        constraints,
+        redactor,
+        hide_errors: m.hide_errors.unwrap_or(false) || g.hide_errors,
+        pins: if m.pin_tools.unwrap_or(true) { pins } else { None },
+        log_arguments: m.log_arguments.unwrap_or(false),
+        audit,
+    })
 }
 
 /// `$XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl` (of the invoking user).

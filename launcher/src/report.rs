@@ -48,6 +48,35 @@ pub fn explain(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::R
         writeln!(out, "  {:<14} {:<12} via {}", "", "", r.mechanism)?;
     }
 
+    match &plan.mcp {
+        None => writeln!(out, "\nmcp layer: off (stdio is not proxied)")?,
+        Some(m) => {
+            writeln!(
+                out,
+                "\nmcp layer: on (the JSON-RPC stream is proxied; every message is audited to {})",
+                m.audit.describe()
+            )?;
+            writeln!(out, "  tools          {}", m.tools.describe())?;
+            let rates: Vec<String> = m.rates.iter().map(|(t, r)| format!("{t}={r}")).collect();
+            writeln!(out, "  rate limits    {}", if rates.is_empty() { "none".into() } else { rates.join(", ") })?;
+            writeln!(
+                out,
+                "  arguments      checked against each tool's inputSchema; {} profile constraint(s)",
+                m.constraints.len()
+            )?;
+            writeln!(out, "  redaction      {}", if m.redactor.is_some() { "on" } else { "OFF" })?;
+            writeln!(
+                out,
+                "  server errors  {}",
+                if m.hide_errors { "hidden from the client (audit log only)" } else { "passed to the client" }
+            )?;
+            match &m.pins {
+                Some(p) => writeln!(out, "  tool pins      {}", p.display())?,
+                None => writeln!(out, "  tool pins      off")?,
+            }
+        }
+    }
+
     writeln!(out, "\nfilesystem (Landlock; everything else denied):")?;
     for (path, (access, origin)) in &plan.paths {
         writeln!(out, "  {:<4} {:<40} {origin}", access.letters(), path.display())?;

@@ -189,6 +189,25 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     let signals = SignalFd::with_flags(&waited, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
         .map_err(|e| SupervisorError::Sys { action: "create a signalfd", source: e.into() })?;
 
+    // The MCP layer: the server's stdin and stdout become pipes to the proxy; the audit log is
+    // opened now so that a failure refuses the run before anything starts.
+    let mut mcp_pipes = None;
+    let mcp = match &plan.mcp {
+        Some(cfg) => {
+            let log = AuditLog::open(cfg.audit.clone())
+                .map_err(|source| SupervisorError::AuditLog { path: cfg.audit.describe(), source })?;
+            let pipe = || {
+                nix::unistd::pipe2(OFlag::O_CLOEXEC)
+                    .map_err(|e| SupervisorError::Sys { action: "create the MCP pipes", source: e.into() })
+            };
+            let (stdin_r, stdin_w) = pipe()?;
+            let (stdout_r, stdout_w) = pipe()?;
+            mcp_pipes = Some((stdin_r, stdout_w));
+            Some((cfg.clone(), log, stdin_w, stdout_r))
+        }
+        None => None,
+    };
+
     // The network broker: its filter travels with stage 2, its listener comes back over `channel`.
     // Not needed when the eBPF layer loaded and expresses every rule itself.
     let broker_policy = plan.broker.as_ref().filter(|_| !(plan.ebpf_covers_network && monitor.is_some()));
@@ -223,6 +242,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         landlock,
         seccomp,
         broker: broker_stage2,
+        stdio: mcp_pipes,
         forwarded,
         supervisor,
         error_pipe: error_write,
@@ -244,6 +264,21 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             Some(m.start(EventDecoder::new(table, plan.audit_mode, fs), log)?)
         }
         _ => None,
+    };
+
+    let proxy = match mcp {
+        Some((cfg, log, server_in, server_out)) => {
+            let dup = |fd: std::os::fd::BorrowedFd<'_>, what: &'static str| {
+                fd.try_clone_to_owned().map(std::fs::File::from).map_err(sys_err(what))
+            };
+            let client_in = dup(std::io::stdin().as_fd(), "duplicate stdin for the MCP layer")?;
+            let client_out = dup(std::io::stdout().as_fd(), "duplicate stdout for the MCP layer")?;
+            Some(
+                crate::mcp::proxy::start(cfg, log, client_in, client_out, server_in.into(), server_out.into())
+                    .map_err(sys_err("start the MCP layer"))?,
+            )
+        }
+        None => None,
     };
 
     // Take the broker's listener from stage 2 before it can exec; a failure here makes stage 2
@@ -278,6 +313,14 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     }
 
     let status = supervise(child, &signals, plan.stop_timeout);
+    if let Some(proxy) = proxy {
+        // Deliver what the server wrote before it exited (its stdout closes with the last
+        // process holding it).
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !proxy.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     if monitor.is_some() {
         // Detaching tracepoint programs waits for RCU grace periods (tens of milliseconds): let
         // the client see the server's stdout close now rather than after the teardown.

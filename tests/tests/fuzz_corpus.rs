@@ -58,3 +58,13 @@ fn wrap_corpus() {
         }
     }
 }
+
+#[test]
+fn mcp_corpus() {
+    for (path, bytes) in corpus("mcp") {
+        let split = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        let (client, server) = (&bytes[..split], bytes.get(split + 1..).unwrap_or_default());
+        let cfg = mcp_warden::mcp::McpConfig::for_fuzzing();
+        mcp_warden::mcp::proxy::process(cfg, client, server).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+}

@@ -312,7 +312,7 @@ fn libtest_count(result: &str, word: &str) -> u64 {
 /// missing), starting from the corpus in fuzz/corpus/. Not part of CI: `cargo xtask fuzz` is run
 /// by hand; a crash leaves its input in fuzz/artifacts/ and becomes a regression test.
 fn fuzz(args: &[String]) -> Result<()> {
-    const TARGETS: [&str; 3] = ["profile", "grants", "wrap"];
+    const TARGETS: [&str; 4] = ["profile", "grants", "wrap", "mcp"];
     let seconds = args
         .iter()
         .position(|a| a == "--seconds")
@@ -428,6 +428,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
     match which {
         "startup" => {}
         "monitor" => return bench_monitor(args),
+        "mcp" => return bench_mcp(args),
         other => bail!("unknown benchmark `{other}` (available: startup, monitor)"),
     }
     let rounds: usize = args
@@ -679,6 +680,163 @@ fn bench_monitor(args: &[String]) -> Result<()> {
         machine_facts()?
     );
     replace_section(Path::new("docs/benchmarks.md"), "monitor", &section)?;
+    step("docs/benchmarks.md updated");
+    Ok(())
+}
+
+/// The MCP layer's cost per `tools/call` round trip: the official everything server's `echo`
+/// under mcp-warden without and with the layer (and bare, for reference), one session per
+/// variant and round, rotating order; latency percentiles over every call, and pipelined
+/// throughput.
+fn bench_mcp(args: &[String]) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let arg = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let rounds = arg("--rounds", 5);
+    let calls = arg("--calls", 2000);
+    step("building mcp-warden (release)");
+    run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden"]))?;
+    let warden = workspace_root().join("target/release/mcp-warden").display().to_string();
+    let server = test_env().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
+    if !server.exists() {
+        bail!("{} is missing: run `cargo xtask setup`", server.display());
+    }
+    let server = server.display().to_string();
+    let scratch = std::env::temp_dir().join(format!("mcp-warden-bench-mcp.{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let log = scratch.join("audit.jsonl").display().to_string();
+    let sandboxed = |mcp: bool| -> Vec<String> {
+        let mut v: Vec<String> =
+            [warden.as_str(), "run", "--profile", "everything", "--require", "monitor=off"].map(String::from).to_vec();
+        if mcp {
+            v.extend(["--mcp".into(), "--audit-log".into(), log.clone()]);
+        }
+        v.extend(["--".into(), "node".into(), server.clone(), "stdio".into()]);
+        v
+    };
+    let variants: Vec<(&str, Vec<String>)> = vec![
+        ("bare node", vec!["node".into(), server.clone(), "stdio".into()]),
+        ("mcp-warden, layer off", sandboxed(false)),
+        ("mcp-warden, layer on", sandboxed(true)),
+    ];
+    // One session: initialize, tools/list, `calls` sequential round trips, then `calls` pipelined.
+    let session = |argv: &[String]| -> Result<(Vec<Duration>, Duration)> {
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .env("XDG_STATE_HOME", &scratch)
+            .spawn()?;
+        let mut input = child.stdin.take().context("stdin")?;
+        let mut output = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        let mut read_id = |id: u64, output: &mut BufReader<std::process::ChildStdout>| -> Result<()> {
+            loop {
+                line.clear();
+                if output.read_line(&mut line)? == 0 {
+                    bail!("the server closed its output");
+                }
+                if line.contains(&format!("\"id\":{id},")) || line.contains(&format!("\"id\":{id}}}")) {
+                    return Ok(());
+                }
+            }
+        };
+        writeln!(
+            input,
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"bench","version":"1"}}}}}}"#
+        )?;
+        read_id(1, &mut output)?;
+        writeln!(input, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#)?;
+        writeln!(input, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#)?;
+        read_id(2, &mut output)?;
+        let call = |id: u64| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"round trip {id}"}}}}}}"#
+            )
+        };
+        let mut latencies = Vec::with_capacity(calls);
+        for i in 0..calls as u64 {
+            let id = 10 + i;
+            let t = Instant::now();
+            writeln!(input, "{}", call(id))?;
+            input.flush()?;
+            read_id(id, &mut output)?;
+            latencies.push(t.elapsed());
+        }
+        let first = 10 + calls as u64;
+        let t = Instant::now();
+        let writer = {
+            let mut input = input;
+            std::thread::spawn(move || -> std::io::Result<std::process::ChildStdin> {
+                for i in 0..calls as u64 {
+                    writeln!(input, "{}", call(first + i))?;
+                }
+                input.flush()?;
+                Ok(input)
+            })
+        };
+        read_id(first + calls as u64 - 1, &mut output)?;
+        let pipelined = t.elapsed();
+        drop(writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??);
+        child.wait()?;
+        Ok((latencies, pipelined))
+    };
+    step(&format!("{} variants x {rounds} rounds x {calls} calls (+1 warm-up round), rotating order", variants.len()));
+    let mut lat = vec![Vec::new(); variants.len()];
+    let mut thr = vec![Vec::new(); variants.len()];
+    for round in 0..=rounds {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let (l, p) = session(&variants[i].1)?;
+            if round > 0 {
+                lat[i].extend(l);
+                thr[i].push(p);
+            }
+        }
+    }
+    let pct = |s: &mut Vec<Duration>, p: f64| -> Duration {
+        s.sort();
+        s[((s.len() as f64 - 1.0) * p).round() as usize]
+    };
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mut rows = Vec::new();
+    for (i, (name, _)) in variants.iter().enumerate() {
+        let p50 = pct(&mut lat[i], 0.50);
+        let p99 = pct(&mut lat[i], 0.99);
+        let (m, _, _) = median_min_max(&mut thr[i]);
+        rows.push((name.to_string(), p50, p99, calls as f64 / m.as_secs_f64()));
+    }
+    let mut table =
+        String::from("| variant | p50 round trip | p99 round trip | pipelined throughput |\n|---|---:|---:|---:|\n");
+    for (name, p50, p99, tput) in &rows {
+        table.push_str(&format!("| {name} | {:.0} µs | {:.0} µs | {:.0} calls/s |\n", us(*p50), us(*p99), tput));
+    }
+    let added50 = us(rows[2].1) - us(rows[1].1);
+    let added99 = us(rows[2].2) - us(rows[1].2);
+    table.push_str(&format!(
+        "\nAdded by the MCP layer (layer on − layer off): **{added50:.0} µs at p50**, {added99:.0} µs at p99 (target: at most 100 µs at p50).\n"
+    ));
+    println!("{table}");
+    let _ = std::fs::remove_dir_all(&scratch);
+    let command = format!("cargo xtask bench mcp --rounds {rounds} --calls {calls}");
+    let section = format!(
+        "<!-- mcp:begin (generated by `{command}`) -->\n\
+         Command: `{command}` (release build; the eBPF layer off in every variant so that only the MCP layer differs). Machine: {}\n\n\
+         The official everything server's `echo` tool, one session per variant and round: initialize, tools/list (the \
+         layer then validates every call against the tool's schema, pins the tools, redacts results and writes two audit \
+         lines per call), {calls} sequential `tools/call` round trips timed one by one, then {calls} calls pipelined. \
+         Percentiles over all {} timed calls per variant; throughput is the median of {rounds} rounds.\n\n{table}\n\
+         <!-- mcp:end -->",
+        machine_facts()?,
+        calls * rounds
+    );
+    replace_section(Path::new("docs/benchmarks.md"), "mcp", &section)?;
     step("docs/benchmarks.md updated");
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -33,11 +33,17 @@ impl Destination {
     }
 }
 
+/// A file sink buffers whole lines only and writes them with one `write` on an `O_APPEND` file:
+/// the eBPF reader and the MCP layer append to the same log, and neither may split the other's
+/// lines.
 #[derive(Debug)]
 enum Sink {
     Stderr,
-    File(BufWriter<File>),
+    File { file: File, buf: Vec<u8> },
 }
+
+/// Bytes of whole lines buffered before a write.
+const FLUSH_AT: usize = 64 * 1024;
 
 /// An open audit log.
 #[derive(Debug)]
@@ -59,7 +65,7 @@ impl AuditLog {
                     create_private_dir(dir)?;
                 }
                 let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-                Sink::File(BufWriter::new(file))
+                Sink::File { file, buf: Vec::with_capacity(FLUSH_AT) }
             }
         };
         Ok(AuditLog { sink, destination, written: 0, lost: 0 })
@@ -70,7 +76,10 @@ impl AuditLog {
         line.push('\n');
         let ok = match &mut self.sink {
             Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()).is_ok(),
-            Sink::File(w) => w.write_all(line.as_bytes()).is_ok(),
+            Sink::File { file, buf } => {
+                buf.extend_from_slice(line.as_bytes());
+                buf.len() < FLUSH_AT || write_lines(file, buf)
+            }
         };
         if ok {
             self.written += 1;
@@ -80,12 +89,19 @@ impl AuditLog {
     }
 
     pub fn flush(&mut self) {
-        if let Sink::File(w) = &mut self.sink
-            && w.flush().is_err()
+        if let Sink::File { file, buf } = &mut self.sink
+            && !write_lines(file, buf)
         {
             self.lost += 1;
         }
     }
+}
+
+/// Writes the buffered lines (one `write` when the kernel takes them whole) and clears the buffer.
+fn write_lines(file: &mut File, buf: &mut Vec<u8>) -> bool {
+    let ok = file.write_all(buf).is_ok();
+    buf.clear();
+    ok
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -6,7 +6,7 @@
 //! `Monitor::start` (after the fork: a reader thread) -> `Monitor::finish` (after the server
 //! ended: drain, summary, detach by dropping).
 
-mod event;
+pub mod event;
 mod log;
 
 use std::os::fd::AsFd;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use syscalls::Sysno;
 use toml::Spanned;
 
-use super::model::{Endpoint, IpNet, Level, Process, Profile, Require, Runtime, Violation};
+use super::model::{Endpoint, IpNet, Level, Mcp, Process, Profile, Require, Runtime, Violation};
 use super::{embedded, vars};
 
 /// Where a value came from, for error messages: `file:line:column` or a command-line flag.
@@ -45,6 +45,8 @@ pub struct LoadedProfile {
     pub syscalls_allow: Vec<Sourced<Sysno>>,
     pub syscalls_deny: Vec<Sourced<Sysno>>,
     pub on_violation: Option<Violation>,
+    /// The `[mcp]` sections of the chain merged (lists add up, later values win).
+    pub mcp: Option<Mcp>,
     pub require: Require,
 }
 
@@ -170,6 +172,19 @@ fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), Profi
     into.write.extend(sourced(p.filesystem.write));
     into.exec.extend(sourced(p.filesystem.exec));
     into.private_tmp = p.filesystem.private_tmp.unwrap_or(into.private_tmp);
+    if let Some(m) = p.mcp {
+        let to = into.mcp.get_or_insert_with(Mcp::default);
+        to.allow_tools.extend(m.allow_tools);
+        to.deny_tools.extend(m.deny_tools);
+        to.rate_limits.extend(m.rate_limits);
+        to.redact = m.redact.or(to.redact);
+        to.redact_patterns.extend(m.redact_patterns);
+        to.redact_keys.extend(m.redact_keys);
+        to.hide_errors = m.hide_errors.or(to.hide_errors);
+        to.pin_tools = m.pin_tools.or(to.pin_tools);
+        to.log_arguments = m.log_arguments.or(to.log_arguments);
+        to.constraints.extend(m.constraints);
+    }
     into.connect.extend(
         p.network.connect.into_iter().map(|e| Sourced { origin: location(src, e.span()), value: e.into_inner() }),
     );

@@ -32,8 +32,68 @@ pub struct Profile {
     pub environment: Environment,
     #[serde(default)]
     pub syscalls: Syscalls,
+    /// The MCP-aware layer: a section here (even empty) turns it on.
+    pub mcp: Option<Mcp>,
     #[serde(default)]
     pub require: Require,
+}
+
+/// The MCP-aware layer: mcp-warden proxies the JSON-RPC stream between client and server and
+/// polices tool calls. Off unless a profile has this section or a flag asks for it; when off,
+/// stdio is not proxied at all.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Mcp {
+    /// Tools the model may see and call, by name or glob (`read_*`); empty: every tool.
+    #[serde(default)]
+    pub allow_tools: Vec<String>,
+    /// Tools removed from `tools/list` and refused, by name or glob; wins over `allow-tools`.
+    #[serde(default)]
+    pub deny_tools: Vec<String>,
+    /// Calls per tool and period, `"30/min"` (`s`, `min`, `h`), with a burst of the same size;
+    /// `"*"` limits all calls together.
+    #[serde(default)]
+    pub rate_limits: BTreeMap<String, String>,
+    /// Redact secrets from tool results (default true).
+    pub redact: Option<bool>,
+    /// Extra regular expressions whose matches are redacted from tool results.
+    #[serde(default)]
+    pub redact_patterns: Vec<String>,
+    /// Extra key names (case-insensitive substrings) whose values are redacted.
+    #[serde(default)]
+    pub redact_keys: Vec<String>,
+    /// Replace server error messages and failed tool results with a generic message; the full
+    /// text goes to the audit log only (default false).
+    pub hide_errors: Option<bool>,
+    /// Pin each tool's name, description and schema at the first `tools/list`; a later change
+    /// blocks the tool until `mcp-warden pins accept` (default true).
+    pub pin_tools: Option<bool>,
+    /// Log argument values in the audit log, not only their shape (default false).
+    pub log_arguments: Option<bool>,
+    /// Constraints on tool arguments beyond the server's schema.
+    #[serde(default)]
+    pub constraints: Vec<ArgConstraint>,
+}
+
+/// A constraint on one argument of one tool.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ArgConstraint {
+    /// Tool name or glob.
+    pub tool: String,
+    /// Argument name (a top-level property of the call's arguments).
+    pub argument: String,
+    /// Longest string allowed.
+    pub max_length: Option<usize>,
+    /// A regular expression the whole string must match.
+    pub pattern: Option<String>,
+    /// The only values allowed.
+    #[serde(rename = "enum")]
+    pub one_of: Option<Vec<String>>,
+    /// The argument is a path that must stay under one of these directories (variables such as
+    /// `${args:dirs}` allowed); `..` and symlinks are resolved before the check.
+    #[serde(default)]
+    pub under: Vec<String>,
 }
 
 /// Filesystem allow-lists. Paths may use `${VAR}` variables; a trailing `?` marks a path that may be

@@ -157,6 +157,8 @@ pub struct Stage2 {
     pub pid_namespace: PidNamespace,
     pub landlock: Option<(RulesetCreated, Level)>,
     pub seccomp: Vec<BpfProgram>,
+    /// The MCP layer's pipes, to become the server's stdin and stdout.
+    pub stdio: Option<(OwnedFd, OwnedFd)>,
     /// The network broker's filter and the channel its listener goes to the supervisor through.
     pub broker: Option<(Vec<seccompiler::sock_filter>, std::os::unix::net::UnixStream)>,
     /// The signals the supervisor blocked before the fork and forwards.
@@ -193,6 +195,10 @@ fn harden_and_exec(s: &mut Stage2) -> Result<std::convert::Infallible, StepError
     // 1. Sanitize: nothing inherited beyond stdio reaches the server (every other fd is marked
     //    close-on-exec; the error pipe and the ruleset must stay usable until exec), and no
     //    ignored signal survives into it. The signal mask stays blocked until just before exec.
+    if let Some((stdin, stdout)) = s.stdio.take() {
+        step(Step::Sanitize, nix::unistd::dup2_stdin(&stdin).map_err(nix_errno))?;
+        step(Step::Sanitize, nix::unistd::dup2_stdout(&stdout).map_err(nix_errno))?;
+    }
     step(Step::Sanitize, sys::cloexec_from(3).map_err(io_errno))?;
     step(Step::Sanitize, sys::reset_signal_dispositions().map_err(io_errno))?;
 

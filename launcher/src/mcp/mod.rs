@@ -1,0 +1,63 @@
+//! The MCP-aware layer: a proxy on the JSON-RPC stream between the client and the server.
+//!
+//! Two threads of the supervisor relay newline-delimited JSON-RPC: client -> server and
+//! server -> client. Everything they do not police passes byte for byte: notifications,
+//! progress, cancellation, server-to-client requests (sampling, elicitation, roots) and their
+//! responses, malformed lines. What they police:
+//! - `tools/call` requests: denied or changed ("rug pull") tools, rate limits, the arguments
+//!   against the tool's advertised `inputSchema` and the profile's constraints. A refused call is
+//!   answered by the proxy; the server never sees it.
+//! - `tools/list` results: denied and changed tools removed (the model never sees them), schemas
+//!   kept for validation, definitions pinned.
+//! - `tools/call` results: secrets redacted; with `hide-errors`, failures replaced by a generic
+//!   message.
+//! - every request and response: one `"kind": "mcp"` line in the audit log.
+
+pub mod pins;
+pub mod policy;
+pub mod proxy;
+pub mod redact;
+
+use std::path::PathBuf;
+
+use crate::monitor::Destination;
+
+/// The layer's configuration, resolved from the profile and the command line.
+#[derive(Debug, Clone)]
+pub struct McpConfig {
+    pub tools: policy::ToolFilter,
+    pub rates: Vec<(String, policy::Rate)>,
+    pub constraints: Vec<policy::Constraint>,
+    pub redactor: Option<redact::Redactor>,
+    pub hide_errors: bool,
+    /// Where this server's tool pins live (`None`: pinning off).
+    pub pins: Option<PathBuf>,
+    pub log_arguments: bool,
+    pub audit: Destination,
+}
+
+impl McpConfig {
+    /// A configuration that exercises every check: a denied tool, a rate limit, a path
+    /// constraint, redaction and error hiding. For the fuzz target and its regression corpus.
+    #[doc(hidden)]
+    pub fn for_fuzzing() -> McpConfig {
+        let matcher = |g: &str| globset::Glob::new(g).map(|g| g.compile_matcher());
+        McpConfig {
+            tools: policy::ToolFilter::new(&[], &["denied*".into()]).unwrap_or_else(|_| unreachable!()),
+            rates: vec![("echo".into(), policy::Rate { calls: 2, period: std::time::Duration::from_secs(60) })],
+            constraints: vec![policy::Constraint {
+                tool: matcher("read_*").unwrap_or_else(|_| unreachable!()),
+                argument: "path".into(),
+                max_length: Some(64),
+                pattern: None,
+                one_of: None,
+                under: vec![PathBuf::from("/srv")],
+            }],
+            redactor: redact::Redactor::new(&[], &[]).ok(),
+            hide_errors: true,
+            pins: None,
+            log_arguments: false,
+            audit: Destination::File("/dev/null".into()),
+        }
+    }
+}

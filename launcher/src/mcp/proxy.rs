@@ -1,0 +1,487 @@
+//! The two relay threads and what they do to each message.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::McpConfig;
+use super::pins::{Check, PinStore, tool_hash};
+use super::policy::{RateLimiter, validate};
+use crate::monitor::AuditLog;
+
+/// The longest line parsed. A longer one (or one that never ends) is relayed as it comes,
+/// unparsed and unpoliced except that a request inside it cannot be tracked: nothing is lost and
+/// memory stays bounded.
+const MAX_LINE: usize = 64 << 20;
+
+/// JSON-RPC error codes of the refusals.
+const INVALID_PARAMS: i64 = -32602;
+const RATE_LIMITED: i64 = -32029;
+const GENERIC_ERROR: &str = "The server reported an error; the details are in mcp-warden's audit log.";
+
+/// A request on its way, for the response that answers it.
+struct Pending {
+    method: String,
+    tool: Option<String>,
+    started: Instant,
+}
+
+struct State {
+    cfg: McpConfig,
+    client_out: Mutex<Box<dyn Write + Send>>,
+    /// Client requests by id (as JSON text).
+    pending: Mutex<HashMap<String, Pending>>,
+    tools: Mutex<Tools>,
+    limiter: Mutex<RateLimiter>,
+    pins: Mutex<Option<PinStore>>,
+    audit: Mutex<Option<AuditLog>>,
+}
+
+#[derive(Default)]
+struct Tools {
+    validators: HashMap<String, jsonschema::Validator>,
+    /// Changed since pinned: hidden and refused.
+    changed: HashSet<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Starts the relays: `client_in`/`client_out` are the launcher's stdin/stdout, `server_in`/
+/// `server_out` the pipes to the server. Returns the server -> client thread, which ends once the
+/// server's output is closed and everything it wrote is delivered.
+pub fn start(
+    cfg: McpConfig,
+    audit: AuditLog,
+    client_in: File,
+    client_out: File,
+    server_in: File,
+    server_out: File,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let limiter = RateLimiter::new(&cfg.rates).map_err(std::io::Error::other)?;
+    let pins = cfg.pins.clone().map(PinStore::open);
+    let state = Arc::new(State {
+        cfg,
+        client_out: Mutex::new(Box::new(client_out)),
+        pending: Mutex::new(HashMap::new()),
+        tools: Mutex::new(Tools::default()),
+        limiter: Mutex::new(limiter),
+        pins: Mutex::new(pins),
+        audit: Mutex::new(Some(audit)),
+    });
+    let up = Arc::clone(&state);
+    std::thread::Builder::new()
+        .name("mcp-client".into())
+        .spawn(move || relay(client_in, server_in, |line, out| up.on_client_line(line, out)))?;
+    let down = state;
+    std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
+        let sink = ClientSink(Arc::clone(&down));
+        relay(server_out, sink, |line, out| down.on_server_line(line, out));
+    })
+}
+
+/// Writes to the client through the shared handle (both relays answer the client).
+struct ClientSink(Arc<State>);
+
+impl Write for ClientSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(&self.0.client_out).write(buf)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        lock(&self.0.client_out).write_all(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads `input` line by line and hands each complete line (with its newline) to `handle`, which
+/// writes what goes on to `output`. Overlong lines are passed through unparsed. Ends at EOF or
+/// when `output` is gone; dropping `output` then closes it (the server sees EOF on stdin).
+fn relay<R: Read, W: Write>(mut input: R, mut output: W, mut handle: impl FnMut(&[u8], &mut W) -> std::io::Result<()>) {
+    let mut line: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut passthrough = false;
+    loop {
+        let n = match input.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        };
+        let mut rest = &chunk[..n];
+        while !rest.is_empty() {
+            let newline = rest.iter().position(|b| *b == b'\n');
+            let (part, done) = match newline {
+                Some(i) => (&rest[..=i], true),
+                None => (rest, false),
+            };
+            rest = &rest[part.len()..];
+            let result = if passthrough {
+                passthrough = !done;
+                output.write_all(part)
+            } else {
+                line.extend_from_slice(part);
+                if done {
+                    let r = handle(&line, &mut output);
+                    line.clear();
+                    r
+                } else if line.len() > MAX_LINE {
+                    passthrough = true;
+                    let r = output.write_all(&line);
+                    line.clear();
+                    r
+                } else {
+                    Ok(())
+                }
+            };
+            if result.is_err() {
+                return;
+            }
+        }
+    }
+    if !line.is_empty() {
+        let _ = handle(&line, &mut output);
+    }
+}
+
+fn id_key(id: &Value) -> String {
+    id.to_string()
+}
+
+/// One line as written, with its trailing newline.
+fn line_of(v: &Value) -> Vec<u8> {
+    let mut out = serde_json::to_vec(v).unwrap_or_default();
+    out.push(b'\n');
+    out
+}
+
+/// The shape of a call's arguments: each top-level key with its type and size, never values.
+fn shape(args: &Value) -> Value {
+    let Some(map) = args.as_object() else { return json!(type_name(args)) };
+    map.iter()
+        .map(|(k, v)| {
+            let size = match v {
+                Value::String(s) => format!("string({})", s.len()),
+                Value::Array(a) => format!("array({})", a.len()),
+                Value::Object(o) => format!("object({})", o.len()),
+                other => type_name(other).to_string(),
+            };
+            (k.clone(), Value::String(size))
+        })
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+impl State {
+    fn audit(&self, mut record: Map<String, Value>) {
+        let mut ts = Map::new();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        ts.insert("ts".into(), json!(crate::monitor::event::rfc3339(now.as_nanos() as i128)));
+        ts.insert("kind".into(), json!("mcp"));
+        ts.append(&mut record);
+        if let Some(log) = lock(&self.audit).as_mut() {
+            log.write(&Value::Object(ts));
+            log.flush();
+        }
+    }
+
+    fn answer_client(&self, reply: &Value) -> std::io::Result<()> {
+        lock(&self.client_out).write_all(&line_of(reply))
+    }
+
+    /// Client -> server.
+    fn on_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            self.audit(audit_record("client", "malformed", line.len()));
+            return server.write_all(line);
+        };
+        match msg {
+            Value::Array(items) => {
+                let mut forward = Vec::new();
+                let mut refused_any = false;
+                for item in items {
+                    match self.police_request(&item, line.len()) {
+                        Some(reply) => {
+                            refused_any = true;
+                            self.answer_client(&reply)?;
+                        }
+                        None => forward.push(item),
+                    }
+                }
+                match (refused_any, forward.is_empty()) {
+                    (false, _) => server.write_all(line),
+                    (true, true) => Ok(()),
+                    (true, false) => server.write_all(&line_of(&Value::Array(forward))),
+                }
+            }
+            msg => match self.police_request(&msg, line.len()) {
+                Some(reply) => self.answer_client(&reply),
+                None => server.write_all(line),
+            },
+        }
+    }
+
+    /// Tracks a request and decides: `None` to forward it, `Some(error response)` to refuse it.
+    fn police_request(&self, msg: &Value, bytes: usize) -> Option<Value> {
+        let method = msg.get("method").and_then(Value::as_str)?;
+        let Some(id) = msg.get("id") else {
+            // a notification (progress, cancelled, initialized...)
+            let mut r = audit_record("client", "notification", bytes);
+            r.insert("method".into(), json!(method));
+            self.audit(r);
+            return None;
+        };
+        let tool = (method == "tools/call")
+            .then(|| msg.pointer("/params/name").and_then(Value::as_str).map(String::from))
+            .flatten();
+        if let Some(tool) = &tool {
+            let args = msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({}));
+            if let Err((code, why, retry)) = self.check_call(tool, &args) {
+                let mut r = audit_record("client", "request", bytes);
+                r.insert("method".into(), json!(method));
+                r.insert("id".into(), id.clone());
+                r.insert("tool".into(), json!(tool));
+                r.insert("arguments".into(), self.arguments(&args));
+                r.insert("outcome".into(), json!("refused"));
+                r.insert("reason".into(), json!(why));
+                self.audit(r);
+                let mut error = json!({"code": code, "message": format!("mcp-warden refused the call: {why}")});
+                if let Some(ms) = retry {
+                    error["data"] = json!({"retryAfterMs": ms});
+                }
+                return Some(json!({"jsonrpc": "2.0", "id": id, "error": error}));
+            }
+        }
+        let mut r = audit_record("client", "request", bytes);
+        r.insert("method".into(), json!(method));
+        r.insert("id".into(), id.clone());
+        if let Some(tool) = &tool {
+            r.insert("tool".into(), json!(tool));
+            let args = msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({}));
+            r.insert("arguments".into(), self.arguments(&args));
+        }
+        r.insert("outcome".into(), json!("allowed"));
+        self.audit(r);
+        lock(&self.pending).insert(id_key(id), Pending { method: method.to_string(), tool, started: Instant::now() });
+        None
+    }
+
+    fn arguments(&self, args: &Value) -> Value {
+        if self.cfg.log_arguments { args.clone() } else { shape(args) }
+    }
+
+    /// Every check of a `tools/call`, cheapest first. Err: (code, why, retry-after in ms).
+    #[allow(clippy::type_complexity)]
+    fn check_call(&self, tool: &str, args: &Value) -> Result<(), (i64, String, Option<u64>)> {
+        self.cfg.tools.permits(tool).map_err(|why| (INVALID_PARAMS, why, None))?;
+        {
+            let tools = lock(&self.tools);
+            if tools.changed.contains(tool) {
+                return Err((
+                    INVALID_PARAMS,
+                    format!("tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"),
+                    None,
+                ));
+            }
+            if let Some(v) = tools.validators.get(tool) {
+                validate(v, args).map_err(|why| (INVALID_PARAMS, why, None))?;
+            }
+        }
+        for c in &self.cfg.constraints {
+            c.check(tool, args).map_err(|why| (INVALID_PARAMS, why, None))?;
+        }
+        lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| {
+            let ms = wait.as_millis() as u64;
+            (RATE_LIMITED, format!("rate limit {rule} reached; retry in {:.1} s", wait.as_secs_f64()), Some(ms))
+        })
+    }
+
+    /// Server -> client.
+    fn on_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
+        let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
+            self.audit(audit_record("server", "malformed", line.len()));
+            return client.write_all(line);
+        };
+        let changed = match &mut msg {
+            Value::Array(items) => {
+                // every element is handled (each one audits and may change), hence no `any`
+                let mut changed = false;
+                for m in items {
+                    changed |= self.police_response(m, line.len());
+                }
+                changed
+            }
+            m => self.police_response(m, line.len()),
+        };
+        if changed { client.write_all(&line_of(&msg)) } else { client.write_all(line) }
+    }
+
+    /// Handles a response to a tracked request (or audits a server request/notification).
+    /// Returns whether the message was modified.
+    fn police_response(&self, msg: &mut Value, bytes: usize) -> bool {
+        if let Some(method) = msg.get("method").and_then(Value::as_str) {
+            let kind = if msg.get("id").is_some() { "request" } else { "notification" };
+            let mut r = audit_record("server", kind, bytes);
+            r.insert("method".into(), json!(method));
+            self.audit(r);
+            return false;
+        }
+        let Some(id) = msg.get("id").cloned() else { return false };
+        let Some(p) = lock(&self.pending).remove(&id_key(&id)) else { return false };
+        let mut r = audit_record("server", "response", bytes);
+        r.insert("method".into(), json!(p.method));
+        r.insert("id".into(), id);
+        if let Some(tool) = &p.tool {
+            r.insert("tool".into(), json!(tool));
+        }
+        r.insert("duration_ms".into(), json!((p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0));
+        let mut modified = false;
+        if let Some(error) = msg.get_mut("error") {
+            r.insert("outcome".into(), json!("error"));
+            r.insert("error".into(), error.clone());
+            if self.cfg.hide_errors {
+                let code = error.get("code").cloned().unwrap_or(json!(-32603));
+                *error = json!({"code": code, "message": GENERIC_ERROR});
+                modified = true;
+            }
+        } else if p.method == "tools/list" {
+            let (m, hidden) = self.police_tool_list(msg);
+            modified = m;
+            r.insert("outcome".into(), json!("ok"));
+            if !hidden.is_empty() {
+                r.insert("hidden_tools".into(), json!(hidden));
+            }
+        } else if p.method == "tools/call" {
+            let failed = msg.pointer("/result/isError").and_then(Value::as_bool).unwrap_or(false);
+            r.insert("outcome".into(), json!(if failed { "tool-error" } else { "ok" }));
+            if failed && self.cfg.hide_errors {
+                if let Some(result) = msg.get_mut("result") {
+                    r.insert("error".into(), result.clone());
+                    *result = json!({"content": [{"type": "text", "text": GENERIC_ERROR}], "isError": true});
+                    modified = true;
+                }
+            } else if let Some(redactor) = &self.cfg.redactor
+                && let Some(result) = msg.get_mut("result")
+            {
+                let count = redactor.value(result);
+                r.insert("redactions".into(), json!(count));
+                modified |= count > 0;
+            }
+        } else {
+            r.insert("outcome".into(), json!("ok"));
+        }
+        self.audit(r);
+        modified
+    }
+
+    /// Removes denied and changed tools, keeps validators of the rest, pins their definitions.
+    fn police_tool_list(&self, msg: &mut Value) -> (bool, Vec<String>) {
+        let Some(list) = msg.pointer_mut("/result/tools").and_then(Value::as_array_mut) else { return (false, vec![]) };
+        let mut tools = lock(&self.tools);
+        let mut pins = lock(&self.pins);
+        let mut hidden = Vec::new();
+        let mut pins_changed = false;
+        list.retain(|t| {
+            let name = t.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if let Err(why) = self.cfg.tools.permits(&name) {
+                hidden.push(format!("{name}: {why}"));
+                return false;
+            }
+            if let Some(store) = pins.as_mut() {
+                match store.check(&name, &tool_hash(t)) {
+                    Check::Same => {
+                        tools.changed.remove(&name);
+                    }
+                    Check::New => pins_changed = true,
+                    Check::Changed => {
+                        pins_changed = true;
+                        tools.changed.insert(name.clone());
+                        hidden.push(format!("{name}: changed since it was pinned (mcp-warden pins accept)"));
+                        return false;
+                    }
+                }
+            }
+            if let Some(schema) = t.get("inputSchema")
+                && let Ok(v) = jsonschema::validator_for(schema)
+            {
+                tools.validators.insert(name, v);
+            }
+            true
+        });
+        if pins_changed
+            && let Some(store) = pins.as_ref()
+            && let Err(e) = store.save()
+        {
+            eprintln!("mcp-warden: warning: could not save tool pins to {}: {e}", store.path.display());
+        }
+        for h in &hidden {
+            if h.contains("changed since it was pinned") {
+                eprintln!("mcp-warden: tool {h}");
+            }
+        }
+        (!hidden.is_empty(), hidden)
+    }
+}
+
+fn audit_record(from: &str, kind: &str, bytes: usize) -> Map<String, Value> {
+    let mut r = Map::new();
+    r.insert("from".into(), json!(from));
+    r.insert("message".into(), json!(kind));
+    r.insert("bytes".into(), json!(bytes));
+    r
+}
+
+/// A `Write` into a shared buffer.
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        lock(&self.0).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Runs `client` bytes and then `server` bytes through the relays' line handling, without
+/// threads or processes; returns what would reach the server and what would reach the client.
+/// For the fuzz target and its regression corpus.
+#[doc(hidden)]
+pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let audit = AuditLog::open(crate::monitor::Destination::File("/dev/null".into()))?;
+    let to_client = Shared::default();
+    let state = State {
+        limiter: Mutex::new(RateLimiter::new(&cfg.rates).map_err(std::io::Error::other)?),
+        cfg,
+        client_out: Mutex::new(Box::new(to_client.clone())),
+        pending: Mutex::new(HashMap::new()),
+        tools: Mutex::new(Tools::default()),
+        pins: Mutex::new(None),
+        audit: Mutex::new(Some(audit)),
+    };
+    let mut to_server = Vec::new();
+    relay(client, &mut to_server, |line, out| state.on_client_line(line, out));
+    let mut sink = to_client.clone();
+    relay(server, &mut sink, |line, out| state.on_server_line(line, out));
+    let delivered = lock(&to_client.0).clone();
+    Ok((to_server, delivered))
+}
