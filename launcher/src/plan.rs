@@ -81,11 +81,19 @@ pub enum Layer {
     Network,
     PidNamespace,
     Monitor,
+    AuditLog,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 6] =
-        [Layer::Landlock, Layer::Seccomp, Layer::Limits, Layer::Network, Layer::PidNamespace, Layer::Monitor];
+    pub const ALL: [Layer; 7] = [
+        Layer::Landlock,
+        Layer::Seccomp,
+        Layer::Limits,
+        Layer::Network,
+        Layer::PidNamespace,
+        Layer::Monitor,
+        Layer::AuditLog,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -95,6 +103,7 @@ impl Layer {
             Layer::Network => "network",
             Layer::PidNamespace => "pid-namespace",
             Layer::Monitor => "monitor",
+            Layer::AuditLog => "audit-log",
         }
     }
 
@@ -662,6 +671,23 @@ impl Plan {
                     ),
                     Some(why) => (Enforcement::Missing(why.clone()), "eBPF (not loaded)".into()),
                 },
+                Layer::AuditLog => match (self.monitor_runs(), &self.mcp) {
+                    (false, None) => {
+                        (Enforcement::Off, "nothing to log: neither the eBPF layer nor the MCP layer runs".into())
+                    }
+                    _ => (
+                        Enforcement::Full,
+                        format!(
+                            "{}: a start record is written first; {}",
+                            self.audit_log.describe(),
+                            if level == Level::Required {
+                                "a log that cannot be written refuses the run"
+                            } else {
+                                "a log that cannot be written is reported, and every record is counted as lost"
+                            }
+                        ),
+                    ),
+                },
                 Layer::PidNamespace => match self.pid_namespace {
                     PidNamespace::Plain => (Enforcement::Full, "CLONE_NEWPID, mcp-warden as PID 1 reaper".into()),
                     PidNamespace::WithUserNamespace => (
@@ -927,6 +953,7 @@ fn levels(profile: &LoadedProfile, grants: &Grants) -> BTreeMap<Layer, Level> {
         Layer::Network => r.network,
         Layer::PidNamespace => r.pid_namespace,
         Layer::Monitor => r.monitor,
+        Layer::AuditLog => r.audit_log,
     };
     Layer::ALL
         .into_iter()

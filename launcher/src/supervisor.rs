@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::broker;
 use crate::cgroup::{CgroupError, ServerCgroups};
 use crate::monitor::{
-    AuditLog, EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable, Summary, write_summary,
+    AuditLog, Destination, EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable, Summary, write_summary,
 };
 use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
 use crate::profile::Level;
@@ -59,7 +59,7 @@ pub enum SupervisorError {
     Stage2(StepError),
     #[error(transparent)]
     Monitor(#[from] MonitorError),
-    #[error("failed to open the audit log {path}: {source}")]
+    #[error("cannot write the audit log {path}: {source}")]
     AuditLog { path: String, source: std::io::Error },
 }
 
@@ -85,7 +85,7 @@ impl SupervisorError {
             SupervisorError::Monitor(_) => {
                 "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer".into()
             }
-            SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH, or --audit-log - for stderr".into(),
+            SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH (or - for stderr), or run without a complete log with `--require audit-log=best-effort`".into(),
             SupervisorError::Landlock(LandlockError::Create(_)) => {
                 "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()
             }
@@ -130,10 +130,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
     let mut monitor = load_monitor(plan, &cgroups)?;
     let audit_log = match &monitor {
-        Some(_) => Some(
-            AuditLog::open(plan.audit_log.clone())
-                .map_err(|source| SupervisorError::AuditLog { path: plan.audit_log.describe(), source })?,
-        ),
+        Some(_) => Some(open_audit_log(plan, &plan.audit_log, "ebpf")?),
         None => None,
     };
     let owner = plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid));
@@ -194,8 +191,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     let mut mcp_pipes = None;
     let mcp = match &plan.mcp {
         Some(cfg) => {
-            let log = AuditLog::open(cfg.audit.clone())
-                .map_err(|source| SupervisorError::AuditLog { path: cfg.audit.describe(), source })?;
+            let log = open_audit_log(plan, &cfg.audit, "mcp")?;
             let pipe = || {
                 nix::unistd::pipe2(OFlag::O_CLOEXEC)
                     .map_err(|e| SupervisorError::Sys { action: "create the MCP pipes", source: e.into() })
@@ -386,6 +382,34 @@ impl Drop for PrivateTmp {
                 "mcp-warden: warning: could not remove the private temporary directory {}: {e}",
                 self.0.display()
             );
+        }
+    }
+}
+
+/// Opens the audit log and writes its start record at once: a log that cannot be written refuses
+/// the run when the `audit-log` requirement is `required`; best-effort, it is reported and every
+/// record is counted as lost (in the summary).
+fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Result<AuditLog, SupervisorError> {
+    let fail = |source| SupervisorError::AuditLog { path: destination.describe(), source };
+    let mut log = AuditLog::open(destination.clone()).map_err(fail)?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let record = serde_json::json!({
+        "ts": crate::monitor::event::rfc3339(now.as_nanos() as i128),
+        "kind": "start",
+        "writer": writer,
+        "profile": plan.profile,
+        "program": plan.program.display().to_string(),
+        "launcher_pid": std::process::id(),
+    });
+    match log.start(&record) {
+        Ok(()) => Ok(log),
+        Err(e) if plan.level(Layer::AuditLog) == Level::Required => Err(fail(e)),
+        Err(e) => {
+            eprintln!(
+                "mcp-warden: warning: the audit log {} cannot be written ({e}); audit-log is best-effort: the server runs and every record is counted as lost",
+                destination.describe()
+            );
+            Ok(log)
         }
     }
 }

@@ -74,7 +74,7 @@ fn an_unwritable_audit_log_refuses_to_start() {
     }
     let o = Sandbox::new(Who::Root).grant("--audit-log", "/proc/mcpw-no-such-dir/audit.jsonl").probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(125), "{}", o.describe());
-    assert!(o.stderr.contains("failed to open the audit log /proc/mcpw-no-such-dir/audit.jsonl"), "{}", o.stderr);
+    assert!(o.stderr.contains("cannot write the audit log /proc/mcpw-no-such-dir/audit.jsonl"), "{}", o.stderr);
     assert!(o.stderr.contains("hint:"), "{}", o.stderr);
 }
 
@@ -127,5 +127,41 @@ fn concurrent_servers_leave_nothing_behind() {
             })
             .collect();
         assert!(stale.is_empty(), "{who:?}: cgroups of finished launchers left: {stale:?}");
+    }
+}
+
+/// An audit log that cannot be written (here `/dev/full`: every write fails with ENOSPC, like a
+/// full disk): with `audit-log` required (the default) the run is refused before the server
+/// starts; best-effort, the server runs, the shortfall is announced, and every lost record is
+/// counted. Control: a writable log.
+#[test]
+fn an_unwritable_audit_log_refuses_the_run_or_is_counted() {
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let ok = s.join("audit.jsonl");
+        let o = Sandbox::new(who).arg("--mcp").grant("--audit-log", &ok).probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(0), "{who:?}: control\n{}", o.describe());
+        assert!(std::fs::read_to_string(&ok).unwrap().contains("\"kind\":\"start\""), "a start record");
+
+        let o = Sandbox::new(who).arg("--mcp").grant("--audit-log", "/dev/full").probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(125), "{who:?}\n{}", o.describe());
+        assert!(o.stderr.contains("cannot write the audit log /dev/full: No space left on device"), "{}", o.stderr);
+        assert!(o.stderr.contains("--require audit-log=best-effort"), "with the way out: {}", o.stderr);
+        assert!(!o.stdout.contains("OK"), "the server did not run");
+
+        let o = Sandbox::new(who)
+            .arg("--mcp")
+            .grant("--audit-log", "/dev/full")
+            .grant("--require", "audit-log=best-effort")
+            .probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(0), "{who:?}\n{}", o.describe());
+        assert!(
+            o.stderr.contains("audit-log is best-effort: the server runs and every record is counted as lost"),
+            "{}",
+            o.stderr
+        );
+        if is_root() && who == Who::Root {
+            assert!(o.stderr.contains("log lines LOST"), "the eBPF summary counts them: {}", o.stderr);
+        }
     }
 }

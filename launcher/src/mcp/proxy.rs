@@ -82,6 +82,17 @@ pub fn start(
     std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
         let sink = ClientSink(Arc::clone(&down));
         relay(server_out, sink, |line, out| down.on_server_line(line, out));
+        if let Some(log) = lock(&down.audit).as_mut() {
+            log.flush();
+            if log.lost > 0 {
+                eprintln!(
+                    "mcp-warden: mcp: {} audit records LOST ({} written) to {}",
+                    log.lost,
+                    log.written,
+                    log.destination.describe()
+                );
+            }
+        }
     })
 }
 

@@ -39,7 +39,7 @@ impl Destination {
 #[derive(Debug)]
 enum Sink {
     Stderr,
-    File { file: File, buf: Vec<u8> },
+    File { file: File, buf: Vec<u8>, pending: u64 },
 }
 
 /// Bytes of whole lines buffered before a write.
@@ -65,43 +65,56 @@ impl AuditLog {
                     create_private_dir(dir)?;
                 }
                 let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-                Sink::File { file, buf: Vec::with_capacity(FLUSH_AT) }
+                Sink::File { file, buf: Vec::with_capacity(FLUSH_AT), pending: 0 }
             }
         };
         Ok(AuditLog { sink, destination, written: 0, lost: 0 })
     }
 
+    /// Writes `record` at once, and says whether it could: the check, at start, that the log
+    /// can be written at all (a full disk, `/dev/full`, a file that went read-only).
+    pub fn start(&mut self, record: &Value) -> std::io::Result<()> {
+        let mut line = record.to_string();
+        line.push('\n');
+        match &mut self.sink {
+            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            Sink::File { file, .. } => file.write_all(line.as_bytes()),
+        }
+        .inspect(|()| self.written += 1)
+        .inspect_err(|_| self.lost += 1)
+    }
+
     pub fn write(&mut self, record: &Value) {
         let mut line = record.to_string();
         line.push('\n');
-        let ok = match &mut self.sink {
-            Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()).is_ok(),
-            Sink::File { file, buf } => {
+        match &mut self.sink {
+            Sink::Stderr => match std::io::stderr().lock().write_all(line.as_bytes()) {
+                Ok(()) => self.written += 1,
+                Err(_) => self.lost += 1,
+            },
+            Sink::File { buf, pending, .. } => {
                 buf.extend_from_slice(line.as_bytes());
-                buf.len() < FLUSH_AT || write_lines(file, buf)
+                *pending += 1;
+                if buf.len() >= FLUSH_AT {
+                    self.flush();
+                }
             }
-        };
-        if ok {
-            self.written += 1;
-        } else {
-            self.lost += 1;
         }
     }
 
+    /// Writes the buffered lines; they count as written or, when the write fails, as lost.
     pub fn flush(&mut self) {
-        if let Sink::File { file, buf } = &mut self.sink
-            && !write_lines(file, buf)
-        {
-            self.lost += 1;
+        if let Sink::File { file, buf, pending } = &mut self.sink {
+            let ok = file.write_all(buf).is_ok();
+            if ok {
+                self.written += *pending;
+            } else {
+                self.lost += *pending;
+            }
+            buf.clear();
+            *pending = 0;
         }
     }
-}
-
-/// Writes the buffered lines (one `write` when the kernel takes them whole) and clears the buffer.
-fn write_lines(file: &mut File, buf: &mut Vec<u8>) -> bool {
-    let ok = file.write_all(buf).is_ok();
-    buf.clear();
-    ok
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

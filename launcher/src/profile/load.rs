@@ -217,6 +217,7 @@ fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), Profi
     over(r.network, &mut into.require.network);
     over(r.pid_namespace, &mut into.require.pid_namespace);
     over(r.monitor, &mut into.require.monitor);
+    over(r.audit_log, &mut into.require.audit_log);
     Ok(())
 }
 

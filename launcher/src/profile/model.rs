@@ -256,6 +256,10 @@ pub struct Require {
     /// The eBPF layer: audit log of the server tree and in-kernel network address rules (needs
     /// root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
     pub monitor: Option<Level>,
+    /// The audit log (of the eBPF and MCP layers): required, a log that cannot be written (an
+    /// unwritable file, a full disk) refuses the run; best-effort, the run goes on and every
+    /// record that could not be written is counted and reported.
+    pub audit_log: Option<Level>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
