@@ -1,4 +1,5 @@
-//! The command line: `run`, `explain`, `check`, `doctor`, `profiles`.
+//! The command line: `run`, `explain`, `check`, `doctor`, `wrap`, `connect`, `systemd-unit`,
+//! `pins`, `profiles`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -51,6 +52,22 @@ pub enum Command {
         #[arg(long)]
         undo: bool,
     },
+    /// Bridge this process's stdin/stdout to a socket-activated server (its systemd socket unit
+    /// starts one sandboxed server per connection): NAME (/run/mcp-warden/NAME.sock) or a path.
+    /// Use it as the command in a client config.
+    Connect {
+        #[arg(value_name = "NAME|SOCKET")]
+        target: String,
+    },
+    /// Write systemd units for one server: mcp-warden systemd-unit --name NAME [options] --
+    /// [run arguments: --profile P, grants] -- CMD ARGS...
+    SystemdUnit(UnitArgs),
+    /// Print the man page (roff) or a shell completion script (for packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_parser = ["man", "bash", "zsh", "fish"])]
+        what: String,
+    },
     /// Tool pins of the MCP layer: list servers with changed tools, accept changes.
     Pins {
         #[command(subcommand)]
@@ -61,6 +78,36 @@ pub enum Command {
         #[command(subcommand)]
         command: ProfilesCommand,
     },
+}
+
+#[derive(Debug, Args)]
+pub struct UnitArgs {
+    /// The server's name: units mcp-warden-NAME.socket and mcp-warden-NAME@.service (or
+    /// mcp-warden-NAME.service with --listen), arguments in CONFIG_DIR/NAME.args.
+    #[arg(long)]
+    pub name: String,
+    /// Where to write the files.
+    #[arg(long, default_value = ".")]
+    pub output: PathBuf,
+    /// The mcp-warden binary the units run.
+    #[arg(long, default_value = "/usr/bin/mcp-warden")]
+    pub binary: PathBuf,
+    /// Where the installed argument and environment files live.
+    #[arg(long, default_value = "/etc/mcp-warden")]
+    pub config_dir: PathBuf,
+    /// The user the server runs as (added as --user unless the arguments name one).
+    #[arg(long, default_value = "mcp-warden")]
+    pub server_user: String,
+    /// The user who may connect to the socket (the desktop user running the client).
+    #[arg(long, default_value = "root")]
+    pub socket_user: String,
+    /// An HTTP-transport server listening on PORT: a long-running service allowed to bind that
+    /// port only, instead of a socket-activated stdio server.
+    #[arg(long, value_name = "PORT")]
+    pub listen: Option<u16>,
+    /// The `run` arguments: profile, grants, `--`, the server command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "RUN ARGS")]
+    pub run_args: Vec<OsString>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,9 +199,10 @@ pub struct GrantArgs {
     /// verdict the allow-list would give). For trying a profile out.
     #[arg(long, value_name = "MODE", default_value = "enforce", value_parser = ["enforce", "audit"])]
     pub mode: String,
-    /// Where the eBPF audit log goes: a file (appended) or `-` for stderr
-    /// [default: $XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl].
-    #[arg(long, value_name = "PATH|-")]
+    /// Where the audit log goes: a file (appended), `-` for stderr, `journal` for the systemd
+    /// journal (structured fields), `journal,PATH` for both [default: the journal under systemd,
+    /// else $XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl].
+    #[arg(long, value_name = "PATH|-|journal")]
     pub audit_log: Option<String>,
     /// Size of the eBPF ring buffer events pass through (a power of two, at least 4K); events that
     /// do not fit are counted as dropped [default: 4M].

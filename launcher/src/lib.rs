@@ -15,6 +15,7 @@ pub mod plan;
 pub mod profile;
 pub mod report;
 pub mod sandbox;
+pub mod service;
 pub mod supervisor;
 pub mod sys;
 pub mod wrap;

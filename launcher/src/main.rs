@@ -26,7 +26,18 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    // `run --args-file FILE`: the arguments come from FILE, one per line (systemd units).
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.len() == 4 && argv[1] == "run" && argv[2] == "--args-file" {
+        match mcp_warden::service::read_args_file(std::path::Path::new(&argv[3])) {
+            Ok(args) => argv.splice(2.., args).for_each(drop),
+            Err(e) => {
+                eprintln!("mcp-warden: cannot read the argument file {}: {e}", argv[3].to_string_lossy());
+                return ExitCode::from(125);
+            }
+        }
+    }
+    let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -97,6 +108,28 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
         Command::Pins { command } => pins(&mut stdout, command),
+        Command::Connect { target } => {
+            let socket = mcp_warden::service::socket_path(&target);
+            mcp_warden::service::connect(&socket).map(|()| 0).map_err(|e| {
+                Failure::new(
+                    format!("cannot connect to {}: {e}", socket.display()),
+                    Some(format!("is its socket unit active? `systemctl status mcp-warden-{target}.socket`")),
+                    125,
+                )
+            })
+        }
+        Command::SystemdUnit(args) => systemd_unit(args),
+        Command::Generate { what } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            match what.as_str() {
+                "man" => clap_mangen::Man::new(cmd).render(&mut stdout).map_err(out_err)?,
+                shell => {
+                    let shell: clap_complete::Shell = shell.parse().map_err(|e: String| Failure::new(e, None, 125))?;
+                    clap_complete::generate(shell, &mut cmd, "mcp-warden", &mut stdout);
+                }
+            }
+            Ok(0)
+        }
         Command::Profiles { command: ProfilesCommand::Schema } => {
             stdout.write_all(profile::json_schema().as_bytes()).map_err(out_err)?;
             Ok(0)
@@ -110,6 +143,56 @@ fn dispatch(cli: Cli) -> Result<i32, Failure> {
             Ok(0)
         }
     }
+}
+
+fn systemd_unit(a: mcp_warden::cli::UnitArgs) -> Result<i32, Failure> {
+    use mcp_warden::service::{UnitSpec, unit_files, valid_name};
+    if !valid_name(&a.name) {
+        return Err(Failure::new(
+            format!("`{}` is not a usable server name", a.name),
+            Some("letters, digits, `-`, `_` and `.`".into()),
+            125,
+        ));
+    }
+    let mut run_args = a.run_args.clone();
+    if !run_args.iter().take_while(|x| *x != "--").any(|x| x == "--user") {
+        run_args.splice(0..0, ["--user".into(), a.server_user.clone().into()]);
+    }
+    if let Some(port) = a.listen {
+        run_args.splice(0..0, ["--allow-bind".into(), port.to_string().into()]);
+    }
+    // Parse and resolve the arguments now: a unit that cannot start is an error here.
+    let mut argv: Vec<std::ffi::OsString> = vec!["mcp-warden".into(), "run".into()];
+    argv.extend(run_args.iter().cloned());
+    let parsed =
+        Cli::try_parse_from(&argv).map_err(|e| Failure::new(format!("invalid run arguments: {e}"), None, 125))?;
+    let Command::Run(run) = parsed.command else { unreachable!("parsed as `run`") };
+    let plan = build_plan(run)?;
+    let writable = plan.paths.iter().filter(|(_, (acc, _))| acc.write).map(|(p, _)| p.clone()).collect();
+    let spec = UnitSpec {
+        name: a.name.clone(),
+        binary: a.binary.clone(),
+        run_args,
+        config_dir: a.config_dir.clone(),
+        socket_user: a.socket_user.clone(),
+        listen: a.listen,
+        writable,
+        memory_max: plan.limits.memory.map(|m| m.0),
+        tasks_max: plan.limits.processes,
+    };
+    std::fs::create_dir_all(&a.output).map_err(|e| Failure::new(format!("{}: {e}", a.output.display()), None, 125))?;
+    for (file, text) in unit_files(&spec) {
+        let path = a.output.join(&file);
+        std::fs::write(&path, text).map_err(|e| Failure::new(format!("{}: {e}", path.display()), None, 125))?;
+        eprintln!("mcp-warden: wrote {}", path.display());
+    }
+    let name = &a.name;
+    eprintln!(
+        "mcp-warden: install: {name}.args into {}, the units into /etc/systemd/system, then `systemctl daemon-reload && systemctl enable --now {}`",
+        a.config_dir.display(),
+        if a.listen.is_some() { format!("mcp-warden-{name}.service") } else { format!("mcp-warden-{name}.socket") }
+    );
+    Ok(0)
 }
 
 fn pins(out: &mut dyn Write, command: PinsCommand) -> Result<i32, Failure> {

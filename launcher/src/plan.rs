@@ -504,6 +504,10 @@ impl Plan {
             audit_mode: grants.audit_mode,
             audit_log: match &grants.audit_log {
                 Some(d) => Destination::parse(d),
+                // A systemd service logs to the journal.
+                None if inputs.var("INVOCATION_ID").is_some() && Path::new("/run/systemd/journal/socket").exists() => {
+                    Destination::Journal(None)
+                }
                 None => Destination::File(default_audit_log(inputs, &profile.name, &plan_program_name(command))),
             },
             mcp: None,

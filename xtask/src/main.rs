@@ -8,6 +8,8 @@
 //! - `bench startup|monitor|mcp`: start-up cost against bare exec and bubblewrap, the eBPF layer's
 //!   costs, the MCP layer's added latency; written to docs/benchmarks.md.
 //! - `soak`: 50 concurrent servers x 20 rounds, nothing may be left behind (docs/reliability.md).
+//! - `dist [--out DIR]`: the Debian package (binary, profiles, systemd units, man page,
+//!   completions), built with dpkg-deb.
 //! - `fuzz`: the parsers and the MCP message handling under libFuzzer, for a bounded time each.
 #![allow(clippy::print_stdout)] // xtask output is for the person running it
 
@@ -50,6 +52,7 @@ fn main() -> Result<()> {
         Some("schema") => schema(),
         Some("fuzz") => fuzz(&args[1..]),
         Some("soak") => soak(&args[1..]),
+        Some("dist") => dist(&args[1..]),
         Some("bench") => bench(args.get(1).map(String::as_str).unwrap_or("startup"), &args[1..]),
         _ => {
             eprintln!(
@@ -151,6 +154,13 @@ fn setup() -> Result<()> {
     // The soak test counts the host's BPF programs and links before and after.
     if !have("bpftool") {
         missing.push("bpftool");
+    }
+    // The service tests: `systemd-analyze verify` and `systemd-socket-activate`; packaging.
+    if !have("systemd-analyze") || !have("systemd-socket-activate") {
+        missing.push("systemd");
+    }
+    if !have("dpkg-deb") {
+        missing.push("dpkg");
     }
     if !missing.is_empty() {
         apt_install(&missing)?;
@@ -436,7 +446,8 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "startup" => {}
         "monitor" => return bench_monitor(args),
         "mcp" => return bench_mcp(args),
-        other => bail!("unknown benchmark `{other}` (available: startup, monitor)"),
+        "session" => return bench_session(args),
+        other => bail!("unknown benchmark `{other}` (available: startup, monitor, mcp, session)"),
     }
     let rounds: usize = args
         .iter()
@@ -444,9 +455,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         .and_then(|i| args.get(i + 1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
-    if !have("bwrap") {
-        apt_install(&["bubblewrap"])?;
-    }
+    peers()?;
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
     let warden = workspace_root().join("target/release/mcp-warden");
@@ -508,8 +517,18 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             ]),
         ),
         ("bubblewrap, empty root", bwrap_args.iter().map(|s| s.to_string()).collect()),
+        ("firejail, closest policy", FIREJAIL.iter().chain(&["/bin/true"]).map(|s| s.to_string()).collect()),
     ];
-    let bwrap_index = variants.len() - 1;
+    let mut variants = variants;
+    if is_root() {
+        // With the eBPF layer: loading and attaching the probes is part of the start.
+        let mut with_probes = warden_run(&[]);
+        with_probes.retain(|a| a != "monitor=off");
+        with_probes.retain(|a| a != "--require");
+        with_probes.splice(4..4, ["--audit-log".to_string(), "/dev/null".to_string()]);
+        variants.insert(2, ("mcp-warden strict, monitor on", with_probes));
+    }
+    let bwrap_index = variants.iter().position(|(n, _)| n.starts_with("bubblewrap")).unwrap_or(0);
     for (name, argv) in &variants {
         let status = Command::new(&argv[0]).args(&argv[1..]).stderr(std::process::Stdio::null()).status()?;
         if !status.success() {
@@ -520,11 +539,14 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
     let stats = rotating_runs(&variants, rounds, 20)?;
     let bwrap_median = stats[bwrap_index].0.as_secs_f64();
     let bare_median = stats[0].0.as_secs_f64();
-    let mut table =
-        String::from("| variant | median | min | max | vs bare | vs bubblewrap |\n|---|---:|---:|---:|---:|---:|\n");
-    for ((name, _), (med, min, max)) in variants.iter().zip(&stats) {
+    step("CPU time and peak RSS: 15 runs of each variant under GNU time");
+    let mut table = String::from(
+        "| variant | median | min | max | vs bare | vs bubblewrap | CPU (user+sys) | peak RSS |\n|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for ((name, argv), (med, min, max)) in variants.iter().zip(&stats) {
+        let (cpu, rss) = cpu_and_rss(argv, 15)?;
         table.push_str(&format!(
-            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}x | {:.2}x |\n",
+            "| {name} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2}x | {:.2}x | {cpu:.1} ms | {rss} KiB |\n",
             ms(*med),
             ms(*min),
             ms(*max),
@@ -539,10 +561,15 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
          Command: `{command}` (as root; release build).\n\n\
          Machine: {machine}\n\n\
          Each round runs every variant once, in rotating order; {rounds} rounds after 20 warm-up rounds. \
-         Wall time from spawn to exit, measured by the harness.\n\n{table}\n\
-         bubblewrap command: `{}`\n\
+         Wall time from spawn to exit, measured by the harness. CPU time and peak RSS are medians of 15 runs under GNU \
+         `time` (peak RSS is the largest process of the run: the launcher, or the server when larger).\n\n{table}\n\
+         bubblewrap command: `{}`\n\n\
+         firejail command: `{} /bin/true`. firejail cannot express the same policy: it has no Landlock-style allow-list \
+         of the whole filesystem (its closest, `--private` and whitelists, work on home and temporary directories), and \
+         its seccomp list, capability drop and `--net=none` are its own; this is its strictest generic set.\n\
          <!-- startup:end -->",
-        bwrap_args.join(" ")
+        bwrap_args.join(" "),
+        FIREJAIL.join(" ")
     );
     println!("{table}");
     replace_section(Path::new("docs/benchmarks.md"), "startup", &section)?;
@@ -691,6 +718,105 @@ fn bench_monitor(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Builds `mcp-warden_<version>_<arch>.deb` into `--out` (default target/dist) with dpkg-deb:
+/// the release binary, the shipped profiles, the systemd template, the man page and the bash,
+/// zsh and fish completions; its postinst creates the `mcp-warden` system user the generated
+/// units run servers as.
+fn dist(args: &[String]) -> Result<()> {
+    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let out = out.unwrap_or_else(|| workspace_root().join("target/dist"));
+    step("building mcp-warden (release)");
+    run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden"]))?;
+    let root = workspace_root();
+    let binary = root.join("target/release/mcp-warden");
+    let version =
+        output(Command::new(&binary).arg("--version"))?.split_whitespace().nth(1).context("version")?.to_string();
+    let arch = output(Command::new("dpkg").arg("--print-architecture"))?.trim().to_string();
+    let stage = std::env::temp_dir().join(format!("mcp-warden-deb.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&stage);
+    let put = |rel: &str, bytes: &[u8], mode: u32| -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = stage.join(rel);
+        std::fs::create_dir_all(path.parent().context("parent")?)?;
+        std::fs::write(&path, bytes)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        Ok(())
+    };
+    step(&format!("staging mcp-warden {version} ({arch})"));
+    put("usr/bin/mcp-warden", &std::fs::read(&binary)?, 0o755)?;
+    for entry in std::fs::read_dir(root.join("profiles"))? {
+        let p = entry?.path();
+        let name = p.file_name().context("name")?.to_string_lossy().into_owned();
+        put(&format!("usr/share/mcp-warden/profiles/{name}"), &std::fs::read(&p)?, 0o644)?;
+    }
+    put(
+        "lib/systemd/system/mcp-warden@.service",
+        &std::fs::read(root.join("dist/systemd/mcp-warden@.service"))?,
+        0o644,
+    )?;
+    let generated = |what: &str| -> Result<Vec<u8>> {
+        let o = Command::new(&binary).args(["generate", what]).output()?;
+        if !o.status.success() {
+            bail!("mcp-warden generate {what} failed");
+        }
+        Ok(o.stdout)
+    };
+    let man = generated("man")?;
+    let mut gz = Command::new("gzip")
+        .args(["-9n"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        gz.stdin.take().context("gzip stdin")?.write_all(&man)?;
+    }
+    put("usr/share/man/man1/mcp-warden.1.gz", &gz.wait_with_output()?.stdout, 0o644)?;
+    put("usr/share/bash-completion/completions/mcp-warden", &generated("bash")?, 0o644)?;
+    put("usr/share/zsh/vendor-completions/_mcp-warden", &generated("zsh")?, 0o644)?;
+    put("usr/share/fish/vendor_completions.d/mcp-warden.fish", &generated("fish")?, 0o644)?;
+    for doc in ["README.md", "docs/deploy.md", "docs/profiles.md", "docs/mcp.md", "docs/threat-model.md"] {
+        let name = Path::new(doc).file_name().context("name")?.to_string_lossy().into_owned();
+        put(&format!("usr/share/doc/mcp-warden/{name}"), &std::fs::read(root.join(doc))?, 0o644)?;
+    }
+    std::fs::create_dir_all(stage.join("etc/mcp-warden"))?;
+    let size_kib = dir_size(&stage)? / 1024;
+    put(
+        "DEBIAN/control",
+        format!(
+            "Package: mcp-warden\nVersion: {version}\nArchitecture: {arch}\nMaintainer: mcp-warden developers <mcp-warden@localhost>\n\
+             Installed-Size: {size_kib}\nDepends: libc6\nSection: admin\nPriority: optional\n\
+             Description: run MCP servers under least privilege\n \
+             A launcher put in front of any MCP server command: Landlock, seccomp, no capabilities,\n \
+             resource limits, a clean environment, eBPF audit, and an MCP-aware proxy layer.\n"
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+    put(
+        "DEBIAN/postinst",
+        b"#!/bin/sh\nset -e\nif [ \"$1\" = configure ] && ! getent passwd mcp-warden >/dev/null; then\n    adduser --system --group --no-create-home --home /nonexistent --quiet mcp-warden\nfi\n",
+        0o755,
+    )?;
+    std::fs::create_dir_all(&out)?;
+    let deb = out.join(format!("mcp-warden_{version}_{arch}.deb"));
+    step(&format!("dpkg-deb --build -> {}", deb.display()));
+    run(Command::new("dpkg-deb").args(["--build", "--root-owner-group", "-Zxz"]).arg(&stage).arg(&deb))?;
+    let _ = std::fs::remove_dir_all(&stage);
+    println!("{}", deb.display());
+    Ok(())
+}
+
+fn dir_size(dir: &Path) -> Result<u64> {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let e = entry?;
+        let m = e.metadata()?;
+        total += if m.is_dir() { dir_size(&e.path())? } else { m.len() };
+    }
+    Ok(total)
+}
+
 /// The full soak: tests/tests/soak.rs with 50 servers x 20 rounds (or --servers/--rounds), its
 /// report written to docs/reliability.md.
 fn soak(args: &[String]) -> Result<()> {
@@ -741,6 +867,219 @@ fn soak(args: &[String]) -> Result<()> {
     );
     replace_section(Path::new("docs/reliability.md"), "soak", &section)?;
     step("docs/reliability.md updated");
+    Ok(())
+}
+
+/// firejail's closest equivalent of `strict`: no profile file, no network, every capability
+/// dropped, no_new_privs, its default seccomp filter, a private /tmp, no new root.
+const FIREJAIL: &[&str] = &[
+    "firejail",
+    "--quiet",
+    "--noprofile",
+    "--net=none",
+    "--caps.drop=all",
+    "--nonewprivs",
+    "--seccomp",
+    "--private-tmp",
+];
+
+/// The peers the benchmarks compare against, and GNU time, from Debian.
+fn peers() -> Result<()> {
+    let mut missing = Vec::new();
+    if !have("bwrap") {
+        missing.push("bubblewrap");
+    }
+    if !have("firejail") {
+        missing.push("firejail");
+    }
+    if !Path::new("/usr/bin/time").exists() {
+        missing.push("time");
+    }
+    if !missing.is_empty() {
+        step(&format!("installing the benchmark peers: {}", missing.join(", ")));
+        apt_install(&missing)?;
+    }
+    Ok(())
+}
+
+/// Median CPU time (user+sys, ms) and peak RSS (KiB) of `runs` runs of `argv` under GNU time.
+fn cpu_and_rss(argv: &[String], runs: usize) -> Result<(f64, u64)> {
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    for _ in 0..runs {
+        let out = Command::new("/usr/bin/time")
+            .args(["-f", "MCPW-TIME %M %U %S"])
+            .args(argv)
+            .stdout(std::process::Stdio::null())
+            .stdin(std::process::Stdio::null())
+            .output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        let line = err.lines().find(|l| l.starts_with("MCPW-TIME ")).context("no GNU time line")?;
+        let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+        if f.len() == 3 {
+            rss.push(f[0] as u64);
+            cpu.push((f[1] + f[2]) * 1000.0);
+        }
+    }
+    cpu.sort_by(f64::total_cmp);
+    rss.sort();
+    Ok((cpu.get(cpu.len() / 2).copied().unwrap_or(0.0), rss.get(rss.len() / 2).copied().unwrap_or(0)))
+}
+
+/// A real MCP session, bare and under each sandbox: the official filesystem server started,
+/// initialize, tools/list, one call, stdin closed, exit; wall time spawn to exit.
+fn bench_session(args: &[String]) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let rounds = args
+        .iter()
+        .position(|a| a == "--rounds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    peers()?;
+    step("building mcp-warden (release)");
+    run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
+    let warden = workspace_root().join("target/release/mcp-warden").display().to_string();
+    let node_dir = test_env().join("node");
+    let server = node_dir.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    if !server.exists() {
+        bail!("{} is missing: run `cargo xtask setup`", server.display());
+    }
+    let notes = std::env::temp_dir().join(format!("mcp-warden-bench-notes.{}", std::process::id()));
+    std::fs::create_dir_all(&notes)?;
+    std::fs::write(notes.join("a.md"), "hello\n")?;
+    let (server, notes_s, node_s) =
+        (server.display().to_string(), notes.display().to_string(), node_dir.display().to_string());
+    let tail = ["node".to_string(), server.clone(), notes_s.clone()];
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut warden_argv = owned(&[&warden, "run", "--profile", "filesystem", "--require", "monitor=off", "--"]);
+    warden_argv.extend(tail.iter().cloned());
+    let mut warden_probes = owned(&[&warden, "run", "--profile", "filesystem", "--audit-log", "/dev/null", "--"]);
+    warden_probes.extend(tail.iter().cloned());
+    let mut bwrap = owned(&[
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--cap-drop",
+        "ALL",
+        "--tmpfs",
+        "/",
+        "--ro-bind",
+        "/usr",
+        "/usr",
+        "--symlink",
+        "usr/lib",
+        "/lib",
+        "--symlink",
+        "usr/lib64",
+        "/lib64",
+        "--symlink",
+        "usr/bin",
+        "/bin",
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--ro-bind",
+        &node_s,
+        &node_s,
+        "--bind",
+        &notes_s,
+        &notes_s,
+        "--",
+    ]);
+    bwrap.extend(tail.iter().cloned());
+    let mut firejail: Vec<String> = FIREJAIL.iter().map(|s| s.to_string()).collect();
+    firejail.extend([format!("--read-only={node_s}"), format!("--read-write={notes_s}")]);
+    firejail.extend(tail.iter().cloned());
+    let mut variants: Vec<(&str, Vec<String>)> = vec![
+        ("bare node", tail.to_vec()),
+        ("mcp-warden filesystem (monitor off)", warden_argv),
+        ("bubblewrap", bwrap),
+        ("firejail", firejail),
+    ];
+    if is_root() {
+        variants.insert(2, ("mcp-warden filesystem, monitor on", warden_probes));
+    }
+    let session = |argv: &[String]| -> Result<Duration> {
+        let t = Instant::now();
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let mut input = child.stdin.take().context("stdin")?;
+        let mut output = BufReader::new(child.stdout.take().context("stdout")?);
+        let mut line = String::new();
+        let mut wait_for = |id: u64| -> Result<()> {
+            loop {
+                line.clear();
+                if output.read_line(&mut line)? == 0 {
+                    bail!("{argv:?}: the server closed its output");
+                }
+                if line.contains(&format!("\"id\":{id}")) {
+                    return Ok(());
+                }
+            }
+        };
+        writeln!(
+            input,
+            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"bench","version":"1"}}}}}}"#
+        )?;
+        wait_for(1)?;
+        writeln!(input, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#)?;
+        writeln!(input, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#)?;
+        wait_for(2)?;
+        writeln!(
+            input,
+            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"list_allowed_directories","arguments":{{}}}}}}"#
+        )?;
+        wait_for(3)?;
+        drop(input);
+        child.wait()?;
+        Ok(t.elapsed())
+    };
+    step(&format!("MCP session: {} variants x {rounds} rounds (+2 warm-up), rotating order", variants.len()));
+    let mut samples = vec![Vec::new(); variants.len()];
+    for round in 0..rounds + 2 {
+        for k in 0..variants.len() {
+            let i = (round + k) % variants.len();
+            let d = session(&variants[i].1)?;
+            if round >= 2 {
+                samples[i].push(d);
+            }
+        }
+    }
+    let bare = median_min_max(&mut samples[0]).0.as_secs_f64();
+    let mut table = String::from("| variant | median | min | max | vs bare |\n|---|---:|---:|---:|---:|\n");
+    for ((name, _), s) in variants.iter().zip(samples.iter_mut()) {
+        let (m, lo, hi) = median_min_max(s);
+        table.push_str(&format!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.2}x |\n",
+            ms(m),
+            ms(lo),
+            ms(hi),
+            m.as_secs_f64() / bare
+        ));
+    }
+    println!("{table}");
+    let _ = std::fs::remove_dir_all(&notes);
+    let command = format!("cargo xtask bench session --rounds {rounds}");
+    let section = format!(
+        "<!-- session:begin (generated by `{command}`) -->\n\
+         Command: `{command}`. Machine: {}\n\n\
+         A real MCP session: the official filesystem server started on one directory, initialize, tools/list, one \
+         `tools/call` (`list_allowed_directories`), stdin closed, exit; wall time from spawn to exit, medians of {rounds} \
+         rounds in rotating order after 2 warm-up rounds. bubblewrap gets an empty root with /usr, the server's \
+         node_modules (read-only) and the directory (read-write); firejail gets its strict generic set with the \
+         node_modules read-only and the directory read-write (it cannot hide the rest of the filesystem).\n\n{table}\n\
+         <!-- session:end -->",
+        machine_facts()?
+    );
+    replace_section(Path::new("docs/benchmarks.md"), "session", &section)?;
+    step("docs/benchmarks.md updated");
     Ok(())
 }
 
@@ -968,5 +1307,11 @@ fn machine_facts() -> Result<String> {
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let bwrap = output(Command::new("bwrap").arg("--version")).unwrap_or_default().trim().to_string();
-    Ok(format!("Linux {kernel}, {cpu}, {cores} cores; {bwrap}"))
+    let firejail = output(Command::new("firejail").arg("--version"))
+        .unwrap_or_default()
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    Ok(format!("Linux {kernel}, {cpu}, {cores} cores; {bwrap}; {firejail}"))
 }

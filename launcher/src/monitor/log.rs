@@ -17,19 +17,82 @@ use super::event::EventDecoder;
 pub enum Destination {
     Stderr,
     File(PathBuf),
+    /// The systemd journal, as structured fields; and a file too when given.
+    Journal(Option<PathBuf>),
 }
 
 impl Destination {
-    /// `-` is stderr; anything else a file path.
+    /// `-` is stderr, `journal` the systemd journal (`journal,PATH`: and the file PATH);
+    /// anything else a file path.
     pub fn parse(s: &str) -> Destination {
-        if s == "-" { Destination::Stderr } else { Destination::File(PathBuf::from(s)) }
+        match s {
+            "-" => Destination::Stderr,
+            "journal" => Destination::Journal(None),
+            _ => match s.strip_prefix("journal,") {
+                Some(path) => Destination::Journal(Some(PathBuf::from(path))),
+                None => Destination::File(PathBuf::from(s)),
+            },
+        }
     }
 
     pub fn describe(&self) -> String {
         match self {
             Destination::Stderr => "stderr".into(),
             Destination::File(p) => p.display().to_string(),
+            Destination::Journal(None) => "the systemd journal".into(),
+            Destination::Journal(Some(p)) => format!("the systemd journal and {}", p.display()),
         }
+    }
+}
+
+/// The journal's native protocol: one datagram per record on its socket, `FIELD=value` lines
+/// (a value with a newline in the length-prefixed binary form). `MCP_WARDEN_JOURNAL_SOCKET`
+/// overrides the socket's path (for tests without journald).
+#[derive(Debug)]
+struct Journal {
+    socket: std::os::unix::net::UnixDatagram,
+}
+
+impl Journal {
+    fn open() -> std::io::Result<Journal> {
+        let path = std::env::var_os("MCP_WARDEN_JOURNAL_SOCKET")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/run/systemd/journal/socket"));
+        let socket = std::os::unix::net::UnixDatagram::unbound()?;
+        socket.connect(&path).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Journal { socket })
+    }
+
+    fn send(&self, record: &Value) -> std::io::Result<()> {
+        let mut msg = Vec::new();
+        let mut field = |name: &str, value: &str| {
+            if value.contains('\n') {
+                msg.extend_from_slice(name.as_bytes());
+                msg.push(b'\n');
+                msg.extend_from_slice(&(value.len() as u64).to_le_bytes());
+                msg.extend_from_slice(value.as_bytes());
+                msg.push(b'\n');
+            } else {
+                msg.extend_from_slice(format!("{name}={value}\n").as_bytes());
+            }
+        };
+        field("MESSAGE", &record.to_string());
+        field("SYSLOG_IDENTIFIER", "mcp-warden");
+        let denied =
+            record.get("verdict").is_some_and(|v| v == "deny") || record.get("outcome").is_some_and(|v| v == "refused");
+        field("PRIORITY", if denied { "4" } else { "6" });
+        if let Some(map) = record.as_object() {
+            for (k, v) in map {
+                let name: String =
+                    k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect();
+                let value = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                field(&format!("MCP_WARDEN_{name}"), &value);
+            }
+        }
+        self.socket.send(&msg).map(|_| ())
     }
 }
 
@@ -38,8 +101,14 @@ impl Destination {
 /// lines.
 #[derive(Debug)]
 enum Sink {
+    /// Nothing besides the journal.
+    None,
     Stderr,
-    File { file: File, buf: Vec<u8>, pending: u64 },
+    File {
+        file: File,
+        buf: Vec<u8>,
+        pending: u64,
+    },
 }
 
 /// Bytes of whole lines buffered before a write.
@@ -49,6 +118,7 @@ const FLUSH_AT: usize = 64 * 1024;
 #[derive(Debug)]
 pub struct AuditLog {
     sink: Sink,
+    journal: Option<Journal>,
     pub destination: Destination,
     pub written: u64,
     /// Lines that could not be written (disk full, ...).
@@ -58,9 +128,14 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (appending) the destination, creating its directory (mode 0700) if needed.
     pub fn open(destination: Destination) -> std::io::Result<AuditLog> {
+        let journal = match &destination {
+            Destination::Journal(_) => Some(Journal::open()?),
+            _ => None,
+        };
         let sink = match &destination {
             Destination::Stderr => Sink::Stderr,
-            Destination::File(path) => {
+            Destination::Journal(None) => Sink::None,
+            Destination::File(path) | Destination::Journal(Some(path)) => {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     create_private_dir(dir)?;
                 }
@@ -68,7 +143,7 @@ impl AuditLog {
                 Sink::File { file, buf: Vec::with_capacity(FLUSH_AT), pending: 0 }
             }
         };
-        Ok(AuditLog { sink, destination, written: 0, lost: 0 })
+        Ok(AuditLog { sink, journal, destination, written: 0, lost: 0 })
     }
 
     /// Writes `record` at once, and says whether it could: the check, at start, that the log
@@ -76,18 +151,31 @@ impl AuditLog {
     pub fn start(&mut self, record: &Value) -> std::io::Result<()> {
         let mut line = record.to_string();
         line.push('\n');
+        let journal = self.journal.as_ref().map_or(Ok(()), |j| j.send(record));
         match &mut self.sink {
+            Sink::None => Ok(()),
             Sink::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
             Sink::File { file, .. } => file.write_all(line.as_bytes()),
         }
+        .and(journal.map_err(|e| std::io::Error::new(e.kind(), format!("the journal: {e}"))))
         .inspect(|()| self.written += 1)
         .inspect_err(|_| self.lost += 1)
     }
 
     pub fn write(&mut self, record: &Value) {
+        if let Some(j) = &self.journal
+            && j.send(record).is_err()
+        {
+            self.lost += 1;
+        }
         let mut line = record.to_string();
         line.push('\n');
         match &mut self.sink {
+            Sink::None => {
+                if self.journal.is_some() {
+                    self.written += 1;
+                }
+            }
             Sink::Stderr => match std::io::stderr().lock().write_all(line.as_bytes()) {
                 Ok(()) => self.written += 1,
                 Err(_) => self.lost += 1,
