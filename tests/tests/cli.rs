@@ -206,7 +206,10 @@ fn a_vanished_client_gets_its_server_stopped() {
 fn sigkill_of_the_launcher_leaves_no_server_process_or_cgroup() {
     for who in Who::all() {
         let marker = format!("299.{}{}", std::process::id(), who as u8);
-        let sb = Sandbox::new(who).grant("--max-processes", "64");
+        // With a private TMPDIR: the killed launcher cannot remove it; the next start does.
+        let s = Scratch::new(who);
+        let profile = s.file("tmp.toml", "extends = [\"strict\"]\n[filesystem]\nprivate-tmp = true\n", who);
+        let sb = Sandbox::new(who).profile(&profile).grant("--max-processes", "64");
         let (mut child, _stdout) = spawn_ready(&sb, &["spawn-tree", "3", &marker]);
         // A just-exec'd process shows an empty cmdline until the kernel finishes setting up its
         // stack, after its parent's spawn() returned: poll briefly instead of sampling once.
@@ -232,6 +235,18 @@ fn sigkill_of_the_launcher_leaves_no_server_process_or_cgroup() {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+        let tmp_of = |pid: u32| -> Vec<String> {
+            std::fs::read_dir("/tmp")
+                .unwrap()
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&format!("mcp-warden-tmp.{pid}.")))
+                .collect()
+        };
+        assert_eq!(tmp_of(launcher).len(), 1, "{who:?}: the killed launcher's private TMPDIR is still there");
+        let o = Sandbox::new(who).profile(&profile).probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(0), "{}", o.describe());
+        assert!(tmp_of(launcher).is_empty(), "{who:?}: the next start removed the stale private TMPDIR");
         if is_root() {
             // The dead launcher's cgroup is removed by the next launcher that uses that hierarchy.
             let stale = format!("mcp-warden.{launcher}");

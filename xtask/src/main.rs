@@ -517,18 +517,23 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
             ]),
         ),
         ("bubblewrap, empty root", bwrap_args.iter().map(|s| s.to_string()).collect()),
-        ("firejail, closest policy", FIREJAIL.iter().chain(&["/bin/true"]).map(|s| s.to_string()).collect()),
     ];
-    let mut variants = variants;
-    if is_root() {
-        // With the eBPF layer: loading and attaching the probes is part of the start.
-        let mut with_probes = warden_run(&[]);
-        with_probes.retain(|a| a != "monitor=off");
-        with_probes.retain(|a| a != "--require");
-        with_probes.splice(4..4, ["--audit-log".to_string(), "/dev/null".to_string()]);
-        variants.insert(2, ("mcp-warden strict, monitor on", with_probes));
-    }
+    // firejail in a block of its own, like the eBPF variant: its teardown (mounts, its helper
+    // processes) slows the cgroup migration of the run that follows it by about 10 ms.
+    let firejail: Vec<(&str, Vec<String>)> = vec![(
+        "firejail, closest policy (own block)",
+        FIREJAIL.iter().chain(&["/bin/true"]).map(|s| s.to_string()).collect(),
+    )];
     let bwrap_index = variants.iter().position(|(n, _)| n.starts_with("bubblewrap")).unwrap_or(0);
+    // With the eBPF layer: loading and attaching the probes is part of the start. Measured in a
+    // block of its own: detaching its cgroup programs (RCU grace periods) slows the cgroup
+    // creation of whatever runs next, which would charge the others for it.
+    let with_probes = is_root().then(|| {
+        let mut v = warden_run(&[]);
+        v.retain(|a| a != "monitor=off" && a != "--require");
+        v.splice(4..4, ["--audit-log".to_string(), "/dev/null".to_string()]);
+        vec![("mcp-warden strict, monitor on (own block)", v)]
+    });
     for (name, argv) in &variants {
         let status = Command::new(&argv[0]).args(&argv[1..]).stderr(std::process::Stdio::null()).status()?;
         if !status.success() {
@@ -536,7 +541,17 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         }
     }
     step(&format!("start-up: {} variants x {rounds} rounds (rotating order, 20 warm-up rounds)", variants.len()));
-    let stats = rotating_runs(&variants, rounds, 20)?;
+    let mut stats = rotating_runs(&variants, rounds, 20)?;
+    let mut variants = variants;
+    step(&format!("start-up of firejail: {} runs in a block of its own (5 warm-up)", rounds.min(50)));
+    stats.extend(rotating_runs(&firejail, rounds.min(50), 5)?);
+    variants.extend(firejail);
+    if let Some(probes) = with_probes {
+        let probe_rounds = rounds.min(50);
+        step(&format!("start-up with the eBPF layer: {probe_rounds} runs in a block of its own (5 warm-up)"));
+        stats.extend(rotating_runs(&probes, probe_rounds, 5)?);
+        variants.extend(probes);
+    }
     let bwrap_median = stats[bwrap_index].0.as_secs_f64();
     let bare_median = stats[0].0.as_secs_f64();
     step("CPU time and peak RSS: 15 runs of each variant under GNU time");
@@ -561,8 +576,12 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
          Command: `{command}` (as root; release build).\n\n\
          Machine: {machine}\n\n\
          Each round runs every variant once, in rotating order; {rounds} rounds after 20 warm-up rounds. \
-         Wall time from spawn to exit, measured by the harness. CPU time and peak RSS are medians of 15 runs under GNU \
-         `time` (peak RSS is the largest process of the run: the launcher, or the server when larger).\n\n{table}\n\
+         Wall time from spawn to exit, measured by the harness. firejail and the variant with the eBPF layer run in blocks \
+         of their own (at most 50 runs after 5 warm-up runs): firejail's teardown and the detaching of the eBPF cgroup \
+         programs (RCU grace periods) slow the cgroup migration of whatever runs next, which would charge the others \
+         for it. CPU time (user+sys of the whole run, from the rusage of waited-for \
+         children) and peak RSS (GNU `time`: the largest process of the run, the launcher or the server) are medians of \
+         15 runs.\n\n{table}\n\
          bubblewrap command: `{}`\n\n\
          firejail command: `{} /bin/true`. firejail cannot express the same policy: it has no Landlock-style allow-list \
          of the whole filesystem (its closest, `--private` and whitelists, work on home and temporary directories), and \
@@ -902,11 +921,20 @@ fn peers() -> Result<()> {
     Ok(())
 }
 
-/// Median CPU time (user+sys, ms) and peak RSS (KiB) of `runs` runs of `argv` under GNU time.
+/// Median CPU time (user+sys, ms, from the rusage of waited-for children, microsecond
+/// resolution) and peak RSS (KiB, from GNU time) of `runs` runs of `argv`.
 fn cpu_and_rss(argv: &[String], runs: usize) -> Result<(f64, u64)> {
+    use nix::sys::resource::{UsageWho, getrusage};
+    let children_cpu = || -> f64 {
+        getrusage(UsageWho::RUSAGE_CHILDREN).map_or(0.0, |u| {
+            let t = |tv: nix::sys::time::TimeVal| tv.tv_sec() as f64 * 1000.0 + tv.tv_usec() as f64 / 1000.0;
+            t(u.user_time()) + t(u.system_time())
+        })
+    };
     let mut cpu = Vec::new();
     let mut rss = Vec::new();
     for _ in 0..runs {
+        let before = children_cpu();
         let out = Command::new("/usr/bin/time")
             .args(["-f", "MCPW-TIME %M %U %S"])
             .args(argv)
@@ -916,9 +944,9 @@ fn cpu_and_rss(argv: &[String], runs: usize) -> Result<(f64, u64)> {
         let err = String::from_utf8_lossy(&out.stderr);
         let line = err.lines().find(|l| l.starts_with("MCPW-TIME ")).context("no GNU time line")?;
         let f: Vec<f64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
-        if f.len() == 3 {
-            rss.push(f[0] as u64);
-            cpu.push((f[1] + f[2]) * 1000.0);
+        if let Some(kib) = f.first() {
+            rss.push(*kib as u64);
+            cpu.push(children_cpu() - before);
         }
     }
     cpu.sort_by(f64::total_cmp);
@@ -940,12 +968,18 @@ fn bench_session(args: &[String]) -> Result<()> {
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
     let warden = workspace_root().join("target/release/mcp-warden").display().to_string();
-    let node_dir = test_env().join("node");
-    let server = node_dir.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
-    if !server.exists() {
-        bail!("{} is missing: run `cargo xtask setup`", server.display());
+    let installed = test_env().join("node");
+    if !installed.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js").exists() {
+        bail!("the filesystem server is missing: run `cargo xtask setup`");
     }
-    let notes = std::env::temp_dir().join(format!("mcp-warden-bench-notes.{}", std::process::id()));
+    // A copy under /opt for every variant: firejail always replaces /tmp and /var/tmp (where the
+    // test environment lives) with its own.
+    let base = PathBuf::from(format!("/opt/mcp-warden-bench.{}", std::process::id()));
+    let node_dir = base.join("node");
+    std::fs::create_dir_all(&base)?;
+    run(Command::new("cp").arg("-a").arg(&installed).arg(&node_dir))?;
+    let server = node_dir.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js");
+    let notes = base.join("notes");
     std::fs::create_dir_all(&notes)?;
     std::fs::write(notes.join("a.md"), "hello\n")?;
     let (server, notes_s, node_s) =
@@ -1065,7 +1099,7 @@ fn bench_session(args: &[String]) -> Result<()> {
         ));
     }
     println!("{table}");
-    let _ = std::fs::remove_dir_all(&notes);
+    let _ = std::fs::remove_dir_all(&base);
     let command = format!("cargo xtask bench session --rounds {rounds}");
     let section = format!(
         "<!-- session:begin (generated by `{command}`) -->\n\
