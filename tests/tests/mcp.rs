@@ -47,6 +47,14 @@ fn steps<S: AsRef<std::ffi::OsStr>>(who: Who, state: &Path, steps: Value, warden
     Run { steps: v["steps"].as_array().unwrap().clone(), stderr: o.stderr }
 }
 
+/// The official everything server under its profile with `extra` flags.
+fn everything_args(log: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--profile", "everything", "--audit-log", log].map(String::from).to_vec();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(["--".to_string(), "node".to_string(), everything().display().to_string(), "stdio".to_string()]);
+    args
+}
+
 /// The leaky server under the `python` profile with the MCP layer and `extra` flags.
 fn leaky_args(log: &str, extra: &[&str]) -> Vec<String> {
     let clients = test_env().join("clients");
@@ -76,22 +84,7 @@ fn denied_tools_are_hidden_and_refused_without_reaching_the_server() {
     for who in Who::all() {
         let s = Scratch::new(who);
         let log = s.join("audit.jsonl");
-        let e = everything();
-        let args = [
-            "run",
-            "--profile",
-            "everything",
-            "--deny-tool",
-            "get-env",
-            "--deny-tool",
-            "toggle-*",
-            "--audit-log",
-            log.to_str().unwrap(),
-            "--",
-            "node",
-            e.to_str().unwrap(),
-            "stdio",
-        ];
+        let args = everything_args(log.to_str().unwrap(), &["--deny-tool", "get-env", "--deny-tool", "toggle-*"]);
         let r = steps(
             who,
             s.path(),
@@ -319,20 +312,8 @@ fn every_request_and_response_is_audited() {
 fn sampling_progress_and_large_messages_pass_through() {
     let who = Who::current();
     let s = Scratch::new(who);
-    let e = everything();
     let log = s.join("audit.jsonl");
-    let args = [
-        "run",
-        "--profile",
-        "everything",
-        "--mcp",
-        "--audit-log",
-        log.to_str().unwrap(),
-        "--",
-        "node",
-        e.to_str().unwrap(),
-        "stdio",
-    ];
+    let args = everything_args(log.to_str().unwrap(), &["--mcp"]);
     let r = steps(
         who,
         s.path(),

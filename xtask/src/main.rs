@@ -460,34 +460,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
     let warden = workspace_root().join("target/release/mcp-warden");
     let w = warden.to_str().unwrap_or_default().to_string();
-    let bwrap_args = [
-        "bwrap",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--tmpfs",
-        "/",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/lib64",
-        "/lib64",
-        "--symlink",
-        "usr/bin",
-        "/bin",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--",
-        "/bin/true",
-    ];
+    let bwrap_args: Vec<&str> = BWRAP.iter().copied().chain(["--", "/bin/true"]).collect();
     // The eBPF monitor (on by default as root) has its own benchmark: `bench monitor`.
     let warden_run = |extra: &[&str]| -> Vec<String> {
         let mut v = vec![w.clone(), "run".to_string(), "--profile".to_string(), "strict".to_string()];
@@ -889,6 +862,35 @@ fn soak(args: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// bubblewrap's closest equivalent of `strict`: every namespace, no capability, an empty root with
+/// /usr read-only, /proc and /dev; the command follows (after any binds of the benchmark).
+const BWRAP: &[&str] = &[
+    "bwrap",
+    "--unshare-all",
+    "--die-with-parent",
+    "--new-session",
+    "--cap-drop",
+    "ALL",
+    "--tmpfs",
+    "/",
+    "--ro-bind",
+    "/usr",
+    "/usr",
+    "--symlink",
+    "usr/lib",
+    "/lib",
+    "--symlink",
+    "usr/lib64",
+    "/lib64",
+    "--symlink",
+    "usr/bin",
+    "/bin",
+    "--proc",
+    "/proc",
+    "--dev",
+    "/dev",
+];
+
 /// firejail's closest equivalent of `strict`: no profile file, no network, every capability
 /// dropped, no_new_privs, its default seccomp filter, a private /tmp, no new root.
 const FIREJAIL: &[&str] = &[
@@ -990,39 +992,8 @@ fn bench_session(args: &[String]) -> Result<()> {
     warden_argv.extend(tail.iter().cloned());
     let mut warden_probes = owned(&[&warden, "run", "--profile", "filesystem", "--audit-log", "/dev/null", "--"]);
     warden_probes.extend(tail.iter().cloned());
-    let mut bwrap = owned(&[
-        "bwrap",
-        "--unshare-all",
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-        "--tmpfs",
-        "/",
-        "--ro-bind",
-        "/usr",
-        "/usr",
-        "--symlink",
-        "usr/lib",
-        "/lib",
-        "--symlink",
-        "usr/lib64",
-        "/lib64",
-        "--symlink",
-        "usr/bin",
-        "/bin",
-        "--proc",
-        "/proc",
-        "--dev",
-        "/dev",
-        "--ro-bind",
-        &node_s,
-        &node_s,
-        "--bind",
-        &notes_s,
-        &notes_s,
-        "--",
-    ]);
+    let mut bwrap = owned(BWRAP);
+    bwrap.extend(owned(&["--ro-bind", &node_s, &node_s, "--bind", &notes_s, &notes_s, "--"]));
     bwrap.extend(tail.iter().cloned());
     let mut firejail: Vec<String> = FIREJAIL.iter().map(|s| s.to_string()).collect();
     firejail.extend([format!("--read-only={node_s}"), format!("--read-write={notes_s}")]);
