@@ -330,12 +330,7 @@ fn libtest_count(result: &str, word: &str) -> u64 {
 /// by hand; a crash leaves its input in fuzz/artifacts/ and becomes a regression test.
 fn fuzz(args: &[String]) -> Result<()> {
     const TARGETS: [&str; 4] = ["profile", "grants", "wrap", "mcp"];
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-        .unwrap_or_else(|| "60".into());
+    let seconds: u64 = flag(args, "--seconds").unwrap_or(60);
     let only: Vec<&str> = args.iter().map(String::as_str).filter(|a| TARGETS.contains(a)).collect();
     ebpf_toolchain()?; // the fuzz targets link the launcher, whose build compiles the probes
     if !have("cargo-fuzz") {
@@ -449,12 +444,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
         "session" => return bench_session(args),
         other => bail!("unknown benchmark `{other}` (available: startup, monitor, mcp, session)"),
     }
-    let rounds: usize = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200);
+    let rounds: usize = flag(args, "--rounds").unwrap_or(200);
     peers()?;
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
@@ -572,13 +562,7 @@ fn bench(which: &str, args: &[String]) -> Result<()> {
 /// The eBPF layer's costs: (a) a syscall-heavy workload bare, sandboxed, and sandboxed with the
 /// probes; (b) events per second through the ring buffer, with drops; (c) start-up with probes.
 fn bench_monitor(args: &[String]) -> Result<()> {
-    let arg = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg = |name: &str, default: usize| flag(args, name).unwrap_or(default);
     let rounds = arg("--rounds", 5);
     let iterations = arg("--iterations", 300_000);
     if !is_root() {
@@ -715,8 +699,7 @@ fn bench_monitor(args: &[String]) -> Result<()> {
 /// zsh and fish completions; its postinst creates the `mcp-warden` system user the generated
 /// units run servers as.
 fn dist(args: &[String]) -> Result<()> {
-    let out = args.iter().position(|a| a == "--out").and_then(|i| args.get(i + 1)).map(PathBuf::from);
-    let out = out.unwrap_or_else(|| workspace_root().join("target/dist"));
+    let out: PathBuf = flag(args, "--out").unwrap_or_else(|| workspace_root().join("target/dist"));
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden"]))?;
     let root = workspace_root();
@@ -812,13 +795,7 @@ fn dir_size(dir: &Path) -> Result<u64> {
 /// The full soak: tests/tests/soak.rs with 50 servers x 20 rounds (or --servers/--rounds), its
 /// report written to docs/reliability.md.
 fn soak(args: &[String]) -> Result<()> {
-    let arg = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg = |name: &str, default: usize| flag(args, name).unwrap_or(default);
     let (servers, rounds) = (arg("--servers", 50), arg("--rounds", 20));
     setup()?;
     step(&format!("soak: {servers} concurrent servers x {rounds} rounds (tests/tests/soak.rs)"));
@@ -860,6 +837,71 @@ fn soak(args: &[String]) -> Result<()> {
     replace_section(Path::new("docs/reliability.md"), "soak", &section)?;
     step("docs/reliability.md updated");
     Ok(())
+}
+
+/// `--name VALUE` from a command's arguments, parsed.
+fn flag<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).and_then(|v| v.parse().ok())
+}
+
+/// An MCP server spawned with piped stdio, spoken to in newline-delimited JSON-RPC: what the
+/// session benchmarks need of a client, without the cost of one.
+struct McpPeer {
+    child: std::process::Child,
+    input: Option<std::process::ChildStdin>,
+    output: std::io::BufReader<std::process::ChildStdout>,
+    line: String,
+}
+
+impl McpPeer {
+    fn spawn(argv: &[String], env: &[(&str, &Path)]) -> Result<McpPeer> {
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+        c.stderr(std::process::Stdio::null()).envs(env.iter().copied());
+        let mut child = c.spawn().with_context(|| format!("{argv:?}"))?;
+        let input = child.stdin.take().context("stdin")?;
+        let output = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+        Ok(McpPeer { child, input: Some(input), output, line: String::new() })
+    }
+
+    fn send(&mut self, message: &str) -> Result<()> {
+        use std::io::Write;
+        let input = self.input.as_mut().context("stdin already closed")?;
+        writeln!(input, "{message}")?;
+        input.flush()?;
+        Ok(())
+    }
+
+    /// Reads until the response with `id` (other lines are skipped).
+    fn wait_for(&mut self, id: u64) -> Result<()> {
+        use std::io::BufRead;
+        let (a, b) = (format!("\"id\":{id},"), format!("\"id\":{id}}}"));
+        loop {
+            self.line.clear();
+            if self.output.read_line(&mut self.line)? == 0 {
+                bail!("the server closed its output before answering {id}");
+            }
+            if self.line.contains(&a) || self.line.contains(&b) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// initialize (id 1), the initialized notification, tools/list (id 2).
+    fn initialize(&mut self) -> Result<()> {
+        self.send(r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#)?;
+        self.wait_for(1)?;
+        self.send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)?;
+        self.send(r#"{"jsonrpc":"2.0","id":2,"method":"tools/list"}"#)?;
+        self.wait_for(2)
+    }
+
+    /// Closes the server's stdin and waits for it to exit.
+    fn finish(mut self) -> Result<()> {
+        drop(self.input.take());
+        self.child.wait()?;
+        Ok(())
+    }
 }
 
 /// bubblewrap's closest equivalent of `strict`: every namespace, no capability, an empty root with
@@ -959,13 +1001,7 @@ fn cpu_and_rss(argv: &[String], runs: usize) -> Result<(f64, u64)> {
 /// A real MCP session, bare and under each sandbox: the official filesystem server started,
 /// initialize, tools/list, one call, stdin closed, exit; wall time spawn to exit.
 fn bench_session(args: &[String]) -> Result<()> {
-    use std::io::{BufRead, BufReader, Write};
-    let rounds = args
-        .iter()
-        .position(|a| a == "--rounds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+    let rounds: usize = flag(args, "--rounds").unwrap_or(20);
     peers()?;
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
@@ -1009,54 +1045,15 @@ fn bench_session(args: &[String]) -> Result<()> {
     }
     let session = |argv: &[String]| -> Result<Duration> {
         let t = Instant::now();
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()?;
-        let mut input = child.stdin.take().context("stdin")?;
-        let mut output = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut line = String::new();
-        let mut wait_for = |id: u64| -> Result<()> {
-            loop {
-                line.clear();
-                if output.read_line(&mut line)? == 0 {
-                    bail!("{argv:?}: the server closed its output");
-                }
-                if line.contains(&format!("\"id\":{id}")) {
-                    return Ok(());
-                }
-            }
-        };
-        writeln!(
-            input,
-            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"bench","version":"1"}}}}}}"#
-        )?;
-        wait_for(1)?;
-        writeln!(input, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#)?;
-        writeln!(input, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#)?;
-        wait_for(2)?;
-        writeln!(
-            input,
-            r#"{{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{{"name":"list_allowed_directories","arguments":{{}}}}}}"#
-        )?;
-        wait_for(3)?;
-        drop(input);
-        child.wait()?;
+        let mut peer = McpPeer::spawn(argv, &[])?;
+        peer.initialize()?;
+        peer.send(r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"list_allowed_directories","arguments":{}}}"#)?;
+        peer.wait_for(3)?;
+        peer.finish()?;
         Ok(t.elapsed())
     };
     step(&format!("MCP session: {} variants x {rounds} rounds (+2 warm-up), rotating order", variants.len()));
-    let mut samples = vec![Vec::new(); variants.len()];
-    for round in 0..rounds + 2 {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let d = session(&variants[i].1)?;
-            if round >= 2 {
-                samples[i].push(d);
-            }
-        }
-    }
+    let mut samples = rotating(variants.len(), rounds, 2, |i| session(&variants[i].1))?;
     let bare = median_min_max(&mut samples[0]).0.as_secs_f64();
     let mut table = String::from("| variant | median | min | max | vs bare |\n|---|---:|---:|---:|---:|\n");
     for ((name, _), s) in variants.iter().zip(samples.iter_mut()) {
@@ -1093,14 +1090,7 @@ fn bench_session(args: &[String]) -> Result<()> {
 /// variant and round, rotating order; latency percentiles over every call, and pipelined
 /// throughput.
 fn bench_mcp(args: &[String]) -> Result<()> {
-    use std::io::{BufRead, BufReader, Write};
-    let arg = |name: &str, default: usize| -> usize {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let arg = |name: &str, default: usize| flag(args, name).unwrap_or(default);
     let rounds = arg("--rounds", 5);
     let calls = arg("--calls", 2000);
     step("building mcp-warden (release)");
@@ -1130,80 +1120,50 @@ fn bench_mcp(args: &[String]) -> Result<()> {
     ];
     // One session: initialize, tools/list, `calls` sequential round trips, then `calls` pipelined.
     let session = |argv: &[String]| -> Result<(Vec<Duration>, Duration)> {
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .env("XDG_STATE_HOME", &scratch)
-            .spawn()?;
-        let mut input = child.stdin.take().context("stdin")?;
-        let mut output = BufReader::new(child.stdout.take().context("stdout")?);
-        let mut line = String::new();
-        let mut read_id = |id: u64, output: &mut BufReader<std::process::ChildStdout>| -> Result<()> {
-            loop {
-                line.clear();
-                if output.read_line(&mut line)? == 0 {
-                    bail!("the server closed its output");
-                }
-                if line.contains(&format!("\"id\":{id},")) || line.contains(&format!("\"id\":{id}}}")) {
-                    return Ok(());
-                }
-            }
-        };
-        writeln!(
-            input,
-            r#"{{"jsonrpc":"2.0","id":1,"method":"initialize","params":{{"protocolVersion":"2025-06-18","capabilities":{{}},"clientInfo":{{"name":"bench","version":"1"}}}}}}"#
-        )?;
-        read_id(1, &mut output)?;
-        writeln!(input, r#"{{"jsonrpc":"2.0","method":"notifications/initialized"}}"#)?;
-        writeln!(input, r#"{{"jsonrpc":"2.0","id":2,"method":"tools/list"}}"#)?;
-        read_id(2, &mut output)?;
+        let mut peer = McpPeer::spawn(argv, &[("XDG_STATE_HOME", &scratch)])?;
+        peer.initialize()?;
         let call = |id: u64| {
             format!(
                 r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"echo","arguments":{{"message":"round trip {id}"}}}}}}"#
             )
         };
         let mut latencies = Vec::with_capacity(calls);
-        for i in 0..calls as u64 {
-            let id = 10 + i;
+        for id in 10..10 + calls as u64 {
             let t = Instant::now();
-            writeln!(input, "{}", call(id))?;
-            input.flush()?;
-            read_id(id, &mut output)?;
+            peer.send(&call(id))?;
+            peer.wait_for(id)?;
             latencies.push(t.elapsed());
         }
+        // Pipelined: a writer thread sends every call while this one reads the answers.
         let first = 10 + calls as u64;
         let t = Instant::now();
-        let writer = {
-            let mut input = input;
-            std::thread::spawn(move || -> std::io::Result<std::process::ChildStdin> {
-                for i in 0..calls as u64 {
-                    writeln!(input, "{}", call(first + i))?;
-                }
-                input.flush()?;
-                Ok(input)
-            })
-        };
-        read_id(first + calls as u64 - 1, &mut output)?;
+        let mut input = peer.input.take().context("stdin")?;
+        let writer = std::thread::spawn(move || -> std::io::Result<std::process::ChildStdin> {
+            use std::io::Write;
+            for id in first..first + calls as u64 {
+                writeln!(input, "{}", call(id))?;
+            }
+            input.flush()?;
+            Ok(input)
+        });
+        peer.wait_for(first + calls as u64 - 1)?;
         let pipelined = t.elapsed();
         drop(writer.join().map_err(|_| anyhow::anyhow!("writer panicked"))??);
-        child.wait()?;
+        peer.finish()?;
         Ok((latencies, pipelined))
     };
     step(&format!("{} variants x {rounds} rounds x {calls} calls (+1 warm-up round), rotating order", variants.len()));
-    let mut lat = vec![Vec::new(); variants.len()];
-    let mut thr = vec![Vec::new(); variants.len()];
-    for round in 0..=rounds {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let (l, p) = session(&variants[i].1)?;
-            if round > 0 {
-                lat[i].extend(l);
-                thr[i].push(p);
-            }
-        }
-    }
+    let results = rotating(variants.len(), rounds, 1, |i| session(&variants[i].1))?;
+    let (mut lat, mut thr): (Vec<Vec<Duration>>, Vec<Vec<Duration>>) = results
+        .into_iter()
+        .map(|runs| {
+            runs.into_iter().fold((Vec::new(), Vec::new()), |(mut l, mut t), (ls, p)| {
+                l.extend(ls);
+                t.push(p);
+                (l, t)
+            })
+        })
+        .unzip();
     let pct = |s: &mut Vec<Duration>, p: f64| -> Duration {
         s.sort();
         s[((s.len() as f64 - 1.0) * p).round() as usize]
@@ -1245,24 +1205,35 @@ fn bench_mcp(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// Runs every variant once per round, in an order that rotates each round (so no variant always
-/// follows the same one), after `warmup` rounds that are not counted; output is discarded and a
-/// failing run is an error. Returns (median, min, max) per variant.
+/// Runs `run(i)` for each of `variants` once per round, in an order that rotates each round (so
+/// no variant always follows the same one), after `warmup` rounds that are not counted; returns
+/// the counted results per variant.
+fn rotating<T>(
+    variants: usize,
+    rounds: usize,
+    warmup: usize,
+    mut run: impl FnMut(usize) -> Result<T>,
+) -> Result<Vec<Vec<T>>> {
+    let mut samples: Vec<Vec<T>> = (0..variants).map(|_| Vec::new()).collect();
+    for round in 0..rounds + warmup {
+        for k in 0..variants {
+            let i = (round + k) % variants;
+            let result = run(i)?;
+            if round >= warmup {
+                samples[i].push(result);
+            }
+        }
+    }
+    Ok(samples)
+}
+
+/// Wall time of every variant's command, output discarded: (median, min, max) per variant.
 fn rotating_runs(
     variants: &[(&str, Vec<String>)],
     rounds: usize,
     warmup: usize,
 ) -> Result<Vec<(Duration, Duration, Duration)>> {
-    let mut samples = vec![Vec::new(); variants.len()];
-    for round in 0..rounds + warmup {
-        for k in 0..variants.len() {
-            let i = (round + k) % variants.len();
-            let dt = timed_run(&variants[i].1)?;
-            if round >= warmup {
-                samples[i].push(dt);
-            }
-        }
-    }
+    let mut samples = rotating(variants.len(), rounds, warmup, |i| timed_run(&variants[i].1))?;
     Ok(samples.iter_mut().map(|s| median_min_max(s)).collect())
 }
 
