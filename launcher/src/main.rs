@@ -197,10 +197,7 @@ fn systemd_unit(a: mcp_warden::cli::UnitArgs) -> Result<i32, Failure> {
 
 fn pins(out: &mut dyn Write, command: PinsCommand) -> Result<i32, Failure> {
     use mcp_warden::mcp::pins::{PinStore, pins_dir};
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .map(std::path::PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))
+    let state = mcp_warden::plan::state_home(|k| std::env::var(k).ok())
         .ok_or_else(|| Failure::new("neither XDG_STATE_HOME nor HOME is set", None, 125))?;
     let dir = pins_dir(&state);
     let out_err = |e: std::io::Error| Failure::new(e, None, 125);

@@ -420,6 +420,7 @@ impl Plan {
             udp: profile.udp || !udp_rules.is_empty() || dns,
             unix: profile.unix,
         };
+        let ebpf_covers_network = host_rules.is_empty() && profile.deny.is_empty() && !dns;
         let brokered = dns || !address_rules.is_empty() || !udp_rules.is_empty() || !profile.deny.is_empty();
         if brokered && profile.unix {
             return Err(PlanError::Invalid {
@@ -491,10 +492,10 @@ impl Plan {
             address_rules,
             connect_any,
             udp_rules,
-            host_rules: host_rules.clone(),
+            host_rules,
             deny: profile.deny.clone(),
             resolvers,
-            ebpf_covers_network: host_rules.is_empty() && profile.deny.is_empty() && !dns,
+            ebpf_covers_network,
             broker,
             syscalls,
             limits,
@@ -520,7 +521,7 @@ impl Plan {
             warnings,
         };
         if profile.mcp.is_some() || grants.mcp.any() {
-            let state = state_home(inputs);
+            let state = state_home(|k| inputs.var(k));
             let key = pins_key(&plan.profile, command);
             plan.mcp = Some(resolve_mcp(
                 profile,
@@ -631,6 +632,11 @@ impl Plan {
             }
         }
         rules
+    }
+
+    /// The network broker's policy, unless the eBPF layer (loaded) enforces every rule itself.
+    pub fn broker_policy(&self, monitor_loaded: bool) -> Option<&crate::broker::NetPolicy> {
+        self.broker.as_ref().filter(|_| !(self.ebpf_covers_network && monitor_loaded))
     }
 
     /// Will the eBPF layer be loaded?
@@ -759,7 +765,7 @@ impl Plan {
             mech.push("UDP sockets allowed to any destination".into());
         }
         mech.push(if s.unix { "AF_UNIX sockets allowed".into() } else { "no AF_UNIX sockets (seccomp)".into() });
-        if let Some(b) = self.broker.as_ref().filter(|_| !(self.ebpf_covers_network && self.monitor_runs())) {
+        if let Some(b) = self.broker_policy(self.monitor_runs()) {
             let mut dest: Vec<String> = self
                 .address_rules
                 .iter()
@@ -779,8 +785,9 @@ impl Plan {
             ));
         }
         let mech = mech.join("; ");
-        let brokered = self.broker.is_some() && !(self.ebpf_covers_network && self.monitor_runs());
-        if brokered && !(host.seccomp_filter && crate::sys::notify::supported()) {
+        if self.broker_policy(self.monitor_runs()).is_some()
+            && !(host.seccomp_filter && crate::sys::notify::supported())
+        {
             return (
                 Enforcement::Missing(
                     "the network broker needs seccomp user notification and pidfd_getfd (Linux 5.9)".into(),
@@ -842,12 +849,11 @@ fn plan_program_name(command: &[OsString]) -> String {
 }
 
 /// `$XDG_STATE_HOME` (or `~/.local/state`) of the invoking user.
-fn state_home(inputs: &Inputs<'_>) -> Option<PathBuf> {
-    inputs
-        .var("XDG_STATE_HOME")
+pub fn state_home(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    var("XDG_STATE_HOME")
         .filter(|v| v.starts_with('/'))
         .map(PathBuf::from)
-        .or_else(|| inputs.var("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .or_else(|| var("HOME").map(|h| Path::new(&h).join(".local/state")))
 }
 
 /// A server's identity for its tool pins: the profile, the program and a hash of the command.
@@ -934,12 +940,7 @@ fn resolve_mcp(
 
 /// `$XDG_STATE_HOME/mcp-warden/audit/<profile>-<program>.jsonl` (of the invoking user).
 fn default_audit_log(inputs: &Inputs<'_>, profile: &str, program: &str) -> PathBuf {
-    let state = inputs
-        .var("XDG_STATE_HOME")
-        .filter(|v| v.starts_with('/'))
-        .map(PathBuf::from)
-        .or_else(|| inputs.var("HOME").map(|h| Path::new(&h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/var/tmp"));
+    let state = state_home(|k| inputs.var(k)).unwrap_or_else(|| PathBuf::from("/var/tmp"));
     let profile =
         Path::new(profile).file_stem().map_or_else(|| profile.to_string(), |s| s.to_string_lossy().into_owned());
     let safe = |s: &str| {

@@ -206,7 +206,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
 
     // The network broker: its filter travels with stage 2, its listener comes back over `channel`.
     // Not needed when the eBPF layer loaded and expresses every rule itself.
-    let broker_policy = plan.broker.as_ref().filter(|_| !(plan.ebpf_covers_network && monitor.is_some()));
+    let broker_policy = plan.broker_policy(monitor.is_some());
     let (broker_stage2, broker_channel) = match broker_policy {
         Some(_) => {
             let (ours, theirs) =
@@ -392,9 +392,8 @@ impl Drop for PrivateTmp {
 fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Result<AuditLog, SupervisorError> {
     let fail = |source| SupervisorError::AuditLog { path: destination.describe(), source };
     let mut log = AuditLog::open(destination.clone()).map_err(fail)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     let record = serde_json::json!({
-        "ts": crate::monitor::event::rfc3339(now.as_nanos() as i128),
+        "ts": crate::monitor::now_rfc3339(),
         "kind": "start",
         "writer": writer,
         "profile": plan.profile,

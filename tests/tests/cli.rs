@@ -78,7 +78,7 @@ fn bad_flags_and_commands_have_their_exit_statuses() {
 fn a_required_layer_that_cannot_be_enforced_refuses_to_start() {
     // The eBPF layer needs privileges an unprivileged launcher does not have: required, it
     // refuses; best-effort (strict's default), it runs and says so.
-    let user = if is_root() { Who::User } else { Who::current() };
+    let user = Who::User;
     let args = |level: &str| {
         let require = format!("monitor={level}");
         let args: Vec<&OsStr> = ["run", "--require", &require, "--", "/bin/true"].map(OsStr::new).to_vec();
@@ -327,7 +327,7 @@ fn explain_doctor_check_and_profiles_report() {
     let o = warden(&["explain", "--require", "monitor=off", "--allow-connect", "10.0.0.0/8:5432", "--", "/bin/true"]);
     assert_eq!(o.code(), Some(0), "{}", o.describe());
     assert!(o.stdout.contains("checked by the network broker") && o.stdout.contains("10.0.0.0/8:5432"), "{}", o.stdout);
-    let user = if is_root() { Who::User } else { Who::current() };
+    let user = Who::User;
     let args: Vec<&std::ffi::OsStr> =
         ["explain", "--require", "monitor=required", "--", "/bin/true"].iter().map(std::ffi::OsStr::new).collect();
     let o = run(warden_as(user, &args), None, Duration::from_secs(30));

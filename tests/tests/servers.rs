@@ -163,21 +163,25 @@ fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
         let drop = s.mkdir("drop", who);
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = tcp.local_addr().unwrap().port();
-        let calls = serde_json::json!([
-            ["ping", {}],
-            ["read_secret", {"path": secret}],
-            ["exfiltrate_tcp", {"host": "127.0.0.1", "port": port, "data": "stolen"}],
-            ["exfiltrate_udp", {"host": "127.0.0.1", "port": port, "data": "stolen"}],
-            ["spawn_shell", {"command": format!("cat {}", secret.display())}],
-            ["drop_and_run", {"directory": drop}],
-            ["open_io_uring", {}],
-            ["make_user_namespace", {}],
-            ["fork_bomb", {"limit": 200}],
-            ["append_shell_rc", {"path": bashrc}],
-            ["ping", {}],
-        ]);
+        let calls: Vec<(&str, serde_json::Value)> = vec![
+            ("ping", serde_json::json!({})),
+            ("read_secret", serde_json::json!({"path": secret})),
+            ("exfiltrate_tcp", serde_json::json!({"host": "127.0.0.1", "port": port, "data": "stolen"})),
+            ("exfiltrate_udp", serde_json::json!({"host": "127.0.0.1", "port": port, "data": "stolen"})),
+            ("spawn_shell", serde_json::json!({"command": format!("cat {}", secret.display())})),
+            ("drop_and_run", serde_json::json!({"directory": drop})),
+            ("open_io_uring", serde_json::json!({})),
+            ("make_user_namespace", serde_json::json!({})),
+            ("fork_bomb", serde_json::json!({"limit": 200})),
+            ("append_shell_rc", serde_json::json!({"path": bashrc})),
+            ("ping", serde_json::json!({})),
+        ];
+        let steps: Vec<serde_json::Value> = calls.iter().map(|(t, a)| serde_json::json!(["call", t, a])).collect();
         let mut c = command_as(who, &python);
-        c.arg(need(clients.join("mcp_calls.py"))).arg(calls.to_string()).arg("--").arg(warden());
+        c.arg(need(clients.join("mcp_steps.py")))
+            .arg(serde_json::Value::from(steps).to_string())
+            .arg("--")
+            .arg(warden());
         c.args(["run", "--profile", "strict", "--max-processes", "32", "--allow-read"]).arg(&venv);
         c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&drop).arg("--");
         c.arg(&python).arg(clients.join("malicious_server.py"));
@@ -187,10 +191,10 @@ fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
         assert_eq!(o.code(), Some(0), "{who:?}: session failed\n{}", o.describe());
         let v: serde_json::Value =
             serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", o.describe()));
-        let results = v["results"].as_array().unwrap();
+        let results = v["steps"].as_array().unwrap();
         let text = |i: usize| results[i]["text"].as_str().unwrap().to_string();
         let expect = |i: usize, prefix: &str| {
-            assert!(text(i).starts_with(prefix), "{who:?}: {} -> {:?}, expected {prefix}", results[i]["tool"], text(i));
+            assert!(text(i).starts_with(prefix), "{who:?}: {} -> {:?}, expected {prefix}", calls[i].0, text(i));
         };
         expect(0, "pong");
         expect(1, "BLOCKED EACCES");

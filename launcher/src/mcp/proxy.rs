@@ -30,6 +30,28 @@ struct Pending {
     started: Instant,
 }
 
+/// Why the layer answers a call itself.
+struct Refusal {
+    code: i64,
+    why: String,
+    retry_after_ms: Option<u64>,
+}
+
+impl Refusal {
+    fn invalid(why: String) -> Refusal {
+        Refusal { code: INVALID_PARAMS, why, retry_after_ms: None }
+    }
+
+    /// The JSON-RPC error object sent to the client.
+    fn error(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": format!("mcp-warden refused the call: {}", self.why)});
+        if let Some(ms) = self.retry_after_ms {
+            error["data"] = json!({"retryAfterMs": ms});
+        }
+        error
+    }
+}
+
 struct State {
     cfg: McpConfig,
     client_out: Mutex<Box<dyn Write + Send>>,
@@ -203,8 +225,7 @@ fn type_name(v: &Value) -> &'static str {
 impl State {
     fn audit(&self, mut record: Map<String, Value>) {
         let mut ts = Map::new();
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        ts.insert("ts".into(), json!(crate::monitor::event::rfc3339(now.as_nanos() as i128)));
+        ts.insert("ts".into(), json!(crate::monitor::now_rfc3339()));
         ts.insert("kind".into(), json!("mcp"));
         ts.append(&mut record);
         if let Some(log) = lock(&self.audit).as_mut() {
@@ -262,31 +283,19 @@ impl State {
         let tool = (method == "tools/call")
             .then(|| msg.pointer("/params/name").and_then(Value::as_str).map(String::from))
             .flatten();
-        if let Some(tool) = &tool {
-            let args = msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({}));
-            if let Err((code, why, retry)) = self.check_call(tool, &args) {
-                let mut r = audit_record("client", "request", bytes);
-                r.insert("method".into(), json!(method));
-                r.insert("id".into(), id.clone());
-                r.insert("tool".into(), json!(tool));
-                r.insert("arguments".into(), self.arguments(&args));
-                r.insert("outcome".into(), json!("refused"));
-                r.insert("reason".into(), json!(why));
-                self.audit(r);
-                let mut error = json!({"code": code, "message": format!("mcp-warden refused the call: {why}")});
-                if let Some(ms) = retry {
-                    error["data"] = json!({"retryAfterMs": ms});
-                }
-                return Some(json!({"jsonrpc": "2.0", "id": id, "error": error}));
-            }
-        }
         let mut r = audit_record("client", "request", bytes);
         r.insert("method".into(), json!(method));
         r.insert("id".into(), id.clone());
         if let Some(tool) = &tool {
-            r.insert("tool".into(), json!(tool));
             let args = msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({}));
+            r.insert("tool".into(), json!(tool));
             r.insert("arguments".into(), self.arguments(&args));
+            if let Err(refusal) = self.check_call(tool, &args) {
+                r.insert("outcome".into(), json!("refused"));
+                r.insert("reason".into(), json!(refusal.why));
+                self.audit(r);
+                return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
+            }
         }
         r.insert("outcome".into(), json!("allowed"));
         self.audit(r);
@@ -298,29 +307,27 @@ impl State {
         if self.cfg.log_arguments { args.clone() } else { shape(args) }
     }
 
-    /// Every check of a `tools/call`, cheapest first. Err: (code, why, retry-after in ms).
-    #[allow(clippy::type_complexity)]
-    fn check_call(&self, tool: &str, args: &Value) -> Result<(), (i64, String, Option<u64>)> {
-        self.cfg.tools.permits(tool).map_err(|why| (INVALID_PARAMS, why, None))?;
+    /// Every check of a `tools/call`, cheapest first.
+    fn check_call(&self, tool: &str, args: &Value) -> Result<(), Refusal> {
+        self.cfg.tools.permits(tool).map_err(Refusal::invalid)?;
         {
             let tools = lock(&self.tools);
             if tools.changed.contains(tool) {
-                return Err((
-                    INVALID_PARAMS,
-                    format!("tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"),
-                    None,
-                ));
+                return Err(Refusal::invalid(format!(
+                    "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
+                )));
             }
             if let Some(v) = tools.validators.get(tool) {
-                validate(v, args).map_err(|why| (INVALID_PARAMS, why, None))?;
+                validate(v, args).map_err(Refusal::invalid)?;
             }
         }
         for c in &self.cfg.constraints {
-            c.check(tool, args).map_err(|why| (INVALID_PARAMS, why, None))?;
+            c.check(tool, args).map_err(Refusal::invalid)?;
         }
-        lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| {
-            let ms = wait.as_millis() as u64;
-            (RATE_LIMITED, format!("rate limit {rule} reached; retry in {:.1} s", wait.as_secs_f64()), Some(ms))
+        lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| Refusal {
+            code: RATE_LIMITED,
+            why: format!("rate limit {rule} reached; retry in {:.1} s", wait.as_secs_f64()),
+            retry_after_ms: Some(wait.as_millis() as u64),
         })
     }
 
@@ -424,7 +431,9 @@ impl State {
                     Check::Changed => {
                         pins_changed = true;
                         tools.changed.insert(name.clone());
-                        hidden.push(format!("{name}: changed since it was pinned (mcp-warden pins accept)"));
+                        let why = format!("{name}: changed since it was pinned (mcp-warden pins accept)");
+                        eprintln!("mcp-warden: tool {why}");
+                        hidden.push(why);
                         return false;
                     }
                 }
@@ -441,11 +450,6 @@ impl State {
             && let Err(e) = store.save()
         {
             eprintln!("mcp-warden: warning: could not save tool pins to {}: {e}", store.path.display());
-        }
-        for h in &hidden {
-            if h.contains("changed since it was pinned") {
-                eprintln!("mcp-warden: tool {h}");
-            }
         }
         (!hidden.is_empty(), hidden)
     }

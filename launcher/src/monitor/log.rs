@@ -290,6 +290,11 @@ pub fn write_summary(
     line
 }
 
+/// The current time as the audit log writes it.
+pub fn now_rfc3339() -> String {
+    super::event::rfc3339(now_ns())
+}
+
 fn now_ns() -> i128 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or(0)
 }

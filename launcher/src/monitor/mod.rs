@@ -6,7 +6,7 @@
 //! `Monitor::start` (after the fork: a reader thread) -> `Monitor::finish` (after the server
 //! ended: drain, summary, detach by dropping).
 
-pub mod event;
+mod event;
 mod log;
 
 use std::os::fd::AsFd;
@@ -21,7 +21,7 @@ use aya::{Ebpf, EbpfLoader};
 use mcp_warden_ebpf_common::{MAX_RULES, NetRule, OpenKey, SYSCALL_SLOTS, counter};
 
 pub use event::{EventDecoder, ProcessTable};
-pub use log::{AuditLog, Destination, Summary, write_summary};
+pub use log::{AuditLog, Destination, Summary, now_rfc3339, write_summary};
 
 /// The probe object, built by `build.rs` for the BPF target.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mcp-warden-probes"));
