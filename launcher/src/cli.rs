@@ -137,10 +137,14 @@ pub struct RunArgs {
     /// Embedded profile name or path to a TOML profile.
     #[arg(short, long, default_value = "strict", value_name = "NAME|PATH")]
     pub profile: String,
+    /// Read every other argument (profile, grants, `--`, the command) from FILE, one per line;
+    /// empty lines and `#` comments are skipped. For systemd units.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["profile", "command"])]
+    pub args_file: Option<PathBuf>,
     #[command(flatten)]
     pub grants: GrantArgs,
     /// The server command and its arguments (after `--`).
-    #[arg(last = true, required = true, value_name = "CMD")]
+    #[arg(last = true, required_unless_present = "args_file", value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-use crate::cgroup::CgroupFacts;
+use crate::layers::cgroup::CgroupFacts;
 use crate::sys;
 
 /// The Landlock ABI (feature level) this mcp-warden uses in full: filesystem rights including

@@ -25,8 +25,8 @@ pub enum WrapError {
     NoBackup { path: PathBuf },
 }
 
-impl WrapError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Diagnose for WrapError {
+    fn hint(&self) -> Option<String> {
         match self {
             WrapError::NoServers { .. } => Some(
                 "give a Claude Desktop/Code or Cursor config (`mcpServers`) or a VS Code mcp.json (`servers`)".into(),

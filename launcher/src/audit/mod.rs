@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::KernelCounters;
-use super::event::EventDecoder;
+use crate::ebpf::EventDecoder;
+use crate::ebpf::KernelCounters;
 
 /// Where the audit log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,7 +246,7 @@ pub fn write_summary(
         .collect();
     let denials: u64 = decoder.denials.values().sum();
     let mut m = Map::new();
-    m.insert("ts".into(), super::event::rfc3339(now_ns()).into());
+    m.insert("ts".into(), crate::ebpf::rfc3339(now_ns()).into());
     m.insert("kind".into(), "summary".into());
     m.insert("profile".into(), s.profile.clone().into());
     m.insert("program".into(), s.program.clone().into());
@@ -292,7 +292,7 @@ pub fn write_summary(
 
 /// The current time as the audit log writes it.
 pub fn now_rfc3339() -> String {
-    super::event::rfc3339(now_ns())
+    crate::ebpf::rfc3339(now_ns())
 }
 
 fn now_ns() -> i128 {

@@ -12,7 +12,7 @@ use mcp_warden_ebpf_common::{
 };
 use serde_json::{Map, Value};
 
-use crate::sandbox::landlock::FsAccess;
+use crate::layers::landlock::FsAccess;
 
 /// Parent and exec id of every process seen.
 #[derive(Debug, Default)]

@@ -7,7 +7,6 @@
 //! ended: drain, summary, detach by dropping).
 
 mod event;
-mod log;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -15,13 +14,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
+use crate::audit::AuditLog;
+
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
 use mcp_warden_ebpf_common::{MAX_RULES, NetRule, OpenKey, SYSCALL_SLOTS, counter};
 
-pub use event::{EventDecoder, ProcessTable};
-pub use log::{AuditLog, Destination, Summary, now_rfc3339, write_summary};
+pub use event::{EventDecoder, ProcessTable, rfc3339};
 
 /// The probe object, built by `build.rs` for the BPF target.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mcp-warden-probes"));

@@ -20,7 +20,7 @@ pub mod redact;
 
 use std::path::PathBuf;
 
-use crate::monitor::Destination;
+use crate::audit::Destination;
 
 /// The layer's configuration, resolved from the profile and the command line.
 #[derive(Debug, Clone)]

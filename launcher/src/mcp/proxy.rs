@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::McpConfig;
 use super::pins::{Check, PinStore, tool_hash};
 use super::policy::{RateLimiter, validate};
-use crate::monitor::AuditLog;
+use crate::audit::AuditLog;
 
 /// The longest line parsed. A longer one (or one that never ends) is relayed as it comes,
 /// unparsed and unpoliced except that a request inside it cannot be tracked: nothing is lost and
@@ -225,7 +225,7 @@ fn type_name(v: &Value) -> &'static str {
 impl State {
     fn audit(&self, mut record: Map<String, Value>) {
         let mut ts = Map::new();
-        ts.insert("ts".into(), json!(crate::monitor::now_rfc3339()));
+        ts.insert("ts".into(), json!(crate::audit::now_rfc3339()));
         ts.insert("kind".into(), json!("mcp"));
         ts.append(&mut record);
         if let Some(log) = lock(&self.audit).as_mut() {
@@ -449,7 +449,7 @@ impl State {
             && let Some(store) = pins.as_ref()
             && let Err(e) = store.save()
         {
-            eprintln!("mcp-warden: warning: could not save tool pins to {}: {e}", store.path.display());
+            tracing::warn!("could not save tool pins to {}: {e}", store.path.display());
         }
         (!hidden.is_empty(), hidden)
     }
@@ -482,7 +482,7 @@ impl Write for Shared {
 /// For the fuzz target and its regression corpus.
 #[doc(hidden)]
 pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let audit = AuditLog::open(crate::monitor::Destination::File("/dev/null".into()))?;
+    let audit = AuditLog::open(crate::audit::Destination::File("/dev/null".into()))?;
     let to_client = Shared::default();
     let state = State {
         limiter: Mutex::new(RateLimiter::new(&cfg.rates).map_err(std::io::Error::other)?),

@@ -11,14 +11,16 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::cgroup::{Backend, LimitWrite};
+use crate::audit::Destination;
 use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
-use crate::monitor::Destination;
+use crate::layers::cgroup::{Backend, LimitWrite};
+use crate::layers::landlock::{FsAccess, NetPorts};
+use crate::layers::seccomp::{SocketPolicy, SyscallPolicy};
 use crate::profile::load::{Origin, Sourced};
 use crate::profile::vars::Vars;
 use crate::profile::{Endpoint, Level, LoadedProfile, Size, Violation};
-use crate::sandbox::landlock::{FsAccess, NetPorts};
-use crate::sandbox::seccomp::{SocketPolicy, SyscallPolicy};
+
+pub mod package_runner;
 
 /// Grants given on the command line, on top of the profile.
 #[derive(Debug, Clone, Default)]
@@ -207,7 +209,7 @@ pub struct Plan {
     pub resolvers: Vec<std::net::IpAddr>,
     /// The connect broker's policy, when the network allow-list names destinations (addresses,
     /// names, UDP destinations, denied ranges) that Landlock's port rules cannot express.
-    pub broker: Option<crate::broker::NetPolicy>,
+    pub broker: Option<crate::layers::broker::NetPolicy>,
     /// The eBPF cgroup programs express every rule of `broker` (addresses and UDP destinations,
     /// no names, `deny` or `dns`): when the eBPF layer loads, it enforces them and the broker is
     /// not installed.
@@ -263,9 +265,9 @@ pub enum PlanError {
     Unenforceable { layer: &'static str, why: String },
 }
 
-impl PlanError {
+impl crate::error::Diagnose for PlanError {
     /// 127 not found, 126 not executable, 125 every other launcher failure.
-    pub fn exit_code(&self) -> i32 {
+    fn exit_code(&self) -> i32 {
         match self {
             PlanError::NotFound { .. } => 127,
             PlanError::NotExecutable { .. } => 126,
@@ -273,7 +275,7 @@ impl PlanError {
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             PlanError::Path { why, .. } if why.contains("No such file") => {
                 "create it, fix the path, or mark a path that may be absent with a trailing `?`".into()
@@ -343,7 +345,7 @@ impl Plan {
         let env = resolve_env(profile, grants, inputs, &vars, &identity)?;
 
         // `npx -y PACKAGE`: run the installed copy with node, without npm (see npx.rs).
-        let caches = crate::npx::Caches {
+        let caches = crate::plan::package_runner::Caches {
             npm: inputs.var("npm_config_cache").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".npm")),
             uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
                 inputs
@@ -353,7 +355,7 @@ impl Plan {
                     .join("uv")
             }),
         };
-        let npx = crate::npx::resolve(command, &caches).map_err(|why| PlanError::Npx { why })?;
+        let npx = crate::plan::package_runner::resolve(command, &caches).map_err(|why| PlanError::Npx { why })?;
         let rewritten: Vec<OsString>;
         let command = match &npx {
             Some(r) => {
@@ -411,7 +413,7 @@ impl Plan {
         }
         ports.bind.extend(profile.bind.iter().chain(&grants.bind));
         let dns = profile.dns || !host_rules.is_empty();
-        let resolvers = if dns { crate::broker::system_resolvers() } else { Vec::new() };
+        let resolvers = if dns { crate::layers::broker::system_resolvers() } else { Vec::new() };
         if dns {
             ports.connect.insert(53);
         }
@@ -429,7 +431,7 @@ impl Plan {
             });
         }
         let broker = brokered.then(|| {
-            use crate::broker::{NetPolicy, Proto};
+            use crate::layers::broker::{NetPolicy, Proto};
             let proto = |e: &Endpoint| if e.udp { Proto::Udp } else { Proto::Tcp };
             NetPolicy {
                 tcp_ports: connect_any.clone(),
@@ -635,7 +637,7 @@ impl Plan {
     }
 
     /// The network broker's policy, unless the eBPF layer (loaded) enforces every rule itself.
-    pub fn broker_policy(&self, monitor_loaded: bool) -> Option<&crate::broker::NetPolicy> {
+    pub fn broker_policy(&self, monitor_loaded: bool) -> Option<&crate::layers::broker::NetPolicy> {
         self.broker.as_ref().filter(|_| !(self.ebpf_covers_network && monitor_loaded))
     }
 
@@ -1302,6 +1304,7 @@ fn cgroup_limits(limits: &Limits, host: &HostFacts) -> Vec<LimitWrite> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Diagnose;
     use crate::profile::load_source;
 
     fn host() -> HostFacts {
@@ -1379,7 +1382,7 @@ mod tests {
         assert!(plan.ports.connect.contains(&5432) && plan.ports.connect.contains(&53));
         plan.check_requirements().unwrap();
         let b = plan.broker.as_ref().expect("address rules need the broker");
-        assert_eq!(b.hosts, vec![(crate::broker::Proto::Tcp, "api.example.com".to_string(), 443)]);
+        assert_eq!(b.hosts, vec![(crate::layers::broker::Proto::Tcp, "api.example.com".to_string(), 443)]);
         assert!(!b.resolvers.is_empty(), "a host name implies DNS");
         assert!(b.tcp_ports.is_empty(), "no bare port: 5432 is for 127.0.0.1 only");
         // A host name never lands among the any-address ports.

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::error::Diagnose;
+
 use syscalls::Sysno;
 use toml::Spanned;
 
@@ -62,8 +64,8 @@ pub enum ProfileError {
     Cycle { cycle: String },
 }
 
-impl ProfileError {
-    pub fn hint(&self) -> Option<String> {
+impl crate::error::Diagnose for ProfileError {
+    fn hint(&self) -> Option<String> {
         match self {
             ProfileError::Read { .. } => {
                 Some("give an embedded profile name (`mcp-warden profiles list`) or a path to a .toml file".into())

@@ -18,9 +18,9 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Gid, Pid, Uid};
 use seccompiler::BpfProgram;
 
+use crate::layers::landlock;
 use crate::plan::PidNamespace;
 use crate::profile::Level;
-use crate::sandbox::landlock;
 use crate::sys;
 
 /// The steps, in order; their numbers are the design's (docs/design in README), and the

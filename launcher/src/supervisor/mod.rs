@@ -17,15 +17,14 @@ use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use crate::broker;
-use crate::cgroup::{CgroupError, ServerCgroups};
-use crate::monitor::{
-    AuditLog, Destination, EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable, Summary, write_summary,
-};
+use crate::audit::{AuditLog, Destination, Summary, write_summary};
+use crate::ebpf::{EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable};
+use crate::layers::broker;
+use crate::layers::cgroup::{CgroupError, ServerCgroups};
+use crate::layers::landlock::{self, LandlockError, NetPorts};
 use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
 use crate::profile::Level;
-use crate::sandbox::landlock::{self, LandlockError, NetPorts};
-use crate::sandbox::stage2::{self, Stage2, Step, StepError};
+use crate::stage2::{self, Stage2, Step, StepError};
 use crate::sys;
 
 /// Signals forwarded to the server. SIGCHLD is handled, everything else keeps its default.
@@ -71,15 +70,15 @@ fn describe_errno(errno: i32) -> String {
     }
 }
 
-impl SupervisorError {
-    pub fn exit_code(&self) -> i32 {
+impl crate::error::Diagnose for SupervisorError {
+    fn exit_code(&self) -> i32 {
         match self {
             SupervisorError::Stage2(e) => e.exit_code(),
             _ => 125,
         }
     }
 
-    pub fn hint(&self) -> Option<String> {
+    fn hint(&self) -> Option<String> {
         Some(match self {
             SupervisorError::Cgroup(_) => "limits that need a cgroup fall back to rlimits with `--require limits=best-effort`".into(),
             SupervisorError::Monitor(_) => {
@@ -145,7 +144,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             let mut paths: std::collections::BTreeMap<_, _> =
                 plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
             if let Some(tmp) = &private_tmp {
-                paths.insert(tmp.0.clone(), crate::sandbox::landlock::FsAccess::WRITE);
+                paths.insert(tmp.0.clone(), crate::layers::landlock::FsAccess::WRITE);
             }
             let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
             Some((landlock::prepare(&paths, &ports, level)?, level))
@@ -393,7 +392,7 @@ fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Resul
     let fail = |source| SupervisorError::AuditLog { path: destination.describe(), source };
     let mut log = AuditLog::open(destination.clone()).map_err(fail)?;
     let record = serde_json::json!({
-        "ts": crate::monitor::now_rfc3339(),
+        "ts": crate::audit::now_rfc3339(),
         "kind": "start",
         "writer": writer,
         "profile": plan.profile,
@@ -438,7 +437,7 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
         Ok(m) => Ok(Some(m)),
         Err(e) if plan.level(Layer::Monitor) == Level::Required => Err(e.into()),
         Err(e) => {
-            eprintln!("mcp-warden: warning: monitor is best-effort and could not be loaded: {e}");
+            tracing::warn!("monitor is best-effort and could not be loaded: {e}");
             Ok(None)
         }
     }

@@ -1,0 +1,98 @@
+//! `mcp-warden doctor`: what this host supports (HostFacts) and which eBPF program types load.
+
+use std::io::{self, Write};
+
+use crate::host::{BpfSupport, HostFacts, LANDLOCK_TARGET_ABI};
+use crate::layers::seccomp::DEFAULT_DENY;
+
+pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::Result<()> {
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    writeln!(out, "kernel          {} ({})", host.kernel, host.arch)?;
+    writeln!(out, "euid            {}", host.euid)?;
+    let mut caps: Vec<String> = host.effective_caps.iter().map(|c| c.to_string()).collect();
+    caps.sort();
+    writeln!(
+        out,
+        "capabilities    {}",
+        if caps.is_empty() { "none".to_string() } else { format!("{} effective", caps.len()) }
+    )?;
+    match &host.landlock {
+        Ok(abi) if *abi >= LANDLOCK_TARGET_ABI => {
+            writeln!(out, "landlock        ABI {abi}: full (mcp-warden uses ABI {LANDLOCK_TARGET_ABI} features)")?
+        }
+        Ok(abi) => writeln!(
+            out,
+            "landlock        ABI {abi}: partial (mcp-warden uses ABI {LANDLOCK_TARGET_ABI} features; `required` will refuse)"
+        )?,
+        Err(why) => writeln!(out, "landlock        unavailable: {why}")?,
+    }
+    writeln!(out, "seccomp filter  {}", yes(host.seccomp_filter))?;
+    writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
+    if host.arch == "x86_64" {
+        writeln!(
+            out,
+            "x32 syscalls    {}",
+            if host.x32_abi { "enabled: guarded by an extra seccomp filter" } else { "disabled in this kernel" }
+        )?;
+    }
+    writeln!(
+        out,
+        "user namespaces {}",
+        match &host.user_namespaces {
+            Ok(()) => "available to unprivileged users".to_string(),
+            Err(why) => format!("unavailable: {why}"),
+        }
+    )?;
+    writeln!(
+        out,
+        "pid namespace   {}",
+        if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
+            "yes (CAP_SYS_ADMIN)"
+        } else if host.user_namespaces.is_ok() {
+            "yes (through a user namespace)"
+        } else {
+            "no"
+        }
+    )?;
+    match &host.cgroups.v2 {
+        Some(v2) => {
+            writeln!(out, "cgroup v2       mounted at {}; our cgroup {}", v2.mount.display(), v2.own.display())?;
+            writeln!(
+                out,
+                "                controllers: [{}]; delegated to children: [{}]",
+                v2.controllers.join(" "),
+                v2.subtree_control.join(" ")
+            )?;
+        }
+        None => writeln!(out, "cgroup v2       not mounted")?,
+    }
+    for (ctrl, dir) in &host.cgroups.v1 {
+        writeln!(out, "cgroup v1       {ctrl}: {}", dir.display())?;
+    }
+    for ctrl in ["pids", "memory"] {
+        let how = match host.cgroups.backend_for(ctrl) {
+            Some(b) => format!("enforced through {b}"),
+            None if ctrl == "pids" => "no writable cgroup: RLIMIT_NPROC only (does not bind uid 0)".into(),
+            None => "no writable cgroup: RLIMIT_DATA only".into(),
+        };
+        writeln!(out, "limit {ctrl:<9} {how}")?;
+    }
+    writeln!(out, "btf             {}", yes(host.btf))?;
+    writeln!(out, "ebpf            privileges to load programs: {}", yes(host.bpf_capable()))?;
+    for t in bpf {
+        let verdict = match &t.loads {
+            Ok(true) => "loads".to_string(),
+            Ok(false) => "not supported by this kernel".to_string(),
+            Err(e) => format!("refused: {e}"),
+        };
+        writeln!(out, "  {:<18} {verdict:<34} {}", t.name, t.role)?;
+    }
+    Ok(())
+}
+
+/// `mcp-warden doctor`.
+pub fn command(out: &mut dyn Write) -> Result<i32, crate::error::Failure> {
+    render(out, &HostFacts::probe(), &crate::host::probe_bpf_program_types())
+        .map_err(crate::error::CommandError::output)?;
+    Ok(0)
+}

@@ -1,0 +1,38 @@
+//! One module per subcommand. Each takes its parsed arguments and stdout (where a command's
+//! product goes; `run` never writes it) and returns the exit status or a [`Failure`].
+
+mod check;
+mod connect;
+pub mod doctor;
+pub mod explain;
+mod generate;
+mod pins;
+mod profiles;
+mod run;
+mod systemd_unit;
+mod wrap;
+
+use std::io::Write;
+
+use crate::cli::{Cli, Command};
+use crate::error::Failure;
+
+pub use run::build_plan;
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
+    let mut stdout = std::io::stdout().lock();
+    let out: &mut dyn Write = &mut stdout;
+    match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Explain(args) => explain::command(out, args),
+        Command::Check { profiles } => check::command(out, &profiles),
+        Command::Wrap { config, write, undo } => wrap::command(out, &config, write, undo),
+        Command::Doctor => doctor::command(out),
+        Command::Profiles { command } => profiles::command(out, command),
+        Command::Pins { command } => pins::command(out, command),
+        Command::Connect { target } => connect::command(&target),
+        Command::SystemdUnit(args) => systemd_unit::command(args),
+        Command::Generate { what } => generate::command(out, &what),
+    }
+}

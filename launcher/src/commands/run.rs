@@ -1,0 +1,48 @@
+//! `mcp-warden run`: resolve the plan, refuse what cannot be enforced, then supervise the server.
+
+use std::ffi::OsString;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command, RunArgs};
+use crate::error::{CommandError, Failure};
+use crate::host::HostFacts;
+use crate::plan::{Inputs, Plan};
+use crate::{profile, supervisor, systemd};
+
+pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    let mut plan = build_plan(args)?;
+    plan.check_requirements()?;
+    for w in &plan.warnings {
+        tracing::warn!("{w}");
+    }
+    Ok(supervisor::run(&plan)?)
+}
+
+/// Profile + grants + command, resolved against this host. `--args-file FILE` supplies the
+/// arguments from FILE, one per line (systemd units), parsed by the same grammar.
+pub fn build_plan(args: RunArgs) -> Result<Plan, Failure> {
+    let args = match &args.args_file {
+        Some(file) => args_from_file(file)?,
+        None => args,
+    };
+    let profile = profile::load(&args.profile)?;
+    let host = HostFacts::probe();
+    let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let cwd =
+        std::env::current_dir().map_err(|e| CommandError::new(format!("failed to read the working directory: {e}")))?;
+    let inputs = Inputs { env: &env, cwd };
+    Ok(Plan::resolve(&profile, &args.grants.into_grants(), &args.command, &host, &inputs)?)
+}
+
+fn args_from_file(file: &std::path::Path) -> Result<RunArgs, Failure> {
+    let args = systemd::read_args_file(file)
+        .map_err(|e| CommandError::new(format!("cannot read the argument file {}: {e}", file.display())))?;
+    let argv = [OsString::from("mcp-warden"), OsString::from("run")].into_iter().chain(args);
+    let cli = Cli::try_parse_from(argv)
+        .map_err(|e| CommandError::new(format!("invalid arguments in {}: {e}", file.display())))?;
+    match cli.command {
+        Command::Run(args) if args.args_file.is_none() => Ok(args),
+        _ => Err(CommandError::new(format!("{}: an argument file cannot name another one", file.display())).into()),
+    }
+}

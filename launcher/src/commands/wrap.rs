@@ -1,0 +1,47 @@
+//! `mcp-warden wrap CONFIG [--write|--undo]`: put every stdio server of a client config under
+//! mcp-warden. The preview (a diff) is this command's product, on stdout; progress goes to stderr.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::error::{CommandError, Failure};
+use crate::wrap::{self, Outcome};
+
+pub fn command(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i32, Failure> {
+    if undo {
+        wrap::undo(config)?;
+        eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config).display());
+        return Ok(0);
+    }
+    let original = wrap::read(config)?;
+    // The command written into the config: this binary, by absolute path (clients often start
+    // servers with a minimal PATH).
+    let launcher = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcp-warden".into());
+    let wrapped = wrap::wrap_text(config, &original, &launcher)?;
+    report_changes(&wrapped.changes);
+    if wrapped.text == original {
+        eprintln!("mcp-warden: nothing to change in {}", config.display());
+    } else if write {
+        wrap::write(config, &original, &wrapped.text)?;
+        eprintln!("mcp-warden: wrote {} (original kept in {})", config.display(), wrap::backup_path(config).display());
+    } else {
+        out.write_all(wrap::diff(config, &original, &wrapped.text).as_bytes()).map_err(CommandError::output)?;
+        eprintln!("mcp-warden: this is a preview: add --write to apply it");
+    }
+    Ok(0)
+}
+
+fn report_changes(changes: &[wrap::Change]) {
+    for change in changes {
+        match &change.outcome {
+            Outcome::Wrapped { profile, warning } => {
+                eprintln!("mcp-warden: {}: wrapped with profile `{profile}`", change.server);
+                if let Some(w) = warning {
+                    tracing::warn!("{}: {w}", change.server);
+                }
+            }
+            Outcome::AlreadyWrapped => eprintln!("mcp-warden: {}: already runs under mcp-warden", change.server),
+            Outcome::NotStdio => eprintln!("mcp-warden: {}: not a stdio server, left as it is", change.server),
+        }
+    }
+}

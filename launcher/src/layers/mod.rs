@@ -1,0 +1,7 @@
+//! The protections, one file each. The supervisor prepares them (fallible work, before the fork);
+//! stage 2 applies them in order.
+
+pub mod broker;
+pub mod cgroup;
+pub mod landlock;
+pub mod seccomp;
