@@ -5,8 +5,20 @@ use std::io::{self, Write};
 use crate::host::{BpfSupport, HostFacts, LANDLOCK_TARGET_ABI};
 use crate::layers::seccomp::DEFAULT_DENY;
 
+/// The report, section by section.
 pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::Result<()> {
-    let yes = |b: bool| if b { "yes" } else { "no" };
+    identity(out, host)?;
+    kernel_filters(out, host)?;
+    namespaces(out, host)?;
+    cgroups(out, host)?;
+    ebpf(out, host, bpf)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn identity(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     writeln!(out, "kernel          {} ({})", host.kernel, host.arch)?;
     writeln!(out, "euid            {}", host.euid)?;
     let mut caps: Vec<String> = host.effective_caps.iter().map(|c| c.to_string()).collect();
@@ -15,7 +27,10 @@ pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::
         out,
         "capabilities    {}",
         if caps.is_empty() { "none".to_string() } else { format!("{} effective", caps.len()) }
-    )?;
+    )
+}
+
+fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     match &host.landlock {
         Ok(abi) if *abi >= LANDLOCK_TARGET_ABI => {
             writeln!(out, "landlock        ABI {abi}: full (mcp-warden uses ABI {LANDLOCK_TARGET_ABI} features)")?
@@ -35,6 +50,10 @@ pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::
             if host.x32_abi { "enabled: guarded by an extra seccomp filter" } else { "disabled in this kernel" }
         )?;
     }
+    Ok(())
+}
+
+fn namespaces(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     writeln!(
         out,
         "user namespaces {}",
@@ -53,7 +72,10 @@ pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::
         } else {
             "no"
         }
-    )?;
+    )
+}
+
+fn cgroups(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     match &host.cgroups.v2 {
         Some(v2) => {
             writeln!(out, "cgroup v2       mounted at {}; our cgroup {}", v2.mount.display(), v2.own.display())?;
@@ -77,6 +99,10 @@ pub fn render(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::
         };
         writeln!(out, "limit {ctrl:<9} {how}")?;
     }
+    Ok(())
+}
+
+fn ebpf(out: &mut dyn Write, host: &HostFacts, bpf: &[BpfSupport]) -> io::Result<()> {
     writeln!(out, "btf             {}", yes(host.btf))?;
     writeln!(out, "ebpf            privileges to load programs: {}", yes(host.bpf_capable()))?;
     for t in bpf {
