@@ -22,6 +22,7 @@ use crate::ebpf::{EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTab
 use crate::layers::broker;
 use crate::layers::cgroup::{CgroupError, ServerCgroups};
 use crate::layers::landlock::{self, LandlockError, NetPorts};
+use crate::layers::private_tmp::PrivateTmp;
 use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
 use crate::profile::Level;
 use crate::stage2::{self, Stage2, Step, StepError};
@@ -144,7 +145,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             let mut paths: std::collections::BTreeMap<_, _> =
                 plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
             if let Some(tmp) = &private_tmp {
-                paths.insert(tmp.0.clone(), crate::layers::landlock::FsAccess::WRITE);
+                paths.insert(tmp.path().to_path_buf(), crate::layers::landlock::FsAccess::WRITE);
             }
             let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
             Some((landlock::prepare(&paths, &ports, level)?, level))
@@ -163,8 +164,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
     let mut env_pairs = plan.env.clone();
     if let Some(tmp) = &private_tmp {
-        env_pairs.retain(|(k, _)| k != "TMPDIR");
-        env_pairs.push(("TMPDIR".into(), tmp.0.clone().into_os_string()));
+        tmp.export(&mut env_pairs);
     }
     let env = env_pairs
         .iter()
@@ -336,53 +336,6 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     drop(monitor);
     drop(cgroups);
     Ok(status)
-}
-
-/// The server's private `TMPDIR`, removed with its contents when dropped. Its name carries the
-/// launcher's pid, so that a directory left behind by a killed launcher is removed by the next one.
-struct PrivateTmp(std::path::PathBuf);
-
-const PRIVATE_TMP_PREFIX: &str = "mcp-warden-tmp.";
-
-impl PrivateTmp {
-    fn create(owner: Option<(u32, u32)>) -> std::io::Result<Self> {
-        let base = std::env::temp_dir();
-        Self::sweep(&base);
-        let template = base.join(format!("{PRIVATE_TMP_PREFIX}{}.XXXXXX", std::process::id()));
-        let dir = nix::unistd::mkdtemp(&template)?; // mode 0700
-        let tmp = PrivateTmp(dir);
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&tmp.0, Some(uid), Some(gid))?;
-        }
-        Ok(tmp)
-    }
-
-    /// Removes the directories of launchers that are gone (and that are ours to remove).
-    fn sweep(base: &std::path::Path) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(entries) = std::fs::read_dir(base) else { return };
-        let euid = nix::unistd::geteuid().as_raw();
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(PRIVATE_TMP_PREFIX)) else { continue };
-            let Some(pid) = rest.split('.').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-            let ours = entry.metadata().is_ok_and(|m| m.is_dir() && (euid == 0 || m.uid() == euid));
-            if ours && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
-        }
-    }
-}
-
-impl Drop for PrivateTmp {
-    fn drop(&mut self) {
-        if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            eprintln!(
-                "mcp-warden: warning: could not remove the private temporary directory {}: {e}",
-                self.0.display()
-            );
-        }
-    }
 }
 
 /// Opens the audit log and writes its start record at once: a log that cannot be written refuses
