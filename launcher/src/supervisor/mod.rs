@@ -2,10 +2,9 @@
 //! forks stage 2 while still single-threaded, learns from the error pipe whether the server was
 //! executed, then forwards signals and exits with the server's status.
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::OsString;
 use std::io::Read;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -17,15 +16,20 @@ use nix::unistd::Pid;
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
+mod error;
+
+pub use error::SupervisorError;
+use error::{cstring, sys_err};
+
 use crate::audit::{AuditLog, Destination, Summary, write_summary};
-use crate::ebpf::{EventDecoder, Monitor, MonitorConfig, MonitorError, ProcessTable};
+use crate::ebpf::{EventDecoder, Monitor, MonitorConfig, ProcessTable};
 use crate::layers::broker;
-use crate::layers::cgroup::{CgroupError, ServerCgroups};
-use crate::layers::landlock::{self, LandlockError, NetPorts};
+use crate::layers::cgroup::ServerCgroups;
+use crate::layers::landlock::{self, NetPorts};
 use crate::layers::private_tmp::PrivateTmp;
 use crate::plan::{Enforcement, Layer, PidNamespace, Plan};
 use crate::profile::Level;
-use crate::stage2::{self, Stage2, Step, StepError};
+use crate::stage2::{self, Stage2, StepError};
 use crate::sys;
 
 /// Signals forwarded to the server. SIGCHLD is handled, everything else keeps its default.
@@ -38,77 +42,6 @@ const FORWARDED: [Signal; 7] = [
     Signal::SIGUSR2,
     Signal::SIGWINCH,
 ];
-
-#[derive(Debug, thiserror::Error)]
-pub enum SupervisorError {
-    #[error(transparent)]
-    Cgroup(#[from] CgroupError),
-    #[error(transparent)]
-    Landlock(#[from] LandlockError),
-    #[error("failed to compile the seccomp filter: {0}")]
-    Seccomp(#[from] seccompiler::BackendError),
-    #[error("failed to {action}: {source}")]
-    Sys { action: &'static str, source: std::io::Error },
-    #[error("{what} contains a NUL byte")]
-    Nul { what: String },
-    #[error(
-        "refusing to fork the sandbox: the launcher has {0} threads (stage 2 must fork from a single-threaded process)"
-    )]
-    Threads(u64),
-    #[error("failed to {}: {}", .0.step.describe(), describe_errno(.0.errno))]
-    Stage2(StepError),
-    #[error(transparent)]
-    Monitor(#[from] MonitorError),
-    #[error("cannot write the audit log {path}: {source}")]
-    AuditLog { path: String, source: std::io::Error },
-}
-
-fn describe_errno(errno: i32) -> String {
-    if errno == 0 {
-        "not enforced".into()
-    } else {
-        format!("{} ({})", std::io::Error::from_raw_os_error(errno), Errno::from_raw(errno))
-    }
-}
-
-impl crate::error::Diagnose for SupervisorError {
-    fn exit_code(&self) -> i32 {
-        match self {
-            SupervisorError::Stage2(e) => e.exit_code(),
-            _ => 125,
-        }
-    }
-
-    fn hint(&self) -> Option<String> {
-        Some(match self {
-            SupervisorError::Cgroup(_) => "limits that need a cgroup fall back to rlimits with `--require limits=best-effort`".into(),
-            SupervisorError::Monitor(_) => {
-                "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer".into()
-            }
-            SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH (or - for stderr), or run without a complete log with `--require audit-log=best-effort`".into(),
-            SupervisorError::Landlock(LandlockError::Create(_)) => {
-                "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()
-            }
-            SupervisorError::Stage2(e) => match (e.step, e.errno) {
-                (Step::Exec, libc::EACCES) => {
-                    "Landlock denied the exec: the program (or its interpreter) must be under an --allow-exec path".into()
-                }
-                (Step::Exec, libc::ENOENT) => "check the program path, or a script's interpreter line".into(),
-                (Step::MapUserNamespace, _) => "disable the PID namespace with `--require pid-namespace=off`".into(),
-                _ => return None,
-            },
-            _ => return None,
-        })
-    }
-}
-
-fn cstring(what: &str, s: &OsStr) -> Result<CString, SupervisorError> {
-    CString::new(s.as_bytes()).map_err(|_| SupervisorError::Nul { what: format!("{what} `{}`", s.to_string_lossy()) })
-}
-
-fn sys_err(action: &'static str) -> impl FnOnce(std::io::Error) -> SupervisorError {
-    move |source| SupervisorError::Sys { action, source }
-}
 
 /// Runs the plan's server and returns the exit status to leave with.
 pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
