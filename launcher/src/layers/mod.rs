@@ -4,4 +4,5 @@
 pub mod broker;
 pub mod cgroup;
 pub mod landlock;
+pub mod private_tmp;
 pub mod seccomp;

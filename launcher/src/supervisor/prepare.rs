@@ -1,0 +1,219 @@
+//! Every fallible step before the fork, so that a failure refuses the run before anything starts:
+//! the cgroups with their limits, the eBPF monitor, the audit logs, the private TMPDIR, the
+//! Landlock ruleset (every path opened), the seccomp programs, argv/envp as C strings, the error
+//! pipe, the MCP pipes and the broker channel. The result is one `Prepared`.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsString};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+use ::landlock::RulesetCreated;
+use nix::fcntl::OFlag;
+use nix::sys::resource::Resource;
+use nix::sys::signal::SigSet;
+use seccompiler::sock_filter;
+
+use super::error::{SupervisorError, cstring, sys_err};
+use super::services::{BrokerEnd, McpEnds, ServiceInputs, Services};
+use super::teardown::Held;
+use crate::audit::{AuditLog, Destination};
+use crate::ebpf::{Monitor, MonitorConfig};
+use crate::layers::cgroup::ServerCgroups;
+use crate::layers::landlock::{self, FsAccess, NetPorts};
+use crate::layers::private_tmp::PrivateTmp;
+use crate::plan::{Enforcement, Layer, Plan};
+use crate::profile::Level;
+use crate::stage2::Stage2;
+use crate::sys;
+
+/// Everything the run needs, split by who takes it at the fork.
+pub struct Prepared {
+    /// What the child takes into stage 2.
+    pub stage2: Stage2,
+    /// The supervisor's end of the error pipe whose write end is in `stage2`.
+    pub error_pipe: OwnedFd,
+    /// What the services start from, after the fork.
+    pub services: ServiceInputs,
+    /// What the teardown stops and removes.
+    pub held: Held,
+}
+
+/// Prepares the run of `plan`; `forwarded` are the signals stage 2 keeps blocked until exec.
+pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorError> {
+    // The cgroups first: the probes are scoped to the server's cgroup id.
+    let monitor_parent = if plan.monitor_runs() { plan.monitor_cgroup_parent.clone() } else { None };
+    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
+    let monitor = load_monitor(plan, &cgroups)?;
+    let monitor_log = match &monitor {
+        Some(_) => Some(open_audit_log(plan, &plan.audit_log, "ebpf")?),
+        None => None,
+    };
+    // The private TMPDIR before the Landlock ruleset and the environment, which both name it.
+    let owner = plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid));
+    let private_tmp = match plan.private_tmp {
+        true => Some(PrivateTmp::create(owner).map_err(sys_err("create the private temporary directory"))?),
+        false => None,
+    };
+    let landlock = landlock_ruleset(plan, private_tmp.as_ref())?;
+    let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
+        (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
+        _ => plan.syscalls.compile(plan.x32_abi)?,
+    };
+    let env = environment(plan, private_tmp.as_ref())?;
+    let argv = plan.argv.iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
+    let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the error pipe"))?;
+    let (mcp, stdio) = mcp_pipes(plan)?;
+    // After the monitor: whether it loaded decides whether the broker is needed.
+    let (broker_stage2, broker) = broker_channel(plan, monitor.is_some())?;
+    let stage2 = Stage2 {
+        program: cstring("program path", plan.program.as_os_str())?,
+        argv,
+        env,
+        cwd: cstring("working directory", plan.cwd.as_os_str())?,
+        switch_to: owner,
+        own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
+        rlimits: rlimits(plan),
+        cgroup_procs: std::mem::take(&mut cgroups.procs),
+        pid_namespace: plan.pid_namespace,
+        landlock,
+        seccomp,
+        broker: broker_stage2,
+        stdio,
+        forwarded,
+        supervisor,
+        error_pipe: error_write,
+    };
+    Ok(Prepared {
+        stage2,
+        error_pipe: error_read,
+        services: ServiceInputs { monitor_log, mcp, broker },
+        held: Held { cgroups, monitor, private_tmp, services: Services::default() },
+    })
+}
+
+/// Loads the eBPF layer when the plan runs it: a failure refuses the run when the layer is
+/// required, and is reported when it is best-effort.
+fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>, SupervisorError> {
+    let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
+    let config = MonitorConfig {
+        cgroup_dir: dir,
+        audit_mode: plan.audit_mode,
+        rules: plan.net_rules(),
+        allow_raw_sockets: false,
+        denied_syscalls: plan.syscalls.deny.iter().map(|s| s.id() as u32).collect(),
+        ring_bytes: plan.audit_buffer,
+    };
+    match Monitor::load(&config) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if plan.level(Layer::Monitor) == Level::Required => Err(e.into()),
+        Err(e) => {
+            tracing::warn!("monitor is best-effort and could not be loaded: {e}");
+            Ok(None)
+        }
+    }
+}
+
+/// Opens the audit log and writes its start record at once: a log that cannot be written refuses
+/// the run when the `audit-log` requirement is `required`; best-effort, it is reported and every
+/// record is counted as lost (in the summary).
+fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Result<AuditLog, SupervisorError> {
+    let fail = |source| SupervisorError::AuditLog { path: destination.describe(), source };
+    let mut log = AuditLog::open(destination.clone()).map_err(fail)?;
+    let record = serde_json::json!({
+        "ts": crate::audit::now_rfc3339(),
+        "kind": "start",
+        "writer": writer,
+        "profile": plan.profile,
+        "program": plan.program.display().to_string(),
+        "launcher_pid": std::process::id(),
+    });
+    match log.start(&record) {
+        Ok(()) => Ok(log),
+        Err(e) if plan.level(Layer::AuditLog) == Level::Required => Err(fail(e)),
+        Err(e) => {
+            eprintln!(
+                "mcp-warden: warning: the audit log {} cannot be written ({e}); audit-log is best-effort: the server runs and every record is counted as lost",
+                destination.describe()
+            );
+            Ok(log)
+        }
+    }
+}
+
+/// The Landlock ruleset with every path opened (the private TMPDIR writable), or `None` when the
+/// layer is off or this kernel lacks it and the plan accepts that.
+fn landlock_ruleset(
+    plan: &Plan,
+    private_tmp: Option<&PrivateTmp>,
+) -> Result<Option<(RulesetCreated, Level)>, SupervisorError> {
+    let level = match plan.level(Layer::Landlock) {
+        Level::Off => return Ok(None),
+        _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => return Ok(None),
+        level => level,
+    };
+    let mut paths: BTreeMap<_, _> = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+    if let Some(tmp) = private_tmp {
+        paths.insert(tmp.path().to_path_buf(), FsAccess::WRITE);
+    }
+    let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
+    Ok(Some((landlock::prepare(&paths, &ports, level)?, level)))
+}
+
+/// The rlimits stage 2 sets; CORE=0 always.
+fn rlimits(plan: &Plan) -> Vec<(Resource, u64)> {
+    let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
+    let l = &plan.limits;
+    rlimits.extend(l.open_files.map(|v| (Resource::RLIMIT_NOFILE, v)));
+    rlimits.extend(l.processes.map(|v| (Resource::RLIMIT_NPROC, v)));
+    rlimits.extend(l.memory.map(|v| (Resource::RLIMIT_DATA, v.0)));
+    rlimits.extend(l.file_size.map(|v| (Resource::RLIMIT_FSIZE, v.0)));
+    rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
+    rlimits
+}
+
+/// The server's environment as `KEY=value` C strings, with the private TMPDIR as `TMPDIR`.
+fn environment(plan: &Plan, private_tmp: Option<&PrivateTmp>) -> Result<Vec<CString>, SupervisorError> {
+    let mut pairs = plan.env.clone();
+    if let Some(tmp) = private_tmp {
+        tmp.export(&mut pairs);
+    }
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            let mut kv = OsString::from(k);
+            kv.push("=");
+            kv.push(v);
+            cstring("environment variable", &kv)
+        })
+        .collect()
+}
+
+/// Stage 2's part of the MCP layer: the read end of the server's stdin, the write end of its stdout.
+type ServerStdio = Option<(OwnedFd, OwnedFd)>;
+
+/// The MCP layer: the server's stdin and stdout become pipes to the proxy; the audit log is
+/// opened now so that a failure refuses the run before anything starts. Returns the supervisor's
+/// side and stage 2's (the server's stdin and stdout).
+fn mcp_pipes(plan: &Plan) -> Result<(Option<McpEnds>, ServerStdio), SupervisorError> {
+    let Some(cfg) = &plan.mcp else { return Ok((None, None)) };
+    let log = open_audit_log(plan, &cfg.audit, "mcp")?;
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the MCP pipes"));
+    let (stdin_r, stdin_w) = pipe()?;
+    let (stdout_r, stdout_w) = pipe()?;
+    let ends = McpEnds { config: cfg.clone(), log, server_in: stdin_w, server_out: stdout_r };
+    Ok((Some(ends), Some((stdin_r, stdout_w))))
+}
+
+/// Stage 2's part of the network broker: the filter to install and its end of the channel.
+type BrokerStage2 = Option<(Vec<sock_filter>, UnixStream)>;
+
+/// The network broker: its filter travels with stage 2, its listener comes back over the
+/// channel. Not needed when the eBPF layer loaded and expresses every rule itself.
+fn broker_channel(plan: &Plan, monitor_loaded: bool) -> Result<(BrokerStage2, Option<BrokerEnd>), SupervisorError> {
+    let Some(policy) = plan.broker_policy(monitor_loaded) else { return Ok((None, None)) };
+    let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the broker channel"))?;
+    let filter = sys::notify::filter(plan.syscalls.sockets.udp);
+    Ok((Some((filter, theirs)), Some(BrokerEnd { channel: ours, policy: policy.clone() })))
+}

@@ -1,0 +1,107 @@
+//! The threads the supervisor starts after the fork: the monitor's reader (probe events into the
+//! audit log), the MCP proxy (client <-> server stdio) and the network broker (the seccomp
+//! listener taken from stage 2).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::thread::JoinHandle;
+
+use nix::unistd::Pid;
+
+use super::error::{SupervisorError, sys_err};
+use super::teardown::Held;
+use crate::audit::AuditLog;
+use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
+use crate::layers::broker::{self, NetPolicy};
+use crate::mcp::McpConfig;
+use crate::plan::Plan;
+use crate::sys;
+
+/// What the services start from, prepared before the fork.
+pub struct ServiceInputs {
+    /// The eBPF layer's audit log, opened (and its start record written) when the monitor loaded.
+    pub monitor_log: Option<AuditLog>,
+    pub mcp: Option<McpEnds>,
+    pub broker: Option<BrokerEnd>,
+}
+
+/// The MCP layer's configuration, its audit log, and the supervisor's ends of the server's stdio.
+pub struct McpEnds {
+    pub config: McpConfig,
+    pub log: AuditLog,
+    pub server_in: OwnedFd,
+    pub server_out: OwnedFd,
+}
+
+/// The supervisor's end of the channel the broker's listener comes back over, and its policy.
+pub struct BrokerEnd {
+    pub channel: UnixStream,
+    pub policy: NetPolicy,
+}
+
+/// The services that run, for the teardown to stop. The broker's thread is not among them: it
+/// ends by itself once no process uses its seccomp filter.
+#[derive(Default)]
+pub struct Services {
+    pub reader: Option<Reader>,
+    pub proxy: Option<JoinHandle<()>>,
+    /// Taking the broker's listener failed: stage 2 then fails its step, and this error, the
+    /// cause, is reported in place of stage 2's.
+    pub broker_error: Option<SupervisorError>,
+}
+
+/// Starts the services into `held.services` as each one starts, so that the teardown stops those
+/// that run even when a later one fails.
+pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) -> Result<(), SupervisorError> {
+    let ServiceInputs { monitor_log, mcp, broker } = inputs;
+    if let (Some(monitor), Some(log)) = (held.monitor.as_mut(), monitor_log) {
+        held.services.reader = Some(start_reader(plan, child, monitor, log)?);
+    }
+    if let Some(mcp) = mcp {
+        held.services.proxy = Some(start_proxy(mcp)?);
+    }
+    // Take the broker's listener from stage 2 before it can exec; a failure here makes stage 2
+    // fail its step (the channel closes), which the error pipe then reports.
+    if let Some(BrokerEnd { channel, policy }) = broker {
+        match take_listener(channel, child) {
+            Ok(Some(listener)) => {
+                broker::spawn(listener, policy).map_err(sys_err("start the network broker"))?;
+            }
+            Ok(None) => {}
+            Err(e) => held.services.broker_error = Some(e),
+        }
+    }
+    Ok(())
+}
+
+/// Starts reading the probes' events into `log`, decoded against the server's process tree.
+fn start_reader(plan: &Plan, child: Pid, monitor: &mut Monitor, log: AuditLog) -> Result<Reader, SupervisorError> {
+    let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
+    let fs = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+    monitor.start(EventDecoder::new(table, plan.audit_mode, fs), log).map_err(SupervisorError::from)
+}
+
+/// Starts the MCP proxy between the client (the launcher's stdin and stdout) and the server.
+fn start_proxy(mcp: McpEnds) -> Result<JoinHandle<()>, SupervisorError> {
+    let dup = |fd: BorrowedFd<'_>, what: &'static str| fd.try_clone_to_owned().map(File::from).map_err(sys_err(what));
+    let client_in = dup(std::io::stdin().as_fd(), "duplicate stdin for the MCP layer")?;
+    let client_out = dup(std::io::stdout().as_fd(), "duplicate stdout for the MCP layer")?;
+    crate::mcp::proxy::start(mcp.config, mcp.log, client_in, client_out, mcp.server_in.into(), mcp.server_out.into())
+        .map_err(sys_err("start the MCP layer"))
+}
+
+/// Receives the broker listener's fd number from stage 2, duplicates it out of the child
+/// (`pidfd_getfd`) and acknowledges. `None`: stage 2 failed before the broker step.
+fn take_listener(mut channel: UnixStream, child: Pid) -> Result<Option<OwnedFd>, SupervisorError> {
+    let mut num = [0u8; 4];
+    if channel.read_exact(&mut num).is_err() {
+        return Ok(None);
+    }
+    let pidfd = sys::pidfd_open(child.as_raw()).map_err(sys_err("open a pidfd for stage 2"))?;
+    let listener = sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(num))
+        .map_err(sys_err("take the network broker's listener from stage 2"))?;
+    channel.write_all(&[1]).map_err(sys_err("acknowledge the broker listener"))?;
+    Ok(Some(listener))
+}

@@ -1,0 +1,75 @@
+//! Forking stage 2 from the single-threaded launcher (into a new PID namespace when the plan asks
+//! for one), then learning from the error pipe whether it executed the server.
+
+use std::io::Read;
+use std::os::fd::OwnedFd;
+
+use nix::sys::wait::waitpid;
+use nix::unistd::Pid;
+
+use super::error::{SupervisorError, sys_err};
+use crate::plan::{PidNamespace, Plan};
+use crate::stage2::{self, Stage2, StepError};
+use crate::sys;
+
+/// Stage 2, forked and on its way to exec the server.
+pub struct Stage2Child {
+    pub pid: Pid,
+    /// Read end of the error pipe: EOF when the exec happened, `(step, errno)` when a step failed.
+    error_pipe: OwnedFd,
+}
+
+/// Forks stage 2, which hardens itself and executes the server; returns in the supervisor only.
+/// `error_pipe` is the read end of the pipe whose write end `stage2` carries.
+pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<Stage2Child, SupervisorError> {
+    // After fork only the forking thread exists in the child: any other thread's locks (the
+    // allocator's, tracing's) would stay held forever there.
+    let threads = sys::thread_count().map_err(sys_err("count the launcher's threads"))?;
+    if threads != 1 {
+        return Err(SupervisorError::Threads(threads));
+    }
+    let ns_flags = match plan.pid_namespace {
+        PidNamespace::Off => 0,
+        PidNamespace::Plain => libc::CLONE_NEWPID,
+        PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
+    };
+    match sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))? {
+        sys::Forked::Child => {
+            drop(error_pipe);
+            stage2::run(stage2)
+        }
+        // `stage2` is dropped on return: the supervisor must not keep the child's ends (the error
+        // pipe's write end, whose EOF says the exec happened; the server's MCP pipe ends, whose
+        // EOF tells the proxy the server is gone; the broker channel; the cgroup files).
+        sys::Forked::Parent(pid) => Ok(Stage2Child { pid: Pid::from_raw(pid), error_pipe }),
+    }
+}
+
+impl Stage2Child {
+    /// Waits until stage 2 executed the server (the close-on-exec error pipe reaches EOF) and
+    /// returns the server's pid. When a step failed, reaps stage 2 and returns the failure;
+    /// `broker_error`, when taking the broker's listener failed, is why stage 2 failed its step,
+    /// so it is returned in its place.
+    pub fn wait_for_exec(self, broker_error: Option<SupervisorError>) -> Result<Pid, SupervisorError> {
+        let Some(err) = read_stage2_error(self.error_pipe) else { return Ok(self.pid) };
+        let _ = waitpid(self.pid, None);
+        Err(broker_error.unwrap_or(SupervisorError::Stage2(err)))
+    }
+}
+
+/// Reads the error pipe to EOF: `None` when stage 2 executed the server (close-on-exec closed
+/// the pipe), `Some` when it reported a failed step.
+fn read_stage2_error(pipe: OwnedFd) -> Option<StepError> {
+    let mut buf = [0u8; StepError::WIRE_LEN];
+    let mut file = std::fs::File::from(pipe);
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    if got == buf.len() { StepError::from_bytes(&buf) } else { None }
+}
