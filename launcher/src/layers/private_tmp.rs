@@ -41,10 +41,7 @@ impl PrivateTmp {
 impl Drop for PrivateTmp {
     fn drop(&mut self) {
         if let Err(e) = std::fs::remove_dir_all(&self.0) {
-            eprintln!(
-                "mcp-warden: warning: could not remove the private temporary directory {}: {e}",
-                self.0.display()
-            );
+            tracing::warn!("could not remove the private temporary directory {}: {e}", self.0.display());
         }
     }
 }

@@ -133,8 +133,8 @@ fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Resul
         Ok(()) => Ok(log),
         Err(e) if plan.level(Layer::AuditLog) == Level::Required => Err(fail(e)),
         Err(e) => {
-            eprintln!(
-                "mcp-warden: warning: the audit log {} cannot be written ({e}); audit-log is best-effort: the server runs and every record is counted as lost",
+            tracing::warn!(
+                "the audit log {} cannot be written ({e}); audit-log is best-effort: the server runs and every record is counted as lost",
                 destination.describe()
             );
             Ok(log)
