@@ -30,8 +30,56 @@ pub enum Who {
     User,
 }
 
+/// One test per identity: the attack as root and as the unprivileged user are separate tests, so
+/// a failure as one of them does not hide how the other one fares (ripgrep's `rgtest!` pattern).
+///
+/// ```ignore
+/// per_identity!(secret_outside_the_allow_list_cannot_be_read, |who: Who| {
+///     let s = Scratch::new(who);
+///     // ...
+/// });
+/// ```
+///
+/// makes the module `secret_outside_the_allow_list_cannot_be_read` (attributes and doc comments
+/// before the name go on it) holding the body as a function of `who`, and two tests calling it:
+/// `as_root` with [`Who::Root`], and `as_user` with [`Who::User`] (the test user when the tests run
+/// as root, whoever runs them otherwise). `as_root` says on stderr that it is skipped, and why,
+/// when the tests do not run as root. The body sees the test file's items through `use super::*`;
+/// `return` ends the run for this identity.
+#[macro_export]
+macro_rules! per_identity {
+    ($(#[$attr:meta])* $name:ident, |$who:ident: Who| $body:block $(,)?) => {
+        $(#[$attr])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($who: $crate::Who) $body
+
+            #[test]
+            fn as_root() {
+                if !$crate::is_root() {
+                    $crate::skip(
+                        concat!(module_path!(), "::as_root"),
+                        "running the launcher as root needs the tests to run as root (CI does)",
+                    );
+                    return;
+                }
+                body($crate::Who::Root)
+            }
+
+            #[test]
+            fn as_user() {
+                body($crate::Who::User)
+            }
+        }
+    };
+}
+
 impl Who {
-    /// Both, when the tests run as root (CI does); only the current user otherwise.
+    /// Both, when the tests run as root (CI does); only the current user otherwise. For a test
+    /// that needs both identities in one run (a table with a column each); a test that only
+    /// repeats itself per identity is written with [`per_identity!`].
     pub fn all() -> Vec<Who> {
         if is_root() { vec![Who::Root, Who::User] } else { vec![Who::User] }
     }

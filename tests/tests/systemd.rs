@@ -85,36 +85,37 @@ fn shipped_and_generated_units_pass_systemd_analyze_verify() {
     assert!(!s.join("bad").exists());
 }
 
-/// `systemd-socket-activate --accept --inetd` stands in for systemd's `Accept=yes` socket: one
-/// sandboxed server per connection, its stdio on the connection. The desktop side is the official
-/// MCP client running `mcp-warden connect SOCKET` as its server command.
-#[test]
-fn a_socket_activated_server_is_reached_through_connect() {
-    let s = Scratch::new(Who::current());
-    let socket = s.join("everything.sock");
-    let marker = format!("mcpw-sock-{}", std::process::id());
-    let mut args: Vec<String> =
-        vec!["--accept".into(), "--inetd".into(), "-l".into(), socket.display().to_string(), "--".into()];
-    args.extend([warden().display().to_string(), "run".into()]);
-    if is_root() {
-        args.extend(["--user".into(), "mcpw-test".into()]);
-    }
-    args.extend(["--profile", "everything", "--", "node"].map(String::from));
-    args.extend([everything().display().to_string(), "stdio".into(), marker.clone()]);
-    let mut activator = Command::new("systemd-socket-activate")
-        .args(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !socket.exists() {
-        assert!(Instant::now() < deadline, "the socket did not appear");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+per_identity!(
+    /// `systemd-socket-activate --accept --inetd` stands in for systemd's `Accept=yes` socket: one
+    /// sandboxed server per connection, its stdio on the connection. The desktop side is the official
+    /// MCP client running `mcp-warden connect SOCKET` as its server command.
+    a_socket_activated_server_is_reached_through_connect,
+    |who: Who| {
+        let s = Scratch::new(Who::current());
+        let socket = s.join("everything.sock");
+        // One marker per identity: the root and the user variant of this test may run at the same time.
+        let marker = format!("mcpw-sock-{}-{}", std::process::id(), who as u8);
+        let mut args: Vec<String> =
+            vec!["--accept".into(), "--inetd".into(), "-l".into(), socket.display().to_string(), "--".into()];
+        args.extend([warden().display().to_string(), "run".into()]);
+        if is_root() {
+            args.extend(["--user".into(), "mcpw-test".into()]);
+        }
+        args.extend(["--profile", "everything", "--", "node"].map(String::from));
+        args.extend([everything().display().to_string(), "stdio".into(), marker.clone()]);
+        let mut activator = Command::new("systemd-socket-activate")
+            .args(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "the socket did not appear");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
 
-    for who in Who::all() {
         let python = test_env().join("venv/bin/python");
         let client = test_env().join("clients/mcp_session.py");
         let mut c = command_as(who, &python);
@@ -129,23 +130,27 @@ fn a_socket_activated_server_is_reached_through_connect() {
         let v: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap();
         assert_eq!(v["text"], "Echo: through the socket", "{v}");
         assert_eq!(v["server"], "mcp-servers/everything");
-    }
-    // The client's half-close reached each server: none is left running (the activator itself
-    // has the marker in its command line).
-    let servers = || -> Vec<u32> { processes_with(&marker).into_iter().filter(|p| *p != activator.id()).collect() };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !servers().is_empty() {
-        assert!(Instant::now() < deadline, "servers left after their clients disconnected: {:?}", servers());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let _ = activator.kill();
-    let _ = activator.wait();
+        // The client's half-close reached each server: none is left running (the activator itself
+        // has the marker in its command line).
+        let servers = || -> Vec<u32> { processes_with(&marker).into_iter().filter(|p| *p != activator.id()).collect() };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !servers().is_empty() {
+            assert!(Instant::now() < deadline, "servers left after their clients disconnected: {:?}", servers());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = activator.kill();
+        let _ = activator.wait();
 
-    // Nothing listening: a clear error, status 125.
-    let o = Command::new(warden()).args(["connect"]).arg(s.join("nobody.sock")).output().unwrap();
-    assert_eq!(o.status.code(), Some(125));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot connect to"), "{}", String::from_utf8_lossy(&o.stderr));
-}
+        // Nothing listening: a clear error, status 125.
+        let o = Command::new(warden()).args(["connect"]).arg(s.join("nobody.sock")).output().unwrap();
+        assert_eq!(o.status.code(), Some(125));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("cannot connect to"),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+);
 
 /// The journal's native protocol, received on a datagram socket standing in for journald's.
 #[test]
