@@ -3,6 +3,7 @@
 
 pub mod broker;
 pub mod cgroup;
+pub mod fs_view;
 pub mod landlock;
 pub mod private_tmp;
 pub mod seccomp;

@@ -1,0 +1,102 @@
+//! The filesystem view: the server's own mount namespace, where every mount is read-only and
+//! `nosuid`, and only the write grants are bound back writable, `noexec` unless also exec-granted.
+//!
+//! It closes what Landlock does not see (Landlock checks paths on open and execve only):
+//! - metadata writes (chmod, chown, utimes, xattrs, inode flags) on any path outside the write
+//!   grants, by path or by an fd opened read-only: the mount is read-only, the kernel says EROFS;
+//! - executable mappings of files the server can write: the dynamic loader (`ld.so WORK/x`) and
+//!   `/proc/self/fd/N` of a deleted or `O_TMPFILE` file fail on a `noexec` mount (EPERM/EACCES);
+//! - setuid and setgid programs anywhere in the view gain nothing (`nosuid`).
+//!
+//! Order (see [`Bind`]): every grant is cloned (`open_tree`) BEFORE the root is made read-only,
+//! because a clone keeps its flags and the recursive read-only pass would otherwise reach the
+//! grants too; the clones are attached (`move_mount`) after it, parents before children.
+//! Everything happens in stage 2, after the fork into the new mount namespace (as root, or in a
+//! user namespace that maps the caller's own ids), and before Landlock, which forbids mounting.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::layers::landlock::FsAccess;
+
+/// One grant bound back over the read-only view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    pub path: PathBuf,
+    /// Read-write (a write grant); else the bind only restores exec inside a noexec parent.
+    pub writable: bool,
+    /// Mapping files executable from here is refused.
+    pub noexec: bool,
+}
+
+/// The mounts of the view, in the order they are attached (parents before children).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ViewPlan {
+    pub binds: Vec<Bind>,
+}
+
+impl ViewPlan {
+    /// The binds for a plan's granted paths (canonical). A write grant becomes a writable bind,
+    /// `noexec` unless it is also exec-granted; an exec grant beneath a `noexec` bind gets a bind
+    /// of its own so that its programs still run; a bind that would change nothing is left out.
+    pub fn new(paths: &BTreeMap<PathBuf, FsAccess>) -> ViewPlan {
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut ordered: Vec<(&PathBuf, &FsAccess)> = paths.iter().collect();
+        ordered.sort_by_key(|(p, _)| p.components().count());
+        for (path, access) in ordered {
+            let inherited = binds.iter().rev().find(|b| path.starts_with(&b.path));
+            let wanted = match (access.write, inherited) {
+                (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
+                (false, Some(parent)) if parent.noexec && access.exec => {
+                    Some(Bind { path: path.clone(), writable: parent.writable, noexec: false })
+                }
+                _ => None,
+            };
+            if let Some(bind) = wanted.filter(|b| !same_as(inherited, b)) {
+                binds.push(bind);
+            }
+        }
+        ViewPlan { binds }
+    }
+
+    /// Paths written through the view (for `explain`).
+    pub fn writable(&self) -> impl Iterator<Item = &Path> {
+        self.binds.iter().filter(|b| b.writable).map(|b| b.path.as_path())
+    }
+}
+
+fn same_as(parent: Option<&Bind>, b: &Bind) -> bool {
+    parent.is_some_and(|p| p.writable == b.writable && p.noexec == b.noexec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(grants: &[(&str, FsAccess)]) -> Vec<(String, bool, bool)> {
+        let paths = grants.iter().map(|(p, a)| (PathBuf::from(p), *a)).collect();
+        ViewPlan::new(&paths).binds.into_iter().map(|b| (b.path.display().to_string(), b.writable, b.noexec)).collect()
+    }
+
+    #[test]
+    fn write_grants_are_writable_and_noexec_read_grants_need_no_bind() {
+        let rwx = FsAccess { read: true, write: true, exec: true };
+        assert_eq!(
+            plan(&[("/usr", FsAccess::EXEC), ("/home/u/notes", FsAccess::WRITE), ("/srv/app", rwx)]),
+            vec![("/srv/app".into(), true, false), ("/home/u/notes".into(), true, true)]
+        );
+    }
+
+    #[test]
+    fn an_exec_grant_inside_a_write_grant_keeps_its_programs_runnable() {
+        assert_eq!(
+            plan(&[("/w", FsAccess::WRITE), ("/w/bin", FsAccess::EXEC), ("/w/data", FsAccess::READ)]),
+            vec![("/w".into(), true, true), ("/w/bin".into(), true, false)]
+        );
+    }
+
+    #[test]
+    fn nested_write_grants_with_the_same_flags_are_one_bind() {
+        assert_eq!(plan(&[("/w", FsAccess::WRITE), ("/w/sub", FsAccess::WRITE)]), vec![("/w".into(), true, true)]);
+    }
+}
