@@ -2,6 +2,10 @@
 //! stage 2 applies them in order.
 
 pub mod broker;
+pub mod capabilities;
 pub mod cgroup;
+pub mod identity;
 pub mod landlock;
+pub mod namespaces;
+pub mod rlimits;
 pub mod seccomp;
