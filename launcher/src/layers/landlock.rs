@@ -135,10 +135,18 @@ fn is_dir(path: &Path) -> bool {
     path.metadata().map(|m| m.is_dir()).unwrap_or(false)
 }
 
-/// Enforces the ruleset on the calling (single-threaded) process. `Ok(false)` means the kernel
-/// enforced only part of it (only possible with best-effort).
-pub fn restrict(ruleset: RulesetCreated) -> Result<RestrictionStatus, landlock::RulesetError> {
-    ruleset.restrict_self()
+/// Enforces the ruleset on the calling (single-threaded) process; [`satisfies`] says whether the
+/// status meets the requirement. The error is the kernel's: from `landlock_restrict_self`, or from
+/// the `PR_SET_NO_NEW_PRIVS` prctl the crate makes first.
+pub fn restrict(ruleset: RulesetCreated) -> Result<RestrictionStatus, std::io::Error> {
+    use landlock::{RestrictSelfError, RulesetError};
+    ruleset.restrict_self().map_err(|e| match e {
+        RulesetError::RestrictSelf(
+            RestrictSelfError::SetNoNewPrivsCall { source, .. } | RestrictSelfError::RestrictSelfCall { source, .. },
+        ) => source,
+        // restrict_self makes no other call today; a later crate version's error keeps its text.
+        other => std::io::Error::other(other),
+    })
 }
 
 /// Whether a status satisfies the requirement.

@@ -2,8 +2,12 @@
 //! stage 2 applies them in order.
 
 pub mod broker;
+pub mod capabilities;
 pub mod cgroup;
 pub mod fs_view;
+pub mod identity;
 pub mod landlock;
+pub mod namespaces;
 pub mod private_tmp;
+pub mod rlimits;
 pub mod seccomp;

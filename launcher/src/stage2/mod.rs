@@ -1,145 +1,67 @@
 //! Stage 2: the forked, single-threaded child that hardens itself step by step and then executes
 //! the server. Every fallible piece of work (parsing, path lookups, ruleset and filter
 //! compilation, cgroup creation) was done by the supervisor before the fork; what remains here is
-//! one system call per step. A failing step reports `(step, errno)` on the error pipe and exits,
-//! so a server is never half-started.
+//! a system call or a few per step. A failing step reports `(step, errno)` on the error pipe and
+//! exits, so a server is never half-started.
+//!
+//! The checklist: [`harden_and_exec`] makes one call per step, in this order. The numbers are the
+//! steps' wire values ([`Step`] is declared in this order; [`Step::checklist`] renders it).
+//!
+//! 1. `map_user_namespace`: with an unprivileged PID namespace (a new user namespace), map our
+//!    own uid and gid to themselves.
+//! 2. `sanitize`: the MCP layer's pipes become stdin and stdout; every other inherited fd is
+//!    marked close-on-exec; every signal disposition is reset (the mask stays blocked).
+//! 3. `join_cgroups`: through the `cgroup.procs` files the supervisor opened.
+//! 4. `set_rlimits`: the supervisor's list, `CORE=0` always.
+//! 5. `setsid`: a new session, without a controlling terminal.
+//! 6. `chdir`: the server's working directory.
+//! 7. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
+//! 8. `switch_identity`: `setgroups`, `setresgid`, `setresuid`, when root runs the server as a
+//!    user.
+//! 9. `clear_caps`: ambient, inheritable, effective and permitted sets.
+//! 10. `arm_parent_death_signal`: `PR_SET_PDEATHSIG(SIGKILL)`, then the supervisor's pidfd is
+//!     checked; if the supervisor is already gone, stage 2 exits 125 with nobody to tell.
+//! 11. `set_no_new_privs`: setuid and file-capability programs gain nothing from here on.
+//! 12. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
+//! 13. `landlock_not_enforced`: step 12's status check: a required ruleset that the kernel
+//!     enforced only in part fails here (errno 0).
+//! 14. `hand_over_broker_listener`: with the network broker, install its user-notification filter,
+//!     send the listener's fd number to the supervisor and wait until it holds a duplicate.
+//! 15. `install_seccomp`: the main filters, in the supervisor's order.
+//! 16. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
+//!     the server's status; the child re-arms its parent-death signal (step 10's number).
+//! 17. `unblock_signals`: the empty signal mask.
+//! 18. `exec_server`: `execve` with the explicit argv and environment.
+//!
+//! Every call goes through the [`Kernel`] seam; `run` uses the real kernel, the unit tests a
+//! double that records the order.
+
+mod kernel;
+#[cfg(test)]
+mod recorder;
+mod step;
+#[cfg(test)]
+mod tests;
 
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::os::fd::{AsFd, OwnedFd};
 
 use ::landlock::RulesetCreated;
-use caps::CapSet;
 use nix::errno::Errno;
-use nix::sys::resource::{Resource, setrlimit};
-use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::sys::resource::Resource;
+use nix::sys::signal::SigSet;
+use nix::unistd::Pid;
 use seccompiler::BpfProgram;
 
-use crate::layers::landlock;
+pub use kernel::{Kernel, Real};
+pub use step::{Step, StepError};
+
 use crate::plan::PidNamespace;
 use crate::profile::Level;
-use crate::sys;
-
-/// The steps, in order; their numbers are the design's (docs/design in README), and the
-/// supervisor turns `(step, errno)` back into a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-pub enum Step {
-    MapUserNamespace = 0,
-    Sanitize = 1,
-    JoinCgroup = 2,
-    SetRlimits = 3,
-    Setsid = 6,
-    Chdir = 61,
-    DropBoundingCaps = 7,
-    SwitchIdentity = 8,
-    ClearCaps = 9,
-    ParentDeathSignal = 10,
-    NoNewPrivs = 11,
-    RestrictLandlock = 12,
-    LandlockNotEnforced = 121,
-    InstallBroker = 130,
-    InstallSeccomp = 13,
-    ForkServer = 131,
-    Exec = 14,
-}
-
-impl Step {
-    pub fn from_u32(v: u32) -> Option<Step> {
-        use Step::*;
-        [
-            MapUserNamespace,
-            Sanitize,
-            JoinCgroup,
-            SetRlimits,
-            Setsid,
-            Chdir,
-            DropBoundingCaps,
-            SwitchIdentity,
-            ClearCaps,
-            ParentDeathSignal,
-            NoNewPrivs,
-            RestrictLandlock,
-            LandlockNotEnforced,
-            InstallBroker,
-            InstallSeccomp,
-            ForkServer,
-            Exec,
-        ]
-        .into_iter()
-        .find(|s| *s as u32 == v)
-    }
-
-    /// "failed to <this>".
-    pub fn describe(self) -> &'static str {
-        match self {
-            Step::MapUserNamespace => "map the user namespace's uid and gid",
-            Step::Sanitize => "sanitize inherited file descriptors and signals",
-            Step::JoinCgroup => "join the server's cgroup",
-            Step::SetRlimits => "set resource limits",
-            Step::Setsid => "start a new session (setsid)",
-            Step::Chdir => "change to the working directory",
-            Step::DropBoundingCaps => "drop the capability bounding set",
-            Step::SwitchIdentity => "switch user and group",
-            Step::ClearCaps => "clear capabilities",
-            Step::ParentDeathSignal => "arm the parent-death signal",
-            Step::NoNewPrivs => "set no_new_privs",
-            Step::RestrictLandlock => "enforce the Landlock ruleset",
-            Step::LandlockNotEnforced => "enforce Landlock in full (the kernel enforced only part of the ruleset)",
-            Step::InstallBroker => "hand the network broker's seccomp listener to the supervisor",
-            Step::InstallSeccomp => "install the seccomp filter",
-            Step::ForkServer => "fork the server under the PID-1 reaper",
-            Step::Exec => "execute the server",
-        }
-    }
-}
-
-/// A failed step.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StepError {
-    pub step: Step,
-    pub errno: i32,
-}
-
-impl StepError {
-    pub const WIRE_LEN: usize = 8;
-
-    pub fn to_bytes(self) -> [u8; Self::WIRE_LEN] {
-        let mut b = [0u8; 8];
-        b[..4].copy_from_slice(&(self.step as u32).to_le_bytes());
-        b[4..].copy_from_slice(&self.errno.to_le_bytes());
-        b
-    }
-
-    pub fn from_bytes(b: &[u8; Self::WIRE_LEN]) -> Option<Self> {
-        let step = Step::from_u32(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))?;
-        Some(StepError { step, errno: i32::from_le_bytes([b[4], b[5], b[6], b[7]]) })
-    }
-
-    /// 127 when the program is not found, 126 when it cannot be executed, 125 otherwise.
-    pub fn exit_code(self) -> i32 {
-        match (self.step, self.errno) {
-            (Step::Exec, libc::ENOENT) => 127,
-            (Step::Exec, _) => 126,
-            _ => 125,
-        }
-    }
-}
-
-fn step<T>(step: Step, r: Result<T, impl Into<i32>>) -> Result<T, StepError> {
-    r.map_err(|e| StepError { step, errno: e.into() })
-}
-
-fn io_errno(e: std::io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EIO)
-}
-
-fn nix_errno(e: Errno) -> i32 {
-    e as i32
-}
+use crate::sys::{self, Forked};
 
 /// Everything stage 2 needs, prepared by the supervisor.
 #[derive(Debug)]
@@ -169,182 +91,195 @@ pub struct Stage2 {
     pub error_pipe: OwnedFd,
 }
 
+/// The status stage 2 leaves with when the supervisor died before the parent-death signal was
+/// armed (nobody reads it; the server never starts).
+const SUPERVISOR_GONE: i32 = 125;
+
+/// How [`harden_and_exec`] ends when no step failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Outcome<E> {
+    /// The server was executed. Only a double's `exec` returns: the real one replaces the process.
+    Executed(E),
+    /// Exit quietly with this status: the supervisor is gone, or this process was the PID-1
+    /// reaper and the server has exited.
+    Exit(i32),
+}
+
 /// Runs stage 2 in the forked child. Never returns.
 pub fn run(mut s: Stage2) -> ! {
-    let err = match harden_and_exec(&mut s) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    // If the supervisor is gone there is nobody to tell; exit either way.
-    let _ = File::from(s.error_pipe).write_all(&err.to_bytes());
-    sys::exit_now(err.exit_code())
+    match harden_and_exec(&mut Real, &mut s) {
+        Ok(Outcome::Executed(never)) => match never {},
+        // Leave without dropping anything: the reaper has closed every descriptor already.
+        Ok(Outcome::Exit(status)) => sys::exit_now(status),
+        Err(err) => {
+            // If the supervisor is gone there is nobody to tell; exit either way.
+            let _ = File::from(s.error_pipe).write_all(&err.to_bytes());
+            sys::exit_now(err.exit_code())
+        }
+    }
 }
 
-/// The hardening sequence. The order matters; each constraint is stated where it bites.
-fn harden_and_exec(s: &mut Stage2) -> Result<std::convert::Infallible, StepError> {
-    // 0. In a new user namespace (unprivileged PID namespace), map our own uid/gid to themselves
-    //    first: until then we are "nobody" and cannot join anything. `setgroups` must be denied
-    //    before an unprivileged process may write gid_map.
-    if s.pid_namespace == PidNamespace::WithUserNamespace {
-        let (uid, gid) = s.own_ids;
-        step(Step::MapUserNamespace, std::fs::write("/proc/self/setgroups", "deny").map_err(io_errno))?;
-        step(Step::MapUserNamespace, std::fs::write("/proc/self/uid_map", format!("{uid} {uid} 1")).map_err(io_errno))?;
-        step(Step::MapUserNamespace, std::fs::write("/proc/self/gid_map", format!("{gid} {gid} 1")).map_err(io_errno))?;
+/// The hardening sequence: one call per step of the checklist above, each with the reason for its
+/// place. Conditional steps decide inside whether they apply.
+fn harden_and_exec<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<Outcome<K::Executed>, StepError> {
+    // First: until the ids are mapped we are `nobody` in the new user namespace and can join nothing.
+    map_user_namespace(k, s)?;
+    // Before anything else touches fds or signals: the server inherits stdio and default dispositions.
+    sanitize(k, s)?;
+    // Early: from here on everything we do counts against the server's cgroup and its probes see it.
+    join_cgroups(k, s)?;
+    // While still privileged: after the identity switch, nobody should raise them back.
+    set_rlimits(k, s)?;
+    // Before seccomp, which need not allow it: no controlling terminal, so TIOCSTI has no target.
+    setsid(k)?;
+    // Before the identity switch and Landlock: the path resolves with the launcher's own rights.
+    chdir(k, s)?;
+    // Needs CAP_SETPCAP, so before the identity switch takes it away.
+    drop_bounding_caps(k)?;
+    // Groups, then gid, then uid: after setresuid neither could change.
+    switch_identity(k, s)?;
+    // After the switch, which needed CAP_SETUID/CAP_SETGID; a root server keeps uid 0, no capability.
+    clear_caps(k)?;
+    // After the identity switch, which clears the parent-death signal; then check nobody died meanwhile.
+    if let ControlFlow::Break(status) = arm_parent_death_signal(k, s)? {
+        return Ok(Outcome::Exit(status));
     }
+    // Before Landlock and seccomp: an unprivileged process may use neither without it.
+    set_no_new_privs(k)?;
+    // After everything that needs the filesystem unrestricted (the /proc writes, chdir).
+    restrict_landlock(k, s)?;
+    // Before the main filters, which need not allow seccomp(); the listener must leave before exec.
+    hand_over_broker_listener(k, s)?;
+    // Last hardening step, so the filter need not allow any set-up syscall above.
+    install_seccomp(k, s)?;
+    // After every filter, so the reaper and the server both run under all of them.
+    if let ControlFlow::Break(status) = fork_server(k, s)? {
+        return Ok(Outcome::Exit(status));
+    }
+    // Just before exec: a signal forwarded during set-up waits for the server instead of killing us.
+    unblock_signals(k)?;
+    // Success replaces the process; the close-on-exec error pipe then tells the supervisor.
+    exec_server(k, s).map(Outcome::Executed)
+}
 
-    // 1. Sanitize: nothing inherited beyond stdio reaches the server (every other fd is marked
-    //    close-on-exec; the error pipe and the ruleset must stay usable until exec), and no
-    //    ignored signal survives into it. The signal mask stays blocked until just before exec.
+/// Tags a failed call with its step.
+fn at(step: Step) -> impl Fn(Errno) -> StepError + Copy {
+    move |errno| StepError { step, errno: errno as i32 }
+}
+
+fn map_user_namespace<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    if s.pid_namespace != PidNamespace::WithUserNamespace {
+        return Ok(());
+    }
+    let (uid, gid) = s.own_ids;
+    k.map_user_namespace(uid, gid).map_err(at(Step::MapUserNamespace))
+}
+
+/// Every fd above stdio is marked close-on-exec rather than closed: the error pipe and the
+/// Landlock ruleset must stay usable until exec. Ignored signals would survive exec.
+fn sanitize<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
+    let failed = at(Step::Sanitize);
     if let Some((stdin, stdout)) = s.stdio.take() {
-        step(Step::Sanitize, nix::unistd::dup2_stdin(&stdin).map_err(nix_errno))?;
-        step(Step::Sanitize, nix::unistd::dup2_stdout(&stdout).map_err(nix_errno))?;
+        k.redirect_stdio(stdin, stdout).map_err(failed)?;
     }
-    step(Step::Sanitize, sys::cloexec_from(3).map_err(io_errno))?;
-    step(Step::Sanitize, sys::reset_signal_dispositions().map_err(io_errno))?;
-
-    // 2. Join the cgroups (pids/memory limits) through the files the supervisor opened while
-    //    privileged; "0" means the writing process.
-    for procs in &mut s.cgroup_procs {
-        step(Step::JoinCgroup, procs.write_all(b"0").map_err(io_errno))?;
-    }
-
-    // 3. rlimits, while still privileged (an unprivileged process cannot raise them back, and
-    //    nobody should after the identity switch). CORE=0 is always in the list.
-    for (resource, value) in &s.rlimits {
-        step(Step::SetRlimits, setrlimit(*resource, *value, *value).map_err(nix_errno))?;
-    }
-
-    // 4./5. Namespaces were created by the fork itself (clone flags); no mounts are changed.
-
-    // 6. A new session: no controlling terminal, so TIOCSTI into the client's terminal has no
-    //    target (the seccomp filter also denies it); then the working directory.
-    step(Step::Setsid, nix::unistd::setsid().map_err(nix_errno))?;
-    step(Step::Chdir, nix::unistd::chdir(s.cwd.as_c_str()).map_err(nix_errno))?;
-
-    // 7. Drop the bounding set: needs CAP_SETPCAP, so before the identity switch. Without it
-    //    (an unprivileged launcher without a user namespace) the bounding set is inert anyway:
-    //    there are no capabilities to keep and no_new_privs stops file capabilities on exec.
-    if caps::has_cap(None, CapSet::Effective, caps::Capability::CAP_SETPCAP).unwrap_or(false) {
-        step(Step::DropBoundingCaps, caps::clear(None, CapSet::Bounding).map_err(|_| libc::EPERM))?;
-    }
-
-    // 8. Identity: supplementary groups, then gid, then uid (after setresuid we could no longer
-    //    change the groups).
-    if let Some((uid, gid)) = s.switch_to {
-        let gid = Gid::from_raw(gid);
-        step(Step::SwitchIdentity, nix::unistd::setgroups(&[gid]).map_err(nix_errno))?;
-        step(Step::SwitchIdentity, nix::unistd::setresgid(gid, gid, gid).map_err(nix_errno))?;
-        let uid = Uid::from_raw(uid);
-        step(Step::SwitchIdentity, nix::unistd::setresuid(uid, uid, uid).map_err(nix_errno))?;
-    }
-
-    // 9. Clear every remaining capability set (a root server without a user switch keeps uid 0
-    //    but no capability; ambient first, as it cannot exceed permitted/inheritable).
-    for set in [CapSet::Ambient, CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
-        step(Step::ClearCaps, caps::clear(None, set).map_err(|_| libc::EPERM))?;
-    }
-
-    // 10. Die with the supervisor. The identity switch clears the parent-death signal, hence
-    //     here; and if the supervisor died before this point, nothing would deliver it, so check.
-    step(Step::ParentDeathSignal, nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(nix_errno))?;
-    if step(Step::ParentDeathSignal, sys::pidfd_exited(s.supervisor.as_fd()).map_err(io_errno))? {
-        sys::exit_now(125);
-    }
-
-    // 11. no_new_privs: setuid/file-capability binaries gain nothing; required by seccomp for an
-    //     unprivileged process and by Landlock.
-    step(Step::NoNewPrivs, nix::sys::prctl::set_no_new_privs().map_err(nix_errno))?;
-
-    // 12. Landlock, after everything that needs the filesystem unrestricted. The status is
-    //     checked, not assumed: a required ruleset must be enforced in full.
-    if let Some((ruleset, level)) = s.landlock.take() {
-        let status = step(Step::RestrictLandlock, landlock::restrict(ruleset).map_err(|_| libc::EPERM))?;
-        if !landlock::satisfies(&status, level) {
-            return Err(StepError { step: Step::LandlockNotEnforced, errno: 0 });
-        }
-    }
-
-    // 13. seccomp last, so the filter need not allow any setup syscall above. The network
-    //     broker's filter first: its listener must reach the supervisor before exec, and the
-    //     handshake (write the fd number, wait for the supervisor to take a duplicate with
-    //     pidfd_getfd) uses only calls that neither filter stops.
-    if let Some((program, mut channel)) = s.broker.take() {
-        let listener = step(Step::InstallBroker, sys::notify::install(&program).map_err(io_errno))?;
-        step(Step::InstallBroker, channel.write_all(&listener.as_raw_fd().to_ne_bytes()).map_err(io_errno))?;
-        let mut ack = [0u8; 1];
-        step(Step::InstallBroker, channel.read_exact(&mut ack).map_err(io_errno))?;
-    }
-    for program in &s.seccomp {
-        step(Step::InstallSeccomp, seccompiler::apply_filter(program).map_err(|e| seccomp_errno(&e)))?;
-    }
-
-    // In a PID namespace we are PID 1: fork the server and stay behind as its reaper.
-    if s.pid_namespace != PidNamespace::Off {
-        match step(Step::ForkServer, sys::fork_into_namespaces(0).map_err(io_errno))? {
-            sys::Forked::Parent(server) => reap(Pid::from_raw(server), &s.forwarded),
-            sys::Forked::Child => {
-                // Our parent is the reaper now; die with it (the kernel also kills the whole
-                // namespace when PID 1 exits).
-                step(Step::ParentDeathSignal, nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(nix_errno))?;
-            }
-        }
-    }
-
-    // 14. Exec with the explicit argv and environment, signals unblocked.
-    step(Step::Sanitize, sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(nix_errno))?;
-    let err = nix::unistd::execve(&s.program, &s.argv, &s.env).unwrap_err();
-    Err(StepError { step: Step::Exec, errno: err as i32 })
+    k.mark_inherited_fds_cloexec().map_err(failed)?;
+    k.reset_signal_dispositions().map_err(failed)
 }
 
-fn seccomp_errno(e: &seccompiler::Error) -> i32 {
-    match e {
-        seccompiler::Error::Seccomp(io) => io.raw_os_error().unwrap_or(libc::EINVAL),
-        _ => libc::EINVAL,
+fn join_cgroups<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
+    s.cgroup_procs.iter_mut().try_for_each(|procs| k.join_cgroup(procs)).map_err(at(Step::JoinCgroups))
+}
+
+fn set_rlimits<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    k.set_rlimits(&s.rlimits).map_err(at(Step::SetRlimits))
+}
+
+fn setsid<K: Kernel>(k: &mut K) -> Result<(), StepError> {
+    k.setsid().map_err(at(Step::Setsid))
+}
+
+fn chdir<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    k.chdir(&s.cwd).map_err(at(Step::Chdir))
+}
+
+/// Skipped without CAP_SETPCAP (an unprivileged launcher without a user namespace): there are
+/// no capabilities to keep, and no_new_privs stops file capabilities on exec.
+fn drop_bounding_caps<K: Kernel>(k: &mut K) -> Result<(), StepError> {
+    if !k.can_drop_bounding_set() {
+        return Ok(());
+    }
+    k.drop_bounding_set().map_err(at(Step::DropBoundingCaps))
+}
+
+fn switch_identity<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    let Some((uid, gid)) = s.switch_to else { return Ok(()) };
+    k.switch_identity(uid, gid).map_err(at(Step::SwitchIdentity))
+}
+
+fn clear_caps<K: Kernel>(k: &mut K) -> Result<(), StepError> {
+    k.clear_caps().map_err(at(Step::ClearCaps))
+}
+
+/// If the supervisor died before this point, nothing would deliver the signal: check its pidfd
+/// (`getppid()` says nothing inside a PID namespace) and stop if it is gone.
+fn arm_parent_death_signal<K: Kernel>(k: &mut K, s: &Stage2) -> Result<ControlFlow<i32>, StepError> {
+    let failed = at(Step::ArmParentDeathSignal);
+    k.set_parent_death_signal().map_err(failed)?;
+    match k.process_exited(s.supervisor.as_fd()).map_err(failed)? {
+        true => Ok(ControlFlow::Break(SUPERVISOR_GONE)),
+        false => Ok(ControlFlow::Continue(())),
     }
 }
 
-/// PID 1 of the server's namespace: forward the supervisor's signals to every process in the
-/// namespace, reap orphans, and exit with the server's status. When we exit, the kernel kills
-/// whatever is left in the namespace; when the supervisor dies, our parent-death signal does.
-fn reap(server: Pid, forwarded: &SigSet) -> ! {
-    // Hold nothing the server's peers wait on: stdio, the error pipe, the supervisor's pidfd.
-    let _ = sys::close_from(0);
-    let mut set = *forwarded;
-    set.add(Signal::SIGCHLD);
-    loop {
-        let Ok(sig) = set.wait() else { continue };
-        if sig != Signal::SIGCHLD {
-            // kill(-1) from PID 1 reaches every process in the namespace except PID 1.
-            let _ = kill(Pid::from_raw(-1), sig);
-            continue;
-        }
-        loop {
-            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::Exited(pid, code)) if pid == server => sys::exit_now(code),
-                Ok(WaitStatus::Signaled(pid, sig, _)) if pid == server => sys::exit_now(128 + sig as i32),
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(_) => continue,
-            }
+/// setuid and file-capability programs gain nothing from here on.
+fn set_no_new_privs<K: Kernel>(k: &mut K) -> Result<(), StepError> {
+    k.set_no_new_privs().map_err(at(Step::SetNoNewPrivs))
+}
+
+/// The status is checked, not assumed: a required ruleset must be enforced in full.
+fn restrict_landlock<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
+    let Some((ruleset, level)) = s.landlock.take() else { return Ok(()) };
+    match k.restrict_landlock(ruleset, level).map_err(at(Step::RestrictLandlock))? {
+        true => Ok(()),
+        false => Err(StepError { step: Step::LandlockNotEnforced, errno: 0 }),
+    }
+}
+
+/// The handshake (write the fd number, wait for the supervisor to take a duplicate with
+/// `pidfd_getfd`) uses only calls that neither filter stops. Our copy of the listener and the
+/// channel are closed afterwards.
+fn hand_over_broker_listener<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
+    let Some((program, mut channel)) = s.broker.take() else { return Ok(()) };
+    let failed = at(Step::HandOverBrokerListener);
+    let listener = k.install_listener_filter(&program).map_err(failed)?;
+    k.send_listener(&mut channel, listener.as_fd()).map_err(failed)?;
+    k.await_ack(&mut channel).map_err(failed)
+}
+
+fn install_seccomp<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    s.seccomp.iter().try_for_each(|program| k.install_seccomp(program)).map_err(at(Step::InstallSeccomp))
+}
+
+/// In a PID namespace stage 2 is PID 1: it forks the server and stays behind as its reaper
+/// (`Break` with the server's status). The server's parent is then the reaper: it re-arms its
+/// parent-death signal to die with it (the kernel also kills the namespace when PID 1 exits).
+fn fork_server<K: Kernel>(k: &mut K, s: &Stage2) -> Result<ControlFlow<i32>, StepError> {
+    if s.pid_namespace == PidNamespace::Off {
+        return Ok(ControlFlow::Continue(()));
+    }
+    match k.fork().map_err(at(Step::ForkServer))? {
+        Forked::Parent(server) => Ok(ControlFlow::Break(k.reap(Pid::from_raw(server), &s.forwarded))),
+        Forked::Child => {
+            k.set_parent_death_signal().map_err(at(Step::ArmParentDeathSignal))?;
+            Ok(ControlFlow::Continue(()))
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+fn unblock_signals<K: Kernel>(k: &mut K) -> Result<(), StepError> {
+    k.unblock_signals().map_err(at(Step::UnblockSignals))
+}
 
-    #[test]
-    fn step_errors_round_trip_and_map_exit_codes() {
-        for (step, errno, code) in [
-            (Step::Exec, libc::ENOENT, 127),
-            (Step::Exec, libc::EACCES, 126),
-            (Step::RestrictLandlock, libc::EPERM, 125),
-            (Step::LandlockNotEnforced, 0, 125),
-        ] {
-            let e = StepError { step, errno };
-            assert_eq!(StepError::from_bytes(&e.to_bytes()), Some(e));
-            assert_eq!(e.exit_code(), code);
-        }
-        assert_eq!(StepError::from_bytes(&[99, 0, 0, 0, 0, 0, 0, 0]), None);
-    }
+fn exec_server<K: Kernel>(k: &mut K, s: &Stage2) -> Result<K::Executed, StepError> {
+    k.exec(&s.program, &s.argv, &s.env).map_err(at(Step::Exec))
 }

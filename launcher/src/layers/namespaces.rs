@@ -1,0 +1,92 @@
+//! Namespaces: the clone flags of the fork into a PID (and user) namespace, the user namespace's
+//! id mapping, and the server's fork under a PID-1 reaper that forwards signals and reaps orphans.
+
+use nix::sys::signal::{SigSet, Signal, kill};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::plan::PidNamespace;
+use crate::sys::{self, Forked};
+
+/// The `clone` flags that put stage 2 into the plan's namespaces: a new user namespace comes
+/// with the PID namespace when the launcher is unprivileged.
+pub fn clone_flags(pid_namespace: PidNamespace) -> libc::c_int {
+    match pid_namespace {
+        PidNamespace::Off => 0,
+        PidNamespace::Plain => libc::CLONE_NEWPID,
+        PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
+    }
+}
+
+/// One line of `uid_map`/`gid_map`: `id` inside maps to `id` outside, a range of one.
+pub fn identity_map(id: u32) -> String {
+    format!("{id} {id} 1")
+}
+
+/// Maps our own uid and gid to themselves in the new user namespace; until then the process is
+/// `nobody` there. `setgroups` must be denied before an unprivileged process may write `gid_map`.
+pub fn map_own_ids(uid: u32, gid: u32) -> std::io::Result<()> {
+    std::fs::write("/proc/self/setgroups", "deny")?;
+    std::fs::write("/proc/self/uid_map", identity_map(uid))?;
+    std::fs::write("/proc/self/gid_map", identity_map(gid))
+}
+
+/// Forks the server inside the PID namespace stage 2 is PID 1 of (no new namespace: the fork
+/// into it happened when the supervisor forked stage 2).
+pub fn fork_server() -> std::io::Result<Forked> {
+    sys::fork_into_namespaces(0)
+}
+
+/// PID 1 of the server's namespace: forward the supervisor's signals to every process in the
+/// namespace, reap orphans, and return the status to exit with once the server is gone (its
+/// code, or 128+N for signal N). When PID 1 exits the kernel kills whatever is left in the
+/// namespace; when the supervisor dies, our parent-death signal kills us.
+///
+/// Every descriptor is closed first, so the reaper holds nothing the server's peers wait on
+/// (stdio, the error pipe, the supervisor's pidfd): the caller must only exit afterwards, without
+/// dropping any descriptor it still owns.
+pub fn reap(server: Pid, forwarded: &SigSet) -> i32 {
+    let _ = sys::close_from(0);
+    let mut set = *forwarded;
+    set.add(Signal::SIGCHLD);
+    loop {
+        let Ok(sig) = set.wait() else { continue };
+        if sig != Signal::SIGCHLD {
+            // kill(-1) from PID 1 reaches every process in the namespace except PID 1.
+            let _ = kill(Pid::from_raw(-1), sig);
+            continue;
+        }
+        if let Some(status) = reap_children(server) {
+            return status;
+        }
+    }
+}
+
+/// Reaps every child that has exited; `Some(status)` once the server is among them.
+fn reap_children(server: Pid) -> Option<i32> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == server => return Some(code),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == server => return Some(128 + sig as i32),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_map_to_themselves() {
+        assert_eq!(identity_map(1000), "1000 1000 1");
+    }
+
+    #[test]
+    fn a_user_namespace_only_comes_with_the_unprivileged_pid_namespace() {
+        assert_eq!(clone_flags(PidNamespace::Off), 0);
+        assert_eq!(clone_flags(PidNamespace::Plain), libc::CLONE_NEWPID);
+        assert_eq!(clone_flags(PidNamespace::WithUserNamespace), libc::CLONE_NEWUSER | libc::CLONE_NEWPID);
+    }
+}

@@ -1,0 +1,237 @@
+//! The raw system calls that no crate covers. Every `unsafe` block of the launcher lives here.
+//!
+//! Each function is one syscall (or one tightly coupled pair) with a safe signature; callers never
+//! see a raw pointer. Errors come back as `std::io::Error` so each layer can wrap them in its own
+//! error variant with the object involved. Calls a crate does cover with the kernel's errno
+//! (pidfds and `poll` through rustix) are wrapped here too, so callers keep one signature.
+//!
+//! - this file: process and descriptor calls (pidfds, fork into namespaces, `close_range`,
+//!   signal dispositions, `_exit`, the thread count, the x32 probe, plain-data reads);
+//! - [`x32`]: the hand-assembled BPF guard against x32-ABI syscalls;
+//! - [`notify`]: seccomp user notification (the network broker's filter, listener ioctls, and the
+//!   calls the broker makes with the bytes it checked).
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
+
+#[cfg(target_arch = "x86_64")]
+pub mod notify;
+#[cfg(target_arch = "x86_64")]
+pub mod x32;
+
+/// Landlock ABI version of the running kernel: `Ok(n)` (n >= 1) or the errno that says why not
+/// (`ENOSYS`: not built in; `EOPNOTSUPP`: built in but disabled at boot).
+///
+/// The landlock crate keeps its own probe private, and `doctor`/`explain` must report the version
+/// without creating a ruleset.
+pub fn landlock_abi_version() -> io::Result<i32> {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: with a null attr, size 0 and the VERSION flag the kernel reads no memory and only
+    // returns the ABI version (or an error); no fd is created.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(ret as i32) }
+}
+
+/// `pidfd_open(pid, 0)`: a descriptor that becomes readable when `pid` exits. Stage 2 holds one
+/// for the supervisor to detect a supervisor that died before the parent-death signal was armed,
+/// which `getppid()` cannot do from inside a PID namespace (it returns 0 there).
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // rustix's `Pid` is a positive pid; the kernel would answer EINVAL for anything else.
+    let pid = match pid {
+        1.. => Pid::from_raw(pid),
+        _ => None,
+    };
+    let pid = pid.ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
+}
+
+/// True when the process behind `pidfd` has exited (the fd polls readable).
+pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
+    let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+    // A zero timeout: the call never blocks.
+    let ready = rustix::event::poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 }))?;
+    Ok(ready > 0 && fds[0].revents().contains(PollFlags::IN))
+}
+
+/// `pidfd_getfd(pidfd, targetfd, 0)`: a duplicate of another process's descriptor (the same open
+/// file description). Needs ptrace access to the process: the supervisor has it over its own
+/// sandboxed tree.
+///
+/// A negative `target_fd` (the broker passes numbers a sandboxed server chose) is answered EBADF,
+/// as the kernel would, without reaching rustix, which asserts that descriptors are not negative.
+pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: RawFd) -> io::Result<OwnedFd> {
+    if target_fd < 0 {
+        return Err(io::Error::from_raw_os_error(libc::EBADF));
+    }
+    Ok(rustix::process::pidfd_getfd(pidfd, target_fd, PidfdGetfdFlags::empty())?)
+}
+
+/// The result of [`fork_into_namespaces`], as seen by each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forked {
+    /// In the parent: the child's pid (in the parent's PID namespace).
+    Parent(libc::pid_t),
+    /// In the child.
+    Child,
+}
+
+/// `fork()`, optionally into new namespaces (`CLONE_NEWPID`, `CLONE_NEWUSER`): the raw `clone`
+/// syscall with a null stack behaves exactly like `fork`, but can take namespace flags so that the
+/// child becomes PID 1 of a fresh PID namespace (`unshare(CLONE_NEWPID)` would only affect the
+/// caller's later children and need a third process).
+///
+/// Only call this while the process is single-threaded: no `atfork` handlers run.
+pub fn fork_into_namespaces(ns_flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: clone with a null child stack duplicates the address space copy-on-write, exactly
+    // like fork(2). The caller guarantees the process is single-threaded, so no lock (malloc,
+    // stdio) can be held by a thread that does not exist in the child. Parent and child tids are
+    // not requested (null pointers) and no TLS is set.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (ns_flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0usize,
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// Marks every fd from `first` upwards close-on-exec (`close_range(first, ~0, CLOSE_RANGE_CLOEXEC)`),
+/// so nothing the launcher inherited reaches the server, while the fds stage 2 still needs until
+/// `execve` (error pipe, Landlock ruleset, cgroup file) stay usable.
+pub fn cloexec_from(first: RawFd) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes fd flags in this process's table; no memory is passed.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Closes every fd from `first` upwards (`close_range(first, ~0, 0)`): used by the PID-1 reaper,
+/// which must not keep the server's pipes or the error pipe open.
+pub fn close_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: as above; the caller owns no Rust object that wraps these fds any more (the reaper
+    // never touches them again and only exits).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
+    if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
+/// Resets every catchable signal to its default disposition. Ignored signals survive `execve`,
+/// so a launcher started with, e.g., SIGPIPE ignored would otherwise hand that to the server.
+pub fn reset_signal_dispositions() -> io::Result<()> {
+    for sig in 1..libc::SIGRTMAX() {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: SIG_DFL is always a valid disposition; the previous handler is discarded. No
+        // handler of ours can be running: the process is single-threaded and all signals are
+        // blocked at this point.
+        let prev = unsafe { libc::signal(sig, libc::SIG_DFL) };
+        if prev == libc::SIG_ERR {
+            // Signals reserved by libc (32, 33) refuse; they cannot be inherited as ignored anyway.
+            let err = io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINVAL) {
+                return Err(err);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `_exit(code)`: leave without running atexit handlers or flushing stdio buffers that belong to
+/// the parent's copy of the process (stage 2 and the reaper are forked copies).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// Number of threads in this process (from `/proc/self/stat`, field 20). Fork-first stage 2 is
+/// only sound while this is 1.
+pub fn thread_count() -> io::Result<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // The comm field (2) is in parentheses and may contain spaces: count fields after the last ')'.
+    let after =
+        stat.rsplit_once(')').map(|(_, rest)| rest).ok_or_else(|| io::Error::other("malformed /proc/self/stat"))?;
+    after
+        .split_whitespace()
+        .nth(17)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| io::Error::other("malformed /proc/self/stat"))
+}
+
+/// Does this kernel run x32-ABI syscalls (`CONFIG_X86_X32_ABI`)? Probed with a harmless
+/// `getpid` through the x32 number space; without x32 the kernel answers ENOSYS and no seccomp
+/// guard is needed for that number space.
+#[cfg(target_arch = "x86_64")]
+pub fn x32_abi_enabled() -> bool {
+    // SAFETY: getpid takes no arguments and touches no memory; with the x32 bit set it is either
+    // getpid or rejected with ENOSYS.
+    unsafe { libc::syscall(libc::SYS_getpid | 0x4000_0000) >= 0 }
+}
+
+/// Reads a plain-data value from the front of `bytes` (an eBPF ring-buffer record); `None` when
+/// the record is shorter than `T`.
+pub fn read_pod<T: aya::Pod>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: the length is checked above; read_unaligned accepts any alignment; `aya::Pod`
+    // types are plain data for which every bit pattern is a valid value.
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    #[test]
+    fn pidfd_of_a_live_process_is_not_readable() {
+        let own = pidfd_open(std::process::id() as i32).expect("pidfd_open(self)");
+        assert!(!pidfd_exited(own.as_fd()).expect("poll the pidfd"));
+    }
+
+    #[test]
+    fn pidfd_of_an_exited_child_is_readable() {
+        let mut child = std::process::Command::new("/bin/true").spawn().expect("spawn /bin/true");
+        let pidfd = pidfd_open(child.id() as i32).expect("pidfd_open(child)");
+        child.wait().expect("wait for /bin/true");
+        assert!(pidfd_exited(pidfd.as_fd()).expect("poll the pidfd"));
+    }
+
+    #[test]
+    fn pidfd_open_rejects_non_positive_pids_with_einval() {
+        for pid in [0, -1] {
+            assert_eq!(pidfd_open(pid).err().and_then(|e| e.raw_os_error()), Some(libc::EINVAL), "pid {pid}");
+        }
+    }
+
+    #[test]
+    fn pidfd_getfd_duplicates_our_own_descriptor() {
+        let file = std::fs::File::open("/dev/null").expect("open /dev/null");
+        let own = pidfd_open(std::process::id() as i32).expect("pidfd_open(self)");
+        let dup = pidfd_getfd(own.as_fd(), file.as_raw_fd()).expect("pidfd_getfd");
+        assert_ne!(dup.as_raw_fd(), file.as_raw_fd());
+        for target in [RawFd::MAX, -1] {
+            let bad = pidfd_getfd(own.as_fd(), target).err().and_then(|e| e.raw_os_error());
+            assert_eq!(bad, Some(libc::EBADF), "target fd {target}");
+        }
+    }
+}

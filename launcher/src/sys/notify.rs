@@ -1,0 +1,281 @@
+//! seccomp user notification: the filter that hands a process's network syscalls to the
+//! supervisor, and the ioctls of its listener. seccompiler has no `SECCOMP_RET_USER_NOTIF` action,
+//! hence hand-assembled BPF, kept here next to the x32 guard. Also the layouts the broker reads out
+//! of the server's memory (`struct msghdr`, `struct iovec`), located with `offset_of!`.
+
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use seccompiler::sock_filter;
+
+const BPF_LD_W_ABS: u16 = 0x20;
+const BPF_JMP_JEQ_K: u16 = 0x15;
+const BPF_RET_K: u16 = 0x06;
+const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+const ARCH: u32 = offset_of!(libc::seccomp_data, arch) as u32;
+const NR: u32 = offset_of!(libc::seccomp_data, nr) as u32;
+/// `seccomp_data.args[4]`: the low and high words of `sendto`'s address (little-endian).
+const ARG4_LO: u32 = (offset_of!(libc::seccomp_data, args) + 4 * size_of::<u64>()) as u32;
+const ARG4_HI: u32 = ARG4_LO + 4;
+
+/// The filter: `connect`, `sendto` with a destination address and, when `datagrams` (the
+/// server may hold UDP sockets, whose `sendmsg`/`sendmmsg` can carry a destination in memory
+/// BPF cannot read), `sendmsg` and `sendmmsg` go to the supervisor; everything else is left to
+/// the main filter. Other architectures are allowed here because the main filter kills them.
+pub fn filter(datagrams: bool) -> Vec<sock_filter> {
+    let stmt = |code, k| sock_filter { code, jt: 0, jf: 0, k };
+    let jeq = |k: i64, jt: u8, jf: u8| sock_filter { code: BPF_JMP_JEQ_K, jt, jf, k: k as u32 };
+    let notify = libc::SECCOMP_RET_USER_NOTIF;
+    let mut p = vec![
+        stmt(BPF_LD_W_ABS, ARCH),
+        jeq(AUDIT_ARCH_X86_64.into(), 1, 0),
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_LD_W_ABS, NR),
+    ];
+    if datagrams {
+        p.push(jeq(libc::SYS_sendmsg, 2, 0)); // -> the `notify` after connect's test
+        p.push(jeq(libc::SYS_sendmmsg, 1, 0));
+    }
+    p.extend([
+        jeq(libc::SYS_connect, 0, 1),
+        stmt(BPF_RET_K, notify),
+        jeq(libc::SYS_sendto, 0, 4),
+        stmt(BPF_LD_W_ABS, ARG4_LO),
+        jeq(0, 0, 3), // address set -> notify
+        stmt(BPF_LD_W_ABS, ARG4_HI),
+        jeq(0, 0, 1), // address set -> notify
+        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
+        stmt(BPF_RET_K, notify),
+    ]);
+    p
+}
+
+/// Installs `program` on the calling thread (no_new_privs must be set) and returns the
+/// listener, close-on-exec.
+pub fn install(program: &[sock_filter]) -> io::Result<OwnedFd> {
+    let len = u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    let prog = libc::sock_fprog { len, filter: program.as_ptr() as *mut libc::sock_filter };
+    // SAFETY: `prog` points at `program`, which outlives the call; the kernel copies the
+    // instructions. seccompiler's sock_filter has the kernel's layout (it is that struct).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            &prog as *const libc::sock_fprog,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: with NEW_LISTENER the kernel returns a fresh fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `connect(fd, addr)` with the socket address as raw bytes (the broker passes the very bytes
+/// it checked, whatever their family).
+pub fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: `addr` is valid for `addr.len()` bytes for the duration of the call; the kernel
+    // copies and validates it (family, length).
+    let ret = unsafe { libc::connect(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `sendmsg(fd, {name, iov, no control}, flags)` from buffers the broker copied.
+pub fn sendmsg_raw(fd: BorrowedFd<'_>, name: Option<&[u8]>, iov: &[Vec<u8>], flags: i32) -> io::Result<usize> {
+    let slices: Vec<libc::iovec> =
+        iov.iter().map(|b| libc::iovec { iov_base: b.as_ptr() as *mut libc::c_void, iov_len: b.len() }).collect();
+    // SAFETY: msghdr is plain data; zeroed means no name, no control, no flags.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if let Some(name) = name {
+        msg.msg_name = name.as_ptr() as *mut libc::c_void;
+        msg.msg_namelen = name.len() as libc::socklen_t;
+    }
+    msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
+    msg.msg_iovlen = slices.len();
+    // SAFETY: every pointer in `msg` (name, iovec array, buffers) is valid for its length for
+    // the duration of the call and only read by the kernel.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(ret as usize)
+}
+
+/// Can this kernel run the broker? `pidfd_getfd` (5.6) is the newest piece; user notification
+/// (5.0) and `SECCOMP_IOCTL_NOTIF_ID_VALID` are older. Probed on our own pidfd with an invalid
+/// target descriptor (`RawFd::MAX`, never open): EBADF when the call exists, ENOSYS when it does
+/// not.
+pub fn supported() -> bool {
+    let Ok(own) = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()) else {
+        return false; // no pidfds at all (before 5.3)
+    };
+    let probe = rustix::process::pidfd_getfd(&own, RawFd::MAX, rustix::process::PidfdGetfdFlags::empty());
+    probe.err() != Some(rustix::io::Errno::NOSYS)
+}
+
+/// One intercepted syscall.
+#[derive(Debug, Clone, Copy)]
+pub struct Notification {
+    pub id: u64,
+    pub pid: u32,
+    pub nr: i64,
+    pub args: [u64; 6],
+}
+
+/// Blocks until a sandboxed thread makes an intercepted syscall.
+pub fn receive(listener: BorrowedFd<'_>) -> io::Result<Notification> {
+    // SAFETY: seccomp_notif is plain data; the kernel requires it zeroed on input.
+    let mut n: libc::seccomp_notif = unsafe { std::mem::zeroed() };
+    // SAFETY: NOTIF_RECV writes one seccomp_notif into `n`, which is valid and writable.
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_RECV, &mut n) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(Notification { id: n.id, pid: n.pid, nr: n.data.nr.into(), args: n.data.args })
+}
+
+/// Is the notification still pending (the thread still waits in that syscall)? Checked after
+/// reading its memory or opening a pidfd, so that a recycled pid cannot answer for it.
+pub fn still_pending(listener: BorrowedFd<'_>, id: u64) -> bool {
+    // SAFETY: NOTIF_ID_VALID reads one u64 from the pointer, which is valid.
+    unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+}
+
+/// Answers a notification: the syscall returns `Ok(value)` or fails with `Err(errno)`.
+pub fn respond(listener: BorrowedFd<'_>, id: u64, result: Result<i64, i32>) -> io::Result<()> {
+    let (val, error) = match result {
+        Ok(v) => (v, 0),
+        Err(errno) => (0, -errno),
+    };
+    let mut resp = libc::seccomp_notif_resp { id, val, error, flags: 0 };
+    // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The fields of a `struct msghdr` the broker needs, decoded from bytes copied out of the
+/// server's memory (`process_vm_readv`): pointers there are the server's addresses, plain numbers
+/// here. The offsets come from `libc::msghdr` itself, not from hand-counted constants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteMsghdr {
+    pub name: u64,
+    pub name_len: u32,
+    pub iov: u64,
+    pub iov_len: u64,
+    pub control_len: u64,
+}
+
+impl RemoteMsghdr {
+    /// How many bytes to copy out of the server for one `struct msghdr`.
+    pub const SIZE: usize = size_of::<libc::msghdr>();
+
+    /// `None` when `bytes` is shorter than a `struct msghdr`.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        Some(RemoteMsghdr {
+            name: u64::from_ne_bytes(field(bytes, offset_of!(libc::msghdr, msg_name))?),
+            name_len: u32::from_ne_bytes(field(bytes, offset_of!(libc::msghdr, msg_namelen))?),
+            iov: u64::from_ne_bytes(field(bytes, offset_of!(libc::msghdr, msg_iov))?),
+            iov_len: u64::from_ne_bytes(field(bytes, offset_of!(libc::msghdr, msg_iovlen))?),
+            control_len: u64::from_ne_bytes(field(bytes, offset_of!(libc::msghdr, msg_controllen))?),
+        })
+    }
+}
+
+/// One `struct iovec` copied out of the server's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteIovec {
+    pub base: u64,
+    pub len: u64,
+}
+
+impl RemoteIovec {
+    /// The size of one `struct iovec` in the server's array.
+    pub const SIZE: usize = size_of::<libc::iovec>();
+
+    /// `None` when `bytes` is shorter than a `struct iovec`.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if bytes.len() < Self::SIZE {
+            return None;
+        }
+        Some(RemoteIovec {
+            base: u64::from_ne_bytes(field(bytes, offset_of!(libc::iovec, iov_base))?),
+            len: u64::from_ne_bytes(field(bytes, offset_of!(libc::iovec, iov_len))?),
+        })
+    }
+}
+
+/// `N` bytes at `offset`, or `None` past the end.
+fn field<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
+    bytes.get(offset..offset.checked_add(N)?)?.try_into().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jumps_land_on_the_notify_return() {
+        for datagrams in [false, true] {
+            let p = filter(datagrams);
+            let notify = libc::SECCOMP_RET_USER_NOTIF;
+            let target = |i: usize, off: u8| &p[i + 1 + off as usize];
+            let is_notify = |f: &sock_filter| f.code == BPF_RET_K && f.k == notify;
+            let connect = p.iter().position(|f| f.code == BPF_JMP_JEQ_K && f.k == libc::SYS_connect as u32);
+            let connect = connect.expect("a test for connect");
+            assert!(is_notify(target(connect, p[connect].jt)));
+            if datagrams {
+                assert!(is_notify(target(4, p[4].jt)) && is_notify(target(5, p[5].jt)));
+            }
+            assert!(p.last().is_some_and(is_notify));
+        }
+    }
+
+    #[test]
+    fn sendto_address_words_are_args_4() {
+        // seccomp_data: nr (4), arch (4), instruction_pointer (8), args[6] (8 each).
+        assert_eq!((ARG4_LO, ARG4_HI), (16 + 4 * 8, 16 + 4 * 8 + 4));
+    }
+
+    /// The bytes of a value, as `process_vm_readv` would copy them out of the server.
+    fn bytes_of<T>(value: &T) -> Vec<u8> {
+        // SAFETY: `value` is a live, initialised `T`, readable for `size_of::<T>()` bytes; the
+        // bytes are only copied. (Padding bytes are read as whatever they hold; the tests use
+        // zeroed structs, so they hold zeros.)
+        unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn msghdr_fields_decode_from_the_copied_bytes() {
+        // SAFETY: msghdr is plain data; zeroed is a valid value (and zeroes the padding).
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_name = 0x1000 as *mut libc::c_void;
+        msg.msg_namelen = 16;
+        msg.msg_iov = 0x2000 as *mut libc::iovec;
+        msg.msg_iovlen = 3;
+        msg.msg_controllen = 24;
+        let bytes = bytes_of(&msg);
+        let want = RemoteMsghdr { name: 0x1000, name_len: 16, iov: 0x2000, iov_len: 3, control_len: 24 };
+        assert_eq!(RemoteMsghdr::parse(&bytes), Some(want));
+        assert_eq!(RemoteMsghdr::parse(&bytes[..RemoteMsghdr::SIZE - 1]), None);
+    }
+
+    #[test]
+    fn iovec_fields_decode_from_the_copied_bytes() {
+        let iov = libc::iovec { iov_base: 0x3000 as *mut libc::c_void, iov_len: 42 };
+        let bytes = bytes_of(&iov);
+        assert_eq!(RemoteIovec::parse(&bytes), Some(RemoteIovec { base: 0x3000, len: 42 }));
+        assert_eq!(RemoteIovec::SIZE, 16);
+    }
+}
