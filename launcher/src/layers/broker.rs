@@ -287,32 +287,31 @@ const MMSGHDR_LEN: usize = std::mem::size_of::<libc::mmsghdr>();
 
 /// One `struct msghdr` at `at` in the target: check its destination, copy its data, send it.
 fn send_msghdr(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, flags: i32) -> Result<i64, i32> {
-    let h = t.read(at, MSGHDR_LEN)?;
-    let word = |off: usize| u64::from_ne_bytes(h[off..off + 8].try_into().unwrap_or_default());
-    let (name_ptr, name_len) = (word(0), u32::from_ne_bytes(h[8..12].try_into().unwrap_or_default()));
-    let (iov_ptr, iov_len, control_len) = (word(16), word(24) as usize, word(40));
-    if control_len != 0 {
+    let h = t.read(at, notify::RemoteMsghdr::SIZE)?;
+    let Some(m) = notify::RemoteMsghdr::parse(&h) else { return Err(libc::EFAULT) };
+    if m.control_len != 0 {
         refused(shared, t, "sendmsg", "control messages are not passed through the network broker");
         return Err(libc::EPERM);
     }
+    let iov_len = m.iov_len as usize;
     if iov_len > MAX_IOV {
         return Err(libc::EMSGSIZE);
     }
-    let name = if name_ptr != 0 && name_len != 0 {
-        let name = t.read(name_ptr, bounded_len(name_len.into())?)?;
+    let name = if m.name != 0 && m.name_len != 0 {
+        let name = t.read(m.name, bounded_len(m.name_len.into())?)?;
         decide(shared, t, sock, &name, "sendmsg")?;
         Some(name)
     } else {
         None
     };
-    let iov = t.read(iov_ptr, iov_len * 16)?;
+    let iov = t.read(m.iov, iov_len * notify::RemoteIovec::SIZE)?;
     let mut budget = send_len(sock, usize::MAX)?;
     let mut data = Vec::with_capacity(iov_len);
-    for chunk in iov.chunks_exact(16) {
-        let base = u64::from_ne_bytes(chunk[..8].try_into().unwrap_or_default());
-        let len = (u64::from_ne_bytes(chunk[8..].try_into().unwrap_or_default()) as usize).min(budget);
+    for chunk in iov.chunks_exact(notify::RemoteIovec::SIZE) {
+        let Some(v) = notify::RemoteIovec::parse(chunk) else { return Err(libc::EFAULT) };
+        let len = (v.len as usize).min(budget);
         budget -= len;
-        data.push(t.read(base, len)?);
+        data.push(t.read(v.base, len)?);
     }
     t.pending()?;
     send(t, sock, name.as_deref(), &data, flags)

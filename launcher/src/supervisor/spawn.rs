@@ -8,7 +8,7 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
-use crate::plan::{PidNamespace, Plan};
+use crate::plan::Plan;
 use crate::stage2::{self, Stage2, StepError};
 use crate::sys;
 
@@ -28,11 +28,7 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
     if threads != 1 {
         return Err(SupervisorError::Threads(threads));
     }
-    let ns_flags = match plan.pid_namespace {
-        PidNamespace::Off => 0,
-        PidNamespace::Plain => libc::CLONE_NEWPID,
-        PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
-    };
+    let ns_flags = crate::layers::namespaces::clone_flags(plan.pid_namespace);
     match sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))? {
         sys::Forked::Child => {
             drop(error_pipe);
