@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use mcp_warden::error::Diagnose;
 use mcp_warden::plan::Layer;
 use mcp_warden::profile::{Endpoint, Size};
 
