@@ -125,15 +125,16 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
 
     // 0. Fallible work, before the fork: the cgroups (with their limits), the Landlock ruleset
     //    (every path opened), the seccomp programs, the argv/envp as C strings.
-    let monitor_parent = if plan.monitor_runs() { plan.monitor_cgroup_parent.clone() } else { None };
-    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
+    let monitor_parent =
+        if plan.monitor_runs() { plan.monitor_cgroup_parent().map(std::path::Path::to_path_buf) } else { None };
+    let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
     let mut monitor = load_monitor(plan, &cgroups)?;
     let audit_log = match &monitor {
-        Some(_) => Some(open_audit_log(plan, &plan.audit_log, "ebpf")?),
+        Some(_) => Some(open_audit_log(plan, plan.audit_log(), "ebpf")?),
         None => None,
     };
-    let owner = plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid));
-    let private_tmp = match plan.private_tmp {
+    let owner = plan.identity().switch.then_some((plan.identity().uid, plan.identity().gid));
+    let private_tmp = match plan.private_tmp() {
         true => Some(PrivateTmp::create(owner).map_err(sys_err("create the private temporary directory"))?),
         false => None,
     };
@@ -142,26 +143,21 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => None,
         level => {
             let mut paths: std::collections::BTreeMap<_, _> =
-                plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+                plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
             if let Some(tmp) = &private_tmp {
                 paths.insert(tmp.0.clone(), crate::layers::landlock::FsAccess::WRITE);
             }
-            let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
+            let ports = NetPorts { connect: plan.ports().connect.clone(), bind: plan.ports().bind.clone() };
             Some((landlock::prepare(&paths, &ports, level)?, level))
         }
     };
     let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
         (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
-        _ => plan.syscalls.compile(plan.x32_abi)?,
+        _ => plan.syscalls().compile(plan.x32_abi())?,
     };
     let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
-    let l = &plan.limits;
-    rlimits.extend(l.open_files.map(|v| (Resource::RLIMIT_NOFILE, v)));
-    rlimits.extend(l.processes.map(|v| (Resource::RLIMIT_NPROC, v)));
-    rlimits.extend(l.memory.map(|v| (Resource::RLIMIT_DATA, v.0)));
-    rlimits.extend(l.file_size.map(|v| (Resource::RLIMIT_FSIZE, v.0)));
-    rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
-    let mut env_pairs = plan.env.clone();
+    rlimits.extend(plan.limits().rlimits());
+    let mut env_pairs = plan.env().to_vec();
     if let Some(tmp) = &private_tmp {
         env_pairs.retain(|(k, _)| k != "TMPDIR");
         env_pairs.push(("TMPDIR".into(), tmp.0.clone().into_os_string()));
@@ -175,7 +171,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
             cstring("environment variable", &kv)
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let argv = plan.argv.iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let argv = plan.argv().iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
 
     let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
@@ -188,7 +184,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     // The MCP layer: the server's stdin and stdout become pipes to the proxy; the audit log is
     // opened now so that a failure refuses the run before anything starts.
     let mut mcp_pipes = None;
-    let mcp = match &plan.mcp {
+    let mcp = match plan.mcp() {
         Some(cfg) => {
             let log = open_audit_log(plan, &cfg.audit, "mcp")?;
             let pipe = || {
@@ -210,7 +206,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         Some(_) => {
             let (ours, theirs) =
                 std::os::unix::net::UnixStream::pair().map_err(sys_err("create the broker channel"))?;
-            (Some((sys::notify::filter(plan.syscalls.sockets.udp), theirs)), Some(ours))
+            (Some((sys::notify::filter(plan.syscalls().sockets.udp), theirs)), Some(ours))
         }
         None => (None, None),
     };
@@ -219,21 +215,21 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     if threads != 1 {
         return Err(SupervisorError::Threads(threads));
     }
-    let ns_flags = match plan.pid_namespace {
+    let ns_flags = match plan.pid_namespace() {
         PidNamespace::Off => 0,
         PidNamespace::Plain => libc::CLONE_NEWPID,
         PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
     };
     let stage2 = Stage2 {
-        program: cstring("program path", plan.program.as_os_str())?,
+        program: cstring("program path", plan.program().as_os_str())?,
         argv,
         env,
-        cwd: cstring("working directory", plan.cwd.as_os_str())?,
-        switch_to: plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid)),
+        cwd: cstring("working directory", plan.cwd().as_os_str())?,
+        switch_to: plan.identity().switch.then_some((plan.identity().uid, plan.identity().gid)),
         own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
         rlimits,
         cgroup_procs: std::mem::take(&mut cgroups.procs),
-        pid_namespace: plan.pid_namespace,
+        pid_namespace: plan.pid_namespace(),
         landlock,
         seccomp,
         broker: broker_stage2,
@@ -255,8 +251,8 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     let reader = match (monitor.as_mut(), audit_log) {
         (Some(m), Some(log)) => {
             let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
-            let fs = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
-            Some(m.start(EventDecoder::new(table, plan.audit_mode, fs), log)?)
+            let fs = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+            Some(m.start(EventDecoder::new(table, plan.audit_mode(), fs), log)?)
         }
         _ => None,
     };
@@ -307,7 +303,7 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
         m.attach_lsm();
     }
 
-    let status = supervise(child, &signals, plan.stop_timeout);
+    let status = supervise(child, &signals, plan.stop_timeout());
     if let Some(proxy) = proxy {
         // Deliver what the server wrote before it exited (its stdout closes with the last
         // process holding it).
@@ -324,9 +320,9 @@ pub fn run(plan: &Plan) -> Result<i32, SupervisorError> {
     if let (Some(reader), Some(m)) = (reader, monitor.as_ref()) {
         let (decoder, mut log) = reader.stop();
         let summary = Summary {
-            profile: plan.profile.clone(),
-            program: plan.program.display().to_string(),
-            mode: if plan.audit_mode { "audit" } else { "enforce" },
+            profile: plan.profile().to_string(),
+            program: plan.program().display().to_string(),
+            mode: if plan.audit_mode() { "audit" } else { "enforce" },
             exit_code: (status < 128).then_some(status),
             signal: (status > 128).then_some(status - 128),
         };
@@ -395,8 +391,8 @@ fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Resul
         "ts": crate::audit::now_rfc3339(),
         "kind": "start",
         "writer": writer,
-        "profile": plan.profile,
-        "program": plan.program.display().to_string(),
+        "profile": plan.profile(),
+        "program": plan.program().display().to_string(),
         "launcher_pid": std::process::id(),
     });
     match log.start(&record) {
@@ -427,11 +423,11 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
         cgroup_dir: dir,
-        audit_mode: plan.audit_mode,
+        audit_mode: plan.audit_mode(),
         rules: plan.net_rules(),
         allow_raw_sockets: false,
-        denied_syscalls: plan.syscalls.deny.iter().map(|s| s.id() as u32).collect(),
-        ring_bytes: plan.audit_buffer,
+        denied_syscalls: plan.syscalls().deny.iter().map(|s| s.id() as u32).collect(),
+        ring_bytes: plan.audit_buffer(),
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),
