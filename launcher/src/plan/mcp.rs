@@ -74,8 +74,14 @@ fn constraint(c: &ArgConstraint, vars: &Vars, cwd: &Path) -> Result<Constraint, 
     })
 }
 
+/// This server's pin file under the invoking user's state directory (when one is known).
+pub fn pins_file(profile: &str, command: &[OsString], state_home: Option<PathBuf>) -> Option<PathBuf> {
+    let key = pins_key(profile, command);
+    state_home.map(|s| crate::mcp::pins::pins_dir(&s).join(format!("{key}.json")))
+}
+
 /// A server's identity for its tool pins: the profile, the program and a hash of the command.
-pub fn pins_key(profile: &str, command: &[OsString]) -> String {
+fn pins_key(profile: &str, command: &[OsString]) -> String {
     use sha2::Digest;
     let mut h = sha2::Sha256::new();
     for a in command {

@@ -134,9 +134,7 @@ impl Plan {
         let monitor = MonitorPlan::resolve(options, &profile.name, &mcp::program_name(command), host, inputs)?;
         let mcp = match &p.mcp {
             Some(section) => {
-                let key = mcp::pins_key(&profile.name, command);
-                let pins =
-                    state_home(|k| inputs.var(k)).map(|s| crate::mcp::pins::pins_dir(&s).join(format!("{key}.json")));
+                let pins = mcp::pins_file(&profile.name, command, state_home(|k| inputs.var(k)));
                 Some(mcp::resolve_mcp(section, &vars, &inputs.cwd, monitor.audit_log.clone(), pins)?)
             }
             None => None,

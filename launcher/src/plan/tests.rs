@@ -1,3 +1,5 @@
+//! Plan resolution end to end: a profile text and command-line flags in, the plan out.
+
 use std::ffi::OsString;
 use std::path::Path;
 
