@@ -4,10 +4,13 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Arg, ArgMatches, Args, FromArgMatches, Parser, Subcommand};
 
-use crate::plan::{Grants, Layer, McpGrants};
-use crate::profile::{Endpoint, Level, Size};
+use crate::plan::limits::LIMITS;
+use crate::plan::{Layer, RunOptions, UnknownLayer};
+use crate::profile::{
+    Endpoint, Environment, Filesystem, Level, Mcp, Network, Process, Profile, Require, Size, Sourced,
+};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -173,21 +176,8 @@ pub struct GrantArgs {
     /// Set an environment variable for the server.
     #[arg(long, value_name = "NAME=VALUE", value_parser = parse_key_value)]
     pub set_env: Vec<(String, String)>,
-    /// Most processes/threads of the server tree.
-    #[arg(long, value_name = "N")]
-    pub max_processes: Option<u64>,
-    /// Most memory, e.g. 512M or 2G.
-    #[arg(long, value_name = "SIZE")]
-    pub max_memory: Option<Size>,
-    /// Most open file descriptors per process.
-    #[arg(long, value_name = "N")]
-    pub max_open_files: Option<u64>,
-    /// Largest file the server may write, e.g. 64M.
-    #[arg(long, value_name = "SIZE")]
-    pub max_file_size: Option<Size>,
-    /// CPU seconds per process.
-    #[arg(long, value_name = "SECONDS")]
-    pub max_cpu_time: Option<u64>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// Run the server as USER (when started as root).
     #[arg(long, value_name = "USER")]
     pub user: Option<String>,
@@ -229,7 +219,7 @@ pub struct GrantArgs {
     /// MCP layer: at most N calls per period for TOOL (name, glob, or `*` for all calls together),
     /// e.g. `read_file=30/min`.
     #[arg(long, value_name = "TOOL=N/PERIOD", value_parser = parse_rate_limit)]
-    pub rate_limit: Vec<(String, crate::mcp::policy::Rate)>,
+    pub rate_limit: Vec<(String, String)>,
     /// MCP layer: do not redact secrets from tool results.
     #[arg(long)]
     pub no_redact: bool,
@@ -239,58 +229,142 @@ pub struct GrantArgs {
     pub hide_errors: bool,
 }
 
-fn parse_rate_limit(s: &str) -> Result<(String, crate::mcp::policy::Rate), String> {
-    let (tool, rate) = s.rsplit_once('=').ok_or_else(|| format!("expected TOOL=N/PERIOD, got `{s}`"))?;
-    Ok((tool.to_string(), rate.parse()?))
+/// The resource limits, one flag per row of [`LIMITS`] (`--max-memory 512M`).
+#[derive(Debug, Clone, Default)]
+pub struct LimitArgs {
+    /// `(profile key, value)` of each limit given.
+    pub given: Vec<(&'static str, u64)>,
+}
+
+impl FromArgMatches for LimitArgs {
+    fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+        let given = LIMITS.iter().filter_map(|l| Some((l.key, *m.get_one::<u64>(l.key)?))).collect();
+        Ok(LimitArgs { given })
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for LimitArgs {
+    fn augment_args(mut cmd: clap::Command) -> clap::Command {
+        for l in &LIMITS {
+            let unit = l.unit;
+            cmd = cmd.arg(
+                Arg::new(l.key)
+                    .long(l.key)
+                    .value_name(unit.value_name())
+                    .help(l.help)
+                    .value_parser(move |s: &str| unit.parse(s)),
+            );
+        }
+        cmd
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+/// A command-line value that is not what its flag takes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgError {
+    #[error("expected {expected}, got `{got}`")]
+    Form { expected: &'static str, got: String },
+    #[error("unknown level `{0}` (required, best-effort or off)")]
+    Level(String),
+    #[error(transparent)]
+    Layer(#[from] UnknownLayer),
+    /// The MCP layer's own message for a rate it cannot read.
+    #[error("{0}")]
+    Rate(String),
+}
+
+impl crate::error::Diagnose for ArgError {}
+
+fn split_pair<'a>(s: &'a str, expected: &'static str) -> Result<(&'a str, &'a str), ArgError> {
+    s.split_once('=').ok_or_else(|| ArgError::Form { expected, got: s.into() })
+}
+
+/// `TOOL=N/PERIOD`, checked here and kept as written (the profile's `rate-limits` syntax).
+fn parse_rate_limit(s: &str) -> Result<(String, String), ArgError> {
+    let (tool, rate) = s.rsplit_once('=').ok_or_else(|| ArgError::Form { expected: "TOOL=N/PERIOD", got: s.into() })?;
+    rate.parse::<crate::mcp::policy::Rate>().map_err(ArgError::Rate)?;
+    Ok((tool.to_string(), rate.to_string()))
 }
 
 impl GrantArgs {
-    pub fn into_grants(self) -> Grants {
-        Grants {
-            read: self.allow_read,
-            write: self.allow_write,
-            exec: self.allow_exec,
-            connect: self.allow_connect,
-            bind: self.allow_bind,
-            pass_env: self.pass_env,
-            set_env: self.set_env,
-            max_processes: self.max_processes,
-            max_memory: self.max_memory,
-            max_open_files: self.max_open_files,
-            max_file_size: self.max_file_size,
-            max_cpu_time: self.max_cpu_time,
-            user: self.user,
-            group: self.group,
-            require: self.require,
+    /// The grants as a profile layer (each value's origin is its flag), to lay over the profile
+    /// with [`crate::profile::LoadedProfile::overlay`]; and the options that are not profile keys.
+    pub fn into_layer(self) -> (Profile, RunOptions) {
+        let paths = |flag: &'static str, list: Vec<PathBuf>| list.into_iter().map(|p| Sourced::flag(flag, p)).collect();
+        let mut process = Process { user: self.user, group: self.group, ..Default::default() };
+        for (key, value) in self.limits.given {
+            if let Some(l) = LIMITS.iter().find(|l| l.key == key) {
+                (l.set)(&mut process, value);
+            }
+        }
+        let mut require = Require::default();
+        for (layer, level) in self.require {
+            *layer.requirement(&mut require) = Some(level);
+        }
+        let layer = Profile {
+            filesystem: Filesystem {
+                read: paths("--allow-read", self.allow_read),
+                write: paths("--allow-write", self.allow_write),
+                exec: paths("--allow-exec", self.allow_exec),
+                private_tmp: None,
+            },
+            network: Network {
+                connect: self.allow_connect.into_iter().map(|e| Sourced::flag("--allow-connect", e)).collect(),
+                bind: self.allow_bind,
+                ..Default::default()
+            },
+            process,
+            environment: Environment {
+                pass: self.pass_env.into_iter().map(|n| Sourced::flag("--pass-env", n)).collect(),
+                set: self.set_env.into_iter().map(|(k, v)| (k, Sourced::flag("--set-env", v))).collect(),
+            },
+            mcp: (self.mcp
+                || !self.allow_tool.is_empty()
+                || !self.deny_tool.is_empty()
+                || !self.rate_limit.is_empty()
+                || self.no_redact
+                || self.hide_errors)
+                .then(|| Mcp {
+                    allow_tools: self.allow_tool,
+                    deny_tools: self.deny_tool,
+                    rate_limits: self.rate_limit.into_iter().collect(),
+                    redact: self.no_redact.then_some(false),
+                    hide_errors: self.hide_errors.then_some(true),
+                    ..Default::default()
+                }),
+            require,
+            ..Default::default()
+        };
+        let options = RunOptions {
             audit_mode: self.mode == "audit",
             audit_log: self.audit_log,
             audit_buffer: self.audit_buffer,
             stop_timeout: self.stop_timeout,
-            mcp: McpGrants {
-                on: self.mcp,
-                allow_tools: self.allow_tool,
-                deny_tools: self.deny_tool,
-                rate_limits: self.rate_limit,
-                no_redact: self.no_redact,
-                hide_errors: self.hide_errors,
-            },
-        }
+        };
+        (layer, options)
     }
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("expected NAME=VALUE, got `{s}`"))
+fn parse_key_value(s: &str) -> Result<(String, String), ArgError> {
+    split_pair(s, "NAME=VALUE").map(|(k, v)| (k.to_string(), v.to_string()))
 }
 
-fn parse_requirement(s: &str) -> Result<(Layer, Level), String> {
-    let (layer, level) = s.split_once('=').ok_or_else(|| format!("expected LAYER=LEVEL, got `{s}`"))?;
+fn parse_requirement(s: &str) -> Result<(Layer, Level), ArgError> {
+    let (layer, level) = split_pair(s, "LAYER=LEVEL")?;
     let level = match level {
         "required" => Level::Required,
         "best-effort" => Level::BestEffort,
         "off" => Level::Off,
-        other => return Err(format!("unknown level `{other}` (required, best-effort or off)")),
+        other => return Err(ArgError::Level(other.into())),
     };
     Ok((layer.parse()?, level))
 }

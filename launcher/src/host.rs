@@ -2,6 +2,7 @@
 //! changing anything (no ruleset, filter or namespace is created).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -18,13 +19,13 @@ pub struct HostFacts {
     pub kernel: String,
     pub arch: &'static str,
     /// Landlock ABI version, or why there is none.
-    pub landlock: Result<i32, String>,
+    pub landlock: Result<i32, LandlockUnavailable>,
     /// seccomp filter mode is available.
     pub seccomp_filter: bool,
     pub euid: u32,
     pub effective_caps: CapsHashSet,
     /// Unprivileged user namespaces can be created (needed for a PID namespace without root).
-    pub user_namespaces: Result<(), String>,
+    pub user_namespaces: Result<(), UserNsUnavailable>,
     pub cgroups: CgroupFacts,
     pub btf: bool,
     /// The kernel runs x32-ABI syscalls (x86-64 only): the seccomp layer then guards that number
@@ -39,11 +40,9 @@ impl HostFacts {
             kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
             arch: std::env::consts::ARCH,
             landlock: sys::landlock_abi_version().map_err(|e| match e.raw_os_error() {
-                Some(libc::EOPNOTSUPP) => {
-                    "built into the kernel but not enabled (add landlock to the lsm= boot parameter)".into()
-                }
-                Some(libc::ENOSYS) => "not built into this kernel (CONFIG_SECURITY_LANDLOCK)".into(),
-                _ => format!("unavailable: {e}"),
+                Some(libc::EOPNOTSUPP) => LandlockUnavailable::NotEnabled,
+                Some(libc::ENOSYS) => LandlockUnavailable::NotBuilt,
+                _ => LandlockUnavailable::Other(Arc::new(e)),
             }),
             seccomp_filter: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
                 || status.lines().any(|l| l.starts_with("Seccomp:")),
@@ -78,20 +77,46 @@ fn read_int(path: &str) -> Option<i64> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-fn probe_user_namespaces() -> Result<(), String> {
+/// Why this kernel has no Landlock.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LandlockUnavailable {
+    #[error("built into the kernel but not enabled (add landlock to the lsm= boot parameter)")]
+    NotEnabled,
+    #[error("not built into this kernel (CONFIG_SECURITY_LANDLOCK)")]
+    NotBuilt,
+    #[error("unavailable: {0}")]
+    Other(Arc<std::io::Error>),
+}
+
+impl crate::error::Diagnose for LandlockUnavailable {}
+
+/// Why an unprivileged process cannot create user namespaces here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserNsUnavailable {
+    #[error("the kernel has no user namespaces (CONFIG_USER_NS)")]
+    NotBuilt,
+    #[error("user.max_user_namespaces is 0")]
+    MaxZero,
+    #[error("kernel.unprivileged_userns_clone is 0")]
+    UnprivilegedOff,
+    #[error("AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)")]
+    AppArmor,
+}
+
+impl crate::error::Diagnose for UserNsUnavailable {}
+
+fn probe_user_namespaces() -> Result<(), UserNsUnavailable> {
     if !Path::new("/proc/self/ns/user").exists() {
-        return Err("the kernel has no user namespaces (CONFIG_USER_NS)".into());
+        return Err(UserNsUnavailable::NotBuilt);
     }
     if read_int("/proc/sys/user/max_user_namespaces") == Some(0) {
-        return Err("user.max_user_namespaces is 0".into());
+        return Err(UserNsUnavailable::MaxZero);
     }
     if read_int("/proc/sys/kernel/unprivileged_userns_clone") == Some(0) {
-        return Err("kernel.unprivileged_userns_clone is 0".into());
+        return Err(UserNsUnavailable::UnprivilegedOff);
     }
     if read_int("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == Some(1) {
-        return Err(
-            "AppArmor restricts unprivileged user namespaces (kernel.apparmor_restrict_unprivileged_userns=1)".into()
-        );
+        return Err(UserNsUnavailable::AppArmor);
     }
     Ok(())
 }
@@ -102,8 +127,15 @@ pub struct BpfSupport {
     pub name: &'static str,
     /// What mcp-warden uses (or would use) it for.
     pub role: &'static str,
-    pub loads: Result<bool, String>,
+    pub loads: Result<bool, LoadRefused>,
 }
+
+/// The kernel's answer when it refused to load a program (the innermost cause aya reports).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct LoadRefused(pub String);
+
+impl crate::error::Diagnose for LoadRefused {}
 
 /// Tries to load a trivial program of each type mcp-warden cares about (aya's feature probe:
 /// tracing and LSM programs are loaded against a real attach point, so "loads" means it). Only
@@ -132,7 +164,7 @@ pub fn probe_bpf_program_types() -> Vec<BpfSupport> {
                 while let Some(next) = cause.source() {
                     cause = next;
                 }
-                cause.to_string()
+                LoadRefused(cause.to_string())
             }),
         })
         .collect()

@@ -6,21 +6,42 @@ use std::io::{self, Write};
 use crate::plan::{Enforcement, PidNamespace, Plan};
 
 pub fn render(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::Result<()> {
-    writeln!(out, "profile   {} ({})", plan.profile, plan.chain.join(" <- "))?;
-    if let Some(d) = &plan.description {
+    render_command(out, plan)?;
+    render_layers(out, plan)?;
+    render_mcp(out, plan)?;
+    render_filesystem(out, plan)?;
+    render_network(out, plan)?;
+    render_syscalls(out, plan)?;
+    render_limits(out, plan)?;
+    writeln!(out, "\nenvironment (everything else dropped):")?;
+    for (k, _) in plan.env() {
+        writeln!(out, "  {}", k.to_string_lossy())?;
+    }
+    for w in plan.warnings() {
+        writeln!(out, "\nwarning: {w}")?;
+    }
+    match refusal {
+        Some(why) => writeln!(out, "\nverdict: `run` would REFUSE to start this server: {why}"),
+        None => writeln!(out, "\nverdict: `run` would start this server with the protections above"),
+    }
+}
+
+fn render_command(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
+    writeln!(out, "profile   {} ({})", plan.profile(), plan.chain().join(" <- "))?;
+    if let Some(d) = plan.description() {
         writeln!(out, "          {d}")?;
     }
-    writeln!(out, "program   {}", plan.program.display())?;
-    if let Some((package, script)) = &plan.npx {
+    writeln!(out, "program   {}", plan.program().display())?;
+    if let Some((package, script)) = &plan.command().npx {
         writeln!(
             out,
             "installed {package}: the copy npx/uvx installed, {}, run directly (npm and uv do not run in the sandbox)",
             script.display()
         )?;
     }
-    writeln!(out, "argv      {:?}", plan.argv)?;
-    writeln!(out, "cwd       {}", plan.cwd.display())?;
-    let id = &plan.identity;
+    writeln!(out, "argv      {:?}", plan.argv())?;
+    writeln!(out, "cwd       {}", plan.cwd().display())?;
+    let id = plan.identity();
     let who = if id.switch {
         format!("{} (uid {}, gid {}), switched from root", id.name, id.uid, id.gid)
     } else if id.uid == 0 {
@@ -32,10 +53,12 @@ pub fn render(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::Re
     writeln!(
         out,
         "privilege every capability dropped (bounding, ambient, inheritable, permitted, effective); no_new_privs; new session; parent-death SIGKILL"
-    )?;
+    )
+}
 
+fn render_layers(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     writeln!(out, "\nlayers on this host:")?;
-    for r in &plan.layers {
+    for r in plan.layers() {
         let state = match &r.enforcement {
             Enforcement::Full => "enforced".to_string(),
             Enforcement::Partial(why) => format!("PARTIAL: {why}"),
@@ -45,99 +68,92 @@ pub fn render(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::Re
         writeln!(out, "  {:<14} {:<12} {state}", r.layer.name(), r.level.to_string())?;
         writeln!(out, "  {:<14} {:<12} via {}", "", "", r.mechanism)?;
     }
+    Ok(())
+}
 
-    match &plan.mcp {
-        None => writeln!(out, "\nmcp layer: off (stdio is not proxied)")?,
-        Some(m) => {
-            writeln!(
-                out,
-                "\nmcp layer: on (the JSON-RPC stream is proxied; every message is audited to {})",
-                m.audit.describe()
-            )?;
-            writeln!(out, "  tools          {}", m.tools.describe())?;
-            let rates: Vec<String> = m.rates.iter().map(|(t, r)| format!("{t}={r}")).collect();
-            writeln!(out, "  rate limits    {}", if rates.is_empty() { "none".into() } else { rates.join(", ") })?;
-            writeln!(
-                out,
-                "  arguments      checked against each tool's inputSchema; {} profile constraint(s)",
-                m.constraints.len()
-            )?;
-            writeln!(out, "  redaction      {}", if m.redactor.is_some() { "on" } else { "OFF" })?;
-            writeln!(
-                out,
-                "  server errors  {}",
-                if m.hide_errors { "hidden from the client (audit log only)" } else { "passed to the client" }
-            )?;
-            match &m.pins {
-                Some(p) => writeln!(out, "  tool pins      {}", p.display())?,
-                None => writeln!(out, "  tool pins      off")?,
-            }
-        }
+fn render_mcp(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
+    let Some(m) = plan.mcp() else {
+        return writeln!(out, "\nmcp layer: off (stdio is not proxied)");
+    };
+    writeln!(
+        out,
+        "\nmcp layer: on (the JSON-RPC stream is proxied; every message is audited to {})",
+        m.audit.describe()
+    )?;
+    writeln!(out, "  tools          {}", m.tools.describe())?;
+    let rates: Vec<String> = m.rates.iter().map(|(t, r)| format!("{t}={r}")).collect();
+    writeln!(out, "  rate limits    {}", if rates.is_empty() { "none".into() } else { rates.join(", ") })?;
+    writeln!(
+        out,
+        "  arguments      checked against each tool's inputSchema; {} profile constraint(s)",
+        m.constraints.len()
+    )?;
+    writeln!(out, "  redaction      {}", if m.redactor.is_some() { "on" } else { "OFF" })?;
+    writeln!(
+        out,
+        "  server errors  {}",
+        if m.hide_errors { "hidden from the client (audit log only)" } else { "passed to the client" }
+    )?;
+    match &m.pins {
+        Some(p) => writeln!(out, "  tool pins      {}", p.display()),
+        None => writeln!(out, "  tool pins      off"),
     }
+}
 
+fn render_filesystem(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     writeln!(out, "\nfilesystem (Landlock; everything else denied):")?;
-    for (path, (access, origin)) in &plan.paths {
+    for (path, (access, origin)) in plan.paths() {
         writeln!(out, "  {:<4} {:<40} {origin}", access.letters(), path.display())?;
     }
-    for s in &plan.skipped {
-        writeln!(out, "  --   {:<40} {} (optional, absent on this host)", s.value, s.origin)?;
+    for s in &plan.fs().skipped {
+        writeln!(out, "  --   {:<40} {} (optional, absent on this host)", s.value.display(), s.origin)?;
     }
+    Ok(())
+}
 
+fn render_network(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     writeln!(out, "\nnetwork:")?;
     let ports = |set: &std::collections::BTreeSet<u16>| {
         if set.is_empty() { "none".to_string() } else { set.iter().map(u16::to_string).collect::<Vec<_>>().join(", ") }
     };
-    writeln!(out, "  tcp connect ports  {}", ports(&plan.ports.connect))?;
-    writeln!(out, "  tcp bind ports     {}", ports(&plan.ports.bind))?;
-    for a in &plan.address_rules {
+    writeln!(out, "  tcp connect ports  {}", ports(&plan.ports().connect))?;
+    writeln!(out, "  tcp bind ports     {}", ports(&plan.ports().bind))?;
+    for a in &plan.net().address_rules {
         writeln!(out, "  address rule       {} ({})", a.value, a.origin)?;
     }
-    let s = plan.syscalls.sockets;
+    let s = plan.syscalls().sockets;
     writeln!(out, "  udp                {}", if s.udp { "allowed" } else { "denied" })?;
-    writeln!(out, "  unix sockets       {}", if s.unix { "allowed" } else { "denied (socketpair allowed)" })?;
+    writeln!(out, "  unix sockets       {}", if s.unix { "allowed" } else { "denied (socketpair allowed)" })
+}
 
-    writeln!(out, "\nsyscalls (seccomp, on violation: {:?}):", plan.syscalls.action)?;
-    let names: Vec<&str> = plan.syscalls.deny.iter().map(|s| s.name()).collect();
+fn render_syscalls(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
+    writeln!(out, "\nsyscalls (seccomp, on violation: {:?}):", plan.syscalls().action)?;
+    let names: Vec<&str> = plan.syscalls().deny.iter().map(|s| s.name()).collect();
     for chunk in names.chunks(8) {
         writeln!(out, "  deny {}", chunk.join(" "))?;
     }
-    for rule in plan.syscalls.conditional_rules() {
+    for rule in plan.syscalls().conditional_rules() {
         writeln!(out, "  rule {rule}")?;
     }
+    Ok(())
+}
 
+fn render_limits(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     writeln!(out, "\nlimits:")?;
-    let l = &plan.limits;
-    let opt = |v: Option<String>| v.unwrap_or_else(|| "unlimited".into());
-    writeln!(out, "  processes   {}", opt(l.processes.map(|v| v.to_string())))?;
-    writeln!(out, "  open files  {}", opt(l.open_files.map(|v| v.to_string())))?;
-    writeln!(out, "  memory      {}", opt(l.memory.map(|v| v.to_string())))?;
-    writeln!(out, "  file size   {}", opt(l.file_size.map(|v| v.to_string())))?;
-    writeln!(out, "  cpu time    {}", opt(l.cpu_time.map(|v| format!("{v}s"))))?;
+    for l in &crate::plan::limits::LIMITS {
+        let value = plan.limits().get(l.key).map_or_else(|| "unlimited".into(), |v| l.unit.show(v));
+        writeln!(out, "  {:<12}{value}", l.label)?;
+    }
     writeln!(out, "  core dumps  off")?;
-    for w in &plan.cgroup_limits {
+    for w in plan.cgroup_limits() {
         writeln!(out, "  cgroup      {}={} via {}", w.file, w.value, w.backend)?;
     }
-    writeln!(
-        out,
-        "  pid ns      {}",
-        match plan.pid_namespace {
-            PidNamespace::Off => "none",
-            PidNamespace::Plain => "own PID namespace",
-            PidNamespace::WithUserNamespace => "own user + PID namespace",
-        }
-    )?;
-
-    writeln!(out, "\nenvironment (everything else dropped):")?;
-    for (k, _) in &plan.env {
-        writeln!(out, "  {}", k.to_string_lossy())?;
-    }
-    for w in &plan.warnings {
-        writeln!(out, "\nwarning: {w}")?;
-    }
-    match refusal {
-        Some(why) => writeln!(out, "\nverdict: `run` would REFUSE to start this server: {why}"),
-        None => writeln!(out, "\nverdict: `run` would start this server with the protections above"),
-    }
+    let ns = match plan.pid_namespace() {
+        PidNamespace::Off => "none",
+        PidNamespace::Plain => "own PID namespace",
+        PidNamespace::WithUserNamespace => "own user + PID namespace",
+    };
+    writeln!(out, "  pid ns      {ns}")
 }
 
 /// `mcp-warden explain [run arguments]`: exit 125 when `run` would refuse.

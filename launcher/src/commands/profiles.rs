@@ -11,7 +11,8 @@ pub fn command(out: &mut dyn Write, command: ProfilesCommand) -> Result<i32, Fai
         ProfilesCommand::List => {
             for (name, _) in EMBEDDED {
                 let p = profile::load(name)?;
-                writeln!(out, "{name:<20} {}", p.description.unwrap_or_default()).map_err(CommandError::output)?;
+                writeln!(out, "{name:<20} {}", p.layer.description.unwrap_or_default())
+                    .map_err(CommandError::output)?;
             }
         }
         ProfilesCommand::Schema => out.write_all(profile::json_schema().as_bytes()).map_err(CommandError::output)?,

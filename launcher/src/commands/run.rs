@@ -13,7 +13,7 @@ use crate::{profile, supervisor, systemd};
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let mut plan = build_plan(args)?;
     plan.check_requirements()?;
-    for w in &plan.warnings {
+    for w in plan.warnings() {
         tracing::warn!("{w}");
     }
     Ok(supervisor::run(&plan)?)
@@ -26,13 +26,14 @@ pub fn build_plan(args: RunArgs) -> Result<Plan, Failure> {
         Some(file) => args_from_file(file)?,
         None => args,
     };
-    let profile = profile::load(&args.profile)?;
+    let (grants, options) = args.grants.into_layer();
+    let profile = profile::load(&args.profile)?.overlay(grants);
     let host = HostFacts::probe();
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     let cwd =
         std::env::current_dir().map_err(|e| CommandError::new(format!("failed to read the working directory: {e}")))?;
-    let inputs = Inputs { env: &env, cwd };
-    Ok(Plan::resolve(&profile, &args.grants.into_grants(), &args.command, &host, &inputs)?)
+    let inputs = Inputs::new(&env, cwd);
+    Ok(Plan::resolve(&profile, &options, &args.command, &host, &inputs)?)
 }
 
 fn args_from_file(file: &std::path::Path) -> Result<RunArgs, Failure> {

@@ -52,7 +52,7 @@ fn resolve_spec(a: &UnitArgs, run_args: Vec<OsString>) -> Result<UnitSpec, Failu
     let parsed = Cli::try_parse_from(argv).map_err(|e| CommandError::new(format!("invalid run arguments: {e}")))?;
     let Command::Run(run) = parsed.command else { unreachable!("parsed as `run`") };
     let plan = super::build_plan(run)?;
-    let writable = plan.paths.iter().filter(|(_, (acc, _))| acc.write).map(|(p, _)| p.clone()).collect();
+    let writable = plan.paths().iter().filter(|(_, (acc, _))| acc.write).map(|(p, _)| p.clone()).collect();
     Ok(UnitSpec {
         name: a.name.clone(),
         binary: a.binary.clone(),
@@ -61,7 +61,7 @@ fn resolve_spec(a: &UnitArgs, run_args: Vec<OsString>) -> Result<UnitSpec, Failu
         socket_user: a.socket_user.clone(),
         listen: a.listen,
         writable,
-        memory_max: plan.limits.memory.map(|m| m.0),
-        tasks_max: plan.limits.processes,
+        memory_max: plan.limits().get("max-memory"),
+        tasks_max: plan.limits().get("max-processes"),
     })
 }

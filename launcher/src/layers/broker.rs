@@ -24,7 +24,7 @@ use nix::sys::socket::{SockType, getsockopt, sockopt};
 use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 
-use crate::profile::IpNet;
+use crate::profile::{IpNet, NetDisplay};
 use crate::sys;
 use crate::sys::notify::{self, Notification};
 
@@ -80,7 +80,7 @@ impl NetPolicy {
     pub fn check(&self, proto: Proto, dest: SocketAddr, resolve: &dyn Fn(&str, u16) -> Vec<IpAddr>) -> Verdict {
         let ip = canonical(dest.ip());
         let port = dest.port();
-        if self.exact.iter().any(|(p, net, pt)| *p == proto && *pt == port && net.contains(ip)) {
+        if self.exact.iter().any(|(p, net, pt)| *p == proto && *pt == port && net.contains(&ip)) {
             return Verdict::Allow;
         }
         if port == 53 && self.resolvers.iter().any(|r| canonical(*r) == ip) {
@@ -95,8 +95,8 @@ impl NetPolicy {
             Proto::Tcp => self.tcp_ports.contains(&port),
             Proto::Udp => self.udp_any || self.udp_ports.contains(&port),
         };
-        if let Some(net) = self.deny.iter().find(|n| n.contains(ip)) {
-            return Verdict::Refuse(format!("{ip} is in the denied range {net}"));
+        if let Some(net) = self.deny.iter().find(|n| n.contains(&ip)) {
+            return Verdict::Refuse(format!("{ip} is in the denied range {}", NetDisplay(net)));
         }
         if open {
             return Verdict::Allow;
@@ -404,12 +404,12 @@ mod tests {
     fn policy() -> NetPolicy {
         NetPolicy {
             tcp_ports: [80, 443].into(),
-            exact: vec![(Proto::Tcp, "127.0.0.1".parse().unwrap(), 5432)],
+            exact: vec![(Proto::Tcp, crate::profile::parse_net("127.0.0.1").unwrap(), 5432)],
             hosts: vec![(Proto::Tcp, "api.example.com".into(), 443)],
             resolvers: vec!["127.0.0.53".parse().unwrap()],
             deny: ["127.0.0.0/8", "10.0.0.0/8", "169.254.0.0/16", "::1", "fc00::/7"]
                 .iter()
-                .map(|s| s.parse().unwrap())
+                .map(|s| crate::profile::parse_net(s).unwrap())
                 .collect(),
             ..Default::default()
         }

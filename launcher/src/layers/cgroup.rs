@@ -1,4 +1,4 @@
-//! cgroups: finding the hierarchies from `/proc/self/mountinfo`, and a per-server cgroup that
+//! cgroups: finding the hierarchies from `/proc/self/mountinfo` (parsed by procfs-core), and a per-server cgroup that
 //! carries the process and memory limits the kernel's rlimits cannot (RLIMIT_NPROC does not bind
 //! uid 0) and is cleaned up when the server ends.
 //!
@@ -6,11 +6,15 @@
 //! hierarchy, where the host mounts one (the hybrid layout of these machines).
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use procfs_core::process::MountInfo;
 
 /// The cgroup hierarchies this process is in.
 #[derive(Debug, Clone, Default)]
@@ -59,43 +63,27 @@ impl std::fmt::Display for Backend {
 
 impl CgroupFacts {
     pub fn probe() -> Self {
-        let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        // Bytes: a mount point elsewhere that is not UTF-8 must not hide the cgroup mounts.
+        let mountinfo = fs::read("/proc/self/mountinfo").unwrap_or_default();
         let own = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
-        Self::from_proc(&mountinfo, &own, &|p| fs::read_to_string(p).ok())
+        Self::from_proc(&String::from_utf8_lossy(&mountinfo), &own, &|p| fs::read_to_string(p).ok())
     }
 
     /// Parses mountinfo and /proc/self/cgroup texts (separate for tests).
     pub fn from_proc(mountinfo: &str, own: &str, read: &dyn Fn(&Path) -> Option<String>) -> Self {
         let mut facts = CgroupFacts::default();
-        let mut own_v2 = None;
-        let mut own_v1: BTreeMap<&str, &str> = BTreeMap::new();
-        for line in own.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            if ctrls.is_empty() {
-                own_v2 = Some(path);
-            } else {
-                for c in ctrls.split(',') {
-                    own_v1.insert(c, path);
-                }
-            }
-        }
-        for line in mountinfo.lines() {
-            let Some((left, right)) = line.split_once(" - ") else { continue };
-            let left: Vec<&str> = left.split(' ').collect();
-            let right: Vec<&str> = right.split(' ').collect();
-            let (Some(root), Some(mount_point), Some(fstype), Some(superopts)) =
-                (left.get(3), left.get(4), right.first(), right.get(2))
-            else {
-                continue;
-            };
-            let mount = PathBuf::from(unescape(mount_point));
+        let (own_v2, own_v1) = own_cgroups(own);
+        for mount in mountinfo.lines().filter_map(|l| MountInfo::from_line(l).ok()) {
+            let root = unescape(OsStr::new(&mount.root));
+            let mount_point = unescape(mount.mount_point.as_os_str());
+            // A cgroup namespace or bind mount shows a non-/ root: our path is relative to it.
             let join = |path: &str| -> PathBuf {
-                // A cgroup namespace or bind mount shows a non-/ root: our path is relative to it.
-                let rel = path.strip_prefix(*root).unwrap_or(path).trim_start_matches('/');
-                if rel.is_empty() { mount.clone() } else { mount.join(rel) }
+                let path = Path::new(path);
+                let rel = path.strip_prefix(&root).unwrap_or(path);
+                let rel = rel.strip_prefix("/").unwrap_or(rel);
+                if rel.as_os_str().is_empty() { mount_point.clone() } else { mount_point.join(rel) }
             };
-            match *fstype {
+            match mount.fs_type.as_str() {
                 "cgroup2" if facts.v2.is_none() => {
                     if let Some(path) = own_v2 {
                         let own = join(path);
@@ -107,17 +95,17 @@ impl CgroupFacts {
                         facts.v2 = Some(V2Facts {
                             controllers: list("cgroup.controllers"),
                             subtree_control: list("cgroup.subtree_control"),
-                            mount: mount.clone(),
+                            mount: mount_point.clone(),
                             own,
                         });
                     }
                 }
                 "cgroup" => {
-                    for opt in superopts.split(',') {
-                        if matches!(opt, "pids" | "memory")
-                            && let Some(path) = own_v1.get(opt)
+                    for ctrl in ["pids", "memory"] {
+                        if mount.super_options.contains_key(ctrl)
+                            && let Some(path) = own_v1.get(ctrl)
                         {
-                            facts.v1.entry(opt.to_string()).or_insert_with(|| join(path));
+                            facts.v1.entry(ctrl.to_string()).or_insert_with(|| join(path));
                         }
                     }
                 }
@@ -140,26 +128,51 @@ impl CgroupFacts {
     }
 }
 
+/// This process's cgroup v2 path and its v1 path per controller, from `/proc/self/cgroup`.
+fn own_cgroups(own: &str) -> (Option<&str>, BTreeMap<&str, &str>) {
+    let mut v2 = None;
+    let mut v1 = BTreeMap::new();
+    for line in own.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if ctrls.is_empty() {
+            v2 = Some(path);
+        } else {
+            for c in ctrls.split(',') {
+                v1.insert(c, path);
+            }
+        }
+    }
+    (v2, v1)
+}
+
 fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 
-/// mountinfo escapes space, tab, newline and backslash as octal.
-fn unescape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal and every other
+/// byte (UTF-8 included) as it is; procfs-core leaves the escapes in, so they are undone here,
+/// byte by byte.
+fn unescape(s: &OsStr) -> PathBuf {
     let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len() && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = u8::from_str_radix(&s[i + 1..i + 4], 8).unwrap_or(b'?');
-            out.push(v as char);
-            i += 4;
-        } else {
-            out.push(bytes[i] as char);
-            i += 1;
+        let octal =
+            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal.map(|d| d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'))).and_then(|v| u8::try_from(v).ok())
+        {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
         }
     }
-    out
+    PathBuf::from(OsString::from_vec(out))
 }
 
 /// One limit to write into a cgroup.
@@ -354,8 +367,14 @@ mod tests {
     }
 
     #[test]
-    fn mount_points_are_unescaped() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
+    fn mount_points_with_escapes_and_utf8_round_trip() {
+        let mi = "41 31 0:38 / /sys/fs/cgroup/\u{fc}n\u{ef}\\040dir\\134x rw,relatime shared:5 - cgroup2 cgroup2 rw\n";
+        let f = CgroupFacts::from_proc(mi, "0::/svc\n", &|_| None);
+        let v2 = f.v2.unwrap();
+        assert_eq!(v2.mount, Path::new("/sys/fs/cgroup/\u{fc}n\u{ef} dir\\x"));
+        assert_eq!(v2.own, Path::new("/sys/fs/cgroup/\u{fc}n\u{ef} dir\\x/svc"));
+        assert_eq!(unescape(OsStr::new("/a\\040b")), Path::new("/a b"));
+        assert_eq!(unescape(OsStr::new("/plain\\09")), Path::new("/plain\\09"), "not an escape");
+        assert_eq!(unescape(OsStr::new("/x\\777")), Path::new("/x\\777"), "not a byte");
     }
 }

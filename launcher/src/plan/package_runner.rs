@@ -22,6 +22,21 @@ pub struct Resolved {
     pub args: Vec<OsString>,
 }
 
+/// Why an npx or uvx command line cannot be run from the installed copy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PackageError {
+    #[error("{runner} without a package")]
+    NoPackage { runner: &'static str },
+    #[error("{runner} option `{option}` is not understood by mcp-warden's {runner} resolution")]
+    UnknownOption { runner: &'static str, option: String },
+    #[error("{runner} package name is not UTF-8")]
+    NotUtf8 { runner: &'static str },
+    #[error("`{spec}` is not installed in the {cache_name} cache {}", cache.display())]
+    NotInstalled { spec: String, cache_name: &'static str, cache: PathBuf },
+}
+
+impl crate::error::Diagnose for PackageError {}
+
 /// Where the launchers keep what they installed.
 #[derive(Debug)]
 pub struct Caches {
@@ -30,7 +45,7 @@ pub struct Caches {
 }
 
 /// `Ok(None)` when `argv` is neither an npx nor a uvx command.
-pub fn resolve(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, String> {
+pub fn resolve(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, PackageError> {
     match argv.first().map(Path::new).and_then(Path::file_name).and_then(OsStr::to_str) {
         Some("npx") => resolve_npx(argv, &caches.npm),
         Some("uvx") => resolve_uvx(argv, &caches.uv),
@@ -40,19 +55,19 @@ pub fn resolve(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, S
 
 /// `uvx [--from SPEC] PACKAGE[==VERSION] ARGS`: the cached environment whose `bin/` has the
 /// command and whose site-packages has the package (at VERSION when given).
-fn resolve_uvx(argv: &[OsString], uv_cache: &Path) -> Result<Option<Resolved>, String> {
+fn resolve_uvx(argv: &[OsString], uv_cache: &Path) -> Result<Option<Resolved>, PackageError> {
     let mut rest = argv[1..].iter();
     let mut from = None;
     let command = loop {
-        let Some(arg) = rest.next() else { return Err("uvx without a package".into()) };
+        let Some(arg) = rest.next() else { return Err(PackageError::NoPackage { runner: "uvx" }) };
         match arg.to_str() {
             Some("--from") => from = rest.next().and_then(|a| a.to_str()).map(String::from),
             Some("-q" | "--quiet" | "--offline") => continue,
             Some(a) if a.starts_with('-') => {
-                return Err(format!("uvx option `{a}` is not understood by mcp-warden's uvx resolution"));
+                return Err(PackageError::UnknownOption { runner: "uvx", option: a.into() });
             }
             Some(a) => break a.to_string(),
-            None => return Err("uvx package name is not UTF-8".into()),
+            None => return Err(PackageError::NotUtf8 { runner: "uvx" }),
         }
     };
     let spec = from.unwrap_or_else(|| command.clone());
@@ -77,7 +92,7 @@ fn resolve_uvx(argv: &[OsString], uv_cache: &Path) -> Result<Option<Resolved>, S
     }
     found.sort();
     let Some((_, env, version)) = found.pop() else {
-        return Err(format!("`{spec}` is not installed in the uv cache {}", uv_cache.join("archive-v0").display()));
+        return Err(PackageError::NotInstalled { spec, cache_name: "uv", cache: uv_cache.join("archive-v0") });
     };
     Ok(Some(Resolved {
         package,
@@ -103,18 +118,18 @@ fn installed_version(env: &Path, dist: &str) -> Option<String> {
     })
 }
 
-/// `Err` (with what to do) when the package cannot be resolved to an installed copy.
-fn resolve_npx(argv: &[OsString], npm_cache: &Path) -> Result<Option<Resolved>, String> {
+/// `Err` when the package cannot be resolved to an installed copy.
+fn resolve_npx(argv: &[OsString], npm_cache: &Path) -> Result<Option<Resolved>, PackageError> {
     let mut rest = argv[1..].iter();
     let spec = loop {
-        let Some(arg) = rest.next() else { return Err("npx without a package".into()) };
+        let Some(arg) = rest.next() else { return Err(PackageError::NoPackage { runner: "npx" }) };
         match arg.to_str() {
             Some("-y" | "--yes" | "--quiet" | "-q" | "--no-install" | "--prefer-offline" | "--offline") => continue,
             Some(a) if a.starts_with('-') => {
-                return Err(format!("npx option `{a}` is not understood by mcp-warden's npx resolution"));
+                return Err(PackageError::UnknownOption { runner: "npx", option: a.into() });
             }
             Some(a) => break a.to_string(),
-            None => return Err("npx package name is not UTF-8".into()),
+            None => return Err(PackageError::NotUtf8 { runner: "npx" }),
         }
     };
     let (name, wanted) = split_spec(&spec);
@@ -137,7 +152,7 @@ fn resolve_npx(argv: &[OsString], npm_cache: &Path) -> Result<Option<Resolved>, 
     // The most recently installed copy, as npx itself would reuse.
     found.sort();
     let Some((_, script, version)) = found.pop() else {
-        return Err(format!("`{spec}` is not installed in the npx cache {}", npm_cache.join("_npx").display()));
+        return Err(PackageError::NotInstalled { spec, cache_name: "npx", cache: npm_cache.join("_npx") });
     };
     Ok(Some(Resolved {
         package: name.to_string(),
@@ -196,7 +211,7 @@ mod tests {
         assert_eq!(r.script, pkg.join("dist/index.js"));
         assert_eq!(r.args, vec![OsString::from("/data"), OsString::from("--flag")]);
         let other: Vec<OsString> = ["npx", "-y", "@scope/srv@9"].iter().map(Into::into).collect();
-        assert!(resolve(&other, &caches).unwrap_err().contains("not installed"));
+        assert!(resolve(&other, &caches).unwrap_err().to_string().contains("not installed"));
         let not_npx: Vec<OsString> = ["node", "x.js"].iter().map(Into::into).collect();
         assert_eq!(resolve(&not_npx, &caches).unwrap(), None);
         std::fs::remove_dir_all(&cache).unwrap();
@@ -217,7 +232,7 @@ mod tests {
         assert_eq!((r.interpreter, r.script), (env.join("bin/python"), env.join("bin/mcp-server-time")));
         assert_eq!(r.args.len(), 2);
         let old: Vec<OsString> = ["uvx", "mcp-server-time==2025.1.1"].iter().map(Into::into).collect();
-        assert!(resolve(&old, &caches).unwrap_err().contains("not installed"));
+        assert!(resolve(&old, &caches).unwrap_err().to_string().contains("not installed"));
         std::fs::remove_dir_all(&cache).unwrap();
     }
 }

@@ -1,55 +1,35 @@
 //! Loading profiles: reading a file or an embedded name, parsing with precise locations,
-//! validating what serde cannot (syscall names, variables, env names), and merging `extends`.
+//! validating what serde cannot (syscall names, variables, env names), and merging `extends`
+//! (with [`Merge`], the rule the command-line grants follow too).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Diagnose;
 
 use syscalls::Sysno;
-use toml::Spanned;
 
-use super::model::{Endpoint, IpNet, Level, Mcp, Process, Profile, Require, Runtime, Violation};
+use super::merge::Merge;
+use super::model::Profile;
+use super::origin::{Locate, Sourced};
 use super::{embedded, vars};
-
-/// Where a value came from, for error messages: `file:line:column` or a command-line flag.
-pub type Origin = String;
-
-/// A value with the place it was written.
-#[derive(Debug, Clone)]
-pub struct Sourced<T> {
-    pub value: T,
-    pub origin: Origin,
-}
 
 /// A profile with its `extends` chain merged in (bases first, then the profile itself).
 #[derive(Debug, Clone, Default)]
 pub struct LoadedProfile {
     /// The name or path the user gave.
     pub name: String,
-    pub description: Option<String>,
-    pub runtime: Option<Runtime>,
     /// Every file merged, bases first.
     pub chain: Vec<String>,
-    pub read: Vec<Sourced<String>>,
-    pub write: Vec<Sourced<String>>,
-    pub exec: Vec<Sourced<String>>,
-    pub private_tmp: bool,
-    pub connect: Vec<Sourced<Endpoint>>,
-    pub bind: Vec<u16>,
-    pub udp: bool,
-    pub unix: bool,
-    pub deny: Vec<Sourced<IpNet>>,
-    pub dns: bool,
-    pub process: Process,
-    pub env_pass: Vec<Sourced<String>>,
-    pub env_set: BTreeMap<String, Sourced<String>>,
-    pub syscalls_allow: Vec<Sourced<Sysno>>,
-    pub syscalls_deny: Vec<Sourced<Sysno>>,
-    pub on_violation: Option<Violation>,
-    /// The `[mcp]` sections of the chain merged (lists add up, later values win).
-    pub mcp: Option<Mcp>,
-    pub require: Require,
+    /// The chain's layers merged (and, once [`LoadedProfile::overlay`] ran, the command line's).
+    pub layer: Profile,
+}
+
+impl LoadedProfile {
+    /// Lays `over` (the command line's grants) over the profile, by the rule `extends` follows.
+    pub fn overlay(mut self, over: Profile) -> Self {
+        self.layer = std::mem::take(&mut self.layer).merge(over);
+        self
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,13 +124,13 @@ fn merge_into(into: &mut LoadedProfile, src: &Source, stack: &mut Vec<String>) -
         cycle.push(&src.id);
         return Err(ProfileError::Cycle { cycle: cycle.join(" -> ") });
     }
-    let profile = parse(src)?;
+    let mut profile = parse(src)?;
     stack.push(src.id.clone());
-    for base in &profile.extends {
-        let base_src = locate(base.get_ref(), src.dir.as_deref()).map_err(|e| match e {
+    for base in std::mem::take(&mut profile.extends) {
+        let base_src = locate(&base.value, src.dir.as_deref()).map_err(|e| match e {
             ProfileError::UnknownName { .. } | ProfileError::Read { .. } => ProfileError::Invalid {
                 location: location(src, base.span()),
-                message: format!("cannot extend `{}`: {e}", base.get_ref()),
+                message: format!("cannot extend `{}`: {e}", base.value),
                 hint: e.hint(),
             },
             other => other,
@@ -158,68 +138,10 @@ fn merge_into(into: &mut LoadedProfile, src: &Source, stack: &mut Vec<String>) -
         merge_into(into, &base_src, stack)?;
     }
     stack.pop();
-    apply(into, src, profile)
-}
-
-/// Lays `p` (parsed from `src`) over what its bases already put in `into`: lists add up, single
-/// values override.
-fn apply(into: &mut LoadedProfile, src: &Source, p: Profile) -> Result<(), ProfileError> {
-    let sourced = |list: Vec<Spanned<String>>| -> Vec<Sourced<String>> {
-        list.into_iter().map(|s| Sourced { origin: location(src, s.span()), value: s.into_inner() }).collect()
-    };
+    // Lay this file over what its bases already put in `into`.
+    profile.locate(&|span| location(src, span.clone()));
     into.chain.push(src.label.clone());
-    into.description = p.description.or(into.description.take());
-    into.runtime = p.runtime.or(into.runtime);
-    into.read.extend(sourced(p.filesystem.read));
-    into.write.extend(sourced(p.filesystem.write));
-    into.exec.extend(sourced(p.filesystem.exec));
-    into.private_tmp = p.filesystem.private_tmp.unwrap_or(into.private_tmp);
-    if let Some(m) = p.mcp {
-        let to = into.mcp.get_or_insert_with(Mcp::default);
-        to.allow_tools.extend(m.allow_tools);
-        to.deny_tools.extend(m.deny_tools);
-        to.rate_limits.extend(m.rate_limits);
-        to.redact = m.redact.or(to.redact);
-        to.redact_patterns.extend(m.redact_patterns);
-        to.redact_keys.extend(m.redact_keys);
-        to.hide_errors = m.hide_errors.or(to.hide_errors);
-        to.pin_tools = m.pin_tools.or(to.pin_tools);
-        to.log_arguments = m.log_arguments.or(to.log_arguments);
-        to.constraints.extend(m.constraints);
-    }
-    into.connect.extend(
-        p.network.connect.into_iter().map(|e| Sourced { origin: location(src, e.span()), value: e.into_inner() }),
-    );
-    into.bind.extend(p.network.bind);
-    into.udp = p.network.udp.unwrap_or(into.udp);
-    into.unix = p.network.unix.unwrap_or(into.unix);
-    into.deny.extend(p.network.deny.into_iter().map(|n| Sourced { origin: location(src, None), value: n }));
-    into.dns = p.network.dns.unwrap_or(into.dns);
-    let (base, over) = (&mut into.process, p.process);
-    base.user = over.user.or(base.user.take());
-    base.group = over.group.or(base.group.take());
-    base.max_processes = over.max_processes.or(base.max_processes);
-    base.max_open_files = over.max_open_files.or(base.max_open_files);
-    base.max_memory = over.max_memory.or(base.max_memory);
-    base.max_file_size = over.max_file_size.or(base.max_file_size);
-    base.max_cpu_time = over.max_cpu_time.or(base.max_cpu_time);
-    base.pid_namespace = over.pid_namespace.or(base.pid_namespace);
-    into.env_pass.extend(sourced(p.environment.pass));
-    for (k, v) in p.environment.set {
-        into.env_set.insert(k, Sourced { value: v, origin: src.label.clone() });
-    }
-    into.syscalls_allow.extend(syscall_names(src, p.syscalls.allow)?);
-    into.syscalls_deny.extend(syscall_names(src, p.syscalls.deny)?);
-    into.on_violation = p.syscalls.on_violation.or(into.on_violation);
-    let r: Require = p.require;
-    let over = |a: Option<Level>, b: &mut Option<Level>| *b = a.or(*b);
-    over(r.landlock, &mut into.require.landlock);
-    over(r.seccomp, &mut into.require.seccomp);
-    over(r.limits, &mut into.require.limits);
-    over(r.network, &mut into.require.network);
-    over(r.pid_namespace, &mut into.require.pid_namespace);
-    over(r.monitor, &mut into.require.monitor);
-    over(r.audit_log, &mut into.require.audit_log);
+    into.layer = std::mem::take(&mut into.layer).merge(profile);
     Ok(())
 }
 
@@ -241,12 +163,13 @@ fn parse(src: &Source) -> Result<Profile, ProfileError> {
     let fs = &profile.filesystem;
     for (key, list) in [("read", &fs.read), ("write", &fs.write), ("exec", &fs.exec)] {
         for p in list {
-            vars::check(p.get_ref())
-                .map_err(|m| invalid(Some(p.span()), format!("filesystem.{key}: {m}"), Some(vars::HINT.into())))?;
-            let raw = p.get_ref().trim_end_matches('?');
+            let text = p.value.to_string_lossy();
+            vars::check(&text)
+                .map_err(|m| invalid(p.span(), format!("filesystem.{key}: {m}"), Some(vars::HINT.into())))?;
+            let raw = text.trim_end_matches('?');
             if !(raw.starts_with('/') || raw.starts_with("${")) {
                 return Err(invalid(
-                    Some(p.span()),
+                    p.span(),
                     format!("filesystem.{key}: `{raw}` is not an absolute path"),
                     Some("write absolute paths, or start with a variable such as ${HOME}".into()),
                 ));
@@ -254,10 +177,10 @@ fn parse(src: &Source) -> Result<Profile, ProfileError> {
         }
     }
     for name in &profile.environment.pass {
-        if !valid_env_pattern(name.get_ref()) {
+        if !valid_env_pattern(&name.value) {
             return Err(invalid(
-                Some(name.span()),
-                format!("environment.pass: `{}` is not a variable name", name.get_ref()),
+                name.span(),
+                format!("environment.pass: `{}` is not a variable name", name.value),
                 Some("use NAME or a PREFIX_* glob".into()),
             ));
         }
@@ -266,27 +189,26 @@ fn parse(src: &Source) -> Result<Profile, ProfileError> {
         if !valid_env_pattern(name) || name.ends_with('*') {
             return Err(invalid(None, format!("environment.set: `{name}` is not a variable name"), None));
         }
-        vars::check(value)
+        vars::check(&value.value)
             .map_err(|m| invalid(None, format!("environment.set.{name}: {m}"), Some(vars::HINT.into())))?;
     }
+    check_syscall_names(src, &profile.syscalls.allow)?;
+    check_syscall_names(src, &profile.syscalls.deny)?;
     Ok(profile)
 }
 
-fn syscall_names(src: &Source, list: Vec<Spanned<String>>) -> Result<Vec<Sourced<Sysno>>, ProfileError> {
-    list.into_iter()
-        .map(|name| {
-            let origin = location(src, name.span());
-            match name.get_ref().parse::<Sysno>() {
-                Ok(value) => Ok(Sourced { value, origin }),
-                Err(()) => Err(ProfileError::Invalid {
-                    location: origin,
-                    message: format!("`{}` is not a system call on this architecture", name.get_ref()),
-                    hint: closest(name.get_ref(), Sysno::iter().map(|s| s.name()))
-                        .map(|s| format!("did you mean `{s}`?")),
-                }),
-            }
-        })
-        .collect()
+/// Every entry names a system call of this architecture.
+fn check_syscall_names(src: &Source, list: &[Sourced<String>]) -> Result<(), ProfileError> {
+    for name in list {
+        if name.value.parse::<Sysno>().is_err() {
+            return Err(ProfileError::Invalid {
+                location: location(src, name.span()),
+                message: format!("`{}` is not a system call on this architecture", name.value),
+                hint: closest(&name.value, Sysno::iter().map(|s| s.name())).map(|s| format!("did you mean `{s}`?")),
+            });
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn valid_env_pattern(name: &str) -> bool {
@@ -335,6 +257,7 @@ pub(crate) fn closest<'a>(word: &str, candidates: impl Iterator<Item = &'a str>)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::Level;
 
     fn err(text: &str) -> (String, Option<String>) {
         match load_source("t.toml", text) {
@@ -392,10 +315,13 @@ mod tests {
             "extends = [\"strict\"]\n[filesystem]\nread = [\"/srv\"]\n[process]\nmax-processes = 7\n[require]\nseccomp = \"best-effort\"\n",
         )
         .unwrap();
-        assert!(p.read.iter().any(|r| r.value == "/srv"));
-        assert!(p.exec.iter().any(|r| r.value == "/usr"), "strict's exec list is inherited");
-        assert_eq!(p.process.max_processes, Some(7));
-        assert_eq!(p.require.seccomp, Some(Level::BestEffort));
+        let l = &p.layer;
+        assert!(l.filesystem.read.iter().any(|r| r.value == Path::new("/srv")));
+        assert!(l.filesystem.exec.iter().any(|r| r.value == Path::new("/usr")), "strict's exec list is inherited");
+        assert_eq!(l.process.max_processes, Some(7));
+        assert_eq!(l.require.seccomp, Some(Level::BestEffort));
+        let read = l.filesystem.read.iter().find(|r| r.value == Path::new("/srv")).unwrap();
+        assert_eq!(read.origin.to_string(), "t.toml:3:9", "origins are located in their file");
         assert_eq!(p.chain, vec!["strict (embedded)".to_string(), "t.toml".to_string()]);
     }
 

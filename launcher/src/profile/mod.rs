@@ -5,9 +5,16 @@
 
 mod embedded;
 pub mod load;
+pub mod merge;
 mod model;
+pub mod origin;
+mod values;
 pub mod vars;
 
 pub use embedded::{EMBEDDED, embedded};
+pub use ipnet::IpNet;
 pub use load::{LoadedProfile, ProfileError, load, load_source};
+pub use merge::Merge;
 pub use model::*;
+pub use origin::{Origin, Sourced};
+pub use values::{Endpoint, EndpointError, NetDisplay, NetError, Size, SizeError, parse_net};

@@ -16,6 +16,27 @@ pub const NAMES: [&str; 9] = [
     "XDG_RUNTIME_DIR",
 ];
 
+/// Why a `${...}` cannot be expanded (or, at load time, is not a variable).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VarError {
+    #[error("unterminated `${{` in `{0}`")]
+    Unterminated(String),
+    #[error("unknown variable `{name}` in `{text}`")]
+    Unknown { name: String, text: String },
+    #[error("the server was not given `{0}`")]
+    FlagNotGiven(String),
+    #[error("`{0}` is not set in the environment")]
+    EnvUnset(String),
+    #[error("variable `${{{0}}}` has no value on this host")]
+    NoValue(String),
+}
+
+impl crate::error::Diagnose for VarError {
+    fn hint(&self) -> Option<String> {
+        matches!(self, VarError::Unknown { .. } | VarError::Unterminated(_)).then(|| HINT.into())
+    }
+}
+
 /// The values variables expand to, computed once per run: the user's directories, and the
 /// server's own command line and environment (`${args:dirs}`, `${arg:--flag}`, `${env:NAME}`).
 #[derive(Debug, Clone, Default)]
@@ -58,7 +79,7 @@ impl Vars {
 
     /// Expands an entry that may name several paths: `${args:dirs}` stands for every server
     /// argument that is an existing directory (none is fine). `Ok(empty)` when it names none.
-    pub fn expand_many(&self, s: &str) -> Result<Vec<String>, String> {
+    pub fn expand_many(&self, s: &str) -> Result<Vec<String>, VarError> {
         if s.contains("${args:dirs}") {
             let dirs = self.1.args.iter().filter(|a| std::path::Path::new(a.as_str()).is_dir());
             return dirs.map(|d| self.expand(&s.replace("${args:dirs}", d))).collect();
@@ -67,27 +88,27 @@ impl Vars {
     }
 
     /// Expands every `${NAME}`; `Err` names a variable that has no value on this host.
-    pub fn expand(&self, s: &str) -> Result<String, String> {
+    pub fn expand(&self, s: &str) -> Result<String, VarError> {
         let mut out = String::with_capacity(s.len());
         let mut rest = s;
         while let Some(start) = rest.find("${") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
+            let end = after.find('}').ok_or_else(|| VarError::Unterminated(s.into()))?;
             let name = &after[..end];
             let value = if let Some(flag) = name.strip_prefix("arg:") {
-                self.flag_value(flag).ok_or_else(|| format!("the server was not given `{flag}`"))?
+                self.flag_value(flag).ok_or_else(|| VarError::FlagNotGiven(flag.into()))?
             } else if let Some(flag) = name.strip_prefix("arg-dir:") {
-                let v = self.flag_value(flag).ok_or_else(|| format!("the server was not given `{flag}`"))?;
+                let v = self.flag_value(flag).ok_or_else(|| VarError::FlagNotGiven(flag.into()))?;
                 let parent = std::path::Path::new(&v).parent().map(|p| p.display().to_string()).unwrap_or_default();
                 if parent.is_empty() { self.0.get("CWD").cloned().unwrap_or_default() } else { parent }
             } else if let Some(var) = name.strip_prefix("env-dir:") {
-                let v = self.1.env.get(var).cloned().ok_or_else(|| format!("`{var}` is not set in the environment"))?;
+                let v = self.1.env.get(var).cloned().ok_or_else(|| VarError::EnvUnset(var.into()))?;
                 std::path::Path::new(&v).parent().map(|p| p.display().to_string()).unwrap_or_default()
             } else if let Some(var) = name.strip_prefix("env:") {
-                self.1.env.get(var).cloned().ok_or_else(|| format!("`{var}` is not set in the environment"))?
+                self.1.env.get(var).cloned().ok_or_else(|| VarError::EnvUnset(var.into()))?
             } else {
-                self.0.get(name).cloned().ok_or_else(|| format!("variable `${{{name}}}` has no value on this host"))?
+                self.0.get(name).cloned().ok_or_else(|| VarError::NoValue(name.into()))?
             };
             out.push_str(&value);
             rest = &after[end + 1..];
@@ -116,11 +137,11 @@ impl Vars {
 }
 
 /// Syntax check at load time: every `${...}` is closed and names a known variable.
-pub fn check(s: &str) -> Result<(), String> {
+pub fn check(s: &str) -> Result<(), VarError> {
     let mut rest = s;
     while let Some(start) = rest.find("${") {
         let after = &rest[start + 2..];
-        let end = after.find('}').ok_or_else(|| format!("unterminated `${{` in `{s}`"))?;
+        let end = after.find('}').ok_or_else(|| VarError::Unterminated(s.into()))?;
         let name = &after[..end];
         let server_derived = name == "args:dirs"
             || name.strip_prefix("arg:").is_some_and(|f| f.starts_with('-'))
@@ -128,7 +149,7 @@ pub fn check(s: &str) -> Result<(), String> {
             || name.strip_prefix("env:").is_some_and(|v| !v.is_empty())
             || name.strip_prefix("env-dir:").is_some_and(|v| !v.is_empty());
         if !NAMES.contains(&name) && !server_derived {
-            return Err(format!("unknown variable `{name}` in `{s}`"));
+            return Err(VarError::Unknown { name: name.into(), text: s.into() });
         }
         rest = &after[end + 1..];
     }
@@ -147,7 +168,7 @@ mod tests {
         assert_eq!(v.expand("${XDG_CONFIG_HOME}/x").unwrap(), "/cfg/x");
         assert_eq!(v.expand("${XDG_CACHE_HOME}").unwrap(), "/home/u/.cache");
         assert_eq!(v.expand("${CWD}:${TMPDIR}").unwrap(), "/work:/tmp");
-        assert!(v.expand("${XDG_RUNTIME_DIR}").unwrap_err().contains("no value"));
+        assert!(v.expand("${XDG_RUNTIME_DIR}").unwrap_err().to_string().contains("no value"));
     }
 
     #[test]
@@ -170,7 +191,7 @@ mod tests {
         assert_eq!(v.expand("${env:MEMORY_FILE_PATH}").unwrap(), "/data/memory.jsonl");
         assert_eq!(v.expand("${env-dir:MEMORY_FILE_PATH}").unwrap(), "/data");
         assert_eq!(v.expand_many("${args:dirs}").unwrap(), vec![dir]);
-        assert!(v.expand("${arg:--missing}").unwrap_err().contains("not given `--missing`"));
+        assert!(v.expand("${arg:--missing}").unwrap_err().to_string().contains("not given `--missing`"));
         assert!(check("${arg:--repository}").is_ok() && check("${args:dirs}").is_ok() && check("${env:X}").is_ok());
         assert!(check("${arg:repository}").is_err());
     }
@@ -178,7 +199,7 @@ mod tests {
     #[test]
     fn check_rejects_unknown_and_unterminated() {
         assert!(check("${HOME}/a${CWD}").is_ok());
-        assert!(check("${NOPE}").unwrap_err().contains("unknown variable `NOPE`"));
-        assert!(check("${HOME").unwrap_err().contains("unterminated"));
+        assert!(check("${NOPE}").unwrap_err().to_string().contains("unknown variable `NOPE`"));
+        assert!(check("${HOME").unwrap_err().to_string().contains("unterminated"));
     }
 }

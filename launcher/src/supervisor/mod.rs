@@ -61,5 +61,5 @@ fn run_server(
         monitor.attach_lsm();
     }
     // 6. The signals blocked in 1 (and queued since) are forwarded from here on.
-    Ok(wait::wait_for_exit(server, signals, plan.stop_timeout))
+    Ok(wait::wait_for_exit(server, signals, plan.stop_timeout()))
 }

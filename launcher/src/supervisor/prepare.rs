@@ -42,41 +42,42 @@ pub struct Prepared {
 /// Prepares the run of `plan`; `forwarded` are the signals stage 2 keeps blocked until exec.
 pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorError> {
     // The cgroups first: the probes are scoped to the server's cgroup id.
-    let monitor_parent = if plan.monitor_runs() { plan.monitor_cgroup_parent.clone() } else { None };
-    let mut cgroups = ServerCgroups::create(&plan.cgroup_limits, monitor_parent.as_deref())?;
+    let monitor_parent =
+        if plan.monitor_runs() { plan.monitor_cgroup_parent().map(std::path::Path::to_path_buf) } else { None };
+    let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
     let monitor = load_monitor(plan, &cgroups)?;
     let monitor_log = match &monitor {
-        Some(_) => Some(open_audit_log(plan, &plan.audit_log, "ebpf")?),
+        Some(_) => Some(open_audit_log(plan, plan.audit_log(), "ebpf")?),
         None => None,
     };
     // The private TMPDIR before the Landlock ruleset and the environment, which both name it.
-    let owner = plan.identity.switch.then_some((plan.identity.uid, plan.identity.gid));
-    let private_tmp = match plan.private_tmp {
+    let owner = plan.identity().switch.then_some((plan.identity().uid, plan.identity().gid));
+    let private_tmp = match plan.private_tmp() {
         true => Some(PrivateTmp::create(owner).map_err(sys_err("create the private temporary directory"))?),
         false => None,
     };
     let landlock = landlock_ruleset(plan, private_tmp.as_ref())?;
     let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
         (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
-        _ => plan.syscalls.compile(plan.x32_abi)?,
+        _ => plan.syscalls().compile(plan.x32_abi())?,
     };
     let env = environment(plan, private_tmp.as_ref())?;
-    let argv = plan.argv.iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
+    let argv = plan.argv().iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
     let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the error pipe"))?;
     let (mcp, stdio) = mcp_pipes(plan)?;
     // After the monitor: whether it loaded decides whether the broker is needed.
     let (broker_stage2, broker) = broker_channel(plan, monitor.is_some())?;
     let stage2 = Stage2 {
-        program: cstring("program path", plan.program.as_os_str())?,
+        program: cstring("program path", plan.program().as_os_str())?,
         argv,
         env,
-        cwd: cstring("working directory", plan.cwd.as_os_str())?,
+        cwd: cstring("working directory", plan.cwd().as_os_str())?,
         switch_to: owner,
         own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
         rlimits: rlimits(plan),
         cgroup_procs: std::mem::take(&mut cgroups.procs),
-        pid_namespace: plan.pid_namespace,
+        pid_namespace: plan.pid_namespace(),
         landlock,
         seccomp,
         broker: broker_stage2,
@@ -99,11 +100,11 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
         cgroup_dir: dir,
-        audit_mode: plan.audit_mode,
+        audit_mode: plan.audit_mode(),
         rules: plan.net_rules(),
         allow_raw_sockets: false,
-        denied_syscalls: plan.syscalls.deny.iter().map(|s| s.id() as u32).collect(),
-        ring_bytes: plan.audit_buffer,
+        denied_syscalls: plan.syscalls().deny.iter().map(|s| s.id() as u32).collect(),
+        ring_bytes: plan.audit_buffer(),
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),
@@ -125,8 +126,8 @@ fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Resul
         "ts": crate::audit::now_rfc3339(),
         "kind": "start",
         "writer": writer,
-        "profile": plan.profile,
-        "program": plan.program.display().to_string(),
+        "profile": plan.profile(),
+        "program": plan.program().display().to_string(),
         "launcher_pid": std::process::id(),
     });
     match log.start(&record) {
@@ -153,29 +154,24 @@ fn landlock_ruleset(
         _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => return Ok(None),
         level => level,
     };
-    let mut paths: BTreeMap<_, _> = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+    let mut paths: BTreeMap<_, _> = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
     if let Some(tmp) = private_tmp {
         paths.insert(tmp.path().to_path_buf(), FsAccess::WRITE);
     }
-    let ports = NetPorts { connect: plan.ports.connect.clone(), bind: plan.ports.bind.clone() };
+    let ports = NetPorts { connect: plan.ports().connect.clone(), bind: plan.ports().bind.clone() };
     Ok(Some((landlock::prepare(&paths, &ports, level)?, level)))
 }
 
 /// The rlimits stage 2 sets; CORE=0 always.
 fn rlimits(plan: &Plan) -> Vec<(Resource, u64)> {
     let mut rlimits = vec![(Resource::RLIMIT_CORE, 0)];
-    let l = &plan.limits;
-    rlimits.extend(l.open_files.map(|v| (Resource::RLIMIT_NOFILE, v)));
-    rlimits.extend(l.processes.map(|v| (Resource::RLIMIT_NPROC, v)));
-    rlimits.extend(l.memory.map(|v| (Resource::RLIMIT_DATA, v.0)));
-    rlimits.extend(l.file_size.map(|v| (Resource::RLIMIT_FSIZE, v.0)));
-    rlimits.extend(l.cpu_time.map(|v| (Resource::RLIMIT_CPU, v)));
+    rlimits.extend(plan.limits().rlimits());
     rlimits
 }
 
 /// The server's environment as `KEY=value` C strings, with the private TMPDIR as `TMPDIR`.
 fn environment(plan: &Plan, private_tmp: Option<&PrivateTmp>) -> Result<Vec<CString>, SupervisorError> {
-    let mut pairs = plan.env.clone();
+    let mut pairs = plan.env().to_vec();
     if let Some(tmp) = private_tmp {
         tmp.export(&mut pairs);
     }
@@ -197,7 +193,7 @@ type ServerStdio = Option<(OwnedFd, OwnedFd)>;
 /// opened now so that a failure refuses the run before anything starts. Returns the supervisor's
 /// side and stage 2's (the server's stdin and stdout).
 fn mcp_pipes(plan: &Plan) -> Result<(Option<McpEnds>, ServerStdio), SupervisorError> {
-    let Some(cfg) = &plan.mcp else { return Ok((None, None)) };
+    let Some(cfg) = plan.mcp() else { return Ok((None, None)) };
     let log = open_audit_log(plan, &cfg.audit, "mcp")?;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the MCP pipes"));
     let (stdin_r, stdin_w) = pipe()?;
@@ -214,6 +210,6 @@ type BrokerStage2 = Option<(Vec<sock_filter>, UnixStream)>;
 fn broker_channel(plan: &Plan, monitor_loaded: bool) -> Result<(BrokerStage2, Option<BrokerEnd>), SupervisorError> {
     let Some(policy) = plan.broker_policy(monitor_loaded) else { return Ok((None, None)) };
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the broker channel"))?;
-    let filter = sys::notify::filter(plan.syscalls.sockets.udp);
+    let filter = sys::notify::filter(plan.syscalls().sockets.udp);
     Ok((Some((filter, theirs)), Some(BrokerEnd { channel: ours, policy: policy.clone() })))
 }

@@ -79,8 +79,8 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
 /// Starts reading the probes' events into `log`, decoded against the server's process tree.
 fn start_reader(plan: &Plan, child: Pid, monitor: &mut Monitor, log: AuditLog) -> Result<Reader, SupervisorError> {
     let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
-    let fs = plan.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
-    monitor.start(EventDecoder::new(table, plan.audit_mode, fs), log).map_err(SupervisorError::from)
+    let fs = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+    monitor.start(EventDecoder::new(table, plan.audit_mode(), fs), log).map_err(SupervisorError::from)
 }
 
 /// Starts the MCP proxy between the client (the launcher's stdin and stdout) and the server.

@@ -51,9 +51,9 @@ pub fn run(plan: &Plan, held: Held, outcome: &Result<i32, SupervisorError>) {
         let (decoder, mut log) = reader.stop();
         if let (Some(status), Some(m)) = (status, monitor.as_ref()) {
             let summary = Summary {
-                profile: plan.profile.clone(),
-                program: plan.program.display().to_string(),
-                mode: if plan.audit_mode { "audit" } else { "enforce" },
+                profile: plan.profile().to_string(),
+                program: plan.program().display().to_string(),
+                mode: if plan.audit_mode() { "audit" } else { "enforce" },
                 exit_code: (status < 128).then_some(status),
                 signal: (status > 128).then_some(status - 128),
             };

@@ -1,0 +1,174 @@
+//! The server command as stage 2 executes it: the program found on `PATH`, its argv, the
+//! environment built from scratch, the working directory, and `npx`/`uvx` commands replaced by
+//! the copy they installed (see [`package_runner`](super::package_runner)).
+
+use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::profile::Environment;
+use crate::profile::load::valid_env_pattern;
+use crate::profile::vars::Vars;
+
+use super::Inputs;
+use super::error::{NotExecutable, PlanError};
+use super::identity::Identity;
+use super::package_runner::{self, Caches};
+
+#[derive(Debug, Clone)]
+pub struct CommandPlan {
+    pub program: PathBuf,
+    pub argv: Vec<OsString>,
+    /// `npx -y PACKAGE`, resolved to the installed copy: `(package@version, script)`.
+    pub npx: Option<(String, PathBuf)>,
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+}
+
+impl CommandPlan {
+    pub fn resolve(
+        section: &Environment,
+        command: &[OsString],
+        identity: &Identity,
+        inputs: &Inputs<'_>,
+        vars: &Vars,
+    ) -> Result<CommandPlan, PlanError> {
+        let env = resolve_env(section, inputs, vars, identity)?;
+        // `npx -y PACKAGE`: run the installed copy with node, without npm (see package_runner.rs).
+        let installed = package_runner::resolve(command, &caches(inputs, identity))?;
+        let rewritten: Vec<OsString> = match &installed {
+            Some(r) => [r.interpreter.clone().into_os_string(), r.script.clone().into_os_string()]
+                .into_iter()
+                .chain(r.args.iter().cloned())
+                .collect(),
+            None => command.to_vec(),
+        };
+        let (arg0, _) = rewritten.split_first().ok_or(PlanError::NoCommand)?;
+        let search_path = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let program = resolve_program(arg0, search_path.as_deref(), &inputs.cwd)?;
+        Ok(CommandPlan {
+            program,
+            argv: rewritten,
+            npx: installed.map(|r| (format!("{}@{}", r.package, r.version), r.script)),
+            env,
+            cwd: inputs.cwd.clone(),
+        })
+    }
+}
+
+/// Where npm and uv keep what they installed, for the server's user.
+fn caches(inputs: &Inputs<'_>, identity: &Identity) -> Caches {
+    Caches {
+        npm: inputs.var("npm_config_cache").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".npm")),
+        uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
+            inputs.var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".cache")).join("uv")
+        }),
+    }
+}
+
+/// The launcher's variables that `pass` names, then `set` (a profile's values expanded, the
+/// command line's taken as written).
+fn resolve_env(
+    section: &Environment,
+    inputs: &Inputs<'_>,
+    vars: &Vars,
+    identity: &Identity,
+) -> Result<Vec<(OsString, OsString)>, PlanError> {
+    for name in &section.pass {
+        if let Some(flag) = name.origin.flag()
+            && !valid_env_pattern(&name.value)
+        {
+            return Err(PlanError::Invalid {
+                what: format!("{flag} {}", name.value),
+                why: "not a variable name".into(),
+            });
+        }
+    }
+    let mut env: BTreeMap<OsString, OsString> =
+        inputs.env.iter().filter(|(k, _)| section.pass.iter().any(|p| matches_pattern(&p.value, k))).cloned().collect();
+    if identity.switch {
+        // The invoking user's HOME and names are wrong for the target user.
+        for (k, v) in [
+            ("HOME", identity.home.as_os_str()),
+            ("USER", OsStr::new(&identity.name)),
+            ("LOGNAME", OsStr::new(&identity.name)),
+        ] {
+            if let Some(slot) = env.get_mut(OsStr::new(k)) {
+                *slot = v.to_os_string();
+            }
+        }
+    }
+    for (k, v) in &section.set {
+        let value = match v.origin.flag() {
+            Some(flag) if !valid_env_pattern(k) || k.ends_with('*') => {
+                let what = format!("{flag} {k}={}", v.value);
+                return Err(PlanError::Invalid { what, why: "not a variable name".into() });
+            }
+            Some(_) => v.value.clone(),
+            None => vars.expand(&v.value).map_err(|source| PlanError::BadVariable {
+                what: format!("environment.set.{k} ({})", v.origin),
+                source,
+            })?,
+        };
+        env.insert(k.into(), value.into());
+    }
+    Ok(env.into_iter().collect())
+}
+
+fn matches_pattern(pattern: &str, name: &OsStr) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.as_bytes().starts_with(prefix.as_bytes()),
+        None => name.as_bytes() == pattern.as_bytes(),
+    }
+}
+
+/// `arg0` itself when it contains a `/`, else the first executable file of that name on
+/// `search_path` (the server's `PATH`, or a default).
+fn resolve_program(arg0: &OsStr, search_path: Option<&OsStr>, cwd: &Path) -> Result<PathBuf, PlanError> {
+    if arg0.as_bytes().contains(&b'/') {
+        let p = cwd.join(arg0);
+        if !p.exists() {
+            return Err(PlanError::NotFound {
+                program: arg0.to_string_lossy().into(),
+                path: "(not searched: a path was given)".into(),
+            });
+        }
+        return check_executable(&p);
+    }
+    let default = OsStr::new("/usr/local/bin:/usr/bin:/bin");
+    let search = search_path.unwrap_or(default);
+    for dir in std::env::split_paths(search) {
+        let candidate = cwd.join(dir).join(arg0);
+        if candidate.is_file()
+            && let Ok(p) = check_executable(&candidate)
+        {
+            return Ok(p);
+        }
+    }
+    Err(PlanError::NotFound { program: arg0.to_string_lossy().into(), path: search.to_string_lossy().into() })
+}
+
+fn check_executable(p: &Path) -> Result<PathBuf, PlanError> {
+    let not = |why| PlanError::NotExecutable { path: p.into(), why };
+    let meta = p.metadata().map_err(|e| not(NotExecutable::Metadata(e)))?;
+    if meta.is_dir() {
+        return Err(not(NotExecutable::Directory));
+    }
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(not(NotExecutable::NoPermission));
+    }
+    Ok(p.to_path_buf())
+}
+
+/// The interpreter a script's `#!` line names.
+pub fn shebang_interpreter(program: &Path) -> Option<PathBuf> {
+    use std::io::Read;
+    let mut head = [0u8; 256];
+    let n = std::fs::File::open(program).and_then(|mut f| f.read(&mut head)).ok()?;
+    let line = head[..n].strip_prefix(b"#!")?;
+    let line = line.split(|b| *b == b'\n').next()?;
+    let interp = line.split(|b| *b == b' ' || *b == b'\t').find(|s| !s.is_empty())?;
+    Some(PathBuf::from(OsStr::from_bytes(interp)))
+}

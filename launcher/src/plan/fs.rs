@@ -1,0 +1,177 @@
+//! The filesystem allow-list: every granted path canonicalized with its rights and the first place
+//! it was granted, the optional paths absent on this host, the runtime's own installation, the
+//! private `TMPDIR`, and the check that the program itself may be executed.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use crate::layers::landlock::FsAccess;
+use crate::profile::vars::Vars;
+use crate::profile::{Filesystem, Origin, Runtime, Sourced};
+
+use super::command::shebang_interpreter;
+use super::error::PlanError;
+
+#[derive(Debug, Clone, Default)]
+pub struct FsPlan {
+    /// Canonical path -> rights, with the first place each was granted.
+    pub paths: BTreeMap<PathBuf, (FsAccess, Origin)>,
+    /// A private `TMPDIR`, created by the supervisor at start and removed at exit.
+    pub private_tmp: bool,
+    /// Optional (`?`) paths absent on this host.
+    pub skipped: Vec<Sourced<PathBuf>>,
+}
+
+impl FsPlan {
+    /// The section's grants. The profile's come first, then the command line's, so that a path
+    /// granted by both names the profile as its origin.
+    pub fn resolve(section: &Filesystem, vars: &Vars, cwd: &Path) -> Result<FsPlan, PlanError> {
+        let mut plan = FsPlan { private_tmp: section.private_tmp.unwrap_or(false), ..Default::default() };
+        let lists: [(&'static str, &[Sourced<PathBuf>], FsAccess); 3] = [
+            ("filesystem.read", &section.read, FsAccess::READ),
+            ("filesystem.write", &section.write, FsAccess::WRITE),
+            ("filesystem.exec", &section.exec, FsAccess::EXEC),
+        ];
+        for command_line in [false, true] {
+            for (key, list, access) in lists {
+                for entry in list.iter().filter(|e| e.origin.flag().is_some() == command_line) {
+                    plan.add_entry(key, entry, access, vars, cwd)?;
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn grant(&mut self, path: PathBuf, access: FsAccess, origin: &Origin) {
+        let slot = self.paths.entry(path).or_insert_with(|| (access, origin.clone()));
+        slot.0 = slot.0.union(access);
+    }
+
+    /// A command-line path is taken as written, relative to the working directory. A profile's
+    /// has its variables expanded (a list, for `${args:dirs}`) and may end in `?` (optional).
+    fn add_entry(
+        &mut self,
+        key: &'static str,
+        entry: &Sourced<PathBuf>,
+        access: FsAccess,
+        vars: &Vars,
+        cwd: &Path,
+    ) -> Result<(), PlanError> {
+        if let Some(flag) = entry.origin.flag() {
+            let canonical = cwd.join(&entry.value).canonicalize().map_err(|source| PlanError::Path {
+                key: flag.into(),
+                path: entry.value.display().to_string(),
+                origin: "command line".into(),
+                expanded: None,
+                source,
+            })?;
+            self.grant(canonical, access, &entry.origin);
+            return Ok(());
+        }
+        let written = entry.value.to_string_lossy();
+        let (raw, optional) = match written.strip_suffix('?') {
+            Some(r) => (r, true),
+            None => (written.as_ref(), false),
+        };
+        let expanded = match vars.expand_many(raw) {
+            Ok(list) => list,
+            // A server-derived variable with no value (a flag not given) in an optional entry.
+            Err(_) if optional => {
+                self.skipped.push(entry.clone());
+                return Ok(());
+            }
+            Err(source) => {
+                let origin = entry.origin.to_string();
+                return Err(PlanError::Variable { key: key.into(), path: written.into(), origin, source });
+            }
+        };
+        for one in expanded {
+            match Path::new(&one).canonicalize() {
+                Ok(p) => self.grant(p, access, &entry.origin),
+                Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => self.skipped.push(entry.clone()),
+                Err(source) => {
+                    return Err(PlanError::Path {
+                        key: key.into(),
+                        path: written.clone().into(),
+                        origin: entry.origin.to_string(),
+                        // name the expanded path when variables made it differ from what was written
+                        expanded: (one != raw).then_some(one),
+                        source,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Read and execute on the runtime's own installation (see [`installation`]).
+    pub fn grant_runtime(&mut self, runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path) {
+        for dir in installation(runtime, program, args, cwd) {
+            self.grant(dir, FsAccess::EXEC, &Origin::Runtime(runtime));
+        }
+    }
+
+    /// The program, and a script's interpreter, must be under an exec grant or Landlock will
+    /// refuse the `execve` with a bare EACCES; saying so before the fork gives a useful message.
+    pub fn check_exec_allowed(&self, program: &Path) -> Result<(), PlanError> {
+        let allowed = |p: &Path| self.paths.iter().any(|(dir, (a, _))| a.exec && p.starts_with(dir));
+        let mut to_check = vec![program.canonicalize().unwrap_or_else(|_| program.to_path_buf())];
+        if let Some(interp) = shebang_interpreter(program) {
+            to_check.push(interp.canonicalize().unwrap_or(interp));
+        }
+        for p in to_check {
+            if !allowed(&p) {
+                let dir = p.parent().map_or_else(|| p.clone(), Path::to_path_buf);
+                return Err(PlanError::ExecNotAllowed { path: p, dir });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The directories a server's own installation lives in, for `runtime = ...` profiles:
+/// - python: the interpreter's prefix (`<prefix>/bin/python3`), and the virtualenv the program
+///   (or a console script) belongs to (`pyvenv.cfg` next to its `bin/`);
+/// - node: the outermost `node_modules` containing the script (the program, or its first
+///   argument that is a file), or else the script's package root (`package.json`).
+fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path) -> Vec<PathBuf> {
+    let real = |p: &Path| p.canonicalize().ok();
+    let mut out = Vec::new();
+    match runtime {
+        Runtime::Python => {
+            let interpreter = shebang_interpreter(program).unwrap_or_else(|| program.to_path_buf());
+            for candidate in [program, interpreter.as_path()] {
+                // a virtualenv: <venv>/bin/<program> with <venv>/pyvenv.cfg
+                if let Some(venv) = candidate.parent().and_then(Path::parent)
+                    && venv.join("pyvenv.cfg").is_file()
+                {
+                    out.extend(real(venv));
+                }
+            }
+            // the interpreter's own prefix, e.g. /root/.pyenv/versions/3.11.7 (nothing new under /usr)
+            if let Some(prefix) = real(&interpreter).as_deref().and_then(Path::parent).and_then(Path::parent) {
+                out.push(prefix.to_path_buf());
+            }
+        }
+        Runtime::Node => {
+            // The program itself when it is a script (`#!/usr/bin/env node`), else `node SCRIPT`.
+            let script = shebang_interpreter(program)
+                .map(|_| program.to_path_buf())
+                .into_iter()
+                .chain(args.iter().filter(|a| !a.to_string_lossy().starts_with('-')).map(|a| cwd.join(a)))
+                .filter(|p| p.is_file())
+                .find_map(|p| real(&p));
+            if let Some(script) = script {
+                let modules = script.ancestors().filter(|a| a.file_name().is_some_and(|n| n == "node_modules")).last();
+                match modules {
+                    Some(m) => out.push(m.to_path_buf()),
+                    None => out.extend(
+                        script.ancestors().skip(1).find(|a| a.join("package.json").is_file()).map(Path::to_path_buf),
+                    ),
+                }
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,130 @@
+//! What each layer will enforce on this host: the requirement levels (profile, then `--require`),
+//! the enforcement of each layer (full, partial, missing, off) and the mechanism behind it.
+
+use std::collections::BTreeMap;
+
+use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::profile::{Level, Require};
+
+use super::identity::PidNamespace;
+use super::layer::Layer;
+use super::monitor::MonitorPlan;
+
+/// Whether a layer is enforced in full on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enforcement {
+    Full,
+    Partial(String),
+    Missing(String),
+    Off,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerReport {
+    pub layer: Layer,
+    pub level: Level,
+    pub enforcement: Enforcement,
+    /// What enforces it, for `explain`.
+    pub mechanism: String,
+}
+
+/// The requirement of each layer: the merged `[require]` (the command line's `--require`
+/// included), else the layer's default. Landlock has no log-only mode: in audit mode the
+/// filesystem is open and every open is logged with the verdict the allow-list would have given.
+pub fn levels(require: &Require, audit_mode: bool) -> BTreeMap<Layer, Level> {
+    let mut levels: BTreeMap<Layer, Level> =
+        Layer::ALL.into_iter().map(|l| (l, l.required_by(require).unwrap_or(l.default_level()))).collect();
+    if audit_mode {
+        levels.insert(Layer::Landlock, Level::Off);
+    }
+    levels
+}
+
+pub fn landlock(host: &HostFacts) -> (Enforcement, String) {
+    match &host.landlock {
+        Ok(abi) if *abi >= LANDLOCK_TARGET_ABI => (
+            Enforcement::Full,
+            format!(
+                "Landlock ABI {abi} (uses ABI {LANDLOCK_TARGET_ABI} features: fs rights, TCP ports, socket and signal scoping)"
+            ),
+        ),
+        Ok(abi) => {
+            let missing: Vec<&str> = [
+                (2, "refer"),
+                (3, "truncate"),
+                (4, "TCP port rules"),
+                (5, "device ioctl"),
+                (6, "abstract-socket and signal scoping"),
+            ]
+            .iter()
+            .filter(|(v, _)| v > abi)
+            .map(|(_, n)| *n)
+            .collect();
+            (
+                Enforcement::Partial(format!("kernel Landlock ABI {abi} lacks: {}", missing.join(", "))),
+                format!("Landlock ABI {abi}"),
+            )
+        }
+        Err(why) => (Enforcement::Missing(format!("Landlock is {why}")), "Landlock".into()),
+    }
+}
+
+pub fn seccomp(host: &HostFacts, denied: usize) -> (Enforcement, String) {
+    match host.seccomp_filter {
+        true => (Enforcement::Full, format!("seccomp-bpf, {denied} syscalls denied + argument rules")),
+        false => (Enforcement::Missing("the kernel has no seccomp filter mode".into()), "seccomp-bpf".into()),
+    }
+}
+
+pub fn monitor(m: &MonitorPlan) -> (Enforcement, String) {
+    match &m.unavailable {
+        None => (
+            Enforcement::Full,
+            format!(
+                "eBPF: tracepoints (exec, fork, exit, opens, syscalls) and cgroup socket programs; audit log {}{}",
+                m.audit_log.describe(),
+                if m.audit_mode { " (audit mode: nothing denied)" } else { "" }
+            ),
+        ),
+        Some(why) => (Enforcement::Missing(why.clone()), "eBPF (not loaded)".into()),
+    }
+}
+
+/// `writers`: the eBPF layer or the MCP layer runs, so there is something to log.
+pub fn audit_log(m: &MonitorPlan, writers: bool, level: Level) -> (Enforcement, String) {
+    if !writers {
+        return (Enforcement::Off, "nothing to log: neither the eBPF layer nor the MCP layer runs".into());
+    }
+    (
+        Enforcement::Full,
+        format!(
+            "{}: a start record is written first; {}",
+            m.audit_log.describe(),
+            if level == Level::Required {
+                "a log that cannot be written refuses the run"
+            } else {
+                "a log that cannot be written is reported, and every record is counted as lost"
+            }
+        ),
+    )
+}
+
+/// `disabled`: the profile says `pid-namespace = false`; `switch`: the server's user is switched.
+pub fn pid_namespace(ns: PidNamespace, disabled: bool, host: &HostFacts) -> (Enforcement, String) {
+    match ns {
+        PidNamespace::Plain => (Enforcement::Full, "CLONE_NEWPID, mcp-warden as PID 1 reaper".into()),
+        PidNamespace::WithUserNamespace => {
+            (Enforcement::Full, "CLONE_NEWUSER|CLONE_NEWPID (own uid mapped), mcp-warden as PID 1 reaper".into())
+        }
+        PidNamespace::Off if disabled => {
+            (Enforcement::Off, "disabled by the profile (process.pid-namespace = false)".into())
+        }
+        PidNamespace::Off => (
+            Enforcement::Missing(match &host.user_namespaces {
+                Err(why) => format!("not root and no user namespaces: {why}"),
+                Ok(()) => "a user switch needs root, which this run does not have".into(),
+            }),
+            "none: only the direct child gets the parent-death signal".into(),
+        ),
+    }
+}
