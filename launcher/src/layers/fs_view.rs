@@ -15,9 +15,17 @@
 //! user namespace that maps the caller's own ids), and before Landlock, which forbids mounting.
 
 use std::collections::BTreeMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::CWD;
+use rustix::mount::{MountPropagationFlags, MoveMountFlags, OpenTreeFlags, mount_change, move_mount, open_tree};
+
 use crate::layers::landlock::FsAccess;
+use crate::sys::mount::{MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY, add_mount_attributes};
 
 /// One grant bound back over the read-only view.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +71,36 @@ impl ViewPlan {
     pub fn writable(&self) -> impl Iterator<Item = &Path> {
         self.binds.iter().filter(|b| b.writable).map(|b| b.path.as_path())
     }
+}
+
+/// Builds the view in this process's (new, private) mount namespace. Stage 2 calls it while it
+/// still holds `CAP_SYS_ADMIN` over that namespace, before Landlock (which forbids mounting).
+pub fn apply(view: &ViewPlan) -> io::Result<()> {
+    // Private first: the host's `/` is usually shared, and our mounts must not propagate to it.
+    mount_change("/", MountPropagationFlags::PRIVATE | MountPropagationFlags::REC)?;
+    // Clone every grant before the root turns read-only: a detached clone keeps its own flags.
+    let clones = view.binds.iter().map(clone_grant).collect::<io::Result<Vec<_>>>()?;
+    add_mount_attributes(None, c"/", true, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID)?;
+    for (bind, clone) in view.binds.iter().zip(clones) {
+        move_mount(clone.as_fd(), c"", CWD, &bind.path, MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH)?;
+    }
+    Ok(())
+}
+
+/// A detached recursive copy of the grant's mounts, with the bind's flags added.
+fn clone_grant(bind: &Bind) -> io::Result<OwnedFd> {
+    let path = CString::new(bind.path.as_os_str().as_bytes())?;
+    let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
+    let clone = open_tree(CWD, path.as_c_str(), flags)?;
+    let mut set = MOUNT_ATTR_NOSUID;
+    if bind.noexec {
+        set |= MOUNT_ATTR_NOEXEC;
+    }
+    if !bind.writable {
+        set |= MOUNT_ATTR_RDONLY;
+    }
+    add_mount_attributes(Some(clone.as_fd()), c"", true, set)?;
+    Ok(clone)
 }
 
 fn same_as(parent: Option<&Bind>, b: &Bind) -> bool {

@@ -8,13 +8,39 @@ use nix::unistd::Pid;
 use crate::plan::PidNamespace;
 use crate::sys::{self, Forked};
 
-/// The `clone` flags that put stage 2 into the plan's namespaces: a new user namespace comes
-/// with the PID namespace when the launcher is unprivileged.
-pub fn clone_flags(pid_namespace: PidNamespace) -> libc::c_int {
-    match pid_namespace {
-        PidNamespace::Off => 0,
-        PidNamespace::Plain => libc::CLONE_NEWPID,
-        PidNamespace::WithUserNamespace => libc::CLONE_NEWUSER | libc::CLONE_NEWPID,
+/// The namespaces stage 2 is forked into.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    /// A user namespace that maps the launcher's own ids: what lets an unprivileged launcher
+    /// create the others.
+    pub user: bool,
+    /// The server tree's own PID namespace, stage 2 its PID-1 reaper.
+    pub pid: bool,
+    /// A mount namespace for the filesystem view.
+    pub mount: bool,
+}
+
+impl Namespaces {
+    /// The PID namespace the plan chose, and a mount namespace when the filesystem view applies
+    /// (`may_mount`: root, or an unprivileged launcher whose user namespaces work).
+    pub fn new(pid_namespace: PidNamespace, view: bool, privileged: bool) -> Namespaces {
+        let pid = pid_namespace != PidNamespace::Off;
+        Namespaces { user: pid_namespace == PidNamespace::WithUserNamespace || (view && !privileged), pid, mount: view }
+    }
+
+    /// The `clone` flags that put stage 2 into these namespaces.
+    pub fn clone_flags(self) -> libc::c_int {
+        let mut flags = 0;
+        if self.user {
+            flags |= libc::CLONE_NEWUSER;
+        }
+        if self.pid {
+            flags |= libc::CLONE_NEWPID;
+        }
+        if self.mount {
+            flags |= libc::CLONE_NEWNS;
+        }
+        flags
     }
 }
 
@@ -84,9 +110,14 @@ mod tests {
     }
 
     #[test]
-    fn a_user_namespace_only_comes_with_the_unprivileged_pid_namespace() {
-        assert_eq!(clone_flags(PidNamespace::Off), 0);
-        assert_eq!(clone_flags(PidNamespace::Plain), libc::CLONE_NEWPID);
-        assert_eq!(clone_flags(PidNamespace::WithUserNamespace), libc::CLONE_NEWUSER | libc::CLONE_NEWPID);
+    fn a_user_namespace_comes_with_what_an_unprivileged_launcher_creates() {
+        let flags = |pid, view, privileged| Namespaces::new(pid, view, privileged).clone_flags();
+        assert_eq!(flags(PidNamespace::Off, false, true), 0);
+        assert_eq!(flags(PidNamespace::Plain, false, true), libc::CLONE_NEWPID);
+        assert_eq!(flags(PidNamespace::Plain, true, true), libc::CLONE_NEWPID | libc::CLONE_NEWNS);
+        assert_eq!(flags(PidNamespace::WithUserNamespace, false, false), libc::CLONE_NEWUSER | libc::CLONE_NEWPID);
+        assert_eq!(flags(PidNamespace::Off, true, false), libc::CLONE_NEWUSER | libc::CLONE_NEWNS);
+        let all = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        assert_eq!(flags(PidNamespace::WithUserNamespace, true, false), all);
     }
 }

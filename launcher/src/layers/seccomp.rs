@@ -74,7 +74,38 @@ pub const DEFAULT_DENY: &[(&str, &str)] = &[
     ("name_to_handle_at", "the other half of open_by_handle_at"),
     ("fanotify_init", "watches the whole filesystem"),
     ("process_madvise", "acts on another process's memory"),
+    (
+        "memfd_create",
+        "anonymous files: code written into one runs through /proc/self/fd or the dynamic loader, where Landlock's exec rights and noexec mounts never look (Node and CPython do not use it)",
+    ),
 ];
+
+/// Calls that set a file's mode, and which argument holds it: setting S_ISUID or S_ISGID is
+/// refused on every path, granted or not (a root server without a user switch could otherwise
+/// make any file it may write a setuid-root program; Landlock has no right for modes).
+const MODE_ARGUMENT: &[(Sysno, u8)] = &[
+    (Sysno::chmod, 1),
+    (Sysno::fchmod, 1),
+    (Sysno::fchmodat, 2),
+    (Sysno::fchmodat2, 2),
+    (Sysno::creat, 1),
+    (Sysno::mknod, 1),
+    (Sysno::mknodat, 2),
+];
+
+/// Calls that create a file with a mode when their flags say so: `(syscall, flags arg, mode arg)`.
+const CREATE_MODE_ARGUMENT: &[(Sysno, u8, u8)] = &[(Sysno::open, 1, 2), (Sysno::openat, 2, 3)];
+
+/// The mode bits no server may set.
+const PRIVILEGE_BITS: &[u64] = &[libc::S_ISUID as u64, libc::S_ISGID as u64];
+
+/// The flags that make `open` use its mode argument: `O_CREAT`, and `O_TMPFILE` without the
+/// `O_DIRECTORY` bit it shares.
+const CREATE_FLAGS: &[u64] = &[libc::O_CREAT as u64, (libc::O_TMPFILE & !libc::O_DIRECTORY) as u64];
+
+/// Answered ENOSYS (the caller falls back to a call the filter can read): `clone3` (its flags are
+/// in memory) and `openat2` (its mode is in memory, `struct open_how`).
+const ENOSYS: &[Sysno] = &[Sysno::clone3, Sysno::openat2];
 
 /// `clone` flags that create namespaces (`CLONE_NEWTIME` is a clone3/unshare-only flag: in
 /// `clone`'s first argument that bit is part of the exit signal).
@@ -134,6 +165,8 @@ impl SyscallPolicy {
                 CLONE_NS_FLAGS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join("|")
             ),
             "clone3: answers ENOSYS (libc falls back to clone, whose flags a filter can see)".into(),
+            "openat2: answers ENOSYS (callers fall back to openat, whose mode a filter can see)".into(),
+            "chmod, fchmod, fchmodat, fchmodat2, creat, mknod, mknodat, and open/openat with O_CREAT or O_TMPFILE: denied with S_ISUID or S_ISGID in the mode".into(),
             format!("ioctl: {} denied", DENIED_IOCTLS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
             "personality: only the default (0) and queries".into(),
         ];
@@ -197,7 +230,30 @@ impl SyscallPolicy {
         if !self.deny.contains(&Sysno::socket) {
             rules.insert(nr(Sysno::socket), self.socket_rules()?);
         }
+        self.privilege_bit_rules(&mut rules)?;
         Ok(rules)
+    }
+
+    /// S_ISUID and S_ISGID in a mode argument deny the call; for `open`/`openat` only when the
+    /// flags make the kernel use the mode (without them the argument is whatever the caller's
+    /// register held).
+    fn privilege_bit_rules(
+        &self,
+        rules: &mut BTreeMap<i64, Vec<SeccompRule>>,
+    ) -> Result<(), seccompiler::BackendError> {
+        let bit = |arg: u8, b: u64| Cond::new(arg, Len::Dword, Op::MaskedEq(b), b);
+        for (sys, mode) in MODE_ARGUMENT.iter().filter(|(s, _)| !self.deny.contains(s)) {
+            let list = PRIVILEGE_BITS.iter().map(|b| Ok(SeccompRule::new(vec![bit(*mode, *b)?])?));
+            rules.insert(sys.id() as i64, list.collect::<Result<_, seccompiler::BackendError>>()?);
+        }
+        for (sys, flags, mode) in CREATE_MODE_ARGUMENT.iter().filter(|(s, _, _)| !self.deny.contains(s)) {
+            let mut list = Vec::new();
+            for (create, b) in CREATE_FLAGS.iter().flat_map(|c| PRIVILEGE_BITS.iter().map(move |b| (c, b))) {
+                list.push(SeccompRule::new(vec![bit(*flags, *create)?, bit(*mode, *b)?])?);
+            }
+            rules.insert(sys.id() as i64, list);
+        }
+        Ok(())
     }
 
     /// `socket(domain, type, protocol)` is denied unless the (domain, type, protocol) is one the
@@ -267,8 +323,7 @@ impl SyscallPolicy {
     pub fn compile(&self, x32_abi: bool) -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
         let arch = target_arch();
         let main = SeccompFilter::new(self.rules()?, SeccompAction::Allow, self.deny_action(), arch)?;
-        let mut enosys = BTreeMap::new();
-        enosys.insert(Sysno::clone3.id() as i64, Vec::new());
+        let enosys: BTreeMap<i64, Vec<SeccompRule>> = ENOSYS.iter().map(|s| (s.id() as i64, Vec::new())).collect();
         let enosys = SeccompFilter::new(enosys, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
         let mut programs = vec![main.try_into()?, enosys.try_into()?];
         #[cfg(target_arch = "x86_64")]

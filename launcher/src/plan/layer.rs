@@ -11,6 +11,7 @@ pub enum Layer {
     Limits,
     Network,
     PidNamespace,
+    FsView,
     Monitor,
     AuditLog,
 }
@@ -23,12 +24,13 @@ pub struct UnknownLayer(pub String);
 impl crate::error::Diagnose for UnknownLayer {}
 
 impl Layer {
-    pub const ALL: [Layer; 7] = [
+    pub const ALL: [Layer; 8] = [
         Layer::Landlock,
         Layer::Seccomp,
         Layer::Limits,
         Layer::Network,
         Layer::PidNamespace,
+        Layer::FsView,
         Layer::Monitor,
         Layer::AuditLog,
     ];
@@ -40,6 +42,7 @@ impl Layer {
             Layer::Limits => "limits",
             Layer::Network => "network",
             Layer::PidNamespace => "pid-namespace",
+            Layer::FsView => "fs-view",
             Layer::Monitor => "monitor",
             Layer::AuditLog => "audit-log",
         }
@@ -66,6 +69,7 @@ impl Layer {
             Layer::Limits => &mut r.limits,
             Layer::Network => &mut r.network,
             Layer::PidNamespace => &mut r.pid_namespace,
+            Layer::FsView => &mut r.fs_view,
             Layer::Monitor => &mut r.monitor,
             Layer::AuditLog => &mut r.audit_log,
         }

@@ -29,7 +29,9 @@ use crate::audit::Destination;
 use crate::host::HostFacts;
 use crate::layers::broker::NetPolicy;
 use crate::layers::cgroup::LimitWrite;
+use crate::layers::fs_view::ViewPlan;
 use crate::layers::landlock::{FsAccess, NetPorts};
+use crate::layers::namespaces::Namespaces;
 use crate::layers::seccomp::SyscallPolicy;
 use crate::mcp::McpConfig;
 use crate::profile::vars::{ServerArgs, Vars};
@@ -91,6 +93,8 @@ pub struct Plan {
     syscalls: SyscallPolicy,
     limits: LimitsPlan,
     pid_namespace: PidNamespace,
+    /// The namespaces stage 2 is forked into (the PID namespace, the filesystem view's).
+    namespaces: Namespaces,
     /// Guard the x32 syscall number space (the kernel runs x32 syscalls).
     x32_abi: bool,
     monitor: MonitorPlan,
@@ -131,6 +135,7 @@ impl Plan {
         let syscalls = syscall_policy(&p.syscalls, &net, options.audit_mode);
         let limits = LimitsPlan::resolve(&p.process, levels[&Layer::Limits] != Level::Off, host);
         let pid_namespace = PidNamespace::resolve(levels[&Layer::PidNamespace], &p.process, &identity, host);
+        let namespaces = fs_view_namespaces(levels[&Layer::FsView], pid_namespace, &identity, host);
         let monitor = MonitorPlan::resolve(options, &profile.name, &mcp::program_name(command), host, inputs)?;
         let mcp = match &p.mcp {
             Some(section) => {
@@ -150,6 +155,7 @@ impl Plan {
             syscalls,
             limits,
             pid_namespace,
+            namespaces,
             x32_abi: host.x32_abi,
             monitor,
             mcp,
@@ -196,9 +202,19 @@ impl Plan {
             Layer::Monitor => report::monitor(&self.monitor),
             Layer::AuditLog => report::audit_log(&self.monitor, self.monitor_runs() || self.mcp.is_some(), level),
             Layer::PidNamespace => report::pid_namespace(self.pid_namespace, pid_ns_disabled, host),
+            Layer::FsView => report::fs_view(self.namespaces, host, self.view().binds.len()),
         };
         LayerReport { layer, level, enforcement, mechanism }
     }
+}
+
+/// The namespaces of stage 2: the PID namespace as resolved, plus a mount namespace for the
+/// filesystem view where this run can make one (root, or user namespaces for a launcher that does
+/// not switch users).
+fn fs_view_namespaces(level: Level, pid: PidNamespace, identity: &Identity, host: &HostFacts) -> Namespaces {
+    let privileged = host.has_cap(caps::Capability::CAP_SYS_ADMIN);
+    let possible = privileged || (host.user_namespaces.is_ok() && !identity.switch);
+    Namespaces::new(pid, level != Level::Off && possible, privileged)
 }
 
 /// Variables for the server's user, its command line and the launcher's environment.
@@ -311,6 +327,25 @@ impl Plan {
 
     pub fn pid_namespace(&self) -> PidNamespace {
         self.pid_namespace
+    }
+
+    /// The namespaces stage 2 is forked into.
+    pub fn namespaces(&self) -> Namespaces {
+        self.namespaces
+    }
+
+    /// The filesystem view's mounts for the granted paths, empty when there is no view. (The
+    /// supervisor adds the private TMPDIR, which exists only once it runs.)
+    pub fn view(&self) -> ViewPlan {
+        match self.namespaces.mount {
+            true => ViewPlan::new(&self.granted_paths()),
+            false => ViewPlan::default(),
+        }
+    }
+
+    /// Canonical path -> rights, without the origins.
+    pub fn granted_paths(&self) -> BTreeMap<PathBuf, FsAccess> {
+        self.fs.paths.iter().map(|(p, (a, _))| (p.clone(), *a)).collect()
     }
 
     pub fn monitor(&self) -> &MonitorPlan {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::layers::namespaces::Namespaces;
 use crate::profile::{Level, Require};
 
 use super::identity::PidNamespace;
@@ -36,6 +37,7 @@ pub fn levels(require: &Require, audit_mode: bool) -> BTreeMap<Layer, Level> {
         Layer::ALL.into_iter().map(|l| (l, l.required_by(require).unwrap_or(l.default_level()))).collect();
     if audit_mode {
         levels.insert(Layer::Landlock, Level::Off);
+        levels.insert(Layer::FsView, Level::Off);
     }
     levels
 }
@@ -107,6 +109,27 @@ pub fn audit_log(m: &MonitorPlan, writers: bool, level: Level) -> (Enforcement, 
             }
         ),
     )
+}
+
+/// The filesystem view: how this host builds it, or why it cannot.
+pub fn fs_view(ns: Namespaces, host: &HostFacts, writable: usize) -> (Enforcement, String) {
+    let view = format!(
+        "mount namespace: every mount read-only and nosuid; {writable} write grant(s) bound writable and noexec (unless exec-granted)"
+    );
+    match ns {
+        Namespaces { mount: true, user: false, .. } => (Enforcement::Full, format!("CLONE_NEWNS, {view}")),
+        Namespaces { mount: true, user: true, .. } => {
+            (Enforcement::Full, format!("CLONE_NEWUSER|CLONE_NEWNS (own uid mapped), {view}"))
+        }
+        Namespaces { mount: false, .. } => (
+            Enforcement::Missing(match &host.user_namespaces {
+                Err(why) => format!("not root and no user namespaces: {why}"),
+                Ok(()) => "a user switch needs root, which this run does not have".into(),
+            }),
+            "none: metadata writes (chmod, chown, utimes, xattrs) and executable mappings of written files are open"
+                .into(),
+        ),
+    }
 }
 
 /// `disabled`: the profile says `pid-namespace = false`; `switch`: the server's user is switched.

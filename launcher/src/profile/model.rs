@@ -242,6 +242,11 @@ pub struct Require {
     pub network: Option<Level>,
     /// The PID namespace (needs root or unprivileged user namespaces).
     pub pid_namespace: Option<Level>,
+    /// The filesystem view: a mount namespace where everything is read-only and `nosuid`, the
+    /// write grants writable and `noexec` (needs root or unprivileged user namespaces). It closes
+    /// what Landlock does not see: chmod/chown/utimes/xattrs outside the write grants, and the
+    /// dynamic loader or `/proc/self/fd` running a file the server wrote.
+    pub fs_view: Option<Level>,
     /// The eBPF layer: audit log of the server tree and in-kernel network address rules (needs
     /// root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
     pub monitor: Option<Level>,
@@ -291,7 +296,7 @@ layer!(Network { connect, bind, udp, unix, deny, dns });
 layer!(Process { user, group, max_processes, max_open_files, max_memory, max_file_size, max_cpu_time, pid_namespace });
 layer!(Environment { pass, set });
 layer!(Syscalls { allow, deny, on_violation });
-layer!(Require { landlock, seccomp, limits, network, pid_namespace, monitor, audit_log });
+layer!(Require { landlock, seccomp, limits, network, pid_namespace, fs_view, monitor, audit_log });
 
 /// `deny` entries: networks in the profile syntax, each with its place.
 fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Sourced<IpNet>>, D::Error> {

@@ -19,6 +19,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::Pid;
 use seccompiler::{BpfProgram, sock_filter};
 
+use crate::layers::fs_view::{self, ViewPlan};
 use crate::layers::{capabilities, identity, landlock, namespaces, rlimits};
 use crate::profile::Level;
 use crate::sys::{self, Forked};
@@ -40,6 +41,8 @@ pub trait Kernel {
     /// Moves this process into a cgroup through its pre-opened `cgroup.procs`.
     fn join_cgroup(&mut self, procs: &mut File) -> Result<(), Errno>;
     fn set_rlimits(&mut self, limits: &[(Resource, u64)]) -> Result<(), Errno>;
+    /// Builds the filesystem view in the new mount namespace.
+    fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
     fn chdir(&mut self, dir: &CStr) -> Result<(), Errno>;
     /// Is `CAP_SETPCAP` effective (else the bounding set cannot be, and need not be, dropped)?
@@ -102,6 +105,10 @@ impl Kernel for Real {
 
     fn set_rlimits(&mut self, limits: &[(Resource, u64)]) -> Result<(), Errno> {
         rlimits::set_all(limits)
+    }
+
+    fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno> {
+        fs_view::apply(view).map_err(io_errno)
     }
 
     fn setsid(&mut self) -> Result<(), Errno> {

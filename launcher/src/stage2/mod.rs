@@ -7,31 +7,33 @@
 //! The checklist: [`harden_and_exec`] makes one call per step, in this order. The numbers are the
 //! steps' wire values ([`Step`] is declared in this order; [`Step::checklist`] renders it).
 //!
-//! 1. `map_user_namespace`: with an unprivileged PID namespace (a new user namespace), map our
-//!    own uid and gid to themselves.
+//! 1. `map_user_namespace`: in a new user namespace (an unprivileged launcher's PID namespace or
+//!    filesystem view), map our own uid and gid to themselves.
 //! 2. `sanitize`: the MCP layer's pipes become stdin and stdout; every other inherited fd is
 //!    marked close-on-exec; every signal disposition is reset (the mask stays blocked).
 //! 3. `join_cgroups`: through the `cgroup.procs` files the supervisor opened.
 //! 4. `set_rlimits`: the supervisor's list, `CORE=0` always.
-//! 5. `setsid`: a new session, without a controlling terminal.
-//! 6. `chdir`: the server's working directory.
-//! 7. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
-//! 8. `switch_identity`: `setgroups`, `setresgid`, `setresuid`, when root runs the server as a
+//! 5. `mount_view`: in the new mount namespace, every mount read-only and `nosuid`, the write
+//!    grants bound back writable and `noexec` (see [`crate::layers::fs_view`]).
+//! 6. `setsid`: a new session, without a controlling terminal.
+//! 7. `chdir`: the server's working directory.
+//! 8. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
+//! 9. `switch_identity`: `setgroups`, `setresgid`, `setresuid`, when root runs the server as a
 //!    user.
-//! 9. `clear_caps`: ambient, inheritable, effective and permitted sets.
-//! 10. `arm_parent_death_signal`: `PR_SET_PDEATHSIG(SIGKILL)`, then the supervisor's pidfd is
+//! 10. `clear_caps`: ambient, inheritable, effective and permitted sets.
+//! 11. `arm_parent_death_signal`: `PR_SET_PDEATHSIG(SIGKILL)`, then the supervisor's pidfd is
 //!     checked; if the supervisor is already gone, stage 2 exits 125 with nobody to tell.
-//! 11. `set_no_new_privs`: setuid and file-capability programs gain nothing from here on.
-//! 12. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
-//! 13. `landlock_not_enforced`: step 12's status check: a required ruleset that the kernel
+//! 12. `set_no_new_privs`: setuid and file-capability programs gain nothing from here on.
+//! 13. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
+//! 14. `landlock_not_enforced`: step 13's status check: a required ruleset that the kernel
 //!     enforced only in part fails here (errno 0).
-//! 14. `hand_over_broker_listener`: with the network broker, install its user-notification filter,
+//! 15. `hand_over_broker_listener`: with the network broker, install its user-notification filter,
 //!     send the listener's fd number to the supervisor and wait until it holds a duplicate.
-//! 15. `install_seccomp`: the main filters, in the supervisor's order.
-//! 16. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
-//!     the server's status; the child re-arms its parent-death signal (step 10's number).
-//! 17. `unblock_signals`: the empty signal mask.
-//! 18. `exec_server`: `execve` with the explicit argv and environment.
+//! 16. `install_seccomp`: the main filters, in the supervisor's order.
+//! 17. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
+//!     the server's status; the child re-arms its parent-death signal (step 11's number).
+//! 18. `unblock_signals`: the empty signal mask.
+//! 19. `exec_server`: `execve` with the explicit argv and environment.
 //!
 //! Every call goes through the [`Kernel`] seam; `run` uses the real kernel, the unit tests a
 //! double that records the order.
@@ -59,7 +61,8 @@ use seccompiler::BpfProgram;
 pub use kernel::{Kernel, Real};
 pub use step::{Step, StepError};
 
-use crate::plan::PidNamespace;
+use crate::layers::fs_view::ViewPlan;
+use crate::layers::namespaces::Namespaces;
 use crate::profile::Level;
 use crate::sys::{self, Forked};
 
@@ -76,7 +79,10 @@ pub struct Stage2 {
     pub own_ids: (u32, u32),
     pub rlimits: Vec<(Resource, u64)>,
     pub cgroup_procs: Vec<File>,
-    pub pid_namespace: PidNamespace,
+    /// The namespaces the supervisor forked stage 2 into.
+    pub namespaces: Namespaces,
+    /// The filesystem view's mounts (applied when `namespaces.mount`).
+    pub view: ViewPlan,
     pub landlock: Option<(RulesetCreated, Level)>,
     pub seccomp: Vec<BpfProgram>,
     /// The MCP layer's pipes, to become the server's stdin and stdout.
@@ -130,6 +136,8 @@ fn harden_and_exec<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<Outcome<K::Ex
     join_cgroups(k, s)?;
     // While still privileged: after the identity switch, nobody should raise them back.
     set_rlimits(k, s)?;
+    // While we hold CAP_SYS_ADMIN over the new mount namespace, and before Landlock forbids mounts.
+    mount_view(k, s)?;
     // Before seccomp, which need not allow it: no controlling terminal, so TIOCSTI has no target.
     setsid(k)?;
     // Before the identity switch and Landlock: the path resolves with the launcher's own rights.
@@ -168,7 +176,7 @@ fn at(step: Step) -> impl Fn(Errno) -> StepError + Copy {
 }
 
 fn map_user_namespace<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
-    if s.pid_namespace != PidNamespace::WithUserNamespace {
+    if !s.namespaces.user {
         return Ok(());
     }
     let (uid, gid) = s.own_ids;
@@ -192,6 +200,13 @@ fn join_cgroups<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
 
 fn set_rlimits<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
     k.set_rlimits(&s.rlimits).map_err(at(Step::SetRlimits))
+}
+
+fn mount_view<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    if !s.namespaces.mount {
+        return Ok(());
+    }
+    k.mount_view(&s.view).map_err(at(Step::MountView))
 }
 
 fn setsid<K: Kernel>(k: &mut K) -> Result<(), StepError> {
@@ -264,7 +279,7 @@ fn install_seccomp<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
 /// (`Break` with the server's status). The server's parent is then the reaper: it re-arms its
 /// parent-death signal to die with it (the kernel also kills the namespace when PID 1 exits).
 fn fork_server<K: Kernel>(k: &mut K, s: &Stage2) -> Result<ControlFlow<i32>, StepError> {
-    if s.pid_namespace == PidNamespace::Off {
+    if !s.namespaces.pid {
         return Ok(ControlFlow::Continue(()));
     }
     match k.fork().map_err(at(Step::ForkServer))? {

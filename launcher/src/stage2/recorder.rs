@@ -16,6 +16,7 @@ use nix::unistd::Pid;
 use seccompiler::{BpfProgram, sock_filter};
 
 use super::kernel::Kernel;
+use crate::layers::fs_view::ViewPlan;
 use crate::profile::Level;
 use crate::sys::Forked;
 
@@ -28,6 +29,7 @@ pub enum Op {
     ResetSignalDispositions,
     JoinCgroup,
     SetRlimits(Vec<(Resource, u64)>),
+    MountView { binds: usize },
     Setsid,
     Chdir(CString),
     CanDropBoundingSet,
@@ -144,6 +146,10 @@ impl Kernel for Recorder {
     }
     fn set_rlimits(&mut self, limits: &[(Resource, u64)]) -> Result<(), Errno> {
         self.record(Op::SetRlimits(limits.to_vec()))
+    }
+
+    fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno> {
+        self.record(Op::MountView { binds: view.binds.len() })
     }
     fn setsid(&mut self) -> Result<(), Errno> {
         self.record(Op::Setsid)

@@ -19,6 +19,8 @@ pub enum Step {
     JoinCgroups,
     #[strum(message = "set resource limits")]
     SetRlimits,
+    #[strum(message = "build the filesystem view (read-only mounts, writable noexec grants)")]
+    MountView,
     #[strum(message = "start a new session (setsid)")]
     Setsid,
     #[strum(message = "change to the working directory")]

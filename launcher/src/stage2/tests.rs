@@ -32,12 +32,18 @@ fn filter(n: usize) -> BpfProgram {
     vec![sock_filter { code: 0x06, jt: 0, jf: 0, k: 0x7fff_0000 }; n]
 }
 
+/// A view with one writable, noexec grant.
+fn view() -> ViewPlan {
+    let paths = [(std::path::PathBuf::from("/srv/data"), crate::layers::landlock::FsAccess::WRITE)];
+    ViewPlan::new(&paths.into_iter().collect())
+}
+
 fn rlimits() -> Vec<(Resource, u64)> {
     vec![(Resource::RLIMIT_CORE, 0), (Resource::RLIMIT_NOFILE, 256)]
 }
 
-/// Every conditional step applies: an unprivileged PID namespace, the MCP pipes, a cgroup, a user
-/// switch, Landlock, the broker and two filters.
+/// Every conditional step applies: an unprivileged PID namespace and filesystem view, the MCP
+/// pipes, a cgroup, a user switch, Landlock, the broker and two filters.
 fn everything() -> Stage2 {
     let (_supervisor_end, stage2_end) = UnixStream::pair().expect("socketpair");
     Stage2 {
@@ -49,7 +55,8 @@ fn everything() -> Stage2 {
         own_ids: (4242, 4343),
         rlimits: rlimits(),
         cgroup_procs: vec![dev_null()],
-        pid_namespace: PidNamespace::WithUserNamespace,
+        namespaces: Namespaces { user: true, pid: true, mount: true },
+        view: view(),
         landlock: Some((ruleset(), Level::Required)),
         seccomp: vec![filter(1), filter(2)],
         stdio: Some((dev_null().into(), dev_null().into())),
@@ -66,7 +73,7 @@ fn bare() -> Stage2 {
     Stage2 {
         switch_to: None,
         cgroup_procs: Vec::new(),
-        pid_namespace: PidNamespace::Off,
+        namespaces: Namespaces::default(),
         landlock: None,
         seccomp: Vec::new(),
         stdio: None,
@@ -84,6 +91,7 @@ fn full_sequence() -> Vec<Op> {
         Op::ResetSignalDispositions,
         Op::JoinCgroup,
         Op::SetRlimits(rlimits()),
+        Op::MountView { binds: 1 },
         Op::Setsid,
         Op::Chdir(CWD.into()),
         Op::CanDropBoundingSet,
@@ -132,6 +140,7 @@ fn steps_are_numbered_by_declaration_order_and_round_trip() {
     assert!(n(Step::SwitchIdentity) < n(Step::ArmParentDeathSignal));
     assert!(n(Step::SetNoNewPrivs) < n(Step::RestrictLandlock) && n(Step::RestrictLandlock) < n(Step::InstallSeccomp));
     assert!(n(Step::HandOverBrokerListener) < n(Step::InstallSeccomp));
+    assert!(n(Step::MountView) < n(Step::DropBoundingCaps) && n(Step::MountView) < n(Step::RestrictLandlock));
     assert_eq!(n(Step::UnblockSignals) + 1, n(Step::Exec));
 }
 
@@ -261,10 +270,23 @@ fn conditional_steps_are_skipped_when_they_do_not_apply() {
 #[test]
 fn a_plain_pid_namespace_forks_without_mapping_ids() {
     let mut k = Recorder::default();
-    let mut s = Stage2 { pid_namespace: PidNamespace::Plain, ..everything() };
+    let mut s = Stage2 { namespaces: Namespaces { user: false, pid: true, mount: false }, ..everything() };
     harden_and_exec(&mut k, &mut s).expect("no step fails");
     assert_eq!(k.position(&Op::MapUserNamespace { uid: 0, gid: 0 }), None);
     assert!(k.position(&Op::Fork).is_some());
+    assert_eq!(k.position(&Op::MountView { binds: 0 }), None);
+}
+
+#[test]
+fn the_view_is_mounted_while_privileged_and_before_landlock() {
+    let mut k = Recorder::default();
+    run_everything(&mut k).expect("no step fails");
+    let view = pos(&k, Op::MountView { binds: 0 });
+    assert!(pos(&k, Op::MapUserNamespace { uid: 0, gid: 0 }) < view, "ids mapped first: until then no capability");
+    assert!(view < pos(&k, Op::Chdir(CWD.into())), "chdir resolves in the view");
+    assert!(view < pos(&k, Op::DropBoundingSet) && view < pos(&k, Op::SwitchIdentity { uid: 0, gid: 0 }));
+    assert!(view < pos(&k, Op::ClearCaps), "mounting needs CAP_SYS_ADMIN");
+    assert!(view < pos(&k, Op::RestrictLandlock(Level::Off)), "Landlock forbids mounting");
 }
 
 #[test]
@@ -312,6 +334,7 @@ a_failing_call_stops_the_sequence! {
     failing_reset_signal_dispositions: Op::ResetSignalDispositions, 0 => Step::Sanitize;
     failing_join_cgroup: Op::JoinCgroup, 0 => Step::JoinCgroups;
     failing_set_rlimits: Op::SetRlimits(Vec::new()), 0 => Step::SetRlimits;
+    failing_mount_view: Op::MountView { binds: 0 }, 0 => Step::MountView;
     failing_setsid: Op::Setsid, 0 => Step::Setsid;
     failing_chdir: Op::Chdir(CWD.into()), 0 => Step::Chdir;
     failing_drop_bounding_set: Op::DropBoundingSet, 0 => Step::DropBoundingCaps;

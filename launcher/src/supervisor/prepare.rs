@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 
 use ::landlock::RulesetCreated;
 use nix::fcntl::OFlag;
@@ -20,6 +21,7 @@ use super::teardown::Held;
 use crate::audit::{AuditLog, Destination};
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
+use crate::layers::fs_view::ViewPlan;
 use crate::layers::landlock::{self, FsAccess, NetPorts};
 use crate::layers::private_tmp::PrivateTmp;
 use crate::plan::{Enforcement, Layer, Plan};
@@ -77,7 +79,8 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
         own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
         rlimits: rlimits(plan),
         cgroup_procs: std::mem::take(&mut cgroups.procs),
-        pid_namespace: plan.pid_namespace(),
+        namespaces: plan.namespaces(),
+        view: view(plan, private_tmp.as_ref()),
         landlock,
         seccomp,
         broker: broker_stage2,
@@ -154,12 +157,26 @@ fn landlock_ruleset(
         _ if matches!(plan.enforcement(Layer::Landlock), Enforcement::Missing(_)) => return Ok(None),
         level => level,
     };
-    let mut paths: BTreeMap<_, _> = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
+    let paths = granted_paths(plan, private_tmp);
+    let ports = NetPorts { connect: plan.ports().connect.clone(), bind: plan.ports().bind.clone() };
+    Ok(Some((landlock::prepare(&paths, &ports, level)?, level)))
+}
+
+/// The plan's granted paths, and the private TMPDIR writable.
+fn granted_paths(plan: &Plan, private_tmp: Option<&PrivateTmp>) -> BTreeMap<PathBuf, FsAccess> {
+    let mut paths = plan.granted_paths();
     if let Some(tmp) = private_tmp {
         paths.insert(tmp.path().to_path_buf(), FsAccess::WRITE);
     }
-    let ports = NetPorts { connect: plan.ports().connect.clone(), bind: plan.ports().bind.clone() };
-    Ok(Some((landlock::prepare(&paths, &ports, level)?, level)))
+    paths
+}
+
+/// The filesystem view's mounts (none without the view): the TMPDIR is a write grant like any.
+fn view(plan: &Plan, private_tmp: Option<&PrivateTmp>) -> ViewPlan {
+    match plan.namespaces().mount {
+        true => ViewPlan::new(&granted_paths(plan, private_tmp)),
+        false => ViewPlan::default(),
+    }
 }
 
 /// The rlimits stage 2 sets; CORE=0 always.

@@ -28,7 +28,7 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
     if threads != 1 {
         return Err(SupervisorError::Threads(threads));
     }
-    let ns_flags = crate::layers::namespaces::clone_flags(plan.pid_namespace());
+    let ns_flags = plan.namespaces().clone_flags();
     match sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))? {
         sys::Forked::Child => {
             drop(error_pipe);

@@ -8,6 +8,7 @@
 //! - this file: process and descriptor calls (pidfds, fork into namespaces, `close_range`,
 //!   signal dispositions, `_exit`, the thread count, the x32 probe, plain-data reads);
 //! - [`x32`]: the hand-assembled BPF guard against x32-ABI syscalls;
+//! - [`mount`]: `mount_setattr`, for the filesystem view;
 //! - [`notify`]: seccomp user notification (the network broker's filter, listener ioctls, and the
 //!   calls the broker makes with the bytes it checked).
 
@@ -17,6 +18,7 @@ use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
 
+pub mod mount;
 #[cfg(target_arch = "x86_64")]
 pub mod notify;
 #[cfg(target_arch = "x86_64")]
