@@ -12,7 +12,7 @@
 //! - `dist [--out DIR]`: the Debian package (binary, profiles, systemd units, man page,
 //!   completions), built with dpkg-deb.
 //! - `fuzz`: the parsers and the MCP message handling under libFuzzer, for a bounded time each.
-//! - `schema`: regenerates docs/profile.schema.json from the profile types.
+//! - `schema`: regenerates docs/profile.schema.json and docs/audit-log.schema.json from the types.
 //!
 //! One module per command; the process helpers they share are in `util`.
 #![allow(clippy::print_stdout)] // xtask output is for the person running it
@@ -50,7 +50,7 @@ enum Command {
     Bench(bench::Options),
     /// Fuzz the parsers and the MCP message handling under libFuzzer, for a bounded time each
     Fuzz(fuzz::Options),
-    /// Regenerate docs/profile.schema.json from the profile types
+    /// Regenerate docs/profile.schema.json and docs/audit-log.schema.json from the types
     Schema,
     /// Build the Debian package (mcp-warden_<version>_<arch>.deb) with dpkg-deb
     Dist(dist::Options),

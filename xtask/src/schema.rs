@@ -1,12 +1,12 @@
-//! `cargo xtask schema`: docs/profile.schema.json.
+//! `cargo xtask schema`: docs/profile.schema.json and docs/audit-log.schema.json.
 
 use std::process::Command;
 
 use anyhow::Result;
 
-use crate::util::{output, step};
+use crate::util::{output, run, step};
 
-/// Regenerates docs/profile.schema.json from the profile types (a unit test checks it is current).
+/// Regenerates both JSON Schemas from the types (a unit test checks each is current).
 pub fn schema() -> Result<()> {
     step("writing docs/profile.schema.json (mcp-warden profiles schema)");
     let text = output(Command::new("cargo").args([
@@ -20,5 +20,18 @@ pub fn schema() -> Result<()> {
         "schema",
     ]))?;
     std::fs::write("docs/profile.schema.json", text)?;
+    step("writing docs/audit-log.schema.json (the audit log's record types)");
+    run(Command::new("cargo").args([
+        "test",
+        "--quiet",
+        "--locked",
+        "-p",
+        "mcp-warden",
+        "--lib",
+        "--",
+        "--ignored",
+        "--exact",
+        "audit::tests::write_the_audit_log_schema",
+    ]))?;
     Ok(())
 }

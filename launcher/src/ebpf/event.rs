@@ -10,9 +10,15 @@ use mcp_warden_ebpf_common::{
     ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NetEvent, OpenEvent, SocketEvent, SyscallEvent, hook, kind, op,
     verdict,
 };
-use serde_json::{Map, Value};
 
+use crate::audit::record::{
+    AuditRecord, CallResult, Exec, Exit, Family, Fork, Lsm, LsmHook, Net, Open, Socket, Syscall, Task, Verdict,
+};
+use crate::audit::{AuditLine, Timestamp};
 use crate::layers::landlock::FsAccess;
+
+/// Kept here for `crate::ebpf::rfc3339`: the audit log's timestamps.
+pub use crate::audit::rfc3339;
 
 /// Parent and exec id of every process seen.
 #[derive(Debug, Default)]
@@ -45,7 +51,7 @@ impl ProcessTable {
     }
 }
 
-/// Turns raw records into JSON objects and keeps the counts the summary reports.
+/// Turns raw records into audit records and keeps the counts the summary reports.
 #[derive(Debug)]
 pub struct EventDecoder {
     processes: ProcessTable,
@@ -82,149 +88,158 @@ impl EventDecoder {
         }
     }
 
-    pub fn timestamp(&self, ktime_ns: u64) -> String {
-        rfc3339(self.clock_offset_ns + ktime_ns as i128)
+    pub fn timestamp(&self, ktime_ns: u64) -> Timestamp {
+        Timestamp::from_unix_nanos(self.clock_offset_ns + ktime_ns as i128)
     }
 
-    /// Decodes one ring-buffer record; `None` for a record too short for its kind (counted).
-    pub fn decode(&mut self, bytes: &[u8]) -> Option<Value> {
-        let hdr: Header = read(bytes)?;
-        let (name, mut detail) = match hdr.kind {
+    /// Decodes one ring-buffer record; `None` for a record too short for its kind or of a kind
+    /// this launcher does not know (counted).
+    pub fn decode(&mut self, bytes: &[u8]) -> Option<AuditLine> {
+        let record = read::<Header>(bytes).and_then(|hdr| Some((hdr, self.record(&hdr, bytes)?)));
+        let Some((hdr, record)) = record else {
+            self.undecodable += 1;
+            return None;
+        };
+        *self.counts.entry(record.kind()).or_default() += 1;
+        Some(AuditLine { ts: self.timestamp(hdr.ktime_ns), record })
+    }
+
+    /// The record of each kind. The process table is updated first (a fork's child, an exec's new
+    /// image), so that the task fields describe the process as it is after the event.
+    fn record(&mut self, hdr: &Header, bytes: &[u8]) -> Option<AuditRecord> {
+        Some(match hdr.kind {
             kind::EXEC => {
                 let e: ExecEvent = read(bytes)?;
-                let argv: Vec<String> =
-                    e.argv.iter().take((e.argc as usize).min(e.argv.len())).map(|a| cstr(a)).collect();
-                let mut d = Map::new();
-                d.insert("path".into(), cstr(&e.path).into());
-                d.insert("argv".into(), argv.into());
-                result(&mut d, e.ret);
                 if e.ret == 0 {
-                    let id = self.processes.exec(hdr.pid);
-                    d.insert("new_exec_id".into(), id.into());
+                    self.processes.exec(hdr.pid);
                 }
-                ("exec", d)
+                let argv = e.argv.iter().take((e.argc as usize).min(e.argv.len())).map(|a| cstr(a)).collect();
+                AuditRecord::Exec(Exec {
+                    task: self.task(hdr),
+                    path: cstr(&e.path),
+                    argv,
+                    result: CallResult::from_ret(e.ret),
+                })
             }
             kind::FORK => {
                 let e: ForkEvent = read(bytes)?;
                 self.processes.fork(hdr.pid, e.child_pid);
-                ("fork", Map::from_iter([("child".to_string(), Value::from(e.child_pid))]))
+                AuditRecord::Fork(Fork { task: self.task(hdr), child: e.child_pid })
             }
             kind::EXIT => {
                 let e: ExitEvent = read(bytes)?;
-                let code = if e.code >= 0 { Value::from(e.code) } else { Value::Null };
-                let signal = if e.signal > 0 { Value::from(e.signal) } else { Value::Null };
-                ("exit", Map::from_iter([("code".to_string(), code), ("signal".to_string(), signal)]))
+                let (code, signal) = ((e.code >= 0).then_some(e.code), (e.signal > 0).then_some(e.signal));
+                AuditRecord::Exit(Exit { task: self.task(hdr), code, signal })
             }
-            kind::OPEN => {
-                let e: OpenEvent = read(bytes)?;
-                let path = cstr(&e.path);
-                self.open_paths.entry(e.path_hash).or_insert_with(|| path.clone());
-                let mut d = Map::new();
-                let verdict = self.open_verdict(&path, e.flags, e.ret);
-                d.insert("path".into(), path.into());
-                d.insert("flags".into(), open_flags(e.flags).into());
-                result(&mut d, e.ret);
-                if let Some(allowed) = verdict {
-                    d.insert("verdict".into(), if allowed { "allow" } else { "deny" }.into());
-                    if !allowed {
-                        d.insert("enforced".into(), (!self.audit_mode).into());
-                        self.deny("open");
-                    }
-                }
-                ("open", d)
-            }
-            kind::NET => {
-                let e: NetEvent = read(bytes)?;
-                let name = match e.op {
-                    op::CONNECT => "connect",
-                    op::BIND => "bind",
-                    _ => "send",
-                };
-                let addr = if e.family == libc::AF_INET as u32 {
-                    Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()
-                } else {
-                    Ipv6Addr::from(e.addr).to_string()
-                };
-                let mut d = Map::new();
-                d.insert("addr".into(), addr.into());
-                d.insert("port".into(), e.port.into());
-                d.insert("proto".into(), proto(e.sock_type, e.protocol).into());
-                d.insert("family".into(), if e.family == libc::AF_INET as u32 { "inet" } else { "inet6" }.into());
-                result(&mut d, e.ret);
-                self.verdict(&mut d, e.verdict, name);
-                (name, d)
-            }
+            kind::OPEN => self.open(hdr, &read(bytes)?),
+            kind::NET => self.net(hdr, &read(bytes)?),
             kind::SYSCALL => {
                 let e: SyscallEvent = read(bytes)?;
-                let mut d = Map::new();
                 let name = syscalls::Sysno::new(e.nr as usize)
                     .map_or_else(|| format!("syscall_{}", e.nr), |s| s.name().into());
-                d.insert("name".into(), name.into());
-                d.insert("nr".into(), e.nr.into());
-                result(&mut d, e.ret);
-                self.verdict(&mut d, e.verdict, "syscall");
-                ("syscall", d)
+                let verdict = self.verdict(e.verdict, "syscall");
+                AuditRecord::Syscall(Syscall {
+                    task: self.task(hdr),
+                    name,
+                    nr: e.nr,
+                    result: CallResult::from_ret(e.ret),
+                    verdict,
+                })
             }
             kind::SOCKET => {
                 let e: SocketEvent = read(bytes)?;
-                let mut d = Map::new();
-                d.insert("family".into(), e.family.into());
-                d.insert("type".into(), e.sock_type.into());
-                d.insert("protocol".into(), e.protocol.into());
-                self.verdict(&mut d, e.verdict, "socket");
-                ("socket", d)
+                let verdict = self.verdict(e.verdict, "socket");
+                AuditRecord::Socket(Socket {
+                    task: self.task(hdr),
+                    family: e.family,
+                    sock_type: e.sock_type,
+                    protocol: e.protocol,
+                    verdict,
+                })
             }
             kind::LSM => {
                 let e: LsmEvent = read(bytes)?;
-                let name = match e.hook {
-                    hook::PTRACE_ACCESS_CHECK => "ptrace_access_check",
-                    hook::TASK_KILL => "task_kill",
-                    hook::SOCKET_CONNECT => "socket_connect",
-                    _ => "bprm_check_security",
+                let hook = match e.hook {
+                    hook::PTRACE_ACCESS_CHECK => LsmHook::PtraceAccessCheck,
+                    hook::TASK_KILL => LsmHook::TaskKill,
+                    hook::SOCKET_CONNECT => LsmHook::SocketConnect,
+                    _ => LsmHook::BprmCheckSecurity,
                 };
-                let mut d = Map::new();
-                d.insert("hook".into(), name.into());
-                self.verdict(&mut d, e.verdict, "lsm");
-                ("lsm", d)
+                let verdict = self.verdict(e.verdict, "lsm");
+                AuditRecord::Lsm(Lsm { task: self.task(hdr), hook, verdict })
             }
-            _ => {
-                self.undecodable += 1;
-                return None;
-            }
-        };
-        *self.counts.entry(name).or_default() += 1;
-        let mut record = Map::new();
-        record.insert("ts".into(), self.timestamp(hdr.ktime_ns).into());
-        record.insert("kind".into(), name.into());
-        record.insert("pid".into(), hdr.pid.into());
-        record.insert("ppid".into(), self.processes.ppid.get(&hdr.pid).copied().map_or(Value::Null, Value::from));
-        record.insert("tid".into(), hdr.tid.into());
-        record.insert("comm".into(), cstr(&hdr.comm).into());
-        record.insert("uid".into(), hdr.uid.into());
-        record.insert("cgroup_id".into(), hdr.cgroup_id.into());
-        let exec_id = match name {
-            "exec" => detail.remove("new_exec_id").unwrap_or_else(|| self.exec_id(hdr.pid)),
-            _ => self.exec_id(hdr.pid),
-        };
-        record.insert("exec_id".into(), exec_id);
-        record.append(&mut detail);
-        Some(Value::Object(record))
+            _ => return None,
+        })
     }
 
-    fn exec_id(&self, pid: u32) -> Value {
-        self.processes.exec_id.get(&pid).copied().map_or(Value::Null, Value::from)
+    fn open(&mut self, hdr: &Header, e: &OpenEvent) -> AuditRecord {
+        let path = cstr(&e.path);
+        self.open_paths.entry(e.path_hash).or_insert_with(|| path.clone());
+        let verdict = self.open_verdict(&path, e.flags, e.ret).map(|allowed| {
+            if allowed {
+                Verdict::Allow
+            } else {
+                self.deny("open");
+                Verdict::Deny { enforced: !self.audit_mode }
+            }
+        });
+        AuditRecord::Open(Open {
+            task: self.task(hdr),
+            path,
+            flags: open_flags(e.flags),
+            result: CallResult::from_ret(e.ret),
+            verdict,
+        })
+    }
+
+    fn net(&mut self, hdr: &Header, e: &NetEvent) -> AuditRecord {
+        let inet = e.family == libc::AF_INET as u32;
+        let addr = if inet {
+            Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]).to_string()
+        } else {
+            Ipv6Addr::from(e.addr).to_string()
+        };
+        let (name, wrap): (&'static str, fn(Net) -> AuditRecord) = match e.op {
+            op::CONNECT => ("connect", AuditRecord::Connect),
+            op::BIND => ("bind", AuditRecord::Bind),
+            _ => ("send", AuditRecord::Send),
+        };
+        let verdict = self.verdict(e.verdict, name);
+        wrap(Net {
+            task: self.task(hdr),
+            addr,
+            port: e.port,
+            proto: proto(e.sock_type, e.protocol),
+            family: if inet { Family::Inet } else { Family::Inet6 },
+            result: CallResult::from_ret(e.ret),
+            verdict,
+        })
+    }
+
+    /// The fields every event carries: who made the call.
+    fn task(&self, hdr: &Header) -> Task {
+        Task {
+            pid: hdr.pid,
+            ppid: self.processes.ppid.get(&hdr.pid).copied(),
+            tid: hdr.tid,
+            comm: cstr(&hdr.comm),
+            uid: hdr.uid,
+            cgroup_id: hdr.cgroup_id,
+            exec_id: self.processes.exec_id.get(&hdr.pid).copied(),
+        }
     }
 
     fn deny(&mut self, what: &'static str) {
         *self.denials.entry(what).or_default() += 1;
     }
 
-    fn verdict(&mut self, d: &mut Map<String, Value>, v: u32, what: &'static str) {
-        let deny = v == verdict::DENY;
-        d.insert("verdict".into(), if deny { "deny" } else { "allow" }.into());
-        if deny {
-            d.insert("enforced".into(), (!self.audit_mode).into());
+    /// A kernel verdict; a denial is counted under `what`.
+    fn verdict(&mut self, v: u32, what: &'static str) -> Verdict {
+        if v == verdict::DENY {
             self.deny(what);
+            Verdict::Deny { enforced: !self.audit_mode }
+        } else {
+            Verdict::Allow
         }
     }
 
@@ -270,16 +285,6 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-fn result(d: &mut Map<String, Value>, ret: i64) {
-    if ret < 0 {
-        let errno = nix::errno::Errno::from_raw(-ret as i32);
-        d.insert("result".into(), "error".into());
-        d.insert("errno".into(), format!("{errno:?}").into());
-    } else {
-        d.insert("result".into(), ret.into());
-    }
-}
-
 fn proto(sock_type: u32, protocol: u32) -> String {
     match (sock_type, protocol) {
         (1, _) => "tcp".into(),
@@ -321,35 +326,9 @@ fn open_flags(flags: u32) -> Vec<&'static str> {
     out
 }
 
-/// RFC 3339 UTC timestamp with nanoseconds, from nanoseconds since the epoch.
-pub fn rfc3339(ns: i128) -> String {
-    let secs = ns.div_euclid(1_000_000_000) as i64;
-    let nanos = ns.rem_euclid(1_000_000_000) as u32;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_formats_known_instants() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
-        assert_eq!(rfc3339(1_732_440_000_123_456_789), "2024-11-24T09:20:00.123456789Z");
-        assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
-    }
 
     #[test]
     fn open_flags_and_access_are_decoded() {

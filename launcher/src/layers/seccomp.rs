@@ -243,7 +243,7 @@ impl SyscallPolicy {
     ) -> Result<(), seccompiler::BackendError> {
         let bit = |arg: u8, b: u64| Cond::new(arg, Len::Dword, Op::MaskedEq(b), b);
         for (sys, mode) in MODE_ARGUMENT.iter().filter(|(s, _)| !self.deny.contains(s)) {
-            let list = PRIVILEGE_BITS.iter().map(|b| Ok(SeccompRule::new(vec![bit(*mode, *b)?])?));
+            let list = PRIVILEGE_BITS.iter().map(|b| SeccompRule::new(vec![bit(*mode, *b)?]));
             rules.insert(sys.id() as i64, list.collect::<Result<_, seccompiler::BackendError>>()?);
         }
         for (sys, flags, mode) in CREATE_MODE_ARGUMENT.iter().filter(|(s, _, _)| !self.deny.contains(s)) {

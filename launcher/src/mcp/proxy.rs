@@ -11,7 +11,10 @@ use serde_json::{Map, Value, json};
 use super::McpConfig;
 use super::pins::{Check, PinStore, tool_hash};
 use super::policy::{RateLimiter, validate};
-use crate::audit::AuditLog;
+use crate::audit::record::{
+    Decision, Mcp, McpMalformed, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side,
+};
+use crate::audit::{AuditLine, AuditLog, AuditRecord};
 
 /// The longest line parsed. A longer one (or one that never ends) is relayed as it comes,
 /// unparsed and unpoliced except that a request inside it cannot be tracked: nothing is lost and
@@ -223,13 +226,10 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl State {
-    fn audit(&self, mut record: Map<String, Value>) {
-        let mut ts = Map::new();
-        ts.insert("ts".into(), json!(crate::audit::now_rfc3339()));
-        ts.insert("kind".into(), json!("mcp"));
-        ts.append(&mut record);
+    fn audit(&self, from: Side, message: McpMessage) {
+        let line = AuditLine::now(AuditRecord::Mcp(Mcp { from, message }));
         if let Some(log) = lock(&self.audit).as_mut() {
-            log.write(&Value::Object(ts));
+            log.write(&line);
             log.flush();
         }
     }
@@ -241,7 +241,7 @@ impl State {
     /// Client -> server.
     fn on_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
         let Ok(msg) = serde_json::from_slice::<Value>(line) else {
-            self.audit(audit_record("client", "malformed", line.len()));
+            self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return server.write_all(line);
         };
         match msg {
@@ -275,30 +275,33 @@ impl State {
         let method = msg.get("method").and_then(Value::as_str)?;
         let Some(id) = msg.get("id") else {
             // a notification (progress, cancelled, initialized...)
-            let mut r = audit_record("client", "notification", bytes);
-            r.insert("method".into(), json!(method));
-            self.audit(r);
+            self.audit(Side::Client, McpMessage::Notification(McpNotification { bytes, method: method.into() }));
             return None;
         };
         let tool = (method == "tools/call")
             .then(|| msg.pointer("/params/name").and_then(Value::as_str).map(String::from))
             .flatten();
-        let mut r = audit_record("client", "request", bytes);
-        r.insert("method".into(), json!(method));
-        r.insert("id".into(), id.clone());
-        if let Some(tool) = &tool {
-            let args = msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({}));
-            r.insert("tool".into(), json!(tool));
-            r.insert("arguments".into(), self.arguments(&args));
-            if let Err(refusal) = self.check_call(tool, &args) {
-                r.insert("outcome".into(), json!("refused"));
-                r.insert("reason".into(), json!(refusal.why));
-                self.audit(r);
-                return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
-            }
+        let args = tool.as_ref().map(|_| msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({})));
+        let refusal = match (&tool, &args) {
+            (Some(tool), Some(args)) => self.check_call(tool, args).err(),
+            _ => None,
+        };
+        let decision = match &refusal {
+            Some(r) => Decision::Refused { reason: r.why.clone() },
+            None => Decision::Allowed,
+        };
+        let request = McpRequest {
+            bytes,
+            method: method.into(),
+            id: Some(id.clone()),
+            tool: tool.clone(),
+            arguments: args.as_ref().map(|a| self.arguments(a)),
+            decision: Some(decision),
+        };
+        self.audit(Side::Client, McpMessage::Request(request));
+        if let Some(refusal) = refusal {
+            return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
         }
-        r.insert("outcome".into(), json!("allowed"));
-        self.audit(r);
         lock(&self.pending).insert(id_key(id), Pending { method: method.to_string(), tool, started: Instant::now() });
         None
     }
@@ -334,7 +337,7 @@ impl State {
     /// Server -> client.
     fn on_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
         let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
-            self.audit(audit_record("server", "malformed", line.len()));
+            self.audit(Side::Server, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return client.write_all(line);
         };
         let changed = match &mut msg {
@@ -355,58 +358,75 @@ impl State {
     /// Returns whether the message was modified.
     fn police_response(&self, msg: &mut Value, bytes: usize) -> bool {
         if let Some(method) = msg.get("method").and_then(Value::as_str) {
-            let kind = if msg.get("id").is_some() { "request" } else { "notification" };
-            let mut r = audit_record("server", kind, bytes);
-            r.insert("method".into(), json!(method));
-            self.audit(r);
+            let method = method.to_string();
+            let message = match msg.get("id") {
+                Some(_) => McpMessage::Request(McpRequest {
+                    bytes,
+                    method,
+                    id: None,
+                    tool: None,
+                    arguments: None,
+                    decision: None,
+                }),
+                None => McpMessage::Notification(McpNotification { bytes, method }),
+            };
+            self.audit(Side::Server, message);
             return false;
         }
         let Some(id) = msg.get("id").cloned() else { return false };
         let Some(p) = lock(&self.pending).remove(&id_key(&id)) else { return false };
-        let mut r = audit_record("server", "response", bytes);
-        r.insert("method".into(), json!(p.method));
-        r.insert("id".into(), id);
-        if let Some(tool) = &p.tool {
-            r.insert("tool".into(), json!(tool));
-        }
-        r.insert("duration_ms".into(), json!((p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0));
-        let mut modified = false;
-        if let Some(error) = msg.get_mut("error") {
-            r.insert("outcome".into(), json!("error"));
-            r.insert("error".into(), error.clone());
-            if self.cfg.hide_errors {
-                let code = error.get("code").cloned().unwrap_or(json!(-32603));
-                *error = json!({"code": code, "message": GENERIC_ERROR});
-                modified = true;
-            }
-        } else if p.method == "tools/list" {
-            let (m, hidden) = self.police_tool_list(msg);
-            modified = m;
-            r.insert("outcome".into(), json!("ok"));
-            if !hidden.is_empty() {
-                r.insert("hidden_tools".into(), json!(hidden));
-            }
-        } else if p.method == "tools/call" {
-            let failed = msg.pointer("/result/isError").and_then(Value::as_bool).unwrap_or(false);
-            r.insert("outcome".into(), json!(if failed { "tool-error" } else { "ok" }));
-            if failed && self.cfg.hide_errors {
-                if let Some(result) = msg.get_mut("result") {
-                    r.insert("error".into(), result.clone());
-                    *result = json!({"content": [{"type": "text", "text": GENERIC_ERROR}], "isError": true});
-                    modified = true;
-                }
-            } else if let Some(redactor) = &self.cfg.redactor
-                && let Some(result) = msg.get_mut("result")
-            {
-                let count = redactor.value(result);
-                r.insert("redactions".into(), json!(count));
-                modified |= count > 0;
-            }
-        } else {
-            r.insert("outcome".into(), json!("ok"));
-        }
-        self.audit(r);
+        let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        let (outcome, modified) = self.response_outcome(msg, &p.method);
+        let response = McpResponse { bytes, method: p.method, id, tool: p.tool, duration_ms, outcome };
+        self.audit(Side::Server, McpMessage::Response(response));
         modified
+    }
+
+    /// What a response says (for the audit record), after what the layer changes in it: hidden
+    /// errors, the tools a list may show, redacted secrets. Also returns whether it changed.
+    fn response_outcome(&self, msg: &mut Value, method: &str) -> (ResponseOutcome, bool) {
+        if let Some(error) = msg.get_mut("error") {
+            let outcome = ResponseOutcome::Error { error: error.clone() };
+            if !self.cfg.hide_errors {
+                return (outcome, false);
+            }
+            let code = error.get("code").cloned().unwrap_or(json!(-32603));
+            *error = json!({"code": code, "message": GENERIC_ERROR});
+            return (outcome, true);
+        }
+        match method {
+            "tools/list" => {
+                let (modified, hidden) = self.police_tool_list(msg);
+                let hidden_tools = (!hidden.is_empty()).then_some(hidden);
+                (ResponseOutcome::Ok { hidden_tools, redactions: None }, modified)
+            }
+            "tools/call" => self.police_tool_result(msg),
+            _ => (ResponseOutcome::Ok { hidden_tools: None, redactions: None }, false),
+        }
+    }
+
+    /// A `tools/call` result: a failed one hidden behind a generic message (with `--hide-errors`),
+    /// secrets redacted otherwise.
+    fn police_tool_result(&self, msg: &mut Value) -> (ResponseOutcome, bool) {
+        let failed = msg.pointer("/result/isError").and_then(Value::as_bool).unwrap_or(false);
+        if failed
+            && self.cfg.hide_errors
+            && let Some(result) = msg.get_mut("result")
+        {
+            let error = Some(result.clone());
+            *result = json!({"content": [{"type": "text", "text": GENERIC_ERROR}], "isError": true});
+            return (ResponseOutcome::ToolError { error, redactions: None }, true);
+        }
+        let redactions = match (&self.cfg.redactor, msg.get_mut("result")) {
+            (Some(redactor), Some(result)) if !(failed && self.cfg.hide_errors) => Some(redactor.value(result) as u64),
+            _ => None,
+        };
+        let modified = redactions.is_some_and(|n| n > 0);
+        let outcome = match failed {
+            true => ResponseOutcome::ToolError { error: None, redactions },
+            false => ResponseOutcome::Ok { hidden_tools: None, redactions },
+        };
+        (outcome, modified)
     }
 
     /// Removes denied and changed tools, keeps validators of the rest, pins their definitions.
@@ -453,14 +473,6 @@ impl State {
         }
         (!hidden.is_empty(), hidden)
     }
-}
-
-fn audit_record(from: &str, kind: &str, bytes: usize) -> Map<String, Value> {
-    let mut r = Map::new();
-    r.insert("from".into(), json!(from));
-    r.insert("message".into(), json!(kind));
-    r.insert("bytes".into(), json!(bytes));
-    r
 }
 
 /// A `Write` into a shared buffer.

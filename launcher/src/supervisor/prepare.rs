@@ -18,6 +18,7 @@ use seccompiler::sock_filter;
 use super::error::{SupervisorError, cstring, sys_err};
 use super::services::{BrokerEnd, McpEnds, ServiceInputs, Services};
 use super::teardown::Held;
+use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
@@ -49,7 +50,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
     let monitor = load_monitor(plan, &cgroups)?;
     let monitor_log = match &monitor {
-        Some(_) => Some(open_audit_log(plan, plan.audit_log(), "ebpf")?),
+        Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
         None => None,
     };
     // The private TMPDIR before the Landlock ruleset and the environment, which both name it.
@@ -122,17 +123,10 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
 /// Opens the audit log and writes its start record at once: a log that cannot be written refuses
 /// the run when the `audit-log` requirement is `required`; best-effort, it is reported and every
 /// record is counted as lost (in the summary).
-fn open_audit_log(plan: &Plan, destination: &Destination, writer: &str) -> Result<AuditLog, SupervisorError> {
+fn open_audit_log(plan: &Plan, destination: &Destination, writer: Writer) -> Result<AuditLog, SupervisorError> {
     let fail = |source| SupervisorError::AuditLog { path: destination.describe(), source };
     let mut log = AuditLog::open(destination.clone()).map_err(fail)?;
-    let record = serde_json::json!({
-        "ts": crate::audit::now_rfc3339(),
-        "kind": "start",
-        "writer": writer,
-        "profile": plan.profile(),
-        "program": plan.program().display().to_string(),
-        "launcher_pid": std::process::id(),
-    });
+    let record = Start::new(writer, plan.profile(), plan.program().display().to_string());
     match log.start(&record) {
         Ok(()) => Ok(log),
         Err(e) if plan.level(Layer::AuditLog) == Level::Required => Err(fail(e)),
@@ -211,7 +205,7 @@ type ServerStdio = Option<(OwnedFd, OwnedFd)>;
 /// side and stage 2's (the server's stdin and stdout).
 fn mcp_pipes(plan: &Plan) -> Result<(Option<McpEnds>, ServerStdio), SupervisorError> {
     let Some(cfg) = plan.mcp() else { return Ok((None, None)) };
-    let log = open_audit_log(plan, &cfg.audit, "mcp")?;
+    let log = open_audit_log(plan, &cfg.audit, Writer::Mcp)?;
     let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the MCP pipes"));
     let (stdin_r, stdin_w) = pipe()?;
     let (stdout_r, stdout_w) = pipe()?;
