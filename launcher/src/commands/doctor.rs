@@ -62,16 +62,17 @@ fn namespaces(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
             Err(why) => format!("unavailable: {why}"),
         }
     )?;
+    let how = if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
+        "yes (CAP_SYS_ADMIN)"
+    } else if host.user_namespaces.is_ok() {
+        "yes (through a user namespace)"
+    } else {
+        "no"
+    };
+    writeln!(out, "pid namespace   {how}")?;
     writeln!(
         out,
-        "pid namespace   {}",
-        if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
-            "yes (CAP_SYS_ADMIN)"
-        } else if host.user_namespaces.is_ok() {
-            "yes (through a user namespace)"
-        } else {
-            "no"
-        }
+        "fs view         {how}: read-only nosuid mounts, write grants noexec (closes chmod/chown/utimes/xattrs outside the write grants, and ld.so or /proc/self/fd runs of written files)"
     )
 }
 

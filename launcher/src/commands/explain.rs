@@ -10,6 +10,7 @@ pub fn render(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::Re
     render_layers(out, plan)?;
     render_mcp(out, plan)?;
     render_filesystem(out, plan)?;
+    render_blind_spots(out, plan)?;
     render_network(out, plan)?;
     render_syscalls(out, plan)?;
     render_limits(out, plan)?;
@@ -107,6 +108,18 @@ fn render_filesystem(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     }
     for s in &plan.fs().skipped {
         writeln!(out, "  --   {:<40} {} (optional, absent on this host)", s.value.display(), s.origin)?;
+    }
+    Ok(())
+}
+
+/// Each route Landlock does not see, and what closes it here (or `OPEN`).
+fn render_blind_spots(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
+    writeln!(out, "\nwhat Landlock does not see, on this host:")?;
+    for spot in plan.blind_spots() {
+        match spot.closed_by {
+            Some(by) => writeln!(out, "  closed  {} — {by}", spot.route)?,
+            None => writeln!(out, "  OPEN    {}", spot.route)?,
+        }
     }
     Ok(())
 }

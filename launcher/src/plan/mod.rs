@@ -7,6 +7,7 @@
 //! `explain` shows the same decisions `run` acts on. Each part resolves itself in its own module;
 //! [`Plan::resolve`] only says in which order.
 
+mod blind_spots;
 mod command;
 mod error;
 mod fs;
@@ -37,6 +38,7 @@ use crate::mcp::McpConfig;
 use crate::profile::vars::{ServerArgs, Vars};
 use crate::profile::{Level, LoadedProfile, Origin, Size, Syscalls, Violation};
 
+pub use blind_spots::BlindSpot;
 pub use command::CommandPlan;
 pub use error::{NotExecutable, PlanError};
 pub use fs::FsPlan;
