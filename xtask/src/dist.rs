@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::util::{output, run, step, workspace_root};
+use crate::util::{output, run, step, target_dir, workspace_root};
 
 #[derive(Debug, Args)]
 pub struct Options {
@@ -25,7 +25,7 @@ pub fn dist(opts: &Options) -> Result<()> {
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden"]))?;
     let root = workspace_root();
-    let binary = root.join("target/release/mcp-warden");
+    let binary = target_dir().join("release/mcp-warden");
     let version =
         output(Command::new(&binary).arg("--version"))?.split_whitespace().nth(1).context("version")?.to_string();
     let arch = output(Command::new("dpkg").arg("--print-architecture"))?.trim().to_string();
