@@ -7,13 +7,13 @@ use std::process::Command;
 use anyhow::{Context, Result};
 
 use crate::setup::setup;
-use crate::util::{output, run, step, test_env, workspace_root};
+use crate::util::{output, run, step, target_dir, test_env};
 
 pub fn demo() -> Result<()> {
     setup()?;
     step("building mcp-warden");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
-    let warden = workspace_root().join("target/release/mcp-warden");
+    let warden = target_dir().join("release/mcp-warden");
     let env = test_env();
     // The server is told to serve all of `demo/` (too broad: it includes a private key), while
     // mcp-warden grants only `demo/notes`. The server's own path check allows the key; the kernel

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::mcp_peer::McpPeer;
 use super::{Variant, machine_facts, median_min_max, replace_section, rotating};
-use crate::util::{run, step, test_env, workspace_root};
+use crate::util::{run, step, target_dir, test_env};
 
 #[derive(Debug, Args)]
 pub struct Options {
@@ -32,7 +32,7 @@ pub fn mcp(opts: &Options) -> Result<()> {
     let (rounds, calls) = (opts.rounds, opts.calls);
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden"]))?;
-    let warden = workspace_root().join("target/release/mcp-warden").display().to_string();
+    let warden = target_dir().join("release/mcp-warden").display().to_string();
     let server = test_env().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     if !server.exists() {
         bail!("{} is missing: run `cargo xtask setup`", server.display());

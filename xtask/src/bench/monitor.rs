@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::{Variant, machine_facts, median_min_max, ms, owned, replace_section, rotating_runs, timed_run};
-use crate::util::{is_root, run, step, workspace_root};
+use crate::util::{is_root, run, step, target_dir};
 
 #[derive(Debug, Args)]
 pub struct Options {
@@ -55,7 +55,7 @@ pub fn monitor(opts: &Options) -> Result<()> {
     }
     step("building mcp-warden and the workload probe (release)");
     run(Command::new("cargo").args(["build", "--release", "--locked", "-p", "mcp-warden", "-p", "mcp-warden-tests"]))?;
-    let release = workspace_root().join("target/release");
+    let release = target_dir().join("release");
     let scratch = std::env::temp_dir().join(format!("mcp-warden-bench.{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
     let file = scratch.join("small-file");

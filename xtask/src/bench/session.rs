@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::mcp_peer::McpPeer;
 use super::{BWRAP, FIREJAIL, Variant, machine_facts, median_min_max, ms, owned, peers, replace_section, rotating};
-use crate::util::{is_root, run, step, test_env, workspace_root};
+use crate::util::{is_root, run, step, target_dir, test_env};
 
 #[derive(Debug, Args)]
 pub struct Options {
@@ -32,7 +32,7 @@ pub fn session(opts: &Options) -> Result<()> {
     peers()?;
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
-    let warden = workspace_root().join("target/release/mcp-warden").display().to_string();
+    let warden = target_dir().join("release/mcp-warden").display().to_string();
     let installed = test_env().join("node");
     if !installed.join("node_modules/@modelcontextprotocol/server-filesystem/dist/index.js").exists() {
         bail!("the filesystem server is missing: run `cargo xtask setup`");

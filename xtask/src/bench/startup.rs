@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::{BWRAP, FIREJAIL, Variant, machine_facts, ms, owned, peers, replace_section, rotating_runs};
-use crate::util::{is_root, run, step, workspace_root};
+use crate::util::{is_root, run, step, target_dir};
 
 const DEFAULT_ROUNDS: usize = 200;
 
@@ -31,7 +31,7 @@ pub fn startup(opts: &Options) -> Result<()> {
     peers()?;
     step("building mcp-warden (release)");
     run(Command::new("cargo").args(["build", "--release", "-p", "mcp-warden", "--locked"]))?;
-    let warden = workspace_root().join("target/release/mcp-warden");
+    let warden = target_dir().join("release/mcp-warden");
     let w = warden.to_str().unwrap_or_default().to_string();
     let bwrap_args: Vec<&str> = BWRAP.iter().copied().chain(["--", "/bin/true"]).collect();
     let mut variants = variants(&w, &bwrap_args);
@@ -91,6 +91,7 @@ fn variants(w: &str, bwrap_args: &[&str]) -> Vec<Variant<'static>> {
         ("bare /bin/true", vec!["/bin/true".into()]),
         ("mcp-warden strict (monitor off)", warden_run(w, &[])),
         ("strict, no PID namespace", warden_run(w, &["--require", "pid-namespace=off"])),
+        ("strict, no filesystem view", warden_run(w, &["--require", "fs-view=off"])),
         ("strict, no cgroups (rlimits only)", warden_run(w, &["--require", "limits=off"])),
         (
             "mcp-warden, every layer off",
@@ -107,6 +108,8 @@ fn variants(w: &str, bwrap_args: &[&str]) -> Vec<Variant<'static>> {
                     "limits=off",
                     "--require",
                     "pid-namespace=off",
+                    "--require",
+                    "fs-view=off",
                 ],
             ),
         ),
