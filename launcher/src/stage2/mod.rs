@@ -12,9 +12,9 @@
 //! 2. `sanitize`: the MCP layer's pipes become stdin and stdout; every other inherited fd is
 //!    marked close-on-exec; every signal disposition is reset (the mask stays blocked).
 //! 3. `join_cgroups`: through the `cgroup.procs` files the supervisor opened.
-//! 4. `set_rlimits`: the supervisor's list, `CORE=0` always.
-//! 5. `mount_view`: in the new mount namespace, every mount read-only and `nosuid`, the write
+//! 4. `mount_view`: in the new mount namespace, every mount read-only and `nosuid`, the write
 //!    grants bound back writable and `noexec` (see [`crate::layers::fs_view`]).
+//! 5. `set_rlimits`: the supervisor's list, `CORE=0` always.
 //! 6. `setsid`: a new session, without a controlling terminal.
 //! 7. `chdir`: the server's working directory.
 //! 8. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
@@ -134,10 +134,11 @@ fn harden_and_exec<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<Outcome<K::Ex
     sanitize(k, s)?;
     // Early: from here on everything we do counts against the server's cgroup and its probes see it.
     join_cgroups(k, s)?;
+    // While we hold CAP_SYS_ADMIN over the new mount namespace, before Landlock forbids mounts, and
+    // before the rlimits (the grants' clones are descriptors: a low RLIMIT_NOFILE must not stop it).
+    mount_view(k, s)?;
     // While still privileged: after the identity switch, nobody should raise them back.
     set_rlimits(k, s)?;
-    // While we hold CAP_SYS_ADMIN over the new mount namespace, and before Landlock forbids mounts.
-    mount_view(k, s)?;
     // Before seccomp, which need not allow it: no controlling terminal, so TIOCSTI has no target.
     setsid(k)?;
     // Before the identity switch and Landlock: the path resolves with the launcher's own rights.

@@ -17,10 +17,10 @@ pub enum Step {
     Sanitize,
     #[strum(message = "join the server's cgroups")]
     JoinCgroups,
-    #[strum(message = "set resource limits")]
-    SetRlimits,
     #[strum(message = "build the filesystem view (read-only mounts, writable noexec grants)")]
     MountView,
+    #[strum(message = "set resource limits")]
+    SetRlimits,
     #[strum(message = "start a new session (setsid)")]
     Setsid,
     #[strum(message = "change to the working directory")]

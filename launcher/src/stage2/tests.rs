@@ -90,8 +90,8 @@ fn full_sequence() -> Vec<Op> {
         Op::MarkInheritedFdsCloexec,
         Op::ResetSignalDispositions,
         Op::JoinCgroup,
-        Op::SetRlimits(rlimits()),
         Op::MountView { binds: 1 },
+        Op::SetRlimits(rlimits()),
         Op::Setsid,
         Op::Chdir(CWD.into()),
         Op::CanDropBoundingSet,
@@ -287,6 +287,7 @@ fn the_view_is_mounted_while_privileged_and_before_landlock() {
     assert!(view < pos(&k, Op::DropBoundingSet) && view < pos(&k, Op::SwitchIdentity { uid: 0, gid: 0 }));
     assert!(view < pos(&k, Op::ClearCaps), "mounting needs CAP_SYS_ADMIN");
     assert!(view < pos(&k, Op::RestrictLandlock(Level::Off)), "Landlock forbids mounting");
+    assert!(view < pos(&k, Op::SetRlimits(Vec::new())), "a low RLIMIT_NOFILE must not stop the clones");
 }
 
 #[test]
