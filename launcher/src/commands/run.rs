@@ -47,3 +47,24 @@ fn args_from_file(file: &std::path::Path) -> Result<RunArgs, Failure> {
         _ => Err(CommandError::new(format!("{}: an argument file cannot name another one", file.display())).into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_argument_file_is_an_ordinary_argument_of_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("s.args");
+        std::fs::write(&file, "# a comment\n--profile\nstrict\n--\n/bin/echo\ntwo words\n").expect("write");
+        // Global flags before the subcommand work: there is one grammar, clap's.
+        let cli = Cli::try_parse_from(["mcp-warden", "-v", "run", "--args-file", file.to_str().expect("utf-8")])
+            .expect("parses");
+        assert_eq!(cli.verbose, 1);
+        let Command::Run(args) = cli.command else { panic!("not run") };
+        let args = args_from_file(args.args_file.as_deref().expect("args file")).expect("the file parses");
+        assert_eq!(args.profile, "strict");
+        assert_eq!(args.command, ["/bin/echo", "two words"]);
+        assert!(Cli::try_parse_from(["mcp-warden", "run", "--args-file", "f", "--", "cmd"]).is_err(), "file or command");
+    }
+}
