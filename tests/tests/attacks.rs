@@ -28,10 +28,23 @@ per_identity!(writes_outside_the_allow_list_are_refused, |who: Who| {
     let bashrc = s.file("bashrc", "# shell rc\n", who);
     let sb = Sandbox::new(who).grant("--allow-write", &writable).grant("--allow-read", &readonly);
     assert_ok(&sb.probe(&["write", writable.join("f").to_str().unwrap()]), "write into a writable dir");
-    assert_denied(&sb.probe(&["write", readonly.join("f").to_str().unwrap()]), DENIED_FS, "write into read-only");
-    assert_denied(&sb.probe(&["append", bashrc.to_str().unwrap()]), DENIED_FS, "append to a shell rc");
-    assert_denied(&sb.probe(&["write", s.join("x").to_str().unwrap()]), DENIED_FS, "write outside");
+    // Two layers refuse each write: the filesystem view's read-only mounts answer first (EROFS)...
+    assert_denied(&sb.probe(&["write", readonly.join("f").to_str().unwrap()]), &["EROFS"], "write into read-only");
+    assert_denied(&sb.probe(&["append", bashrc.to_str().unwrap()]), &["EROFS"], "append to a shell rc");
+    assert_denied(&sb.probe(&["write", s.join("x").to_str().unwrap()]), &["EROFS"], "write outside");
+    // ...and Landlock refuses them on its own.
+    let landlock_only = Sandbox::new(who)
+        .grant("--allow-write", &writable)
+        .grant("--allow-read", &readonly)
+        .grant("--require", "fs-view=off");
+    assert_denied(
+        &landlock_only.probe(&["write", readonly.join("f").to_str().unwrap()]),
+        DENIED_FS,
+        "Landlock: read-only",
+    );
+    assert_denied(&landlock_only.probe(&["append", bashrc.to_str().unwrap()]), DENIED_FS, "Landlock: shell rc");
     assert_eq!(std::fs::read_to_string(&bashrc).unwrap(), "# shell rc\n", "rc file unchanged");
+    assert!(!readonly.join("f").exists() && !s.join("x").exists(), "nothing created outside the write grant");
 });
 
 per_identity!(dotdot_symlink_and_hardlink_escapes_fail, |who: Who| {
@@ -356,3 +369,298 @@ fn root_can_switch_the_server_to_another_user() {
     assert!(o.verdict().contains(&format!("uid={uid} euid={uid} gid={gid} egid={gid}")), "{}", o.describe());
     assert!(o.verdict().contains("CapBnd=0000000000000000"), "{}", o.describe());
 }
+
+// What Landlock does not see (docs/threat-model.md, "What Landlock does not see, and what covers
+// it"): metadata writes, mode bits, and code mapped from files the server can write. Every route
+// is attacked under `strict --allow-write WORK`, next to the same call without mcp-warden (it must
+// work: the route is real) and a legitimate use that must keep working under the sandbox.
+
+/// What a metadata attack would change, read from the host.
+#[derive(Debug, PartialEq, Eq)]
+struct Meta {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+    xattr: bool,
+}
+
+fn meta(path: &std::path::Path) -> Meta {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    Meta {
+        mode: m.mode() & 0o7777,
+        uid: m.uid(),
+        gid: m.gid(),
+        mtime: (m.mtime(), m.mtime_nsec()),
+        ctime: (m.ctime(), m.ctime_nsec()),
+        xattr: has_xattr(path),
+    }
+}
+
+fn has_xattr(path: &std::path::Path) -> bool {
+    let p = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and name; a null buffer of size 0 only asks for the length.
+    unsafe { libc::getxattr(p.as_ptr(), c"user.mcpw".as_ptr(), std::ptr::null_mut(), 0) >= 0 }
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The metadata routes outside the write grants: chmod (three syscalls), fchmod through an fd
+/// opened read-only on a read-granted file, chown to one's own ids, utimes, setxattr. `owner` owns
+/// the files and runs the controls; `sandbox` makes the sandbox (root, the user, or root switching
+/// to the user).
+fn metadata_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox) {
+    let sc = Scratch::new(owner);
+    let work = sc.mkdir("work", owner);
+    let ro = sc.mkdir("ro", owner);
+    let victim = sc.file("victim.conf", "setting = 1\n", owner);
+    let readable = sc.file("ro/notes", "notes\n", owner);
+    // The controls without mcp-warden run on twins, so the victims stay untouched.
+    let twin = sc.file("twin.conf", "setting = 1\n", owner);
+    let own = sc.file("work/own", "mine\n", owner);
+    let (before, before_readable) = (meta(&victim), meta(&readable));
+    let sb = sandbox().grant("--allow-write", &work).grant("--allow-read", &ro);
+    let attacks: &[(&str, &[&str])] = &[
+        ("chmod", &["chmod", s(&victim), "600"]),
+        ("fchmodat", &["chmod", s(&victim), "600", "fchmodat"]),
+        ("fchmodat2", &["chmod", s(&victim), "600", "fchmodat2"]),
+        ("fchmod on a read-only fd", &["fchmod-ro", s(&readable), "600"]),
+        ("chown to itself", &["chown-self", s(&victim)]),
+        ("utimes", &["utimes", s(&victim)]),
+        ("setxattr", &["setxattr", s(&victim)]),
+    ];
+    for (what, action) in attacks {
+        assert_denied(&sb.probe(action), &["EROFS"], &format!("{owner:?}: {what} outside the grants"));
+    }
+    assert_eq!(meta(&victim), before, "{owner:?}: the victim's metadata is unchanged");
+    assert_eq!(meta(&readable), before_readable, "{owner:?}: the read-granted file's metadata is unchanged");
+    // The attacks are real: each one works without mcp-warden.
+    for (what, action) in attacks {
+        let action: Vec<&str> =
+            action.iter().map(|a| if *a == s(&victim) || *a == s(&readable) { s(&twin) } else { a }).collect();
+        assert_ok(&unsandboxed(owner, &action), &format!("{owner:?}: control: {what} works unsandboxed"));
+    }
+    let t = meta(&twin);
+    assert!(t.mode == 0o600 && t.mtime == (1_000_000_000, 0) && t.xattr, "{owner:?}: the twin changed: {t:?}");
+    // Inside the write grant, the same calls work under the sandbox.
+    for (what, action) in [
+        ("chmod 600", vec!["chmod", s(&own), "600"]),
+        ("fchmod 640 on a read-only fd", vec!["fchmod-ro", s(&own), "640"]),
+        ("chown to itself", vec!["chown-self", s(&own)]),
+        ("utimes", vec!["utimes", s(&own)]),
+        ("setxattr user.*", vec!["setxattr", s(&own)]),
+    ] {
+        assert_ok(&sb.probe(&action), &format!("{owner:?}: control: {what} inside the write grant"));
+    }
+    let m = meta(&own);
+    assert!(m.mode == 0o640 && m.mtime == (1_000_000_000, 0) && m.xattr, "{owner:?}: changes inside the grant: {m:?}");
+}
+
+per_identity!(
+    /// Landlock has no right for metadata writes; the filesystem view makes every mount but the
+    /// write grants read-only, so the kernel answers EROFS for every form.
+    metadata_writes_outside_the_write_grants_are_read_only,
+    |who: Who| {
+        metadata_routes(who, &|| Sandbox::new(who));
+    }
+);
+
+/// S_ISUID and S_ISGID through every call that sets a mode, inside the write grant where the view
+/// allows writes: the seccomp mode rules refuse them (openat2, whose mode is in memory, answers
+/// ENOSYS). Plain modes still work there.
+fn setuid_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox) {
+    let sc = Scratch::new(owner);
+    let work = sc.mkdir("work", owner);
+    let tool = sc.file("work/tool", "#!/bin/sh\n", owner);
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let twin = sc.file("twin", "#!/bin/sh\n", owner);
+    let before = meta(&tool);
+    let sb = sandbox().grant("--allow-write", &work);
+    let new = |name: &str| work.join(name).to_str().unwrap().to_string();
+    let attacks: Vec<(&str, Vec<String>, &str)> = vec![
+        ("chmod 4755", vec!["chmod".into(), s(&tool).into(), "4755".into()], "EPERM"),
+        ("chmod 2755", vec!["chmod".into(), s(&tool).into(), "2755".into()], "EPERM"),
+        ("fchmodat 4755", vec!["chmod".into(), s(&tool).into(), "4755".into(), "fchmodat".into()], "EPERM"),
+        ("fchmodat2 6755", vec!["chmod".into(), s(&tool).into(), "6755".into(), "fchmodat2".into()], "EPERM"),
+        ("fchmod 4755", vec!["fchmod-ro".into(), s(&tool).into(), "4755".into()], "EPERM"),
+        ("openat(O_CREAT) 4755", vec!["create-mode".into(), new("suid-openat"), "4755".into()], "EPERM"),
+        ("openat(O_CREAT) 2755", vec!["create-mode".into(), new("sgid-openat"), "2755".into()], "EPERM"),
+        ("open(O_CREAT) 4755", vec!["create-mode".into(), new("suid-open"), "4755".into(), "open".into()], "EPERM"),
+        ("creat 4755", vec!["create-mode".into(), new("suid-creat"), "4755".into(), "creat".into()], "EPERM"),
+        ("mknod 4755", vec!["create-mode".into(), new("suid-mknod"), "4755".into(), "mknod".into()], "EPERM"),
+        ("openat2(O_CREAT) 4755", vec!["openat2-create".into(), new("suid-openat2"), "4755".into()], "ENOSYS"),
+    ];
+    for (what, action, errno) in &attacks {
+        let action: Vec<&str> = action.iter().map(String::as_str).collect();
+        assert_denied(&sb.probe(&action), &[errno], &format!("{owner:?}: {what} inside the write grant"));
+    }
+    assert_eq!(meta(&tool), before, "{owner:?}: the tool's mode is unchanged");
+    for name in ["suid-openat", "sgid-openat", "suid-open", "suid-creat", "suid-mknod", "suid-openat2"] {
+        assert!(!work.join(name).exists(), "{owner:?}: {name} was not created");
+    }
+    // The attacks are real: without mcp-warden each one sets the bit.
+    let controls = sc.mkdir("controls", owner);
+    for (i, (what, action, _)) in attacks.iter().enumerate() {
+        let mut action: Vec<String> = action.clone();
+        if action[1] == s(&tool) {
+            std::fs::set_permissions(&twin, std::fs::Permissions::from_mode(0o755)).unwrap();
+            action[1] = s(&twin).into();
+        } else {
+            action[1] = controls.join(format!("new{i}")).to_str().unwrap().into();
+        }
+        let action: Vec<&str> = action.iter().map(String::as_str).collect();
+        let o = unsandboxed(owner, &action);
+        assert_ok(&o, &format!("{owner:?}: control: {what} works unsandboxed"));
+        let mode = &what[what.len() - 4..];
+        assert!(
+            o.verdict().ends_with(&format!("mode now {mode}")),
+            "{owner:?}: control: {what} set the bit\n{}",
+            o.describe()
+        );
+    }
+    // Inside the grant, modes without those bits still work.
+    assert_ok(&sb.probe(&["chmod", s(&tool), "700"]), &format!("{owner:?}: control: chmod 700"));
+    assert_ok(&sb.probe(&["create-mode", &new("plain"), "644"]), &format!("{owner:?}: control: create 644"));
+    assert_eq!(meta(&tool).mode, 0o700);
+}
+
+per_identity!(setuid_and_setgid_bits_are_refused_inside_the_write_grant, |who: Who| {
+    setuid_routes(who, &|| Sandbox::new(who));
+});
+
+#[test]
+fn metadata_and_setuid_routes_hold_after_a_user_switch() {
+    if !is_root() {
+        skip(module_path!(), "a user switch needs the launcher to run as root");
+        return;
+    }
+    let switched = || Sandbox::new(Who::Root).grant("--user", TEST_USER);
+    metadata_routes(Who::User, &switched);
+    setuid_routes(Who::User, &switched);
+}
+
+/// A root server without a user switch owns every root-owned file: without the view and the mode
+/// rules it could make a root-owned program setuid, and the next user to run it would be root.
+/// Both layers refuse it on their own: seccomp's mode rule first (EPERM), the read-only view
+/// without it (EROFS); a plain chmod of the same file meets the view (EROFS).
+#[test]
+fn a_root_server_cannot_make_a_root_owned_program_setuid() {
+    if !is_root() {
+        skip(module_path!(), "a root-owned file and a root server need root");
+        return;
+    }
+    let sc = Scratch::new(Who::Root);
+    let work = sc.mkdir("work", Who::Root);
+    let prog = sc.join("rootprog");
+    std::fs::copy("/bin/true", &prog).unwrap();
+    std::fs::set_permissions(&prog, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let twin = sc.join("rootprog-twin");
+    std::fs::copy("/bin/true", &twin).unwrap();
+    let before = meta(&prog);
+    let sb = || Sandbox::new(Who::Root).grant("--allow-write", &work);
+    assert_denied(&sb().probe(&["chmod", s(&prog), "4755"]), &["EPERM"], "chmod 4755 (seccomp first)");
+    assert_denied(
+        // (the network layer's socket rules live in the seccomp filter: off with it)
+        &sb().grant("--require", "seccomp=off").grant("--require", "network=off").probe(&["chmod", s(&prog), "4755"]),
+        &["EROFS"],
+        "chmod 4755, the view alone",
+    );
+    assert_denied(
+        &sb().grant("--require", "fs-view=off").probe(&["chmod", s(&prog), "4755"]),
+        &["EPERM"],
+        "chmod 4755, seccomp alone",
+    );
+    assert_denied(&sb().probe(&["chmod", s(&prog), "777"]), &["EROFS"], "chmod 777 of a root-owned file");
+    assert_eq!(meta(&prog), before, "the root-owned program's mode is unchanged");
+    let ctl = unsandboxed(Who::Root, &["chmod", s(&twin), "4755"]);
+    assert!(ctl.verdict() == "OK chmod: mode now 4755", "control: root sets the bit unsandboxed\n{}", ctl.describe());
+    assert_ok(&sb().probe(&["exec", "/bin/true"]), "control: a normal program runs");
+}
+
+per_identity!(
+    /// The dynamic loader maps a program with mmap(PROT_EXEC), which Landlock never checks: a
+    /// written file run as `ld.so WORK/payload` works under Landlock alone. The write grants are
+    /// mounted noexec, so the mapping fails (EPERM).
+    written_files_cannot_be_run_through_the_dynamic_loader,
+    |who: Who| {
+        let sc = Scratch::new(who);
+        let work = sc.mkdir("work", who);
+        let payload = work.join("payload");
+        let sb = Sandbox::new(who).grant("--allow-write", &work);
+        assert_ok(&sb.probe(&["exec", "/bin/true"]), "control: a normal program runs");
+        assert_ok(&sb.probe(&["ldso", "/bin/true"]), "control: ld.so runs a system program");
+        assert_denied(&sb.probe(&["ldso", s(&payload), "/bin/true"]), &["EPERM"], &format!("{who:?}: ld.so WORK/payload"));
+        assert!(payload.exists(), "the write itself was allowed");
+        // The loader's failing call on its own: mmap(PROT_EXEC) of the written file.
+        assert_denied(&sb.probe(&["mmap-exec", s(&payload)]), &["EPERM"], &format!("{who:?}: mmap(PROT_EXEC)"));
+        assert_ok(&unsandboxed(who, &["ldso", s(&payload)]), "control: ld.so runs it unsandboxed");
+        assert_ok(&unsandboxed(who, &["mmap-exec", s(&payload)]), "control: mmap(PROT_EXEC) unsandboxed");
+        let landlock_only = Sandbox::new(who).grant("--allow-write", &work).grant("--require", "fs-view=off");
+        assert_ok(&landlock_only.probe(&["ldso", s(&payload)]), "Landlock alone does not see the loader's mapping");
+        let exec_granted = Sandbox::new(who).grant("--allow-write", &work).grant("--allow-exec", &work);
+        assert_ok(&exec_granted.probe(&["ldso", s(&payload)]), "control: ld.so in an exec-granted directory");
+    }
+);
+
+per_identity!(
+    /// Files with no name: an O_TMPFILE and a deleted file, run from /proc/self/fd/N by execve
+    /// (Landlock's execute right and noexec: EACCES) and by the dynamic loader (noexec: EPERM).
+    nameless_files_in_the_write_grant_cannot_be_run,
+    |who: Who| {
+        let sc = Scratch::new(who);
+        let work = sc.mkdir("work", who);
+        let sb = Sandbox::new(who).grant("--allow-write", &work);
+        let exec_granted = Sandbox::new(who).grant("--allow-write", &work).grant("--allow-exec", &work);
+        for (action, via, errno) in
+            [("tmpfile-exec", "exec", "EACCES"), ("tmpfile-exec", "ldso", "EPERM"), ("deleted-exec", "exec", "EACCES"), ("deleted-exec", "ldso", "EPERM")]
+        {
+            let what = format!("{who:?}: {action} via {via}");
+            assert_denied(&sb.probe(&[action, s(&work), via]), &[errno], &what);
+            assert_ok(&unsandboxed(who, &[action, s(&work), via]), &format!("control: {what} unsandboxed"));
+            assert_ok(&exec_granted.probe(&[action, s(&work), via]), &format!("control: {what}, exec granted"));
+        }
+    }
+);
+
+per_identity!(
+    /// A memfd's code runs through /proc/self/fd/N or the loader, where neither Landlock nor a mount
+    /// option looks: memfd_create is in the default deny-set.
+    memfd_code_cannot_run,
+    |who: Who| {
+        let sb = Sandbox::new(who);
+        for via in ["exec", "ldso"] {
+            assert_denied(&sb.probe(&["memfd-exec", via]), &["EPERM"], &format!("{who:?}: memfd via {via}"));
+            assert_ok(&unsandboxed(who, &["memfd-exec", via]), &format!("control: memfd via {via} unsandboxed"));
+        }
+        assert_ok(&sb.probe(&["exec", "/bin/true"]), "control: a normal program runs");
+    }
+);
+
+per_identity!(
+    /// What docs/threat-model.md says is NOT covered, asserted as open: if one of these starts
+    /// failing, the threat model is out of date. stat, readlink and inotify of paths outside the
+    /// grants answer; an interpreter runs a script written into the write grant; code written into
+    /// anonymous memory runs (a JIT).
+    the_routes_left_open_are_the_documented_ones,
+    |who: Who| {
+        let sc = Scratch::new(who);
+        let work = sc.mkdir("work", who);
+        let outside = sc.file("outside.txt", "secret\n", who);
+        let link = sc.join("outside-link");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        chown_to(&link, who);
+        let sb = Sandbox::new(who).grant("--allow-write", &work);
+        assert_denied(&sb.probe(&["read", s(&outside)]), DENIED_FS, "the file itself stays unreadable");
+        assert_ok(&sb.probe(&["stat", s(&outside)]), "stat outside the grants (open)");
+        assert_ok(&sb.probe(&["readlink", s(&link)]), "readlink outside the grants (open)");
+        assert_ok(&sb.probe(&["inotify", s(&outside)]), "inotify outside the grants (open)");
+        assert_ok(&sb.probe(&["anon-exec"]), "code in anonymous memory (open)");
+        let script = sc.file("work/x.sh", "echo script-ran\n", who);
+        let o = sb.exec(&["/bin/sh".as_ref(), script.as_os_str()]);
+        assert!(o.code() == Some(0) && o.stdout.contains("script-ran"), "sh WORK/x.sh (open)\n{}", o.describe());
+    }
+);

@@ -52,9 +52,12 @@ impl Targets {
         let s = Scratch::new(who);
         let secret = s.file("id_ed25519", "-----BEGIN OPENSSH PRIVATE KEY-----\n", who);
         let rc = s.file("bashrc", "# rc\n", who);
+        let file = s.file("victim.conf", "setting = 1\n", who);
         let dir = s.mkdir("dir", who);
         std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
         chown_to(&dir.join("link"), who);
+        let tool = s.file("dir/tool", "#!/bin/sh\n", who);
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let sock = s.join("service.sock");
@@ -64,6 +67,7 @@ impl Targets {
         let values = vec![
             ("{secret}", secret.display().to_string()),
             ("{rc}", rc.display().to_string()),
+            ("{file}", file.display().to_string()),
             ("{dir}", dir.display().to_string()),
             ("{port}", tcp.local_addr().unwrap().port().to_string()),
             ("{udp}", udp.local_addr().unwrap().port().to_string()),

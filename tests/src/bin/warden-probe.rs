@@ -119,6 +119,23 @@ fn main() {
             Ok("not stopped".into())
         }
         "spawn-tree" => spawn_tree(n(1) as usize, &a(2)),
+        // What Landlock does not see (docs/threat-model.md): metadata writes, mode bits, and code
+        // mapped from files the server can write. Each one raw, so the route is exact.
+        "chmod" => chmod(&a(1), octal(&a(2)), args.get(3).map_or("chmod", String::as_str)),
+        "fchmod-ro" => fchmod_ro(&a(1), octal(&a(2))),
+        "chown-self" => chown_self(&a(1)),
+        "utimes" => utimes(&a(1)),
+        "setxattr" => setxattr(&a(1)),
+        "create-mode" => create_mode(&a(1), octal(&a(2)), args.get(3).map_or("openat", String::as_str)),
+        "openat2-create" => openat2_create(&a(1), octal(&a(2))),
+        "ldso" => ldso(&a(1), args.get(2).map(String::as_str)),
+        "memfd-exec" => memfd_exec(args.get(1).map_or("exec", String::as_str)),
+        "tmpfile-exec" => tmpfile_exec(&a(1), args.get(2).map_or("exec", String::as_str)),
+        "deleted-exec" => deleted_exec(&a(1), args.get(2).map_or("exec", String::as_str)),
+        "mmap-exec" => mmap_exec(&a(1)),
+        "anon-exec" => anon_exec(),
+        "stat" => stat(&a(1)),
+        "inotify" => inotify(&a(1)),
         "exit" => std::process::exit(n(1) as i32),
         "raise" => {
             // SAFETY: raise takes a signal number.
@@ -460,4 +477,356 @@ fn spawn_tree(n: usize, marker: &str) -> Outcome {
     let _ = std::io::stdout().flush();
     std::thread::sleep(std::time::Duration::from_secs(300));
     Ok("done".into())
+}
+
+/// The dynamic loader: it maps a program with `mmap(PROT_EXEC)`, which Landlock never checks.
+const LDSO: &str = "/lib64/ld-linux-x86-64.so.2";
+
+/// The program the exec attacks run (exits 0, so success is unambiguous).
+const PAYLOAD: &str = "/bin/true";
+
+fn octal(s: &str) -> u32 {
+    u32::from_str_radix(s, 8).unwrap_or_else(|_| {
+        eprintln!("warden-probe: `{s}` is not an octal mode");
+        std::process::exit(2)
+    })
+}
+
+fn cpath(p: &str) -> std::ffi::CString {
+    std::ffi::CString::new(p).expect("no NUL in a path")
+}
+
+/// `OK` detail after a mode change: the mode the file has now.
+fn mode_of(path: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path)
+        .map_or_else(|e| format!("mode unknown ({e})"), |m| format!("mode now {:o}", m.mode() & 0o7777))
+}
+
+/// `chmod PATH MODE [chmod|fchmodat|fchmodat2]`: the mode set by path, through the syscall named.
+fn chmod(path: &str, mode: u32, route: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: `p` is a NUL-terminated path; the mode is an integer.
+    let ret = unsafe {
+        match route {
+            "chmod" => libc::syscall(libc::SYS_chmod, p.as_ptr(), mode),
+            "fchmodat" => libc::syscall(libc::SYS_fchmodat, libc::AT_FDCWD, p.as_ptr(), mode),
+            "fchmodat2" => libc::syscall(libc::SYS_fchmodat2, libc::AT_FDCWD, p.as_ptr(), mode, 0),
+            other => {
+                eprintln!("warden-probe: unknown chmod route `{other}`");
+                std::process::exit(2)
+            }
+        }
+    };
+    if ret < 0 { Err(last()) } else { Ok(format!("{route}: {}", mode_of(path))) }
+}
+
+/// Opens PATH read-only, then changes its mode through the fd: no write access was ever asked for.
+fn fchmod_ro(path: &str, mode: u32) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: a NUL-terminated path and flags.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: `fd` is ours; the mode is an integer.
+    let ret = unsafe { libc::syscall(libc::SYS_fchmod, fd, mode) };
+    let err = last();
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    if ret < 0 { Err(err) } else { Ok(format!("fchmod on a read-only fd: {}", mode_of(path))) }
+}
+
+/// chown to our own uid and gid: changes nothing but the ctime, and needs no privilege.
+fn chown_self(path: &str) -> Outcome {
+    let p = cpath(path);
+    let (uid, gid) = (nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    // SAFETY: a NUL-terminated path and two integers.
+    let ret = unsafe { libc::syscall(libc::SYS_chown, p.as_ptr(), uid, gid) };
+    if ret < 0 { Err(last()) } else { Ok(format!("chowned to {uid}:{gid}")) }
+}
+
+/// Sets both times to 2001-09-09 (1e9 s): backdating a file, which only its owner may do.
+fn utimes(path: &str) -> Outcome {
+    let p = cpath(path);
+    let t = libc::timespec { tv_sec: 1_000_000_000, tv_nsec: 0 };
+    let times = [t, t];
+    // SAFETY: a NUL-terminated path and two timespecs.
+    let ret = unsafe { libc::syscall(libc::SYS_utimensat, libc::AT_FDCWD, p.as_ptr(), times.as_ptr(), 0) };
+    if ret < 0 { Err(last()) } else { Ok("times set to 1000000000".into()) }
+}
+
+/// Sets `user.mcpw=1`.
+fn setxattr(path: &str) -> Outcome {
+    let p = cpath(path);
+    let (name, value) = (c"user.mcpw", b"1");
+    // SAFETY: NUL-terminated path and name, a value buffer of the given length.
+    let ret = unsafe { libc::syscall(libc::SYS_setxattr, p.as_ptr(), name.as_ptr(), value.as_ptr(), value.len(), 0) };
+    if ret < 0 { Err(last()) } else { Ok("set user.mcpw=1".into()) }
+}
+
+/// `create-mode PATH MODE [openat|open|creat|mknod]`: a new file created with MODE.
+fn create_mode(path: &str, mode: u32, route: &str) -> Outcome {
+    let p = cpath(path);
+    let flags = libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC;
+    // SAFETY: a NUL-terminated path and integers.
+    let ret = unsafe {
+        match route {
+            "openat" => libc::syscall(libc::SYS_openat, libc::AT_FDCWD, p.as_ptr(), flags, mode),
+            "open" => libc::syscall(libc::SYS_open, p.as_ptr(), flags, mode),
+            "creat" => libc::syscall(libc::SYS_creat, p.as_ptr(), mode),
+            "mknod" => libc::syscall(libc::SYS_mknod, p.as_ptr(), libc::S_IFREG | mode, 0),
+            other => {
+                eprintln!("warden-probe: unknown create route `{other}`");
+                std::process::exit(2)
+            }
+        }
+    };
+    if ret < 0 {
+        return Err(last());
+    }
+    if route != "mknod" {
+        // SAFETY: the fd the call returned.
+        unsafe { libc::close(ret as i32) };
+    }
+    Ok(format!("{route} created it: {}", mode_of(path)))
+}
+
+/// openat2 with O_CREAT: the mode lives in `struct open_how`, in memory a filter cannot read.
+fn openat2_create(path: &str, mode: u32) -> Outcome {
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let p = cpath(path);
+    let how =
+        OpenHow { flags: (libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC) as u64, mode: mode.into(), resolve: 0 };
+    // SAFETY: the kernel reads `size` bytes of `how`; the path is NUL-terminated.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if ret < 0 {
+        return Err(last());
+    }
+    // SAFETY: the fd openat2 returned.
+    unsafe { libc::close(ret as i32) };
+    Ok(format!("openat2 created it: {}", mode_of(path)))
+}
+
+/// `ldso PATH [SOURCE]`: (copies SOURCE to PATH, then) runs `ld.so PATH`. The loader maps the
+/// file with PROT_EXEC; when that is refused it prints `failed to map segment from shared object`
+/// (with the reason's text on newer glibc) and exits 127: the verdict is that reason's errno.
+fn ldso(path: &str, source: Option<&str>) -> Outcome {
+    if let Some(src) = source {
+        let bytes = std::fs::read(src).map_err(io)?;
+        std::fs::write(path, bytes).map_err(io)?;
+    }
+    run_ldso(path)
+}
+
+fn run_ldso(target: &str) -> Outcome {
+    let out = std::process::Command::new(LDSO).arg(target).output().map_err(io)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprint!("{stderr}");
+    if out.status.success() {
+        return Ok(format!("ld.so ran {target}: {}", out.status));
+    }
+    let Some(line) = stderr.lines().find(|l| l.contains("error while loading shared libraries")) else {
+        // The program ran and failed on its own: the attack still got code running.
+        return Ok(format!("ld.so ran {target}: {}", out.status));
+    };
+    // "...: PATH: failed to map segment from shared object[: Operation not permitted]"
+    if let Some(e) = errno_from_message(line) {
+        return Err(e);
+    }
+    if line.contains("failed to map segment") {
+        // glibc 2.36 prints no reason here. The failing call is mmap(PROT_READ|PROT_EXEC), which
+        // answers EPERM on a noexec mount (strace shows it; `mmap-exec PATH` makes that call alone).
+        return Err(Errno::EPERM);
+    }
+    eprintln!("warden-probe: ld.so failed for a reason this probe cannot name: {line}");
+    Err(Errno::UnknownErrno)
+}
+
+/// The errno whose `strerror` text ends `line` (`...: Permission denied`).
+fn errno_from_message(line: &str) -> Option<Errno> {
+    let text = line.rsplit(": ").next()?.trim();
+    (1..134).map(Errno::from_raw).find(|e| e.desc() == text)
+}
+
+/// Runs the file behind `fd` (inherited by the child, so `/proc/self/fd/N` names it there too):
+/// `exec` through execve, `ldso` through the dynamic loader.
+fn run_fd(fd: i32, via: &str) -> Outcome {
+    let path = format!("/proc/self/fd/{fd}");
+    match via {
+        "exec" => {
+            let status = std::process::Command::new(&path).status().map_err(io)?;
+            Ok(format!("ran {path}: {status}"))
+        }
+        "ldso" => run_ldso(&path),
+        other => {
+            eprintln!("warden-probe: unknown route `{other}` (exec or ldso)");
+            std::process::exit(2)
+        }
+    }
+}
+
+/// Writes all of `bytes` to `fd`.
+fn write_fd(fd: i32, bytes: &[u8]) -> Result<(), Errno> {
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: the pointer and length stay inside `bytes`.
+        let n = unsafe { libc::write(fd, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if n < 0 {
+            return Err(last());
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
+/// Reopens `fd` read-only through /proc (inheritable) and closes the writable one: running a file
+/// that is still open for writing fails with ETXTBSY, which is not the check under test.
+fn reopen_read_only(fd: i32) -> Result<i32, Errno> {
+    let p = cpath(&format!("/proc/self/fd/{fd}"));
+    // SAFETY: a NUL-terminated path; no O_CLOEXEC on purpose, the child must inherit it.
+    let ro = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+    let err = last();
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    if ro < 0 { Err(err) } else { Ok(ro) }
+}
+
+/// `memfd-exec [exec|ldso]`: /bin/true's bytes in a memfd, run from /proc/self/fd/N. A refusal
+/// is memfd_create's errno.
+fn memfd_exec(via: &str) -> Outcome {
+    let bytes = std::fs::read(PAYLOAD).map_err(io)?;
+    // SAFETY: a NUL-terminated name and flags (no MFD_CLOEXEC: the child inherits it).
+    let fd = unsafe { libc::syscall(libc::SYS_memfd_create, c"mcpw".as_ptr(), 0) };
+    if fd < 0 {
+        return Err(last());
+    }
+    write_fd(fd as i32, &bytes)?;
+    run_fd(reopen_read_only(fd as i32)?, via)
+}
+
+/// `tmpfile-exec DIR [exec|ldso]`: an O_TMPFILE in DIR (a file with no name), /bin/true's bytes,
+/// mode 755, run from /proc/self/fd/N.
+fn tmpfile_exec(dir: &str, via: &str) -> Outcome {
+    let bytes = std::fs::read(PAYLOAD).map_err(io)?;
+    let d = cpath(dir);
+    // SAFETY: a NUL-terminated path, flags and a mode.
+    let fd =
+        unsafe { libc::syscall(libc::SYS_openat, libc::AT_FDCWD, d.as_ptr(), libc::O_TMPFILE | libc::O_RDWR, 0o700) };
+    if fd < 0 {
+        return Err(last());
+    }
+    let fd = fd as i32;
+    write_fd(fd, &bytes)?;
+    // SAFETY: our fd and a mode.
+    if unsafe { libc::syscall(libc::SYS_fchmod, fd, 0o755) } < 0 {
+        return Err(last());
+    }
+    run_fd(reopen_read_only(fd)?, via)
+}
+
+/// `deleted-exec DIR [exec|ldso]`: /bin/true's bytes written to DIR/deleted-payload, opened,
+/// unlinked, and run from /proc/self/fd/N.
+fn deleted_exec(dir: &str, via: &str) -> Outcome {
+    let path = format!("{dir}/deleted-payload");
+    std::fs::write(&path, std::fs::read(PAYLOAD).map_err(io)?).map_err(io)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+    let p = cpath(&path);
+    // SAFETY: a NUL-terminated path; no O_CLOEXEC on purpose, the child must inherit it.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY) };
+    if fd < 0 {
+        return Err(last());
+    }
+    std::fs::remove_file(&path).map_err(io)?;
+    run_fd(fd, via)
+}
+
+/// The loader's own step, exactly: PATH opened read-only and mapped PROT_READ|PROT_EXEC.
+fn mmap_exec(path: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: a NUL-terminated path and flags.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: a fresh private mapping of our own fd; it is unmapped at once and never touched.
+    let mem =
+        unsafe { libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_EXEC, libc::MAP_PRIVATE, fd, 0) };
+    let err = last();
+    // SAFETY: closing our fd; unmapping the mapping made above, if any.
+    unsafe {
+        libc::close(fd);
+        if mem != libc::MAP_FAILED {
+            libc::munmap(mem, 4096);
+        }
+    }
+    if mem == libc::MAP_FAILED { Err(err) } else { Ok("mapped executable".into()) }
+}
+
+/// Code written into anonymous memory and run (what a JIT does): `mov eax, 42; ret`.
+#[cfg(target_arch = "x86_64")]
+fn anon_exec() -> Outcome {
+    let code: [u8; 6] = [0xb8, 42, 0, 0, 0, 0xc3];
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    let mem = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            4096,
+            libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if mem == libc::MAP_FAILED {
+        return Err(last());
+    }
+    // SAFETY: the mapping is 4096 bytes, writable and executable; the code is a complete
+    // function of the C ABI returning an int.
+    let ret = unsafe {
+        std::ptr::copy_nonoverlapping(code.as_ptr(), mem.cast::<u8>(), code.len());
+        let f: extern "C" fn() -> i32 = std::mem::transmute(mem);
+        f()
+    };
+    Ok(format!("anonymous code returned {ret}"))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn anon_exec() -> Outcome {
+    Err(Errno::ENOSYS)
+}
+
+fn stat(path: &str) -> Outcome {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path).map_err(io)?;
+    Ok(format!("mode {:o} uid {} size {}", m.mode(), m.uid(), m.size()))
+}
+
+/// Watches PATH for every event.
+fn inotify(path: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: flags only.
+    let fd = unsafe { libc::inotify_init1(libc::IN_CLOEXEC) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: our fd, a NUL-terminated path, a mask.
+    let wd = unsafe { libc::inotify_add_watch(fd, p.as_ptr(), libc::IN_ALL_EVENTS) };
+    let err = last();
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    if wd < 0 { Err(err) } else { Ok(format!("watching (wd {wd})")) }
 }
