@@ -1,18 +1,17 @@
 //! The server command as stage 2 executes it: the program found on `PATH`, its argv, the
-//! environment built from scratch, the working directory, and `npx`/`uvx` commands replaced by
+//! environment (built from scratch in [`environment`](super::environment)), the working directory, and `npx`/`uvx` commands replaced by
 //! the copy they installed (see [`package_runner`](super::package_runner)).
 
-use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::profile::Environment;
-use crate::profile::load::valid_env_pattern;
 use crate::profile::vars::Vars;
 
 use super::Inputs;
+use super::environment;
 use super::error::{NotExecutable, PlanError};
 use super::identity::Identity;
 use super::package_runner::{self, Caches};
@@ -35,7 +34,7 @@ impl CommandPlan {
         inputs: &Inputs<'_>,
         vars: &Vars,
     ) -> Result<CommandPlan, PlanError> {
-        let env = resolve_env(section, inputs, vars, identity)?;
+        let env = environment::resolve(section, inputs, vars, identity)?;
         // `npx -y PACKAGE`: run the installed copy with node, without npm (see package_runner.rs).
         let installed = package_runner::resolve(command, &caches(inputs, identity))?;
         let rewritten: Vec<OsString> = match &installed {
@@ -65,62 +64,6 @@ fn caches(inputs: &Inputs<'_>, identity: &Identity) -> Caches {
         uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
             inputs.var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".cache")).join("uv")
         }),
-    }
-}
-
-/// The launcher's variables that `pass` names, then `set` (a profile's values expanded, the
-/// command line's taken as written).
-fn resolve_env(
-    section: &Environment,
-    inputs: &Inputs<'_>,
-    vars: &Vars,
-    identity: &Identity,
-) -> Result<Vec<(OsString, OsString)>, PlanError> {
-    for name in &section.pass {
-        if let Some(flag) = name.origin.flag()
-            && !valid_env_pattern(&name.value)
-        {
-            return Err(PlanError::Invalid {
-                what: format!("{flag} {}", name.value),
-                why: "not a variable name".into(),
-            });
-        }
-    }
-    let mut env: BTreeMap<OsString, OsString> =
-        inputs.env.iter().filter(|(k, _)| section.pass.iter().any(|p| matches_pattern(&p.value, k))).cloned().collect();
-    if identity.switch {
-        // The invoking user's HOME and names are wrong for the target user.
-        for (k, v) in [
-            ("HOME", identity.home.as_os_str()),
-            ("USER", OsStr::new(&identity.name)),
-            ("LOGNAME", OsStr::new(&identity.name)),
-        ] {
-            if let Some(slot) = env.get_mut(OsStr::new(k)) {
-                *slot = v.to_os_string();
-            }
-        }
-    }
-    for (k, v) in &section.set {
-        let value = match v.origin.flag() {
-            Some(flag) if !valid_env_pattern(k) || k.ends_with('*') => {
-                let what = format!("{flag} {k}={}", v.value);
-                return Err(PlanError::Invalid { what, why: "not a variable name".into() });
-            }
-            Some(_) => v.value.clone(),
-            None => vars.expand(&v.value).map_err(|source| PlanError::BadVariable {
-                what: format!("environment.set.{k} ({})", v.origin),
-                source,
-            })?,
-        };
-        env.insert(k.into(), value.into());
-    }
-    Ok(env.into_iter().collect())
-}
-
-fn matches_pattern(pattern: &str, name: &OsStr) -> bool {
-    match pattern.strip_suffix('*') {
-        Some(prefix) => name.as_bytes().starts_with(prefix.as_bytes()),
-        None => name.as_bytes() == pattern.as_bytes(),
     }
 }
 

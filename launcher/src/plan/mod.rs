@@ -9,6 +9,7 @@
 
 mod blind_spots;
 mod command;
+mod environment;
 mod error;
 mod fs;
 mod identity;
