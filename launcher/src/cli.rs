@@ -291,7 +291,7 @@ fn split_pair<'a>(s: &'a str, expected: &'static str) -> Result<(&'a str, &'a st
 /// `TOOL=N/PERIOD`, checked here and kept as written (the profile's `rate-limits` syntax).
 fn parse_rate_limit(s: &str) -> Result<(String, String), ArgError> {
     let (tool, rate) = s.rsplit_once('=').ok_or_else(|| ArgError::Form { expected: "TOOL=N/PERIOD", got: s.into() })?;
-    rate.parse::<crate::mcp::policy::Rate>().map_err(ArgError::Rate)?;
+    rate.parse::<crate::mcp::policy::Rate>().map_err(|e| ArgError::Rate(e.to_string()))?;
     Ok((tool.to_string(), rate.to_string()))
 }
 

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::record::{AuditLine, AuditRecord, Const, LsmStatus, Mode, RepeatedOpen, RunSummary};
 use super::writer::AuditLog;
-use crate::ebpf::{EventDecoder, KernelCounters};
+use crate::ebpf::{EventDecoder, KernelCounters, LsmError};
 
 /// What the run ended with, for the summary.
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub fn write_summary(
     log: &mut AuditLog,
     decoder: &EventDecoder,
     kernel: &KernelCounters,
-    lsm: &Result<(), String>,
+    lsm: &Result<(), LsmError>,
     s: &Summary,
 ) -> String {
     // Every earlier line is written (or counted as lost) before the summary counts them.
@@ -37,7 +37,7 @@ pub fn write_summary(
 pub fn run_summary(
     decoder: &EventDecoder,
     kernel: &KernelCounters,
-    lsm: &Result<(), String>,
+    lsm: &Result<(), LsmError>,
     s: &Summary,
     log_lines_lost: u64,
 ) -> RunSummary {
@@ -72,7 +72,7 @@ pub fn run_summary(
         syscalls,
         lsm: match lsm {
             Ok(()) => LsmStatus::Loaded { loaded: Const, file_opens: kernel.lsm_file_opens },
-            Err(why) => LsmStatus::NotLoaded { loaded: Const, reason: why.clone() },
+            Err(why) => LsmStatus::NotLoaded { loaded: Const, reason: why.to_string() },
         },
     }
 }

@@ -65,6 +65,9 @@ mod tests {
         let args = args_from_file(args.args_file.as_deref().expect("args file")).expect("the file parses");
         assert_eq!(args.profile, "strict");
         assert_eq!(args.command, ["/bin/echo", "two words"]);
-        assert!(Cli::try_parse_from(["mcp-warden", "run", "--args-file", "f", "--", "cmd"]).is_err(), "file or command");
+        assert!(
+            Cli::try_parse_from(["mcp-warden", "run", "--args-file", "f", "--", "cmd"]).is_err(),
+            "file or command"
+        );
     }
 }

@@ -58,13 +58,45 @@ pub enum MonitorError {
     TooManyRules(usize),
 }
 
+/// Why the optional BPF LSM hooks are not loaded. Not a failure of the run: the message is the
+/// `reason` of the summary record's `"lsm": {"loaded": false, ...}`.
+#[derive(Debug, thiserror::Error)]
+pub enum LsmError {
+    /// The server has not run yet ([`Monitor::attach_lsm`] is called once it does).
+    #[error("not attempted")]
+    NotAttempted,
+    /// LSM programs are loaded against the kernel's BTF, which `/sys/kernel/btf/vmlinux` lacks.
+    #[error("no kernel BTF: {0}")]
+    NoBtf(aya::BtfError),
+    #[error("program {program} missing from the probe object")]
+    MissingProgram { program: &'static str },
+    /// The kernel refused the program (its verifier log's tail, or `EPERM` where BPF LSM is off).
+    #[error("{hook}: {}", verifier_tail(source))]
+    Load { hook: &'static str, source: aya::programs::ProgramError },
+    #[error("{hook}: attach: {source}")]
+    Attach { hook: &'static str, source: aya::programs::ProgramError },
+}
+
+impl crate::error::Diagnose for LsmError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            LsmError::NoBtf(_) | LsmError::Load { .. } | LsmError::Attach { .. } => Some(
+                "optional layer: it needs `bpf` in the kernel's active LSM list (the lsm= boot parameter); \
+                 `mcp-warden doctor` reports whether LSM programs load"
+                    .into(),
+            ),
+            LsmError::NotAttempted | LsmError::MissingProgram { .. } => None,
+        }
+    }
+}
+
 /// Loaded and attached probes. Dropping it detaches everything (links are owned by `ebpf`).
 pub struct Monitor {
     ebpf: Ebpf,
     ring: Option<RingBuf<aya::maps::MapData>>,
     cgroup_id: u64,
     /// The optional BPF LSM layer: loaded, or why not.
-    lsm: Result<(), String>,
+    lsm: Result<(), LsmError>,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -168,7 +200,7 @@ impl Monitor {
 
         let ring = ebpf.take_map("EVENTS").ok_or(MonitorError::MissingMap("EVENTS"))?;
         let ring = RingBuf::try_from(ring).map_err(|source| MonitorError::Map { map: "EVENTS", source })?;
-        Ok(Monitor { ebpf, ring: Some(ring), cgroup_id, lsm: Err("not attempted".into()) })
+        Ok(Monitor { ebpf, ring: Some(ring), cgroup_id, lsm: Err(LsmError::NotAttempted) })
     }
 
     /// Tries the optional BPF LSM hooks. Called once the server runs: parsing the kernel's BTF
@@ -182,7 +214,7 @@ impl Monitor {
     }
 
     /// Whether the optional BPF LSM hooks are loaded, or why not.
-    pub fn lsm(&self) -> &Result<(), String> {
+    pub fn lsm(&self) -> &Result<(), LsmError> {
         &self.lsm
     }
 
@@ -262,17 +294,17 @@ const LSM_HOOKS: [(&str, &str); 5] = [
     ("lsm_file_open", "file_open"),
 ];
 
-fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), String> {
-    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}"))?;
+fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
+    let btf = aya::Btf::from_sys_fs().map_err(LsmError::NoBtf)?;
     let mut attached = Vec::new();
     let result = (|| {
         for (program, hook) in LSM_HOOKS {
             let p: &mut aya::programs::Lsm = match ebpf.program_mut(program).map(TryInto::try_into) {
                 Some(Ok(p)) => p,
-                _ => return Err(format!("program {program} missing from the probe object")),
+                _ => return Err(LsmError::MissingProgram { program }),
             };
-            p.load(hook, &btf).map_err(|e| format!("{hook}: {}", verifier_tail(&e)))?;
-            let link = p.attach().map_err(|e| format!("{hook}: attach: {e}"))?;
+            p.load(hook, &btf).map_err(|source| LsmError::Load { hook, source })?;
+            let link = p.attach().map_err(|source| LsmError::Attach { hook, source })?;
             attached.push((program, link));
         }
         Ok(())

@@ -9,12 +9,70 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::Regex;
 use serde_json::Value;
 
-fn globs(patterns: &[String]) -> Result<GlobSet, String> {
+/// Why the profile's tool policy cannot be compiled, or why a tool call breaks it. The messages
+/// are what the model reads in a refused call's error and what `check`/`run` print.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// An `allow-tools` / `deny-tools` entry that is not a glob.
+    #[error("tool pattern `{pattern}`: {source}")]
+    ToolPattern { pattern: String, source: globset::Error },
+    /// The tool patterns, each valid, cannot be combined into one matcher.
+    #[error("{0}")]
+    ToolSet(globset::Error),
+    /// A `rate-limits` key that is not a glob.
+    #[error("rate-limit pattern `{pattern}`: {source}")]
+    RatePattern { pattern: String, source: globset::Error },
+    /// A rate that is not `N/PERIOD`.
+    #[error("`{rate}` is not a rate such as `30/min` (periods: s, min, h)")]
+    Rate { rate: String },
+    /// The tool matches `deny-tools`.
+    #[error("tool `{tool}` is denied by the profile")]
+    ToolDenied { tool: String },
+    /// `allow-tools` is set and the tool matches none of it.
+    #[error("tool `{tool}` is not in the profile's allowed tools")]
+    ToolNotAllowed { tool: String },
+    /// A constrained argument that is not a string.
+    #[error("argument `{argument}` must be a string")]
+    NotAString { argument: String },
+    #[error("argument `{argument}` is longer than {max} characters")]
+    TooLong { argument: String, max: usize },
+    #[error("argument `{argument}` does not match the pattern `{pattern}`")]
+    PatternMismatch { argument: String, pattern: String },
+    #[error("argument `{argument}` must be one of {values:?}")]
+    NotOneOf { argument: String, values: Vec<String> },
+    /// A path argument outside the constraint's `under` directories (`value`: as the call gave it).
+    #[error("argument `{argument}` (`{value}`) is outside the allowed directories {}", display_dirs(dirs))]
+    OutsideDirectories { argument: String, value: String, dirs: Vec<PathBuf> },
+    /// The arguments do not match the tool's `inputSchema` (`argument`: the dotted path of the
+    /// offending value, `None` for the arguments as a whole).
+    #[error(
+        "{}: {source}",
+        argument.as_ref().map_or_else(|| "the arguments".to_string(), |a| format!("argument `{a}`"))
+    )]
+    Schema { argument: Option<String>, source: Box<jsonschema::ValidationError<'static>> },
+}
+
+impl crate::error::Diagnose for PolicyError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PolicyError::ToolPattern { .. } | PolicyError::RatePattern { .. } => {
+                Some("tool patterns are globs: `*`, `?`, `[abc]`, `{a,b}`".into())
+            }
+            _ => None,
+        }
+    }
+}
+
+fn display_dirs(dirs: &[PathBuf]) -> String {
+    dirs.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn globs(patterns: &[String]) -> Result<GlobSet, PolicyError> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
-        b.add(Glob::new(p).map_err(|e| format!("tool pattern `{p}`: {e}"))?);
+        b.add(Glob::new(p).map_err(|source| PolicyError::ToolPattern { pattern: p.clone(), source })?);
     }
-    b.build().map_err(|e| e.to_string())
+    b.build().map_err(PolicyError::ToolSet)
 }
 
 /// `allow-tools` / `deny-tools`.
@@ -27,7 +85,7 @@ pub struct ToolFilter {
 }
 
 impl ToolFilter {
-    pub fn new(allow: &[String], deny: &[String]) -> Result<Self, String> {
+    pub fn new(allow: &[String], deny: &[String]) -> Result<Self, PolicyError> {
         Ok(ToolFilter {
             allow: (!allow.is_empty()).then(|| globs(allow)).transpose()?,
             deny: globs(deny)?,
@@ -46,12 +104,12 @@ impl ToolFilter {
     }
 
     /// `Err(why)` when the tool is hidden from the model.
-    pub fn permits(&self, tool: &str) -> Result<(), String> {
+    pub fn permits(&self, tool: &str) -> Result<(), PolicyError> {
         if self.deny.is_match(tool) {
-            return Err(format!("tool `{tool}` is denied by the profile"));
+            return Err(PolicyError::ToolDenied { tool: tool.to_string() });
         }
         if self.allow.as_ref().is_some_and(|a| !a.is_match(tool)) {
-            return Err(format!("tool `{tool}` is not in the profile's allowed tools"));
+            return Err(PolicyError::ToolNotAllowed { tool: tool.to_string() });
         }
         Ok(())
     }
@@ -65,9 +123,9 @@ pub struct Rate {
 }
 
 impl std::str::FromStr for Rate {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("`{s}` is not a rate such as `30/min` (periods: s, min, h)");
+    type Err = PolicyError;
+    fn from_str(s: &str) -> Result<Self, PolicyError> {
+        let bad = || PolicyError::Rate { rate: s.to_string() };
         let (n, unit) = s.split_once('/').ok_or_else(bad)?;
         let calls: u32 = n.trim().parse().ok().filter(|n| *n > 0).ok_or_else(bad)?;
         let secs = match unit.trim() {
@@ -100,14 +158,14 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    pub fn new(limits: &[(String, Rate)]) -> Result<Self, String> {
+    pub fn new(limits: &[(String, Rate)]) -> Result<Self, PolicyError> {
         let limits = limits
             .iter()
             .map(|(p, r)| {
-                let g = Glob::new(p).map_err(|e| format!("rate-limit pattern `{p}`: {e}"))?;
+                let g = Glob::new(p).map_err(|source| PolicyError::RatePattern { pattern: p.clone(), source })?;
                 Ok((p.clone(), g.compile_matcher(), *r))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, PolicyError>>()?;
         Ok(RateLimiter { limits, buckets: HashMap::new() })
     }
 
@@ -151,29 +209,29 @@ pub struct Constraint {
 
 impl Constraint {
     /// `Err(why)` naming the argument when the call's arguments break the constraint.
-    pub fn check(&self, tool: &str, args: &Value) -> Result<(), String> {
+    pub fn check(&self, tool: &str, args: &Value) -> Result<(), PolicyError> {
         if !self.tool.is_match(tool) {
             return Ok(());
         }
         let name = &self.argument;
         let Some(value) = args.get(name) else { return Ok(()) };
         let Some(s) = value.as_str() else {
-            return Err(format!("argument `{name}` must be a string"));
+            return Err(PolicyError::NotAString { argument: name.clone() });
         };
         if let Some(max) = self.max_length
             && s.chars().count() > max
         {
-            return Err(format!("argument `{name}` is longer than {max} characters"));
+            return Err(PolicyError::TooLong { argument: name.clone(), max });
         }
         if let Some(p) = &self.pattern
             && !p.is_match(s)
         {
-            return Err(format!("argument `{name}` does not match the pattern `{}`", p.as_str()));
+            return Err(PolicyError::PatternMismatch { argument: name.clone(), pattern: p.as_str().to_string() });
         }
         if let Some(values) = &self.one_of
             && !values.iter().any(|v| v == s)
         {
-            return Err(format!("argument `{name}` must be one of {values:?}"));
+            return Err(PolicyError::NotOneOf { argument: name.clone(), values: values.clone() });
         }
         if !self.under.is_empty() {
             let resolved = resolve_lexically(Path::new(s));
@@ -185,11 +243,11 @@ impl Constraint {
                 Some(std::fs::canonicalize(parent).ok()?.join(resolved.file_name()?))
             });
             if !resolved.is_absolute() || !inside(&resolved) || real.as_deref().is_some_and(|r| !inside(r)) {
-                let dirs: Vec<String> = self.under.iter().map(|d| d.display().to_string()).collect();
-                return Err(format!(
-                    "argument `{name}` (`{s}`) is outside the allowed directories {}",
-                    dirs.join(", ")
-                ));
+                return Err(PolicyError::OutsideDirectories {
+                    argument: name.clone(),
+                    value: s.to_string(),
+                    dirs: self.under.clone(),
+                });
             }
         }
         Ok(())
@@ -213,17 +271,13 @@ fn resolve_lexically(p: &Path) -> PathBuf {
 
 /// Validates `args` against a tool's advertised `inputSchema`: the first error, naming the
 /// argument, or Ok.
-pub fn validate(validator: &jsonschema::Validator, args: &Value) -> Result<(), String> {
+pub fn validate(validator: &jsonschema::Validator, args: &Value) -> Result<(), PolicyError> {
     match validator.iter_errors(args).next() {
         None => Ok(()),
         Some(e) => {
             let path = e.instance_path().to_string();
-            let what = if path.is_empty() {
-                "the arguments".to_string()
-            } else {
-                format!("argument `{}`", path.trim_start_matches('/').replace('/', "."))
-            };
-            Err(format!("{what}: {e}"))
+            let argument = (!path.is_empty()).then(|| path.trim_start_matches('/').replace('/', "."));
+            Err(PolicyError::Schema { argument, source: Box::new(e.to_owned()) })
         }
     }
 }
@@ -267,12 +321,51 @@ mod tests {
     }
 
     #[test]
+    fn errors_name_the_tool_pattern_or_argument() {
+        let msg = |r: Result<(), PolicyError>| r.unwrap_err().to_string();
+        let f = ToolFilter::new(&["read_*".into()], &["read_secret".into()]).unwrap();
+        assert_eq!(msg(f.permits("read_secret")), "tool `read_secret` is denied by the profile");
+        assert_eq!(msg(f.permits("write")), "tool `write` is not in the profile's allowed tools");
+        let e = ToolFilter::new(&[], &["a[".into()]).unwrap_err();
+        assert!(matches!(&e, PolicyError::ToolPattern { pattern, .. } if pattern == "a["), "{e:?}");
+        assert!(e.to_string().starts_with("tool pattern `a[`: "), "{e}");
+        let e = RateLimiter::new(&[("{x".into(), Rate { calls: 1, period: Duration::from_secs(1) })]).unwrap_err();
+        assert!(e.to_string().starts_with("rate-limit pattern `{x`: "), "{e}");
+        assert_eq!(
+            "3/week".parse::<Rate>().unwrap_err().to_string(),
+            "`3/week` is not a rate such as `30/min` (periods: s, min, h)"
+        );
+
+        let c = Constraint {
+            tool: Glob::new("*").unwrap().compile_matcher(),
+            argument: "path".into(),
+            max_length: Some(8),
+            pattern: Some(Regex::new("^/srv.*$").unwrap()),
+            one_of: Some(vec!["/srv/a".into(), "/srv/b".into()]),
+            under: vec![PathBuf::from("/srv/a"), PathBuf::from("/srv/b")],
+        };
+        let check = |v: Value| msg(c.check("t", &serde_json::json!({ "path": v })));
+        assert_eq!(check(5.into()), "argument `path` must be a string");
+        assert_eq!(check("/srv/abcdef".into()), "argument `path` is longer than 8 characters");
+        assert_eq!(check("/etc".into()), "argument `path` does not match the pattern `^/srv.*$`");
+        assert_eq!(check("/srv/c".into()), r#"argument `path` must be one of ["/srv/a", "/srv/b"]"#);
+        let c = Constraint { max_length: None, pattern: None, one_of: None, ..c };
+        assert_eq!(
+            msg(c.check("t", &serde_json::json!({"path": "/srv/a/../c"}))),
+            "argument `path` (`/srv/a/../c`) is outside the allowed directories /srv/a, /srv/b"
+        );
+    }
+
+    #[test]
     fn schema_errors_name_the_argument() {
         let schema = serde_json::json!({"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]});
         let v = jsonschema::validator_for(&schema).unwrap();
         assert!(validate(&v, &serde_json::json!({"message": "hi"})).is_ok());
         let e = validate(&v, &serde_json::json!({"message": 5})).unwrap_err();
-        assert!(e.starts_with("argument `message`"), "{e}");
-        assert!(validate(&v, &serde_json::json!({})).unwrap_err().contains("message"));
+        assert!(matches!(&e, PolicyError::Schema { argument: Some(a), .. } if a == "message"), "{e:?}");
+        assert!(e.to_string().starts_with("argument `message`: "), "{e}");
+        let e = validate(&v, &serde_json::json!({})).unwrap_err();
+        assert!(matches!(&e, PolicyError::Schema { argument: None, .. }), "{e:?}");
+        assert!(e.to_string().starts_with("the arguments: ") && e.to_string().contains("message"), "{e}");
     }
 }

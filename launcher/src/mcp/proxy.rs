@@ -312,7 +312,7 @@ impl State {
 
     /// Every check of a `tools/call`, cheapest first.
     fn check_call(&self, tool: &str, args: &Value) -> Result<(), Refusal> {
-        self.cfg.tools.permits(tool).map_err(Refusal::invalid)?;
+        self.cfg.tools.permits(tool).map_err(|e| Refusal::invalid(e.to_string()))?;
         {
             let tools = lock(&self.tools);
             if tools.changed.contains(tool) {
@@ -321,11 +321,11 @@ impl State {
                 )));
             }
             if let Some(v) = tools.validators.get(tool) {
-                validate(v, args).map_err(Refusal::invalid)?;
+                validate(v, args).map_err(|e| Refusal::invalid(e.to_string()))?;
             }
         }
         for c in &self.cfg.constraints {
-            c.check(tool, args).map_err(Refusal::invalid)?;
+            c.check(tool, args).map_err(|e| Refusal::invalid(e.to_string()))?;
         }
         lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| Refusal {
             code: RATE_LIMITED,

@@ -6,6 +6,31 @@ use serde_json::Value;
 
 pub const REDACTED: &str = "[REDACTED]";
 
+/// Why the redactor cannot be built from the profile's `redact-patterns` and `redact-keys`.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    /// A built-in or `redact-patterns` entry that is not a regular expression.
+    #[error("redaction pattern `{pattern}`: {source}")]
+    Pattern { pattern: String, source: regex::Error },
+    /// The `key = value` matcher built from the sensitive key names (`redact-keys` included).
+    #[error("{0}")]
+    Keys(regex::Error),
+    /// The card-number matcher, or all the patterns compiled into one set (too large, say).
+    #[error("{0}")]
+    Compile(regex::Error),
+}
+
+impl crate::error::Diagnose for RedactError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            RedactError::Pattern { .. } => {
+                Some("redact-patterns use Rust `regex` syntax: no look-around, no backreferences".into())
+            }
+            RedactError::Keys(_) | RedactError::Compile(_) => None,
+        }
+    }
+}
+
 /// Key names (case-insensitive substrings) whose values are secrets.
 const SENSITIVE_KEYS: &[&str] = &[
     "password",
@@ -53,10 +78,10 @@ pub struct Redactor {
 }
 
 impl Redactor {
-    pub fn new(extra_patterns: &[String], extra_keys: &[String]) -> Result<Self, String> {
+    pub fn new(extra_patterns: &[String], extra_keys: &[String]) -> Result<Self, RedactError> {
         let mut patterns = Vec::new();
         for p in PATTERNS.iter().map(|p| p.to_string()).chain(extra_patterns.iter().cloned()) {
-            patterns.push(Regex::new(&p).map_err(|e| format!("redaction pattern `{p}`: {e}"))?);
+            patterns.push(Regex::new(&p).map_err(|source| RedactError::Pattern { pattern: p, source })?);
         }
         let keys: Vec<String> =
             SENSITIVE_KEYS.iter().map(|k| k.to_string()).chain(extra_keys.iter().map(|k| k.to_lowercase())).collect();
@@ -64,10 +89,10 @@ impl Redactor {
         let pairs = Regex::new(&format!(
             r#"(?i)(["']?[A-Za-z0-9_.-]*(?:{alternation})[A-Za-z0-9_.-]*["']?\s*[:=]\s*)(\[REDACTED\]|"[^"]*"|'[^']*'|[^\s,;}}\]]+)"#
         ))
-        .map_err(|e| e.to_string())?;
-        let cards = Regex::new(r"\b(?:\d[ -]?){12,18}\d\b").map_err(|e| e.to_string())?;
+        .map_err(RedactError::Keys)?;
+        let cards = Regex::new(r"\b(?:\d[ -]?){12,18}\d\b").map_err(RedactError::Compile)?;
         let any = regex::RegexSet::new(patterns.iter().chain([&pairs, &cards]).map(Regex::as_str))
-            .map_err(|e| e.to_string())?;
+            .map_err(RedactError::Compile)?;
         Ok(Redactor { keys, any, patterns, pairs, cards })
     }
 
@@ -187,6 +212,13 @@ mod tests {
         let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         assert_eq!(r.text(pem), Some((format!("{REDACTED}\n"), 1)));
         assert_eq!(r.text("nothing to see, 1234 5678 9012 3456"), None);
+    }
+
+    #[test]
+    fn a_bad_pattern_is_named() {
+        let e = Redactor::new(&["internal-(".into()], &[]).unwrap_err();
+        assert!(matches!(&e, RedactError::Pattern { pattern, .. } if pattern == "internal-("), "{e:?}");
+        assert!(e.to_string().starts_with("redaction pattern `internal-(`: "), "{e}");
     }
 
     #[test]

@@ -22,14 +22,17 @@ pub fn resolve_mcp(
     audit: Destination,
     pins: Option<PathBuf>,
 ) -> Result<McpConfig, PlanError> {
-    let tools = ToolFilter::new(&m.allow_tools, &m.deny_tools).map_err(invalid)?;
+    let tools = ToolFilter::new(&m.allow_tools, &m.deny_tools).map_err(|e| invalid(e.to_string()))?;
     let mut rates: Vec<(String, Rate)> = Vec::new();
     for (tool, rate) in &m.rate_limits {
         rates.push((tool.clone(), rate.parse().map_err(|e| invalid(format!("rate-limits.{tool}: {e}")))?));
     }
     let constraints = m.constraints.iter().map(|c| constraint(c, vars, cwd)).collect::<Result<_, _>>()?;
     let redactor = match m.redact.unwrap_or(true) {
-        true => Some(crate::mcp::redact::Redactor::new(&m.redact_patterns, &m.redact_keys).map_err(invalid)?),
+        true => Some(
+            crate::mcp::redact::Redactor::new(&m.redact_patterns, &m.redact_keys)
+                .map_err(|e| invalid(e.to_string()))?,
+        ),
         false => None,
     };
     Ok(McpConfig {
