@@ -6,7 +6,6 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-
 use super::destination::Destination;
 use super::journal::Journal;
 use super::record::{AuditLine, AuditRecord, Start};
