@@ -23,15 +23,21 @@ pub struct Scored {
     pub this_host: Report,
     /// Why `run` would refuse to start the server here.
     pub refusal: Option<String>,
+    /// The layers of the plan this host does not apply.
+    pub missing: Vec<&'static str>,
 }
 
 /// Scores `plan` with `weights`: the profile's view and this host's.
 pub fn score(plan: &Plan, data: &Data, weights: &Weights) -> Scored {
     let sockets = reachable_sockets(plan, data, &|k| std::env::var(k).ok());
-    let every_layer = assess(plan, &HostView::every_layer(plan, sockets.clone()), data, weights);
+    let every = HostView::every_layer(plan, sockets.clone());
     let here = HostView::this_host(plan, &HostFacts::probe(), sockets);
-    let this_host = assess(plan, &here, data, weights);
-    Scored { every_layer, this_host, refusal: here.refusal().map(String::from) }
+    Scored {
+        every_layer: assess(plan, &every, data, weights),
+        this_host: assess(plan, &here, data, weights),
+        refusal: here.refusal().map(String::from),
+        missing: every.applied().difference(here.applied()).map(|l| l.name()).collect(),
+    }
 }
 
 /// Both numbers with the shipped weights, for `explain` and `wrap`.
@@ -110,6 +116,7 @@ struct Json<'a> {
     every_layer: &'a Report,
     this_host: &'a Report,
     refusal: Option<&'a str>,
+    missing_layers: &'a [&'static str],
 }
 
 fn write_json(out: &mut dyn Write, plan: &Plan, s: &Scored) -> io::Result<()> {
@@ -120,6 +127,7 @@ fn write_json(out: &mut dyn Write, plan: &Plan, s: &Scored) -> io::Result<()> {
         every_layer: &s.every_layer,
         this_host: &s.this_host,
         refusal: s.refusal.as_deref(),
+        missing_layers: &s.missing,
     };
     serde_json::to_writer_pretty(&mut *out, &doc).map_err(io::Error::other)?;
     writeln!(out)
@@ -158,14 +166,12 @@ fn render(out: &mut dyn Write, plan: &Plan, s: &Scored) -> io::Result<()> {
     let e = &s.every_layer;
     writeln!(out, "{:<10}{} {:<9} every layer available", "profile", e.score, e.label)?;
     let h = &s.this_host;
-    match &s.refusal {
-        Some(why) => writeln!(out, "{:<10}{} {:<9} but `run` would refuse here: {why}", "this host", h.score, h.label),
-        None => writeln!(
-            out,
-            "{:<10}{} {:<9} best-effort layers this host lacks count as not applied",
-            "this host", h.score, h.label
-        ),
-    }
+    let how = match (&s.refusal, s.missing.is_empty()) {
+        (Some(why), _) => format!("but `run` would refuse to start here: {why}"),
+        (None, true) => "every layer applies here".into(),
+        (None, false) => format!("without {} (best-effort, missing here)", s.missing.join(", ")),
+    };
+    writeln!(out, "{:<10}{} {:<9} {how}", "this host", h.score, h.label)
 }
 
 fn render_row(out: &mut dyn Write, r: &Row, every_layer: Option<&Row>) -> io::Result<()> {
