@@ -7,13 +7,18 @@ use crate::plan::limits;
 
 use super::{Assessor, Axis, Ctx, Finding, Grade, graded};
 
-const fn row(id: &'static str, title: &'static str, assess: fn(&Ctx<'_>) -> Finding) -> Assessor {
+const fn row(
+    id: &'static str,
+    title: &'static str,
+    grades: &'static [Grade],
+    assess: fn(&Ctx<'_>) -> Finding,
+) -> Assessor {
     Assessor {
         id,
         axis: Axis::Limits,
         title,
         layers: &[Layer::Limits],
-        grades: &[SET, LOOSE, NOT_BINDING, UNSET],
+        grades,
         hint: "set it in [process] (or with its flag, e.g. --max-memory 2G) at what the server needs",
         assess,
     }
@@ -21,12 +26,17 @@ const fn row(id: &'static str, title: &'static str, assess: fn(&Ctx<'_>) -> Find
 
 /// One row per limit, in the table's order (a unit test keeps them in step).
 pub const ASSESSORS: &[Assessor] = &[
-    row("limits.max-processes", "processes and threads (fork bombs)", |c| limit(c, "max-processes")),
-    row("limits.max-open-files", "open file descriptors", |c| limit(c, "max-open-files")),
-    row("limits.max-memory", "memory", |c| limit(c, "max-memory")),
-    row("limits.max-file-size", "the largest file written (filling the disk)", |c| limit(c, "max-file-size")),
-    row("limits.max-cpu-time", "CPU seconds per process", |c| limit(c, "max-cpu-time")),
+    row("limits.max-processes", "processes and threads (fork bombs)", &[SET, LOOSE, NOT_BINDING, UNSET], |c| {
+        limit(c, "max-processes")
+    }),
+    row("limits.max-open-files", "open file descriptors", GRADES, |c| limit(c, "max-open-files")),
+    row("limits.max-memory", "memory", GRADES, |c| limit(c, "max-memory")),
+    row("limits.max-file-size", "the largest file written (filling the disk)", GRADES, |c| limit(c, "max-file-size")),
+    row("limits.max-cpu-time", "CPU seconds per process", GRADES, |c| limit(c, "max-cpu-time")),
 ];
+
+/// The grades of every limit but max-processes.
+const GRADES: &[Grade] = &[SET, LOOSE, UNSET];
 
 const SET: Grade = Grade { name: "set", badness: 0, means: "set at or below the data's threshold" };
 const LOOSE: Grade = Grade { name: "loose", badness: 50, means: "set above the data's threshold" };
