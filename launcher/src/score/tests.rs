@@ -386,3 +386,50 @@ fn the_score_on_this_host_differs_only_where_this_host_lacks_a_layer() {
         }
     }
 }
+
+/// The table of docs/score.md: one line per row, its weight and its grades.
+fn docs_table() -> String {
+    let mut out = String::from("| row | weight | grades (badness in %) | what it looks at |\n|---|---|---|---|\n");
+    for a in assessors() {
+        let grades: Vec<String> = a.grades.iter().map(|g| format!("`{}` {}", g.name, g.badness)).collect();
+        out.push_str(&format!("| `{}` | {} | {} | {} |\n", a.id, data().weights.get(a.id), grades.join(", "), a.title));
+    }
+    out
+}
+
+#[test]
+fn the_docs_list_every_row_with_its_weight_grades_and_floor() {
+    let doc = include_str!("../../../docs/score.md");
+    let table = docs_table();
+    assert!(doc.contains(&table), "docs/score.md lacks the current table of rows; it is:\n\n{table}");
+    for f in FLOORS {
+        assert!(doc.contains(&format!("| `{}` | {} |", f.id, f.min)), "docs/score.md lacks the floor {}", f.id);
+    }
+}
+
+#[test]
+fn a_reachable_container_engine_socket_is_root_equivalent() {
+    let f = Fixture::new();
+    let run = tempfile::tempdir().unwrap();
+    let _bus = std::os::unix::net::UnixListener::bind(run.path().join("bus")).unwrap();
+    let plan = f.plan("strict", "extends = [\"strict\"]\n[network]\nunix = true\n", &[]);
+    let dir = run.path().display().to_string();
+    let env = |k: &str| (k == "XDG_RUNTIME_DIR").then(|| dir.clone());
+    let sockets = reachable_sockets(&plan, data(), &env);
+    assert_eq!(sockets, vec![Socket { path: run.path().join("bus"), kind: SocketKind::AgentOrBus }]);
+    let r = assess(&plan, &HostView::every_layer(&plan, sockets), data(), &data().weights);
+    assert_eq!(r.grade("network.unix-sockets"), Some("agent-or-bus"));
+    let _engine = std::os::unix::net::UnixListener::bind(run.path().join("docker.sock")).unwrap();
+    let r =
+        assess(&plan, &HostView::every_layer(&plan, reachable_sockets(&plan, data(), &env)), data(), &data().weights);
+    assert_eq!(r.grade("network.unix-sockets"), Some("container-engine"));
+    assert!(r.floors.iter().any(|f| f.id == "floor.root-equivalent") && r.score >= Score::tenths(90), "{}", r.score);
+    let closed = f.plan("strict", "extends = [\"strict\"]\n", &[]);
+    let r = assess(
+        &closed,
+        &HostView::every_layer(&closed, reachable_sockets(&closed, data(), &env)),
+        data(),
+        &data().weights,
+    );
+    assert_eq!(r.grade("network.unix-sockets"), Some("none"), "no AF_UNIX socket, no reach");
+}

@@ -154,7 +154,9 @@ impl Mechanisms {
 /// connect to. `env` is the launcher's environment (`$SSH_AUTH_SOCK`, `$XDG_RUNTIME_DIR`).
 pub fn reachable_sockets(plan: &Plan, data: &Data, env: &dyn Fn(&str) -> Option<String>) -> Vec<Socket> {
     let id = plan.identity();
-    let runtime_dir = env("XDG_RUNTIME_DIR").unwrap_or_else(|| format!("/run/user/{}", id.uid));
+    // A switched server's runtime directory is its user's, not the launcher's.
+    let own = format!("/run/user/{}", id.uid);
+    let runtime_dir = if id.switch { own } else { env("XDG_RUNTIME_DIR").unwrap_or(own) };
     let groups: Vec<u32> = if id.switch {
         vec![id.gid]
     } else {
