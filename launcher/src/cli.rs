@@ -1,5 +1,5 @@
-//! The command line: `run`, `explain`, `check`, `doctor`, `wrap`, `connect`, `systemd-unit`,
-//! `pins`, `profiles`.
+//! The command line: `run`, `explain`, `score`, `check`, `doctor`, `wrap`, `connect`,
+//! `systemd-unit`, `pins`, `profiles`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -35,6 +35,10 @@ pub enum Command {
     /// Print the resolved plan for a command without running it: every path, port, syscall rule,
     /// limit, and what this host will enforce, layer by layer.
     Explain(RunArgs),
+    /// Score how exposed a server is under a profile, 0 (nothing) to 10 (everything), on
+    /// systemd-analyze security's scale: the profile with every layer available, and the plan on
+    /// this host. Each row says what lowers it (docs/score.md).
+    Score(ScoreArgs),
     /// Validate profile files or embedded profile names.
     Check {
         #[arg(required = true, value_name = "PROFILE")]
@@ -148,6 +152,43 @@ pub struct RunArgs {
     pub grants: GrantArgs,
     /// The server command and its arguments (after `--`).
     #[arg(last = true, required_unless_present = "args_file", value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// `score`: `run`'s profile, grants and command (optional), and the options of a CI gate.
+#[derive(Debug, Args)]
+pub struct ScoreArgs {
+    /// A profile file, instead of --profile.
+    #[arg(value_name = "PROFILE.toml", conflicts_with = "profile")]
+    pub file: Option<String>,
+    /// Embedded profile name or path to a TOML profile.
+    #[arg(short, long, default_value = "strict", value_name = "NAME|PATH")]
+    pub profile: String,
+    #[command(flatten)]
+    pub grants: GrantArgs,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Exit 1 when the score on this host is above N (0-10).
+    #[arg(long, value_name = "N", value_parser = crate::score::Score::parse)]
+    pub threshold: Option<crate::score::Score>,
+    /// Exit 1 when the profile's score rose above its entry in FILE, or triggers a floor the entry
+    /// does not list (a JSON object: profile -> {"score": N, "floors": [ids]}).
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    /// With --baseline: the increase allowed (default 0).
+    #[arg(long, value_name = "N", requires = "baseline", value_parser = crate::score::Score::parse)]
+    pub max_increase: Option<crate::score::Score>,
+    /// With --baseline: write this profile's entry into FILE instead of comparing.
+    #[arg(long, requires = "baseline", conflicts_with = "max_increase")]
+    pub update_baseline: bool,
+    /// Weights that replace the shipped ones: a TOML file with a [weights] table of row ids (0
+    /// skips a row).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The server command and its arguments (after `--`); without one the plan is resolved for
+    /// `true`, and grants derived from the server's arguments are missing.
+    #[arg(last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 

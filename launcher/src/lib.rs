@@ -17,6 +17,7 @@ pub mod logging;
 pub mod mcp;
 pub mod plan;
 pub mod profile;
+pub mod score;
 pub mod stage2;
 pub mod supervisor;
 pub mod sys;

@@ -42,6 +42,8 @@ impl crate::error::Diagnose for WrapError {
 pub struct Change {
     pub server: String,
     pub outcome: Outcome,
+    /// The arguments written for a wrapped server (`run --profile P -- CMD ARGS`); empty otherwise.
+    pub run_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -116,8 +118,8 @@ pub fn wrap_text(path: &Path, text: &str, launcher: &str) -> Result<Wrapped, Wra
     let servers = servers.and_then(Value::as_object_mut).ok_or(WrapError::NoServers { path: path.into() })?;
     let mut changes = Vec::new();
     for (name, entry) in servers.iter_mut() {
-        let outcome = wrap_entry(entry, vscode, launcher);
-        changes.push(Change { server: name.clone(), outcome });
+        let (outcome, run_args) = wrap_entry(entry, vscode, launcher);
+        changes.push(Change { server: name.clone(), outcome, run_args });
     }
     if !changes.iter().any(|c| matches!(c.outcome, Outcome::Wrapped { .. })) {
         return Ok(Wrapped { text: text.to_string(), changes });
@@ -127,13 +129,16 @@ pub fn wrap_text(path: &Path, text: &str, launcher: &str) -> Result<Wrapped, Wra
     Ok(Wrapped { text: out, changes })
 }
 
-fn wrap_entry(entry: &mut Value, vscode: bool, launcher: &str) -> Outcome {
-    let Some(obj) = entry.as_object_mut() else { return Outcome::NotStdio };
+/// The entry's outcome, and the `run` arguments written when it was wrapped.
+fn wrap_entry(entry: &mut Value, vscode: bool, launcher: &str) -> (Outcome, Vec<String>) {
+    let Some(obj) = entry.as_object_mut() else { return (Outcome::NotStdio, Vec::new()) };
     let kind = obj.get("type").and_then(Value::as_str).unwrap_or("stdio");
     if kind != "stdio" || obj.contains_key("url") || (vscode && !obj.contains_key("command")) {
-        return Outcome::NotStdio;
+        return (Outcome::NotStdio, Vec::new());
     }
-    let Some(command) = obj.get("command").and_then(Value::as_str).map(String::from) else { return Outcome::NotStdio };
+    let Some(command) = obj.get("command").and_then(Value::as_str).map(String::from) else {
+        return (Outcome::NotStdio, Vec::new());
+    };
     let args: Vec<String> = obj
         .get("args")
         .and_then(Value::as_array)
@@ -141,7 +146,7 @@ fn wrap_entry(entry: &mut Value, vscode: bool, launcher: &str) -> Outcome {
         .unwrap_or_default();
     let is_launcher = Path::new(&command).file_name().is_some_and(|n| n == "mcp-warden");
     if is_launcher && args.first().is_some_and(|a| a == "run") {
-        return Outcome::AlreadyWrapped;
+        return (Outcome::AlreadyWrapped, Vec::new());
     }
     let (profile, warning) = recognise(&command, &args);
     let mut new_args = vec![Value::from("run"), Value::from("--profile"), Value::from(profile), Value::from("--")];
@@ -168,7 +173,8 @@ fn wrap_entry(entry: &mut Value, vscode: bool, launcher: &str) -> Outcome {
         }
     }
     *obj = rebuilt;
-    Outcome::Wrapped { profile, warning }
+    let run_args = new_args.iter().filter_map(|a| a.as_str().map(String::from)).collect();
+    (Outcome::Wrapped { profile, warning }, run_args)
 }
 
 /// A unified diff of `old` and `new`, labelled with `path`.

@@ -174,5 +174,6 @@ pub fn command(out: &mut dyn Write, args: crate::cli::RunArgs) -> Result<i32, cr
     let mut plan = super::build_plan(args)?;
     let refusal = plan.check_requirements().err().map(|e| e.to_string());
     render(out, &plan, refusal.as_deref()).map_err(crate::error::CommandError::output)?;
+    super::score::explain_line(out, &plan).map_err(crate::error::CommandError::output)?;
     Ok(if refusal.is_some() { crate::error::EXIT_LAUNCHER } else { 0 })
 }

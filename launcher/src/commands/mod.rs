@@ -9,6 +9,7 @@ mod generate;
 mod pins;
 mod profiles;
 mod run;
+pub mod score;
 mod systemd_unit;
 mod wrap;
 
@@ -26,6 +27,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args),
         Command::Explain(args) => explain::command(out, args),
+        Command::Score(args) => score::command(out, args),
         Command::Check { profiles } => check::command(out, &profiles),
         Command::Wrap { config, write, undo } => wrap::command(out, &config, write, undo),
         Command::Doctor => doctor::command(out),

@@ -39,6 +39,7 @@ fn report_changes(changes: &[wrap::Change]) {
                 if let Some(w) = warning {
                     tracing::warn!("{}: {w}", change.server);
                 }
+                eprintln!("mcp-warden: {}: {}", change.server, super::score::wrap_line(&change.run_args));
             }
             Outcome::AlreadyWrapped => eprintln!("mcp-warden: {}: already runs under mcp-warden", change.server),
             Outcome::NotStdio => eprintln!("mcp-warden: {}: not a stdio server, left as it is", change.server),

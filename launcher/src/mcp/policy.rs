@@ -103,6 +103,11 @@ impl ToolFilter {
         }
     }
 
+    /// The allow and deny patterns as written (for the score).
+    pub fn lists(&self) -> (&[String], &[String]) {
+        (&self.written.0, &self.written.1)
+    }
+
     /// `Err(why)` when the tool is hidden from the model.
     pub fn permits(&self, tool: &str) -> Result<(), PolicyError> {
         if self.deny.is_match(tool) {
