@@ -66,7 +66,8 @@ impl crate::error::Diagnose for SupervisorError {
                     "Landlock denied the exec: the program (or its interpreter) must be under an --allow-exec path".into()
                 }
                 (Step::Exec, libc::ENOENT) => "check the program path, or a script's interpreter line".into(),
-                (Step::MapUserNamespace, _) => "disable the PID namespace with `--require pid-namespace=off`".into(),
+                (Step::MapUserNamespace, _) => "this host refuses the user namespace that the PID namespace and the filesystem view need unprivileged: run as root, or without them (`--require pid-namespace=off --require fs-view=off`, less protection)".into(),
+                (Step::MountView, _) => "this host refuses the mounts of the filesystem view (`mcp-warden doctor`): run as root, or without the view (`--require fs-view=off`: chmod, utimes and xattrs outside the write grants, and ld.so runs of written files, are then open)".into(),
                 _ => return None,
             },
             _ => return None,
