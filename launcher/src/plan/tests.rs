@@ -146,3 +146,59 @@ fn mcp_flags_turn_the_layer_on_and_merge_with_the_section() {
     assert!(resolve_with("extends = [\"strict\"]\n", &["--hide-errors"], &["true"]).unwrap().mcp().is_some());
     assert!(resolve("extends = [\"strict\"]\n", &["true"]).unwrap().mcp().is_none());
 }
+
+/// Resolves `strict` with `flags` for /bin/true on a host changed by `host`.
+fn resolve_on(host: impl FnOnce(&mut HostFacts), flags: &[&str]) -> Plan {
+    let argv = ["mcp-warden", "explain"].iter().chain(flags).chain(&["--", "/bin/true"]);
+    let Command::Explain(args) = Cli::try_parse_from(argv).unwrap().command else { unreachable!() };
+    let (layer, options) = args.grants.into_layer();
+    let profile = load_source("t.toml", "extends = [\"strict\"]\n").unwrap().overlay(layer);
+    let env = env();
+    let inputs = Inputs { env: &env, cwd: "/".into(), resolvers: Vec::new };
+    let mut facts = HostFacts::probe();
+    host(&mut facts);
+    Plan::resolve(&profile, &options, &[OsString::from("/bin/true")], &facts, &inputs).unwrap()
+}
+
+/// An unprivileged launcher on a host that refuses user namespaces (Ubuntu 24.04's AppArmor
+/// setting): no filesystem view, so the required layer refuses the run with a hint, and
+/// best-effort runs with a warning that says what stays open.
+fn unprivileged_without_user_namespaces(h: &mut HostFacts) {
+    h.euid = 1000;
+    h.effective_caps.clear();
+    h.user_namespaces = Err(crate::host::UserNsUnavailable::AppArmor);
+}
+
+#[test]
+fn a_required_view_that_this_host_cannot_build_refuses_the_run() {
+    let mut plan = resolve_on(unprivileged_without_user_namespaces, &[]);
+    assert!(!plan.namespaces().mount && !plan.namespaces().user);
+    assert!(plan.blind_spots().iter().any(|s| s.route.starts_with("metadata writes") && s.closed_by.is_none()));
+    let e = plan.check_requirements().unwrap_err();
+    assert!(
+        e.to_string().starts_with(
+            "fs-view is required but cannot be enforced on this host: not root and no user namespaces: AppArmor"
+        ),
+        "{e}"
+    );
+    assert!(e.hint().unwrap().contains("--require fs-view=best-effort"), "{:?}", e.hint());
+
+    let mut plan = resolve_on(unprivileged_without_user_namespaces, &["--require", "fs-view=best-effort"]);
+    plan.check_requirements().expect("best-effort runs");
+    assert!(
+        plan.warnings().iter().any(|w| w.starts_with("fs-view is best-effort and not fully enforced")),
+        "{:?}",
+        plan.warnings()
+    );
+}
+
+#[test]
+fn root_gets_a_plain_mount_namespace_for_the_view() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped root_gets_a_plain_mount_namespace_for_the_view: needs root (CI runs as root)");
+        return;
+    }
+    let plan = resolve_on(|_| {}, &[]);
+    assert_eq!(plan.namespaces(), crate::layers::namespaces::Namespaces { user: false, pid: true, mount: true });
+    assert_eq!(plan.view().binds.len(), 1, "strict writes /dev/null only: {:?}", plan.view());
+}
