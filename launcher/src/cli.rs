@@ -72,7 +72,7 @@ pub enum Command {
     /// Print the man page (roff) or a shell completion script (for packaging).
     #[command(hide = true)]
     Generate {
-        #[arg(value_parser = ["man", "bash", "zsh", "fish"])]
+        #[arg(value_parser = ["man", "bash", "zsh", "fish", "audit-schema"])]
         what: String,
     },
     /// Tool pins of the MCP layer: list servers with changed tools, accept changes.

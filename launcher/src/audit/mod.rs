@@ -39,15 +39,7 @@ mod tests {
         let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
         assert!(
             committed == json_schema(),
-            "docs/audit-log.schema.json is stale: run `cargo test -p mcp-warden --lib -- --ignored \
-             write_the_audit_log_schema` (or `cargo xtask schema`) and commit the result"
+            "docs/audit-log.schema.json is stale: run `cargo xtask schema` and commit the result"
         );
-    }
-
-    /// Regenerates docs/audit-log.schema.json from the types.
-    #[test]
-    #[ignore = "writes docs/audit-log.schema.json; run it to regenerate the schema"]
-    fn write_the_audit_log_schema() {
-        std::fs::write(SCHEMA_PATH, json_schema()).unwrap();
     }
 }
