@@ -112,15 +112,40 @@ fn lookup_group(name: &str) -> Result<Gid, PlanError> {
     }
 }
 
+/// How this run can create namespaces (the PID namespace, the filesystem view's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NamespaceAccess {
+    /// `CAP_SYS_ADMIN` (root): plain namespaces.
+    Privileged,
+    /// Inside a user namespace of its own that maps the launcher's ids: unprivileged, where the
+    /// host allows user namespaces, and never with a user switch (which needs root).
+    UserNamespace,
+}
+
+impl NamespaceAccess {
+    /// `None` when this run can create no namespace.
+    pub fn of(identity: &Identity, host: &HostFacts) -> Option<NamespaceAccess> {
+        if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
+            Some(NamespaceAccess::Privileged)
+        } else if host.user_namespaces.is_ok() && !identity.switch {
+            Some(NamespaceAccess::UserNamespace)
+        } else {
+            None
+        }
+    }
+}
+
 impl PidNamespace {
     /// Root gets a plain PID namespace; an unprivileged launcher one inside a user namespace,
     /// unless the user is switched (which needs root) or user namespaces are unavailable.
     pub fn resolve(level: Level, process: &Process, identity: &Identity, host: &HostFacts) -> PidNamespace {
         match (level, process.pid_namespace.unwrap_or(true)) {
             (Level::Off, _) | (_, false) => PidNamespace::Off,
-            _ if host.has_cap(caps::Capability::CAP_SYS_ADMIN) => PidNamespace::Plain,
-            _ if host.user_namespaces.is_ok() && !identity.switch => PidNamespace::WithUserNamespace,
-            _ => PidNamespace::Off,
+            _ => match NamespaceAccess::of(identity, host) {
+                Some(NamespaceAccess::Privileged) => PidNamespace::Plain,
+                Some(NamespaceAccess::UserNamespace) => PidNamespace::WithUserNamespace,
+                None => PidNamespace::Off,
+            },
         }
     }
 }

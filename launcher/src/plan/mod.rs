@@ -43,7 +43,7 @@ pub use blind_spots::BlindSpot;
 pub use command::CommandPlan;
 pub use error::{NotExecutable, PlanError};
 pub use fs::FsPlan;
-pub use identity::{Identity, PidNamespace};
+pub use identity::{Identity, NamespaceAccess, PidNamespace};
 pub use layer::{Layer, UnknownLayer};
 pub use limits::LimitsPlan;
 pub use monitor::{MonitorPlan, state_home};
@@ -215,9 +215,8 @@ impl Plan {
 /// filesystem view where this run can make one (root, or user namespaces for a launcher that does
 /// not switch users).
 fn fs_view_namespaces(level: Level, pid: PidNamespace, identity: &Identity, host: &HostFacts) -> Namespaces {
-    let privileged = host.has_cap(caps::Capability::CAP_SYS_ADMIN);
-    let possible = privileged || (host.user_namespaces.is_ok() && !identity.switch);
-    Namespaces::new(pid, level != Level::Off && possible, privileged)
+    let access = NamespaceAccess::of(identity, host);
+    Namespaces::new(pid, level != Level::Off && access.is_some(), access == Some(NamespaceAccess::Privileged))
 }
 
 /// Variables for the server's user, its command line and the launcher's environment.

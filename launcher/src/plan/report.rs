@@ -111,6 +111,14 @@ pub fn audit_log(m: &MonitorPlan, writers: bool, level: Level) -> (Enforcement, 
     )
 }
 
+/// Why this run can create no namespace (see [`super::NamespaceAccess`]).
+fn no_namespaces(host: &HostFacts) -> String {
+    match &host.user_namespaces {
+        Err(why) => format!("not root and no user namespaces: {why}"),
+        Ok(()) => "a user switch needs root, which this run does not have".into(),
+    }
+}
+
 /// The filesystem view: how this host builds it, or why it cannot.
 pub fn fs_view(ns: Namespaces, host: &HostFacts, writable: usize) -> (Enforcement, String) {
     let view = format!(
@@ -122,10 +130,7 @@ pub fn fs_view(ns: Namespaces, host: &HostFacts, writable: usize) -> (Enforcemen
             (Enforcement::Full, format!("CLONE_NEWUSER|CLONE_NEWNS (own uid mapped), {view}"))
         }
         Namespaces { mount: false, .. } => (
-            Enforcement::Missing(match &host.user_namespaces {
-                Err(why) => format!("not root and no user namespaces: {why}"),
-                Ok(()) => "a user switch needs root, which this run does not have".into(),
-            }),
+            Enforcement::Missing(no_namespaces(host)),
             "none: metadata writes (chmod, chown, utimes, xattrs) and executable mappings of written files are open"
                 .into(),
         ),
@@ -143,10 +148,7 @@ pub fn pid_namespace(ns: PidNamespace, disabled: bool, host: &HostFacts) -> (Enf
             (Enforcement::Off, "disabled by the profile (process.pid-namespace = false)".into())
         }
         PidNamespace::Off => (
-            Enforcement::Missing(match &host.user_namespaces {
-                Err(why) => format!("not root and no user namespaces: {why}"),
-                Ok(()) => "a user switch needs root, which this run does not have".into(),
-            }),
+            Enforcement::Missing(no_namespaces(host)),
             "none: only the direct child gets the parent-death signal".into(),
         ),
     }
