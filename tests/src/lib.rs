@@ -498,3 +498,52 @@ pub fn launcher_pid(child: &Child) -> u32 {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+/// A raw JSON-RPC peer on a child's stdio (the launcher in front of a server): bytes go out exactly
+/// as given, answers are matched by id, everything else the server says is skipped.
+#[derive(Debug)]
+pub struct RawPeer {
+    pub child: Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl RawPeer {
+    /// Spawns `c` with piped stdin and stdout.
+    pub fn spawn(mut c: Command) -> RawPeer {
+        let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn the launcher");
+        let stdin = child.stdin.take();
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        RawPeer { child, stdin, stdout }
+    }
+
+    /// Writes `bytes` as they are (no newline added).
+    pub fn send(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        stdin.write_all(bytes).expect("write to the launcher");
+        stdin.flush().expect("flush");
+    }
+
+    /// Writes one line.
+    pub fn send_line(&mut self, line: &str) {
+        self.send(format!("{line}\n").as_bytes());
+    }
+
+    /// The next message whose `id` is `id`.
+    pub fn answer(&mut self, id: i64) -> serde_json::Value {
+        use std::io::BufRead;
+        loop {
+            let mut line = String::new();
+            assert!(self.stdout.read_line(&mut line).expect("read") > 0, "stream closed while waiting for id {id}");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+            if v["id"] == id {
+                return v;
+            }
+        }
+    }
+
+    /// Closes the server's stdin (the client's EOF).
+    pub fn close(&mut self) {
+        self.stdin = None;
+    }
+}

@@ -6,9 +6,8 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use mcp_warden::audit::record::{
@@ -257,57 +256,40 @@ fn raw_session(who: Who, s: &Scratch, log: &Path) {
     c.args(["run", "--profile", "python", "--mcp", "--hide-errors", "--deny-tool", "update", "--audit-log"]).arg(log);
     c.arg("--allow-read").arg(&clients).arg("--").arg(python).arg(leaky);
     let stderr = s.join("raw-session.stderr");
-    c.env("XDG_STATE_HOME", s.path()).stdin(Stdio::piped()).stdout(Stdio::piped());
+    c.env("XDG_STATE_HOME", s.path());
     c.stderr(std::fs::File::create(&stderr).unwrap());
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut send = |line: &str| {
-        stdin.write_all(line.as_bytes()).unwrap();
-        stdin.write_all(b"\n").unwrap();
-        stdin.flush().unwrap();
-    };
-    let mut answer = |id: i64| -> Value {
-        loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "stream closed while waiting for id {id}");
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["id"] == id {
-                return v;
-            }
-        }
-    };
+    let mut peer = RawPeer::spawn(c);
     let call = |id: i64, method: &str, params: Value| {
         json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string()
     };
-    send(&call(
+    peer.send_line(&call(
         1,
         "initialize",
         json!({"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}),
     ));
-    answer(1);
-    send(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
-    send("{this is not json");
-    send(&call(2, "tools/list", json!({})));
-    answer(2);
+    peer.answer(1);
+    peer.send_line(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#);
+    peer.send_line("{this is not json");
+    peer.send_line(&call(2, "tools/list", json!({})));
+    peer.answer(2);
     let tool =
         |id: i64, name: &str, arguments: Value| call(id, "tools/call", json!({"name": name, "arguments": arguments}));
-    send(&tool(3, "add", json!({"a": 1, "b": "two"})));
-    assert_eq!(answer(3)["error"]["code"], -32602, "refused by the tool's schema");
-    send(&tool(4, "crash", json!({})));
-    answer(4);
-    send(&tool(5, "get_config", json!({})));
-    answer(5);
-    send(&call(6, "no/such/method", json!({})));
-    assert!(answer(6)["error"].is_object(), "an error response");
-    drop(stdin);
+    peer.send_line(&tool(3, "add", json!({"a": 1, "b": "two"})));
+    assert_eq!(peer.answer(3)["error"]["code"], -32602, "refused by the tool's schema");
+    peer.send_line(&tool(4, "crash", json!({})));
+    peer.answer(4);
+    peer.send_line(&tool(5, "get_config", json!({})));
+    peer.answer(5);
+    peer.send_line(&call(6, "no/such/method", json!({})));
+    assert!(peer.answer(6)["error"].is_object(), "an error response");
+    peer.close();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = peer.child.try_wait().unwrap() {
             break status;
         }
         if std::time::Instant::now() > deadline {
-            let _ = child.kill();
+            let _ = peer.child.kill();
             panic!("the raw MCP session did not end\n{}", std::fs::read_to_string(&stderr).unwrap_or_default());
         }
         std::thread::sleep(Duration::from_millis(20));

@@ -4,7 +4,6 @@
 //! a control that legitimate calls still work.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -328,40 +327,24 @@ fn malformed_input_does_not_break_the_stream() {
     let log = s.join("audit.jsonl");
     let mut c = Command::new(warden());
     c.args(leaky_args(log.to_str().unwrap(), &[]));
-    c.env("XDG_STATE_HOME", s.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null());
-    let mut child = c.spawn().unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut send = |v: &[u8]| {
-        stdin.write_all(v).unwrap();
-        stdin.flush().unwrap();
-    };
-    let mut recv = |id: i64| -> Value {
-        loop {
-            let mut line = String::new();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "stream closed while waiting for id {id}");
-            let v: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            if v["id"] == id {
-                return v;
-            }
-        }
-    };
-    send(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
-    send(b"\n");
-    assert!(recv(1)["result"]["serverInfo"].is_object());
-    send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
-    send(b"{this is not json\n");
-    send(b"\xff\xfe\x00 invalid utf-8 \xc3\x28\n");
+    c.env("XDG_STATE_HOME", s.path()).stderr(Stdio::null());
+    let mut peer = RawPeer::spawn(c);
+    peer.send(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#);
+    peer.send(b"\n");
+    assert!(peer.answer(1)["result"]["serverInfo"].is_object());
+    peer.send(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n");
+    peer.send(b"{this is not json\n");
+    peer.send(b"\xff\xfe\x00 invalid utf-8 \xc3\x28\n");
     // 70 MB without a newline until the end: beyond what the layer parses; relayed unparsed.
     let mut long = br#"{"jsonrpc":"2.0","method":"notifications/x","params":{"pad":""#.to_vec();
     long.extend(std::iter::repeat_n(b'a', 70 << 20));
     long.extend_from_slice(b"\"}}\n");
-    send(&long);
-    send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"add\",\"arguments\":{\"a\":20,\"b\":22}}}\n");
-    let r = recv(2);
+    peer.send(&long);
+    peer.send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"add\",\"arguments\":{\"a\":20,\"b\":22}}}\n");
+    let r = peer.answer(2);
     assert_eq!(r["result"]["content"][0]["text"], "42", "{r}");
-    drop(stdin);
-    let status = child.wait().unwrap();
+    peer.close();
+    let status = peer.child.wait().unwrap();
     assert!(status.success(), "{status}");
     let events = audit(&log);
     assert_eq!(events.iter().filter(|e| e["message"] == "malformed").count(), 2, "both bad lines are counted");
