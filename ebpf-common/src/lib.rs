@@ -10,8 +10,6 @@ pub const ARGV_COUNT: usize = 4;
 pub const ARG_LEN: usize = 64;
 /// Most network rules the loader may install.
 pub const MAX_RULES: u32 = 64;
-/// Size of the denied-syscall bitmap (syscall numbers below this).
-pub const SYSCALL_SLOTS: u32 = 512;
 
 /// Event kinds (the first field of every event).
 pub mod kind {
@@ -20,9 +18,10 @@ pub mod kind {
     pub const EXIT: u32 = 3;
     pub const OPEN: u32 = 4;
     pub const NET: u32 = 5;
-    pub const SYSCALL: u32 = 6;
+    // 6 was SYSCALL: seccomp refusals are recorded by the supervisor now.
     pub const SOCKET: u32 = 7;
     pub const LSM: u32 = 8;
+    pub const REFUSED: u32 = 9;
 }
 
 /// BPF LSM hooks (optional layer).
@@ -161,13 +160,23 @@ pub struct NetEvent {
     pub ret: i64,
 }
 
+/// A call of the server that names a file (or a port, or a signal target) and failed with an
+/// errno a sandbox layer refuses with (EACCES, EPERM, EROFS, EXDEV). The probes report the call;
+/// the decoder decides which layer refused it (the filesystem view, Landlock) or that none did.
+/// `open` and `execve` are not among them: their own events carry the verdict.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
-pub struct SyscallEvent {
+pub struct RefusedEvent {
     pub hdr: Header,
     pub nr: u32,
-    pub verdict: u32,
+    pub _pad: u32,
+    /// -errno.
     pub ret: i64,
+    /// The descriptor of an fd-form call (`fchmod`, `fchown`...), or -1.
+    pub fd: i64,
+    /// The path the call names (empty when none), and its second path (rename, link).
+    pub path: [u8; PATH_LEN],
+    pub path2: [u8; PATH_LEN],
 }
 
 #[repr(C)]
@@ -255,8 +264,8 @@ mod user {
     unsafe impl aya::Pod for ExitEvent {}
     unsafe impl aya::Pod for OpenEvent {}
     unsafe impl aya::Pod for NetEvent {}
-    unsafe impl aya::Pod for SyscallEvent {}
     unsafe impl aya::Pod for SocketEvent {}
+    unsafe impl aya::Pod for RefusedEvent {}
     unsafe impl aya::Pod for LsmEvent {}
 }
 

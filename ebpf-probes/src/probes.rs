@@ -15,7 +15,7 @@ use aya_ebpf::{
 };
 use mcp_warden_ebpf_common::{
     ARG_LEN, ARGV_COUNT, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NetEvent, NetRule, OpenEvent,
-    OpenKey, SYSCALL_SLOTS, SocketEvent, SyscallEvent, counter, fnv1a, hook, kind, op, verdict,
+    OpenKey, PATH_LEN, RefusedEvent, SocketEvent, counter, fnv1a, hook, kind, op, verdict,
 };
 
 // Load-time constants (`EbpfLoader::set_global`); the verifier sees them as constants.
@@ -46,8 +46,6 @@ static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT
 #[map]
 static SYSCALLS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 /// 1 for syscall numbers the seccomp layer denies unconditionally.
-#[map]
-static DENIED: Array<u8> = Array::with_max_entries(SYSCALL_SLOTS, 0);
 #[map]
 static RULES: Array<NetRule> = Array::with_max_entries(MAX_RULES, 0);
 #[map]
@@ -89,8 +87,25 @@ mod sys {
     pub const BIND: u32 = 49;
     pub const SENDMMSG: u32 = 307;
     // struct pt_regs offsets of the syscall argument registers and the syscall number.
-    pub const ARG: [usize; 3] = [112, 104, 96]; // di, si, dx
+    pub const ARG: [usize; 6] = [112, 104, 96, 56, 72, 64]; // di, si, dx, r10, r8, r9
     pub const NR: usize = 120; // orig_ax
+
+    /// The calls whose refusals are reported, with their arguments: (path, second path, fd),
+    /// `NONE` where the call has none.
+    pub fn refusable(nr: u32) -> Option<(u8, u8, u8)> {
+        const N: u8 = super::NONE;
+        Some(match nr {
+            83 | 84 | 87 | 76 | 133 | 90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 => (0, N, N), // mkdir rmdir unlink truncate mknod chmod chown lchown utime utimes setxattr lsetxattr removexattr lremovexattr
+            258 | 263 | 259 | 268 | 452 | 260 | 280 | 261 | 463 | 466 => (1, N, N), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat futimesat setxattrat removexattrat
+            82 | 86 => (0, 1, N),                                                   // rename link
+            264 | 316 | 265 => (1, 3, N),                                           // renameat renameat2 linkat
+            88 => (1, N, N),                                                        // symlink (the link's path)
+            266 => (2, N, N),                                                       // symlinkat
+            91 | 93 | 77 | 190 | 199 => (N, N, 0), // fchmod fchown ftruncate fsetxattr fremovexattr
+            42 | 49 | 62 | 200 | 234 => (N, N, N), // connect bind (TCP ports), kill tkill tgkill (scope)
+            _ => return None,
+        })
+    }
 }
 
 #[cfg(bpf_target_arch = "aarch64")]
@@ -109,12 +124,31 @@ mod sys {
     pub const SENDMSG: u32 = 211;
     pub const BIND: u32 = 200;
     pub const SENDMMSG: u32 = 269;
-    pub const ARG: [usize; 3] = [272, 8, 16]; // orig_x0, x1, x2
+    pub const ARG: [usize; 6] = [272, 8, 16, 24, 32, 40]; // orig_x0, x1..x5
     pub const NR: usize = 280; // syscallno
+
+    /// As on x86_64, with the generic syscall numbers (only the `*at` forms exist).
+    pub fn refusable(nr: u32) -> Option<(u8, u8, u8)> {
+        const N: u8 = super::NONE;
+        Some(match nr {
+            45 | 5 | 6 | 14 | 15 => (0, N, N), // truncate setxattr lsetxattr removexattr lremovexattr
+            34 | 35 | 33 | 53 | 452 | 54 | 88 | 463 | 466 => (1, N, N), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat setxattrat removexattrat
+            38 | 276 | 37 => (1, 3, N),                                 // renameat renameat2 linkat
+            36 => (2, N, N),                                            // symlinkat
+            52 | 55 | 46 | 7 | 16 => (N, N, 0), // fchmod fchown ftruncate fsetxattr fremovexattr
+            203 | 200 | 129 | 130 | 131 => (N, N, N), // connect bind kill tkill tgkill
+            _ => return None,
+        })
+    }
 }
 
+/// No such argument.
+const NONE: u8 = 0xff;
+
 const EPERM: i64 = 1;
-const ENOSYS: i64 = 38;
+const EXDEV: i64 = 18;
+const EACCES: i64 = 13;
+const EROFS: i64 = 30;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const SOCK_DGRAM: u32 = 2;
@@ -343,12 +377,50 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
         _ => {}
     }
-    // A syscall the seccomp layer denies never reaches sys_enter; its exit shows the errno.
-    if (ret == -EPERM || ret == -ENOSYS) && nr < SYSCALL_SLOTS && DENIED.get(nr).copied() == Some(1) {
-        count_syscall(tgid, nr);
-        emit(SyscallEvent { hdr: header(kind::SYSCALL), nr, verdict: verdict::DENY, ret });
+    if ret == -EACCES || ret == -EPERM || ret == -EROFS || ret == -EXDEV {
+        if let Some(args) = sys::refusable(nr) {
+            emit_refused(regs, nr, ret, args);
+        }
     }
     Ok(())
+}
+
+/// Reports a refused call with the paths it names, read into the ring-buffer slot directly (two
+/// paths do not fit on the 512-byte stack). At exit the argument registers still hold the
+/// caller's values.
+#[inline(always)]
+fn emit_refused(regs: *const u8, nr: u32, ret: i64, (path, path2, fd): (u8, u8, u8)) {
+    let Some(mut entry) = EVENTS.reserve::<RefusedEvent>(0) else {
+        bump(counter::DROPPED);
+        return;
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is a reserved slot of size_of::<RefusedEvent>() bytes, written field by field
+    // before it is submitted; the user pointers are read by the checked helper.
+    unsafe {
+        (*ev).hdr = header(kind::REFUSED);
+        (*ev).nr = nr;
+        (*ev)._pad = 0;
+        (*ev).ret = ret;
+        (*ev).fd = if fd == NONE { -1 } else { syscall_arg(regs, fd as usize).map_or(-1, |v| v as i32 as i64) };
+        read_path(regs, path, &mut (*ev).path);
+        read_path(regs, path2, &mut (*ev).path2);
+    }
+    entry.submit(0);
+}
+
+#[inline(always)]
+fn read_path(regs: *const u8, arg: u8, out: &mut [u8; PATH_LEN]) {
+    out[0] = 0;
+    if arg == NONE {
+        return;
+    }
+    if let Ok(p) = syscall_arg(regs, arg as usize) {
+        // SAFETY: a user pointer read by the checked helper.
+        if unsafe { bpf_probe_read_user_str_bytes(p as *const u8, out) }.is_err() {
+            out[0] = 0;
+        }
+    }
 }
 
 trait WithParent {

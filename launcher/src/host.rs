@@ -22,6 +22,9 @@ pub struct HostFacts {
     pub landlock: Result<i32, LandlockUnavailable>,
     /// seccomp filter mode is available.
     pub seccomp_filter: bool,
+    /// seccomp user notification with `pidfd_getfd` (Linux 5.6): refused calls and the network
+    /// broker's calls can be handed to the supervisor.
+    pub user_notification: bool,
     pub euid: u32,
     pub effective_caps: CapsHashSet,
     /// Unprivileged user namespaces can be created (needed for a PID namespace without root).
@@ -44,6 +47,7 @@ impl HostFacts {
                 Some(libc::ENOSYS) => LandlockUnavailable::NotBuilt,
                 _ => LandlockUnavailable::Other(Arc::new(e)),
             }),
+            user_notification: sys::notify::supported(),
             seccomp_filter: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
                 || status.lines().any(|l| l.starts_with("Seccomp:")),
             euid: nix::unistd::geteuid().as_raw(),

@@ -263,9 +263,14 @@ pub fn warden_as(who: Who, args: &[&OsStr]) -> Command {
     c.env("PATH", "/usr/local/bin:/usr/bin:/bin");
     c.env("HOME", if who == Who::Root { "/root" } else { "/nonexistent" });
     c.env("LANG", "C.UTF-8");
-    // Default audit logs (root runs load the eBPF layer) go to the test environment, not $HOME.
-    c.env("XDG_STATE_HOME", test_env().join("state"));
+    c.env("XDG_STATE_HOME", state_home(who));
     c
+}
+
+/// `XDG_STATE_HOME` for `who`: default audit logs go to the test environment, not `$HOME`, and
+/// each identity has its own (as each user has on a real host: the log directory is mode 0700).
+pub fn state_home(who: Who) -> PathBuf {
+    scratch_root().join(format!("state-{}", who.uid()))
 }
 
 /// Runs a command to completion with a deadline; stdin is empty unless given.

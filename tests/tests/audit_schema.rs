@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 /// Every `kind` of the log. The schema must name exactly these.
 const KINDS: [&str; 13] =
-    ["start", "exec", "fork", "exit", "open", "connect", "send", "bind", "syscall", "socket", "lsm", "mcp", "summary"];
+    ["start", "exec", "fork", "exit", "open", "connect", "send", "bind", "deny", "socket", "lsm", "mcp", "summary"];
 
 fn schema() -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-log.schema.json");
@@ -197,11 +197,11 @@ for host in ("127.0.0.1", "127.0.0.2"):
     assert!(o.stderr.contains("mcp-warden: audit:"), "the run ended with its summary\n{}", o.describe());
     let records = validated(&log);
     let seen = kinds(&records);
-    for kind in ["start", "exec", "fork", "exit", "open", "connect", "send", "bind", "syscall", "summary"] {
+    for kind in ["start", "exec", "fork", "exit", "open", "connect", "send", "bind", "deny", "summary"] {
         assert!(seen.contains(kind), "no `{kind}` record in the log: {seen:?}");
     }
     let denied = |kind: &str| records.iter().any(|r| r["kind"] == kind && r["verdict"] == "deny");
-    assert!(denied("open") && denied("connect") && denied("syscall"), "refusals of each layer are in the log");
+    assert!(denied("open") && denied("connect") && denied("deny"), "refusals of each layer are in the log");
     let lsm = &records.iter().rfind(|r| r["kind"] == "summary").unwrap()["lsm"];
     let mut typed_only =
         vec![("socket", "the server never holds CAP_NET_RAW, which the kernel checks before the socket program")];
@@ -341,10 +341,10 @@ fn every_record_of_mcp_sessions_matches_the_schema() {
     let writers: BTreeSet<&str> =
         records.iter().filter(|r| r["kind"] == "start").filter_map(|r| r["writer"].as_str()).collect();
     if is_root() {
-        assert_eq!(writers, BTreeSet::from(["ebpf", "mcp"]), "both writers share the log");
+        assert_eq!(writers, BTreeSet::from(["ebpf", "mcp", "supervisor"]), "the writers share the log");
         assert!(kinds(&records).contains("summary"));
     } else {
-        assert_eq!(writers, BTreeSet::from(["mcp"]));
+        assert_eq!(writers, BTreeSet::from(["mcp", "supervisor"]));
         skip(
             "every_record_of_mcp_sessions_matches_the_schema (eBPF records)",
             "loading eBPF programs needs root: only the MCP layer's records were checked",

@@ -34,7 +34,7 @@ fn session(who: Who, tool: &str, arguments: &str, warden_args: &[&str], env: &[(
     let mut c: Command = command_as(who, &python);
     c.arg(&client).args([tool, arguments, "--"]).arg(warden()).args(warden_args);
     c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
-    c.env("XDG_STATE_HOME", test_env().join("state"));
+    c.env("XDG_STATE_HOME", state_home(who));
     for (k, v) in env {
         c.env(k, v);
     }
@@ -173,7 +173,7 @@ per_identity!(
         c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&drop).arg("--");
         c.arg(&python).arg(clients.join("malicious_server.py"));
         c.env_clear().env("PATH", format!("{}:/usr/bin:/bin", venv.join("bin").display())).env("LANG", "C.UTF-8");
-        c.env("XDG_STATE_HOME", test_env().join("state"));
+        c.env("XDG_STATE_HOME", state_home(who));
         let o = run(c, None, Duration::from_secs(120));
         assert_eq!(o.code(), Some(0), "{who:?}: session failed\n{}", o.describe());
         let v: serde_json::Value =

@@ -159,6 +159,15 @@ fn audit_records_go_to_the_journal_as_structured_fields() {
     let path = s.join("journal.sock");
     let journal = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
     journal.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // Received while the run goes on, as journald does: a full queue would block the writers.
+    let receiver = std::thread::spawn(move || {
+        let mut entries = Vec::new();
+        let mut buf = vec![0u8; 1 << 16];
+        while let Ok(n) = journal.recv(&mut buf) {
+            entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        entries
+    });
     let also = s.join("also.jsonl");
     let o = Sandbox::new(Who::current())
         .arg("--mcp")
@@ -166,11 +175,7 @@ fn audit_records_go_to_the_journal_as_structured_fields() {
         .env("MCP_WARDEN_JOURNAL_SOCKET", path.to_str().unwrap())
         .probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(0), "{}", o.describe());
-    let mut entries = Vec::new();
-    let mut buf = vec![0u8; 1 << 16];
-    while let Ok(n) = journal.recv(&mut buf) {
-        entries.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    let entries = receiver.join().unwrap();
     let start = entries
         .iter()
         .find(|e| e.contains("MCP_WARDEN_KIND=start\n") && e.contains("MCP_WARDEN_WRITER=mcp\n"))

@@ -49,8 +49,8 @@ pub enum AuditRecord {
     Send(Net),
     /// A `bind`, checked against the profile's network rules.
     Bind(Net),
-    /// An attempt of a system call the seccomp filter refuses.
-    Syscall(Syscall),
+    /// A call the seccomp filter or the network broker refused, as the supervisor saw it.
+    Deny(Deny),
     /// A raw socket refused.
     Socket(Socket),
     /// A BPF LSM hook's decision (only where BPF LSM programs load).
@@ -73,7 +73,7 @@ impl AuditRecord {
             AuditRecord::Connect(_) => "connect",
             AuditRecord::Send(_) => "send",
             AuditRecord::Bind(_) => "bind",
-            AuditRecord::Syscall(_) => "syscall",
+            AuditRecord::Deny(_) => "deny",
             AuditRecord::Socket(_) => "socket",
             AuditRecord::Lsm(_) => "lsm",
             AuditRecord::Mcp(_) => "mcp",
@@ -88,7 +88,7 @@ impl AuditRecord {
         match self {
             AuditRecord::Open(o) => o.verdict.as_ref().is_some_and(denied),
             AuditRecord::Connect(n) | AuditRecord::Send(n) | AuditRecord::Bind(n) => denied(&n.verdict),
-            AuditRecord::Syscall(s) => denied(&s.verdict),
+            AuditRecord::Deny(_) => true,
             AuditRecord::Socket(s) => denied(&s.verdict),
             AuditRecord::Lsm(l) => denied(&l.verdict),
             AuditRecord::Mcp(m) => {
@@ -111,6 +111,8 @@ pub enum Writer {
     Ebpf,
     /// The MCP layer.
     Mcp,
+    /// The supervisor: refusals of the seccomp filter and the network broker.
+    Supervisor,
 }
 
 /// `kind: start`.
@@ -272,18 +274,64 @@ pub struct Net {
     pub verdict: Verdict,
 }
 
-/// `kind: syscall`.
+/// `kind: deny`: one refused call. Refusals of the seccomp filter (every rule: the deny-set, socket
+/// families and types, ioctl requests, clone flags, mode bits...) and of the network broker are
+/// handed to the supervisor (seccomp user notification), which writes this record and answers the
+/// call, with or without privileges and eBPF. Refusals of Landlock and of the filesystem view on
+/// calls that change files, ports and signals are seen by the eBPF layer when it runs (`open` and
+/// `exec` records carry their own verdict).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
-pub struct Syscall {
+pub struct Deny {
     #[serde(flatten)]
-    pub task: Task,
+    pub caller: Caller,
+    pub layer: DenyLayer,
     /// The system call's name (`syscall_NR` for a number without one).
-    pub name: String,
+    pub syscall: String,
     pub nr: u32,
-    #[serde(flatten)]
-    pub result: CallResult,
+    /// The arguments that decided, by name (`family`, `type`, `request`, `flags`, `mode`,
+    /// `address`...), decoded where they have names.
+    pub args: BTreeMap<String, String>,
+    /// The path the call names, read from the caller's memory (a file descriptor's target for the
+    /// `f*` calls); absent for calls without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Why, in words: the rule that matched.
+    pub reason: String,
+    /// The errno the caller got; absent in audit mode, where the call went ahead.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
     #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+/// The thread that made a refused call, as the supervisor finds it in /proc.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Caller {
+    /// Process id, in the host's PID namespace (null if it ended before it was looked up; so are
+    /// `ppid` and `uid`).
+    pub pid: Option<u32>,
+    /// Its parent.
+    pub ppid: Option<u32>,
+    /// Thread id.
+    pub tid: u32,
+    /// The kernel's 15-character command name.
+    pub comm: String,
+    /// Real uid.
+    pub uid: Option<u32>,
+}
+
+/// The layer that refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyLayer {
+    Seccomp,
+    /// The network broker (destinations by host name, denied ranges, DNS).
+    Broker,
+    /// A file, port or signal outside the Landlock ruleset (seen by the eBPF layer).
+    Landlock,
+    /// A write outside the write grants, on the filesystem view's read-only mounts (eBPF layer).
+    #[serde(rename = "fs-view")]
+    FsView,
 }
 
 /// `kind: socket`: the arguments of the refused `socket` call.

@@ -42,6 +42,11 @@ fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
         Err(why) => writeln!(out, "landlock        unavailable: {why}")?,
     }
     writeln!(out, "seccomp filter  {}", yes(host.seccomp_filter))?;
+    writeln!(
+        out,
+        "seccomp notify  {} (refused calls recorded by the supervisor; the network broker)",
+        yes(host.user_notification)
+    )?;
     writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
     if host.arch == "x86_64" {
         writeln!(

@@ -7,12 +7,13 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use mcp_warden_ebpf_common::{
-    ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NetEvent, OpenEvent, SocketEvent, SyscallEvent, hook, kind, op,
+    ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NetEvent, OpenEvent, RefusedEvent, SocketEvent, hook, kind, op,
     verdict,
 };
 
+use crate::audit::record::DenyLayer;
 use crate::audit::record::{
-    AuditRecord, CallResult, Exec, Exit, Family, Fork, Lsm, LsmHook, Net, Open, Socket, Syscall, Task, Verdict,
+    AuditRecord, CallResult, Caller, Deny, Exec, Exit, Family, Fork, Lsm, LsmHook, Net, Open, Socket, Task, Verdict,
 };
 use crate::audit::{AuditLine, Timestamp};
 use crate::layers::landlock::FsAccess;
@@ -60,6 +61,8 @@ pub struct EventDecoder {
     audit_mode: bool,
     /// The Landlock allow-list, to give each open a verdict.
     fs: Vec<(PathBuf, FsAccess)>,
+    /// The network broker answers the server's connects: their refusals are its records.
+    broker: bool,
     pub counts: BTreeMap<&'static str, u64>,
     pub denials: BTreeMap<&'static str, u64>,
     /// path hash -> (pid, path) of the first event of each folded open key.
@@ -81,11 +84,19 @@ impl EventDecoder {
             clock_offset_ns,
             audit_mode,
             fs,
+            broker: false,
             counts: BTreeMap::new(),
             denials: BTreeMap::new(),
             open_paths: HashMap::new(),
             undecodable: 0,
         }
+    }
+
+    /// The network broker runs: a refused `connect` was answered by it (and recorded by it), not
+    /// refused by Landlock.
+    pub fn with_broker(mut self, broker: bool) -> Self {
+        self.broker = broker;
+        self
     }
 
     pub fn timestamp(&self, ktime_ns: u64) -> Timestamp {
@@ -95,6 +106,14 @@ impl EventDecoder {
     /// Decodes one ring-buffer record; `None` for a record too short for its kind or of a kind
     /// this launcher does not know (counted).
     pub fn decode(&mut self, bytes: &[u8]) -> Option<AuditLine> {
+        if let Some(hdr) = read::<Header>(bytes).filter(|h| h.kind == kind::REFUSED)
+            && let Some(e) = read::<RefusedEvent>(bytes)
+        {
+            // A call its file's own permissions refused is not a sandbox refusal: no record.
+            let record = self.refused(&hdr, &e)?;
+            *self.counts.entry(record.kind()).or_default() += 1;
+            return Some(AuditLine { ts: self.timestamp(hdr.ktime_ns), record });
+        }
         let record = read::<Header>(bytes).and_then(|hdr| Some((hdr, self.record(&hdr, bytes)?)));
         let Some((hdr, record)) = record else {
             self.undecodable += 1;
@@ -133,19 +152,6 @@ impl EventDecoder {
             }
             kind::OPEN => self.open(hdr, &read(bytes)?),
             kind::NET => self.net(hdr, &read(bytes)?),
-            kind::SYSCALL => {
-                let e: SyscallEvent = read(bytes)?;
-                let name = syscalls::Sysno::new(e.nr as usize)
-                    .map_or_else(|| format!("syscall_{}", e.nr), |s| s.name().into());
-                let verdict = self.verdict(e.verdict, "syscall");
-                AuditRecord::Syscall(Syscall {
-                    task: self.task(hdr),
-                    name,
-                    nr: e.nr,
-                    result: CallResult::from_ret(e.ret),
-                    verdict,
-                })
-            }
             kind::SOCKET => {
                 let e: SocketEvent = read(bytes)?;
                 let verdict = self.verdict(e.verdict, "socket");
@@ -170,6 +176,30 @@ impl EventDecoder {
             }
             _ => return None,
         })
+    }
+
+    /// A refused file, port or signal call, attributed to the layer that refused it.
+    fn refused(&mut self, hdr: &Header, e: &RefusedEvent) -> Option<AuditRecord> {
+        if self.broker && i64::from(e.nr) == libc::SYS_connect {
+            return None;
+        }
+        let a = super::refused::attribute(e, &self.fs)?;
+        self.deny(if a.layer == DenyLayer::FsView { "fs-view" } else { "landlock" });
+        let task = self.task(hdr);
+        let caller =
+            Caller { pid: Some(task.pid), ppid: task.ppid, tid: task.tid, comm: task.comm, uid: Some(task.uid) };
+        let errno = nix::errno::Errno::from_raw(-e.ret as i32);
+        Some(AuditRecord::Deny(Deny {
+            caller,
+            layer: a.layer,
+            syscall: a.syscall,
+            nr: e.nr,
+            args: a.args,
+            path: a.path,
+            reason: a.reason,
+            errno: Some(format!("{errno:?}")),
+            verdict: Verdict::Deny { enforced: true },
+        }))
     }
 
     fn open(&mut self, hdr: &Header, e: &OpenEvent) -> AuditRecord {

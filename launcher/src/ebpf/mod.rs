@@ -7,6 +7,7 @@
 //! ended: drain, summary, detach by dropping).
 
 mod event;
+mod refused;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -19,7 +20,7 @@ use crate::audit::AuditLog;
 use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint};
 use aya::{Ebpf, EbpfLoader};
-use mcp_warden_ebpf_common::{MAX_RULES, NetRule, OpenKey, SYSCALL_SLOTS, counter};
+use mcp_warden_ebpf_common::{MAX_RULES, NetRule, OpenKey, counter};
 
 pub use event::{EventDecoder, ProcessTable, rfc3339};
 
@@ -36,8 +37,6 @@ pub struct MonitorConfig {
     pub audit_mode: bool,
     pub rules: Vec<NetRule>,
     pub allow_raw_sockets: bool,
-    /// Syscall numbers the seccomp layer denies unconditionally.
-    pub denied_syscalls: Vec<u32>,
     /// Bytes of the ring buffer (a power of two).
     pub ring_bytes: u32,
 }
@@ -157,15 +156,6 @@ impl Monitor {
                 rules.set(i as u32, r, 0).map_err(|source| MonitorError::Map { map: "RULES", source })?;
             }
         }
-        {
-            let map = ebpf.map_mut("DENIED").ok_or(MonitorError::MissingMap("DENIED"))?;
-            let mut denied: Array<&mut MapData, u8> =
-                Array::try_from(map).map_err(|source| MonitorError::Map { map: "DENIED", source })?;
-            for nr in cfg.denied_syscalls.iter().filter(|n| **n < SYSCALL_SLOTS) {
-                denied.set(*nr, 1, 0).map_err(|source| MonitorError::Map { map: "DENIED", source })?;
-            }
-        }
-
         for name in ["sys_enter", "sys_exit", "signal_generate"] {
             let p: &mut RawTracePoint = program(&mut ebpf, name)?;
             p.load().map_err(|source| MonitorError::Program { action: "load", program: name, source })?;

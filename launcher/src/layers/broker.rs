@@ -24,7 +24,9 @@ use nix::sys::socket::{SockType, getsockopt, sockopt};
 use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 
+use crate::audit::record::DenyLayer;
 use crate::profile::{IpNet, NetDisplay};
+use crate::supervisor::refusals::{Refusal, Refusals};
 use crate::sys;
 use crate::sys::notify::{self, Notification};
 
@@ -130,7 +132,7 @@ pub fn system_resolvers() -> Vec<IpAddr> {
 }
 
 /// Host names resolved by the supervisor, for a short while.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct HostCache(Mutex<HashMap<(String, u16), Resolution>>);
 
 /// When a name was resolved, and to what.
@@ -151,44 +153,24 @@ impl HostCache {
     }
 }
 
-struct Shared {
-    listener: OwnedFd,
+/// The broker of one run: the policy, the host names it resolved, and where refusals are recorded.
+#[derive(Debug)]
+pub struct Broker {
     policy: NetPolicy,
     hosts: HostCache,
+    refusals: Arc<Refusals>,
 }
 
-/// Serves the listener until every process under the filter is gone. Each notification gets a
-/// thread of its own: a blocking connect to a slow host must not hold up the others.
-pub fn spawn(listener: OwnedFd, policy: NetPolicy) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let shared = Arc::new(Shared { listener, policy, hosts: HostCache::default() });
-    std::thread::Builder::new().name("broker".into()).spawn(move || {
-        loop {
-            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-            let mut fds = [PollFd::new(shared.listener.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(_) => return,
-                Ok(_) => {}
-            }
-            let revents = fds[0].revents().unwrap_or(PollFlags::POLLHUP);
-            if !revents.contains(PollFlags::POLLIN) {
-                return; // POLLHUP: no process uses the filter any more
-            }
-            let n = match notify::receive(shared.listener.as_fd()) {
-                Ok(n) => n,
-                // ENOENT: the thread died between poll and receive; EINTR: try again.
-                Err(_) => continue,
-            };
-            let worker = Arc::clone(&shared);
-            let spawned = std::thread::Builder::new().name("broker-call".into()).spawn(move || {
-                let result = handle(&worker, &n);
-                let _ = notify::respond(worker.listener.as_fd(), n.id, result);
-            });
-            if spawned.is_err() {
-                let _ = notify::respond(shared.listener.as_fd(), n.id, Err(libc::EAGAIN));
-            }
-        }
-    })
+impl Broker {
+    pub fn new(policy: NetPolicy, refusals: Arc<Refusals>) -> Broker {
+        Broker { policy, hosts: HostCache::default(), refusals }
+    }
+
+    /// Decides one mediated call and, when allowed, performs it for the server: the call's
+    /// result, or the errno to answer with.
+    pub fn handle(&self, listener: BorrowedFd<'_>, n: &Notification) -> Result<i64, i32> {
+        handle(self, &Target { n, listener })
+    }
 }
 
 /// The process behind one notification.
@@ -238,28 +220,28 @@ impl Target<'_> {
     }
 }
 
-fn handle(shared: &Shared, n: &Notification) -> Result<i64, i32> {
-    let t = Target { n, listener: shared.listener.as_fd() };
+fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
+    let n = t.n;
     let a = n.args;
     match n.nr {
         libc::SYS_connect => {
             let addr = t.read(a[1], bounded_len(a[2])?)?;
             let sock = t.socket(a[0])?;
-            decide(shared, &t, sock.as_fd(), &addr, "connect")?;
+            decide(shared, t, sock.as_fd(), &addr, "connect")?;
             t.pending()?;
             sys::notify::connect_raw(sock.as_fd(), &addr).map(|()| 0).map_err(errno)
         }
         libc::SYS_sendto => {
             let addr = t.read(a[4], bounded_len(a[5])?)?;
             let sock = t.socket(a[0])?;
-            decide(shared, &t, sock.as_fd(), &addr, "sendto")?;
+            decide(shared, t, sock.as_fd(), &addr, "sendto")?;
             let data = t.read(a[1], send_len(sock.as_fd(), a[2] as usize)?)?;
             t.pending()?;
-            send(&t, sock.as_fd(), Some(&addr), &[data], a[3] as i32)
+            send(t, sock.as_fd(), Some(&addr), &[data], a[3] as i32)
         }
         libc::SYS_sendmsg => {
             let sock = t.socket(a[0])?;
-            send_msghdr(shared, &t, sock.as_fd(), a[1], a[2] as i32)
+            send_msghdr(shared, t, sock.as_fd(), a[1], a[2] as i32)
         }
         libc::SYS_sendmmsg => {
             let sock = t.socket(a[0])?;
@@ -267,7 +249,7 @@ fn handle(shared: &Shared, n: &Notification) -> Result<i64, i32> {
             let mut sent = 0;
             for i in 0..count {
                 let entry = a[1] + (i * MMSGHDR_LEN) as u64;
-                match send_msghdr(shared, &t, sock.as_fd(), entry, a[3] as i32) {
+                match send_msghdr(shared, t, sock.as_fd(), entry, a[3] as i32) {
                     Ok(len) => {
                         t.write(entry + MSGHDR_LEN as u64, &(len as u32).to_ne_bytes())?;
                         sent += 1;
@@ -286,11 +268,11 @@ const MSGHDR_LEN: usize = std::mem::size_of::<libc::msghdr>();
 const MMSGHDR_LEN: usize = std::mem::size_of::<libc::mmsghdr>();
 
 /// One `struct msghdr` at `at` in the target: check its destination, copy its data, send it.
-fn send_msghdr(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, flags: i32) -> Result<i64, i32> {
+fn send_msghdr(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, flags: i32) -> Result<i64, i32> {
     let h = t.read(at, notify::RemoteMsghdr::SIZE)?;
     let Some(m) = notify::RemoteMsghdr::parse(&h) else { return Err(libc::EFAULT) };
     if m.control_len != 0 {
-        refused(shared, t, "sendmsg", "control messages are not passed through the network broker");
+        refused(shared, t, "sendmsg", None, "control messages are not passed through the network broker", libc::EPERM);
         return Err(libc::EPERM);
     }
     let iov_len = m.iov_len as usize;
@@ -351,7 +333,7 @@ fn errno(e: std::io::Error) -> i32 {
 }
 
 /// Checks a raw socket address for the socket `sock`: `Ok` to go ahead, `Err(errno)` to refuse.
-fn decide(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], call: &str) -> Result<(), i32> {
+fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], call: &str) -> Result<(), i32> {
     let family = addr.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
     let dest = match (family.map(i32::from), addr.len()) {
         // Dissolving a datagram socket's association reaches nobody.
@@ -366,7 +348,7 @@ fn decide(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
         }
         (Some(libc::AF_INET | libc::AF_INET6), _) => return Err(libc::EINVAL),
         _ => {
-            refused(shared, t, call, "only IPv4 and IPv6 destinations pass the network broker");
+            refused(shared, t, call, None, "only IPv4 and IPv6 destinations pass the network broker", libc::EACCES);
             return Err(libc::EACCES);
         }
     };
@@ -378,23 +360,30 @@ fn decide(shared: &Shared, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
     match shared.policy.check(proto, dest, &|h, p| shared.hosts.resolve(h, p)) {
         Verdict::Allow => Ok(()),
         Verdict::Refuse(why) => {
-            refused(shared, t, call, &why);
             // The errnos of the kernel layers this stands in for: Landlock refuses a TCP connect
             // with EACCES, the eBPF cgroup programs refuse a datagram with EPERM.
-            if shared.policy.audit {
-                Ok(())
-            } else if proto == Proto::Tcp {
-                Err(libc::EACCES)
-            } else {
-                Err(libc::EPERM)
-            }
+            let errno = if proto == Proto::Tcp { libc::EACCES } else { libc::EPERM };
+            refused(shared, t, call, Some(dest), &why, errno);
+            if shared.policy.audit { Ok(()) } else { Err(errno) }
         }
     }
 }
 
-fn refused(shared: &Shared, t: &Target<'_>, call: &str, why: &str) {
-    let verb = if shared.policy.audit { "would refuse" } else { "refused" };
-    eprintln!("mcp-warden: network: {verb} {call} by pid {}: {why}", t.n.pid);
+/// Records a refusal (`dest`: the destination, when the call named one the broker could read).
+fn refused(shared: &Broker, t: &Target<'_>, call: &str, dest: Option<SocketAddr>, why: &str, errno: i32) {
+    let args = dest.map(|d| ("address".to_string(), d.to_string())).into_iter().collect();
+    let refusal = Refusal {
+        layer: DenyLayer::Broker,
+        tid: t.n.pid,
+        nr: t.n.nr,
+        syscall: call.to_string(),
+        args,
+        path: None,
+        reason: why.to_string(),
+        grant: "a [network] connect entry for this destination".into(),
+        errno,
+    };
+    shared.refusals.record(refusal, !shared.policy.audit);
 }
 
 #[cfg(test)]

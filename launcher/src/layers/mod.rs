@@ -9,5 +9,6 @@ pub mod identity;
 pub mod landlock;
 pub mod namespaces;
 pub mod private_tmp;
+pub mod refused_call;
 pub mod rlimits;
 pub mod seccomp;

@@ -109,7 +109,7 @@ const ENOSYS: &[Sysno] = &[Sysno::clone3, Sysno::openat2];
 
 /// `clone` flags that create namespaces (`CLONE_NEWTIME` is a clone3/unshare-only flag: in
 /// `clone`'s first argument that bit is part of the exit signal).
-const CLONE_NS_FLAGS: &[(u64, &str)] = &[
+pub(crate) const CLONE_NS_FLAGS: &[(u64, &str)] = &[
     (libc::CLONE_NEWNS as u64, "CLONE_NEWNS"),
     (libc::CLONE_NEWUTS as u64, "CLONE_NEWUTS"),
     (libc::CLONE_NEWIPC as u64, "CLONE_NEWIPC"),
@@ -120,7 +120,7 @@ const CLONE_NS_FLAGS: &[(u64, &str)] = &[
 ];
 
 /// TTY ioctls that push input into the terminal (command injection into the user's shell).
-const DENIED_IOCTLS: &[(u64, &str)] = &[(libc::TIOCSTI, "TIOCSTI"), (libc::TIOCLINUX, "TIOCLINUX")];
+pub(crate) const DENIED_IOCTLS: &[(u64, &str)] = &[(libc::TIOCSTI, "TIOCSTI"), (libc::TIOCLINUX, "TIOCLINUX")];
 
 /// The personality values a program may set: the default and the query value.
 const ALLOWED_PERSONALITIES: &[u64] = &[0, 0xffff_ffff];
@@ -317,23 +317,126 @@ impl SyscallPolicy {
     }
 
     /// Compiles the filters to install, in order. Several filters because seccompiler gives one
-    /// action per filter: the deny-set's action, ENOSYS for clone3, and (on kernels that run x32
-    /// syscalls) the x32 guard. Each filter costs at install time (the kernel emulates it for every
-    /// syscall number to build its action cache), so none is installed that has nothing to do.
-    pub fn compile(&self, x32_abi: bool) -> Result<Vec<BpfProgram>, seccompiler::BackendError> {
+    /// action per filter: the deny-set's action, ENOSYS for clone3 and openat2, and (on kernels
+    /// that run x32 syscalls) the x32 guard. Each filter costs at install time (the kernel emulates
+    /// it for every syscall number to build its action cache), so none is installed that has
+    /// nothing to do.
+    ///
+    /// With `refusals_to_supervisor` (the `errno` violation action on a kernel with user
+    /// notification), the deny-set and the argument rules hand each refused call to the supervisor,
+    /// which records it and answers EPERM: nothing is refused unseen. `mediated` adds the calls the
+    /// network broker decides. Both go into the one filter that carries the listener (a process may
+    /// have only one), installed last because it may refuse `seccomp()` itself; a listener that
+    /// only mediates the network is installed first, before a deny filter that may refuse it.
+    pub fn compile(
+        &self,
+        x32_abi: bool,
+        refusals_to_supervisor: bool,
+        mediated: Option<Mediated>,
+    ) -> Result<Vec<Filter>, seccompiler::BackendError> {
         let arch = target_arch();
-        let main = SeccompFilter::new(self.rules()?, SeccompAction::Allow, self.deny_action(), arch)?;
         let enosys: BTreeMap<i64, Vec<SeccompRule>> = ENOSYS.iter().map(|s| (s.id() as i64, Vec::new())).collect();
         let enosys = SeccompFilter::new(enosys, SeccompAction::Allow, SeccompAction::Errno(libc::ENOSYS as u32), arch)?;
-        let mut programs = vec![main.try_into()?, enosys.try_into()?];
+        let mut filters = vec![Filter::Plain(enosys.try_into()?)];
         #[cfg(target_arch = "x86_64")]
         if x32_abi {
-            programs.push(crate::sys::x32::guard());
+            filters.push(Filter::Plain(crate::sys::x32::guard()));
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = x32_abi;
-        Ok(programs)
+        let mediated = mediated.map(|m| m.rules()).transpose()?.unwrap_or_default();
+        if refusals_to_supervisor {
+            filters.push(Filter::Listener(notifying(union(self.rules()?, mediated), arch)?));
+            return Ok(filters);
+        }
+        if !mediated.is_empty() {
+            filters.insert(0, Filter::Listener(notifying(mediated, arch)?));
+        }
+        filters.push(Filter::Plain(
+            SeccompFilter::new(self.rules()?, SeccompAction::Allow, self.deny_action(), arch)?.try_into()?,
+        ));
+        Ok(filters)
     }
+}
+
+/// One seccomp filter of stage 2, in install order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filter {
+    Plain(BpfProgram),
+    /// Installed with a user-notification listener, which stage 2 hands to the supervisor.
+    Listener(BpfProgram),
+}
+
+/// The calls the network broker performs for the server: `connect`, `sendto` with an address,
+/// and (with UDP, whose destination may be in memory BPF cannot read) `sendmsg` and `sendmmsg`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mediated {
+    pub datagrams: bool,
+}
+
+impl Mediated {
+    fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+        let mut rules = BTreeMap::new();
+        rules.insert(Sysno::connect.id() as i64, Vec::new());
+        rules.insert(Sysno::sendto.id() as i64, vec![SeccompRule::new(vec![Cond::new(4, Len::Qword, Op::Ne, 0)?])?]);
+        if self.datagrams {
+            rules.insert(Sysno::sendmsg.id() as i64, Vec::new());
+            rules.insert(Sysno::sendmmsg.id() as i64, Vec::new());
+        }
+        Ok(rules)
+    }
+
+    /// The filter of a run without the seccomp layer: only the broker's calls, to the listener.
+    pub fn filter(self) -> Result<Filter, seccompiler::BackendError> {
+        Ok(Filter::Listener(notifying(self.rules()?, target_arch())?))
+    }
+
+    /// Is this notified call one the broker performs (rather than one a rule refused)?
+    pub fn covers(self, nr: i64, args: &[u64; 6]) -> bool {
+        match Sysno::new(nr as usize) {
+            Some(Sysno::connect) => true,
+            Some(Sysno::sendto) => args[4] != 0,
+            Some(Sysno::sendmsg | Sysno::sendmmsg) => self.datagrams,
+            _ => false,
+        }
+    }
+}
+
+/// Two rule maps as one: a call matches when it matches either (an empty list matches always).
+fn union(
+    mut a: BTreeMap<i64, Vec<SeccompRule>>,
+    b: BTreeMap<i64, Vec<SeccompRule>>,
+) -> BTreeMap<i64, Vec<SeccompRule>> {
+    for (nr, rules) in b {
+        match a.get_mut(&nr) {
+            None => {
+                a.insert(nr, rules);
+            }
+            Some(existing) if existing.is_empty() => {}
+            Some(_) if rules.is_empty() => {
+                a.insert(nr, rules);
+            }
+            Some(existing) => existing.extend(rules),
+        }
+    }
+    a
+}
+
+/// seccompiler has no `SECCOMP_RET_USER_NOTIF` action: the filter is compiled with a marker
+/// action, and exactly the return instructions that carry it are rewritten.
+fn notifying(
+    rules: BTreeMap<i64, Vec<SeccompRule>>,
+    arch: TargetArch,
+) -> Result<BpfProgram, seccompiler::BackendError> {
+    const MARKER: u32 = libc::EPERM as u32;
+    const BPF_RET_K: u16 = 0x06;
+    let marked: u32 = SeccompAction::Errno(MARKER).into();
+    let mut program: BpfProgram =
+        SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(MARKER), arch)?.try_into()?;
+    for insn in program.iter_mut().filter(|i| i.code == BPF_RET_K && i.k == marked) {
+        insn.k = libc::SECCOMP_RET_USER_NOTIF;
+    }
+    Ok(program)
 }
 
 fn target_arch() -> TargetArch {
@@ -386,12 +489,58 @@ mod tests {
         for tcp in [false, true] {
             for udp in [false, true] {
                 for unix in [false, true] {
-                    let progs = policy(SocketPolicy { tcp, udp, unix }).compile(true).unwrap();
-                    assert!(progs.len() >= 2);
-                    assert!(progs.iter().all(|p| !p.is_empty() && p.len() < 4096));
+                    for (notify, mediated) in [(false, None), (true, None), (true, Some(Mediated { datagrams: udp }))] {
+                        let filters = policy(SocketPolicy { tcp, udp, unix }).compile(true, notify, mediated).unwrap();
+                        assert!(filters.len() >= 2);
+                        assert!(filters.iter().all(
+                            |f| matches!(f, Filter::Plain(p) | Filter::Listener(p) if !p.is_empty() && p.len() < 4096)
+                        ));
+                    }
                 }
             }
         }
+    }
+
+    fn returns(p: &BpfProgram) -> Vec<u32> {
+        p.iter().filter(|i| i.code == 0x06).map(|i| i.k).collect()
+    }
+
+    #[test]
+    fn refusals_go_to_the_listener_installed_last() {
+        let filters =
+            policy(SocketPolicy::default()).compile(false, true, Some(Mediated { datagrams: false })).unwrap();
+        let Some(Filter::Listener(listener)) = filters.last() else {
+            panic!("the listener filter is last: {filters:?}")
+        };
+        let rets = returns(listener);
+        assert!(rets.contains(&libc::SECCOMP_RET_USER_NOTIF));
+        let errno_eperm: u32 = SeccompAction::Errno(libc::EPERM as u32).into();
+        assert!(!rets.contains(&errno_eperm), "every refusal notifies");
+        assert_eq!(filters.iter().filter(|f| matches!(f, Filter::Listener(_))).count(), 1, "one listener per process");
+    }
+
+    #[test]
+    fn a_listener_that_only_mediates_goes_before_a_killing_deny_filter() {
+        let p = SyscallPolicy::new([], [Sysno::seccomp], Violation::Kill, SocketPolicy::default());
+        let filters = p.compile(false, false, Some(Mediated { datagrams: true })).unwrap();
+        assert!(matches!(filters.first(), Some(Filter::Listener(_))), "{filters:?}");
+        let Some(Filter::Plain(deny)) = filters.last() else { panic!("the deny filter is last") };
+        assert!(returns(deny).contains(&libc::SECCOMP_RET_KILL_PROCESS));
+        let filters = p.compile(false, false, None).unwrap();
+        assert!(filters.iter().all(|f| matches!(f, Filter::Plain(_))));
+    }
+
+    #[test]
+    fn mediated_calls_are_told_apart_from_refusals() {
+        let m = Mediated { datagrams: false };
+        let mut args = [0u64; 6];
+        assert!(m.covers(libc::SYS_connect, &args));
+        assert!(!m.covers(libc::SYS_sendto, &args), "sendto without an address is not mediated");
+        args[4] = 0x1000;
+        assert!(m.covers(libc::SYS_sendto, &args));
+        assert!(!m.covers(libc::SYS_sendmsg, &args));
+        assert!(Mediated { datagrams: true }.covers(libc::SYS_sendmsg, &args));
+        assert!(!m.covers(libc::SYS_socket, &args));
     }
 
     #[test]

@@ -100,6 +100,8 @@ pub struct Plan {
     namespaces: Namespaces,
     /// Guard the x32 syscall number space (the kernel runs x32 syscalls).
     x32_abi: bool,
+    /// The kernel can hand refused calls to the supervisor (seccomp user notification).
+    user_notification: bool,
     monitor: MonitorPlan,
     /// The MCP-aware layer, when on: stdio is proxied.
     mcp: Option<McpConfig>,
@@ -160,6 +162,7 @@ impl Plan {
             pid_namespace,
             namespaces,
             x32_abi: host.x32_abi,
+            user_notification: host.user_notification,
             monitor,
             mcp,
             stop_timeout: Duration::from_secs(options.stop_timeout.unwrap_or(5)),
@@ -194,7 +197,7 @@ impl Plan {
         let (enforcement, mechanism) = match layer {
             _ if level == Level::Off => (Enforcement::Off, "off".to_string()),
             Layer::Landlock => report::landlock(host),
-            Layer::Seccomp => report::seccomp(host, self.syscalls.deny.len()),
+            Layer::Seccomp => report::seccomp(host, self.syscalls.deny.len(), self.syscalls.action),
             Layer::Limits => self.limits.report(self.identity.uid),
             Layer::Network => self.net.report(&net::Enforcers {
                 host,
@@ -316,6 +319,11 @@ impl Plan {
 
     pub fn x32_abi(&self) -> bool {
         self.x32_abi
+    }
+
+    /// Can refused calls be handed to the supervisor to be recorded?
+    pub fn user_notification(&self) -> bool {
+        self.user_notification
     }
 
     pub fn limits(&self) -> &LimitsPlan {

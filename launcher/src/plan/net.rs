@@ -188,8 +188,7 @@ impl NetPlan {
     pub fn report(&self, by: &Enforcers<'_>) -> (Enforcement, String) {
         let mech = self.mechanism(by.monitor_runs);
         let s = self.sockets;
-        if self.broker_policy(by.monitor_runs).is_some() && !(by.host.seccomp_filter && crate::sys::notify::supported())
-        {
+        if self.broker_policy(by.monitor_runs).is_some() && !(by.host.seccomp_filter && by.host.user_notification) {
             return (
                 Enforcement::Missing(
                     "the network broker needs seccomp user notification and pidfd_getfd (Linux 5.9)".into(),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
 use crate::layers::namespaces::Namespaces;
-use crate::profile::{Level, Require};
+use crate::profile::{Level, Require, Violation};
 
 use super::identity::PidNamespace;
 use super::layer::Layer;
@@ -71,9 +71,15 @@ pub fn landlock(host: &HostFacts) -> (Enforcement, String) {
     }
 }
 
-pub fn seccomp(host: &HostFacts, denied: usize) -> (Enforcement, String) {
+pub fn seccomp(host: &HostFacts, denied: usize, action: Violation) -> (Enforcement, String) {
+    let refusals = match (action, host.user_notification) {
+        (Violation::Errno, true) => "each refusal recorded by the supervisor (user notification)",
+        (Violation::Errno, false) => "refusals NOT recorded (no seccomp user notification with pidfd_getfd)",
+        (Violation::Kill, _) => "a refusal kills the process (SIGSYS)",
+        (Violation::Log, _) => "refusals only logged by the kernel (on-violation = \"log\")",
+    };
     match host.seccomp_filter {
-        true => (Enforcement::Full, format!("seccomp-bpf, {denied} syscalls denied + argument rules")),
+        true => (Enforcement::Full, format!("seccomp-bpf, {denied} syscalls denied + argument rules; {refusals}")),
         false => (Enforcement::Missing("the kernel has no seccomp filter mode".into()), "seccomp-bpf".into()),
     }
 }

@@ -9,7 +9,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use ::landlock::RulesetCreated;
@@ -36,6 +36,8 @@ pub trait Kernel {
     fn redirect_stdio(&mut self, stdin: OwnedFd, stdout: OwnedFd) -> Result<(), Errno>;
     /// Marks every fd from 3 upwards close-on-exec.
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno>;
+    /// Closes every descriptor above stdio except `keep`.
+    fn close_inherited_fds(&mut self, keep: &[RawFd]) -> Result<(), Errno>;
     /// Resets every catchable signal to its default disposition.
     fn reset_signal_dispositions(&mut self) -> Result<(), Errno>;
     /// Moves this process into a cgroup through its pre-opened `cgroup.procs`.
@@ -59,7 +61,7 @@ pub trait Kernel {
     fn set_no_new_privs(&mut self) -> Result<(), Errno>;
     /// `landlock_restrict_self`; `Ok(false)` when the kernel enforced less than `level` requires.
     fn restrict_landlock(&mut self, ruleset: RulesetCreated, level: Level) -> Result<bool, Errno>;
-    /// Installs the broker's user-notification filter and returns its listener.
+    /// Installs the filter that carries the user-notification listener and returns the listener.
     fn install_listener_filter(&mut self, program: &[sock_filter]) -> Result<OwnedFd, Errno>;
     /// Tells the supervisor the listener's fd number, for `pidfd_getfd`.
     fn send_listener(&mut self, channel: &mut UnixStream, listener: BorrowedFd<'_>) -> Result<(), Errno>;
@@ -92,6 +94,10 @@ impl Kernel for Real {
 
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno> {
         sys::cloexec_from(3).map_err(io_errno)
+    }
+
+    fn close_inherited_fds(&mut self, keep: &[RawFd]) -> Result<(), Errno> {
+        sys::close_all_but(keep).map_err(io_errno)
     }
 
     fn reset_signal_dispositions(&mut self) -> Result<(), Errno> {

@@ -27,13 +27,17 @@
 //! 13. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
 //! 14. `landlock_not_enforced`: step 13's status check: a required ruleset that the kernel
 //!     enforced only in part fails here (errno 0).
-//! 15. `hand_over_broker_listener`: with the network broker, install its user-notification filter,
-//!     send the listener's fd number to the supervisor and wait until it holds a duplicate.
-//! 16. `install_seccomp`: the main filters, in the supervisor's order.
-//! 17. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
+//! 15. `close_inherited_fds`: every descriptor inherited from the supervisor that stage 2 no
+//!     longer needs (its eBPF objects, its logs...) is closed: the server never holds them, and
+//!     the listener finds a free slot under a low `RLIMIT_NOFILE`.
+//! 16. `hand_over_listener`: the filter with the user-notification listener (refusals recorded by
+//!     the supervisor, the network broker's calls): install it, send the listener's fd number to
+//!     the supervisor and wait until it holds a duplicate. Done at its place in step 17's order.
+//! 17. `install_seccomp`: the filters, in the supervisor's order.
+//! 18. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
 //!     the server's status; the child re-arms its parent-death signal (step 11's number).
-//! 18. `unblock_signals`: the empty signal mask.
-//! 19. `exec_server`: `execve` with the explicit argv and environment.
+//! 19. `unblock_signals`: the empty signal mask.
+//! 20. `exec_server`: `execve` with the explicit argv and environment.
 //!
 //! Every call goes through the [`Kernel`] seam; `run` uses the real kernel, the unit tests a
 //! double that records the order.
@@ -49,7 +53,8 @@ use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 use std::ops::ControlFlow;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 
 use ::landlock::RulesetCreated;
 use nix::errno::Errno;
@@ -63,6 +68,7 @@ pub use step::{Step, StepError};
 
 use crate::layers::fs_view::ViewPlan;
 use crate::layers::namespaces::Namespaces;
+use crate::layers::seccomp::Filter;
 use crate::profile::Level;
 use crate::sys::{self, Forked};
 
@@ -84,11 +90,12 @@ pub struct Stage2 {
     /// The filesystem view's mounts (applied when `namespaces.mount`).
     pub view: ViewPlan,
     pub landlock: Option<(RulesetCreated, Level)>,
-    pub seccomp: Vec<BpfProgram>,
+    /// The seccomp filters in install order; at most one carries a listener.
+    pub seccomp: Vec<Filter>,
     /// The MCP layer's pipes, to become the server's stdin and stdout.
     pub stdio: Option<(OwnedFd, OwnedFd)>,
-    /// The network broker's filter and the channel its listener goes to the supervisor through.
-    pub broker: Option<(Vec<seccompiler::sock_filter>, std::os::unix::net::UnixStream)>,
+    /// The channel the listener goes to the supervisor through (with a listener filter).
+    pub listener_channel: Option<UnixStream>,
     /// The signals the supervisor blocked before the fork and forwards.
     pub forwarded: SigSet,
     /// pidfd of the supervisor, to detect that it died before the parent-death signal was armed.
@@ -157,9 +164,10 @@ fn harden_and_exec<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<Outcome<K::Ex
     set_no_new_privs(k)?;
     // After everything that needs the filesystem unrestricted (the /proc writes, chdir).
     restrict_landlock(k, s)?;
-    // Before the main filters, which need not allow seccomp(); the listener must leave before exec.
-    hand_over_broker_listener(k, s)?;
-    // Last hardening step, so the filter need not allow any set-up syscall above.
+    // After Landlock consumed its ruleset; before the listener needs a descriptor of its own.
+    close_inherited_fds(k, s)?;
+    // Last hardening step, so the filters need not allow any set-up syscall above; the listener
+    // must reach the supervisor before exec.
     install_seccomp(k, s)?;
     // After every filter, so the reaper and the server both run under all of them.
     if let ControlFlow::Break(status) = fork_server(k, s)? {
@@ -196,7 +204,9 @@ fn sanitize<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
 }
 
 fn join_cgroups<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
-    s.cgroup_procs.iter_mut().try_for_each(|procs| k.join_cgroup(procs)).map_err(at(Step::JoinCgroups))
+    s.cgroup_procs.iter_mut().try_for_each(|procs| k.join_cgroup(procs)).map_err(at(Step::JoinCgroups))?;
+    s.cgroup_procs.clear(); // closed: step 15 keeps only what is still to be used
+    Ok(())
 }
 
 fn set_rlimits<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
@@ -261,19 +271,37 @@ fn restrict_landlock<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepErr
     }
 }
 
-/// The handshake (write the fd number, wait for the supervisor to take a duplicate with
-/// `pidfd_getfd`) uses only calls that neither filter stops. Our copy of the listener and the
-/// channel are closed afterwards.
-fn hand_over_broker_listener<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
-    let Some((program, mut channel)) = s.broker.take() else { return Ok(()) };
-    let failed = at(Step::HandOverBrokerListener);
-    let listener = k.install_listener_filter(&program).map_err(failed)?;
-    k.send_listener(&mut channel, listener.as_fd()).map_err(failed)?;
-    k.await_ack(&mut channel).map_err(failed)
+/// What stage 2 still uses from here on: the error pipe, the supervisor's pidfd and the listener
+/// channel. Everything else it holds was dropped already (the ruleset, the cgroup files, the view's
+/// clones), so no Rust object owns a descriptor this closes.
+fn close_inherited_fds<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
+    let mut keep = vec![s.error_pipe.as_raw_fd(), s.supervisor.as_raw_fd()];
+    keep.extend(s.listener_channel.as_ref().map(|c| c.as_raw_fd()));
+    k.close_inherited_fds(&keep).map_err(at(Step::CloseInheritedFds))
 }
 
-fn install_seccomp<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
-    s.seccomp.iter().try_for_each(|program| k.install_seccomp(program)).map_err(at(Step::InstallSeccomp))
+/// The filters in the supervisor's order (it puts a filter that may refuse `seccomp()` after the
+/// others).
+fn install_seccomp<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
+    for filter in std::mem::take(&mut s.seccomp) {
+        match filter {
+            Filter::Plain(program) => k.install_seccomp(&program).map_err(at(Step::InstallSeccomp))?,
+            Filter::Listener(program) => hand_over_listener(k, s, &program)?,
+        }
+    }
+    Ok(())
+}
+
+/// The handshake (write the fd number, wait for the supervisor to take a duplicate with
+/// `pidfd_getfd`) uses only calls no filter stops. Our copy of the listener and the channel are
+/// closed afterwards.
+fn hand_over_listener<K: Kernel>(k: &mut K, s: &mut Stage2, program: &BpfProgram) -> Result<(), StepError> {
+    let failed = at(Step::HandOverListener);
+    let mut channel =
+        s.listener_channel.take().ok_or(StepError { step: Step::HandOverListener, errno: libc::EINVAL })?;
+    let listener = k.install_listener_filter(program).map_err(failed)?;
+    k.send_listener(&mut channel, listener.as_fd()).map_err(failed)?;
+    k.await_ack(&mut channel).map_err(failed)
 }
 
 /// In a PID namespace stage 2 is PID 1: it forks the server and stays behind as its reaper

@@ -23,18 +23,30 @@ use crate::sys::Forked;
 /// One call, with the arguments a test may want to check.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    MapUserNamespace { uid: u32, gid: u32 },
+    MapUserNamespace {
+        uid: u32,
+        gid: u32,
+    },
     RedirectStdio,
     MarkInheritedFdsCloexec,
+    /// How many descriptors were kept.
+    CloseInheritedFds {
+        kept: usize,
+    },
     ResetSignalDispositions,
     JoinCgroup,
     SetRlimits(Vec<(Resource, u64)>),
-    MountView { binds: usize },
+    MountView {
+        binds: usize,
+    },
     Setsid,
     Chdir(CString),
     CanDropBoundingSet,
     DropBoundingSet,
-    SwitchIdentity { uid: u32, gid: u32 },
+    SwitchIdentity {
+        uid: u32,
+        gid: u32,
+    },
     ClearCaps,
     SetParentDeathSignal,
     ProcessExited,
@@ -43,9 +55,13 @@ pub enum Op {
     InstallListenerFilter,
     SendListener,
     AwaitAck,
-    InstallSeccomp { instructions: usize },
+    InstallSeccomp {
+        instructions: usize,
+    },
     Fork,
-    Reap { server: i32 },
+    Reap {
+        server: i32,
+    },
     UnblockSignals,
     Exec(CString),
 }
@@ -137,6 +153,9 @@ impl Kernel for Recorder {
     }
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno> {
         self.record(Op::MarkInheritedFdsCloexec)
+    }
+    fn close_inherited_fds(&mut self, keep: &[std::os::fd::RawFd]) -> Result<(), Errno> {
+        self.record(Op::CloseInheritedFds { kept: keep.len() })
     }
     fn reset_signal_dispositions(&mut self) -> Result<(), Errno> {
         self.record(Op::ResetSignalDispositions)

@@ -39,8 +39,10 @@ pub enum Step {
     RestrictLandlock,
     #[strum(message = "enforce Landlock in full (the kernel enforced only part of the ruleset)")]
     LandlockNotEnforced,
-    #[strum(message = "hand the network broker's seccomp listener to the supervisor")]
-    HandOverBrokerListener,
+    #[strum(message = "close the file descriptors inherited from the supervisor")]
+    CloseInheritedFds,
+    #[strum(message = "hand the seccomp listener to the supervisor")]
+    HandOverListener,
     #[strum(message = "install the seccomp filter")]
     InstallSeccomp,
     #[strum(message = "fork the server under the PID-1 reaper")]

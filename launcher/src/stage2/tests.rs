@@ -58,9 +58,9 @@ fn everything() -> Stage2 {
         namespaces: Namespaces { user: true, pid: true, mount: true },
         view: view(),
         landlock: Some((ruleset(), Level::Required)),
-        seccomp: vec![filter(1), filter(2)],
+        seccomp: vec![Filter::Plain(filter(1)), Filter::Plain(filter(2)), Filter::Listener(filter(3))],
         stdio: Some((dev_null().into(), dev_null().into())),
-        broker: Some((filter(3), stage2_end)),
+        listener_channel: Some(stage2_end),
         forwarded: SigSet::empty(),
         supervisor: dev_null().into(),
         error_pipe: dev_null().into(),
@@ -77,7 +77,7 @@ fn bare() -> Stage2 {
         landlock: None,
         seccomp: Vec::new(),
         stdio: None,
-        broker: None,
+        listener_channel: None,
         ..everything()
     }
 }
@@ -102,11 +102,12 @@ fn full_sequence() -> Vec<Op> {
         Op::ProcessExited,
         Op::SetNoNewPrivs,
         Op::RestrictLandlock(Level::Required),
+        Op::CloseInheritedFds { kept: 3 },
+        Op::InstallSeccomp { instructions: 1 },
+        Op::InstallSeccomp { instructions: 2 },
         Op::InstallListenerFilter,
         Op::SendListener,
         Op::AwaitAck,
-        Op::InstallSeccomp { instructions: 1 },
-        Op::InstallSeccomp { instructions: 2 },
         Op::Fork,
         Op::SetParentDeathSignal,
         Op::UnblockSignals,
@@ -139,7 +140,7 @@ fn steps_are_numbered_by_declaration_order_and_round_trip() {
     assert!(n(Step::SetRlimits) < n(Step::SwitchIdentity) && n(Step::DropBoundingCaps) < n(Step::SwitchIdentity));
     assert!(n(Step::SwitchIdentity) < n(Step::ArmParentDeathSignal));
     assert!(n(Step::SetNoNewPrivs) < n(Step::RestrictLandlock) && n(Step::RestrictLandlock) < n(Step::InstallSeccomp));
-    assert!(n(Step::HandOverBrokerListener) < n(Step::InstallSeccomp));
+    assert_eq!(n(Step::HandOverListener) + 1, n(Step::InstallSeccomp), "the handshake is part of installing");
     assert!(n(Step::MountView) < n(Step::DropBoundingCaps) && n(Step::MountView) < n(Step::RestrictLandlock));
     assert_eq!(n(Step::UnblockSignals) + 1, n(Step::Exec));
 }
@@ -152,7 +153,7 @@ fn every_step_has_its_own_name_and_message() {
         assert_ne!(step.describe(), "complete a hardening step", "{step:?} has no message");
     }
     assert_eq!(Step::Exec.name(), "exec_server");
-    assert_eq!(Step::HandOverBrokerListener.name(), "hand_over_broker_listener");
+    assert_eq!(Step::HandOverListener.name(), "hand_over_listener");
 }
 
 #[test]
@@ -227,12 +228,20 @@ fn no_new_privs_comes_before_landlock_which_comes_before_seccomp() {
 }
 
 #[test]
-fn the_broker_handshake_completes_before_the_main_filters() {
+fn the_listener_is_handed_over_at_its_place_in_the_filter_order() {
     let mut k = Recorder::default();
     run_everything(&mut k).expect("no step fails");
-    let filters = pos(&k, Op::InstallSeccomp { instructions: 0 });
-    let handshake = [Op::InstallListenerFilter, Op::SendListener, Op::AwaitAck];
-    assert_eq!(k.ops[filters - 3..filters], handshake);
+    let listener = pos(&k, Op::InstallListenerFilter);
+    assert_eq!(k.ops[listener - 1], Op::InstallSeccomp { instructions: 2 }, "after the plain filters before it");
+    assert_eq!(k.ops[listener..listener + 3], [Op::InstallListenerFilter, Op::SendListener, Op::AwaitAck]);
+    let mut first = everything();
+    first.seccomp.rotate_right(1);
+    let mut k = Recorder::default();
+    harden_and_exec(&mut k, &mut first).expect("no step fails");
+    assert!(
+        pos(&k, Op::AwaitAck) < pos(&k, Op::InstallSeccomp { instructions: 0 }),
+        "a listener placed first goes first"
+    );
 }
 
 #[test]
@@ -261,6 +270,7 @@ fn conditional_steps_are_skipped_when_they_do_not_apply() {
             Op::SetParentDeathSignal,
             Op::ProcessExited,
             Op::SetNoNewPrivs,
+            Op::CloseInheritedFds { kept: 2 },
             Op::UnblockSignals,
             Op::Exec(SERVER.into()),
         ]
@@ -345,9 +355,10 @@ a_failing_call_stops_the_sequence! {
     failing_supervisor_check: Op::ProcessExited, 0 => Step::ArmParentDeathSignal;
     failing_set_no_new_privs: Op::SetNoNewPrivs, 0 => Step::SetNoNewPrivs;
     failing_restrict_landlock: Op::RestrictLandlock(Level::Required), 0 => Step::RestrictLandlock;
-    failing_install_listener_filter: Op::InstallListenerFilter, 0 => Step::HandOverBrokerListener;
-    failing_send_listener: Op::SendListener, 0 => Step::HandOverBrokerListener;
-    failing_await_ack: Op::AwaitAck, 0 => Step::HandOverBrokerListener;
+    failing_close_inherited_fds: Op::CloseInheritedFds { kept: 0 }, 0 => Step::CloseInheritedFds;
+    failing_install_listener_filter: Op::InstallListenerFilter, 0 => Step::HandOverListener;
+    failing_send_listener: Op::SendListener, 0 => Step::HandOverListener;
+    failing_await_ack: Op::AwaitAck, 0 => Step::HandOverListener;
     failing_first_seccomp_filter: Op::InstallSeccomp { instructions: 0 }, 0 => Step::InstallSeccomp;
     failing_second_seccomp_filter: Op::InstallSeccomp { instructions: 0 }, 1 => Step::InstallSeccomp;
     failing_fork: Op::Fork, 0 => Step::ForkServer;

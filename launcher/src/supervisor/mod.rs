@@ -11,7 +11,9 @@
 //! 7. Tear down, once, whatever happened after the fork (`teardown.rs`).
 
 mod error;
+mod listener;
 mod prepare;
+pub mod refusals;
 mod services;
 mod spawn;
 mod teardown;
@@ -54,7 +56,7 @@ fn run_server(
     // 4. The threads start only now: stage 2 had to be forked from a single-threaded process.
     services::start(plan, child.pid, services, held)?;
     // 5. After 4: stage 2 waits for the broker's listener to be taken before it can exec.
-    let server = child.wait_for_exec(held.services.broker_error.take())?;
+    let server = child.wait_for_exec(held.services.listener_error.take())?;
     tracing::debug!(pid = server.as_raw(), "server started");
     // The optional BPF LSM hooks only once the server runs: its start need not wait for them.
     if let Some(monitor) = held.monitor.as_mut() {

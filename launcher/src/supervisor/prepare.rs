@@ -1,7 +1,7 @@
 //! Every fallible step before the fork, so that a failure refuses the run before anything starts:
 //! the cgroups with their limits, the eBPF monitor, the audit logs, the private TMPDIR, the
 //! Landlock ruleset (every path opened), the seccomp programs, argv/envp as C strings, the error
-//! pipe, the MCP pipes and the broker channel. The result is one `Prepared`.
+//! pipe, the MCP pipes and the seccomp listener's channel. The result is one `Prepared`.
 
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
@@ -13,10 +13,9 @@ use ::landlock::RulesetCreated;
 use nix::fcntl::OFlag;
 use nix::sys::resource::Resource;
 use nix::sys::signal::SigSet;
-use seccompiler::sock_filter;
 
 use super::error::{SupervisorError, cstring, sys_err};
-use super::services::{BrokerEnd, McpEnds, ServiceInputs, Services};
+use super::services::{ListenerEnd, McpEnds, ServiceInputs, Services};
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
@@ -25,8 +24,9 @@ use crate::layers::cgroup::ServerCgroups;
 use crate::layers::fs_view::ViewPlan;
 use crate::layers::landlock::{self, FsAccess, NetPorts};
 use crate::layers::private_tmp::PrivateTmp;
+use crate::layers::seccomp::{Filter, Mediated};
 use crate::plan::{Enforcement, Layer, Plan};
-use crate::profile::Level;
+use crate::profile::{Level, Violation};
 use crate::stage2::Stage2;
 use crate::sys;
 
@@ -60,17 +60,13 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
         false => None,
     };
     let landlock = landlock_ruleset(plan, private_tmp.as_ref())?;
-    let seccomp = match (plan.level(Layer::Seccomp), plan.enforcement(Layer::Seccomp)) {
-        (Level::Off, _) | (_, Enforcement::Missing(_)) => Vec::new(),
-        _ => plan.syscalls().compile(plan.x32_abi())?,
-    };
     let env = environment(plan, private_tmp.as_ref())?;
     let argv = plan.argv().iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
     let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the error pipe"))?;
     let (mcp, stdio) = mcp_pipes(plan)?;
     // After the monitor: whether it loaded decides whether the broker is needed.
-    let (broker_stage2, broker) = broker_channel(plan, monitor.is_some())?;
+    let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some())?;
     let stage2 = Stage2 {
         program: cstring("program path", plan.program().as_os_str())?,
         argv,
@@ -84,7 +80,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
         view: view(plan, private_tmp.as_ref()),
         landlock,
         seccomp,
-        broker: broker_stage2,
+        listener_channel,
         stdio,
         forwarded,
         supervisor,
@@ -93,7 +89,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     Ok(Prepared {
         stage2,
         error_pipe: error_read,
-        services: ServiceInputs { monitor_log, mcp, broker },
+        services: ServiceInputs { monitor_log, mcp, listener },
         held: Held { cgroups, monitor, private_tmp, services: Services::default() },
     })
 }
@@ -107,7 +103,6 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
         audit_mode: plan.audit_mode(),
         rules: plan.net_rules(),
         allow_raw_sockets: false,
-        denied_syscalls: plan.syscalls().deny.iter().map(|s| s.id() as u32).collect(),
         ring_bytes: plan.audit_buffer(),
     };
     match Monitor::load(&config) {
@@ -213,14 +208,37 @@ fn mcp_pipes(plan: &Plan) -> Result<(Option<McpEnds>, ServerStdio), SupervisorEr
     Ok((Some(ends), Some((stdin_r, stdout_w))))
 }
 
-/// Stage 2's part of the network broker: the filter to install and its end of the channel.
-type BrokerStage2 = Option<(Vec<sock_filter>, UnixStream)>;
+/// The seccomp filters stage 2 installs, its end of the listener channel, and the supervisor's.
+type Filters = (Vec<Filter>, Option<UnixStream>, Option<ListenerEnd>);
 
-/// The network broker: its filter travels with stage 2, its listener comes back over the
-/// channel. Not needed when the eBPF layer loaded and expresses every rule itself.
-fn broker_channel(plan: &Plan, monitor_loaded: bool) -> Result<(BrokerStage2, Option<BrokerEnd>), SupervisorError> {
-    let Some(policy) = plan.broker_policy(monitor_loaded) else { return Ok((None, None)) };
-    let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the broker channel"))?;
-    let filter = sys::notify::filter(plan.syscalls().sockets.udp);
-    Ok((Some((filter, theirs)), Some(BrokerEnd { channel: ours, policy: policy.clone() })))
+/// The seccomp filters. Refused calls go to the supervisor, which records each one, wherever the
+/// kernel can hand them over and the profile's violation action is `errno`; the network broker's
+/// calls go there too when it runs (not when the eBPF layer loaded and expresses every rule). The
+/// filter with the listener travels with stage 2, the listener comes back over the channel.
+fn seccomp_filters(plan: &Plan, monitor_loaded: bool) -> Result<Filters, SupervisorError> {
+    let policy = plan.syscalls();
+    let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), Mediated { datagrams: policy.sockets.udp }));
+    let mediated = broker.as_ref().map(|(_, m)| *m);
+    let seccomp_on = plan.level(Layer::Seccomp) != Level::Off
+        && !matches!(plan.enforcement(Layer::Seccomp), Enforcement::Missing(_));
+    let filters = match (seccomp_on, mediated) {
+        (false, None) => return Ok((Vec::new(), None, None)),
+        (false, Some(m)) => vec![m.filter()?],
+        (true, _) => {
+            let to_supervisor = policy.action == Violation::Errno && plan.user_notification();
+            if policy.action == Violation::Errno && !to_supervisor {
+                tracing::warn!(
+                    "this kernel cannot hand refused calls to the supervisor (seccomp user notification with pidfd_getfd, Linux 5.6): seccomp refusals are enforced but not recorded"
+                );
+            }
+            policy.compile(plan.x32_abi(), to_supervisor, mediated)?
+        }
+    };
+    if !filters.iter().any(|f| matches!(f, Filter::Listener(_))) {
+        return Ok((filters, None, None));
+    }
+    let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
+    let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log };
+    Ok((filters, Some(theirs), Some(end)))
 }

@@ -1,20 +1,24 @@
 //! The threads the supervisor starts after the fork: the monitor's reader (probe events into the
-//! audit log), the MCP proxy (client <-> server stdio) and the network broker (the seccomp
-//! listener taken from stage 2).
+//! audit log), the MCP proxy (client <-> server stdio) and the seccomp listener taken from stage 2
+//! (refusals recorded, the network broker's calls performed).
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
+use super::listener::{self, Listener};
+use super::refusals::Refusals;
 use super::teardown::Held;
 use crate::audit::AuditLog;
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
-use crate::layers::broker::{self, NetPolicy};
+use crate::layers::broker::{Broker, NetPolicy};
+use crate::layers::seccomp::{Mediated, SyscallPolicy};
 use crate::mcp::McpConfig;
 use crate::plan::Plan;
 use crate::sys;
@@ -24,7 +28,7 @@ pub struct ServiceInputs {
     /// The eBPF layer's audit log, opened (and its start record written) when the monitor loaded.
     pub monitor_log: Option<AuditLog>,
     pub mcp: Option<McpEnds>,
-    pub broker: Option<BrokerEnd>,
+    pub listener: Option<ListenerEnd>,
 }
 
 /// The MCP layer's configuration, its audit log, and the supervisor's ends of the server's stdio.
@@ -35,42 +39,51 @@ pub struct McpEnds {
     pub server_out: OwnedFd,
 }
 
-/// The supervisor's end of the channel the broker's listener comes back over, and its policy.
-pub struct BrokerEnd {
+/// The supervisor's end of the channel the seccomp listener comes back over, what it serves, and
+/// the audit log its refusals go to.
+pub struct ListenerEnd {
     pub channel: UnixStream,
-    pub policy: NetPolicy,
+    pub policy: SyscallPolicy,
+    pub broker: Option<(NetPolicy, Mediated)>,
+    pub log: AuditLog,
 }
 
-/// The services that run, for the teardown to stop. The broker's thread is not among them: it
+/// The services that run, for the teardown to stop. The listener's thread is not among them: it
 /// ends by itself once no process uses its seccomp filter.
 #[derive(Default)]
 pub struct Services {
     pub reader: Option<Reader>,
     pub proxy: Option<JoinHandle<()>>,
-    /// Taking the broker's listener failed: stage 2 then fails its step, and this error, the
-    /// cause, is reported in place of stage 2's.
-    pub broker_error: Option<SupervisorError>,
+    /// Where the listener records refusals, for the summary.
+    pub refusals: Option<Arc<Refusals>>,
+    /// Taking the listener failed: stage 2 then fails its step, and this error, the cause, is
+    /// reported in place of stage 2's.
+    pub listener_error: Option<SupervisorError>,
 }
 
 /// Starts the services into `held.services` as each one starts, so that the teardown stops those
 /// that run even when a later one fails.
 pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) -> Result<(), SupervisorError> {
-    let ServiceInputs { monitor_log, mcp, broker } = inputs;
+    let ServiceInputs { monitor_log, mcp, listener } = inputs;
     if let (Some(monitor), Some(log)) = (held.monitor.as_mut(), monitor_log) {
         held.services.reader = Some(start_reader(plan, child, monitor, log)?);
     }
     if let Some(mcp) = mcp {
         held.services.proxy = Some(start_proxy(mcp)?);
     }
-    // Take the broker's listener from stage 2 before it can exec; a failure here makes stage 2
-    // fail its step (the channel closes), which the error pipe then reports.
-    if let Some(BrokerEnd { channel, policy }) = broker {
-        match take_listener(channel, child) {
-            Ok(Some(listener)) => {
-                broker::spawn(listener, policy).map_err(sys_err("start the network broker"))?;
+    // Take the listener from stage 2 before it can exec; a failure here makes stage 2 fail its
+    // step (the channel closes), which the error pipe then reports.
+    if let Some(end) = listener {
+        let refusals = Arc::new(Refusals::new(Some(end.log)));
+        match take_listener(end.channel, child) {
+            Ok(Some(fd)) => {
+                let broker = end.broker.map(|(policy, m)| (Broker::new(policy, Arc::clone(&refusals)), m));
+                let served = Listener { fd, policy: end.policy, broker, refusals: Arc::clone(&refusals) };
+                listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
+                held.services.refusals = Some(refusals);
             }
             Ok(None) => {}
-            Err(e) => held.services.broker_error = Some(e),
+            Err(e) => held.services.listener_error = Some(e),
         }
     }
     Ok(())
@@ -80,7 +93,8 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
 fn start_reader(plan: &Plan, child: Pid, monitor: &mut Monitor, log: AuditLog) -> Result<Reader, SupervisorError> {
     let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
     let fs = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
-    monitor.start(EventDecoder::new(table, plan.audit_mode(), fs), log).map_err(SupervisorError::from)
+    let decoder = EventDecoder::new(table, plan.audit_mode(), fs).with_broker(plan.broker_policy(true).is_some());
+    monitor.start(decoder, log).map_err(SupervisorError::from)
 }
 
 /// Starts the MCP proxy between the client (the launcher's stdin and stdout) and the server.
@@ -92,7 +106,7 @@ fn start_proxy(mcp: McpEnds) -> Result<JoinHandle<()>, SupervisorError> {
         .map_err(sys_err("start the MCP layer"))
 }
 
-/// Receives the broker listener's fd number from stage 2, duplicates it out of the child
+/// Receives the listener's fd number from stage 2, duplicates it out of the child
 /// (`pidfd_getfd`) and acknowledges. `None`: stage 2 failed before the broker step.
 fn take_listener(mut channel: UnixStream, child: Pid) -> Result<Option<OwnedFd>, SupervisorError> {
     let mut num = [0u8; 4];
@@ -101,7 +115,7 @@ fn take_listener(mut channel: UnixStream, child: Pid) -> Result<Option<OwnedFd>,
     }
     let pidfd = sys::pidfd_open(child.as_raw()).map_err(sys_err("open a pidfd for stage 2"))?;
     let listener = sys::pidfd_getfd(pidfd.as_fd(), i32::from_ne_bytes(num))
-        .map_err(sys_err("take the network broker's listener from stage 2"))?;
-    channel.write_all(&[1]).map_err(sys_err("acknowledge the broker listener"))?;
+        .map_err(sys_err("take the seccomp listener from stage 2"))?;
+    channel.write_all(&[1]).map_err(sys_err("acknowledge the seccomp listener"))?;
     Ok(Some(listener))
 }

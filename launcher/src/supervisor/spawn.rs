@@ -44,12 +44,12 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
 impl Stage2Child {
     /// Waits until stage 2 executed the server (the close-on-exec error pipe reaches EOF) and
     /// returns the server's pid. When a step failed, reaps stage 2 and returns the failure;
-    /// `broker_error`, when taking the broker's listener failed, is why stage 2 failed its step,
+    /// `listener_error`, when taking the seccomp listener failed, is why stage 2 failed its step,
     /// so it is returned in its place.
-    pub fn wait_for_exec(self, broker_error: Option<SupervisorError>) -> Result<Pid, SupervisorError> {
+    pub fn wait_for_exec(self, listener_error: Option<SupervisorError>) -> Result<Pid, SupervisorError> {
         let Some(err) = read_stage2_error(self.error_pipe) else { return Ok(self.pid) };
         let _ = waitpid(self.pid, None);
-        Err(broker_error.unwrap_or(SupervisorError::Stage2(err)))
+        Err(listener_error.unwrap_or(SupervisorError::Stage2(err)))
     }
 }
 

@@ -46,27 +46,50 @@ pub fn run(plan: &Plan, held: Held, outcome: &Result<i32, SupervisorError>) {
         // the client see the server's stdout close now rather than after the teardown.
         release_stdio();
     }
-    if let Some(reader) = services.reader {
-        // Stopping the reader drains what is left in the ring buffer into the log.
-        let (decoder, mut log) = reader.stop();
-        if let (Some(status), Some(m)) = (status, monitor.as_ref()) {
-            let summary = Summary {
-                profile: plan.profile().to_string(),
-                program: plan.program().display().to_string(),
-                mode: if plan.audit_mode() { "audit" } else { "enforce" },
-                exit_code: (status < 128).then_some(status),
-                signal: (status > 128).then_some(status - 128),
-            };
-            let line = write_summary(&mut log, &decoder, &m.counters(), m.lsm(), &summary);
-            eprintln!("mcp-warden: {line}");
-        }
-    }
+    summarize(plan, services, monitor.as_ref(), status);
     // The probes are attached to the server's cgroup: detach them before it is removed.
     drop(monitor);
     // Removing the cgroups kills what is left of the server's tree: remove them before the
     // private TMPDIR, which that tree could still be writing to.
     drop(cgroups);
     drop(private_tmp);
+}
+
+/// Drains the monitor into the log and writes the summary when the server ran, counting the
+/// supervisor's refusals with the probes' denials; without the monitor, one line for the refusals.
+fn summarize(plan: &Plan, services: Services, monitor: Option<&Monitor>, status: Option<i32>) {
+    let refusals = services.refusals.as_ref().map(|r| r.counts()).unwrap_or_default();
+    if let Some(r) = &services.refusals {
+        r.flush();
+    }
+    let Some(reader) = services.reader else {
+        if !refusals.is_empty() {
+            let by_layer: Vec<String> = refusals.iter().map(|(layer, n)| format!("{n} {layer}")).collect();
+            let total: u64 = refusals.values().sum();
+            eprintln!(
+                "mcp-warden: refused {total} calls ({}); log: {}",
+                by_layer.join(", "),
+                plan.audit_log().describe()
+            );
+        }
+        return;
+    };
+    // Stopping the reader drains what is left in the ring buffer into the log.
+    let (mut decoder, mut log) = reader.stop();
+    for (layer, n) in &refusals {
+        *decoder.denials.entry(layer).or_default() += n;
+    }
+    if let (Some(status), Some(m)) = (status, monitor) {
+        let summary = Summary {
+            profile: plan.profile().to_string(),
+            program: plan.program().display().to_string(),
+            mode: if plan.audit_mode() { "audit" } else { "enforce" },
+            exit_code: (status < 128).then_some(status),
+            signal: (status > 128).then_some(status - 128),
+        };
+        let line = write_summary(&mut log, &decoder, &m.counters(), m.lsm(), &summary);
+        eprintln!("mcp-warden: {line}");
+    }
 }
 
 /// Points stdin and stdout at /dev/null, dropping the supervisor's references to the client's

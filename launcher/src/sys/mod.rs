@@ -135,6 +135,29 @@ pub fn close_from(first: RawFd) -> io::Result<()> {
     if ret < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
 }
 
+/// Closes every fd from 3 upwards except `keep` (`close_range` over the gaps between them). The
+/// caller must own no object that wraps a closed fd and is used or dropped later: stage 2 calls it
+/// once everything but `keep` has been dropped.
+pub fn close_all_but(keep: &[RawFd]) -> io::Result<()> {
+    let mut kept: Vec<libc::c_uint> = keep.iter().filter(|fd| **fd >= 3).map(|fd| *fd as libc::c_uint).collect();
+    kept.sort_unstable();
+    kept.dedup();
+    let mut first: libc::c_uint = 3;
+    for fd in kept.into_iter().chain([libc::c_uint::MAX]) {
+        if fd > first {
+            let last = if fd == libc::c_uint::MAX { fd } else { fd - 1 };
+            // SAFETY: close_range takes two integers and a flag; per this function's contract no
+            // live Rust object owns a descriptor in the range.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) };
+            if ret < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        first = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
 /// Resets every catchable signal to its default disposition. Ignored signals survive `execve`,
 /// so a launcher started with, e.g., SIGPIPE ignored would otherwise hand that to the server.
 pub fn reset_signal_dispositions() -> io::Result<()> {

@@ -1,56 +1,13 @@
-//! seccomp user notification: the filter that hands a process's network syscalls to the
-//! supervisor, and the ioctls of its listener. seccompiler has no `SECCOMP_RET_USER_NOTIF` action,
-//! hence hand-assembled BPF, kept here next to the x32 guard. Also the layouts the broker reads out
-//! of the server's memory (`struct msghdr`, `struct iovec`), located with `offset_of!`.
+//! seccomp user notification: installing the filter that carries the listener, the ioctls of the
+//! listener (receive, check, answer), the raw calls the network broker performs for the server, and
+//! the layouts the broker reads out of the server's memory (`struct msghdr`, `struct iovec`),
+//! located with `offset_of!`.
 
 use std::io;
 use std::mem::{offset_of, size_of};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use seccompiler::sock_filter;
-
-const BPF_LD_W_ABS: u16 = 0x20;
-const BPF_JMP_JEQ_K: u16 = 0x15;
-const BPF_RET_K: u16 = 0x06;
-const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
-const ARCH: u32 = offset_of!(libc::seccomp_data, arch) as u32;
-const NR: u32 = offset_of!(libc::seccomp_data, nr) as u32;
-/// `seccomp_data.args[4]`: the low and high words of `sendto`'s address (little-endian).
-const ARG4_LO: u32 = (offset_of!(libc::seccomp_data, args) + 4 * size_of::<u64>()) as u32;
-const ARG4_HI: u32 = ARG4_LO + 4;
-
-/// The filter: `connect`, `sendto` with a destination address and, when `datagrams` (the
-/// server may hold UDP sockets, whose `sendmsg`/`sendmmsg` can carry a destination in memory
-/// BPF cannot read), `sendmsg` and `sendmmsg` go to the supervisor; everything else is left to
-/// the main filter. Other architectures are allowed here because the main filter kills them.
-pub fn filter(datagrams: bool) -> Vec<sock_filter> {
-    let stmt = |code, k| sock_filter { code, jt: 0, jf: 0, k };
-    let jeq = |k: i64, jt: u8, jf: u8| sock_filter { code: BPF_JMP_JEQ_K, jt, jf, k: k as u32 };
-    let notify = libc::SECCOMP_RET_USER_NOTIF;
-    let mut p = vec![
-        stmt(BPF_LD_W_ABS, ARCH),
-        jeq(AUDIT_ARCH_X86_64.into(), 1, 0),
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-        stmt(BPF_LD_W_ABS, NR),
-    ];
-    if datagrams {
-        p.push(jeq(libc::SYS_sendmsg, 2, 0)); // -> the `notify` after connect's test
-        p.push(jeq(libc::SYS_sendmmsg, 1, 0));
-    }
-    p.extend([
-        jeq(libc::SYS_connect, 0, 1),
-        stmt(BPF_RET_K, notify),
-        jeq(libc::SYS_sendto, 0, 4),
-        stmt(BPF_LD_W_ABS, ARG4_LO),
-        jeq(0, 0, 3), // address set -> notify
-        stmt(BPF_LD_W_ABS, ARG4_HI),
-        jeq(0, 0, 1), // address set -> notify
-        stmt(BPF_RET_K, SECCOMP_RET_ALLOW),
-        stmt(BPF_RET_K, notify),
-    ]);
-    p
-}
 
 /// Installs `program` on the calling thread (no_new_privs must be set) and returns the
 /// listener, close-on-exec.
@@ -224,29 +181,6 @@ fn field<const N: usize>(bytes: &[u8], offset: usize) -> Option<[u8; N]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn jumps_land_on_the_notify_return() {
-        for datagrams in [false, true] {
-            let p = filter(datagrams);
-            let notify = libc::SECCOMP_RET_USER_NOTIF;
-            let target = |i: usize, off: u8| &p[i + 1 + off as usize];
-            let is_notify = |f: &sock_filter| f.code == BPF_RET_K && f.k == notify;
-            let connect = p.iter().position(|f| f.code == BPF_JMP_JEQ_K && f.k == libc::SYS_connect as u32);
-            let connect = connect.expect("a test for connect");
-            assert!(is_notify(target(connect, p[connect].jt)));
-            if datagrams {
-                assert!(is_notify(target(4, p[4].jt)) && is_notify(target(5, p[5].jt)));
-            }
-            assert!(p.last().is_some_and(is_notify));
-        }
-    }
-
-    #[test]
-    fn sendto_address_words_are_args_4() {
-        // seccomp_data: nr (4), arch (4), instruction_pointer (8), args[6] (8 each).
-        assert_eq!((ARG4_LO, ARG4_HI), (16 + 4 * 8, 16 + 4 * 8 + 4));
-    }
 
     /// The bytes of a value, as `process_vm_readv` would copy them out of the server.
     fn bytes_of<T>(value: &T) -> Vec<u8> {

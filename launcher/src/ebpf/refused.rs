@@ -1,0 +1,119 @@
+//! Which layer refused a call the probes saw fail (`RefusedEvent`): the filesystem view (a write
+//! outside the write grants meets a read-only mount: `EROFS`), Landlock (`EACCES`/`EXDEV` on a path
+//! outside the grants, a TCP port not granted, a signal out of scope), or none (a file's own
+//! permissions refused it inside the grants: not a sandbox refusal, not reported).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use mcp_warden_ebpf_common::RefusedEvent;
+use syscalls::Sysno;
+
+use crate::audit::record::DenyLayer;
+use crate::layers::landlock::FsAccess;
+
+/// A refusal attributed to a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attributed {
+    pub layer: DenyLayer,
+    pub syscall: String,
+    pub args: BTreeMap<String, String>,
+    pub path: Option<String>,
+    pub reason: String,
+}
+
+/// The layer that refused `e`, or `None` when no sandbox layer did.
+pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)]) -> Option<Attributed> {
+    let errno = -e.ret as i32;
+    let sys = Sysno::new(e.nr as usize);
+    let syscall = sys.map_or_else(|| format!("syscall_{}", e.nr), |s| s.name().to_string());
+    let path = Some(cstr(&e.path)).filter(|p| !p.is_empty());
+    let mut args = BTreeMap::new();
+    if e.fd >= 0 {
+        args.insert("fd".to_string(), e.fd.to_string());
+    }
+    if let Some(second) = Some(cstr(&e.path2)).filter(|p| !p.is_empty()) {
+        args.insert("new_path".to_string(), second);
+    }
+    let (layer, reason) = match (sys, errno) {
+        (_, libc::EROFS) => {
+            (DenyLayer::FsView, "outside the write grants: the filesystem view mounts it read-only".into())
+        }
+        (Some(Sysno::connect | Sysno::bind), libc::EACCES) => {
+            (DenyLayer::Landlock, "a TCP port the profile does not grant (Landlock)".into())
+        }
+        (Some(Sysno::kill | Sysno::tkill | Sysno::tgkill), libc::EPERM) => (
+            DenyLayer::Landlock,
+            "a signal to a process outside the sandbox (Landlock's signal scope, or another user's process)".into(),
+        ),
+        (_, libc::EACCES | libc::EXDEV) => (DenyLayer::Landlock, landlock_reason(path.as_deref(), &args, grants)?),
+        _ => return None,
+    };
+    Some(Attributed { layer, syscall, args, path, reason })
+}
+
+/// Landlock's reason for a refused file call, or `None` when every path it names is inside a
+/// write grant (then the file's own permissions refused it).
+fn landlock_reason(
+    path: Option<&str>,
+    args: &BTreeMap<String, String>,
+    grants: &[(PathBuf, FsAccess)],
+) -> Option<String> {
+    let paths: Vec<&str> = path.into_iter().chain(args.get("new_path").map(String::as_str)).collect();
+    if paths.is_empty() {
+        return Some("the descriptor was opened without the right to change it (Landlock)".into());
+    }
+    if paths.iter().any(|p| !Path::new(p).is_absolute()) {
+        return Some(
+            "outside the profile's write grants (Landlock; a relative path, not checked against the grants)".into(),
+        );
+    }
+    let writable = |p: &str| grants.iter().any(|(dir, a)| a.write && Path::new(p).starts_with(dir));
+    match paths.iter().all(|p| writable(p)) {
+        true => None,
+        false => Some("outside the profile's write grants (Landlock)".into()),
+    }
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mcp_warden_ebpf_common::{Header, PATH_LEN};
+
+    fn event(nr: i64, errno: i32, path: &str) -> RefusedEvent {
+        let mut p = [0u8; PATH_LEN];
+        p[..path.len()].copy_from_slice(path.as_bytes());
+        let hdr = Header { kind: 9, pid: 1, tid: 1, uid: 0, ktime_ns: 0, cgroup_id: 0, comm: [0; 16] };
+        RefusedEvent { hdr, nr: nr as u32, _pad: 0, ret: -(errno as i64), fd: -1, path: p, path2: [0; PATH_LEN] }
+    }
+
+    fn grants() -> Vec<(PathBuf, FsAccess)> {
+        vec![("/work".into(), FsAccess::WRITE), ("/usr".into(), FsAccess::EXEC)]
+    }
+
+    #[test]
+    fn a_read_only_mount_is_the_views_refusal() {
+        let a = attribute(&event(libc::SYS_chmod, libc::EROFS, "/home/u/.ssh/id_ed25519"), &grants()).unwrap();
+        assert_eq!((a.layer, a.syscall.as_str()), (DenyLayer::FsView, "chmod"));
+        assert_eq!(a.path.as_deref(), Some("/home/u/.ssh/id_ed25519"));
+    }
+
+    #[test]
+    fn eacces_outside_the_grants_is_landlocks_and_inside_is_nobodys() {
+        let a = attribute(&event(libc::SYS_mkdir, libc::EACCES, "/etc/evil"), &grants()).unwrap();
+        assert_eq!(a.layer, DenyLayer::Landlock);
+        assert_eq!(attribute(&event(libc::SYS_mkdir, libc::EACCES, "/work/ro-by-mode/x"), &grants()), None);
+        assert_eq!(
+            attribute(&event(libc::SYS_unlink, libc::EPERM, "/work/x"), &grants()),
+            None,
+            "EPERM on a file is its mode"
+        );
+        let a = attribute(&event(libc::SYS_connect, libc::EACCES, ""), &grants()).unwrap();
+        assert!(a.reason.contains("TCP port"), "{a:?}");
+    }
+}

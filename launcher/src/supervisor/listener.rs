@@ -1,0 +1,159 @@
+//! The supervisor's end of the seccomp listener: every call the filter hands over is either one
+//! the network broker performs for the server, or one a rule refused, which is recorded (with the
+//! arguments that decided it and the path it names) and answered with EPERM.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nix::sys::uio::{RemoteIoVec, process_vm_readv};
+use nix::unistd::Pid;
+
+use super::refusals::{Refusal, Refusals};
+use crate::audit::record::DenyLayer;
+use crate::layers::broker::Broker;
+use crate::layers::refused_call::{self, PathArg};
+use crate::layers::seccomp::{Mediated, SyscallPolicy};
+use crate::sys::notify::{self, Notification};
+
+/// What the listener serves.
+pub struct Listener {
+    pub fd: OwnedFd,
+    pub policy: SyscallPolicy,
+    /// The network broker and the calls it performs, when it runs.
+    pub broker: Option<(Broker, Mediated)>,
+    pub refusals: Arc<Refusals>,
+}
+
+/// Serves the listener until every process under the filter is gone. A mediated call gets a thread
+/// of its own (a blocking connect to a slow host must not hold up the others); a refusal is
+/// answered at once.
+pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
+    let shared = Arc::new(listener);
+    std::thread::Builder::new().name("seccomp-listener".into()).spawn(move || {
+        while let Some(n) = next(shared.fd.as_fd()) {
+            match &shared.broker {
+                Some((_, mediated)) if mediated.covers(n.nr, &n.args) && !denied_whole(&shared.policy, n.nr) => {
+                    mediate(&shared, n)
+                }
+                _ => {
+                    refuse(&shared, &n);
+                    let _ = notify::respond(shared.fd.as_fd(), n.id, Err(libc::EPERM));
+                }
+            }
+        }
+    })
+}
+
+/// The next notification; `None` once no process uses the filter any more.
+fn next(listener: BorrowedFd<'_>) -> Option<Notification> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    loop {
+        let mut fds = [PollFd::new(listener, PollFlags::POLLIN)];
+        match poll(&mut fds, PollTimeout::NONE) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return None,
+            Ok(_) => {}
+        }
+        if !fds[0].revents().unwrap_or(PollFlags::POLLHUP).contains(PollFlags::POLLIN) {
+            return None; // POLLHUP
+        }
+        // ENOENT: the thread died between poll and receive; EINTR: try again.
+        if let Ok(n) = notify::receive(listener) {
+            return Some(n);
+        }
+    }
+}
+
+/// A call of the deny-set is refused even when the broker would otherwise perform it.
+fn denied_whole(policy: &SyscallPolicy, nr: i64) -> bool {
+    syscalls::Sysno::new(nr as usize).is_some_and(|s| policy.deny.contains(&s))
+}
+
+fn mediate(shared: &Arc<Listener>, n: Notification) {
+    let worker = Arc::clone(shared);
+    let spawned = std::thread::Builder::new().name("broker-call".into()).spawn(move || {
+        if let Some((broker, _)) = &worker.broker {
+            let result = broker.handle(worker.fd.as_fd(), &n);
+            let _ = notify::respond(worker.fd.as_fd(), n.id, result);
+        }
+    });
+    if spawned.is_err() {
+        let _ = notify::respond(shared.fd.as_fd(), n.id, Err(libc::EAGAIN));
+    }
+}
+
+/// Records a call a rule refused. The path is read from the caller's memory while the call still
+/// waits; if the thread is gone by then (a recycled pid could have answered), it is left out.
+fn refuse(shared: &Listener, n: &Notification) {
+    let call = refused_call::describe(&shared.policy, n.nr, &n.args);
+    let path = call.path.and_then(|p| path_of(n, p));
+    let path = path.filter(|_| notify::still_pending(shared.fd.as_fd(), n.id));
+    let refusal = Refusal {
+        layer: DenyLayer::Seccomp,
+        tid: n.pid,
+        nr: n.nr,
+        syscall: call.syscall,
+        args: call.args,
+        path,
+        reason: call.reason,
+        grant: call.grant,
+        errno: libc::EPERM,
+    };
+    shared.refusals.record(refusal, true);
+}
+
+/// The path a call names: a string in its memory (relative ones joined to the directory they are
+/// relative to), or a file descriptor's target.
+fn path_of(n: &Notification, arg: PathArg) -> Option<String> {
+    let pid = n.pid;
+    let fd_target = |fd: u64| std::fs::read_link(format!("/proc/{pid}/fd/{}", fd as i32)).ok();
+    match arg {
+        PathArg::Fd(i) => fd_target(n.args[i]).map(|p| p.display().to_string()),
+        PathArg::Path(i) | PathArg::At(i) => {
+            let path = read_string(Pid::from_raw(pid as i32), n.args[i])?;
+            if path.starts_with('/') {
+                return Some(path);
+            }
+            let base = match arg {
+                PathArg::At(_) if n.args[0] as i32 != libc::AT_FDCWD => fd_target(n.args[0]),
+                _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
+            };
+            Some(base.map_or(path.clone(), |b| b.join(&path).display().to_string()))
+        }
+    }
+}
+
+/// A NUL-terminated string at `addr` in `pid`'s memory, at most PATH_MAX bytes, read a page at a
+/// time so that a string ending just before an unmapped page is still read.
+fn read_string(pid: Pid, addr: u64) -> Option<String> {
+    const PAGE: u64 = 4096;
+    let mut out = Vec::new();
+    let mut at = addr;
+    while out.len() < libc::PATH_MAX as usize {
+        let len = (PAGE - at % PAGE) as usize;
+        let mut buf = vec![0u8; len];
+        let remote = [RemoteIoVec { base: at as usize, len }];
+        let read = process_vm_readv(pid, &mut [std::io::IoSliceMut::new(&mut buf)], &remote).ok()?;
+        if let Some(end) = buf[..read].iter().position(|b| *b == 0) {
+            out.extend_from_slice(&buf[..end]);
+            return Some(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&buf[..read]);
+        at += read as u64;
+    }
+    Some(String::from_utf8_lossy(&out).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_string_is_read_from_a_process_memory() {
+        let s = c"/home/u/.ssh/id_ed25519";
+        let me = Pid::from_raw(std::process::id() as i32);
+        assert_eq!(read_string(me, s.as_ptr() as u64).as_deref(), Some("/home/u/.ssh/id_ed25519"));
+        assert_eq!(read_string(me, 0), None);
+    }
+}

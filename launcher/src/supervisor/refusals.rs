@@ -1,0 +1,159 @@
+//! The refusals the supervisor sees: calls the seccomp filter hands it (user notification) and
+//! calls the network broker refuses. Each one is a `deny` record in the audit log and a count for
+//! the summary; stderr (which clients keep in their MCP logs) gets one line per distinct refusal,
+//! naming what, which layer, and what would allow it.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::audit::AuditLog;
+use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Verdict};
+
+/// One refused call, as the layer that refused it describes it.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub layer: DenyLayer,
+    /// The calling thread, in the supervisor's PID namespace (the host's).
+    pub tid: u32,
+    pub nr: i64,
+    pub syscall: String,
+    pub args: BTreeMap<String, String>,
+    pub path: Option<String>,
+    pub reason: String,
+    /// The profile key or flag that would allow it.
+    pub grant: String,
+    /// What the caller gets when the refusal is enforced.
+    pub errno: i32,
+}
+
+/// Where the refusals of one run go. Shared by the listener thread and the broker's workers.
+#[derive(Debug)]
+pub struct Refusals {
+    log: Mutex<Option<AuditLog>>,
+    /// Refusals by layer, for the summary.
+    counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// The stderr lines already written (a repeat is only counted).
+    told: Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl Refusals {
+    /// `log`: the supervisor's audit writer (`None`: stderr and counts only).
+    pub fn new(log: Option<AuditLog>) -> Refusals {
+        Refusals { log: Mutex::new(log), counts: Mutex::default(), told: Mutex::default() }
+    }
+
+    /// Records `r`; `enforced` is false in audit mode, where the call went ahead.
+    pub fn record(&self, r: Refusal, enforced: bool) {
+        let caller = caller(r.tid);
+        self.tell(&r, &caller, enforced);
+        *lock(&self.counts).entry(layer_name(r.layer)).or_default() += 1;
+        let errno = enforced.then(|| format!("{:?}", nix::errno::Errno::from_raw(r.errno)));
+        let record = Deny {
+            caller,
+            layer: r.layer,
+            syscall: r.syscall,
+            nr: r.nr as u32,
+            args: r.args,
+            path: r.path,
+            reason: r.reason,
+            errno,
+            verdict: Verdict::Deny { enforced },
+        };
+        if let Some(log) = lock(&self.log).as_mut() {
+            log.write(&AuditLine::now(AuditRecord::Deny(record)));
+        }
+    }
+
+    /// Refusals so far, by layer (`seccomp`, `network`).
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        lock(&self.counts).clone()
+    }
+
+    /// Writes out what is buffered; the log's lost-line count, for the exit summary.
+    pub fn flush(&self) -> Option<u64> {
+        lock(&self.log).as_mut().map(|log| {
+            log.flush();
+            log.lost
+        })
+    }
+
+    /// The line on stderr, once per distinct refusal (same layer, call, arguments and path).
+    fn tell(&self, r: &Refusal, caller: &Caller, enforced: bool) {
+        let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let path = r.path.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
+        let what = format!("{}({}){path}", r.syscall, args.join(", "));
+        if !lock(&self.told).insert(format!("{:?} {what}", r.layer)) {
+            return;
+        }
+        let verb = if enforced { "refused" } else { "would refuse" };
+        let who = match caller.pid {
+            Some(pid) => format!("pid {pid} ({})", caller.comm),
+            None => format!("thread {}", caller.tid),
+        };
+        eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", layer_name(r.layer), r.reason, r.grant);
+    }
+}
+
+fn layer_name(layer: DenyLayer) -> &'static str {
+    match layer {
+        DenyLayer::Seccomp => "seccomp",
+        DenyLayer::Broker => "network",
+        DenyLayer::Landlock => "landlock",
+        DenyLayer::FsView => "fs-view",
+    }
+}
+
+/// The thread's process and command name, from /proc (absent fields if it is already gone).
+fn caller(tid: u32) -> Caller {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim_start_matches(':').trim().to_string()))
+    };
+    let number = |name: &str| field(name).and_then(|v| v.split_whitespace().next()?.parse().ok());
+    Caller {
+        pid: number("Tgid"),
+        ppid: number("PPid"),
+        tid,
+        comm: field("Name").unwrap_or_default(),
+        uid: number("Uid"),
+    }
+}
+
+/// A poisoned lock only means another thread panicked while recording; the data is still usable.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caller_is_found_in_proc() {
+        let me = caller(std::process::id());
+        assert_eq!(me.pid, Some(std::process::id()));
+        assert_eq!(me.uid, Some(nix::unistd::getuid().as_raw()));
+        assert!(me.ppid.is_some());
+        assert!(!me.comm.is_empty());
+        assert_eq!(caller(u32::MAX).pid, None);
+    }
+
+    #[test]
+    fn refusals_are_counted_by_layer() {
+        let r = Refusals::new(None);
+        let refusal = Refusal {
+            layer: DenyLayer::Seccomp,
+            tid: std::process::id(),
+            nr: libc::SYS_socket,
+            syscall: "socket".into(),
+            args: BTreeMap::new(),
+            path: None,
+            reason: "test".into(),
+            grant: "test".into(),
+            errno: libc::EPERM,
+        };
+        r.record(refusal.clone(), true);
+        r.record(refusal, true);
+        assert_eq!(r.counts().get("seccomp"), Some(&2));
+    }
+}
