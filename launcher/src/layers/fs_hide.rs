@@ -3,10 +3,12 @@
 //! `access`, `listxattr`, `open(O_PATH)`, which Landlock does not check) answers ENOENT.
 //!
 //! What the new root holds:
-//! - every grant beneath no other, bound from the host (a recursive clone) read-only unless
-//!   write-granted, `noexec` unless exec-granted, `nosuid` always; grants beneath another follow
-//!   the view's rule (see [`ViewPlan::hidden`]);
-//! - the host's `/proc`, read-only, `nosuid` and `noexec` (runtimes read `/proc/self/...`; other
+//! - every grant beneath no other, bound from the host (a recursive clone) with the flags the view
+//!   gives it: read-only unless write-granted, a write grant `noexec` unless exec-granted,
+//!   `nosuid` always; grants beneath another follow the view's rule (see [`ViewPlan::hidden`]).
+//!   A read grant keeps exec as in the view (Python and Node load native modules from read
+//!   grants: `mmap(PROT_EXEC)` of a file it cannot write is not what this layer is for);
+//! - the host's `/proc`, read-only and `nosuid` (runtimes read `/proc/self/...`; other
 //!   processes' `root`, `cwd` and `fd` links stay refused by Landlock's ptrace scoping);
 //! - the symlinks met on the way to each grant as written, to the program and to the working
 //!   directory (merged-usr `/lib64` -> `usr/lib64`, `/etc/resolv.conf` -> `../run/...`), and
@@ -208,7 +210,7 @@ mod tests {
     fn proc_is_bound_read_only_and_grants_beneath_it_need_no_bind_of_their_own() {
         let p = plan(&[("/proc/meminfo", FsAccess::READ), ("/usr", FsAccess::EXEC)], &[], "/usr");
         let binds: Vec<_> = p.view.binds.iter().map(|b| (b.path.to_str().unwrap(), b.writable, b.noexec)).collect();
-        assert_eq!(binds, vec![("/proc", false, true), ("/usr", false, false)]);
+        assert_eq!(binds, vec![("/proc", false, false), ("/usr", false, false)]);
         assert!(p.dirs.is_empty(), "the working directory is inside a grant");
     }
 

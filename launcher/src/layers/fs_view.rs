@@ -53,8 +53,9 @@ impl ViewPlan {
     }
 
     /// The binds of the hidden root (`fs-hide`), where nothing of the host is there unless bound:
-    /// every grant beneath no other gets a bind, read-only unless write-granted and `noexec`
-    /// unless exec-granted; grants beneath another follow [`ViewPlan::new`]'s rule.
+    /// every grant beneath no other gets a bind with the flags it has in the view (read-only
+    /// unless write-granted; a write grant `noexec` unless exec-granted); grants beneath another
+    /// follow [`ViewPlan::new`]'s rule.
     pub fn hidden(paths: &BTreeMap<PathBuf, FsAccess>) -> ViewPlan {
         ViewPlan { binds: binds(paths, true) }
     }
@@ -75,7 +76,7 @@ fn binds(paths: &BTreeMap<PathBuf, FsAccess>, hidden: bool) -> Vec<Bind> {
         let inherited = binds.iter().rev().find(|b| path.starts_with(&b.path));
         let wanted = match (access.write, inherited) {
             (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
-            (false, None) if hidden => Some(Bind { path: path.clone(), writable: false, noexec: !access.exec }),
+            (false, None) if hidden => Some(Bind { path: path.clone(), writable: false, noexec: false }),
             (false, Some(parent)) if parent.noexec && access.exec => {
                 Some(Bind { path: path.clone(), writable: parent.writable, noexec: false })
             }
@@ -149,7 +150,7 @@ mod tests {
     }
 
     #[test]
-    fn hidden_every_outermost_grant_is_bound_read_grants_noexec() {
+    fn hidden_every_outermost_grant_is_bound_with_the_flags_it_has_in_the_view() {
         let paths = [("/usr", FsAccess::EXEC), ("/usr/share", FsAccess::READ), ("/etc/passwd", FsAccess::READ)];
         let paths = paths.iter().map(|(p, a)| (PathBuf::from(p), *a)).collect();
         let binds: Vec<_> = ViewPlan::hidden(&paths)
@@ -157,7 +158,7 @@ mod tests {
             .into_iter()
             .map(|b| (b.path.display().to_string(), b.writable, b.noexec))
             .collect();
-        assert_eq!(binds, vec![("/usr".into(), false, false), ("/etc/passwd".into(), false, true)]);
+        assert_eq!(binds, vec![("/usr".into(), false, false), ("/etc/passwd".into(), false, false)]);
     }
 
     #[test]

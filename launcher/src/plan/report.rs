@@ -169,7 +169,7 @@ pub fn fs_hide(h: &HideInputs<'_>) -> (Enforcement, String) {
     }
     let Some(plan) = h.plan else { return (Enforcement::Full, "nothing to hide: `/` is granted".into()) };
     let mechanism = format!(
-        "a read-only tmpfs root holding only the granted paths ({} binds with the view's flags, read grants noexec, the host's /proc among them) and the symlinks leading to them; pivot_root, old root detached: lookups outside the grants answer ENOENT",
+        "a read-only tmpfs root holding only the granted paths ({} binds with the view's flags, the host's /proc among them) and the symlinks leading to them; pivot_root, old root detached: lookups outside the grants answer ENOENT",
         plan.view.binds.len()
     );
     match h.landlock_on {

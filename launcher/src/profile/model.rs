@@ -248,7 +248,7 @@ pub struct Require {
     /// dynamic loader or `/proc/self/fd` running a file the server wrote.
     pub fs_view: Option<Level>,
     /// The hidden root, on top of the filesystem view: the server's `/` is a read-only tmpfs that
-    /// holds only the granted paths (bound with the view's flags, read grants `noexec` too), the
+    /// holds only the granted paths (bound with the view's flags), the
     /// symlinks on the way to them and the host's `/proc`; `stat`, `readlink`, `inotify` and
     /// every other lookup of a path outside the grants answer ENOENT. Needs the view's mount
     /// namespace; best-effort by default.
