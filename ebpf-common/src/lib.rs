@@ -161,7 +161,8 @@ pub struct NetEvent {
 }
 
 /// A call of the server that names a file (or a port, or a signal target) and failed with an
-/// errno a sandbox layer refuses with (EACCES, EPERM, EROFS, EXDEV). The probes report the call;
+/// errno a sandbox layer refuses with (EACCES, EPERM, EROFS, EXDEV, and ENOENT for a path the
+/// hidden root leaves out). The probes report the call;
 /// the decoder decides which layer refused it (the filesystem view, Landlock) or that none did.
 /// `open` and `execve` are not among them: their own events carry the verdict.
 #[repr(C)]

@@ -149,6 +149,7 @@ const EPERM: i64 = 1;
 const EXDEV: i64 = 18;
 const EACCES: i64 = 13;
 const EROFS: i64 = 30;
+const ENOENT: i64 = 2;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const SOCK_DGRAM: u32 = 2;
@@ -377,7 +378,8 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
         }
         _ => {}
     }
-    if ret == -EACCES || ret == -EPERM || ret == -EROFS || ret == -EXDEV {
+    // ENOENT too: under the hidden root a path outside the grants does not exist.
+    if ret == -EACCES || ret == -EPERM || ret == -EROFS || ret == -EXDEV || ret == -ENOENT {
         if let Some(args) = sys::refusable(nr) {
             emit_refused(regs, nr, ret, args);
         }

@@ -7,6 +7,17 @@ use std::os::unix::fs::PermissionsExt;
 use mcp_warden_tests::*;
 
 const DENIED_FS: &[&str] = &["EACCES", "EPERM"];
+/// A path outside every grant is not in the hidden root (`fs-hide`, on by default where the host
+/// allows a mount namespace): the lookup fails before Landlock is asked.
+const HIDDEN: &[&str] = &["ENOENT"];
+/// Refused by Landlock, or not there at all (the hidden root).
+const REFUSED_OR_HIDDEN: &[&str] = &["EACCES", "EPERM", "ENOENT"];
+
+/// `strict` as the previous layers see it: without the hidden root, so that a test measures
+/// Landlock or the filesystem view on its own.
+fn without_hidden_root(who: Who) -> Sandbox {
+    Sandbox::new(who).grant("--require", "fs-hide=off")
+}
 
 per_identity!(secret_outside_the_allow_list_cannot_be_read, |who: Who| {
     let s = Scratch::new(who);
@@ -16,9 +27,19 @@ per_identity!(secret_outside_the_allow_list_cannot_be_read, |who: Who| {
     let sb = Sandbox::new(who).grant("--allow-read", &granted);
     assert_ok(&sb.probe(&["read", ok.to_str().unwrap()]), "read a granted file");
     assert_ok(&unsandboxed(who, &["read", secret.to_str().unwrap()]), "control: secret readable unsandboxed");
-    assert_denied(&sb.probe(&["read", secret.to_str().unwrap()]), DENIED_FS, &format!("{who:?}: read secret"));
-    assert_denied(&sb.probe(&["read", "/etc/shadow"]), DENIED_FS, "read /etc/shadow");
-    assert_denied(&sb.probe(&["list", "/root"]), DENIED_FS, "list /root");
+    assert_denied(&sb.probe(&["read", secret.to_str().unwrap()]), HIDDEN, &format!("{who:?}: read secret"));
+    assert_denied(&sb.probe(&["read", "/etc/shadow"]), HIDDEN, "read /etc/shadow");
+    assert_denied(&sb.probe(&["list", "/root"]), HIDDEN, "list /root");
+    // Landlock refuses the same reads on its own.
+    let landlock = without_hidden_root(who).grant("--allow-read", &granted);
+    assert_ok(&landlock.probe(&["read", ok.to_str().unwrap()]), "Landlock: read a granted file");
+    assert_denied(
+        &landlock.probe(&["read", secret.to_str().unwrap()]),
+        DENIED_FS,
+        &format!("{who:?}: Landlock: secret"),
+    );
+    assert_denied(&landlock.probe(&["read", "/etc/shadow"]), DENIED_FS, "Landlock: read /etc/shadow");
+    assert_denied(&landlock.probe(&["list", "/root"]), DENIED_FS, "Landlock: list /root");
 });
 
 per_identity!(writes_outside_the_allow_list_are_refused, |who: Who| {
@@ -28,10 +49,15 @@ per_identity!(writes_outside_the_allow_list_are_refused, |who: Who| {
     let bashrc = s.file("bashrc", "# shell rc\n", who);
     let sb = Sandbox::new(who).grant("--allow-write", &writable).grant("--allow-read", &readonly);
     assert_ok(&sb.probe(&["write", writable.join("f").to_str().unwrap()]), "write into a writable dir");
-    // Two layers refuse each write: the filesystem view's read-only mounts answer first (EROFS)...
+    // Three layers refuse each write: outside the grants nothing is there (the hidden root)...
     assert_denied(&sb.probe(&["write", readonly.join("f").to_str().unwrap()]), &["EROFS"], "write into read-only");
-    assert_denied(&sb.probe(&["append", bashrc.to_str().unwrap()]), &["EROFS"], "append to a shell rc");
-    assert_denied(&sb.probe(&["write", s.join("x").to_str().unwrap()]), &["EROFS"], "write outside");
+    assert_denied(&sb.probe(&["append", bashrc.to_str().unwrap()]), HIDDEN, "append to a shell rc");
+    // (the grants' parent exists in the hidden root, empty, on its read-only tmpfs)
+    assert_denied(&sb.probe(&["write", s.join("x").to_str().unwrap()]), &["EROFS"], "write beside the grants");
+    // ...the filesystem view's read-only mounts answer next (EROFS)...
+    let view = without_hidden_root(who).grant("--allow-write", &writable).grant("--allow-read", &readonly);
+    assert_denied(&view.probe(&["append", bashrc.to_str().unwrap()]), &["EROFS"], "the view: append to a shell rc");
+    assert_denied(&view.probe(&["write", s.join("x").to_str().unwrap()]), &["EROFS"], "the view: write outside");
     // ...and Landlock refuses them on its own.
     let landlock_only = Sandbox::new(who)
         .grant("--allow-write", &writable)
@@ -55,11 +81,17 @@ per_identity!(dotdot_symlink_and_hardlink_escapes_fail, |who: Who| {
     chown_to(&dir.join("link"), who);
     let sb = Sandbox::new(who).grant("--allow-write", &dir);
     let dotdot = format!("{}/../secret", dir.display());
-    assert_denied(&sb.probe(&["read", &dotdot]), DENIED_FS, "read via ..");
-    assert_denied(&sb.probe(&["read", dir.join("link").to_str().unwrap()]), DENIED_FS, "read via symlink");
+    assert_denied(&sb.probe(&["read", &dotdot]), REFUSED_OR_HIDDEN, "read via ..");
+    assert_denied(&sb.probe(&["read", dir.join("link").to_str().unwrap()]), REFUSED_OR_HIDDEN, "read via symlink");
     let hl = dir.join("hardlink");
     let o = sb.probe(&["hardlink", secret.to_str().unwrap(), hl.to_str().unwrap()]);
-    assert_denied(&o, &["EACCES", "EPERM", "EXDEV"], "hardlink a secret into a writable dir");
+    assert_denied(&o, &["EACCES", "EPERM", "EXDEV", "ENOENT"], "hardlink a secret into a writable dir");
+    // Landlock alone refuses each of them too.
+    let landlock = without_hidden_root(who).grant("--allow-write", &dir);
+    assert_denied(&landlock.probe(&["read", &dotdot]), DENIED_FS, "Landlock: read via ..");
+    assert_denied(&landlock.probe(&["read", dir.join("link").to_str().unwrap()]), DENIED_FS, "Landlock: symlink");
+    let o = landlock.probe(&["hardlink", secret.to_str().unwrap(), hl.to_str().unwrap()]);
+    assert_denied(&o, &["EACCES", "EPERM", "EXDEV"], "Landlock: hardlink a secret into a writable dir");
     assert!(!hl.exists());
     // control: links and renames inside the writable directory work
     s.file("dir/own", "mine", who);
@@ -353,7 +385,8 @@ per_identity!(
         // NSpid has two entries: our pid outside and inside the server's PID namespace.
         assert!(v.split_whitespace().any(|f| f.starts_with("NSpid=") && f.contains(',')), "own PID namespace: {v}");
         // And Landlock, from inside: the same binary is denied what it could read outside.
-        assert_denied(&Sandbox::new(who).probe(&["read", "/etc/shadow"]), DENIED_FS, "Landlock from inside");
+        let landlock = without_hidden_root(who);
+        assert_denied(&landlock.probe(&["read", "/etc/shadow"]), DENIED_FS, "Landlock from inside");
     }
 );
 
@@ -412,8 +445,9 @@ fn s(p: &std::path::Path) -> &str {
 /// The metadata routes outside the write grants: chmod (three syscalls), fchmod through an fd
 /// opened read-only on a read-granted file, chown to one's own ids, utimes, setxattr. `owner` owns
 /// the files and runs the controls; `sandbox` makes the sandbox (root, the user, or root switching
-/// to the user).
-fn metadata_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox) {
+/// to the user); `outside` is what a file outside every grant answers (ENOENT in the hidden root,
+/// EROFS in the view alone).
+fn metadata_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox, outside: &str) {
     let sc = Scratch::new(owner);
     let work = sc.mkdir("work", owner);
     let ro = sc.mkdir("ro", owner);
@@ -434,7 +468,8 @@ fn metadata_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox) {
         ("setxattr", &["setxattr", s(&victim)]),
     ];
     for (what, action) in attacks {
-        assert_denied(&sb.probe(action), &["EROFS"], &format!("{owner:?}: {what} outside the grants"));
+        let errno = if action[1] == s(&readable) { "EROFS" } else { outside };
+        assert_denied(&sb.probe(action), &[errno], &format!("{owner:?}: {what} outside the grants"));
     }
     assert_eq!(meta(&victim), before, "{owner:?}: the victim's metadata is unchanged");
     assert_eq!(meta(&readable), before_readable, "{owner:?}: the read-granted file's metadata is unchanged");
@@ -462,10 +497,12 @@ fn metadata_routes(owner: Who, sandbox: &dyn Fn() -> Sandbox) {
 
 per_identity!(
     /// Landlock has no right for metadata writes; the filesystem view makes every mount but the
-    /// write grants read-only, so the kernel answers EROFS for every form.
+    /// write grants read-only, so the kernel answers EROFS for every form; the hidden root on top
+    /// of it leaves nothing outside the grants to change (ENOENT).
     metadata_writes_outside_the_write_grants_are_read_only,
     |who: Who| {
-        metadata_routes(who, &|| Sandbox::new(who));
+        metadata_routes(who, &|| Sandbox::new(who), "ENOENT");
+        metadata_routes(who, &|| without_hidden_root(who), "EROFS");
     }
 );
 
@@ -544,7 +581,8 @@ fn metadata_and_setuid_routes_hold_after_a_user_switch() {
         return;
     }
     let switched = || Sandbox::new(Who::Root).grant("--user", TEST_USER);
-    metadata_routes(Who::User, &switched);
+    metadata_routes(Who::User, &switched, "ENOENT");
+    metadata_routes(Who::User, &|| switched().grant("--require", "fs-hide=off"), "EROFS");
     setuid_routes(Who::User, &switched);
 }
 
@@ -570,16 +608,27 @@ fn a_root_server_cannot_make_a_root_owned_program_setuid() {
     assert_denied(&sb().probe(&["chmod", s(&prog), "4755"]), &["EPERM"], "chmod 4755 (seccomp first)");
     assert_denied(
         // (the network layer's socket rules live in the seccomp filter: off with it)
-        &sb().grant("--require", "seccomp=off").grant("--require", "network=off").probe(&["chmod", s(&prog), "4755"]),
+        &sb()
+            .grant("--require", "seccomp=off")
+            .grant("--require", "network=off")
+            .grant("--require", "fs-hide=off")
+            .probe(&["chmod", s(&prog), "4755"]),
         &["EROFS"],
         "chmod 4755, the view alone",
+    );
+    assert_denied(
+        &sb().grant("--require", "seccomp=off").grant("--require", "network=off").probe(&["chmod", s(&prog), "4755"]),
+        HIDDEN,
+        "chmod 4755, the hidden root (not there)",
     );
     assert_denied(
         &sb().grant("--require", "fs-view=off").probe(&["chmod", s(&prog), "4755"]),
         &["EPERM"],
         "chmod 4755, seccomp alone",
     );
-    assert_denied(&sb().probe(&["chmod", s(&prog), "777"]), &["EROFS"], "chmod 777 of a root-owned file");
+    assert_denied(&sb().probe(&["chmod", s(&prog), "777"]), HIDDEN, "chmod 777 of a root-owned file (not there)");
+    let view = sb().grant("--require", "fs-hide=off");
+    assert_denied(&view.probe(&["chmod", s(&prog), "777"]), &["EROFS"], "chmod 777, the view alone");
     assert_eq!(meta(&prog), before, "the root-owned program's mode is unchanged");
     let ctl = unsandboxed(Who::Root, &["chmod", s(&twin), "4755"]);
     assert!(ctl.verdict() == "OK chmod: mode now 4755", "control: root sets the bit unsandboxed\n{}", ctl.describe());
@@ -647,9 +696,10 @@ per_identity!(
 
 per_identity!(
     /// What docs/threat-model.md says is NOT covered, asserted as open: if one of these starts
-    /// failing, the threat model is out of date. stat, readlink and inotify of paths outside the
-    /// grants answer; an interpreter runs a script written into the write grant; code written into
-    /// anonymous memory runs (a JIT).
+    /// failing, the threat model is out of date. An interpreter runs a script written into the
+    /// write grant; code written into anonymous memory runs (a JIT). Where the hidden root is not
+    /// built (fs-hide off, or a host without a mount namespace for it), stat, readlink and
+    /// inotify of paths outside the grants answer; with it they do not (tests/tests/hidden_root.rs).
     the_routes_left_open_are_the_documented_ones,
     |who: Who| {
         let sc = Scratch::new(who);
@@ -659,13 +709,20 @@ per_identity!(
         std::os::unix::fs::symlink(&outside, &link).unwrap();
         chown_to(&link, who);
         let sb = Sandbox::new(who).grant("--allow-write", &work);
-        assert_denied(&sb.probe(&["read", s(&outside)]), DENIED_FS, "the file itself stays unreadable");
-        assert_ok(&sb.probe(&["stat", s(&outside)]), "stat outside the grants (open)");
-        assert_ok(&sb.probe(&["readlink", s(&link)]), "readlink outside the grants (open)");
-        assert_ok(&sb.probe(&["inotify", s(&outside)]), "inotify outside the grants (open)");
         assert_ok(&sb.probe(&["anon-exec"]), "code in anonymous memory (open)");
         let script = sc.file("work/x.sh", "echo script-ran\n", who);
         let o = sb.exec(&["/bin/sh".as_ref(), script.as_os_str()]);
         assert!(o.code() == Some(0) && o.stdout.contains("script-ran"), "sh WORK/x.sh (open)\n{}", o.describe());
+        // Closed by the hidden root...
+        for lookup in ["stat", "inotify"] {
+            assert_denied(&sb.probe(&[lookup, s(&outside)]), HIDDEN, &format!("{lookup} outside the grants (closed)"));
+        }
+        assert_denied(&sb.probe(&["readlink", s(&link)]), HIDDEN, "readlink outside the grants (closed)");
+        // ...and open without it: Landlock alone keeps the file unreadable, not its metadata.
+        let view = without_hidden_root(who).grant("--allow-write", &work);
+        assert_denied(&view.probe(&["read", s(&outside)]), DENIED_FS, "the file itself stays unreadable");
+        assert_ok(&view.probe(&["stat", s(&outside)]), "stat outside the grants, fs-hide off (open)");
+        assert_ok(&view.probe(&["readlink", s(&link)]), "readlink outside the grants, fs-hide off (open)");
+        assert_ok(&view.probe(&["inotify", s(&outside)]), "inotify outside the grants, fs-hide off (open)");
     }
 );

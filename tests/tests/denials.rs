@@ -130,8 +130,8 @@ fn the_summary_counts_the_supervisors_refusals() {
     assert!(sum["denials"].as_u64() >= Some(1), "{sum}");
 }
 
-/// With the eBPF layer (root), Landlock's and the filesystem view's refusals of calls that change
-/// files, ports or signals are `deny` records too (`open` and `exec` records carry their own
+/// With the eBPF layer (root), the hidden root's, the filesystem view's and Landlock's refusals of
+/// calls that change files, ports or signals are `deny` records too (`open` and `exec` records carry their own
 /// verdict); a call the file's own permissions refuse inside the grants is not one.
 #[test]
 fn landlock_and_view_refusals_are_events_with_the_ebpf_layer() {
@@ -151,14 +151,22 @@ fn landlock_and_view_refusals_are_events_with_the_ebpf_layer() {
         let text = |k: &str| e[k].as_str().unwrap_or_default().to_string();
         (text("layer"), text("path"), text("errno"))
     };
-    // The view: a metadata write outside the write grants meets a read-only mount.
+    // The hidden root: a path outside every grant does not exist for the server.
     let (o, events) = logged(who, &s, &[], &["utimes", victim.to_str().unwrap()]);
+    assert_denied(&o, &["ENOENT"], "utimes outside the grants, under the hidden root");
+    assert_eq!(layer_of(&events, "utimensat"), ("fs-hide".into(), victim.display().to_string(), "ENOENT".into()));
+    // The view (the hidden root off): a metadata write outside the write grants meets a read-only mount.
+    let (o, events) = logged(who, &s, &["--require", "fs-hide=off"], &["utimes", victim.to_str().unwrap()]);
     assert_denied(&o, &["EROFS"], "utimes outside the grants");
     assert_eq!(layer_of(&events, "utimensat"), ("fs-view".into(), victim.display().to_string(), "EROFS".into()));
     // Landlock: a rename out of the write grant (the view off, so Landlock is the one to refuse).
     let target = outside.join("moved");
-    let (o, events) =
-        logged(who, &s, &["--require", "fs-view=off"], &["rename", mine.to_str().unwrap(), target.to_str().unwrap()]);
+    let (o, events) = logged(
+        who,
+        &s,
+        &["--require", "fs-view=off", "--require", "fs-hide=off"],
+        &["rename", mine.to_str().unwrap(), target.to_str().unwrap()],
+    );
     assert_denied(&o, &["EXDEV", "EACCES"], "a rename out of the write grant");
     let (layer, path, _) = layer_of(&events, "rename");
     assert_eq!((layer.as_str(), path.as_str()), ("landlock", mine.to_str().unwrap()));

@@ -56,6 +56,9 @@ impl Targets {
         let dir = s.mkdir("dir", who);
         std::os::unix::fs::symlink(&secret, dir.join("link")).unwrap();
         chown_to(&dir.join("link"), who);
+        let link = s.join("key-link");
+        std::os::unix::fs::symlink(&secret, &link).unwrap();
+        chown_to(&link, who);
         let tool = s.file("dir/tool", "#!/bin/sh\n", who);
         std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -68,6 +71,7 @@ impl Targets {
             ("{secret}", secret.display().to_string()),
             ("{rc}", rc.display().to_string()),
             ("{file}", file.display().to_string()),
+            ("{link}", link.display().to_string()),
             ("{dir}", dir.display().to_string()),
             ("{port}", tcp.local_addr().unwrap().port().to_string()),
             ("{udp}", udp.local_addr().unwrap().port().to_string()),

@@ -332,6 +332,9 @@ pub enum DenyLayer {
     /// A write outside the write grants, on the filesystem view's read-only mounts (eBPF layer).
     #[serde(rename = "fs-view")]
     FsView,
+    /// A path outside every grant, absent from the hidden root (eBPF layer).
+    #[serde(rename = "fs-hide")]
+    FsHide,
 }
 
 /// `kind: socket`: the arguments of the refused `socket` call.

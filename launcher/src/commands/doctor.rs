@@ -78,7 +78,13 @@ fn namespaces(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     writeln!(
         out,
         "fs view         {how}: read-only nosuid mounts, write grants noexec (closes chmod/chown/utimes/xattrs outside the write grants, and ld.so or /proc/self/fd runs of written files)"
-    )
+    )?;
+    let hide = match (how, crate::layers::fs_hide::staging_dir()) {
+        ("no", _) => "no: stat, readlink and inotify of paths outside the grants answer".to_string(),
+        (_, None) => "no directory to build the new root on (/tmp, /mnt, /var/tmp, /run): stat, readlink and inotify of paths outside the grants answer".to_string(),
+        (_, Some(dir)) => format!("{how}: a read-only tmpfs root (built on {}) holding only the granted paths; stat, readlink, inotify, access, listxattr and O_PATH outside the grants answer ENOENT", dir.display()),
+    };
+    writeln!(out, "fs hide         {hide}")
 }
 
 fn cgroups(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {

@@ -63,6 +63,8 @@ pub struct EventDecoder {
     fs: Vec<(PathBuf, FsAccess)>,
     /// The network broker answers the server's connects: their refusals are its records.
     broker: bool,
+    /// The server's root is the hidden root: a path outside every grant is absent (ENOENT).
+    hidden: bool,
     pub counts: BTreeMap<&'static str, u64>,
     pub denials: BTreeMap<&'static str, u64>,
     /// path hash -> (pid, path) of the first event of each folded open key.
@@ -85,6 +87,7 @@ impl EventDecoder {
             audit_mode,
             fs,
             broker: false,
+            hidden: false,
             counts: BTreeMap::new(),
             denials: BTreeMap::new(),
             open_paths: HashMap::new(),
@@ -96,6 +99,12 @@ impl EventDecoder {
     /// refused by Landlock.
     pub fn with_broker(mut self, broker: bool) -> Self {
         self.broker = broker;
+        self
+    }
+
+    /// The server runs in the hidden root (fs-hide): `ENOENT` outside every grant is a refusal.
+    pub fn with_hidden_root(mut self, hidden: bool) -> Self {
+        self.hidden = hidden;
         self
     }
 
@@ -183,8 +192,12 @@ impl EventDecoder {
         if self.broker && i64::from(e.nr) == libc::SYS_connect {
             return None;
         }
-        let a = super::refused::attribute(e, &self.fs)?;
-        self.deny(if a.layer == DenyLayer::FsView { "fs-view" } else { "landlock" });
+        let a = super::refused::attribute(e, &self.fs, self.hidden)?;
+        self.deny(match a.layer {
+            DenyLayer::FsView => "fs-view",
+            DenyLayer::FsHide => "fs-hide",
+            _ => "landlock",
+        });
         let task = self.task(hdr);
         let caller =
             Caller { pid: Some(task.pid), ppid: task.ppid, tid: task.tid, comm: task.comm, uid: Some(task.uid) };
@@ -285,8 +298,9 @@ impl EventDecoder {
         if !p.is_absolute() {
             return None;
         }
-        if ret == -(libc::ENOENT as i64) && !self.audit_mode {
+        if ret == -(libc::ENOENT as i64) && !self.audit_mode && !self.hidden {
             // Landlock checks rights on what exists: a missing file is not a Landlock denial.
+            // (Under the hidden root, a path outside the grants is missing because it is hidden.)
             return Some(true);
         }
         let resolved = resolve(p);

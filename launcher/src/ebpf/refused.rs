@@ -1,7 +1,8 @@
-//! Which layer refused a call the probes saw fail (`RefusedEvent`): the filesystem view (a write
-//! outside the write grants meets a read-only mount: `EROFS`), Landlock (`EACCES`/`EXDEV` on a path
-//! outside the grants, a TCP port not granted, a signal out of scope), or none (a file's own
-//! permissions refused it inside the grants: not a sandbox refusal, not reported).
+//! Which layer refused a call the probes saw fail (`RefusedEvent`): the hidden root (a path outside
+//! every grant does not exist there: `ENOENT`), the filesystem view (a write outside the write
+//! grants meets a read-only mount: `EROFS`), Landlock (`EACCES`/`EXDEV` on a path outside the
+//! grants, a TCP port not granted, a signal out of scope), or none (a file's own permissions
+//! refused it inside the grants, or a path inside them does not exist: not reported).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,8 @@ pub struct Attributed {
 }
 
 /// The layer that refused `e`, or `None` when no sandbox layer did.
-pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)]) -> Option<Attributed> {
+/// `hidden`: the server's root is the hidden root (fs-hide).
+pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)], hidden: bool) -> Option<Attributed> {
     let errno = -e.ret as i32;
     let sys = Sysno::new(e.nr as usize);
     let syscall = sys.map_or_else(|| format!("syscall_{}", e.nr), |s| s.name().to_string());
@@ -36,6 +38,9 @@ pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)]) -> Option<Att
         args.insert("new_path".to_string(), second);
     }
     let (layer, reason) = match (sys, errno) {
+        (_, libc::ENOENT) if hidden && outside_every_grant(path.as_deref(), &args, grants) => {
+            (DenyLayer::FsHide, "outside every grant: the server's root holds only the granted paths".into())
+        }
         (_, libc::EROFS) => {
             (DenyLayer::FsView, "outside the write grants: the filesystem view mounts it read-only".into())
         }
@@ -50,6 +55,12 @@ pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)]) -> Option<Att
         _ => return None,
     };
     Some(Attributed { layer, syscall, args, path, reason })
+}
+
+/// Does the call name an absolute path outside every grant (read, write or exec)?
+fn outside_every_grant(path: Option<&str>, args: &BTreeMap<String, String>, grants: &[(PathBuf, FsAccess)]) -> bool {
+    let granted = |p: &str| grants.iter().any(|(dir, _)| Path::new(p).starts_with(dir));
+    path.into_iter().chain(args.get("new_path").map(String::as_str)).any(|p| Path::new(p).is_absolute() && !granted(p))
 }
 
 /// Landlock's reason for a refused file call, or `None` when every path it names is inside a
@@ -98,22 +109,35 @@ mod tests {
 
     #[test]
     fn a_read_only_mount_is_the_views_refusal() {
-        let a = attribute(&event(libc::SYS_chmod, libc::EROFS, "/home/u/.ssh/id_ed25519"), &grants()).unwrap();
+        let a = attribute(&event(libc::SYS_chmod, libc::EROFS, "/home/u/.ssh/id_ed25519"), &grants(), false).unwrap();
         assert_eq!((a.layer, a.syscall.as_str()), (DenyLayer::FsView, "chmod"));
         assert_eq!(a.path.as_deref(), Some("/home/u/.ssh/id_ed25519"));
     }
 
     #[test]
     fn eacces_outside_the_grants_is_landlocks_and_inside_is_nobodys() {
-        let a = attribute(&event(libc::SYS_mkdir, libc::EACCES, "/etc/evil"), &grants()).unwrap();
+        let a = attribute(&event(libc::SYS_mkdir, libc::EACCES, "/etc/evil"), &grants(), false).unwrap();
         assert_eq!(a.layer, DenyLayer::Landlock);
-        assert_eq!(attribute(&event(libc::SYS_mkdir, libc::EACCES, "/work/ro-by-mode/x"), &grants()), None);
+        assert_eq!(attribute(&event(libc::SYS_mkdir, libc::EACCES, "/work/ro-by-mode/x"), &grants(), false), None);
         assert_eq!(
-            attribute(&event(libc::SYS_unlink, libc::EPERM, "/work/x"), &grants()),
+            attribute(&event(libc::SYS_unlink, libc::EPERM, "/work/x"), &grants(), false),
             None,
             "EPERM on a file is its mode"
         );
-        let a = attribute(&event(libc::SYS_connect, libc::EACCES, ""), &grants()).unwrap();
+        let a = attribute(&event(libc::SYS_connect, libc::EACCES, ""), &grants(), false).unwrap();
         assert!(a.reason.contains("TCP port"), "{a:?}");
+    }
+
+    #[test]
+    fn enoent_outside_every_grant_is_the_hidden_roots_and_inside_is_nobodys() {
+        let a = attribute(&event(libc::SYS_chmod, libc::ENOENT, "/home/u/.ssh/id_rsa"), &grants(), true).unwrap();
+        assert_eq!(a.layer, DenyLayer::FsHide);
+        assert_eq!(attribute(&event(libc::SYS_unlink, libc::ENOENT, "/work/gone"), &grants(), true), None);
+        assert_eq!(attribute(&event(libc::SYS_unlink, libc::ENOENT, "/usr/gone"), &grants(), true), None);
+        assert_eq!(
+            attribute(&event(libc::SYS_chmod, libc::ENOENT, "/home/u/x"), &grants(), false),
+            None,
+            "no hidden root"
+        );
     }
 }

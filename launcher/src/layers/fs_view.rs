@@ -44,33 +44,49 @@ pub struct ViewPlan {
 }
 
 impl ViewPlan {
-    /// The binds for a plan's granted paths (canonical). A write grant becomes a writable bind,
-    /// `noexec` unless it is also exec-granted; an exec grant beneath a `noexec` bind gets a bind
-    /// of its own so that its programs still run; a bind that would change nothing is left out.
+    /// The binds for a plan's granted paths (canonical), over the host's read-only tree. A write
+    /// grant becomes a writable bind, `noexec` unless it is also exec-granted; an exec grant
+    /// beneath a `noexec` bind gets a bind of its own so that its programs still run; a bind that
+    /// would change nothing is left out.
     pub fn new(paths: &BTreeMap<PathBuf, FsAccess>) -> ViewPlan {
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut ordered: Vec<(&PathBuf, &FsAccess)> = paths.iter().collect();
-        ordered.sort_by_key(|(p, _)| p.components().count());
-        for (path, access) in ordered {
-            let inherited = binds.iter().rev().find(|b| path.starts_with(&b.path));
-            let wanted = match (access.write, inherited) {
-                (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
-                (false, Some(parent)) if parent.noexec && access.exec => {
-                    Some(Bind { path: path.clone(), writable: parent.writable, noexec: false })
-                }
-                _ => None,
-            };
-            if let Some(bind) = wanted.filter(|b| !same_as(inherited, b)) {
-                binds.push(bind);
-            }
-        }
-        ViewPlan { binds }
+        ViewPlan { binds: binds(paths, false) }
+    }
+
+    /// The binds of the hidden root (`fs-hide`), where nothing of the host is there unless bound:
+    /// every grant beneath no other gets a bind with the flags it has in the view (read-only
+    /// unless write-granted; a write grant `noexec` unless exec-granted); grants beneath another
+    /// follow [`ViewPlan::new`]'s rule.
+    pub fn hidden(paths: &BTreeMap<PathBuf, FsAccess>) -> ViewPlan {
+        ViewPlan { binds: binds(paths, true) }
     }
 
     /// Paths written through the view (for `explain`).
     pub fn writable(&self) -> impl Iterator<Item = &Path> {
         self.binds.iter().filter(|b| b.writable).map(|b| b.path.as_path())
     }
+}
+
+/// Parents before children. `hidden`: a grant beneath no other is bound too (nothing else is
+/// there to inherit from).
+fn binds(paths: &BTreeMap<PathBuf, FsAccess>, hidden: bool) -> Vec<Bind> {
+    let mut binds: Vec<Bind> = Vec::new();
+    let mut ordered: Vec<(&PathBuf, &FsAccess)> = paths.iter().collect();
+    ordered.sort_by_key(|(p, _)| p.components().count());
+    for (path, access) in ordered {
+        let inherited = binds.iter().rev().find(|b| path.starts_with(&b.path));
+        let wanted = match (access.write, inherited) {
+            (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
+            (false, None) if hidden => Some(Bind { path: path.clone(), writable: false, noexec: false }),
+            (false, Some(parent)) if parent.noexec && access.exec => {
+                Some(Bind { path: path.clone(), writable: parent.writable, noexec: false })
+            }
+            _ => None,
+        };
+        if let Some(bind) = wanted.filter(|b| !same_as(inherited, b)) {
+            binds.push(bind);
+        }
+    }
+    binds
 }
 
 /// Builds the view in this process's (new, private) mount namespace. Stage 2 calls it while it
@@ -88,7 +104,7 @@ pub fn apply(view: &ViewPlan) -> io::Result<()> {
 }
 
 /// A detached recursive copy of the grant's mounts, with the bind's flags added.
-fn clone_grant(bind: &Bind) -> io::Result<OwnedFd> {
+pub(crate) fn clone_grant(bind: &Bind) -> io::Result<OwnedFd> {
     let path = CString::new(bind.path.as_os_str().as_bytes())?;
     let flags = OpenTreeFlags::OPEN_TREE_CLONE | OpenTreeFlags::OPEN_TREE_CLOEXEC | OpenTreeFlags::AT_RECURSIVE;
     let clone = open_tree(CWD, path.as_c_str(), flags)?;
@@ -131,6 +147,18 @@ mod tests {
             plan(&[("/w", FsAccess::WRITE), ("/w/bin", FsAccess::EXEC), ("/w/data", FsAccess::READ)]),
             vec![("/w".into(), true, true), ("/w/bin".into(), true, false)]
         );
+    }
+
+    #[test]
+    fn hidden_every_outermost_grant_is_bound_with_the_flags_it_has_in_the_view() {
+        let paths = [("/usr", FsAccess::EXEC), ("/usr/share", FsAccess::READ), ("/etc/passwd", FsAccess::READ)];
+        let paths = paths.iter().map(|(p, a)| (PathBuf::from(p), *a)).collect();
+        let binds: Vec<_> = ViewPlan::hidden(&paths)
+            .binds
+            .into_iter()
+            .map(|b| (b.path.display().to_string(), b.writable, b.noexec))
+            .collect();
+        assert_eq!(binds, vec![("/usr".into(), false, false), ("/etc/passwd".into(), false, false)]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod capabilities;
 pub mod cgroup;
+pub mod fs_hide;
 pub mod fs_view;
 pub mod identity;
 pub mod landlock;

@@ -21,6 +21,7 @@ impl Plan {
         let seccomp = self.level(Layer::Seccomp) != Level::Off
             && !matches!(self.enforcement(Layer::Seccomp), Enforcement::Missing(_));
         let memfd_denied = seccomp && self.syscalls().deny.contains(&Sysno::memfd_create);
+        let hidden = self.level(Layer::FsHide) != Level::Off && self.enforcement(Layer::FsHide) == &Enforcement::Full;
         let spot = |route, closed: bool, by| BlindSpot { route, closed_by: closed.then_some(by) };
         vec![
             spot(
@@ -35,7 +36,11 @@ impl Plan {
                 "fs-view: write grants mounted noexec",
             ),
             spot("running code from a memfd", memfd_denied, "seccomp: memfd_create denied (EPERM)"),
-            spot("stat, readlink and inotify of paths outside the grants", false, ""),
+            spot(
+                "stat, readlink, inotify, access, listxattr and O_PATH opens of paths outside the grants",
+                hidden,
+                "fs-hide: a root holding only the grants (ENOENT)",
+            ),
             spot("an interpreter running a script it wrote (sh, python, node)", false, ""),
             spot("code a runtime writes into anonymous memory (JIT, ctypes)", false, ""),
         ]

@@ -21,6 +21,9 @@ pub struct FsPlan {
     pub private_tmp: bool,
     /// Optional (`?`) paths absent on this host.
     pub skipped: Vec<Sourced<PathBuf>>,
+    /// The symlinks on the way to each grant as written, and to the program and working
+    /// directory: location -> target as written (recreated in the hidden root).
+    pub links: BTreeMap<PathBuf, PathBuf>,
 }
 
 impl FsPlan {
@@ -43,6 +46,21 @@ impl FsPlan {
         Ok(plan)
     }
 
+    /// Notes the symlinks on the way to `written` (see [`super::links`]).
+    pub fn note_links(&mut self, written: &Path) {
+        self.links.extend(super::links::symlinks_on(written));
+    }
+
+    /// Notes the symlinks on the way to the program, a script's interpreter and the working
+    /// directory: the server names them as written.
+    pub fn note_command_links(&mut self, cmd: &super::CommandPlan) {
+        self.note_links(&cmd.program);
+        if let Some(interpreter) = shebang_interpreter(&cmd.program) {
+            self.note_links(&interpreter);
+        }
+        self.note_links(&cmd.cwd);
+    }
+
     fn grant(&mut self, path: PathBuf, access: FsAccess, origin: &Origin) {
         let slot = self.paths.entry(path).or_insert_with(|| (access, origin.clone()));
         slot.0 = slot.0.union(access);
@@ -59,13 +77,15 @@ impl FsPlan {
         cwd: &Path,
     ) -> Result<(), PlanError> {
         if let Some(flag) = entry.origin.flag() {
-            let canonical = cwd.join(&entry.value).canonicalize().map_err(|source| PlanError::Path {
+            let written = cwd.join(&entry.value);
+            let canonical = written.canonicalize().map_err(|source| PlanError::Path {
                 key: flag.into(),
                 path: entry.value.display().to_string(),
                 origin: "command line".into(),
                 expanded: None,
                 source,
             })?;
+            self.note_links(&written);
             self.grant(canonical, access, &entry.origin);
             return Ok(());
         }
@@ -88,7 +108,10 @@ impl FsPlan {
         };
         for one in expanded {
             match Path::new(&one).canonicalize() {
-                Ok(p) => self.grant(p, access, &entry.origin),
+                Ok(p) => {
+                    self.note_links(Path::new(&one));
+                    self.grant(p, access, &entry.origin);
+                }
                 Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => self.skipped.push(entry.clone()),
                 Err(source) => {
                     return Err(PlanError::Path {

@@ -12,6 +12,7 @@ pub enum Layer {
     Network,
     PidNamespace,
     FsView,
+    FsHide,
     Monitor,
     AuditLog,
 }
@@ -24,13 +25,14 @@ pub struct UnknownLayer(pub String);
 impl crate::error::Diagnose for UnknownLayer {}
 
 impl Layer {
-    pub const ALL: [Layer; 8] = [
+    pub const ALL: [Layer; 9] = [
         Layer::Landlock,
         Layer::Seccomp,
         Layer::Limits,
         Layer::Network,
         Layer::PidNamespace,
         Layer::FsView,
+        Layer::FsHide,
         Layer::Monitor,
         Layer::AuditLog,
     ];
@@ -43,6 +45,7 @@ impl Layer {
             Layer::Network => "network",
             Layer::PidNamespace => "pid-namespace",
             Layer::FsView => "fs-view",
+            Layer::FsHide => "fs-hide",
             Layer::Monitor => "monitor",
             Layer::AuditLog => "audit-log",
         }
@@ -51,7 +54,7 @@ impl Layer {
     /// The requirement when neither a profile nor `--require` sets one.
     pub fn default_level(self) -> Level {
         match self {
-            Layer::PidNamespace | Layer::Monitor => Level::BestEffort,
+            Layer::PidNamespace | Layer::FsHide | Layer::Monitor => Level::BestEffort,
             _ => Level::Required,
         }
     }
@@ -70,6 +73,7 @@ impl Layer {
             Layer::Network => &mut r.network,
             Layer::PidNamespace => &mut r.pid_namespace,
             Layer::FsView => &mut r.fs_view,
+            Layer::FsHide => &mut r.fs_hide,
             Layer::Monitor => &mut r.monitor,
             Layer::AuditLog => &mut r.audit_log,
         }

@@ -15,6 +15,7 @@ mod fs;
 mod identity;
 mod layer;
 pub mod limits;
+mod links;
 mod mcp;
 mod monitor;
 mod net;
@@ -31,6 +32,7 @@ use crate::audit::Destination;
 use crate::host::HostFacts;
 use crate::layers::broker::NetPolicy;
 use crate::layers::cgroup::LimitWrite;
+use crate::layers::fs_hide::{self, HidePlan};
 use crate::layers::fs_view::ViewPlan;
 use crate::layers::landlock::{FsAccess, NetPorts};
 use crate::layers::namespaces::Namespaces;
@@ -133,6 +135,7 @@ impl Plan {
         if let Some(runtime) = p.runtime {
             fs.grant_runtime(runtime, &cmd.program, &cmd.argv[1..], &inputs.cwd);
         }
+        fs.note_command_links(&cmd);
         if levels[&Layer::Landlock] != Level::Off {
             fs.check_exec_allowed(&cmd.program)?;
         }
@@ -209,6 +212,14 @@ impl Plan {
             Layer::AuditLog => report::audit_log(&self.monitor, self.monitor_runs() || self.mcp.is_some(), level),
             Layer::PidNamespace => report::pid_namespace(self.pid_namespace, pid_ns_disabled, host),
             Layer::FsView => report::fs_view(self.namespaces, host, self.view().binds.len()),
+            Layer::FsHide => report::fs_hide(&report::HideInputs {
+                ns: self.namespaces,
+                host,
+                view_on: self.level(Layer::FsView) != Level::Off,
+                landlock_on: self.level(Layer::Landlock) != Level::Off,
+                staging: fs_hide::staging_dir().is_some(),
+                plan: self.hide().as_ref(),
+            }),
         };
         LayerReport { layer, level, enforcement, mechanism }
     }
@@ -351,6 +362,21 @@ impl Plan {
             true => ViewPlan::new(&self.granted_paths()),
             false => ViewPlan::default(),
         }
+    }
+
+    /// The hidden root for the granted paths, `None` when it is not built (the layer is off, there
+    /// is no mount namespace, or `/` is granted). (The supervisor adds the private TMPDIR.)
+    pub fn hide(&self) -> Option<HidePlan> {
+        self.hide_with(&self.granted_paths())
+    }
+
+    /// The hidden root for `paths` (the plan's grants, and what the supervisor adds to them).
+    pub fn hide_with(&self, paths: &BTreeMap<PathBuf, FsAccess>) -> Option<HidePlan> {
+        let on = [Layer::FsView, Layer::FsHide].iter().all(|l| self.level(*l) != Level::Off);
+        if !on || !self.namespaces.mount {
+            return None;
+        }
+        HidePlan::new(paths, &self.fs.links, &self.command.cwd, fs_hide::staging_dir()?)
     }
 
     /// Canonical path -> rights, without the origins.

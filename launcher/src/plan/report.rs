@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::host::{HostFacts, LANDLOCK_TARGET_ABI};
+use crate::layers::fs_hide::HidePlan;
 use crate::layers::namespaces::Namespaces;
 use crate::profile::{Level, Require, Violation};
 
@@ -38,6 +39,7 @@ pub fn levels(require: &Require, audit_mode: bool) -> BTreeMap<Layer, Level> {
     if audit_mode {
         levels.insert(Layer::Landlock, Level::Off);
         levels.insert(Layer::FsView, Level::Off);
+        levels.insert(Layer::FsHide, Level::Off);
     }
     levels
 }
@@ -139,6 +141,51 @@ pub fn fs_view(ns: Namespaces, host: &HostFacts, writable: usize) -> (Enforcemen
             Enforcement::Missing(no_namespaces(host)),
             "none: metadata writes (chmod, chown, utimes, xattrs) and executable mappings of written files are open"
                 .into(),
+        ),
+    }
+}
+
+/// What decides how the hidden root is built here.
+#[derive(Debug)]
+pub struct HideInputs<'a> {
+    pub ns: Namespaces,
+    pub host: &'a HostFacts,
+    /// The fs-view layer is not off (the hidden root uses its mount namespace).
+    pub view_on: bool,
+    /// Landlock is not off (its ptrace scoping refuses other processes' `/proc` links).
+    pub landlock_on: bool,
+    /// This host has a directory to build the new root on.
+    pub staging: bool,
+    /// The hidden root, when it is built.
+    pub plan: Option<&'a HidePlan>,
+}
+
+/// The hidden root: how this host builds it, or why it cannot.
+pub fn fs_hide(h: &HideInputs<'_>) -> (Enforcement, String) {
+    let open = "none: stat, readlink, inotify and other lookups of paths outside the grants answer";
+    let missing = |why: &str| (Enforcement::Missing(why.to_string()), open.to_string());
+    if !h.view_on {
+        return missing("it builds on the fs-view layer, which is off");
+    }
+    if !h.ns.mount {
+        return missing(&no_namespaces(h.host));
+    }
+    if !h.staging {
+        return missing("no directory to build the new root on (/tmp, /mnt, /var/tmp, /run)");
+    }
+    let Some(plan) = h.plan else { return (Enforcement::Full, "nothing to hide: `/` is granted".into()) };
+    let mechanism = format!(
+        "a read-only tmpfs root holding only the granted paths ({} binds with the view's flags, the host's /proc among them) and the symlinks leading to them; pivot_root, old root detached: lookups outside the grants answer ENOENT",
+        plan.view.binds.len()
+    );
+    match h.landlock_on {
+        true => (Enforcement::Full, mechanism),
+        false => (
+            Enforcement::Partial(
+                "Landlock is off: /proc/PID/root of another process of the same user leads back to the host's tree"
+                    .into(),
+            ),
+            mechanism,
         ),
     }
 }

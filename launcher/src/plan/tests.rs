@@ -202,3 +202,40 @@ fn root_gets_a_plain_mount_namespace_for_the_view() {
     assert_eq!(plan.namespaces(), crate::layers::namespaces::Namespaces { user: false, pid: true, mount: true });
     assert_eq!(plan.view().binds.len(), 1, "strict writes /dev/null only: {:?}", plan.view());
 }
+
+#[test]
+fn the_hidden_root_is_best_effort_a_warning_where_there_is_no_mount_namespace_and_a_refusal_when_required() {
+    let hide_spot =
+        |plan: &Plan| plan.blind_spots().into_iter().find(|s| s.route.starts_with("stat, readlink")).unwrap();
+    let mut plan = resolve_on(unprivileged_without_user_namespaces, &["--require", "fs-view=best-effort"]);
+    assert!(plan.hide().is_none());
+    assert_eq!(hide_spot(&plan).closed_by, None, "explain says OPEN");
+    plan.check_requirements().expect("best-effort runs");
+    let warned = plan.warnings().iter().any(|w| w.starts_with("fs-hide is best-effort and not fully enforced"));
+    assert!(warned, "{:?}", plan.warnings());
+
+    let args = ["--require", "fs-view=best-effort", "--require", "fs-hide=required"];
+    let e = resolve_on(unprivileged_without_user_namespaces, &args).check_requirements().unwrap_err();
+    assert!(e.to_string().starts_with("fs-hide is required but cannot be enforced on this host"), "{e}");
+    assert!(e.hint().unwrap().contains("--require fs-hide=best-effort"), "{:?}", e.hint());
+
+    let plan = resolve_on(|_| {}, &["--require", "fs-view=off"]);
+    assert!(plan.hide().is_none(), "the hidden root builds on the view");
+    assert_eq!(
+        plan.enforcement(Layer::FsHide),
+        &Enforcement::Missing("it builds on the fs-view layer, which is off".into())
+    );
+}
+
+#[test]
+fn where_namespaces_work_the_hidden_root_closes_the_lookup_route() {
+    let plan = resolve_on(|_| {}, &[]);
+    if !plan.namespaces().mount {
+        eprintln!("skipped where_namespaces_work_the_hidden_root_closes_the_lookup_route: no mount namespace here");
+        return;
+    }
+    let hide = plan.hide().expect("a hidden root");
+    assert!(hide.view.binds.iter().any(|b| b.path == std::path::Path::new("/proc")));
+    let spot = plan.blind_spots().into_iter().find(|s| s.route.starts_with("stat, readlink")).unwrap();
+    assert_eq!(spot.closed_by, Some("fs-hide: a root holding only the grants (ENOENT)"));
+}

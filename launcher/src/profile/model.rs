@@ -247,6 +247,12 @@ pub struct Require {
     /// what Landlock does not see: chmod/chown/utimes/xattrs outside the write grants, and the
     /// dynamic loader or `/proc/self/fd` running a file the server wrote.
     pub fs_view: Option<Level>,
+    /// The hidden root, on top of the filesystem view: the server's `/` is a read-only tmpfs that
+    /// holds only the granted paths (bound with the view's flags), the
+    /// symlinks on the way to them and the host's `/proc`; `stat`, `readlink`, `inotify` and
+    /// every other lookup of a path outside the grants answer ENOENT. Needs the view's mount
+    /// namespace; best-effort by default.
+    pub fs_hide: Option<Level>,
     /// The eBPF layer: audit log of the server tree and in-kernel network address rules (needs
     /// root or CAP_BPF+CAP_PERFMON+CAP_NET_ADMIN).
     pub monitor: Option<Level>,
@@ -296,7 +302,7 @@ layer!(Network { connect, bind, udp, unix, deny, dns });
 layer!(Process { user, group, max_processes, max_open_files, max_memory, max_file_size, max_cpu_time, pid_namespace });
 layer!(Environment { pass, set });
 layer!(Syscalls { allow, deny, on_violation });
-layer!(Require { landlock, seccomp, limits, network, pid_namespace, fs_view, monitor, audit_log });
+layer!(Require { landlock, seccomp, limits, network, pid_namespace, fs_view, fs_hide, monitor, audit_log });
 
 /// `deny` entries: networks in the profile syntax, each with its place.
 fn nets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Sourced<IpNet>>, D::Error> {

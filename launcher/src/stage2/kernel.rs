@@ -19,9 +19,11 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
 use nix::unistd::Pid;
 use seccompiler::{BpfProgram, sock_filter};
 
+use crate::layers::fs_hide::{self, HidePlan};
 use crate::layers::fs_view::{self, ViewPlan};
 use crate::layers::{capabilities, identity, landlock, namespaces, rlimits};
 use crate::profile::Level;
+use crate::stage2::StepError;
 use crate::sys::{self, Forked};
 
 /// The operations of stage 2, in the order [`super::harden_and_exec`] calls them.
@@ -43,6 +45,10 @@ pub trait Kernel {
     /// Moves this process into a cgroup through its pre-opened `cgroup.procs`.
     fn join_cgroup(&mut self, procs: &mut File) -> Result<(), Errno>;
     fn set_rlimits(&mut self, limits: &[(Resource, u64)]) -> Result<(), Errno>;
+    /// Replaces the root of the new mount namespace with the hidden root.
+    fn hide_outside_grants(&mut self, hide: &HidePlan) -> Result<(), HideFailure>;
+    /// Sends a best-effort step's failure to the supervisor, which reports it and goes on waiting.
+    fn report_warning(&mut self, pipe: BorrowedFd<'_>, warning: StepError) -> Result<(), Errno>;
     /// Builds the filesystem view in the new mount namespace.
     fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno>;
     fn setsid(&mut self) -> Result<(), Errno>;
@@ -74,6 +80,14 @@ pub trait Kernel {
     /// Sets the empty signal mask.
     fn unblock_signals(&mut self) -> Result<(), Errno>;
     fn exec(&mut self, program: &CStr, argv: &[CString], env: &[CString]) -> Result<Self::Executed, Errno>;
+}
+
+/// A failed hidden root: the kernel's errno, and whether the mount namespace is as it was (the
+/// failure came before `pivot_root`), so that the view can still be built instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HideFailure {
+    pub errno: Errno,
+    pub undone: bool,
 }
 
 /// The kernel itself.
@@ -111,6 +125,14 @@ impl Kernel for Real {
 
     fn set_rlimits(&mut self, limits: &[(Resource, u64)]) -> Result<(), Errno> {
         rlimits::set_all(limits)
+    }
+
+    fn hide_outside_grants(&mut self, hide: &HidePlan) -> Result<(), HideFailure> {
+        fs_hide::apply(hide).map_err(|f| HideFailure { errno: io_errno(f.error), undone: f.undone })
+    }
+
+    fn report_warning(&mut self, pipe: BorrowedFd<'_>, warning: StepError) -> Result<(), Errno> {
+        nix::unistd::write(pipe, &warning.to_bytes()).map(drop)
     }
 
     fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno> {

@@ -12,32 +12,36 @@
 //! 2. `sanitize`: the MCP layer's pipes become stdin and stdout; every other inherited fd is
 //!    marked close-on-exec; every signal disposition is reset (the mask stays blocked).
 //! 3. `join_cgroups`: through the `cgroup.procs` files the supervisor opened.
-//! 4. `mount_view`: in the new mount namespace, every mount read-only and `nosuid`, the write
-//!    grants bound back writable and `noexec` (see [`crate::layers::fs_view`]).
-//! 5. `set_rlimits`: the supervisor's list, `CORE=0` always.
-//! 6. `setsid`: a new session, without a controlling terminal.
-//! 7. `chdir`: the server's working directory.
-//! 8. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
-//! 9. `switch_identity`: `setgroups`, `setresgid`, `setresuid`, when root runs the server as a
-//!    user.
-//! 10. `clear_caps`: ambient, inheritable, effective and permitted sets.
-//! 11. `arm_parent_death_signal`: `PR_SET_PDEATHSIG(SIGKILL)`, then the supervisor's pidfd is
+//! 4. `hide_outside_grants`: in the new mount namespace, the root becomes a read-only tmpfs
+//!    holding only the granted paths (see [`crate::layers::fs_hide`]); when that fails before
+//!    `pivot_root` and the layer is best-effort, the failure goes to the supervisor as a warning
+//!    and step 5 builds the view instead.
+//! 5. `mount_view`: unless step 4 made the hidden root, every mount read-only and `nosuid`, the
+//!    write grants bound back writable and `noexec` (see [`crate::layers::fs_view`]).
+//! 6. `set_rlimits`: the supervisor's list, `CORE=0` always.
+//! 7. `setsid`: a new session, without a controlling terminal.
+//! 8. `chdir`: the server's working directory.
+//! 9. `drop_bounding_caps`: when `CAP_SETPCAP` is effective.
+//! 10. `switch_identity`: `setgroups`, `setresgid`, `setresuid`, when root runs the server as a
+//!     user.
+//! 11. `clear_caps`: ambient, inheritable, effective and permitted sets.
+//! 12. `arm_parent_death_signal`: `PR_SET_PDEATHSIG(SIGKILL)`, then the supervisor's pidfd is
 //!     checked; if the supervisor is already gone, stage 2 exits 125 with nobody to tell.
-//! 12. `set_no_new_privs`: setuid and file-capability programs gain nothing from here on.
-//! 13. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
-//! 14. `landlock_not_enforced`: step 13's status check: a required ruleset that the kernel
+//! 13. `set_no_new_privs`: setuid and file-capability programs gain nothing from here on.
+//! 14. `restrict_landlock`: `landlock_restrict_self`, when the plan has a ruleset.
+//! 15. `landlock_not_enforced`: step 14's status check: a required ruleset that the kernel
 //!     enforced only in part fails here (errno 0).
-//! 15. `close_inherited_fds`: every descriptor inherited from the supervisor that stage 2 no
+//! 16. `close_inherited_fds`: every descriptor inherited from the supervisor that stage 2 no
 //!     longer needs (its eBPF objects, its logs...) is closed: the server never holds them, and
 //!     the listener finds a free slot under a low `RLIMIT_NOFILE`.
-//! 16. `hand_over_listener`: the filter with the user-notification listener (refusals recorded by
+//! 17. `hand_over_listener`: the filter with the user-notification listener (refusals recorded by
 //!     the supervisor, the network broker's calls): install it, send the listener's fd number to
-//!     the supervisor and wait until it holds a duplicate. Done at its place in step 17's order.
-//! 17. `install_seccomp`: the filters, in the supervisor's order.
-//! 18. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
-//!     the server's status; the child re-arms its parent-death signal (step 11's number).
-//! 19. `unblock_signals`: the empty signal mask.
-//! 20. `exec_server`: `execve` with the explicit argv and environment.
+//!     the supervisor and wait until it holds a duplicate. Done at its place in step 18's order.
+//! 18. `install_seccomp`: the filters, in the supervisor's order.
+//! 19. `fork_server`: in a PID namespace, fork; the parent stays as PID 1, reaps and exits with
+//!     the server's status; the child re-arms its parent-death signal (step 12's number).
+//! 20. `unblock_signals`: the empty signal mask.
+//! 21. `exec_server`: `execve` with the explicit argv and environment.
 //!
 //! Every call goes through the [`Kernel`] seam; `run` uses the real kernel, the unit tests a
 //! double that records the order.
@@ -63,9 +67,10 @@ use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use seccompiler::BpfProgram;
 
-pub use kernel::{Kernel, Real};
+pub use kernel::{HideFailure, Kernel, Real};
 pub use step::{Step, StepError};
 
+use crate::layers::fs_hide::HidePlan;
 use crate::layers::fs_view::ViewPlan;
 use crate::layers::namespaces::Namespaces;
 use crate::layers::seccomp::Filter;
@@ -87,8 +92,10 @@ pub struct Stage2 {
     pub cgroup_procs: Vec<File>,
     /// The namespaces the supervisor forked stage 2 into.
     pub namespaces: Namespaces,
-    /// The filesystem view's mounts (applied when `namespaces.mount`).
+    /// The filesystem view's mounts (applied when `namespaces.mount` and the root is not hidden).
     pub view: ViewPlan,
+    /// The hidden root and its requirement (applied first when `namespaces.mount`).
+    pub hide: Option<(HidePlan, Level)>,
     pub landlock: Option<(RulesetCreated, Level)>,
     /// The seccomp filters in install order; at most one carries a listener.
     pub seccomp: Vec<Filter>,
@@ -143,7 +150,11 @@ fn harden_and_exec<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<Outcome<K::Ex
     join_cgroups(k, s)?;
     // While we hold CAP_SYS_ADMIN over the new mount namespace, before Landlock forbids mounts, and
     // before the rlimits (the grants' clones are descriptors: a low RLIMIT_NOFILE must not stop it).
-    mount_view(k, s)?;
+    let hidden = hide_outside_grants(k, s)?;
+    // Only where the hidden root was not made (no such plan, or a best-effort one that failed).
+    if !hidden {
+        mount_view(k, s)?;
+    }
     // While still privileged: after the identity switch, nobody should raise them back.
     set_rlimits(k, s)?;
     // Before seccomp, which need not allow it: no controlling terminal, so TIOCSTI has no target.
@@ -211,6 +222,19 @@ fn join_cgroups<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
 
 fn set_rlimits<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {
     k.set_rlimits(&s.rlimits).map_err(at(Step::SetRlimits))
+}
+
+/// `Ok(true)` when the root is now hidden. A failure is reported as a warning (and the view built
+/// instead) only when the layer is best-effort and the failure left the namespace as it was.
+fn hide_outside_grants<K: Kernel>(k: &mut K, s: &Stage2) -> Result<bool, StepError> {
+    let Some((hide, level)) = s.hide.as_ref().filter(|_| s.namespaces.mount) else { return Ok(false) };
+    let Err(failure) = k.hide_outside_grants(hide) else { return Ok(true) };
+    let error = at(Step::HideOutsideGrants)(failure.errno);
+    if !failure.undone || *level == Level::Required {
+        return Err(error);
+    }
+    k.report_warning(s.error_pipe.as_fd(), error).map_err(at(Step::HideOutsideGrants))?;
+    Ok(false)
 }
 
 fn mount_view<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError> {

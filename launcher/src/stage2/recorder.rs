@@ -15,7 +15,10 @@ use nix::sys::signal::SigSet;
 use nix::unistd::Pid;
 use seccompiler::{BpfProgram, sock_filter};
 
+use super::StepError;
+use super::kernel::HideFailure;
 use super::kernel::Kernel;
+use crate::layers::fs_hide::HidePlan;
 use crate::layers::fs_view::ViewPlan;
 use crate::profile::Level;
 use crate::sys::Forked;
@@ -36,6 +39,10 @@ pub enum Op {
     ResetSignalDispositions,
     JoinCgroup,
     SetRlimits(Vec<(Resource, u64)>),
+    HideOutsideGrants {
+        binds: usize,
+    },
+    ReportWarning(StepError),
     MountView {
         binds: usize,
     },
@@ -90,6 +97,8 @@ pub struct Recorder {
     pub forked: Forked,
     /// The status the reaper returns.
     pub server_status: i32,
+    /// A failing hidden root had already replaced the root (it cannot be undone).
+    pub hide_broken: bool,
 }
 
 impl Default for Recorder {
@@ -102,6 +111,7 @@ impl Default for Recorder {
             landlock_satisfied: true,
             forked: Forked::Child,
             server_status: 0,
+            hide_broken: false,
         }
     }
 }
@@ -167,6 +177,14 @@ impl Kernel for Recorder {
         self.record(Op::SetRlimits(limits.to_vec()))
     }
 
+    fn hide_outside_grants(&mut self, hide: &HidePlan) -> Result<(), HideFailure> {
+        let undone = !self.hide_broken;
+        self.record(Op::HideOutsideGrants { binds: hide.view.binds.len() })
+            .map_err(|errno| HideFailure { errno, undone })
+    }
+    fn report_warning(&mut self, _pipe: BorrowedFd<'_>, warning: StepError) -> Result<(), Errno> {
+        self.record(Op::ReportWarning(warning))
+    }
     fn mount_view(&mut self, view: &ViewPlan) -> Result<(), Errno> {
         self.record(Op::MountView { binds: view.binds.len() })
     }

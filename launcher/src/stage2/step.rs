@@ -17,6 +17,8 @@ pub enum Step {
     Sanitize,
     #[strum(message = "join the server's cgroups")]
     JoinCgroups,
+    #[strum(message = "hide the host's tree (a tmpfs root holding only the granted paths)")]
+    HideOutsideGrants,
     #[strum(message = "build the filesystem view (read-only mounts, writable noexec grants)")]
     MountView,
     #[strum(message = "set resource limits")]

@@ -38,6 +38,13 @@ fn view() -> ViewPlan {
     ViewPlan::new(&paths.into_iter().collect())
 }
 
+/// The hidden root for the same grant (plus `/proc`).
+fn hide() -> HidePlan {
+    let paths = [(std::path::PathBuf::from("/srv/data"), crate::layers::landlock::FsAccess::WRITE)];
+    let cwd = std::path::Path::new("/srv");
+    HidePlan::new(&paths.into_iter().collect(), &Default::default(), cwd, "/tmp".into()).expect("a hidden root")
+}
+
 fn rlimits() -> Vec<(Resource, u64)> {
     vec![(Resource::RLIMIT_CORE, 0), (Resource::RLIMIT_NOFILE, 256)]
 }
@@ -57,6 +64,7 @@ fn everything() -> Stage2 {
         cgroup_procs: vec![dev_null()],
         namespaces: Namespaces { user: true, pid: true, mount: true },
         view: view(),
+        hide: Some((hide(), Level::Required)),
         landlock: Some((ruleset(), Level::Required)),
         seccomp: vec![Filter::Plain(filter(1)), Filter::Plain(filter(2)), Filter::Listener(filter(3))],
         stdio: Some((dev_null().into(), dev_null().into())),
@@ -90,7 +98,7 @@ fn full_sequence() -> Vec<Op> {
         Op::MarkInheritedFdsCloexec,
         Op::ResetSignalDispositions,
         Op::JoinCgroup,
-        Op::MountView { binds: 1 },
+        Op::HideOutsideGrants { binds: 2 },
         Op::SetRlimits(rlimits()),
         Op::Setsid,
         Op::Chdir(CWD.into()),
@@ -142,6 +150,7 @@ fn steps_are_numbered_by_declaration_order_and_round_trip() {
     assert!(n(Step::SetNoNewPrivs) < n(Step::RestrictLandlock) && n(Step::RestrictLandlock) < n(Step::InstallSeccomp));
     assert_eq!(n(Step::HandOverListener) + 1, n(Step::InstallSeccomp), "the handshake is part of installing");
     assert!(n(Step::MountView) < n(Step::DropBoundingCaps) && n(Step::MountView) < n(Step::RestrictLandlock));
+    assert_eq!(n(Step::HideOutsideGrants) + 1, n(Step::MountView), "the view is the hidden root's fallback");
     assert_eq!(n(Step::UnblockSignals) + 1, n(Step::Exec));
 }
 
@@ -285,19 +294,57 @@ fn a_plain_pid_namespace_forks_without_mapping_ids() {
     assert_eq!(k.position(&Op::MapUserNamespace { uid: 0, gid: 0 }), None);
     assert!(k.position(&Op::Fork).is_some());
     assert_eq!(k.position(&Op::MountView { binds: 0 }), None);
+    assert_eq!(k.position(&Op::HideOutsideGrants { binds: 0 }), None);
 }
 
 #[test]
-fn the_view_is_mounted_while_privileged_and_before_landlock() {
+fn the_hidden_root_is_mounted_while_privileged_and_before_landlock_and_the_view_is_not() {
     let mut k = Recorder::default();
     run_everything(&mut k).expect("no step fails");
-    let view = pos(&k, Op::MountView { binds: 0 });
+    let view = pos(&k, Op::HideOutsideGrants { binds: 0 });
+    assert_eq!(k.position(&Op::MountView { binds: 0 }), None, "the hidden root replaces the view");
     assert!(pos(&k, Op::MapUserNamespace { uid: 0, gid: 0 }) < view, "ids mapped first: until then no capability");
     assert!(view < pos(&k, Op::Chdir(CWD.into())), "chdir resolves in the view");
     assert!(view < pos(&k, Op::DropBoundingSet) && view < pos(&k, Op::SwitchIdentity { uid: 0, gid: 0 }));
     assert!(view < pos(&k, Op::ClearCaps), "mounting needs CAP_SYS_ADMIN");
     assert!(view < pos(&k, Op::RestrictLandlock(Level::Off)), "Landlock forbids mounting");
     assert!(view < pos(&k, Op::SetRlimits(Vec::new())), "a low RLIMIT_NOFILE must not stop the clones");
+}
+
+#[test]
+fn without_a_hidden_root_the_view_is_mounted_in_its_place() {
+    let mut k = Recorder::default();
+    harden_and_exec(&mut k, &mut Stage2 { hide: None, ..everything() }).expect("no step fails");
+    let mut expected = full_sequence();
+    expected[5] = Op::MountView { binds: 1 };
+    assert_eq!(k.ops, expected);
+}
+
+#[test]
+fn a_best_effort_hidden_root_that_failed_undone_is_a_warning_and_the_view_follows() {
+    let mut k = Recorder::failing(Op::HideOutsideGrants { binds: 0 }, 0, Errno::EXDEV);
+    let mut s = Stage2 { hide: Some((hide(), Level::BestEffort)), ..everything() };
+    assert_eq!(harden_and_exec(&mut k, &mut s), Ok(Outcome::Executed(())));
+    let warning = StepError { step: Step::HideOutsideGrants, errno: libc::EXDEV };
+    let at = pos(&k, Op::HideOutsideGrants { binds: 0 });
+    assert_eq!(k.ops[at + 1..at + 3], [Op::ReportWarning(warning), Op::MountView { binds: 1 }]);
+}
+
+#[test]
+fn a_hidden_root_that_failed_after_pivot_root_stops_even_when_best_effort() {
+    let mut k =
+        Recorder { hide_broken: true, ..Recorder::failing(Op::HideOutsideGrants { binds: 0 }, 0, Errno::EXDEV) };
+    let mut s = Stage2 { hide: Some((hide(), Level::BestEffort)), ..everything() };
+    assert_eq!(harden_and_exec(&mut k, &mut s), Err(StepError { step: Step::HideOutsideGrants, errno: libc::EXDEV }));
+    assert!(k.ops.last().is_some_and(|o| o.is(&Op::HideOutsideGrants { binds: 0 })));
+}
+
+#[test]
+fn a_failing_view_stops_the_sequence() {
+    let mut k = Recorder::failing(Op::MountView { binds: 0 }, 0, Errno::EXDEV);
+    let mut s = Stage2 { hide: None, ..everything() };
+    assert_eq!(harden_and_exec(&mut k, &mut s), Err(StepError { step: Step::MountView, errno: libc::EXDEV }));
+    assert_eq!(k.ops.last(), Some(&Op::MountView { binds: 1 }));
 }
 
 #[test]
@@ -345,7 +392,7 @@ a_failing_call_stops_the_sequence! {
     failing_reset_signal_dispositions: Op::ResetSignalDispositions, 0 => Step::Sanitize;
     failing_join_cgroup: Op::JoinCgroup, 0 => Step::JoinCgroups;
     failing_set_rlimits: Op::SetRlimits(Vec::new()), 0 => Step::SetRlimits;
-    failing_mount_view: Op::MountView { binds: 0 }, 0 => Step::MountView;
+    failing_required_hidden_root: Op::HideOutsideGrants { binds: 0 }, 0 => Step::HideOutsideGrants;
     failing_setsid: Op::Setsid, 0 => Step::Setsid;
     failing_chdir: Op::Chdir(CWD.into()), 0 => Step::Chdir;
     failing_drop_bounding_set: Op::DropBoundingSet, 0 => Step::DropBoundingCaps;

@@ -67,6 +67,7 @@ impl crate::error::Diagnose for SupervisorError {
                 }
                 (Step::Exec, libc::ENOENT) => "check the program path, or a script's interpreter line".into(),
                 (Step::MapUserNamespace, _) => "this host refuses the user namespace that the PID namespace and the filesystem view need unprivileged: run as root, or without them (`--require pid-namespace=off --require fs-view=off`, less protection)".into(),
+                (Step::HideOutsideGrants, _) => "this host refuses the mounts of the hidden root (`mcp-warden doctor`): `--require fs-hide=best-effort` runs with the filesystem view alone (stat, readlink and inotify of paths outside the grants then answer)".into(),
                 (Step::MountView, _) => "this host refuses the mounts of the filesystem view (`mcp-warden doctor`): run as root, or without the view (`--require fs-view=off`: chmod, utimes and xattrs outside the write grants, and ld.so runs of written files, are then open)".into(),
                 _ => return None,
             },

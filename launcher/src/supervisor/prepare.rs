@@ -78,6 +78,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
         cgroup_procs: std::mem::take(&mut cgroups.procs),
         namespaces: plan.namespaces(),
         view: view(plan, private_tmp.as_ref()),
+        hide: plan.hide_with(&granted_paths(plan, private_tmp.as_ref())).map(|h| (h, plan.level(Layer::FsHide))),
         landlock,
         seccomp,
         listener_channel,

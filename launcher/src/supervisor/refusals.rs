@@ -100,6 +100,7 @@ fn layer_name(layer: DenyLayer) -> &'static str {
         DenyLayer::Broker => "network",
         DenyLayer::Landlock => "landlock",
         DenyLayer::FsView => "fs-view",
+        DenyLayer::FsHide => "fs-hide",
     }
 }
 

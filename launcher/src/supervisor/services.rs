@@ -93,7 +93,9 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
 fn start_reader(plan: &Plan, child: Pid, monitor: &mut Monitor, log: AuditLog) -> Result<Reader, SupervisorError> {
     let table = ProcessTable::new(child.as_raw() as u32, std::process::id());
     let fs = plan.paths().iter().map(|(p, (a, _))| (p.clone(), *a)).collect();
-    let decoder = EventDecoder::new(table, plan.audit_mode(), fs).with_broker(plan.broker_policy(true).is_some());
+    let decoder = EventDecoder::new(table, plan.audit_mode(), fs)
+        .with_broker(plan.broker_policy(true).is_some())
+        .with_hidden_root(plan.hide().is_some());
     monitor.start(decoder, log).map_err(SupervisorError::from)
 }
 

@@ -8,15 +8,19 @@ use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
-use crate::plan::Plan;
-use crate::stage2::{self, Stage2, StepError};
+use crate::plan::{Layer, Plan};
+use crate::profile::Level;
+use crate::stage2::{self, Stage2, Step, StepError};
 use crate::sys;
 
 /// Stage 2, forked and on its way to exec the server.
 pub struct Stage2Child {
     pub pid: Pid,
-    /// Read end of the error pipe: EOF when the exec happened, `(step, errno)` when a step failed.
+    /// Read end of the error pipe: EOF when the exec happened, `(step, errno)` when a step failed
+    /// (or, for a best-effort step that stage 2 went past, a warning).
     error_pipe: OwnedFd,
+    /// The hidden root is required: its failure is never a warning.
+    hide_required: bool,
 }
 
 /// Forks stage 2, which hardens itself and executes the server; returns in the supervisor only.
@@ -37,7 +41,11 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
         // `stage2` is dropped on return: the supervisor must not keep the child's ends (the error
         // pipe's write end, whose EOF says the exec happened; the server's MCP pipe ends, whose
         // EOF tells the proxy the server is gone; the broker channel; the cgroup files).
-        sys::Forked::Parent(pid) => Ok(Stage2Child { pid: Pid::from_raw(pid), error_pipe }),
+        sys::Forked::Parent(pid) => Ok(Stage2Child {
+            pid: Pid::from_raw(pid),
+            error_pipe,
+            hide_required: plan.level(Layer::FsHide) == Level::Required,
+        }),
     }
 }
 
@@ -47,17 +55,32 @@ impl Stage2Child {
     /// `listener_error`, when taking the seccomp listener failed, is why stage 2 failed its step,
     /// so it is returned in its place.
     pub fn wait_for_exec(self, listener_error: Option<SupervisorError>) -> Result<Pid, SupervisorError> {
-        let Some(err) = read_stage2_error(self.error_pipe) else { return Ok(self.pid) };
+        let warning = |e: &StepError| e.step == Step::HideOutsideGrants && !self.hide_required;
+        let Some(err) = read_stage2_error(self.error_pipe, warning) else { return Ok(self.pid) };
         let _ = waitpid(self.pid, None);
         Err(listener_error.unwrap_or(SupervisorError::Stage2(err)))
     }
 }
 
 /// Reads the error pipe to EOF: `None` when stage 2 executed the server (close-on-exec closed
-/// the pipe), `Some` when it reported a failed step.
-fn read_stage2_error(pipe: OwnedFd) -> Option<StepError> {
-    let mut buf = [0u8; StepError::WIRE_LEN];
+/// the pipe), `Some` when it reported a failed step. Reports for which `warning` holds are said on
+/// stderr, and the reading goes on.
+fn read_stage2_error(pipe: OwnedFd, warning: impl Fn(&StepError) -> bool) -> Option<StepError> {
     let mut file = std::fs::File::from(pipe);
+    loop {
+        let report = read_report(&mut file)?;
+        if !warning(&report) {
+            return Some(report);
+        }
+        tracing::warn!(
+            "fs-hide is best-effort and was not applied: {report}; the filesystem view runs without it (stat, readlink and inotify of paths outside the grants answer)"
+        );
+    }
+}
+
+/// One `(step, errno)` record; `None` at EOF.
+fn read_report(file: &mut std::fs::File) -> Option<StepError> {
+    let mut buf = [0u8; StepError::WIRE_LEN];
     let mut got = 0;
     while got < buf.len() {
         match file.read(&mut buf[got..]) {

@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// `MOUNT_ATTR_*` (linux/mount.h).
 pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
 pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
 pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
 
 /// `struct mount_attr`, `MOUNT_ATTR_SIZE_VER0`.

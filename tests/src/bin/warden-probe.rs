@@ -136,6 +136,12 @@ fn main() {
         "anon-exec" => anon_exec(),
         "stat" => stat(&a(1)),
         "inotify" => inotify(&a(1)),
+        "stat-follow" => std::fs::metadata(a(1)).map(|m| format!("size {}", m.len())).map_err(io),
+        "access" => access(&a(1)),
+        "listxattr" => listxattr(&a(1)),
+        "open-path" => open_path(&a(1)),
+        "openat-parent" => openat_parent(&a(1), &a(2)),
+        "userns-stat" => userns_stat(&a(1)),
         "exit" => std::process::exit(n(1) as i32),
         "raise" => {
             // SAFETY: raise takes a signal number.
@@ -829,4 +835,59 @@ fn inotify(path: &str) -> Outcome {
     // SAFETY: closing our own fd.
     unsafe { libc::close(fd) };
     if wd < 0 { Err(err) } else { Ok(format!("watching (wd {wd})")) }
+}
+
+/// `access(PATH, F_OK)`: does it exist?
+fn access(path: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: a NUL-terminated path and a mode.
+    let ret = unsafe { libc::access(p.as_ptr(), libc::F_OK) };
+    if ret < 0 { Err(last()) } else { Ok("exists".into()) }
+}
+
+/// `llistxattr(PATH)`: the size of its attribute list.
+fn listxattr(path: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: a NUL-terminated path; a null buffer of size 0 only asks for the length.
+    let ret = unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) };
+    if ret < 0 { Err(last()) } else { Ok(format!("{ret} bytes of names")) }
+}
+
+/// `open(PATH, O_PATH)`: a descriptor that names the file without reading it.
+fn open_path(path: &str) -> Outcome {
+    let p = cpath(path);
+    // SAFETY: a NUL-terminated path and flags.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last());
+    }
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    Ok("opened O_PATH".into())
+}
+
+/// Opens DIR (O_PATH), then `fstatat(fd, REL)`: a walk up from a granted directory with `..`.
+fn openat_parent(dir: &str, rel: &str) -> Outcome {
+    let d = cpath(dir);
+    // SAFETY: a NUL-terminated path and flags.
+    let fd = unsafe { libc::open(d.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last());
+    }
+    let r = cpath(rel);
+    // SAFETY: an all-zero `struct stat` is a valid value for the kernel to fill in.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: our fd, a NUL-terminated path, a live `struct stat`.
+    let ret = unsafe { libc::fstatat(fd, r.as_ptr(), &mut st, libc::AT_SYMLINK_NOFOLLOW) };
+    let err = last();
+    // SAFETY: closing our own fd.
+    unsafe { libc::close(fd) };
+    if ret < 0 { Err(err) } else { Ok(format!("size {}", st.st_size)) }
+}
+
+/// A nested user and mount namespace (a copy of the current mount tree), then `lstat(PATH)` there.
+fn userns_stat(path: &str) -> Outcome {
+    use nix::sched::CloneFlags;
+    nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
+    stat(path).map(|m| format!("in a nested user namespace: {m}"))
 }

@@ -91,6 +91,7 @@ fn variants(w: &str, bwrap_args: &[&str]) -> Vec<Variant<'static>> {
         ("bare /bin/true", vec!["/bin/true".into()]),
         ("mcp-warden strict (monitor off)", warden_run(w, &[])),
         ("strict, no PID namespace", warden_run(w, &["--require", "pid-namespace=off"])),
+        ("strict, no hidden root (fs-hide off)", warden_run(w, &["--require", "fs-hide=off"])),
         ("strict, no filesystem view", warden_run(w, &["--require", "fs-view=off"])),
         ("strict, no cgroups (rlimits only)", warden_run(w, &["--require", "limits=off"])),
         (
