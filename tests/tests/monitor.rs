@@ -382,3 +382,36 @@ fn bpf_lsm_is_detected_and_used_only_where_it_loads() {
         None => panic!("summary without lsm status: {lsm}"),
     }
 }
+
+/// Where the kernel refuses the BPF LSM hooks, the refusal is remembered until reboot (trying them
+/// parses the kernel's BTF on every run); `doctor` forgets it and the next run tries again.
+#[test]
+fn a_refused_bpf_lsm_is_remembered_until_doctor_forgets_it() {
+    if !root_or_skip("a_refused_bpf_lsm_is_remembered") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let reason = |name: &str| -> Value {
+        let log = s.join(name);
+        let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(0), "{}", o.describe());
+        summary(&read_log(&log))["lsm"].clone()
+    };
+    let doctor = || run(warden_as(Who::Root, &["doctor".as_ref()]), None, Duration::from_secs(30));
+    assert!(doctor().stdout.contains("bpf lsm"), "doctor reports the BPF LSM state");
+    let first = reason("first.jsonl");
+    if first["loaded"] == true {
+        skip("a_refused_bpf_lsm_is_remembered", "the BPF LSM hooks load on this host: nothing to remember");
+        return;
+    }
+    let tried = first["reason"].as_str().unwrap_or_default().to_string();
+    assert!(!tried.contains("remembered"), "after doctor, a run tries the hooks: {first}");
+    let second = reason("second.jsonl");
+    let remembered = second["reason"].as_str().unwrap_or_default();
+    assert!(remembered.contains("remembered for this boot") && remembered.starts_with(&tried), "{second}");
+    let forgotten = doctor();
+    assert!(forgotten.stdout.contains("forgotten: the next run tries again"), "{}", forgotten.describe());
+    let third = reason("third.jsonl");
+    assert!(!third["reason"].as_str().unwrap_or_default().contains("remembered"), "{third}");
+}

@@ -48,6 +48,13 @@ fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
         yes(host.user_notification)
     )?;
     writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
+    if host.is_root() {
+        let lsm = match crate::ebpf::lsm_probe::forget() {
+            Some(why) => format!("refused on this boot ({why}); forgotten: the next run tries again"),
+            None => "no refusal remembered: the next run tries the hooks".into(),
+        };
+        writeln!(out, "bpf lsm         {lsm}")?;
+    }
     if host.arch == "x86_64" {
         writeln!(
             out,

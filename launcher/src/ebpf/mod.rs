@@ -7,6 +7,7 @@
 //! ended: drain, summary, detach by dropping).
 
 mod event;
+pub mod lsm_probe;
 mod refused;
 
 use std::os::fd::AsFd;
@@ -74,12 +75,15 @@ pub enum LsmError {
     Load { hook: &'static str, source: aya::programs::ProgramError },
     #[error("{hook}: attach: {source}")]
     Attach { hook: &'static str, source: aya::programs::ProgramError },
+    /// This boot's kernel refused them before (see `lsm_probe`).
+    #[error("{0} (remembered for this boot; `mcp-warden doctor` makes the next run try again)")]
+    Remembered(String),
 }
 
 impl crate::error::Diagnose for LsmError {
     fn hint(&self) -> Option<String> {
         match self {
-            LsmError::NoBtf(_) | LsmError::Load { .. } | LsmError::Attach { .. } => Some(
+            LsmError::NoBtf(_) | LsmError::Load { .. } | LsmError::Attach { .. } | LsmError::Remembered(_) => Some(
                 "optional layer: it needs `bpf` in the kernel's active LSM list (the lsm= boot parameter); \
                  `mcp-warden doctor` reports whether LSM programs load"
                     .into(),
@@ -241,6 +245,20 @@ impl Monitor {
         Ok(Reader { stop, wake, handle })
     }
 
+    /// Detaches everything once this process is gone, in a child that holds the last references
+    /// (`sys::close_after_exit`): detaching tracepoint programs waits for RCU grace periods (about
+    /// 200 ms here), which the launcher's exit status need not wait for. If the child cannot be
+    /// forked, detaches here.
+    pub fn detach_after_exit(self) {
+        match crate::sys::close_after_exit() {
+            Ok(()) => std::mem::forget(self),
+            Err(e) => {
+                tracing::debug!("detaching in the foreground: cannot fork the detaching child: {e}");
+                drop(self);
+            }
+        }
+    }
+
     /// Reads the in-kernel counters: drops, folded opens, per-process syscall counts, repeats.
     pub fn counters(&self) -> KernelCounters {
         let mut out = KernelCounters::default();
@@ -285,6 +303,17 @@ const LSM_HOOKS: [(&str, &str); 5] = [
 ];
 
 fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
+    if let Some(why) = lsm_probe::known_refusal() {
+        return Err(LsmError::Remembered(why));
+    }
+    let result = try_attach_lsm(ebpf);
+    if let Err(e @ LsmError::Load { .. }) = &result {
+        lsm_probe::remember_refusal(&e.to_string());
+    }
+    result
+}
+
+fn try_attach_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
     let btf = aya::Btf::from_sys_fs().map_err(LsmError::NoBtf)?;
     let mut attached = Vec::new();
     let result = (|| {

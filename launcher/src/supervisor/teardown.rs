@@ -47,8 +47,10 @@ pub fn run(plan: &Plan, held: Held, outcome: &Result<i32, SupervisorError>) {
         release_stdio();
     }
     summarize(plan, services, monitor.as_ref(), status);
-    // The probes are attached to the server's cgroup: detach them before it is removed.
-    drop(monitor);
+    // Detaching waits for RCU grace periods: a child that outlives us does it.
+    if let Some(m) = monitor {
+        m.detach_after_exit();
+    }
     // Removing the cgroups kills what is left of the server's tree: remove them before the
     // private TMPDIR, which that tree could still be writing to.
     drop(cgroups);
