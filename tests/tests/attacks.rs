@@ -325,6 +325,116 @@ per_identity!(kernel_attack_surface_syscalls_are_denied, |who: Who| {
     assert_ok(&unsandboxed(who, &["add-key"]), "control: add_key works unsandboxed");
 });
 
+per_identity!(a_client_file_given_as_stderr_cannot_be_changed, |who: Who| {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new(who);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let stderr_to = |name: &str| {
+        let f = s.file(name, "", who);
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (f.clone(), std::fs::OpenOptions::new().append(true).open(&f).unwrap())
+    };
+    // Control: without mcp-warden, fchmod on the inherited stderr changes the client's file.
+    let (control, file) = stderr_to("control.log");
+    let mut c = command_as(who, probe());
+    c.args(["fchmod-fd", "2", "707"]).stderr(file).stdin(std::process::Stdio::null());
+    let o = c.output().unwrap();
+    assert!(o.stdout.starts_with(b"OK"), "{o:?}");
+    assert_eq!(mode(&control), 0o707, "control: the inherited descriptor reaches the file");
+    // Under mcp-warden the server's stderr is a pipe relayed into the file.
+    let (log, file) = stderr_to("client.log");
+    let dir = probe_dir();
+    let p = probe();
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "run".as_ref(),
+        "--profile".as_ref(),
+        "strict".as_ref(),
+        "--allow-exec".as_ref(),
+        dir.as_os_str(),
+        "--".as_ref(),
+        p.as_os_str(),
+        "fchmod-fd".as_ref(),
+        "2".as_ref(),
+        "707".as_ref(),
+    ];
+    let mut c = warden_as(who, &args);
+    c.stderr(file).stdin(std::process::Stdio::null());
+    let o = c.output().unwrap();
+    assert!(o.status.success() && o.stdout.starts_with(b"OK"), "{o:?}");
+    assert_eq!(mode(&log), 0o600, "the client's file keeps its mode");
+});
+
+per_identity!(device_nodes_and_nested_exec_grants_are_written_through_not_changed, |who: Who| {
+    // /dev/null is write-granted by strict: writing works, changing the host's node does not
+    // (0666 is its mode already: the attempt changes nothing even where it would succeed).
+    let sb = Sandbox::new(who);
+    assert_ok(&sb.probe(&["write", "/dev/null"]), "control: /dev/null takes writes");
+    assert_denied(
+        &sb.probe(&["chmod", "/dev/null", "666", "chmod"]),
+        &["EROFS", "EPERM"],
+        "chmod of the host's /dev/null",
+    );
+    // An exec grant inside a write grant runs programs but is not writable.
+    let s = Scratch::new(who);
+    let w = s.mkdir("w", who);
+    let tools = s.mkdir("w/tools", who);
+    let sb = Sandbox::new(who).grant("--allow-write", &w).grant("--allow-exec", &tools);
+    assert_ok(&sb.probe(&["write", w.join("data").to_str().unwrap()]), "control: the write grant is writable");
+    assert_denied(
+        &sb.probe(&["write", tools.join("dropped").to_str().unwrap()]),
+        &["EROFS"],
+        "a drop into the exec grant",
+    );
+});
+
+per_identity!(a_lease_on_a_readable_file_is_refused, |who: Who| {
+    let s = Scratch::new(who);
+    let f = s.file("shared.txt", "x\n", who);
+    assert_ok(&unsandboxed(who, &["lease", f.to_str().unwrap()]), "control: the owner may lease it outside");
+    let o = Sandbox::new(who).grant("--allow-read", s.path()).probe(&["lease", f.to_str().unwrap()]);
+    assert_denied(&o, &["EPERM"], "F_SETLEASE under the filter");
+});
+
+per_identity!(the_audit_log_is_never_where_the_server_can_reach_it, |who: Who| {
+    let s = Scratch::new(who);
+    let w = s.mkdir("w", who);
+    // Inside a write grant: the server could erase or forge it, or plant a symlink for the next run.
+    let o =
+        Sandbox::new(who).grant("--allow-write", &w).grant("--audit-log", w.join("audit.jsonl")).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(o.stderr.contains("is inside the write grant"), "{}", o.describe());
+    // A planted symlink or FIFO in the log's place is refused, not followed or waited on.
+    let link = s.join("link.jsonl");
+    std::os::unix::fs::symlink(s.join("elsewhere"), &link).unwrap();
+    let fifo = s.join("fifo.jsonl");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    chown_to(&fifo, who);
+    for log in [&link, &fifo] {
+        let o = Sandbox::new(who).grant("--audit-log", log).probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(125), "{}: {}", log.display(), o.describe());
+        assert!(o.stderr.contains("cannot write the audit log"), "{}", o.describe());
+    }
+    assert!(!s.join("elsewhere").exists(), "the symlink was not followed");
+    // Control: a log outside the grants.
+    let o =
+        Sandbox::new(who).grant("--allow-write", &w).grant("--audit-log", s.join("audit.jsonl")).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+});
+
+per_identity!(the_hosts_system_v_ipc_is_out_of_reach, |who: Who| {
+    // A segment the same user made outside the sandbox (0600: only its owner, or root, may use it).
+    let key = (std::process::id() as i32 & 0xffff) | (who.uid() as i32) << 16 | 0x1000_0000;
+    assert_ok(&unsandboxed(who, &["shm-create", &key.to_string()]), "control: the host segment is created");
+    assert_ok(&unsandboxed(who, &["shm-get", &key.to_string()]), "control: the host reaches it");
+    let o = Sandbox::new(who).probe(&["shm-get", &key.to_string()]);
+    assert_denied(&o, &["ENOENT"], "the sandbox has its own IPC namespace");
+    // What the server creates does not outlive it on the host.
+    let made = Sandbox::new(who).probe(&["shm-create", &(key + 1).to_string()]);
+    assert_ok(&made, "a segment inside the sandbox");
+    assert_denied(&unsandboxed(who, &["shm-get", &(key + 1).to_string()]), &["ENOENT"], "gone with the namespace");
+    assert_ok(&unsandboxed(who, &["shm-remove", &key.to_string()]), "clean up");
+});
+
 per_identity!(tiocsti_is_denied_by_the_filter, |who: Who| {
     let o = Sandbox::new(who).probe(&["tiocsti"]);
     assert_denied(&o, &["EPERM"], "TIOCSTI");

@@ -58,7 +58,7 @@ impl AuditLog {
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                     create_private_dir(dir)?;
                 }
-                let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+                let file = open_log_file(path)?;
                 Sink::File { file, buf: Vec::with_capacity(FLUSH_AT), pending: 0, pending_lost: 0 }
             }
         };
@@ -141,6 +141,26 @@ impl AuditLog {
             self.lost += 1;
         }
     }
+}
+
+/// Opens (appending, creating mode 0600) the log without following a symlink in its last
+/// component and without blocking on a FIFO, and refuses anything but a regular file or a
+/// character device (`/dev/null`, a terminal): a FIFO's reader could stall the supervisor.
+fn open_log_file(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::FileTypeExt;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let kind = file.metadata()?.file_type();
+    if !(kind.is_file() || kind.is_char_device()) {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a regular file"));
+    }
+    // Blocking again: a terminal must not turn a full buffer into lost records.
+    nix::fcntl::fcntl(&file, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_APPEND))?;
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {

@@ -38,6 +38,10 @@ pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)], hidden: bool)
         args.insert("new_path".to_string(), second);
     }
     let (layer, reason) = match (sys, errno) {
+        (Some(Sysno::ioctl), libc::EROFS) => {
+            (DenyLayer::FsView, "an inode-flag change outside the write grants: the view mounts it read-only".into())
+        }
+        (Some(Sysno::ioctl), _) => return None,
         (_, libc::ENOENT) if hidden && outside_every_grant(path.as_deref(), &args, grants) => {
             (DenyLayer::FsHide, "outside every grant: the server's root holds only the granted paths".into())
         }
@@ -57,10 +61,56 @@ pub fn attribute(e: &RefusedEvent, grants: &[(PathBuf, FsAccess)], hidden: bool)
     Some(Attributed { layer, syscall, args, path, reason })
 }
 
-/// Does the call name an absolute path outside every grant (read, write or exec)?
+/// Does the call name a path outside every grant (read, write or exec)? Judged on the path as
+/// resolved on the host (the grants are the same paths there): `..` and symlinks are followed, so
+/// `W/../secret` and a link planted in W are judged by where they lead. A relative path is judged
+/// only when it climbs (`..`); a truncated one counts as outside.
 fn outside_every_grant(path: Option<&str>, args: &BTreeMap<String, String>, grants: &[(PathBuf, FsAccess)]) -> bool {
-    let granted = |p: &str| grants.iter().any(|(dir, _)| Path::new(p).starts_with(dir));
-    path.into_iter().chain(args.get("new_path").map(String::as_str)).any(|p| Path::new(p).is_absolute() && !granted(p))
+    let granted = |p: &Path| grants.iter().any(|(dir, _)| p.starts_with(dir));
+    named(path, args).any(|p| match resolved(p) {
+        Some(r) => truncated(p) || !granted(&r),
+        None => climbs(p),
+    })
+}
+
+/// The paths a call names.
+fn named<'a>(path: Option<&'a str>, args: &'a BTreeMap<String, String>) -> impl Iterator<Item = &'a str> {
+    path.into_iter().chain(args.get("new_path").map(String::as_str))
+}
+
+/// An absolute path as the kernel would resolve it on the host: its longest existing prefix
+/// canonicalized (symlinks and `..` followed), the rest appended with `.` and `..` applied.
+/// `None` for a relative path.
+fn resolved(p: &str) -> Option<PathBuf> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return None;
+    }
+    let parts: Vec<_> = path.components().collect();
+    let (base, rest) = (1..=parts.len()).rev().find_map(|i| {
+        let prefix: PathBuf = parts[..i].iter().collect();
+        std::fs::canonicalize(&prefix).ok().map(|c| (c, &parts[i..]))
+    })?;
+    let mut out = base;
+    for c in rest {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(n) => out.push(n),
+            _ => {}
+        }
+    }
+    Some(out)
+}
+
+/// The probes copy at most PATH_LEN - 1 bytes: a path that long may have been cut.
+fn truncated(p: &str) -> bool {
+    p.len() >= mcp_warden_ebpf_common::PATH_LEN - 1
+}
+
+fn climbs(p: &str) -> bool {
+    Path::new(p).components().any(|c| c == std::path::Component::ParentDir)
 }
 
 /// Landlock's reason for a refused file call, or `None` when every path it names is inside a
@@ -79,7 +129,9 @@ fn landlock_reason(
             "outside the profile's write grants (Landlock; a relative path, not checked against the grants)".into(),
         );
     }
-    let writable = |p: &str| grants.iter().any(|(dir, a)| a.write && Path::new(p).starts_with(dir));
+    let writable = |p: &str| {
+        !truncated(p) && resolved(p).is_some_and(|r| grants.iter().any(|(dir, a)| a.write && r.starts_with(dir)))
+    };
     match paths.iter().all(|p| writable(p)) {
         true => None,
         false => Some("outside the profile's write grants (Landlock)".into()),
@@ -139,5 +191,22 @@ mod tests {
             None,
             "no hidden root"
         );
+    }
+
+    #[test]
+    fn climbing_out_of_a_grant_and_planted_links_are_judged_where_they_lead() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = dir.path().join("w");
+        std::fs::create_dir(&w).unwrap();
+        std::os::unix::fs::symlink("/etc/shadow", w.join("link")).unwrap();
+        let grants = vec![(std::fs::canonicalize(&w).unwrap(), FsAccess::WRITE)];
+        let at = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        for path in [at(&w.join("../secret")), at(&w.join("link")), "../x".to_string()] {
+            let a = attribute(&event(libc::SYS_chmod, libc::ENOENT, &path), &grants, true);
+            assert_eq!(a.map(|a| a.layer), Some(DenyLayer::FsHide), "{path}");
+        }
+        assert_eq!(attribute(&event(libc::SYS_chmod, libc::ENOENT, &at(&w.join("gone"))), &grants, true), None);
+        let long = format!("{}/{}", at(&w), "a/".repeat(200));
+        assert!(attribute(&event(libc::SYS_chmod, libc::ENOENT, &long[..PATH_LEN - 1]), &grants, true).is_some());
     }
 }

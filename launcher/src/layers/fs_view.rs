@@ -75,10 +75,15 @@ fn binds(paths: &BTreeMap<PathBuf, FsAccess>, hidden: bool) -> Vec<Bind> {
     for (path, access) in ordered {
         let inherited = binds.iter().rev().find(|b| path.starts_with(&b.path));
         let wanted = match (access.write, inherited) {
+            // A device node is written through, never changed: a read-only bind still lets the
+            // server write to /dev/null, but not chmod the host's node.
+            (true, _) if is_device(path) => Some(Bind { path: path.clone(), writable: false, noexec: true }),
             (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
             (false, None) if hidden => Some(Bind { path: path.clone(), writable: false, noexec: false }),
+            // An exec grant inside a write grant is not writable: what runs from it was not
+            // written by the server.
             (false, Some(parent)) if parent.noexec && access.exec => {
-                Some(Bind { path: path.clone(), writable: parent.writable, noexec: false })
+                Some(Bind { path: path.clone(), writable: false, noexec: false })
             }
             _ => None,
         };
@@ -119,6 +124,11 @@ pub(crate) fn clone_grant(bind: &Bind) -> io::Result<OwnedFd> {
     Ok(clone)
 }
 
+fn is_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device() || m.file_type().is_block_device())
+}
+
 fn same_as(parent: Option<&Bind>, b: &Bind) -> bool {
     parent.is_some_and(|p| p.writable == b.writable && p.noexec == b.noexec)
 }
@@ -142,11 +152,16 @@ mod tests {
     }
 
     #[test]
-    fn an_exec_grant_inside_a_write_grant_keeps_its_programs_runnable() {
+    fn an_exec_grant_inside_a_write_grant_keeps_its_programs_runnable_but_not_writable() {
         assert_eq!(
             plan(&[("/w", FsAccess::WRITE), ("/w/bin", FsAccess::EXEC), ("/w/data", FsAccess::READ)]),
-            vec![("/w".into(), true, true), ("/w/bin".into(), true, false)]
+            vec![("/w".into(), true, true), ("/w/bin".into(), false, false)]
         );
+    }
+
+    #[test]
+    fn a_writable_device_node_is_bound_read_only() {
+        assert_eq!(plan(&[("/dev/null", FsAccess::WRITE)]), vec![("/dev/null".into(), false, true)]);
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct Namespaces {
     pub pid: bool,
     /// A mount namespace for the filesystem view.
     pub mount: bool,
+    /// An IPC namespace: the host's System V shared memory, semaphores and message queues are
+    /// out of reach (as root always; unprivileged inside the user namespace).
+    pub ipc: bool,
 }
 
 impl Namespaces {
@@ -25,7 +28,8 @@ impl Namespaces {
     /// (`may_mount`: root, or an unprivileged launcher whose user namespaces work).
     pub fn new(pid_namespace: PidNamespace, view: bool, privileged: bool) -> Namespaces {
         let pid = pid_namespace != PidNamespace::Off;
-        Namespaces { user: pid_namespace == PidNamespace::WithUserNamespace || (view && !privileged), pid, mount: view }
+        let user = pid_namespace == PidNamespace::WithUserNamespace || (view && !privileged);
+        Namespaces { user, pid, mount: view, ipc: privileged || user }
     }
 
     /// The `clone` flags that put stage 2 into these namespaces.
@@ -39,6 +43,9 @@ impl Namespaces {
         }
         if self.mount {
             flags |= libc::CLONE_NEWNS;
+        }
+        if self.ipc {
+            flags |= libc::CLONE_NEWIPC;
         }
         flags
     }
@@ -112,12 +119,17 @@ mod tests {
     #[test]
     fn a_user_namespace_comes_with_what_an_unprivileged_launcher_creates() {
         let flags = |pid, view, privileged| Namespaces::new(pid, view, privileged).clone_flags();
-        assert_eq!(flags(PidNamespace::Off, false, true), 0);
-        assert_eq!(flags(PidNamespace::Plain, false, true), libc::CLONE_NEWPID);
-        assert_eq!(flags(PidNamespace::Plain, true, true), libc::CLONE_NEWPID | libc::CLONE_NEWNS);
-        assert_eq!(flags(PidNamespace::WithUserNamespace, false, false), libc::CLONE_NEWUSER | libc::CLONE_NEWPID);
-        assert_eq!(flags(PidNamespace::Off, true, false), libc::CLONE_NEWUSER | libc::CLONE_NEWNS);
-        let all = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS;
+        let ipc = libc::CLONE_NEWIPC;
+        assert_eq!(flags(PidNamespace::Off, false, true), ipc, "root always gets its own IPC namespace");
+        assert_eq!(flags(PidNamespace::Off, false, false), 0, "no user namespace: no IPC namespace");
+        assert_eq!(flags(PidNamespace::Plain, false, true), libc::CLONE_NEWPID | ipc);
+        assert_eq!(flags(PidNamespace::Plain, true, true), libc::CLONE_NEWPID | libc::CLONE_NEWNS | ipc);
+        assert_eq!(
+            flags(PidNamespace::WithUserNamespace, false, false),
+            libc::CLONE_NEWUSER | libc::CLONE_NEWPID | ipc
+        );
+        assert_eq!(flags(PidNamespace::Off, true, false), libc::CLONE_NEWUSER | libc::CLONE_NEWNS | ipc);
+        let all = libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | ipc;
         assert_eq!(flags(PidNamespace::WithUserNamespace, true, false), all);
     }
 }

@@ -61,6 +61,14 @@ pub fn describe(policy: &SyscallPolicy, nr: i64, a: &[u64; 6]) -> RefusedCall {
             args.insert("flags".into(), flags(a[0], CLONE_NS_FLAGS));
             (None, "clone with a namespace flag", "no profile key (always refused)")
         }
+        Some(Sysno::fcntl) => {
+            args.insert("cmd".into(), "F_SETLEASE".into());
+            (
+                Some(PathArg::Fd(0)),
+                "a lease would stall other processes' opens of the file",
+                "no profile key (always refused)",
+            )
+        }
         Some(Sysno::personality) => {
             args.insert("persona".into(), format!("{:#x}", a[0] as u32));
             (None, "a personality other than the default", "no profile key (always refused)")

@@ -169,6 +169,7 @@ impl SyscallPolicy {
             "chmod, fchmod, fchmodat, fchmodat2, creat, mknod, mknodat, and open/openat with O_CREAT or O_TMPFILE: denied with S_ISUID or S_ISGID in the mode".into(),
             format!("ioctl: {} denied", DENIED_IOCTLS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
             "personality: only the default (0) and queries".into(),
+            "fcntl: F_SETLEASE denied (a lease stalls other processes' opens of the file)".into(),
         ];
         let s = self.sockets;
         let mut families = Vec::new();
@@ -222,6 +223,11 @@ impl SyscallPolicy {
             let list =
                 DENIED_IOCTLS.iter().map(|(req, _)| rule(vec![arg32(1, Op::Eq, *req)?])).collect::<Result<_, _>>()?;
             rules.insert(nr(Sysno::ioctl), list);
+        }
+        if !self.deny.contains(&Sysno::fcntl) {
+            // A lease makes every other process's open of the file wait for the server (up to
+            // lease-break-time, 45 s by default), even on a file it may only read.
+            rules.insert(nr(Sysno::fcntl), vec![rule(vec![arg32(1, Op::Eq, libc::F_SETLEASE as u64)?])?]);
         }
         if !self.deny.contains(&Sysno::personality) {
             let conds = ALLOWED_PERSONALITIES.iter().map(|p| arg32(0, Op::Ne, *p)).collect::<Result<_, _>>()?;

@@ -39,6 +39,9 @@ pub enum PlanError {
     Npx(#[from] PackageError),
     #[error("{layer} is required but cannot be enforced on this host: {why}")]
     Unenforceable { layer: &'static str, why: String },
+    /// The server could erase, forge or redirect a record of what it did.
+    #[error("the {what} {path} is inside the write grant {grant}: the server could erase, forge or redirect it")]
+    RecordInGrant { what: &'static str, path: PathBuf, grant: PathBuf },
 }
 
 /// Why a program that exists cannot be executed.
@@ -84,6 +87,9 @@ impl crate::error::Diagnose for PlanError {
             }
             PlanError::UnknownId { .. } => "use a user (or group) that exists in /etc/passwd (/etc/group)".into(),
             PlanError::SwitchNeedsRoot { .. } => "drop `user` from the profile, or start mcp-warden as root".into(),
+            PlanError::RecordInGrant { what, .. } => {
+                format!("keep the {what} outside every --allow-write grant (choose another path, or narrow the grant)")
+            }
             PlanError::Unenforceable { layer, .. } => format!(
                 "`mcp-warden doctor` shows what this host supports; to run anyway with less protection, set `{layer} = \"best-effort\"` under [require] or pass `--require {layer}=best-effort`"
             ),

@@ -152,6 +152,7 @@ impl Plan {
             }
             None => None,
         };
+        records_outside_write_grants(&fs, &monitor, mcp.as_ref())?;
         let mut plan = Plan {
             profile: profile.name.clone(),
             description: p.description.clone(),
@@ -439,3 +440,23 @@ impl Plan {
 
 #[cfg(test)]
 mod tests;
+
+/// The audit log and the tool pins record what the server did and what it offered: neither may be
+/// inside a write grant, where the server could erase or forge them, or plant a symlink that makes
+/// the supervisor write elsewhere. Checked on the path as given and on its resolved parent.
+fn records_outside_write_grants(fs: &FsPlan, monitor: &MonitorPlan, mcp: Option<&McpConfig>) -> Result<(), PlanError> {
+    let records = [("audit log", monitor.audit_log.file()), ("tool pin file", mcp.and_then(|m| m.pins.as_deref()))];
+    for (what, path) in records.into_iter().filter_map(|(what, path)| Some((what, path?))) {
+        let resolved = path
+            .parent()
+            .and_then(|d| std::fs::canonicalize(d).ok())
+            .map(|d| d.join(path.file_name().unwrap_or_default()));
+        let grants = fs.paths.iter().filter(|(_, (access, _))| access.write).map(|(grant, _)| grant);
+        for grant in grants {
+            if path.starts_with(grant) || resolved.as_ref().is_some_and(|r| r.starts_with(grant)) {
+                return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
+            }
+        }
+    }
+    Ok(())
+}

@@ -199,7 +199,10 @@ fn root_gets_a_plain_mount_namespace_for_the_view() {
         return;
     }
     let plan = resolve_on(|_| {}, &[]);
-    assert_eq!(plan.namespaces(), crate::layers::namespaces::Namespaces { user: false, pid: true, mount: true });
+    assert_eq!(
+        plan.namespaces(),
+        crate::layers::namespaces::Namespaces { user: false, pid: true, mount: true, ipc: true }
+    );
     assert_eq!(plan.view().binds.len(), 1, "strict writes /dev/null only: {:?}", plan.view());
 }
 

@@ -35,7 +35,8 @@ pub trait Kernel {
     /// Writes `setgroups`, `uid_map` and `gid_map` of the new user namespace.
     fn map_user_namespace(&mut self, uid: u32, gid: u32) -> Result<(), Errno>;
     /// Makes the MCP layer's pipes fds 0 and 1.
-    fn redirect_stdio(&mut self, stdin: OwnedFd, stdout: OwnedFd) -> Result<(), Errno>;
+    /// Puts each given descriptor in place of stdin, stdout and stderr (in that order).
+    fn redirect_stdio(&mut self, stdio: [Option<OwnedFd>; 3]) -> Result<(), Errno>;
     /// Marks every fd from 3 upwards close-on-exec.
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno>;
     /// Closes every descriptor above stdio except `keep`.
@@ -101,9 +102,11 @@ impl Kernel for Real {
         namespaces::map_own_ids(uid, gid).map_err(io_errno)
     }
 
-    fn redirect_stdio(&mut self, stdin: OwnedFd, stdout: OwnedFd) -> Result<(), Errno> {
-        nix::unistd::dup2_stdin(&stdin)?;
-        nix::unistd::dup2_stdout(&stdout)
+    fn redirect_stdio(&mut self, stdio: [Option<OwnedFd>; 3]) -> Result<(), Errno> {
+        let [stdin, stdout, stderr] = stdio;
+        stdin.map_or(Ok(()), |fd| nix::unistd::dup2_stdin(&fd))?;
+        stdout.map_or(Ok(()), |fd| nix::unistd::dup2_stdout(&fd))?;
+        stderr.map_or(Ok(()), |fd| nix::unistd::dup2_stderr(&fd))
     }
 
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno> {

@@ -99,8 +99,9 @@ pub struct Stage2 {
     pub landlock: Option<(RulesetCreated, Level)>,
     /// The seccomp filters in install order; at most one carries a listener.
     pub seccomp: Vec<Filter>,
-    /// The MCP layer's pipes, to become the server's stdin and stdout.
-    pub stdio: Option<(OwnedFd, OwnedFd)>,
+    /// What becomes the server's stdin, stdout and stderr (`None`: inherited): the MCP layer's
+    /// pipes, or pipes relaying a client's file or terminal.
+    pub stdio: [Option<OwnedFd>; 3],
     /// The channel the listener goes to the supervisor through (with a listener filter).
     pub listener_channel: Option<UnixStream>,
     /// The signals the supervisor blocked before the fork and forwards.
@@ -207,8 +208,8 @@ fn map_user_namespace<K: Kernel>(k: &mut K, s: &Stage2) -> Result<(), StepError>
 /// Landlock ruleset must stay usable until exec. Ignored signals would survive exec.
 fn sanitize<K: Kernel>(k: &mut K, s: &mut Stage2) -> Result<(), StepError> {
     let failed = at(Step::Sanitize);
-    if let Some((stdin, stdout)) = s.stdio.take() {
-        k.redirect_stdio(stdin, stdout).map_err(failed)?;
+    if s.stdio.iter().any(Option::is_some) {
+        k.redirect_stdio(std::mem::take(&mut s.stdio)).map_err(failed)?;
     }
     k.mark_inherited_fds_cloexec().map_err(failed)?;
     k.reset_signal_dispositions().map_err(failed)

@@ -158,7 +158,7 @@ impl Kernel for Recorder {
     fn map_user_namespace(&mut self, uid: u32, gid: u32) -> Result<(), Errno> {
         self.record(Op::MapUserNamespace { uid, gid })
     }
-    fn redirect_stdio(&mut self, _stdin: OwnedFd, _stdout: OwnedFd) -> Result<(), Errno> {
+    fn redirect_stdio(&mut self, _stdio: [Option<OwnedFd>; 3]) -> Result<(), Errno> {
         self.record(Op::RedirectStdio)
     }
     fn mark_inherited_fds_cloexec(&mut self) -> Result<(), Errno> {

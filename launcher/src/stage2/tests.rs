@@ -62,12 +62,12 @@ fn everything() -> Stage2 {
         own_ids: (4242, 4343),
         rlimits: rlimits(),
         cgroup_procs: vec![dev_null()],
-        namespaces: Namespaces { user: true, pid: true, mount: true },
+        namespaces: Namespaces { user: true, pid: true, mount: true, ipc: true },
         view: view(),
         hide: Some((hide(), Level::Required)),
         landlock: Some((ruleset(), Level::Required)),
         seccomp: vec![Filter::Plain(filter(1)), Filter::Plain(filter(2)), Filter::Listener(filter(3))],
-        stdio: Some((dev_null().into(), dev_null().into())),
+        stdio: [Some(dev_null().into()), Some(dev_null().into()), None],
         listener_channel: Some(stage2_end),
         forwarded: SigSet::empty(),
         supervisor: dev_null().into(),
@@ -84,7 +84,7 @@ fn bare() -> Stage2 {
         namespaces: Namespaces::default(),
         landlock: None,
         seccomp: Vec::new(),
-        stdio: None,
+        stdio: [None, None, None],
         listener_channel: None,
         ..everything()
     }
@@ -289,7 +289,7 @@ fn conditional_steps_are_skipped_when_they_do_not_apply() {
 #[test]
 fn a_plain_pid_namespace_forks_without_mapping_ids() {
     let mut k = Recorder::default();
-    let mut s = Stage2 { namespaces: Namespaces { user: false, pid: true, mount: false }, ..everything() };
+    let mut s = Stage2 { namespaces: Namespaces { user: false, pid: true, mount: false, ipc: true }, ..everything() };
     harden_and_exec(&mut k, &mut s).expect("no step fails");
     assert_eq!(k.position(&Op::MapUserNamespace { uid: 0, gid: 0 }), None);
     assert!(k.position(&Op::Fork).is_some());

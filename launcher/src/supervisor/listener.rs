@@ -87,7 +87,7 @@ fn mediate(shared: &Arc<Listener>, n: Notification) {
 /// waits; if the thread is gone by then (a recycled pid could have answered), it is left out.
 fn refuse(shared: &Listener, n: &Notification) {
     let call = refused_call::describe(&shared.policy, n.nr, &n.args);
-    let path = call.path.and_then(|p| path_of(n, p));
+    let path = call.path.and_then(|p| path_of(n, p)).map(|p| own_proc(&p, n.pid));
     let path = path.filter(|_| notify::still_pending(shared.fd.as_fd(), n.id));
     let refusal = Refusal {
         layer: DenyLayer::Seccomp,
@@ -101,6 +101,17 @@ fn refuse(shared: &Listener, n: &Notification) {
         errno: libc::EPERM,
     };
     shared.refusals.record(refusal, true);
+}
+
+/// `/proc/self/...` and `/proc/thread-self/...` name the caller's own entries: as read by the
+/// supervisor they would name its own, so they are written with the caller's pid.
+fn own_proc(path: &str, pid: u32) -> String {
+    for own in ["/proc/self/", "/proc/thread-self/"] {
+        if let Some(rest) = path.strip_prefix(own) {
+            return format!("/proc/{pid}/{rest}");
+        }
+    }
+    path.to_string()
 }
 
 /// The path a call names: a string in its memory (relative ones joined to the directory they are
@@ -148,6 +159,12 @@ fn read_string(pid: Pid, addr: u64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_callers_own_proc_entries_name_the_caller() {
+        assert_eq!(own_proc("/proc/self/fd/4", 42), "/proc/42/fd/4");
+        assert_eq!(own_proc("/etc/passwd", 42), "/etc/passwd");
+    }
 
     #[test]
     fn a_string_is_read_from_a_process_memory() {

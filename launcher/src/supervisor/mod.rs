@@ -16,6 +16,7 @@ mod prepare;
 pub mod refusals;
 mod services;
 mod spawn;
+mod stdio;
 mod teardown;
 mod wait;
 

@@ -16,6 +16,7 @@ use nix::sys::signal::SigSet;
 
 use super::error::{SupervisorError, cstring, sys_err};
 use super::services::{ListenerEnd, McpEnds, ServiceInputs, Services};
+use super::stdio;
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
@@ -64,7 +65,8 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let argv = plan.argv().iter().map(|a| cstring("argument", a)).collect::<Result<Vec<_>, _>>()?;
     let supervisor = sys::pidfd_open(std::process::id() as i32).map_err(sys_err("open a pidfd for the supervisor"))?;
     let (error_read, error_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(sys_err("create the error pipe"))?;
-    let (mcp, stdio) = mcp_pipes(plan)?;
+    let (mcp, mcp_stdio) = mcp_pipes(plan)?;
+    let (stdio, relays) = stdio::server_stdio(mcp_stdio).map_err(sys_err("set up the server's stdio"))?;
     // After the monitor: whether it loaded decides whether the broker is needed.
     let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some())?;
     let stage2 = Stage2 {
@@ -90,7 +92,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     Ok(Prepared {
         stage2,
         error_pipe: error_read,
-        services: ServiceInputs { monitor_log, mcp, listener },
+        services: ServiceInputs { monitor_log, mcp, listener, relays },
         held: Held { cgroups, monitor, private_tmp, services: Services::default() },
     })
 }

@@ -26,13 +26,17 @@ pub struct Refusal {
     pub errno: i32,
 }
 
+/// Distinct refusals told on stderr; past them, stderr says once that the rest are in the log only
+/// (a server making endless distinct refusals must not grow the supervisor or flood the client).
+const TOLD_MAX: usize = 256;
+
 /// Where the refusals of one run go. Shared by the listener thread and the broker's workers.
 #[derive(Debug)]
 pub struct Refusals {
     log: Mutex<Option<AuditLog>>,
     /// Refusals by layer, for the summary.
     counts: Mutex<BTreeMap<&'static str, u64>>,
-    /// The stderr lines already written (a repeat is only counted).
+    /// The refusals already told on stderr (a repeat is only counted), at most [`TOLD_MAX`].
     told: Mutex<std::collections::BTreeSet<String>>,
 }
 
@@ -81,17 +85,32 @@ impl Refusals {
     fn tell(&self, r: &Refusal, caller: &Caller, enforced: bool) {
         let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let path = r.path.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
-        let what = format!("{}({}){path}", r.syscall, args.join(", "));
-        if !lock(&self.told).insert(format!("{:?} {what}", r.layer)) {
+        let what = printable(&format!("{}({}){path}", r.syscall, args.join(", ")));
+        let mut told = lock(&self.told);
+        if told.len() >= TOLD_MAX {
+            if told.len() == TOLD_MAX {
+                told.insert(String::new());
+                eprintln!("mcp-warden: {TOLD_MAX} distinct refusals told; further ones are in the audit log only");
+            }
             return;
         }
+        if !told.insert(format!("{:?} {what}", r.layer)) {
+            return;
+        }
+        drop(told);
         let verb = if enforced { "refused" } else { "would refuse" };
         let who = match caller.pid {
-            Some(pid) => format!("pid {pid} ({})", caller.comm),
+            Some(pid) => format!("pid {pid} ({})", printable(&caller.comm)),
             None => format!("thread {}", caller.tid),
         };
         eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", layer_name(r.layer), r.reason, r.grant);
     }
+}
+
+/// `s` with control characters escaped: a path or command name chosen by the server must not
+/// forge or erase lines on the client's stderr.
+fn printable(s: &str) -> String {
+    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 fn layer_name(layer: DenyLayer) -> &'static str {
@@ -137,6 +156,11 @@ mod tests {
         assert!(me.ppid.is_some());
         assert!(!me.comm.is_empty());
         assert_eq!(caller(u32::MAX).pid, None);
+    }
+
+    #[test]
+    fn control_characters_are_escaped_on_stderr() {
+        assert_eq!(printable("a\nmcp-warden: forged\u{1b}[2K"), "a\\nmcp-warden: forged\\u{1b}[2K");
     }
 
     #[test]

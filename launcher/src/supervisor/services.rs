@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use super::error::{SupervisorError, sys_err};
 use super::listener::{self, Listener};
 use super::refusals::Refusals;
+use super::stdio;
 use super::teardown::Held;
 use crate::audit::AuditLog;
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
@@ -29,6 +30,8 @@ pub struct ServiceInputs {
     pub monitor_log: Option<AuditLog>,
     pub mcp: Option<McpEnds>,
     pub listener: Option<ListenerEnd>,
+    /// The server's stdio relayed through pipes (a client file or terminal).
+    pub relays: Vec<stdio::Relay>,
 }
 
 /// The MCP layer's configuration, its audit log, and the supervisor's ends of the server's stdio.
@@ -54,6 +57,8 @@ pub struct ListenerEnd {
 pub struct Services {
     pub reader: Option<Reader>,
     pub proxy: Option<JoinHandle<()>>,
+    /// The relays towards the client (stdout, stderr), drained by the teardown.
+    pub relays: Vec<JoinHandle<()>>,
     /// Where the listener records refusals, for the summary.
     pub refusals: Option<Arc<Refusals>>,
     /// Taking the listener failed: stage 2 then fails its step, and this error, the cause, is
@@ -64,7 +69,8 @@ pub struct Services {
 /// Starts the services into `held.services` as each one starts, so that the teardown stops those
 /// that run even when a later one fails.
 pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) -> Result<(), SupervisorError> {
-    let ServiceInputs { monitor_log, mcp, listener } = inputs;
+    let ServiceInputs { monitor_log, mcp, listener, relays } = inputs;
+    held.services.relays = stdio::start(relays).map_err(sys_err("start the stdio relays"))?;
     if let (Some(monitor), Some(log)) = (held.monitor.as_mut(), monitor_log) {
         held.services.reader = Some(start_reader(plan, child, monitor, log)?);
     }

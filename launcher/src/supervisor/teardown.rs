@@ -41,6 +41,13 @@ pub fn run(plan: &Plan, held: Held, outcome: &Result<i32, SupervisorError>) {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
+    if status.is_some() {
+        // What the server wrote to a relayed stdout or stderr reaches the client before our lines.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while services.relays.iter().any(|r| !r.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     if status.is_some() && monitor.is_some() {
         // Detaching tracepoint programs waits for RCU grace periods (tens of milliseconds): let
         // the client see the server's stdout close now rather than after the teardown.

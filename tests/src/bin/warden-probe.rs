@@ -82,6 +82,15 @@ fn main() {
             .map(|_| "signalled".into()),
         "kill-own-child" => kill_own_child(),
         "io-uring" => io_uring(),
+        "fchmod-fd" => {
+            // SAFETY: fchmod takes an fd number and a mode.
+            let r = unsafe { libc::fchmod(n(1) as i32, octal(&a(2))) };
+            if r < 0 { Err(last()) } else { Ok("mode changed".into()) }
+        }
+        "lease" => lease(&a(1)),
+        "shm-create" => shm(n(1) as i32, libc::IPC_CREAT | 0o600),
+        "shm-get" => shm(n(1) as i32, 0),
+        "shm-remove" => shm_remove(n(1) as i32),
         "bpf" => bpf(),
         "perf" => perf(),
         "userfaultfd" => check(
@@ -269,6 +278,32 @@ fn socket(domain: i32, ty: i32) -> Outcome {
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
     Ok(format!("socket({domain}, {ty}) created"))
+}
+
+/// A read lease on a file opened read-only (a lease stalls other processes' opens of it).
+fn lease(path: &str) -> Outcome {
+    let f = std::fs::File::open(path).map_err(io)?;
+    // SAFETY: fcntl on an fd we own, with an integer argument.
+    let r = unsafe { libc::fcntl(std::os::fd::AsRawFd::as_raw_fd(&f), libc::F_SETLEASE, libc::F_RDLCK) };
+    if r < 0 { Err(last()) } else { Ok("leased".into()) }
+}
+
+/// `shmget(key, 4096, flags)`: a System V shared-memory segment found or created.
+fn shm(key: i32, flags: i32) -> Outcome {
+    // SAFETY: shmget takes integers and returns an id; no memory is attached.
+    let id = unsafe { libc::shmget(key, 4096, flags) };
+    if id < 0 { Err(last()) } else { Ok(format!("segment {id}")) }
+}
+
+fn shm_remove(key: i32) -> Outcome {
+    // SAFETY: as above; IPC_RMID with a null buffer.
+    let id = unsafe { libc::shmget(key, 0, 0) };
+    if id < 0 {
+        return Err(last());
+    }
+    // SAFETY: IPC_RMID reads no buffer.
+    let r = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    if r < 0 { Err(last()) } else { Ok("removed".into()) }
 }
 
 fn vm_read(pid: libc::pid_t, addr: usize) -> Outcome {
