@@ -22,8 +22,9 @@ fn denies(events: &[Value]) -> Vec<&Value> {
 /// Runs the probe with `action` under `strict` (plus `extra` launcher arguments), logging to a
 /// scratch file; returns the output and the log's records.
 fn logged(who: Who, s: &Scratch, extra: &[&str], action: &[&str]) -> (Output, Vec<Value>) {
-    let log = s.join("audit.jsonl");
-    let _ = std::fs::remove_file(&log);
+    // The log outside the write grant (mcp-warden refuses a log the server could reach).
+    let logs = Scratch::new(who);
+    let log = logs.join("audit.jsonl");
     let mut sandbox = Sandbox::new(who).grant("--audit-log", &log).grant("--allow-write", s.path());
     for a in extra {
         sandbox = sandbox.arg(a);
