@@ -50,8 +50,9 @@ pub enum Command {
     /// so every stdio server runs under mcp-warden with a matching profile. Shows a diff unless
     /// --write; --undo restores the original.
     Wrap {
-        /// The client's configuration file.
-        config: PathBuf,
+        /// The client's configuration file; without one, every config of the clients this user
+        /// has (Claude Desktop, Claude Code, Cursor, VS Code, Codex, Zed) that exists.
+        config: Option<PathBuf>,
         /// Apply the change (the original bytes are kept in CONFIG.mcp-warden.bak).
         #[arg(long, conflicts_with = "undo")]
         write: bool,

@@ -700,6 +700,40 @@ t("net", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=5))
     }
 );
 
+/// `mcp-warden wrap` with no file: the configs of the clients this user has, found and wrapped
+/// (a Cursor config in JSONC and a Codex TOML here), each named on stderr.
+#[test]
+fn wrap_without_a_file_finds_the_users_client_configs() {
+    let who = Who::current();
+    let home = Scratch::new(who);
+    std::fs::create_dir_all(home.join(".cursor")).unwrap();
+    std::fs::create_dir_all(home.join(".codex")).unwrap();
+    let cursor =
+        "{\n  // mine\n  \"mcpServers\": { \"t\": { \"command\": \"uvx\", \"args\": [\"mcp-server-time\"], }, },\n}\n";
+    std::fs::write(home.join(".cursor/mcp.json"), cursor).unwrap();
+    std::fs::write(
+        home.join(".codex/config.toml"),
+        "[mcp_servers.t]\ncommand = \"uvx\"\nargs = [\"mcp-server-time\"]\n",
+    )
+    .unwrap();
+    for f in [".cursor", ".cursor/mcp.json", ".codex", ".codex/config.toml"] {
+        chown_to(&home.join(f), who);
+    }
+    let mut c = warden_as(who, &["wrap".as_ref(), "--write".as_ref()]);
+    c.env("HOME", home.path());
+    let o = run(c, None, Duration::from_secs(30));
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    assert!(
+        o.stderr.contains("Cursor: ") && o.stderr.contains("(found)") && o.stderr.contains("Zed: "),
+        "{}",
+        o.stderr
+    );
+    let cursor_after = std::fs::read_to_string(home.join(".cursor/mcp.json")).unwrap();
+    assert!(cursor_after.contains("// mine") && cursor_after.contains("\"--profile\", \"time\""), "{cursor_after}");
+    let codex_after = std::fs::read_to_string(home.join(".codex/config.toml")).unwrap();
+    assert!(codex_after.contains("args = [\"run\", \"--profile\", \"time\""), "{codex_after}");
+}
+
 /// `mcp-warden wrap`: preview, write with a backup, idempotence, undo; and the wrapped entry
 /// starts its real server under the recognised profile.
 #[test]
@@ -720,9 +754,10 @@ fn wrap_rewrites_a_client_config_that_then_runs() {
     };
     let preview = wrap(&[]);
     assert_eq!(preview.code(), Some(0), "{}", preview.describe());
+    let added: Vec<&str> = preview.stdout.lines().filter(|l| l.starts_with('+') && !l.starts_with("+++")).collect();
     assert!(
-        preview.stdout.contains("+      \"command\":") && preview.stdout.contains("\"--profile\""),
-        "a diff: {}",
+        added.len() == 1 && added[0].contains("mcp-warden\"") && added[0].contains("\"--profile\""),
+        "a diff of the one line that changes: {}",
         preview.stdout
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "a preview changes nothing");

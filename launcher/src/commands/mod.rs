@@ -29,7 +29,7 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Explain(args) => explain::command(out, args),
         Command::Score(args) => score::command(out, args),
         Command::Check { profiles } => check::command(out, &profiles),
-        Command::Wrap { config, write, undo } => wrap::command(out, &config, write, undo),
+        Command::Wrap { config, write, undo } => wrap::command(out, config.as_deref(), write, undo),
         Command::Doctor => doctor::command(out),
         Command::Profiles { command } => profiles::command(out, command),
         Command::Pins { command } => pins::command(out, command),

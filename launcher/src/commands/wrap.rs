@@ -1,5 +1,6 @@
-//! `mcp-warden wrap CONFIG [--write|--undo]`: put every stdio server of a client config under
-//! mcp-warden. The preview (a diff) is this command's product, on stdout; progress goes to stderr.
+//! `mcp-warden wrap [CONFIG] [--write|--undo]`: put every stdio server of a client config (or of
+//! every client config this user has) under mcp-warden. The preview (a diff) is this command's
+//! product, on stdout; progress goes to stderr.
 
 use std::io::Write;
 use std::path::Path;
@@ -7,7 +8,32 @@ use std::path::Path;
 use crate::error::{CommandError, Failure};
 use crate::wrap::{self, Outcome};
 
-pub fn command(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i32, Failure> {
+pub fn command(out: &mut dyn Write, config: Option<&Path>, write: bool, undo: bool) -> Result<i32, Failure> {
+    if let Some(config) = config {
+        return one(out, config, write, undo);
+    }
+    let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
+    let found: Vec<_> = wrap::CLIENT_CONFIGS
+        .iter()
+        .map(|(rel, client)| (home.join(rel), *client))
+        .filter(|(path, _)| path.is_file() && (!undo || wrap::backup_path(path).is_file()))
+        .collect();
+    for (rel, client) in wrap::CLIENT_CONFIGS {
+        let path = home.join(rel);
+        let state = if found.iter().any(|(p, _)| *p == path) { "found" } else { "not found" };
+        eprintln!("mcp-warden: {client}: {} ({state})", path.display());
+    }
+    if found.is_empty() {
+        let why = "no MCP client config found under this user's home";
+        return Err(CommandError::with_hint(why, "give the config file: `mcp-warden wrap PATH`").into());
+    }
+    for (path, _) in &found {
+        one(out, path, write, undo)?;
+    }
+    Ok(0)
+}
+
+fn one(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i32, Failure> {
     if undo {
         wrap::undo(config)?;
         eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config).display());

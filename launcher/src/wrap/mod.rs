@@ -1,23 +1,39 @@
 //! `mcp-warden wrap CONFIG`: rewrite an MCP client configuration so that every stdio server runs
 //! under mcp-warden with the profile that fits it.
 //!
-//! Formats: `mcpServers` (Claude Desktop, Claude Code, Cursor) and VS Code's `servers`. HTTP and
-//! SSE entries, every other key and the key order are kept; the original argv goes after `--`
-//! unchanged (never joined into a shell string); `env` is kept. The default is a diff; `--write`
-//! applies it, keeping the original bytes in `CONFIG.mcp-warden.bak`, which `--undo` restores.
-//! Wrapping twice changes nothing.
+//! Formats: JSON with comments and trailing commas ([`jsonc`]: `mcpServers` of Claude Desktop,
+//! Cursor and Claude Code, including its per-project `projects.<path>.mcpServers`; VS Code's
+//! `servers`; Zed's `context_servers`) and Codex's TOML ([`codex`]: `[mcp_servers.NAME]`). Only
+//! the `command` and `args` of the wrapped entries change: comments, formatting, key order, HTTP
+//! and SSE entries and `env` are kept byte for byte. The original argv goes after `--` unchanged
+//! (never joined into a shell string). The default is a diff; `--write` applies it, keeping the
+//! original bytes in `CONFIG.mcp-warden.bak`, which `--undo` restores. Wrapping twice changes
+//! nothing.
+
+mod codex;
+mod jsonc;
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+/// Where clients keep their config, under the user's home, and the client's name.
+pub const CLIENT_CONFIGS: &[(&str, &str)] = &[
+    (".config/Claude/claude_desktop_config.json", "Claude Desktop"),
+    (".claude.json", "Claude Code"),
+    (".cursor/mcp.json", "Cursor"),
+    (".config/Code/User/mcp.json", "VS Code"),
+    (".codex/config.toml", "Codex"),
+    (".config/zed/settings.json", "Zed"),
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum WrapError {
     #[error("failed to read {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
-    #[error("{} is not JSON: {source}", path.display())]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("{} has no `mcpServers` or `servers` object", path.display())]
+    #[error("{} is not {format}: {why}", path.display())]
+    Parse { path: PathBuf, format: &'static str, why: String },
+    #[error("{} has no `mcpServers`, `servers`, `context_servers` or `mcp_servers`", path.display())]
     NoServers { path: PathBuf },
     #[error("failed to write {}: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
@@ -29,7 +45,7 @@ impl crate::error::Diagnose for WrapError {
     fn hint(&self) -> Option<String> {
         match self {
             WrapError::NoServers { .. } => Some(
-                "give a Claude Desktop/Code or Cursor config (`mcpServers`) or a VS Code mcp.json (`servers`)".into(),
+                "give a Claude Desktop, Claude Code or Cursor config (`mcpServers`), a VS Code mcp.json (`servers`), Zed's settings.json (`context_servers`) or Codex's config.toml (`mcp_servers`); `mcp-warden wrap` without a file lists the configs found".into(),
             ),
             WrapError::NoBackup { .. } => Some("`--undo` restores what an earlier `wrap --write` saved".into()),
             _ => None,
@@ -109,72 +125,57 @@ pub fn recognise(command: &str, args: &[String]) -> (&'static str, Option<String
 /// Wraps every stdio server of `text` (the config's contents). `launcher` is the command written
 /// into the config.
 pub fn wrap_text(path: &Path, text: &str, launcher: &str) -> Result<Wrapped, WrapError> {
-    let mut doc: Value = serde_json::from_str(text).map_err(|source| WrapError::Parse { path: path.into(), source })?;
-    let (servers, vscode) = match doc.as_object_mut() {
-        Some(o) if o.get("mcpServers").is_some_and(Value::is_object) => (o.get_mut("mcpServers"), false),
-        Some(o) if o.get("servers").is_some_and(Value::is_object) => (o.get_mut("servers"), true),
-        _ => return Err(WrapError::NoServers { path: path.into() }),
-    };
-    let servers = servers.and_then(Value::as_object_mut).ok_or(WrapError::NoServers { path: path.into() })?;
-    let mut changes = Vec::new();
-    for (name, entry) in servers.iter_mut() {
-        let (outcome, run_args) = wrap_entry(entry, vscode, launcher);
-        changes.push(Change { server: name.clone(), outcome, run_args });
-    }
-    if !changes.iter().any(|c| matches!(c.outcome, Outcome::Wrapped { .. })) {
-        return Ok(Wrapped { text: text.to_string(), changes });
-    }
-    let mut out = serde_json::to_string_pretty(&doc).unwrap_or_default();
-    out.push('\n');
-    Ok(Wrapped { text: out, changes })
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    let result = if toml { codex::wrap(text, launcher) } else { jsonc::wrap(text, launcher) };
+    let (out, changes) = result.map_err(|why| match why {
+        Unwrappable::NoServers => WrapError::NoServers { path: path.into() },
+        Unwrappable::Syntax(why) => {
+            WrapError::Parse { path: path.into(), format: if toml { "TOML" } else { "JSON" }, why }
+        }
+    })?;
+    let wrapped = changes.iter().any(|c| matches!(c.outcome, Outcome::Wrapped { .. }));
+    Ok(Wrapped { text: if wrapped { out } else { text.to_string() }, changes })
 }
 
-/// The entry's outcome, and the `run` arguments written when it was wrapped.
-fn wrap_entry(entry: &mut Value, vscode: bool, launcher: &str) -> (Outcome, Vec<String>) {
-    let Some(obj) = entry.as_object_mut() else { return (Outcome::NotStdio, Vec::new()) };
-    let kind = obj.get("type").and_then(Value::as_str).unwrap_or("stdio");
-    if kind != "stdio" || obj.contains_key("url") || (vscode && !obj.contains_key("command")) {
-        return (Outcome::NotStdio, Vec::new());
+/// Why a config's text cannot be wrapped.
+#[derive(Debug)]
+enum Unwrappable {
+    NoServers,
+    Syntax(String),
+}
+
+/// What to do with one server entry (its fields as JSON, whatever the file's format).
+struct Decision {
+    outcome: Outcome,
+    /// For a wrapped entry: the new `args` (`run --profile P -- CMD ARGS`).
+    args: Vec<String>,
+}
+
+/// Decides for one entry: `command` and `args` are the entry's; `stdio` says whether it is a
+/// stdio server at all.
+fn decide(entry: &Map<String, Value>, vscode: bool) -> Decision {
+    let skip = |outcome| Decision { outcome, args: Vec::new() };
+    let kind = entry.get("type").and_then(Value::as_str).unwrap_or("stdio");
+    if kind != "stdio" || entry.contains_key("url") || (vscode && !entry.contains_key("command")) {
+        return skip(Outcome::NotStdio);
     }
-    let Some(command) = obj.get("command").and_then(Value::as_str).map(String::from) else {
-        return (Outcome::NotStdio, Vec::new());
+    let Some(command) = entry.get("command").and_then(Value::as_str).map(String::from) else {
+        return skip(Outcome::NotStdio);
     };
-    let args: Vec<String> = obj
+    let args: Vec<String> = entry
         .get("args")
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
     let is_launcher = Path::new(&command).file_name().is_some_and(|n| n == "mcp-warden");
     if is_launcher && args.first().is_some_and(|a| a == "run") {
-        return (Outcome::AlreadyWrapped, Vec::new());
+        return skip(Outcome::AlreadyWrapped);
     }
     let (profile, warning) = recognise(&command, &args);
-    let mut new_args = vec![Value::from("run"), Value::from("--profile"), Value::from(profile), Value::from("--")];
-    new_args.push(Value::from(command));
-    new_args.extend(args.into_iter().map(Value::from));
-    let mut rebuilt = Map::new();
-    // Keep the entry's key order: `command` and `args` replaced in place, `args` added after
-    // `command` when the entry had none.
-    let had_args = obj.contains_key("args");
-    for (k, v) in std::mem::take(obj) {
-        match k.as_str() {
-            "command" => {
-                rebuilt.insert(k, Value::from(launcher));
-                if !had_args {
-                    rebuilt.insert("args".into(), Value::Array(new_args.clone()));
-                }
-            }
-            "args" => {
-                rebuilt.insert(k, Value::Array(new_args.clone()));
-            }
-            _ => {
-                rebuilt.insert(k, v);
-            }
-        }
-    }
-    *obj = rebuilt;
-    let run_args = new_args.iter().filter_map(|a| a.as_str().map(String::from)).collect();
-    (Outcome::Wrapped { profile, warning }, run_args)
+    let mut new_args: Vec<String> = ["run", "--profile", profile, "--"].map(String::from).into();
+    new_args.push(command);
+    new_args.extend(args);
+    Decision { outcome: Outcome::Wrapped { profile, warning }, args: new_args }
 }
 
 /// A unified diff of `old` and `new`, labelled with `path`.
@@ -276,6 +277,95 @@ mod tests {
     #[test]
     fn configs_without_servers_are_refused() {
         let e = wrap_text(Path::new("x.json"), "{\"a\": 1}", "mcp-warden").unwrap_err();
-        assert!(e.to_string().contains("no `mcpServers` or `servers`"), "{e}");
+        assert!(e.to_string().contains("no `mcpServers`, `servers`"), "{e}");
+        let e = wrap_text(Path::new("x.json"), "{\"a\": ", "mcp-warden").unwrap_err();
+        assert!(e.to_string().contains("is not JSON"), "{e}");
+    }
+
+    /// The lines of `new` that differ from `old`.
+    fn changed_lines(old: &str, new: &str) -> Vec<String> {
+        similar::TextDiff::from_lines(old, new)
+            .iter_all_changes()
+            .filter(|c| c.tag() != similar::ChangeTag::Equal)
+            .map(|c| format!("{}{}", c.tag(), c.value().trim_end()))
+            .collect()
+    }
+
+    #[test]
+    fn vscode_jsonc_keeps_comments_and_changes_only_command_and_args() {
+        let text = r#"{
+  // servers for this workspace
+  "servers": {
+    /* the notes server */
+    "notes": {
+      "type": "stdio",
+      "command": "npx",
+      "args": ["-y", "@modelcontextprotocol/server-filesystem", "${workspaceFolder}"], // read+write
+      "env": { "DEBUG": "1", },
+    },
+  },
+}
+"#;
+        let w = wrap_text(Path::new("mcp.json"), text, "mcp-warden").unwrap();
+        let changed = changed_lines(text, &w.text);
+        assert_eq!(changed.len(), 4, "two lines out, two in: {changed:#?}");
+        assert!(w.text.contains("// servers for this workspace") && w.text.contains("/* the notes server */"));
+        assert!(w.text.contains(r#""args": ["run", "--profile", "filesystem", "--", "npx", "-y""#), "{}", w.text);
+        assert!(w.text.contains("// read+write") && w.text.contains(r#""env": { "DEBUG": "1", },"#));
+        let again = wrap_text(Path::new("mcp.json"), &w.text, "mcp-warden").unwrap();
+        assert_eq!(again.text, w.text, "wrapping twice changes nothing");
+    }
+
+    #[test]
+    fn claude_code_project_servers_are_wrapped_too() {
+        let text = r#"{"numStartups": 3, "mcpServers": {}, "projects": {"/home/me/app": {"allowedTools": [], "mcpServers": {"db": {"type": "stdio", "command": "uvx", "args": ["mcp-server-sqlite", "--db-path", "/home/me/app/app.db"], "env": {}}}}}}"#;
+        let w = wrap_text(Path::new(".claude.json"), text, "mcp-warden").unwrap();
+        let v: Value = serde_json::from_str(&w.text).unwrap();
+        let db = &v["projects"]["/home/me/app"]["mcpServers"]["db"];
+        assert_eq!((db["command"].as_str(), db["args"][2].as_str()), (Some("mcp-warden"), Some("sqlite")));
+        assert_eq!(w.changes[0].server, "/home/me/app: db");
+        assert_eq!(v["numStartups"], 3);
+    }
+
+    #[test]
+    fn zed_context_servers_in_both_forms() {
+        let text = r#"{
+  "theme": "One Dark",
+  "context_servers": {
+    "old": { "command": { "path": "uvx", "args": ["mcp-server-time"], "env": {} }, "settings": {} },
+    "new": { "source": "custom", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] }
+  }
+}"#;
+        let w = wrap_text(Path::new("settings.json"), text, "mcp-warden").unwrap();
+        let v: Value = serde_json::from_str(&w.text).unwrap();
+        assert_eq!(v["context_servers"]["old"]["command"]["path"], "mcp-warden");
+        assert_eq!(v["context_servers"]["old"]["command"]["args"][2], "time");
+        assert_eq!(v["context_servers"]["new"]["command"], "mcp-warden");
+        assert_eq!(v["context_servers"]["new"]["args"][2], "memory");
+        assert_eq!(v["theme"], "One Dark");
+    }
+
+    #[test]
+    fn codex_toml_keeps_its_comments_and_other_tables() {
+        let text = r#"model = "o4-mini"  # the default model
+
+# servers
+[mcp_servers.time]
+command = "uvx"
+args = ["mcp-server-time"]
+env = { TZ = "UTC" }
+
+[mcp_servers.remote]
+url = "https://mcp.example/mcp"
+"#;
+        let w = wrap_text(Path::new("config.toml"), text, "mcp-warden").unwrap();
+        assert_eq!(changed_lines(text, &w.text).len(), 4, "{}", w.text);
+        let doc: toml::Table = toml::from_str(&w.text).unwrap();
+        let time = &doc["mcp_servers"]["time"];
+        assert_eq!(time["command"].as_str(), Some("mcp-warden"));
+        assert_eq!(time["args"][2].as_str(), Some("time"));
+        assert!(w.text.contains("# the default model") && w.text.contains("env = { TZ = \"UTC\" }"));
+        assert_eq!(w.changes[1].outcome, Outcome::NotStdio);
+        assert_eq!(wrap_text(Path::new("config.toml"), &w.text, "mcp-warden").unwrap().text, w.text);
     }
 }
