@@ -15,6 +15,7 @@ pub mod host;
 pub mod layers;
 pub mod logging;
 pub mod mcp;
+pub mod paths;
 pub mod plan;
 pub mod profile;
 pub mod score;

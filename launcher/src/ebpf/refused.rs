@@ -78,30 +78,10 @@ fn named<'a>(path: Option<&'a str>, args: &'a BTreeMap<String, String>) -> impl 
     path.into_iter().chain(args.get("new_path").map(String::as_str))
 }
 
-/// An absolute path as the kernel would resolve it on the host: its longest existing prefix
-/// canonicalized (symlinks and `..` followed), the rest appended with `.` and `..` applied.
-/// `None` for a relative path.
+/// An absolute path as the kernel would resolve it on the host; `None` for a relative path.
 fn resolved(p: &str) -> Option<PathBuf> {
     let path = Path::new(p);
-    if !path.is_absolute() {
-        return None;
-    }
-    let parts: Vec<_> = path.components().collect();
-    let (base, rest) = (1..=parts.len()).rev().find_map(|i| {
-        let prefix: PathBuf = parts[..i].iter().collect();
-        std::fs::canonicalize(&prefix).ok().map(|c| (c, &parts[i..]))
-    })?;
-    let mut out = base;
-    for c in rest {
-        match c {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(n) => out.push(n),
-            _ => {}
-        }
-    }
-    Some(out)
+    path.is_absolute().then(|| crate::paths::resolve(path, Path::new("/")))
 }
 
 /// The probes copy at most PATH_LEN - 1 bytes: a path that long may have been cut.

@@ -39,6 +39,11 @@ pub enum PlanError {
     Npx(#[from] PackageError),
     #[error("{layer} is required but cannot be enforced on this host: {why}")]
     Unenforceable { layer: &'static str, why: String },
+    /// A root server would own a directory the host's users share.
+    #[error(
+        "the write grant {grant} is a directory every user shares (mode {mode:04o}), and the server runs as root: it could change the directory's own mode and owner (drop /tmp's sticky bit) for the whole host"
+    )]
+    SharedDirForRoot { grant: PathBuf, mode: u32 },
     /// The server could erase, forge or redirect a record of what it did.
     #[error("the {what} {path} is inside the write grant {grant}: the server could erase, forge or redirect it")]
     RecordInGrant { what: &'static str, path: PathBuf, grant: PathBuf },
@@ -87,6 +92,9 @@ impl crate::error::Diagnose for PlanError {
             }
             PlanError::UnknownId { .. } => "use a user (or group) that exists in /etc/passwd (/etc/group)".into(),
             PlanError::SwitchNeedsRoot { .. } => "drop `user` from the profile, or start mcp-warden as root".into(),
+            PlanError::SharedDirForRoot { .. } => {
+                "run the server as a user (`--user NAME` or [process] user), or give it a directory of its own (`[filesystem] private-tmp = true` for temporary files)".into()
+            }
             PlanError::RecordInGrant { what, .. } => {
                 format!("keep the {what} outside every --allow-write grant (choose another path, or narrow the grant)")
             }

@@ -152,7 +152,8 @@ impl Plan {
             }
             None => None,
         };
-        records_outside_write_grants(&fs, &monitor, mcp.as_ref())?;
+        records_outside_write_grants(&fs, &monitor, mcp.as_ref(), inputs)?;
+        shared_dirs_not_granted_to_root(&fs, &identity)?;
         let mut plan = Plan {
             profile: profile.name.clone(),
             description: p.description.clone(),
@@ -441,19 +442,46 @@ impl Plan {
 #[cfg(test)]
 mod tests;
 
+/// A server running as uid 0 owns, in effect, every directory it may write: on a directory the host's
+/// users share (sticky or world-writable, like /tmp) it could drop the sticky bit or change the
+/// owner, for everyone. Landlock has no right for that and the view binds a write grant writable.
+fn shared_dirs_not_granted_to_root(fs: &FsPlan, identity: &Identity) -> Result<(), PlanError> {
+    use std::os::unix::fs::PermissionsExt;
+    if identity.uid != 0 {
+        return Ok(());
+    }
+    for (grant, _) in fs.paths.iter().filter(|(_, (access, _))| access.write) {
+        let Ok(meta) = std::fs::metadata(grant) else { continue };
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() && mode & (libc::S_ISVTX | libc::S_IWOTH) != 0 {
+            return Err(PlanError::SharedDirForRoot { grant: grant.clone(), mode });
+        }
+    }
+    Ok(())
+}
+
 /// The audit log and the tool pins record what the server did and what it offered: neither may be
-/// inside a write grant, where the server could erase or forge them, or plant a symlink that makes
-/// the supervisor write elsewhere. Checked on the path as given and on its resolved parent.
-fn records_outside_write_grants(fs: &FsPlan, monitor: &MonitorPlan, mcp: Option<&McpConfig>) -> Result<(), PlanError> {
-    let records = [("audit log", monitor.audit_log.file()), ("tool pin file", mcp.and_then(|m| m.pins.as_deref()))];
+/// where the server could erase or forge them, or plant a symlink that makes the supervisor write
+/// elsewhere. So no write grant may hold them, nor mcp-warden's state directory (every server's
+/// default logs and pins), judged where each path leads (`..`, symlinks, directories still to be
+/// created, relative paths against the working directory).
+fn records_outside_write_grants(
+    fs: &FsPlan,
+    monitor: &MonitorPlan,
+    mcp: Option<&McpConfig>,
+    inputs: &Inputs<'_>,
+) -> Result<(), PlanError> {
+    let state = state_home(|k| inputs.var(k)).map(|s| s.join("mcp-warden"));
+    let records = [
+        ("audit log", monitor.audit_log.file()),
+        ("tool pin file", mcp.and_then(|m| m.pins.as_deref())),
+        ("state directory of mcp-warden (every server's default audit logs and tool pins)", state.as_deref()),
+    ];
     for (what, path) in records.into_iter().filter_map(|(what, path)| Some((what, path?))) {
-        let resolved = path
-            .parent()
-            .and_then(|d| std::fs::canonicalize(d).ok())
-            .map(|d| d.join(path.file_name().unwrap_or_default()));
+        let resolved = crate::paths::resolve(path, &inputs.cwd);
         let grants = fs.paths.iter().filter(|(_, (access, _))| access.write).map(|(grant, _)| grant);
         for grant in grants {
-            if path.starts_with(grant) || resolved.as_ref().is_some_and(|r| r.starts_with(grant)) {
+            if resolved.starts_with(grant) || grant.starts_with(&resolved) {
                 return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
             }
         }

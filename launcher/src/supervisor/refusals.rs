@@ -26,6 +26,10 @@ pub struct Refusal {
     pub errno: i32,
 }
 
+/// Refusal records written per run; past them refusals are counted, not written: a server looping
+/// on a refused call must not fill the host's disk through the root supervisor's log.
+pub const RECORDS_MAX: u64 = 10_000;
+
 /// Distinct refusals told on stderr; past them, stderr says once that the rest are in the log only
 /// (a server making endless distinct refusals must not grow the supervisor or flood the client).
 const TOLD_MAX: usize = 256;
@@ -36,6 +40,8 @@ pub struct Refusals {
     log: Mutex<Option<AuditLog>>,
     /// Refusals by layer, for the summary.
     counts: Mutex<BTreeMap<&'static str, u64>>,
+    /// Records written, and refusals past [`RECORDS_MAX`] that were only counted.
+    written: Mutex<(u64, u64)>,
     /// The refusals already told on stderr (a repeat is only counted), at most [`TOLD_MAX`].
     told: Mutex<std::collections::BTreeSet<String>>,
 }
@@ -43,7 +49,7 @@ pub struct Refusals {
 impl Refusals {
     /// `log`: the supervisor's audit writer (`None`: stderr and counts only).
     pub fn new(log: Option<AuditLog>) -> Refusals {
-        Refusals { log: Mutex::new(log), counts: Mutex::default(), told: Mutex::default() }
+        Refusals { log: Mutex::new(log), counts: Mutex::default(), written: Mutex::default(), told: Mutex::default() }
     }
 
     /// Records `r`; `enforced` is false in audit mode, where the call went ahead.
@@ -63,6 +69,14 @@ impl Refusals {
             errno,
             verdict: Verdict::Deny { enforced },
         };
+        {
+            let mut written = lock(&self.written);
+            if written.0 >= RECORDS_MAX {
+                written.1 += 1;
+                return;
+            }
+            written.0 += 1;
+        }
         if let Some(log) = lock(&self.log).as_mut() {
             log.write(&AuditLine::now(AuditRecord::Deny(record)));
         }
@@ -71,6 +85,11 @@ impl Refusals {
     /// Refusals so far, by layer (`seccomp`, `network`).
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {
         lock(&self.counts).clone()
+    }
+
+    /// Refusals counted but not written, past the per-run cap.
+    pub fn unwritten(&self) -> u64 {
+        lock(&self.written).1
     }
 
     /// Writes out what is buffered; the log's lost-line count, for the exit summary.

@@ -49,15 +49,27 @@ pub fn server_stdio(mcp: Option<(OwnedFd, OwnedFd)>) -> io::Result<([Option<Owne
     Ok((stdio, relays))
 }
 
-/// A pipe or a socket (or a descriptor that is not open): the server may have it as it is.
+/// An anonymous pipe or a socket (or a descriptor that is not open): the server may have it as it
+/// is. A named FIFO is an inode of a filesystem, whose mode and times the server could change:
+/// anonymous pipes and sockets live on the kernel's own pipefs and sockfs, told apart by device.
 fn shareable(fd: BorrowedFd<'_>) -> bool {
-    match fstat(fd) {
-        Ok(st) => {
-            let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
-            kind == SFlag::S_IFIFO || kind == SFlag::S_IFSOCK
-        }
-        Err(_) => true,
-    }
+    let Ok(st) = fstat(fd) else { return true };
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let anonymous = |dev: Option<u64>| dev == Some(st.st_dev);
+    (kind == SFlag::S_IFIFO && anonymous(pipefs())) || (kind == SFlag::S_IFSOCK && anonymous(sockfs()))
+}
+
+/// The device of the kernel's pipe filesystem (of a pipe made for the question).
+fn pipefs() -> Option<u64> {
+    let (r, _w) = nix::unistd::pipe().ok()?;
+    fstat(r.as_fd()).ok().map(|s| s.st_dev)
+}
+
+/// The device of the kernel's socket filesystem.
+fn sockfs() -> Option<u64> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+    let (a, _b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).ok()?;
+    fstat(a.as_fd()).ok().map(|s| s.st_dev)
 }
 
 /// Starts the relays (after the fork); returns the outbound ones, for the teardown to wait for.
@@ -91,5 +103,12 @@ mod tests {
         assert!(!shareable(file.as_fd()));
         let null = File::open("/dev/null").unwrap();
         assert!(!shareable(null.as_fd()), "a device node is relayed too");
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let named = std::fs::OpenOptions::new().read(true).write(true).open(&fifo).unwrap();
+        assert!(!shareable(named.as_fd()), "a named FIFO is a filesystem inode: relayed");
+        let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+        assert!(shareable(a.as_fd()));
     }
 }

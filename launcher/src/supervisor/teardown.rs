@@ -70,6 +70,13 @@ fn summarize(plan: &Plan, services: Services, monitor: Option<&Monitor>, status:
     let refusals = services.refusals.as_ref().map(|r| r.counts()).unwrap_or_default();
     if let Some(r) = &services.refusals {
         r.flush();
+        if r.unwritten() > 0 {
+            eprintln!(
+                "mcp-warden: {} further refusals were counted but not written: the log keeps the first {} of a run",
+                r.unwritten(),
+                super::refusals::RECORDS_MAX
+            );
+        }
     }
     let Some(reader) = services.reader else {
         if !refusals.is_empty() {
