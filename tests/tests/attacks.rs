@@ -415,6 +415,34 @@ per_identity!(the_audit_log_is_never_where_the_server_can_reach_it, |who: Who| {
         assert!(o.stderr.contains("cannot write the audit log"), "{}", o.describe());
     }
     assert!(!s.join("elsewhere").exists(), "the symlink was not followed");
+    // Paths that lead into the grant: relative to a working directory inside it, through a
+    // directory still to be created and `..`, and the state directory of every server's default
+    // logs and pins.
+    let args: Vec<&std::ffi::OsStr> = vec![
+        "run".as_ref(),
+        "--profile".as_ref(),
+        "strict".as_ref(),
+        "--allow-write".as_ref(),
+        w.as_os_str(),
+        "--audit-log".as_ref(),
+        "x.jsonl".as_ref(),
+        "--".as_ref(),
+        "/bin/true".as_ref(),
+    ];
+    let mut c = warden_as(who, &args);
+    c.current_dir(&w);
+    let o = run(c, None, std::time::Duration::from_secs(30));
+    assert_eq!(o.code(), Some(125), "a relative log inside the grant: {}", o.describe());
+    let around = s.join("nonexistent/../w/new/x.jsonl");
+    let o = Sandbox::new(who).grant("--allow-write", &w).grant("--audit-log", &around).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    let state = w.join("state");
+    let o = Sandbox::new(who)
+        .grant("--allow-write", &w)
+        .env("XDG_STATE_HOME", state.to_str().unwrap())
+        .probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(o.stderr.contains("is inside the write grant"), "{}", o.describe());
     // Control: a log outside the grants.
     let o =
         Sandbox::new(who).grant("--allow-write", &w).grant("--audit-log", s.join("audit.jsonl")).probe(&["exit", "0"]);

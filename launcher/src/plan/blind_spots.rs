@@ -41,6 +41,11 @@ impl Plan {
                 hidden,
                 "fs-hide: a root holding only the grants (ENOENT)",
             ),
+            spot(
+                "the host's System V shared memory, semaphores and message queues",
+                self.namespaces().ipc,
+                "an IPC namespace of its own",
+            ),
             spot("an interpreter running a script it wrote (sh, python, node)", false, ""),
             spot("code a runtime writes into anonymous memory (JIT, ctypes)", false, ""),
         ]

@@ -67,12 +67,22 @@ fn missing_paths_fail_unless_optional() {
 
 #[test]
 fn a_path_names_the_first_place_that_granted_it() {
-    let plan = resolve_with("extends = [\"strict\"]\n", &["--allow-read", "/usr", "--allow-write", "/tmp"], &["true"])
-        .unwrap();
+    let own = tempfile::tempdir().unwrap();
+    let dir = own.path().to_str().unwrap();
+    let plan =
+        resolve_with("extends = [\"strict\"]\n", &["--allow-read", "/usr", "--allow-write", dir], &["true"]).unwrap();
     let usr = &plan.paths()[Path::new("/usr")];
     assert!(usr.1.to_string().starts_with("strict (embedded):"), "the profile's grant comes first: {}", usr.1);
-    let tmp = &plan.paths()[&Path::new("/tmp").canonicalize().unwrap()];
+    let tmp = &plan.paths()[&own.path().canonicalize().unwrap()];
     assert_eq!(tmp.1.to_string(), "--allow-write");
+}
+
+#[test]
+fn a_root_server_may_not_own_a_shared_directory() {
+    let e = resolve_with("extends = [\"strict\"]\n", &["--allow-write", "/tmp"], &["true"]);
+    if nix::unistd::geteuid().is_root() {
+        assert!(matches!(e, Err(PlanError::SharedDirForRoot { .. })), "{e:?}");
+    }
 }
 
 #[test]

@@ -100,7 +100,7 @@ fn summarize(plan: &Plan, services: Services, monitor: Option<&Monitor>, status:
             profile: plan.profile().to_string(),
             program: plan.program().display().to_string(),
             mode: if plan.audit_mode() { "audit" } else { "enforce" },
-            exit_code: (status < 128).then_some(status),
+            exit_code: (status <= 128).then_some(status),
             signal: (status > 128).then_some(status - 128),
         };
         let line = write_summary(&mut log, &decoder, &m.counters(), m.lsm(), &summary);
