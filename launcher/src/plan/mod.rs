@@ -442,6 +442,11 @@ impl Plan {
 #[cfg(test)]
 mod tests;
 
+fn is_char_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_char_device())
+}
+
 /// A server running as uid 0 owns, in effect, every directory it may write: on a directory the host's
 /// users share (sticky or world-writable, like /tmp) it could drop the sticky bit or change the
 /// owner, for everyone. Landlock has no right for that and the view binds a write grant writable.
@@ -479,6 +484,9 @@ fn records_outside_write_grants(
     ];
     for (what, path) in records.into_iter().filter_map(|(what, path)| Some((what, path?))) {
         let resolved = crate::paths::resolve(path, &inputs.cwd);
+        if is_char_device(&resolved) {
+            continue; // /dev/null or a terminal: nothing kept there to erase or forge
+        }
         let grants = fs.paths.iter().filter(|(_, (access, _))| access.write).map(|(grant, _)| grant);
         for grant in grants {
             if resolved.starts_with(grant) || grant.starts_with(&resolved) {
