@@ -700,6 +700,34 @@ t("net", lambda: socket.create_connection(("127.0.0.1", int(port)), timeout=5))
     }
 );
 
+/// An unknown server (here a Python MCP server run as `python server.py`, with an API key in the
+/// entry's `env`) gets its runtime's profile from `wrap`, which grants its interpreter, virtualenv
+/// and script, and passes the key by name: the wrapped entry starts and answers through the
+/// official client (bare `strict`, as before, cannot even read the script).
+#[test]
+fn an_unknown_server_wrapped_gets_its_runtime_and_its_env_keys() {
+    let python = need(test_env().join("venv/bin/python"));
+    let script = need(test_env().join("clients/leaky_server.py"));
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let config = s.join("mcp.json");
+    let entry = serde_json::json!({"mcpServers": {"acme": {
+        "command": python, "args": [script], "env": {"ACME_TOKEN": "t0ken"}
+    }}});
+    std::fs::write(&config, entry.to_string()).unwrap();
+    chown_to(&config, who);
+    let o =
+        run(warden_as(who, &["wrap".as_ref(), config.as_os_str(), "--write".as_ref()]), None, Duration::from_secs(30));
+    assert!(o.stderr.contains("acme: wrapped with profile `python`"), "{}", o.describe());
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config).unwrap()).unwrap();
+    let args: Vec<String> =
+        v["mcpServers"]["acme"]["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
+    assert_eq!(args[..6], ["run", "--profile", "python", "--pass-env", "ACME_TOKEN", "--"]);
+    let session_args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t = session(who, "echo", r#"{"message": "hello"}"#, &session_args, &[("ACME_TOKEN", "t0ken")]);
+    assert!(!t.is_error && t.text.contains("hello"), "{}", t.text);
+}
+
 /// `mcp-warden wrap` with no file: the configs of the clients this user has, found and wrapped
 /// (a Cursor config in JSONC and a Codex TOML here), each named on stderr.
 #[test]

@@ -154,8 +154,9 @@ impl FsPlan {
 }
 
 /// The directories a server's own installation lives in, for `runtime = ...` profiles:
-/// - python: the interpreter's prefix (`<prefix>/bin/python3`), and the virtualenv the program
-///   (or a console script) belongs to (`pyvenv.cfg` next to its `bin/`);
+/// - python: the interpreter's prefix (`<prefix>/bin/python3`), the virtualenv the program (or a
+///   console script) belongs to (`pyvenv.cfg` next to its `bin/`), and for `python SCRIPT` the
+///   script's project (nearest `pyproject.toml` or `setup.py`) or else its directory;
 /// - node: the outermost `node_modules` containing the script (the program, or its first
 ///   argument that is a file), or else the script's package root (`package.json`).
 fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path) -> Vec<PathBuf> {
@@ -175,6 +176,23 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path)
             // the interpreter's own prefix, e.g. /root/.pyenv/versions/3.11.7 (nothing new under /usr)
             if let Some(prefix) = real(&interpreter).as_deref().and_then(Path::parent).and_then(Path::parent) {
                 out.push(prefix.to_path_buf());
+            }
+            // `python SCRIPT`: the script's project (the nearest pyproject.toml or setup.py), or
+            // else its own directory. Not with `-m` (the module is in the installation above).
+            let script = args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .take_while(|a| a != "-m")
+                .filter(|a| !a.starts_with('-'))
+                .map(|a| cwd.join(a.as_ref()))
+                .find(|p| p.is_file())
+                .and_then(|p| real(&p));
+            if let Some(script) = script {
+                let project = script
+                    .ancestors()
+                    .skip(1)
+                    .find(|a| a.join("pyproject.toml").is_file() || a.join("setup.py").is_file());
+                out.extend(project.or_else(|| script.parent()).map(Path::to_path_buf));
             }
         }
         Runtime::Node => {

@@ -82,6 +82,22 @@ pub fn backup_path(config: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// The runtime profile for an unknown server: `node` for Node.js and npx, `python` for Python,
+/// uv, uvx, pipx and console scripts of a virtualenv. They grant the server's own installation,
+/// which bare `strict` does not, so the server can start.
+fn runtime_profile(program: &str, command: &str) -> Option<&'static str> {
+    let venv_script = ["/venv/bin/", "/.venv/bin/", "/.local/share/uv/tools/", "/.local/pipx/venvs/"]
+        .iter()
+        .any(|d| command.contains(d));
+    match program {
+        "node" | "nodejs" | "npx" => Some("node"),
+        "uv" | "uvx" | "pipx" => Some("python"),
+        p if p.starts_with("python") => Some("python"),
+        _ if venv_script => Some("python"),
+        _ => None,
+    }
+}
+
 /// The profile for a server command, recognised from the package or module it runs.
 pub fn recognise(command: &str, args: &[String]) -> (&'static str, Option<String>) {
     const KNOWN: &[(&str, &str)] = &[
@@ -118,7 +134,13 @@ pub fn recognise(command: &str, args: &[String]) -> (&'static str, Option<String
             Some(format!("`{program}` downloads the server at start-up, which needs the network and a writable cache the hardened run does not have: install it once, then point the command at the installed server (README: install vs run)")),
         ),
         (Some(profile), _) => (profile, None),
-        (None, _) => ("strict", Some("unknown server: wrapped with `strict`; grant what it needs with --allow-* or a profile".into())),
+        (None, _) => match runtime_profile(program, command) {
+            Some(runtime) => (
+                runtime,
+                Some(format!("unknown server: wrapped with the `{runtime}` runtime profile (strict, plus its own installation read and execute); grant what else it needs with --allow-* or a profile")),
+            ),
+            None => ("strict", Some("unknown server: wrapped with `strict`; grant what it needs with --allow-* or a profile".into())),
+        },
     }
 }
 
@@ -172,7 +194,12 @@ fn decide(entry: &Map<String, Value>, vscode: bool) -> Decision {
         return skip(Outcome::AlreadyWrapped);
     }
     let (profile, warning) = recognise(&command, &args);
-    let mut new_args: Vec<String> = ["run", "--profile", profile, "--"].map(String::from).into();
+    let mut new_args: Vec<String> = ["run", "--profile", profile].map(String::from).into();
+    // The entry's own environment (an API key, say) reaches the server by name.
+    for key in entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()) {
+        new_args.extend(["--pass-env".to_string(), key.clone()]);
+    }
+    new_args.push("--".into());
     new_args.push(command);
     new_args.extend(args);
     Decision { outcome: Outcome::Wrapped { profile, warning }, args: new_args }
@@ -236,8 +263,9 @@ mod tests {
         let v: Value = serde_json::from_str(&w.text).unwrap();
         let notes = &v["mcpServers"]["notes"];
         assert_eq!(notes["command"], "/usr/bin/mcp-warden");
-        assert_eq!(notes["args"].as_array().unwrap()[0..4], ["run", "--profile", "filesystem", "--"].map(Value::from));
-        assert_eq!(notes["args"][4], "node");
+        let head = ["run", "--profile", "filesystem", "--pass-env", "DEBUG", "--"].map(Value::from);
+        assert_eq!(notes["args"].as_array().unwrap()[0..6], head, "the entry's env passed by name");
+        assert_eq!(notes["args"][6], "node");
         assert_eq!(notes["env"]["DEBUG"], "1");
         assert_eq!(v["mcpServers"]["time"]["args"][2], "time");
         assert_eq!(v["mcpServers"]["remote"], serde_json::json!({"url": "https://mcp.example/sse"}));
@@ -272,6 +300,16 @@ mod tests {
         assert_eq!(v["servers"]["git"]["args"][2], "git");
         assert_eq!(v["servers"]["web"], serde_json::json!({"type": "http", "url": "http://x"}));
         assert_eq!(v["inputs"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn unknown_servers_get_their_runtime_profile() {
+        assert_eq!(recognise("npx", &["-y".into(), "@acme/mcp-weather".into()]).0, "node");
+        assert_eq!(recognise("/usr/bin/node", &["/srv/x/index.js".into()]).0, "node");
+        assert_eq!(recognise("uvx", &["mcp-server-acme".into()]).0, "python");
+        assert_eq!(recognise("python3", &["server.py".into()]).0, "python");
+        assert_eq!(recognise("/home/me/.venv/bin/acme-mcp", &[]).0, "python");
+        assert_eq!(recognise("/opt/bin/thing", &[]).0, "strict");
     }
 
     #[test]
@@ -310,7 +348,11 @@ mod tests {
         let changed = changed_lines(text, &w.text);
         assert_eq!(changed.len(), 4, "two lines out, two in: {changed:#?}");
         assert!(w.text.contains("// servers for this workspace") && w.text.contains("/* the notes server */"));
-        assert!(w.text.contains(r#""args": ["run", "--profile", "filesystem", "--", "npx", "-y""#), "{}", w.text);
+        assert!(
+            w.text.contains(r#""args": ["run", "--profile", "filesystem", "--pass-env", "DEBUG", "--", "npx", "-y""#),
+            "{}",
+            w.text
+        );
         assert!(w.text.contains("// read+write") && w.text.contains(r#""env": { "DEBUG": "1", },"#));
         let again = wrap_text(Path::new("mcp.json"), &w.text, "mcp-warden").unwrap();
         assert_eq!(again.text, w.text, "wrapping twice changes nothing");
