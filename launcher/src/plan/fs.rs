@@ -129,8 +129,9 @@ impl FsPlan {
     }
 
     /// Read and execute on the runtime's own installation (see [`installation`]).
-    pub fn grant_runtime(&mut self, runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path) {
-        for dir in installation(runtime, program, args, cwd) {
+    /// `home`: the server user's home, which a script's directory may never widen into.
+    pub fn grant_runtime(&mut self, runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path, home: &Path) {
+        for dir in installation(runtime, program, args, cwd, home) {
             self.grant(dir, FsAccess::EXEC, &Origin::Runtime(runtime));
         }
     }
@@ -153,13 +154,24 @@ impl FsPlan {
     }
 }
 
+/// `dir`, the directory a script's installation was found in, unless it is the user's home or
+/// above it (a script kept in `~` would open `~/.ssh`, a `package.json` in `~` all of it), or `/`:
+/// then only the script itself.
+fn bounded(dir: Option<&Path>, script: &Path, home: &Path) -> PathBuf {
+    let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
+    match dir {
+        Some(d) if !home.starts_with(d) && d != Path::new("/") => d.to_path_buf(),
+        _ => script.to_path_buf(),
+    }
+}
+
 /// The directories a server's own installation lives in, for `runtime = ...` profiles:
 /// - python: the interpreter's prefix (`<prefix>/bin/python3`), the virtualenv the program (or a
 ///   console script) belongs to (`pyvenv.cfg` next to its `bin/`), and for `python SCRIPT` the
 ///   script's project (nearest `pyproject.toml` or `setup.py`) or else its directory;
 /// - node: the outermost `node_modules` containing the script (the program, or its first
 ///   argument that is a file), or else the script's package root (`package.json`).
-fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path) -> Vec<PathBuf> {
+fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path, home: &Path) -> Vec<PathBuf> {
     let real = |p: &Path| p.canonicalize().ok();
     let mut out = Vec::new();
     match runtime {
@@ -192,7 +204,7 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path)
                     .ancestors()
                     .skip(1)
                     .find(|a| a.join("pyproject.toml").is_file() || a.join("setup.py").is_file());
-                out.extend(project.or_else(|| script.parent()).map(Path::to_path_buf));
+                out.push(bounded(project.or_else(|| script.parent()), &script, home));
             }
         }
         Runtime::Node => {
@@ -206,13 +218,37 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path)
             if let Some(script) = script {
                 let modules = script.ancestors().filter(|a| a.file_name().is_some_and(|n| n == "node_modules")).last();
                 match modules {
-                    Some(m) => out.push(m.to_path_buf()),
-                    None => out.extend(
-                        script.ancestors().skip(1).find(|a| a.join("package.json").is_file()).map(Path::to_path_buf),
-                    ),
+                    Some(m) => out.push(bounded(Some(m), &script, home)),
+                    None => {
+                        let package = script.ancestors().skip(1).find(|a| a.join("package.json").is_file());
+                        out.push(bounded(package, &script, home));
+                    }
                 }
             }
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_python_script_grants_its_project_but_never_the_home_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let home = root.join("home/me");
+        std::fs::create_dir_all(home.join("proj/src")).unwrap();
+        std::fs::write(home.join("proj/pyproject.toml"), "").unwrap();
+        std::fs::write(home.join("proj/src/server.py"), "").unwrap();
+        std::fs::write(home.join("loose.py"), "").unwrap();
+        let python = Path::new("/usr/bin/python3");
+        let grants = |script: &Path| installation(Runtime::Python, python, &[script.into()], &root, &home);
+        assert!(grants(&home.join("proj/src/server.py")).contains(&home.join("proj")), "the project");
+        let loose = grants(&home.join("loose.py"));
+        assert!(loose.contains(&home.join("loose.py")) && !loose.contains(&home), "only the script: {loose:?}");
+        let modules = installation(Runtime::Python, python, &["-m".into(), home.join("loose.py").into()], &root, &home);
+        assert!(!modules.iter().any(|p| p.starts_with(&home)), "-m: no script: {modules:?}");
+    }
 }

@@ -133,7 +133,7 @@ impl Plan {
         let cmd = CommandPlan::resolve(&p.environment, command, &identity, inputs, &vars)?;
         let mut fs = FsPlan::resolve(&p.filesystem, &vars, &inputs.cwd)?;
         if let Some(runtime) = p.runtime {
-            fs.grant_runtime(runtime, &cmd.program, &cmd.argv[1..], &inputs.cwd);
+            fs.grant_runtime(runtime, &cmd.program, &cmd.argv[1..], &inputs.cwd, &identity.home);
         }
         fs.note_command_links(&cmd);
         if levels[&Layer::Landlock] != Level::Off {
