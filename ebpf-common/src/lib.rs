@@ -173,7 +173,8 @@ pub struct RefusedEvent {
     pub _pad: u32,
     /// -errno.
     pub ret: i64,
-    /// The descriptor of an fd-form call (`fchmod`, `fchown`...), or -1.
+    /// The descriptor of an fd-form call (`fchmod`, `fchown`...), or the directory a `*at` call's
+    /// path is relative to (`AT_FDCWD`: -100), or -1.
     pub fd: i64,
     /// The path the call names (empty when none), and its second path (rename, link).
     pub path: [u8; PATH_LEN],

@@ -91,16 +91,17 @@ mod sys {
     pub const NR: usize = 120; // orig_ax
 
     /// The calls whose refusals are reported, with their arguments: (path, second path, fd),
-    /// `NONE` where the call has none.
+    /// `NONE` where the call has none. For the `*at` calls the fd is the directory the path is
+    /// relative to (`AT_FDCWD`, -100, for the working directory).
     pub fn refusable(nr: u32) -> Option<(u8, u8, u8)> {
         const N: u8 = super::NONE;
         Some(match nr {
             83 | 84 | 87 | 76 | 133 | 90 | 92 | 94 | 132 | 235 | 188 | 189 | 197 | 198 | 85 => (0, N, N), // mkdir rmdir unlink truncate mknod chmod chown lchown utime utimes setxattr lsetxattr removexattr lremovexattr creat
-            258 | 263 | 259 | 268 | 452 | 260 | 280 | 261 | 463 | 466 | 469 => (1, N, N), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat futimesat setxattrat removexattrat file_setattr
+            258 | 263 | 259 | 268 | 452 | 260 | 280 | 261 | 463 | 466 | 469 => (1, N, 0), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat futimesat setxattrat removexattrat file_setattr
             82 | 86 => (0, 1, N),                                                         // rename link
-            264 | 316 | 265 => (1, 3, N),                                                 // renameat renameat2 linkat
+            264 | 316 | 265 => (1, 3, 0),                                                 // renameat renameat2 linkat
             88 => (1, N, N),                                                              // symlink (the link's path)
-            266 => (2, N, N),                                                             // symlinkat
+            266 => (2, N, 1),                                                             // symlinkat
             91 | 93 | 77 | 190 | 199 | 16 => (N, N, 0), // fchmod fchown ftruncate fsetxattr fremovexattr ioctl (inode flags)
             42 | 49 | 62 | 200 | 234 => (N, N, N),      // connect bind (TCP ports), kill tkill tgkill (scope)
             _ => return None,
@@ -132,9 +133,9 @@ mod sys {
         const N: u8 = super::NONE;
         Some(match nr {
             45 | 5 | 6 | 14 | 15 => (0, N, N), // truncate setxattr lsetxattr removexattr lremovexattr
-            34 | 35 | 33 | 53 | 452 | 54 | 88 | 463 | 466 | 469 => (1, N, N), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat setxattrat removexattrat file_setattr
-            38 | 276 | 37 => (1, 3, N),                                       // renameat renameat2 linkat
-            36 => (2, N, N),                                                  // symlinkat
+            34 | 35 | 33 | 53 | 452 | 54 | 88 | 463 | 466 | 469 => (1, N, 0), // mkdirat unlinkat mknodat fchmodat fchmodat2 fchownat utimensat setxattrat removexattrat file_setattr
+            38 | 276 | 37 => (1, 3, 0),                                       // renameat renameat2 linkat
+            36 => (2, N, 1),                                                  // symlinkat
             52 | 55 | 46 | 7 | 16 | 29 => (N, N, 0), // fchmod fchown ftruncate fsetxattr fremovexattr ioctl
             203 | 200 | 129 | 130 | 131 => (N, N, N), // connect bind kill tkill tgkill
             _ => return None,

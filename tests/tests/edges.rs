@@ -162,3 +162,15 @@ per_identity!(
         }
     }
 );
+
+per_identity!(a_server_killed_by_a_real_time_signal_ends_the_launcher_with_its_status, |who: Who| {
+    // SIGRTMIN+5 (39 on Linux): a signal nix cannot name. The status must come back, not a hang.
+    for extra in [&[][..], &["--require", "pid-namespace=off"][..]] {
+        let mut sb = Sandbox::new(who);
+        for a in extra {
+            sb = sb.arg(a);
+        }
+        let o = sb.probe(&["raise", "39"]);
+        assert_eq!(o.code(), Some(128 + 39), "{extra:?}: {}", o.describe());
+    }
+});

@@ -192,7 +192,9 @@ impl EventDecoder {
         if self.broker && i64::from(e.nr) == libc::SYS_connect {
             return None;
         }
-        let a = super::refused::attribute(e, &self.fs, self.hidden)?;
+        let base = relative_base(hdr.pid, e);
+        let judge = super::refused::Judge { grants: &self.fs, hidden: self.hidden, base: base.as_deref() };
+        let a = super::refused::attribute(e, &judge)?;
         self.deny(match a.layer {
             DenyLayer::FsView => "fs-view",
             DenyLayer::FsHide => "fs-hide",
@@ -307,6 +309,20 @@ impl EventDecoder {
         let wants = open_access(flags);
         Some(self.fs.iter().any(|(dir, access)| resolved.starts_with(dir) && access.covers(wants)))
     }
+}
+
+/// Where a refused call's relative path starts: its `*at` directory, or the caller's working
+/// directory, as /proc shows them now (the process may have moved on or gone: then unknown).
+fn relative_base(pid: u32, e: &RefusedEvent) -> Option<PathBuf> {
+    let path = e.path.split(|b| *b == 0).next().unwrap_or_default();
+    if path.is_empty() || path.first() == Some(&b'/') {
+        return None;
+    }
+    let link = match e.fd {
+        fd if fd >= 0 => format!("/proc/{pid}/fd/{fd}"),
+        _ => format!("/proc/{pid}/cwd"),
+    };
+    std::fs::read_link(link).ok()
 }
 
 fn read<T: aya::Pod>(bytes: &[u8]) -> Option<T> {

@@ -2,7 +2,6 @@
 //! id mapping, and the server's fork under a PID-1 reaper that forwards signals and reaps orphans.
 
 use nix::sys::signal::{SigSet, Signal, kill};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::plan::PidNamespace;
@@ -98,11 +97,10 @@ pub fn reap(server: Pid, forwarded: &SigSet) -> i32 {
 /// Reaps every child that has exited; `Some(status)` once the server is among them.
 fn reap_children(server: Pid) -> Option<i32> {
     loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, code)) if pid == server => return Some(code),
-            Ok(WaitStatus::Signaled(pid, sig, _)) if pid == server => return Some(128 + sig as i32),
-            Ok(WaitStatus::StillAlive) | Err(_) => return None,
-            Ok(_) => continue,
+        match sys::reap(None) {
+            sys::Reaped::Child { pid, status } if pid == server.as_raw() => return Some(status),
+            sys::Reaped::Child { .. } => continue,
+            sys::Reaped::Running | sys::Reaped::NoChildren => return None,
         }
     }
 }

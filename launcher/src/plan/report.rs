@@ -173,7 +173,9 @@ pub fn fs_hide(h: &HideInputs<'_>) -> (Enforcement, String) {
     if !h.staging {
         return missing("no directory to build the new root on (/tmp, /mnt, /var/tmp, /run)");
     }
-    let Some(plan) = h.plan else { return (Enforcement::Full, "nothing to hide: `/` is granted".into()) };
+    let Some(plan) = h.plan else {
+        return missing("`/` is granted: a root holding the grants would hold the whole host");
+    };
     let mechanism = format!(
         "a read-only tmpfs root holding only the granted paths ({} binds with the view's flags, the host's /proc among them) and the symlinks leading to them; pivot_root, old root detached: lookups outside the grants answer ENOENT",
         plan.view.binds.len()

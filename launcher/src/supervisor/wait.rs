@@ -4,11 +4,9 @@
 use std::os::fd::AsFd;
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
@@ -90,12 +88,10 @@ pub fn wait_for_exit(child: Pid, signals: &Signals, stop_timeout: Duration) -> i
 
 /// The status to leave with once the server has exited; `None` while it runs.
 fn exit_status(child: Pid) -> Option<i32> {
-    match waitpid(child, Some(WaitPidFlag::WNOHANG)) {
-        Ok(WaitStatus::Exited(_, code)) => Some(code),
-        Ok(WaitStatus::Signaled(_, sig, _)) => Some(128 + sig as i32),
-        Ok(_) => None,
-        Err(Errno::ECHILD) => Some(125),
-        Err(_) => None,
+    match crate::sys::reap(Some(child.as_raw())) {
+        crate::sys::Reaped::Child { status, .. } => Some(status),
+        crate::sys::Reaped::NoChildren => Some(125),
+        crate::sys::Reaped::Running => None,
     }
 }
 

@@ -115,6 +115,33 @@ pub fn fork_into_namespaces(ns_flags: libc::c_int) -> io::Result<Forked> {
     }
 }
 
+/// What a non-blocking `waitpid` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reaped {
+    /// A child ended, with its status as a shell reports it: the exit code, or 128 + the signal.
+    Child { pid: libc::pid_t, status: i32 },
+    /// No child has ended (or the call was interrupted).
+    Running,
+    /// There are no children at all.
+    NoChildren,
+}
+
+/// Reaps one ended child (`pid`, or any child). Raw `waitpid` rather than nix's: nix cannot name
+/// real-time signals and fails on a child killed by one, after the kernel has already reaped it,
+/// so its status would be lost and the waiting loop would never learn the child ended.
+pub fn reap(pid: Option<libc::pid_t>) -> Reaped {
+    let mut raw = 0;
+    // SAFETY: waitpid writes one int through the pointer, which is valid.
+    let ret = unsafe { libc::waitpid(pid.unwrap_or(-1), &mut raw, libc::WNOHANG) };
+    match ret {
+        0 => Reaped::Running,
+        -1 if io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD) => Reaped::NoChildren,
+        -1 => Reaped::Running,
+        pid if libc::WIFSIGNALED(raw) => Reaped::Child { pid, status: 128 + libc::WTERMSIG(raw) },
+        pid => Reaped::Child { pid, status: libc::WEXITSTATUS(raw) },
+    }
+}
+
 /// Forks a child that holds a copy of every descriptor of this process until this process is gone
 /// (its copy of a pipe's write end reaches EOF then), and only then closes them and exits. The
 /// last reference to each kernel object then goes with the child: what releasing them costs (eBPF
