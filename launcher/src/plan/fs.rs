@@ -136,6 +136,27 @@ impl FsPlan {
         }
     }
 
+    /// The script an interpreter (`node`, `python`) would run, when no grant lets the server read
+    /// it: the server would start and fail at once. Arguments before the script are options; for
+    /// python, `-m` means a module, not a script.
+    pub fn unreadable_script(&self, program: &Path, args: &[OsString], cwd: &Path) -> Option<PathBuf> {
+        let name = program.file_name()?.to_string_lossy();
+        if !(name.starts_with("node") || name.starts_with("python")) {
+            return None;
+        }
+        let script = args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .take_while(|a| a != "-m")
+            .find(|a| !a.starts_with('-'))
+            .map(|a| cwd.join(a.as_ref()))
+            .filter(|p| p.is_file())?
+            .canonicalize()
+            .ok()?;
+        let readable = self.paths.iter().any(|(dir, (a, _))| a.read && script.starts_with(dir));
+        (!readable).then_some(script)
+    }
+
     /// The program, and a script's interpreter, must be under an exec grant or Landlock will
     /// refuse the `execve` with a bare EACCES; saying so before the fork gives a useful message.
     pub fn check_exec_allowed(&self, program: &Path) -> Result<(), PlanError> {

@@ -138,6 +138,13 @@ impl Plan {
         fs.note_command_links(&cmd);
         if levels[&Layer::Landlock] != Level::Off {
             fs.check_exec_allowed(&cmd.program)?;
+            if let Some(script) = fs.unreadable_script(&cmd.program, &cmd.argv[1..], &inputs.cwd) {
+                let dir = script.parent().unwrap_or(&script).display().to_string();
+                warnings.push(format!(
+                    "the server's script {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {dir}` (or a runtime profile such as `node` or `python`)",
+                    script.display()
+                ));
+            }
         }
         let net = NetPlan::resolve(&p.network, options.audit_mode, inputs.resolvers)?;
         let syscalls = syscall_policy(&p.syscalls, &net, options.audit_mode);

@@ -252,3 +252,19 @@ fn where_namespaces_work_the_hidden_root_closes_the_lookup_route() {
     let spot = plan.blind_spots().into_iter().find(|s| s.route.starts_with("stat, readlink")).unwrap();
     assert_eq!(spot.closed_by, Some("fs-hide: a root holding only the grants (ENOENT)"));
 }
+
+#[test]
+fn explain_knows_when_a_server_could_not_read_its_own_script() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("server.py");
+    std::fs::write(&script, "print('hi')\n").unwrap();
+    let cmd = ["/usr/bin/python3", script.to_str().unwrap()];
+    let fails = |plan: &Plan| plan.warnings().iter().any(|w| w.contains("would start and fail at once"));
+    let plan = resolve_with("extends = [\"strict\"]\n", &[], &cmd).unwrap();
+    assert!(fails(&plan), "{:?}", plan.warnings());
+    let granted =
+        resolve_with("extends = [\"strict\"]\n", &["--allow-read", dir.path().to_str().unwrap()], &cmd).unwrap();
+    assert!(!fails(&granted), "{:?}", granted.warnings());
+    let module = resolve_with("extends = [\"strict\"]\n", &[], &["/usr/bin/python3", "-m", "json.tool"]).unwrap();
+    assert!(!fails(&module), "a module is not a script");
+}
