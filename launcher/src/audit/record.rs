@@ -337,6 +337,19 @@ pub enum DenyLayer {
     FsHide,
 }
 
+impl DenyLayer {
+    /// The name refusals are counted and told under (the summary's `denials_by_kind`, stderr).
+    pub fn name(self) -> &'static str {
+        match self {
+            DenyLayer::Seccomp => "seccomp",
+            DenyLayer::Broker => "network",
+            DenyLayer::Landlock => "landlock",
+            DenyLayer::FsView => "fs-view",
+            DenyLayer::FsHide => "fs-hide",
+        }
+    }
+}
+
 /// `kind: socket`: the arguments of the refused `socket` call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct Socket {

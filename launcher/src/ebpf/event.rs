@@ -11,7 +11,6 @@ use mcp_warden_ebpf_common::{
     verdict,
 };
 
-use crate::audit::record::DenyLayer;
 use crate::audit::record::{
     AuditRecord, CallResult, Caller, Deny, Exec, Exit, Family, Fork, Lsm, LsmHook, Net, Open, Socket, Task, Verdict,
 };
@@ -195,11 +194,7 @@ impl EventDecoder {
         let base = relative_base(hdr.pid, e);
         let judge = super::refused::Judge { grants: &self.fs, hidden: self.hidden, base: base.as_deref() };
         let a = super::refused::attribute(e, &judge)?;
-        self.deny(match a.layer {
-            DenyLayer::FsView => "fs-view",
-            DenyLayer::FsHide => "fs-hide",
-            _ => "landlock",
-        });
+        self.deny(a.layer.name());
         let task = self.task(hdr);
         let caller =
             Caller { pid: Some(task.pid), ppid: task.ppid, tid: task.tid, comm: task.comm, uid: Some(task.uid) };
@@ -340,7 +335,7 @@ fn resolve(p: &Path) -> PathBuf {
     }
 }
 
-fn cstr(bytes: &[u8]) -> String {
+pub(super) fn cstr(bytes: &[u8]) -> String {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use mcp_warden_ebpf_common::RefusedEvent;
 use syscalls::Sysno;
 
+use super::event::cstr;
 use crate::audit::record::DenyLayer;
 use crate::layers::landlock::FsAccess;
 
@@ -134,11 +135,6 @@ fn landlock_reason(path: Option<&str>, args: &BTreeMap<String, String>, judge: &
         true => None,
         false => Some("outside the profile's write grants (Landlock)".into()),
     }
-}
-
-fn cstr(bytes: &[u8]) -> String {
-    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-    String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
 #[cfg(test)]

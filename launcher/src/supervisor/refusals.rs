@@ -56,7 +56,7 @@ impl Refusals {
     pub fn record(&self, r: Refusal, enforced: bool) {
         let caller = caller(r.tid);
         self.tell(&r, &caller, enforced);
-        *lock(&self.counts).entry(layer_name(r.layer)).or_default() += 1;
+        *lock(&self.counts).entry(r.layer.name()).or_default() += 1;
         let errno = enforced.then(|| format!("{:?}", nix::errno::Errno::from_raw(r.errno)));
         let record = Deny {
             caller,
@@ -122,7 +122,7 @@ impl Refusals {
             Some(pid) => format!("pid {pid} ({})", printable(&caller.comm)),
             None => format!("thread {}", caller.tid),
         };
-        eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", layer_name(r.layer), r.reason, r.grant);
+        eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", r.layer.name(), r.reason, r.grant);
     }
 }
 
@@ -130,16 +130,6 @@ impl Refusals {
 /// forge or erase lines on the client's stderr.
 fn printable(s: &str) -> String {
     s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
-}
-
-fn layer_name(layer: DenyLayer) -> &'static str {
-    match layer {
-        DenyLayer::Seccomp => "seccomp",
-        DenyLayer::Broker => "network",
-        DenyLayer::Landlock => "landlock",
-        DenyLayer::FsView => "fs-view",
-        DenyLayer::FsHide => "fs-hide",
-    }
 }
 
 /// The thread's process and command name, from /proc (absent fields if it is already gone).
