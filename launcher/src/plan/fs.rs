@@ -144,15 +144,7 @@ impl FsPlan {
         if !(name.starts_with("node") || name.starts_with("python")) {
             return None;
         }
-        let script = args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .take_while(|a| a != "-m")
-            .find(|a| !a.starts_with('-'))
-            .map(|a| cwd.join(a.as_ref()))
-            .filter(|p| p.is_file())?
-            .canonicalize()
-            .ok()?;
+        let script = script_argument(args, cwd)?;
         let readable = self.paths.iter().any(|(dir, (a, _))| a.read && script.starts_with(dir));
         (!readable).then_some(script)
     }
@@ -173,6 +165,18 @@ impl FsPlan {
         }
         Ok(())
     }
+}
+
+/// The script an interpreter runs: its first argument that is not an option and names a file
+/// (canonical), before a `-m` (python's module mode, which runs no script).
+fn script_argument(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
+    args.iter()
+        .map(|a| a.to_string_lossy())
+        .take_while(|a| a != "-m")
+        .filter(|a| !a.starts_with('-'))
+        .map(|a| cwd.join(a.as_ref()))
+        .find(|p| p.is_file())
+        .and_then(|p| p.canonicalize().ok())
 }
 
 /// `dir`, the directory a script's installation was found in, unless it is the user's home or
@@ -212,15 +216,7 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path,
             }
             // `python SCRIPT`: the script's project (the nearest pyproject.toml or setup.py), or
             // else its own directory. Not with `-m` (the module is in the installation above).
-            let script = args
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .take_while(|a| a != "-m")
-                .filter(|a| !a.starts_with('-'))
-                .map(|a| cwd.join(a.as_ref()))
-                .find(|p| p.is_file())
-                .and_then(|p| real(&p));
-            if let Some(script) = script {
+            if let Some(script) = script_argument(args, cwd) {
                 let project = script
                     .ancestors()
                     .skip(1)
@@ -230,12 +226,10 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path,
         }
         Runtime::Node => {
             // The program itself when it is a script (`#!/usr/bin/env node`), else `node SCRIPT`.
-            let script = shebang_interpreter(program)
-                .map(|_| program.to_path_buf())
-                .into_iter()
-                .chain(args.iter().filter(|a| !a.to_string_lossy().starts_with('-')).map(|a| cwd.join(a)))
-                .filter(|p| p.is_file())
-                .find_map(|p| real(&p));
+            let script = match shebang_interpreter(program) {
+                Some(_) => real(program),
+                None => script_argument(args, cwd),
+            };
             if let Some(script) = script {
                 let modules = script.ancestors().filter(|a| a.file_name().is_some_and(|n| n == "node_modules")).last();
                 match modules {
