@@ -7,6 +7,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::OnceLock;
 use std::thread::JoinHandle;
 
 use nix::sys::stat::{SFlag, fstat};
@@ -59,17 +60,23 @@ fn shareable(fd: BorrowedFd<'_>) -> bool {
     (kind == SFlag::S_IFIFO && anonymous(pipefs())) || (kind == SFlag::S_IFSOCK && anonymous(sockfs()))
 }
 
-/// The device of the kernel's pipe filesystem (of a pipe made for the question).
+/// The device of the kernel's pipe filesystem (of a pipe made for the question, once).
 fn pipefs() -> Option<u64> {
-    let (r, _w) = nix::unistd::pipe().ok()?;
-    fstat(r.as_fd()).ok().map(|s| s.st_dev)
+    static DEV: OnceLock<Option<u64>> = OnceLock::new();
+    *DEV.get_or_init(|| {
+        let (r, _w) = nix::unistd::pipe().ok()?;
+        fstat(r.as_fd()).ok().map(|s| s.st_dev)
+    })
 }
 
-/// The device of the kernel's socket filesystem.
+/// The device of the kernel's socket filesystem (once).
 fn sockfs() -> Option<u64> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
-    let (a, _b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).ok()?;
-    fstat(a.as_fd()).ok().map(|s| s.st_dev)
+    static DEV: OnceLock<Option<u64>> = OnceLock::new();
+    *DEV.get_or_init(|| {
+        let (a, _b) = socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).ok()?;
+        fstat(a.as_fd()).ok().map(|s| s.st_dev)
+    })
 }
 
 /// Starts the relays (after the fork); returns the outbound ones, for the teardown to wait for.
