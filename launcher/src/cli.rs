@@ -59,6 +59,16 @@ pub enum Command {
         /// Restore the original bytes from CONFIG.mcp-warden.bak.
         #[arg(long)]
         undo: bool,
+        /// Start unknown servers in learning mode (`run --learn NAME`, NAME from the entry's
+        /// name): use them as usual, then `mcp-warden learn show NAME` and `learn accept NAME`.
+        #[arg(long, conflicts_with = "undo")]
+        learn: bool,
+    },
+    /// Learning mode's drafts: `list` the names with sessions, `show NAME` the drafted profile
+    /// (and what was refused), `accept NAME` writes it and points client configs at it.
+    Learn {
+        #[command(subcommand)]
+        command: LearnCommand,
     },
     /// Bridge this process's stdin/stdout to a socket-activated server (its systemd socket unit
     /// starts one sandboxed server per connection): NAME (/run/mcp-warden/NAME.sock) or a path.
@@ -116,6 +126,25 @@ pub struct UnitArgs {
     /// The `run` arguments: profile, grants, `--`, the server command.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true, value_name = "RUN ARGS")]
     pub run_args: Vec<OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LearnCommand {
+    /// The names with recorded sessions.
+    List,
+    /// The profile drafted from NAME's sessions, what they touched that it does not grant, and the
+    /// difference from the profile accepted before.
+    Show { name: String },
+    /// Write the drafted profile to $XDG_CONFIG_HOME/mcp-warden/profiles/NAME.toml and point the
+    /// client configs' entries learning as NAME at it (the CONFIGs given, or every config of the
+    /// clients this user has).
+    Accept {
+        name: String,
+        #[arg(value_name = "CONFIG")]
+        configs: Vec<PathBuf>,
+    },
+    /// Delete NAME's recorded sessions.
+    Forget { name: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -269,6 +298,12 @@ pub struct GrantArgs {
     /// goes to the audit log).
     #[arg(long)]
     pub hide_errors: bool,
+    /// Learning mode: run on the profile plus a safe baseline (the home's configuration and caches
+    /// readable, the server's path arguments writable, any network destination; never a secret or
+    /// a persistence location) and record what the server uses under NAME; `mcp-warden learn show
+    /// NAME` drafts the profile.
+    #[arg(long, value_name = "NAME")]
+    pub learn: Option<String>,
 }
 
 /// The resource limits, one flag per row of [`LIMITS`] (`--max-memory 512M`).
@@ -391,6 +426,7 @@ impl GrantArgs {
             audit_log: self.audit_log,
             audit_buffer: self.audit_buffer,
             stop_timeout: self.stop_timeout,
+            learn: self.learn,
         };
         (layer, options)
     }

@@ -13,6 +13,7 @@ pub mod ebpf;
 pub mod error;
 pub mod host;
 pub mod layers;
+pub mod learn;
 pub mod logging;
 pub mod mcp;
 pub mod paths;

@@ -53,8 +53,19 @@ fn wrap_corpus() {
     let file = Path::new("fuzz.json");
     for (path, bytes) in corpus("wrap") {
         let Ok(text) = std::str::from_utf8(&bytes) else { continue };
-        if let Ok(once) = mcp_warden::wrap::wrap_text(file, text, "/usr/bin/mcp-warden") {
-            let twice = mcp_warden::wrap::wrap_text(file, &once.text, "/usr/bin/mcp-warden").unwrap();
+        if let Ok(once) = mcp_warden::wrap::wrap_text(
+            file,
+            text,
+            "/usr/bin/mcp-warden",
+            mcp_warden::wrap::Mode::Wrap { learn: false },
+        ) {
+            let twice = mcp_warden::wrap::wrap_text(
+                file,
+                &once.text,
+                "/usr/bin/mcp-warden",
+                mcp_warden::wrap::Mode::Wrap { learn: false },
+            )
+            .unwrap();
             assert_eq!(twice.text, once.text, "{}", path.display());
         }
     }

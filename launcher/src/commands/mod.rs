@@ -6,6 +6,7 @@ mod connect;
 pub mod doctor;
 pub mod explain;
 mod generate;
+mod learn;
 mod pins;
 mod profiles;
 mod run;
@@ -29,7 +30,10 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Explain(args) => explain::command(out, args),
         Command::Score(args) => score::command(out, args),
         Command::Check { profiles } => check::command(out, &profiles),
-        Command::Wrap { config, write, undo } => wrap::command(out, config.as_deref(), write, undo),
+        Command::Wrap { config, write, undo, learn } => {
+            wrap::command(out, config.as_deref(), wrap::How { write, undo, learn })
+        }
+        Command::Learn { command } => learn::command(out, command),
         Command::Doctor => doctor::command(out),
         Command::Profiles { command } => profiles::command(out, command),
         Command::Pins { command } => pins::command(out, command),

@@ -5,12 +5,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::error::{CommandError, Failure};
+use crate::error::{CommandError, Diagnose, Failure};
 use crate::wrap::{self, Outcome};
 
-pub fn command(out: &mut dyn Write, config: Option<&Path>, write: bool, undo: bool) -> Result<i32, Failure> {
+pub fn command(out: &mut dyn Write, config: Option<&Path>, how: How) -> Result<i32, Failure> {
+    let undo = how.undo;
     if let Some(config) = config {
-        return one(out, config, write, undo);
+        return one(out, config, how);
     }
     let home = std::env::var_os("HOME").map(std::path::PathBuf::from).unwrap_or_default();
     let found: Vec<_> = wrap::CLIENT_CONFIGS
@@ -28,12 +29,22 @@ pub fn command(out: &mut dyn Write, config: Option<&Path>, write: bool, undo: bo
         return Err(CommandError::with_hint(why, "give the config file: `mcp-warden wrap PATH`").into());
     }
     for (path, _) in &found {
-        one(out, path, write, undo)?;
+        one(out, path, how)?;
     }
     Ok(0)
 }
 
-fn one(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i32, Failure> {
+/// What `wrap` was asked to do.
+#[derive(Debug, Clone, Copy)]
+pub struct How {
+    pub write: bool,
+    pub undo: bool,
+    /// Unknown servers start in learning mode (`run --learn NAME`).
+    pub learn: bool,
+}
+
+fn one(out: &mut dyn Write, config: &Path, how: How) -> Result<i32, Failure> {
+    let How { write, undo, learn } = how;
     if undo {
         wrap::undo(config)?;
         eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config).display());
@@ -43,7 +54,7 @@ fn one(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i3
     // The command written into the config: this binary, by absolute path (clients often start
     // servers with a minimal PATH).
     let launcher = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcp-warden".into());
-    let wrapped = wrap::wrap_text(config, &original, &launcher)?;
+    let wrapped = wrap::wrap_text(config, &original, &launcher, wrap::Mode::Wrap { learn })?;
     report_changes(&wrapped.changes);
     if wrapped.text == original {
         eprintln!("mcp-warden: nothing to change in {}", config.display());
@@ -59,16 +70,68 @@ fn one(out: &mut dyn Write, config: &Path, write: bool, undo: bool) -> Result<i3
 
 fn report_changes(changes: &[wrap::Change]) {
     for change in changes {
+        let server = &change.server;
         match &change.outcome {
             Outcome::Wrapped { profile, warning } => {
-                eprintln!("mcp-warden: {}: wrapped with profile `{profile}`", change.server);
+                eprintln!("mcp-warden: {server}: wrapped with profile `{profile}`");
                 if let Some(w) = warning {
-                    tracing::warn!("{}: {w}", change.server);
+                    tracing::warn!("{server}: {w}");
                 }
-                eprintln!("mcp-warden: {}: {}", change.server, super::score::wrap_line(&change.run_args));
+                for line in plan_report(&change.run_args) {
+                    eprintln!("mcp-warden: {server}: {line}");
+                }
             }
-            Outcome::AlreadyWrapped => eprintln!("mcp-warden: {}: already runs under mcp-warden", change.server),
-            Outcome::NotStdio => eprintln!("mcp-warden: {}: not a stdio server, left as it is", change.server),
+            Outcome::AlreadyWrapped => eprintln!("mcp-warden: {server}: already runs under mcp-warden"),
+            Outcome::NotStdio => eprintln!("mcp-warden: {server}: not a stdio server, left as it is"),
+            Outcome::LeftAlone(why) => eprintln!("mcp-warden: {server}: {why}"),
+            Outcome::Accepted => eprintln!("mcp-warden: {server}: runs on its learned profile"),
         }
     }
+}
+
+/// What the wrapped entry's `run` would do on this host: what it grants beyond the profile's
+/// base, whether it would start, and the one command that fixes it when not.
+fn plan_report(run_args: &[String]) -> Vec<String> {
+    use clap::Parser;
+    let argv = ["mcp-warden"].iter().map(|s| s.to_string()).chain(run_args.iter().cloned());
+    let plan = match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
+        Ok(crate::cli::Command::Run(args)) => super::build_plan(args),
+        Ok(_) => return vec!["not a run command".into()],
+        Err(e) => return vec![e.to_string().lines().next().unwrap_or_default().to_string()],
+    };
+    let mut plan = match plan {
+        Ok(plan) => plan,
+        Err(e) => {
+            let fix = e.hint().map(|h| format!("; fix: {h}")).unwrap_or_default();
+            return vec![format!("would NOT start: {e}{fix}")];
+        }
+    };
+    let mut lines = Vec::new();
+    let own: Vec<String> = plan
+        .paths()
+        .iter()
+        .filter(|(_, (_, origin))| matches!(origin, crate::profile::Origin::Runtime(_)))
+        .map(|(p, _)| p.display().to_string())
+        .collect();
+    if !own.is_empty() {
+        lines.push(format!("grants read+exec on its own installation: {}", own.join(", ")));
+    }
+    let passed: Vec<String> = plan.env().iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
+    lines.push(format!("environment passed: {}", passed.join(" ")));
+    if let Some(learn) = plan.learn() {
+        lines.push(format!(
+            "learning as `{}`: use the server, then `mcp-warden learn show {}` and `learn accept {}`",
+            learn.name, learn.name, learn.name
+        ));
+    }
+    let refusal = plan.check_requirements().err();
+    lines.extend(plan.warnings().iter().map(|w| format!("warning: {w}")));
+    lines.push(match refusal {
+        Some(e) => format!("would NOT start: {e}{}", e.hint().map(|h| format!("; fix: {h}")).unwrap_or_default()),
+        None if plan.warnings().iter().any(|w| w.contains("would start and fail at once")) => {
+            "would start and fail at once (the warning above says what to grant)".into()
+        }
+        None => format!("would start; {}", super::score::wrap_line(run_args)),
+    });
+    lines
 }

@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,8 @@ impl std::fmt::Display for Proto {
 pub struct NetPolicy {
     /// TCP ports open to any address outside `deny`.
     pub tcp_ports: BTreeSet<u16>,
+    /// Any TCP destination outside `deny` (a learning run).
+    pub tcp_any: bool,
     /// UDP ports open to any address outside `deny`.
     pub udp_ports: BTreeSet<u16>,
     /// `udp = true` without destinations: any UDP destination outside `deny`.
@@ -94,7 +96,7 @@ impl NetPolicy {
             }
         }
         let open = match proto {
-            Proto::Tcp => self.tcp_ports.contains(&port),
+            Proto::Tcp => self.tcp_any || self.tcp_ports.contains(&port),
             Proto::Udp => self.udp_any || self.udp_ports.contains(&port),
         };
         if let Some(net) = self.deny.iter().find(|n| n.contains(&ip)) {
@@ -153,17 +155,24 @@ impl HostCache {
     }
 }
 
+/// Told of every destination the broker lets a call reach (a learning run records them).
+pub trait Observer: Send + Sync + std::fmt::Debug {
+    /// `payload`: the first buffer sent (a DNS query names the host looked up).
+    fn reached(&self, proto: Proto, dest: SocketAddr, payload: &[u8]);
+}
+
 /// The broker of one run: the policy, the host names it resolved, and where refusals are recorded.
 #[derive(Debug)]
 pub struct Broker {
     policy: NetPolicy,
     hosts: HostCache,
     refusals: Arc<Refusals>,
+    observer: Option<Arc<dyn Observer>>,
 }
 
 impl Broker {
-    pub fn new(policy: NetPolicy, refusals: Arc<Refusals>) -> Broker {
-        Broker { policy, hosts: HostCache::default(), refusals }
+    pub fn new(policy: NetPolicy, refusals: Arc<Refusals>, observer: Option<Arc<dyn Observer>>) -> Broker {
+        Broker { policy, hosts: HostCache::default(), refusals, observer }
     }
 
     /// Decides one mediated call and, when allowed, performs it for the server: the call's
@@ -208,7 +217,7 @@ impl Target<'_> {
     /// (so the pid is the thread that asked, not a recycled one).
     fn socket(&self, fd: u64) -> Result<OwnedFd, i32> {
         let fd = i32::try_from(fd).map_err(|_| libc::EBADF)?;
-        let pidfd = sys::pidfd_open(self.n.pid as i32).map_err(|_| libc::ESRCH)?;
+        let pidfd = sys::pidfd_of_thread(self.n.pid as i32).map_err(|_| libc::ESRCH)?;
         if !notify::still_pending(self.listener, self.n.id) {
             return Err(libc::ESRCH);
         }
@@ -229,15 +238,21 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
             let sock = t.socket(a[0])?;
             decide(shared, t, sock.as_fd(), &addr, "connect")?;
             t.pending()?;
+            observe(shared, sock.as_fd(), Some(&addr), &[]);
             sys::notify::connect_raw(sock.as_fd(), &addr).map(|()| 0).map_err(errno)
         }
         libc::SYS_sendto => {
-            let addr = t.read(a[4], bounded_len(a[5])?)?;
+            // Without an address (only a learning run mediates those) the socket is connected:
+            // its destination was decided at connect.
+            let addr = if a[4] == 0 { None } else { Some(t.read(a[4], bounded_len(a[5])?)?) };
             let sock = t.socket(a[0])?;
-            decide(shared, t, sock.as_fd(), &addr, "sendto")?;
+            if let Some(addr) = &addr {
+                decide(shared, t, sock.as_fd(), addr, "sendto")?;
+            }
             let data = t.read(a[1], send_len(sock.as_fd(), a[2] as usize)?)?;
             t.pending()?;
-            send(t, sock.as_fd(), Some(&addr), &[data], a[3] as i32)
+            observe(shared, sock.as_fd(), addr.as_deref(), &data);
+            send(t, sock.as_fd(), addr.as_deref(), &[data], a[3] as i32)
         }
         libc::SYS_sendmsg => {
             let sock = t.socket(a[0])?;
@@ -296,6 +311,7 @@ fn send_msghdr(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, f
         data.push(t.read(v.base, len)?);
     }
     t.pending()?;
+    observe(shared, sock, name.as_deref(), data.first().map_or(&[], Vec::as_slice));
     send(t, sock, name.as_deref(), &data, flags)
 }
 
@@ -332,21 +348,53 @@ fn errno(e: std::io::Error) -> i32 {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
+/// Tells the observer, if any, where a call goes: `name`, else the connected socket's peer.
+fn observe(shared: &Broker, sock: BorrowedFd<'_>, name: Option<&[u8]>, payload: &[u8]) {
+    let Some(observer) = &shared.observer else { return };
+    let dest = match name {
+        Some(raw) => socket_addr(raw),
+        None => peer(sock),
+    };
+    let proto = match getsockopt(&sock, sockopt::SockType) {
+        Ok(SockType::Stream) => Proto::Tcp,
+        _ => Proto::Udp,
+    };
+    if let Some(dest) = dest {
+        observer.reached(proto, dest, payload);
+    }
+}
+
+/// A connected socket's peer, when it is an IPv4 or IPv6 address.
+fn peer(sock: BorrowedFd<'_>) -> Option<SocketAddr> {
+    let s = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd()).ok()?;
+    let v4 = s.as_sockaddr_in().map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)));
+    v4.or_else(|| s.as_sockaddr_in6().map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a))))
+}
+
+/// An IPv4 or IPv6 destination from a raw socket address.
+fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
+    let family = addr.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])))?;
+    let port = u16::from_be_bytes([*addr.get(2)?, *addr.get(3)?]);
+    match family {
+        libc::AF_INET if addr.len() >= 16 => {
+            Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7])), port))
+        }
+        libc::AF_INET6 if addr.len() >= 28 => {
+            let octets: [u8; 16] = addr[8..24].try_into().ok()?;
+            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
+        }
+        _ => None,
+    }
+}
+
 /// Checks a raw socket address for the socket `sock`: `Ok` to go ahead, `Err(errno)` to refuse.
 fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], call: &str) -> Result<(), i32> {
-    let family = addr.get(..2).map(|b| u16::from_ne_bytes([b[0], b[1]]));
-    let dest = match (family.map(i32::from), addr.len()) {
+    let family = addr.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])));
+    let dest = match (family, socket_addr(addr)) {
         // Dissolving a datagram socket's association reaches nobody.
         (Some(libc::AF_UNSPEC), _) if call == "connect" => return Ok(()),
-        (Some(libc::AF_INET), 16..) => {
-            let ip = Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7]);
-            SocketAddr::new(IpAddr::V4(ip), u16::from_be_bytes([addr[2], addr[3]]))
-        }
-        (Some(libc::AF_INET6), 28..) => {
-            let octets: [u8; 16] = addr[8..24].try_into().unwrap_or_default();
-            SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), u16::from_be_bytes([addr[2], addr[3]]))
-        }
-        (Some(libc::AF_INET | libc::AF_INET6), _) => return Err(libc::EINVAL),
+        (_, Some(dest)) => dest,
+        (Some(libc::AF_INET | libc::AF_INET6), None) => return Err(libc::EINVAL),
         _ => {
             refused(shared, t, call, None, "only IPv4 and IPv6 destinations pass the network broker", libc::EACCES);
             return Err(libc::EACCES);
@@ -392,6 +440,7 @@ mod tests {
 
     fn policy() -> NetPolicy {
         NetPolicy {
+            tcp_any: false,
             tcp_ports: [80, 443].into(),
             exact: vec![(Proto::Tcp, crate::profile::parse_net("127.0.0.1").unwrap(), 5432)],
             hosts: vec![(Proto::Tcp, "api.example.com".into(), 443)],

@@ -80,10 +80,11 @@ fn binds(paths: &BTreeMap<PathBuf, FsAccess>, hidden: bool) -> Vec<Bind> {
             (true, _) if is_device(path) => Some(Bind { path: path.clone(), writable: false, noexec: true }),
             (true, _) => Some(Bind { path: path.clone(), writable: true, noexec: !access.exec }),
             (false, None) if hidden => Some(Bind { path: path.clone(), writable: false, noexec: false }),
-            // An exec grant inside a write grant is not writable: what runs from it was not
-            // written by the server.
-            (false, Some(parent)) if parent.noexec && access.exec => {
-                Some(Bind { path: path.clone(), writable: false, noexec: false })
+            // A grant without write inside a write grant is not writable (a read grant keeps a
+            // repository's hooks unchanged); an exec grant there keeps its programs runnable, and
+            // what runs from it was not written by the server.
+            (false, Some(parent)) if parent.writable || (parent.noexec && access.exec) => {
+                Some(Bind { path: path.clone(), writable: false, noexec: parent.noexec && !access.exec })
             }
             _ => None,
         };
@@ -155,8 +156,14 @@ mod tests {
     fn an_exec_grant_inside_a_write_grant_keeps_its_programs_runnable_but_not_writable() {
         assert_eq!(
             plan(&[("/w", FsAccess::WRITE), ("/w/bin", FsAccess::EXEC), ("/w/data", FsAccess::READ)]),
-            vec![("/w".into(), true, true), ("/w/bin".into(), false, false)]
+            vec![("/w".into(), true, true), ("/w/bin".into(), false, false), ("/w/data".into(), false, true)]
         );
+    }
+
+    #[test]
+    fn a_read_grant_inside_a_write_grant_is_read_only() {
+        let binds = plan(&[("/w", FsAccess::WRITE), ("/w/repo/.git/hooks", FsAccess::READ)]);
+        assert_eq!(binds, [("/w".into(), true, true), ("/w/repo/.git/hooks".into(), false, true)]);
     }
 
     #[test]

@@ -83,6 +83,9 @@ impl FsAccess {
 pub struct NetPorts {
     pub connect: BTreeSet<u16>,
     pub bind: BTreeSet<u16>,
+    /// TCP connects to any port (a learning run, whose broker checks and records each one):
+    /// Landlock then restricts binding only.
+    pub connect_any_port: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -107,7 +110,7 @@ pub fn prepare(
     let mut ruleset = Ruleset::default()
         .set_compatibility(compat)
         .handle_access(AccessFs::from_all(TARGET))
-        .and_then(|r| r.handle_access(AccessNet::from_all(TARGET)))
+        .and_then(|r| r.handle_access(net_access(ports)))
         .and_then(|r| r.scope(Scope::from_all(TARGET)))
         .and_then(|r| r.create())
         .map_err(LandlockError::Create)?;
@@ -129,6 +132,12 @@ pub fn prepare(
             .map_err(|source| LandlockError::Rule { what: format!("TCP port {port}"), source })?;
     }
     Ok(ruleset)
+}
+
+/// The network rights the ruleset handles (restricts): all of them, but connecting when any port
+/// may be reached.
+fn net_access(ports: &NetPorts) -> BitFlags<AccessNet> {
+    if ports.connect_any_port { AccessNet::BindTcp.into() } else { AccessNet::from_all(TARGET) }
 }
 
 fn is_dir(path: &Path) -> bool {

@@ -338,7 +338,7 @@ impl SyscallPolicy {
         &self,
         x32_abi: bool,
         refusals_to_supervisor: bool,
-        mediated: Option<Mediated>,
+        listened: Listened,
     ) -> Result<Vec<Filter>, seccompiler::BackendError> {
         let arch = target_arch();
         let enosys: BTreeMap<i64, Vec<SeccompRule>> = ENOSYS.iter().map(|s| (s.id() as i64, Vec::new())).collect();
@@ -350,7 +350,7 @@ impl SyscallPolicy {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = x32_abi;
-        let mediated = mediated.map(|m| m.rules()).transpose()?.unwrap_or_default();
+        let mediated = listened.rules()?;
         if refusals_to_supervisor {
             filters.push(Filter::Listener(notifying(union(self.rules()?, mediated), arch)?));
             return Ok(filters);
@@ -378,13 +378,17 @@ pub enum Filter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mediated {
     pub datagrams: bool,
+    /// A learning run: every `sendto`, with an address or not, so that the broker sees the DNS
+    /// queries sent on connected sockets and can name the hosts looked up.
+    pub every_send: bool,
 }
 
 impl Mediated {
     fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
         let mut rules = BTreeMap::new();
         rules.insert(Sysno::connect.id() as i64, Vec::new());
-        rules.insert(Sysno::sendto.id() as i64, vec![SeccompRule::new(vec![Cond::new(4, Len::Qword, Op::Ne, 0)?])?]);
+        let with_address = vec![SeccompRule::new(vec![Cond::new(4, Len::Qword, Op::Ne, 0)?])?];
+        rules.insert(Sysno::sendto.id() as i64, if self.every_send { Vec::new() } else { with_address });
         if self.datagrams {
             rules.insert(Sysno::sendmsg.id() as i64, Vec::new());
             rules.insert(Sysno::sendmmsg.id() as i64, Vec::new());
@@ -392,19 +396,84 @@ impl Mediated {
         Ok(rules)
     }
 
-    /// The filter of a run without the seccomp layer: only the broker's calls, to the listener.
-    pub fn filter(self) -> Result<Filter, seccompiler::BackendError> {
-        Ok(Filter::Listener(notifying(self.rules()?, target_arch())?))
-    }
-
     /// Is this notified call one the broker performs (rather than one a rule refused)?
     pub fn covers(self, nr: i64, args: &[u64; 6]) -> bool {
         match Sysno::new(nr as usize) {
             Some(Sysno::connect) => true,
-            Some(Sysno::sendto) => args[4] != 0,
+            Some(Sysno::sendto) => self.every_send || args[4] != 0,
             Some(Sysno::sendmsg | Sysno::sendmmsg) => self.datagrams,
             _ => false,
         }
+    }
+}
+
+/// The calls the listener gets besides refusals: the broker's, and a learning run's traced file
+/// calls.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Listened {
+    pub mediated: Option<Mediated>,
+    pub traced: bool,
+}
+
+impl Listened {
+    pub fn is_empty(self) -> bool {
+        self.mediated.is_none() && !self.traced
+    }
+
+    fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+        let mediated = self.mediated.map(Mediated::rules).transpose()?.unwrap_or_default();
+        let traced =
+            if self.traced { traced_calls().map(|s| (s.id() as i64, Vec::new())).collect() } else { BTreeMap::new() };
+        Ok(union(mediated, traced))
+    }
+
+    /// The filter of a run without the seccomp layer: only these calls, to the listener.
+    pub fn filter(self) -> Result<Filter, seccompiler::BackendError> {
+        Ok(Filter::Listener(notifying(self.rules()?, target_arch())?))
+    }
+}
+
+/// The file calls a learning run (`mcp-warden run --learn`) hands to the supervisor, which records
+/// the path they name and lets them continue: Landlock and the view still decide them.
+const TRACED: &[&str] = &[
+    "open",
+    "openat",
+    "creat",
+    "execve",
+    "execveat",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "truncate",
+    "symlink",
+    "symlinkat",
+    "link",
+    "linkat",
+];
+
+/// The traced calls this architecture has (`open`, `creat` and friends are x86-only).
+pub fn traced_calls() -> impl Iterator<Item = Sysno> {
+    TRACED.iter().filter_map(|name| name.parse::<Sysno>().ok())
+}
+
+impl SyscallPolicy {
+    /// Would an argument rule refuse this traced call? Mirrors [`SyscallPolicy::rules`]'s
+    /// privilege-bit rules, the only ones on traced calls: a traced call that matches them is a
+    /// refusal, not a call to let through.
+    pub fn sets_privilege_bits(&self, nr: i64, a: &[u64; 6]) -> bool {
+        let bits = (libc::S_ISUID | libc::S_ISGID) as u64;
+        let Some(sys) = Sysno::new(nr as usize) else { return false };
+        if let Some((_, mode)) = MODE_ARGUMENT.iter().find(|(s, _)| *s == sys) {
+            return a[*mode as usize] & bits != 0;
+        }
+        let Some((_, flags, mode)) = CREATE_MODE_ARGUMENT.iter().find(|(s, _, _)| *s == sys) else { return false };
+        let creates = CREATE_FLAGS.iter().any(|c| a[*flags as usize] & c == *c);
+        creates && a[*mode as usize] & bits != 0
     }
 }
 
@@ -495,8 +564,15 @@ mod tests {
         for tcp in [false, true] {
             for udp in [false, true] {
                 for unix in [false, true] {
-                    for (notify, mediated) in [(false, None), (true, None), (true, Some(Mediated { datagrams: udp }))] {
-                        let filters = policy(SocketPolicy { tcp, udp, unix }).compile(true, notify, mediated).unwrap();
+                    let m = Some(Mediated { datagrams: udp, every_send: false });
+                    let cases = [
+                        (false, Listened::default()),
+                        (true, Listened::default()),
+                        (true, Listened { mediated: m, traced: false }),
+                        (true, Listened { mediated: m, traced: true }),
+                    ];
+                    for (notify, listened) in cases {
+                        let filters = policy(SocketPolicy { tcp, udp, unix }).compile(true, notify, listened).unwrap();
                         assert!(filters.len() >= 2);
                         assert!(filters.iter().all(
                             |f| matches!(f, Filter::Plain(p) | Filter::Listener(p) if !p.is_empty() && p.len() < 4096)
@@ -507,14 +583,32 @@ mod tests {
         }
     }
 
+    fn listened(m: Mediated) -> Listened {
+        Listened { mediated: Some(m), traced: false }
+    }
+
+    #[test]
+    fn traced_calls_with_privilege_bits_are_refusals() {
+        let p = policy(SocketPolicy::default());
+        let mut a = [0u64; 6];
+        a[2] = libc::O_CREAT as u64;
+        a[3] = 0o4755;
+        assert!(p.sets_privilege_bits(libc::SYS_openat, &a));
+        a[2] = libc::O_RDONLY as u64;
+        assert!(!p.sets_privilege_bits(libc::SYS_openat, &a), "the mode is unused without O_CREAT");
+        assert!(!p.sets_privilege_bits(libc::SYS_execve, &a));
+        assert!(traced_calls().any(|s| s == Sysno::openat) && traced_calls().any(|s| s == Sysno::execve));
+    }
+
     fn returns(p: &BpfProgram) -> Vec<u32> {
         p.iter().filter(|i| i.code == 0x06).map(|i| i.k).collect()
     }
 
     #[test]
     fn refusals_go_to_the_listener_installed_last() {
-        let filters =
-            policy(SocketPolicy::default()).compile(false, true, Some(Mediated { datagrams: false })).unwrap();
+        let filters = policy(SocketPolicy::default())
+            .compile(false, true, listened(Mediated { datagrams: false, every_send: false }))
+            .unwrap();
         let Some(Filter::Listener(listener)) = filters.last() else {
             panic!("the listener filter is last: {filters:?}")
         };
@@ -528,24 +622,24 @@ mod tests {
     #[test]
     fn a_listener_that_only_mediates_goes_before_a_killing_deny_filter() {
         let p = SyscallPolicy::new([], [Sysno::seccomp], Violation::Kill, SocketPolicy::default());
-        let filters = p.compile(false, false, Some(Mediated { datagrams: true })).unwrap();
+        let filters = p.compile(false, false, listened(Mediated { datagrams: true, every_send: false })).unwrap();
         assert!(matches!(filters.first(), Some(Filter::Listener(_))), "{filters:?}");
         let Some(Filter::Plain(deny)) = filters.last() else { panic!("the deny filter is last") };
         assert!(returns(deny).contains(&libc::SECCOMP_RET_KILL_PROCESS));
-        let filters = p.compile(false, false, None).unwrap();
+        let filters = p.compile(false, false, Listened::default()).unwrap();
         assert!(filters.iter().all(|f| matches!(f, Filter::Plain(_))));
     }
 
     #[test]
     fn mediated_calls_are_told_apart_from_refusals() {
-        let m = Mediated { datagrams: false };
+        let m = Mediated { datagrams: false, every_send: false };
         let mut args = [0u64; 6];
         assert!(m.covers(libc::SYS_connect, &args));
         assert!(!m.covers(libc::SYS_sendto, &args), "sendto without an address is not mediated");
         args[4] = 0x1000;
         assert!(m.covers(libc::SYS_sendto, &args));
         assert!(!m.covers(libc::SYS_sendmsg, &args));
-        assert!(Mediated { datagrams: true }.covers(libc::SYS_sendmsg, &args));
+        assert!(Mediated { datagrams: true, every_send: false }.covers(libc::SYS_sendmsg, &args));
         assert!(!m.covers(libc::SYS_socket, &args));
     }
 

@@ -61,3 +61,26 @@ impl McpConfig {
         }
     }
 }
+
+/// The `tools/call` requests in flight (id -> tool), shared with a learning run's tracer, which
+/// attributes each access the server makes to the one call in flight, if exactly one is.
+#[derive(Debug, Default)]
+pub struct InFlight(std::sync::Mutex<Vec<(String, String)>>);
+
+impl InFlight {
+    pub fn begin(&self, id: &str, tool: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((id.into(), tool.into()));
+    }
+
+    pub fn end(&self, id: &str) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| i != id);
+    }
+
+    /// The tool of the only call in flight.
+    pub fn only(&self) -> Option<String> {
+        match self.0.lock().unwrap_or_else(|e| e.into_inner()).as_slice() {
+            [(_, tool)] => Some(tool.clone()),
+            _ => None,
+        }
+    }
+}

@@ -64,6 +64,7 @@ struct State {
     limiter: Mutex<RateLimiter>,
     pins: Mutex<Option<PinStore>>,
     audit: Mutex<Option<AuditLog>>,
+    in_flight: Arc<super::InFlight>,
 }
 
 #[derive(Default)]
@@ -87,6 +88,7 @@ pub fn start(
     client_out: File,
     server_in: File,
     server_out: File,
+    in_flight: Arc<super::InFlight>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let limiter = RateLimiter::new(&cfg.rates).map_err(std::io::Error::other)?;
     let pins = cfg.pins.clone().map(PinStore::open);
@@ -98,6 +100,7 @@ pub fn start(
         limiter: Mutex::new(limiter),
         pins: Mutex::new(pins),
         audit: Mutex::new(Some(audit)),
+        in_flight,
     });
     let up = Arc::clone(&state);
     std::thread::Builder::new()
@@ -302,6 +305,9 @@ impl State {
         if let Some(refusal) = refusal {
             return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
         }
+        if let Some(tool) = &tool {
+            self.in_flight.begin(&id_key(id), tool);
+        }
         lock(&self.pending).insert(id_key(id), Pending { method: method.to_string(), tool, started: Instant::now() });
         None
     }
@@ -375,6 +381,7 @@ impl State {
         }
         let Some(id) = msg.get("id").cloned() else { return false };
         let Some(p) = lock(&self.pending).remove(&id_key(&id)) else { return false };
+        self.in_flight.end(&id_key(&id));
         let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let (outcome, modified) = self.response_outcome(msg, &p.method);
         let response = McpResponse { bytes, method: p.method, id, tool: p.tool, duration_ms, outcome };
@@ -504,6 +511,7 @@ pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<
         tools: Mutex::new(Tools::default()),
         pins: Mutex::new(None),
         audit: Mutex::new(Some(audit)),
+        in_flight: Arc::default(),
     };
     let mut to_server = Vec::new();
     relay(client, &mut to_server, |line, out| state.on_client_line(line, out));

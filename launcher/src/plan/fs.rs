@@ -26,24 +26,38 @@ pub struct FsPlan {
     pub links: BTreeMap<PathBuf, PathBuf>,
 }
 
+/// A section's grant lists, with their keys and rights.
+fn lists(section: &Filesystem) -> [(&'static str, &[Sourced<PathBuf>], FsAccess); 3] {
+    [
+        ("filesystem.read", &section.read, FsAccess::READ),
+        ("filesystem.write", &section.write, FsAccess::WRITE),
+        ("filesystem.exec", &section.exec, FsAccess::EXEC),
+    ]
+}
+
 impl FsPlan {
     /// The section's grants. The profile's come first, then the command line's, so that a path
     /// granted by both names the profile as its origin.
     pub fn resolve(section: &Filesystem, vars: &Vars, cwd: &Path) -> Result<FsPlan, PlanError> {
         let mut plan = FsPlan { private_tmp: section.private_tmp.unwrap_or(false), ..Default::default() };
-        let lists: [(&'static str, &[Sourced<PathBuf>], FsAccess); 3] = [
-            ("filesystem.read", &section.read, FsAccess::READ),
-            ("filesystem.write", &section.write, FsAccess::WRITE),
-            ("filesystem.exec", &section.exec, FsAccess::EXEC),
-        ];
         for command_line in [false, true] {
-            for (key, list, access) in lists {
+            for (key, list, access) in lists(section) {
                 for entry in list.iter().filter(|e| e.origin.flag().is_some() == command_line) {
                     plan.add_entry(key, entry, access, vars, cwd)?;
                 }
             }
         }
         Ok(plan)
+    }
+
+    /// A learning run's baseline ([`crate::learn::baseline`]), over the profile's grants.
+    pub fn add_learned(&mut self, section: &Filesystem, vars: &Vars, cwd: &Path) -> Result<(), PlanError> {
+        for (key, list, access) in lists(section) {
+            for entry in list {
+                self.add_entry(key, entry, access, vars, cwd)?;
+            }
+        }
+        Ok(())
     }
 
     /// Notes the symlinks on the way to `written` (see [`super::links`]).

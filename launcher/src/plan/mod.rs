@@ -14,6 +14,7 @@ mod error;
 mod fs;
 mod identity;
 mod layer;
+mod learn;
 pub mod limits;
 mod links;
 mod mcp;
@@ -47,6 +48,8 @@ pub use error::{NotExecutable, PlanError};
 pub use fs::FsPlan;
 pub use identity::{Identity, NamespaceAccess, PidNamespace};
 pub use layer::{Layer, UnknownLayer};
+use learn::LearnInputs;
+pub use learn::LearnPlan;
 pub use limits::LimitsPlan;
 pub use monitor::{MonitorPlan, state_home};
 pub use net::NetPlan;
@@ -63,6 +66,8 @@ pub struct RunOptions {
     pub audit_buffer: Option<Size>,
     /// `--stop-timeout SECONDS`: how long the server has to exit once told to stop (default 5).
     pub stop_timeout: Option<u64>,
+    /// `--learn NAME`: a learning run, its sessions kept under NAME.
+    pub learn: Option<String>,
 }
 
 /// Where the process environment and filesystem facts come from (swappable in tests).
@@ -107,6 +112,8 @@ pub struct Plan {
     monitor: MonitorPlan,
     /// The MCP-aware layer, when on: stdio is proxied.
     mcp: Option<McpConfig>,
+    /// A learning run (`--learn NAME`).
+    learn: Option<LearnPlan>,
     /// How long the server has to exit after a forwarded termination signal (or once its client is
     /// gone) before its tree is killed.
     stop_timeout: Duration,
@@ -126,8 +133,14 @@ impl Plan {
         inputs: &Inputs<'_>,
     ) -> Result<Plan, PlanError> {
         let p = &profile.layer;
-        let levels = report::levels(&p.require, options.audit_mode);
+        let mut levels = report::levels(&p.require, options.audit_mode);
         let mut warnings = Vec::new();
+        if options.learn.is_some() {
+            // A learning run records through the supervisor (seccomp listener, broker), with or
+            // without privileges; the eBPF layer's in-kernel network rules would refuse what the
+            // run opens.
+            levels.insert(Layer::Monitor, Level::Off);
+        }
         let identity = Identity::resolve(&p.process, host, inputs, &mut warnings)?;
         let vars = server_vars(command, &identity, inputs);
         let cmd = CommandPlan::resolve(&p.environment, command, &identity, inputs, &vars)?;
@@ -146,7 +159,32 @@ impl Plan {
                 ));
             }
         }
-        let net = NetPlan::resolve(&p.network, options.audit_mode, inputs.resolvers)?;
+        let learn = match &options.learn {
+            Some(_) if !host.user_notification => {
+                return Err(PlanError::Unenforceable {
+                    layer: "learn",
+                    why: "learning records through seccomp user notification and pidfd_getfd (Linux 5.6), which this kernel lacks".into(),
+                });
+            }
+            Some(name) => {
+                let input = LearnInputs {
+                    name,
+                    profile: &profile.name,
+                    cmd: &cmd,
+                    home: identity.home.clone(),
+                    state_home: state_home(|k| inputs.var(k)),
+                    passed: passed_by_flag(&p.environment),
+                };
+                let (plan, notes) = learn::resolve(input, &mut fs, &vars, &inputs.cwd)?;
+                warnings.extend(notes.into_iter().map(|n| format!("learn: {n}")));
+                Some(plan)
+            }
+            None => None,
+        };
+        let mut net = NetPlan::resolve(&p.network, options.audit_mode, inputs.resolvers)?;
+        if learn.is_some() {
+            net.open_for_learning(options.audit_mode, inputs.resolvers);
+        }
         let syscalls = syscall_policy(&p.syscalls, &net, options.audit_mode);
         let limits = LimitsPlan::resolve(&p.process, levels[&Layer::Limits] != Level::Off, host);
         let pid_namespace = PidNamespace::resolve(levels[&Layer::PidNamespace], &p.process, &identity, host);
@@ -177,6 +215,7 @@ impl Plan {
             user_notification: host.user_notification,
             monitor,
             mcp,
+            learn,
             stop_timeout: Duration::from_secs(options.stop_timeout.unwrap_or(5)),
             levels,
             layers: Vec::new(),
@@ -240,6 +279,11 @@ impl Plan {
 fn fs_view_namespaces(level: Level, pid: PidNamespace, identity: &Identity, host: &HostFacts) -> Namespaces {
     let access = NamespaceAccess::of(identity, host);
     Namespaces::new(pid, level != Level::Off && access.is_some(), access == Some(NamespaceAccess::Privileged))
+}
+
+/// The variables given with `--pass-env` (a client config entry's `env`, as `wrap` writes it).
+fn passed_by_flag(section: &crate::profile::Environment) -> Vec<String> {
+    section.pass.iter().filter(|s| s.origin.flag() == Some("--pass-env")).map(|s| s.value.clone()).collect()
 }
 
 /// Variables for the server's user, its command line and the launcher's environment.
@@ -309,6 +353,11 @@ impl Plan {
     /// Canonical path -> rights, with the first place each was granted.
     pub fn paths(&self) -> &BTreeMap<PathBuf, (FsAccess, Origin)> {
         &self.fs.paths
+    }
+
+    /// The learning run, when this is one.
+    pub fn learn(&self) -> Option<&LearnPlan> {
+        self.learn.as_ref()
     }
 
     pub fn private_tmp(&self) -> bool {

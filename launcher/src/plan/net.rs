@@ -112,6 +112,7 @@ impl NetPlan {
     fn broker_rules(&self, udp_any: bool, audit: bool) -> NetPolicy {
         let proto = |e: &Endpoint| if e.udp { Proto::Udp } else { Proto::Tcp };
         NetPolicy {
+            tcp_any: false,
             tcp_ports: self.connect_any.clone(),
             udp_ports: self.udp_rules.iter().filter(|e| e.value.addr.is_none()).map(|e| e.value.port).collect(),
             udp_any,
@@ -130,6 +131,23 @@ impl NetPlan {
             deny: self.deny.iter().map(|d| d.value).collect(),
             audit,
         }
+    }
+
+    /// A learning run: any TCP or UDP destination outside the `deny` ranges (the profile's, plus
+    /// the cloud metadata addresses), through the broker, which records each one.
+    pub fn open_for_learning(&mut self, audit: bool, read_resolvers: impl FnOnce() -> Vec<IpAddr>) {
+        const METADATA: &[&str] = &["169.254.169.254/32", "fd00:ec2::254/128", "100.100.100.200/32"];
+        if self.resolvers.is_empty() {
+            self.resolvers = read_resolvers();
+        }
+        self.ports.connect_any_port = true;
+        self.sockets.tcp = true;
+        self.sockets.udp = true;
+        let mut policy = self.broker_rules(true, audit);
+        policy.tcp_any = true;
+        policy.deny.extend(METADATA.iter().filter_map(|n| crate::profile::parse_net(n).ok()));
+        self.broker = Some(policy);
+        self.ebpf_covers_network = false;
     }
 
     /// The network broker's policy, unless the eBPF layer (loaded) enforces every rule itself.

@@ -188,7 +188,14 @@ impl Kernel for Real {
     }
 
     fn send_listener(&mut self, channel: &mut UnixStream, listener: BorrowedFd<'_>) -> Result<(), Errno> {
-        channel.write_all(&listener.as_raw_fd().to_ne_bytes()).map_err(io_errno)
+        // `write`, not the `sendto` std's socket writes make: a learning run's listener filter
+        // hands every `sendto` to the supervisor, which is waiting for these very bytes.
+        let bytes = listener.as_raw_fd().to_ne_bytes();
+        match rustix::io::write(&*channel, &bytes) {
+            Ok(n) if n == bytes.len() => Ok(()),
+            Ok(_) => Err(Errno::EIO),
+            Err(e) => Err(Errno::from_raw(e.raw_os_error())),
+        }
     }
 
     fn await_ack(&mut self, channel: &mut UnixStream) -> Result<(), Errno> {

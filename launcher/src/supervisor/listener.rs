@@ -10,6 +10,7 @@ use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 
 use super::refusals::{Refusal, Refusals};
+use super::tracer::Tracer;
 use crate::audit::record::DenyLayer;
 use crate::layers::broker::Broker;
 use crate::layers::refused_call::{self, PathArg};
@@ -23,6 +24,8 @@ pub struct Listener {
     /// The network broker and the calls it performs, when it runs.
     pub broker: Option<(Broker, Mediated)>,
     pub refusals: Arc<Refusals>,
+    /// A learning run's tracer: the traced file calls go there, then continue.
+    pub tracer: Option<Arc<Tracer>>,
 }
 
 /// Serves the listener until every process under the filter is gone. A mediated call gets a thread
@@ -32,9 +35,12 @@ pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
     let shared = Arc::new(listener);
     std::thread::Builder::new().name("seccomp-listener".into()).spawn(move || {
         while let Some(n) = next(shared.fd.as_fd()) {
-            match &shared.broker {
-                Some((_, mediated)) if mediated.covers(n.nr, &n.args) && !denied_whole(&shared.policy, n.nr) => {
-                    mediate(&shared, n)
+            let refused = denied_whole(&shared.policy, n.nr) || shared.policy.sets_privilege_bits(n.nr, &n.args);
+            match (&shared.broker, &shared.tracer) {
+                (Some((_, mediated)), _) if mediated.covers(n.nr, &n.args) && !refused => mediate(&shared, n),
+                (_, Some(tracer)) if traced(n.nr) && !refused => {
+                    tracer.file_call(&n, || notify::still_pending(shared.fd.as_fd(), n.id));
+                    let _ = notify::respond_continue(shared.fd.as_fd(), n.id);
                 }
                 _ => {
                     refuse(&shared, &n);
@@ -63,6 +69,11 @@ fn next(listener: BorrowedFd<'_>) -> Option<Notification> {
             return Some(n);
         }
     }
+}
+
+/// Is this one of a learning run's traced file calls?
+fn traced(nr: i64) -> bool {
+    crate::layers::seccomp::traced_calls().any(|s| s.id() as i64 == nr)
 }
 
 /// A call of the deny-set is refused even when the broker would otherwise perform it.
@@ -105,7 +116,7 @@ fn refuse(shared: &Listener, n: &Notification) {
 
 /// `/proc/self/...` and `/proc/thread-self/...` name the caller's own entries: as read by the
 /// supervisor they would name its own, so they are written with the caller's pid.
-fn own_proc(path: &str, pid: u32) -> String {
+pub(super) fn own_proc(path: &str, pid: u32) -> String {
     for own in ["/proc/self/", "/proc/thread-self/"] {
         if let Some(rest) = path.strip_prefix(own) {
             return format!("/proc/{pid}/{rest}");
@@ -137,7 +148,7 @@ fn path_of(n: &Notification, arg: PathArg) -> Option<String> {
 
 /// A NUL-terminated string at `addr` in `pid`'s memory, at most PATH_MAX bytes, read a page at a
 /// time so that a string ending just before an unmapped page is still read.
-fn read_string(pid: Pid, addr: u64) -> Option<String> {
+pub(super) fn read_string(pid: Pid, addr: u64) -> Option<String> {
     const PAGE: u64 = 4096;
     let mut out = Vec::new();
     let mut at = addr;

@@ -18,6 +18,7 @@ mod services;
 mod spawn;
 mod stdio;
 mod teardown;
+mod tracer;
 mod wait;
 
 pub use error::SupervisorError;

@@ -23,9 +23,9 @@ use crate::audit::{AuditLog, Destination};
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
 use crate::layers::fs_view::ViewPlan;
-use crate::layers::landlock::{self, FsAccess, NetPorts};
+use crate::layers::landlock::{self, FsAccess};
 use crate::layers::private_tmp::PrivateTmp;
-use crate::layers::seccomp::{Filter, Mediated};
+use crate::layers::seccomp::{Filter, Listened, Mediated};
 use crate::plan::{Enforcement, Layer, Plan};
 use crate::profile::{Level, Violation};
 use crate::stage2::Stage2;
@@ -68,7 +68,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let (mcp, mcp_stdio) = mcp_pipes(plan)?;
     let (stdio, relays) = stdio::server_stdio(mcp_stdio).map_err(sys_err("set up the server's stdio"))?;
     // After the monitor: whether it loaded decides whether the broker is needed.
-    let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some())?;
+    let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some(), private_tmp.as_ref())?;
     let stage2 = Stage2 {
         program: cstring("program path", plan.program().as_os_str())?,
         argv,
@@ -150,8 +150,7 @@ fn landlock_ruleset(
         level => level,
     };
     let paths = granted_paths(plan, private_tmp);
-    let ports = NetPorts { connect: plan.ports().connect.clone(), bind: plan.ports().bind.clone() };
-    Ok(Some((landlock::prepare(&paths, &ports, level)?, level)))
+    Ok(Some((landlock::prepare(&paths, plan.ports(), level)?, level)))
 }
 
 /// The plan's granted paths, and the private TMPDIR writable.
@@ -218,15 +217,17 @@ type Filters = (Vec<Filter>, Option<UnixStream>, Option<ListenerEnd>);
 /// kernel can hand them over and the profile's violation action is `errno`; the network broker's
 /// calls go there too when it runs (not when the eBPF layer loaded and expresses every rule). The
 /// filter with the listener travels with stage 2, the listener comes back over the channel.
-fn seccomp_filters(plan: &Plan, monitor_loaded: bool) -> Result<Filters, SupervisorError> {
+fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) -> Result<Filters, SupervisorError> {
     let policy = plan.syscalls();
-    let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), Mediated { datagrams: policy.sockets.udp }));
-    let mediated = broker.as_ref().map(|(_, m)| *m);
+    let learning = plan.learn().is_some();
+    let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
+    let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), mediated));
+    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: learning };
     let seccomp_on = plan.level(Layer::Seccomp) != Level::Off
         && !matches!(plan.enforcement(Layer::Seccomp), Enforcement::Missing(_));
-    let filters = match (seccomp_on, mediated) {
-        (false, None) => return Ok((Vec::new(), None, None)),
-        (false, Some(m)) => vec![m.filter()?],
+    let filters = match (seccomp_on, listened.is_empty()) {
+        (false, true) => return Ok((Vec::new(), None, None)),
+        (false, false) => vec![listened.filter()?],
         (true, _) => {
             let to_supervisor = policy.action == Violation::Errno && plan.user_notification();
             if policy.action == Violation::Errno && !to_supervisor {
@@ -234,7 +235,7 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool) -> Result<Filters, Supervi
                     "this kernel cannot hand refused calls to the supervisor (seccomp user notification with pidfd_getfd, Linux 5.6): seccomp refusals are enforced but not recorded"
                 );
             }
-            policy.compile(plan.x32_abi(), to_supervisor, mediated)?
+            policy.compile(plan.x32_abi(), to_supervisor, listened)?
         }
     };
     if !filters.iter().any(|f| matches!(f, Filter::Listener(_))) {
@@ -242,6 +243,14 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool) -> Result<Filters, Supervi
     }
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
     let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
-    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log };
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log, learn: learn_inputs(plan, tmp) };
     Ok((filters, Some(theirs), Some(end)))
+}
+
+/// What the seccomp listener's tracer needs in a learning run: the plan's learning part and the
+/// grants it judges each access against.
+fn learn_inputs(plan: &Plan, tmp: Option<&PrivateTmp>) -> Option<super::tracer::TracerInputs> {
+    let learn = plan.learn()?.clone();
+    let grants = granted_paths(plan, tmp).into_iter().collect();
+    Some(super::tracer::TracerInputs { learn, grants, scratch: tmp.map(|t| t.path().to_path_buf()) })
 }

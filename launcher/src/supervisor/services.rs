@@ -16,11 +16,12 @@ use super::listener::{self, Listener};
 use super::refusals::Refusals;
 use super::stdio;
 use super::teardown::Held;
+use super::tracer::{self, Tracer, TracerInputs};
 use crate::audit::AuditLog;
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
-use crate::layers::broker::{Broker, NetPolicy};
+use crate::layers::broker::{Broker, NetPolicy, Observer};
 use crate::layers::seccomp::{Mediated, SyscallPolicy};
-use crate::mcp::McpConfig;
+use crate::mcp::{InFlight, McpConfig};
 use crate::plan::Plan;
 use crate::sys;
 
@@ -49,6 +50,8 @@ pub struct ListenerEnd {
     pub policy: SyscallPolicy,
     pub broker: Option<(NetPolicy, Mediated)>,
     pub log: AuditLog,
+    /// A learning run: what its tracer records and judges with.
+    pub learn: Option<TracerInputs>,
 }
 
 /// The services that run, for the teardown to stop. The listener's thread is not among them: it
@@ -74,17 +77,23 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
     if let (Some(monitor), Some(log)) = (held.monitor.as_mut(), monitor_log) {
         held.services.reader = Some(start_reader(plan, child, monitor, log)?);
     }
+    let in_flight = Arc::new(InFlight::default());
     if let Some(mcp) = mcp {
-        held.services.proxy = Some(start_proxy(mcp)?);
+        held.services.proxy = Some(start_proxy(mcp, Arc::clone(&in_flight))?);
     }
     // Take the listener from stage 2 before it can exec; a failure here makes stage 2 fail its
     // step (the channel closes), which the error pipe then reports.
     if let Some(end) = listener {
         let refusals = Arc::new(Refusals::new(Some(end.log)));
+        let tracer = match end.learn {
+            Some(inputs) => Some(start_tracer(inputs, &refusals, child, in_flight)?),
+            None => None,
+        };
         match take_listener(end.channel, child) {
             Ok(Some(fd)) => {
-                let broker = end.broker.map(|(policy, m)| (Broker::new(policy, Arc::clone(&refusals)), m));
-                let served = Listener { fd, policy: end.policy, broker, refusals: Arc::clone(&refusals) };
+                let observer = tracer.clone().map(|t| t as Arc<dyn Observer>);
+                let broker = end.broker.map(|(policy, m)| (Broker::new(policy, Arc::clone(&refusals), observer), m));
+                let served = Listener { fd, policy: end.policy, broker, refusals: Arc::clone(&refusals), tracer };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);
             }
@@ -93,6 +102,26 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
         }
     }
     Ok(())
+}
+
+/// A learning run's tracer: its session file created, and a thread sampling the server's tree
+/// for the limits.
+fn start_tracer(
+    inputs: TracerInputs,
+    refusals: &Arc<Refusals>,
+    child: Pid,
+    in_flight: Arc<InFlight>,
+) -> Result<Arc<Tracer>, SupervisorError> {
+    let tracer = Arc::new(
+        Tracer::new(inputs, Arc::clone(refusals), in_flight).map_err(sys_err("create the learning session file"))?,
+    );
+    let sampler = Arc::clone(&tracer);
+    let root = child.as_raw() as u32;
+    std::thread::Builder::new()
+        .name("learn-sampler".into())
+        .spawn(move || tracer::sample_peaks(sampler, root))
+        .map_err(sys_err("start the learning run's sampler"))?;
+    Ok(tracer)
 }
 
 /// Starts reading the probes' events into `log`, decoded against the server's process tree.
@@ -106,12 +135,20 @@ fn start_reader(plan: &Plan, child: Pid, monitor: &mut Monitor, log: AuditLog) -
 }
 
 /// Starts the MCP proxy between the client (the launcher's stdin and stdout) and the server.
-fn start_proxy(mcp: McpEnds) -> Result<JoinHandle<()>, SupervisorError> {
+fn start_proxy(mcp: McpEnds, in_flight: Arc<InFlight>) -> Result<JoinHandle<()>, SupervisorError> {
     let dup = |fd: BorrowedFd<'_>, what: &'static str| fd.try_clone_to_owned().map(File::from).map_err(sys_err(what));
     let client_in = dup(std::io::stdin().as_fd(), "duplicate stdin for the MCP layer")?;
     let client_out = dup(std::io::stdout().as_fd(), "duplicate stdout for the MCP layer")?;
-    crate::mcp::proxy::start(mcp.config, mcp.log, client_in, client_out, mcp.server_in.into(), mcp.server_out.into())
-        .map_err(sys_err("start the MCP layer"))
+    crate::mcp::proxy::start(
+        mcp.config,
+        mcp.log,
+        client_in,
+        client_out,
+        mcp.server_in.into(),
+        mcp.server_out.into(),
+        in_flight,
+    )
+    .map_err(sys_err("start the MCP layer"))
 }
 
 /// Receives the listener's fd number from stage 2, duplicates it out of the child

@@ -57,6 +57,21 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     Ok(rustix::process::pidfd_open(pid, PidfdFlags::empty())?)
 }
 
+/// A pidfd for the process a thread belongs to (a notification names the calling thread, and
+/// `pidfd_open` takes only a thread-group leader before Linux 6.9): the leader's own, else the
+/// one `/proc/TID/status` names. The caller checks afterwards that the thread still waits in its
+/// call, so a recycled id cannot answer for it.
+pub fn pidfd_of_thread(tid: libc::pid_t) -> io::Result<OwnedFd> {
+    match pidfd_open(tid) {
+        Err(_) if tid > 0 => {
+            let status = std::fs::read_to_string(format!("/proc/{tid}/status"))?;
+            let tgid = status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok());
+            pidfd_open(tgid.ok_or_else(|| io::Error::from_raw_os_error(libc::ESRCH))?)
+        }
+        other => other,
+    }
+}
+
 /// True when the process behind `pidfd` has exited (the fd polls readable).
 pub fn pidfd_exited(pidfd: BorrowedFd<'_>) -> io::Result<bool> {
     let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];

@@ -104,6 +104,20 @@ pub fn still_pending(listener: BorrowedFd<'_>, id: u64) -> bool {
     unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
 }
 
+/// Lets the notified call go ahead as if no filter had stopped it: the kernel then runs it, with
+/// every other layer (Landlock, the view) deciding it. Only for calls the supervisor observes,
+/// never for ones it decides: the caller's memory may change before the kernel reads it again.
+pub fn respond_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
+    let mut resp =
+        libc::seccomp_notif_resp { id, val: 0, error: 0, flags: libc::SECCOMP_USER_NOTIF_FLAG_CONTINUE as u32 };
+    // SAFETY: NOTIF_SEND reads one seccomp_notif_resp from the pointer, which is valid.
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &mut resp) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Answers a notification: the syscall returns `Ok(value)` or fails with `Err(errno)`.
 pub fn respond(listener: BorrowedFd<'_>, id: u64, result: Result<i64, i32>) -> io::Result<()> {
     let (val, error) = match result {

@@ -5,16 +5,16 @@
 use serde_json::{Map, Value};
 use toml_edit::{Array, DocumentMut, Item, value};
 
-use super::{Change, Outcome, Unwrappable, decide};
+use super::{Change, Mode, Unwrappable, decide};
 
-pub(super) fn wrap(text: &str, launcher: &str) -> Result<(String, Vec<Change>), Unwrappable> {
+pub(super) fn wrap(text: &str, launcher: &str, mode: Mode<'_>) -> Result<(String, Vec<Change>), Unwrappable> {
     let mut doc: DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| Unwrappable::Syntax(e.to_string()))?;
     let servers = doc.get_mut("mcp_servers").and_then(Item::as_table_like_mut).ok_or(Unwrappable::NoServers)?;
     let mut changes = Vec::new();
     for (name, item) in servers.iter_mut() {
         let Some(entry) = item.as_table_like_mut() else { continue };
-        let decision = decide(&fields(entry), false);
-        if let Outcome::Wrapped { .. } = decision.outcome {
+        let decision = decide(&fields(entry), false, name.get(), mode);
+        if decision.outcome.changes() {
             entry.insert("command", value(launcher));
             let args: Array = decision.args.iter().map(String::as_str).collect();
             match entry.get_mut("args") {

@@ -6,11 +6,11 @@ use jsonc_parser::ParseOptions;
 use jsonc_parser::cst::{CstInputValue, CstObject, CstRootNode};
 use serde_json::Value;
 
-use super::{Change, Outcome, Unwrappable, decide};
+use super::{Change, Mode, Unwrappable, decide};
 
 /// Wraps the servers of every server object the config holds; the new text and each entry's
 /// change.
-pub(super) fn wrap(text: &str, launcher: &str) -> Result<(String, Vec<Change>), Unwrappable> {
+pub(super) fn wrap(text: &str, launcher: &str, mode: Mode<'_>) -> Result<(String, Vec<Change>), Unwrappable> {
     let root = CstRootNode::parse(text, &ParseOptions::default()).map_err(|e| Unwrappable::Syntax(e.to_string()))?;
     let top = root.object_value().ok_or(Unwrappable::NoServers)?;
     let groups = server_objects(&top);
@@ -22,8 +22,9 @@ pub(super) fn wrap(text: &str, launcher: &str) -> Result<(String, Vec<Change>), 
         for prop in servers.properties() {
             let name = prop.name().and_then(|n| n.decoded_value().ok()).unwrap_or_default();
             let Some(entry) = prop.object_value() else { continue };
-            let change = wrap_entry(&entry, vscode, launcher);
-            changes.push(Change { server: format!("{prefix}{name}"), ..change });
+            let server = format!("{prefix}{name}");
+            let change = edit_entry(&entry, vscode, launcher, &server, mode);
+            changes.push(Change { server, ..change });
         }
     }
     Ok((root.to_string(), changes))
@@ -52,15 +53,15 @@ fn server_objects(top: &CstObject) -> Vec<(String, CstObject, bool)> {
 
 /// One entry. Zed's older form keeps the command in an object (`"command": {"path", "args"}`):
 /// that object is the one edited.
-fn wrap_entry(entry: &CstObject, vscode: bool, launcher: &str) -> Change {
+fn edit_entry(entry: &CstObject, vscode: bool, launcher: &str, server: &str, mode: Mode<'_>) -> Change {
     let zed = entry.object_value("command").filter(|c| c.get("path").is_some());
     let target = match zed {
         Some(zed) => Target { obj: zed, command_key: "path" },
         None => Target { obj: entry.clone(), command_key: "command" },
     };
     let fields = fields(&target);
-    let decision = decide(&fields, vscode);
-    if let Outcome::Wrapped { .. } = decision.outcome {
+    let decision = decide(&fields, vscode, server, mode);
+    if decision.outcome.changes() {
         target.set(launcher, &decision.args);
     }
     Change { server: String::new(), outcome: decision.outcome, run_args: decision.args }

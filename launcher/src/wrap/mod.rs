@@ -64,9 +64,34 @@ pub struct Change {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Wrapped { profile: &'static str, warning: Option<String> },
+    Wrapped {
+        profile: &'static str,
+        warning: Option<String>,
+    },
     AlreadyWrapped,
     NotStdio,
+    /// A server a container engine runs (its daemon, not the client's process, runs it): left as
+    /// it is, with why.
+    LeftAlone(String),
+    /// `learn accept`: the entry's learning run now runs on the accepted profile.
+    Accepted,
+}
+
+impl Outcome {
+    /// Does the entry's text change?
+    pub fn changes(&self) -> bool {
+        matches!(self, Outcome::Wrapped { .. } | Outcome::Accepted)
+    }
+}
+
+/// What to do with the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode<'a> {
+    /// Wrap every stdio server; with `learn`, unknown ones run in learning mode, under their
+    /// entry's name.
+    Wrap { learn: bool },
+    /// Point the entries learning under `name` at the accepted `profile` (a path).
+    Accept { name: &'a str, profile: &'a str },
 }
 
 /// The result of wrapping a config's text.
@@ -121,41 +146,46 @@ pub fn recognise(command: &str, args: &[String]) -> (&'static str, Option<String
     let resolved = matches!(program, "npx" | "uvx");
     let fetches = matches!(program, "bunx" | "pnpx") || (program == "npm" && args.first().is_some_and(|a| a == "exec"));
     match (found, program) {
-        (_, "docker" | "podman") => (
-            "strict",
-            Some("a container server needs the container engine's socket, which `strict` denies; run it without the container or write a profile".into()),
-        ),
         (Some(profile), _) if resolved => (
             profile,
-            Some(format!("mcp-warden runs the copy `{program}` installed, never downloading: run the original command once outside mcp-warden to install it (README: install vs run)")),
+            Some(format!(
+                "mcp-warden runs the copy `{program}` installed, never downloading: run the original command once outside mcp-warden to install it (README: install vs run)"
+            )),
         ),
         (Some(profile), _) if fetches => (
             profile,
-            Some(format!("`{program}` downloads the server at start-up, which needs the network and a writable cache the hardened run does not have: install it once, then point the command at the installed server (README: install vs run)")),
+            Some(format!(
+                "`{program}` downloads the server at start-up, which needs the network and a writable cache the hardened run does not have: install it once, then point the command at the installed server (README: install vs run)"
+            )),
         ),
         (Some(profile), _) => (profile, None),
         (None, _) => match runtime_profile(program, command) {
             Some(runtime) => (
                 runtime,
-                Some(format!("unknown server: wrapped with the `{runtime}` runtime profile (strict, plus its own installation read and execute); grant what else it needs with --allow-* or a profile")),
+                Some(format!(
+                    "unknown server: wrapped with the `{runtime}` runtime profile (strict, plus its own installation read and execute); grant what else it needs with --allow-* or a profile"
+                )),
             ),
-            None => ("strict", Some("unknown server: wrapped with `strict`; grant what it needs with --allow-* or a profile".into())),
+            None => (
+                "strict",
+                Some("unknown server: wrapped with `strict`; grant what it needs with --allow-* or a profile".into()),
+            ),
         },
     }
 }
 
 /// Wraps every stdio server of `text` (the config's contents). `launcher` is the command written
 /// into the config.
-pub fn wrap_text(path: &Path, text: &str, launcher: &str) -> Result<Wrapped, WrapError> {
+pub fn wrap_text(path: &Path, text: &str, launcher: &str, mode: Mode<'_>) -> Result<Wrapped, WrapError> {
     let toml = path.extension().is_some_and(|e| e == "toml");
-    let result = if toml { codex::wrap(text, launcher) } else { jsonc::wrap(text, launcher) };
+    let result = if toml { codex::wrap(text, launcher, mode) } else { jsonc::wrap(text, launcher, mode) };
     let (out, changes) = result.map_err(|why| match why {
         Unwrappable::NoServers => WrapError::NoServers { path: path.into() },
         Unwrappable::Syntax(why) => {
             WrapError::Parse { path: path.into(), format: if toml { "TOML" } else { "JSON" }, why }
         }
     })?;
-    let wrapped = changes.iter().any(|c| matches!(c.outcome, Outcome::Wrapped { .. }));
+    let wrapped = changes.iter().any(|c| c.outcome.changes());
     Ok(Wrapped { text: if wrapped { out } else { text.to_string() }, changes })
 }
 
@@ -173,9 +203,9 @@ struct Decision {
     args: Vec<String>,
 }
 
-/// Decides for one entry: `command` and `args` are the entry's; `stdio` says whether it is a
-/// stdio server at all.
-fn decide(entry: &Map<String, Value>, vscode: bool) -> Decision {
+/// Decides for one entry named `server`: its fields as JSON; `vscode` says whether a missing
+/// `command` means a remote server.
+fn decide(entry: &Map<String, Value>, vscode: bool, server: &str, mode: Mode<'_>) -> Decision {
     let skip = |outcome| Decision { outcome, args: Vec::new() };
     let kind = entry.get("type").and_then(Value::as_str).unwrap_or("stdio");
     if kind != "stdio" || entry.contains_key("url") || (vscode && !entry.contains_key("command")) {
@@ -190,11 +220,31 @@ fn decide(entry: &Map<String, Value>, vscode: bool) -> Decision {
         .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
         .unwrap_or_default();
     let is_launcher = Path::new(&command).file_name().is_some_and(|n| n == "mcp-warden");
-    if is_launcher && args.first().is_some_and(|a| a == "run") {
-        return skip(Outcome::AlreadyWrapped);
+    let wrapped = is_launcher && args.first().is_some_and(|a| a == "run");
+    match mode {
+        Mode::Accept { name, profile } if wrapped => accept(args, name, profile),
+        Mode::Accept { .. } => skip(Outcome::NotStdio),
+        Mode::Wrap { .. } if wrapped => skip(Outcome::AlreadyWrapped),
+        Mode::Wrap { learn } => wrap_entry(entry, command, args, learn.then_some(server)),
+    }
+}
+
+/// The new arguments of an entry to wrap; `learn`: the entry's name, for an unknown server that
+/// starts in learning mode.
+fn wrap_entry(entry: &Map<String, Value>, command: String, args: Vec<String>, learn: Option<&str>) -> Decision {
+    let program = Path::new(&command).file_name().and_then(|n| n.to_str()).unwrap_or(&command);
+    if matches!(program, "docker" | "podman") {
+        let why = format!(
+            "`{program}` hands the server to its daemon, which runs it outside this process tree: mcp-warden would sandbox only the client command; left as it is (harden the container itself)"
+        );
+        return Decision { outcome: Outcome::LeftAlone(why), args: Vec::new() };
     }
     let (profile, warning) = recognise(&command, &args);
     let mut new_args: Vec<String> = ["run", "--profile", profile].map(String::from).into();
+    let unknown = warning.as_deref().is_some_and(|w| w.starts_with("unknown server"));
+    if let Some(server) = learn.filter(|_| unknown) {
+        new_args.extend(["--learn".to_string(), crate::learn::name_for_server(server)]);
+    }
     // The entry's own environment (an API key, say) reaches the server by name.
     for key in entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()) {
         new_args.extend(["--pass-env".to_string(), key.clone()]);
@@ -203,6 +253,29 @@ fn decide(entry: &Map<String, Value>, vscode: bool) -> Decision {
     new_args.push(command);
     new_args.extend(args);
     Decision { outcome: Outcome::Wrapped { profile, warning }, args: new_args }
+}
+
+/// `learn accept`: an entry learning under `name` (`--learn NAME` before `--`) runs on `profile`
+/// instead, no longer learning.
+fn accept(args: Vec<String>, name: &str, profile: &str) -> Decision {
+    let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let (options, command) = args.split_at(split);
+    let learning = options.windows(2).any(|w| w[0] == "--learn" && w[1] == name);
+    if !learning {
+        return Decision { outcome: Outcome::NotStdio, args: Vec::new() };
+    }
+    let mut new_args = vec!["run".to_string(), "--profile".into(), profile.into()];
+    let mut rest = options.iter().skip(1);
+    while let Some(a) = rest.next() {
+        match a.as_str() {
+            "--learn" | "--profile" | "-p" => {
+                rest.next();
+            }
+            _ => new_args.push(a.clone()),
+        }
+    }
+    new_args.extend(command.iter().cloned());
+    Decision { outcome: Outcome::Accepted, args: new_args }
 }
 
 /// A unified diff of `old` and `new`, labelled with `path`.
@@ -242,6 +315,8 @@ pub fn undo(path: &Path) -> Result<(), WrapError> {
 mod tests {
     use super::*;
 
+    const WRAP: Mode<'static> = Mode::Wrap { learn: false };
+
     const CLAUDE: &str = r#"{
   "globalShortcut": "Ctrl+Space",
   "mcpServers": {
@@ -259,7 +334,7 @@ mod tests {
 
     #[test]
     fn stdio_servers_are_wrapped_and_everything_else_kept() {
-        let w = wrap_text(Path::new("c.json"), CLAUDE, "/usr/bin/mcp-warden").unwrap();
+        let w = wrap_text(Path::new("c.json"), CLAUDE, "/usr/bin/mcp-warden", WRAP).unwrap();
         let v: Value = serde_json::from_str(&w.text).unwrap();
         let notes = &v["mcpServers"]["notes"];
         assert_eq!(notes["command"], "/usr/bin/mcp-warden");
@@ -286,7 +361,7 @@ mod tests {
         );
         assert_eq!(outcomes[2].1, &Outcome::NotStdio);
         // idempotent
-        let again = wrap_text(Path::new("c.json"), &w.text, "/usr/bin/mcp-warden").unwrap();
+        let again = wrap_text(Path::new("c.json"), &w.text, "/usr/bin/mcp-warden", WRAP).unwrap();
         assert_eq!(again.text, w.text);
         assert!(again.changes.iter().all(|c| !matches!(c.outcome, Outcome::Wrapped { .. })));
     }
@@ -294,7 +369,7 @@ mod tests {
     #[test]
     fn vscode_servers_keep_their_type_and_http_entries() {
         let vs = r#"{"servers": {"git": {"type": "stdio", "command": "python", "args": ["-m", "mcp_server_git"]}, "web": {"type": "http", "url": "http://x"}}, "inputs": []}"#;
-        let w = wrap_text(Path::new("mcp.json"), vs, "mcp-warden").unwrap();
+        let w = wrap_text(Path::new("mcp.json"), vs, "mcp-warden", WRAP).unwrap();
         let v: Value = serde_json::from_str(&w.text).unwrap();
         assert_eq!(v["servers"]["git"]["type"], "stdio");
         assert_eq!(v["servers"]["git"]["args"][2], "git");
@@ -313,10 +388,53 @@ mod tests {
     }
 
     #[test]
+    fn container_servers_are_left_alone_with_a_note() {
+        let text = r#"{"mcpServers": {"gh": {"command": "docker", "args": ["run", "-i", "--rm", "ghcr.io/github/github-mcp-server"]}}}"#;
+        let w = wrap_text(Path::new("c.json"), text, "mcp-warden", WRAP).unwrap();
+        assert_eq!(w.text, text);
+        assert!(matches!(&w.changes[0].outcome, Outcome::LeftAlone(why) if why.contains("daemon")));
+    }
+
+    #[test]
+    fn learning_wraps_unknown_servers_and_accept_points_them_at_the_profile() {
+        let text = r#"{"mcpServers": {
+  "weather": {"command": "npx", "args": ["-y", "@acme/weather-mcp"], "env": {"API_KEY": "x"}},
+  "memory": {"command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"]}
+}}"#;
+        let w = wrap_text(Path::new("c.json"), text, "mcp-warden", Mode::Wrap { learn: true }).unwrap();
+        let v: Value = serde_json::from_str(&w.text).unwrap();
+        let args: Vec<&str> =
+            v["mcpServers"]["weather"]["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(args[..7], ["run", "--profile", "node", "--learn", "weather", "--pass-env", "API_KEY"]);
+        let memory = v["mcpServers"]["memory"]["args"].as_array().unwrap();
+        assert!(!memory.iter().any(|a| a == "--learn"), "a known server does not learn");
+        let accept = Mode::Accept { name: "weather", profile: "/home/me/.config/mcp-warden/profiles/weather.toml" };
+        let a = wrap_text(Path::new("c.json"), &w.text, "mcp-warden", accept).unwrap();
+        let v: Value = serde_json::from_str(&a.text).unwrap();
+        let args: Vec<&str> =
+            v["mcpServers"]["weather"]["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+        assert_eq!(
+            args,
+            [
+                "run",
+                "--profile",
+                "/home/me/.config/mcp-warden/profiles/weather.toml",
+                "--pass-env",
+                "API_KEY",
+                "--",
+                "npx",
+                "-y",
+                "@acme/weather-mcp"
+            ]
+        );
+        assert_eq!(a.changes.iter().filter(|c| c.outcome == Outcome::Accepted).count(), 1);
+    }
+
+    #[test]
     fn configs_without_servers_are_refused() {
-        let e = wrap_text(Path::new("x.json"), "{\"a\": 1}", "mcp-warden").unwrap_err();
+        let e = wrap_text(Path::new("x.json"), "{\"a\": 1}", "mcp-warden", WRAP).unwrap_err();
         assert!(e.to_string().contains("no `mcpServers`, `servers`"), "{e}");
-        let e = wrap_text(Path::new("x.json"), "{\"a\": ", "mcp-warden").unwrap_err();
+        let e = wrap_text(Path::new("x.json"), "{\"a\": ", "mcp-warden", WRAP).unwrap_err();
         assert!(e.to_string().contains("is not JSON"), "{e}");
     }
 
@@ -344,7 +462,7 @@ mod tests {
   },
 }
 "#;
-        let w = wrap_text(Path::new("mcp.json"), text, "mcp-warden").unwrap();
+        let w = wrap_text(Path::new("mcp.json"), text, "mcp-warden", WRAP).unwrap();
         let changed = changed_lines(text, &w.text);
         assert_eq!(changed.len(), 4, "two lines out, two in: {changed:#?}");
         assert!(w.text.contains("// servers for this workspace") && w.text.contains("/* the notes server */"));
@@ -354,14 +472,14 @@ mod tests {
             w.text
         );
         assert!(w.text.contains("// read+write") && w.text.contains(r#""env": { "DEBUG": "1", },"#));
-        let again = wrap_text(Path::new("mcp.json"), &w.text, "mcp-warden").unwrap();
+        let again = wrap_text(Path::new("mcp.json"), &w.text, "mcp-warden", WRAP).unwrap();
         assert_eq!(again.text, w.text, "wrapping twice changes nothing");
     }
 
     #[test]
     fn claude_code_project_servers_are_wrapped_too() {
         let text = r#"{"numStartups": 3, "mcpServers": {}, "projects": {"/home/me/app": {"allowedTools": [], "mcpServers": {"db": {"type": "stdio", "command": "uvx", "args": ["mcp-server-sqlite", "--db-path", "/home/me/app/app.db"], "env": {}}}}}}"#;
-        let w = wrap_text(Path::new(".claude.json"), text, "mcp-warden").unwrap();
+        let w = wrap_text(Path::new(".claude.json"), text, "mcp-warden", WRAP).unwrap();
         let v: Value = serde_json::from_str(&w.text).unwrap();
         let db = &v["projects"]["/home/me/app"]["mcpServers"]["db"];
         assert_eq!((db["command"].as_str(), db["args"][2].as_str()), (Some("mcp-warden"), Some("sqlite")));
@@ -378,7 +496,7 @@ mod tests {
     "new": { "source": "custom", "command": "npx", "args": ["-y", "@modelcontextprotocol/server-memory"] }
   }
 }"#;
-        let w = wrap_text(Path::new("settings.json"), text, "mcp-warden").unwrap();
+        let w = wrap_text(Path::new("settings.json"), text, "mcp-warden", WRAP).unwrap();
         let v: Value = serde_json::from_str(&w.text).unwrap();
         assert_eq!(v["context_servers"]["old"]["command"]["path"], "mcp-warden");
         assert_eq!(v["context_servers"]["old"]["command"]["args"][2], "time");
@@ -400,7 +518,7 @@ env = { TZ = "UTC" }
 [mcp_servers.remote]
 url = "https://mcp.example/mcp"
 "#;
-        let w = wrap_text(Path::new("config.toml"), text, "mcp-warden").unwrap();
+        let w = wrap_text(Path::new("config.toml"), text, "mcp-warden", WRAP).unwrap();
         assert_eq!(changed_lines(text, &w.text).len(), 4, "{}", w.text);
         let doc: toml::Table = toml::from_str(&w.text).unwrap();
         let time = &doc["mcp_servers"]["time"];
@@ -408,6 +526,6 @@ url = "https://mcp.example/mcp"
         assert_eq!(time["args"][2].as_str(), Some("time"));
         assert!(w.text.contains("# the default model") && w.text.contains("env = { TZ = \"UTC\" }"));
         assert_eq!(w.changes[1].outcome, Outcome::NotStdio);
-        assert_eq!(wrap_text(Path::new("config.toml"), &w.text, "mcp-warden").unwrap().text, w.text);
+        assert_eq!(wrap_text(Path::new("config.toml"), &w.text, "mcp-warden", WRAP).unwrap().text, w.text);
     }
 }

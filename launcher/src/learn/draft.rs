@@ -1,0 +1,336 @@
+//! A draft profile from a name's learning sessions: exactly what the sessions used, generalised
+//! in a fixed order, never a secret or a persistence location.
+//!
+//! Each file access becomes one grant, the first of these that applies:
+//! 1. nothing, when the session's base profile already grants it (the runtime, the server's own
+//!    installation, the system), or it is a process's own `/proc` entry (not grantable by path);
+//! 2. the server's argument that contains it (a directory given on the command line);
+//! 3. the application's directory under an XDG base (`~/.config/X`, `~/.cache/X`,
+//!    `~/.local/share/X`, `~/.local/state/X`);
+//! 4. the home's dot-directory that contains it (`~/.npm`, a tool's cache);
+//! 5. the file itself (read, exec), or the directory it was written in.
+//!
+//! Writes need the directory (files are created and renamed there); reads of paths that did not
+//! exist need nothing. Network destinations are kept as the session saw them: the host name the
+//! server looked up, else the address; DNS becomes `dns = true`. Limits are the peaks seen, with
+//! headroom (twice, rounded up).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use super::sensitive::{self, Sensitive};
+use super::session::{Access, Header, Record};
+
+/// XDG bases, relative to the home: a path beneath one is granted as its first component there.
+const XDG: &[&str] = &[".config", ".cache", ".local/share", ".local/state"];
+
+/// What the sessions add up to.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub name: String,
+    pub extends: String,
+    pub sessions: usize,
+    /// Grant -> the tools whose calls used it (empty: outside any single tool call).
+    pub read: Grants,
+    pub write: Grants,
+    pub exec: Grants,
+    pub connect: BTreeSet<String>,
+    pub dns: bool,
+    pub pass: BTreeSet<String>,
+    /// (processes, open files, memory bytes), with headroom.
+    pub limits: Option<(u64, u64, u64)>,
+    pub sensitive: BTreeSet<(Sensitive, Access, PathBuf)>,
+    /// Accesses outside the session's grants (refused then): not granted, listed.
+    pub refused: BTreeSet<(Access, PathBuf)>,
+}
+
+impl Draft {
+    pub fn from_sessions(name: &str, sessions: &[(Header, Vec<Record>)]) -> Draft {
+        let mut d = Draft { name: name.into(), sessions: sessions.len(), ..Default::default() };
+        let mut peaks = None;
+        for (header, records) in sessions {
+            d.extends.clone_from(&header.profile);
+            d.pass.extend(header.env.iter().cloned());
+            for record in records {
+                d.add(header, record, &mut peaks);
+            }
+        }
+        d.limits = peaks.map(|(p, f, m): (u64, u64, u64)| {
+            (headroom(p, 16), headroom(f, 256), headroom(m, 256 << 20).next_multiple_of(64 << 20))
+        });
+        d
+    }
+
+    fn add(&mut self, header: &Header, record: &Record, peaks: &mut Option<(u64, u64, u64)>) {
+        match record {
+            Record::File { access, path, exists, refused, tool } => {
+                if let Some(what) = sensitive::classify(path, &header.home) {
+                    self.sensitive.insert((what, *access, path.clone()));
+                } else if *refused {
+                    self.refused.insert((*access, path.clone()));
+                } else if let Some(grant) = generalise(header, *access, path, *exists) {
+                    let list = match access {
+                        Access::Read => &mut self.read,
+                        Access::Write => &mut self.write,
+                        Access::Exec => &mut self.exec,
+                    };
+                    list.entry(grant).or_default().extend(tool.iter().cloned());
+                }
+            }
+            Record::Sensitive { what, access, path } => {
+                self.sensitive.insert((*what, *access, path.clone()));
+            }
+            Record::Connect { proto, addr, port, host } if *port == 53 => {
+                let _ = (proto, addr, host);
+                self.dns = true;
+            }
+            Record::Connect { proto, addr, port, host } => {
+                let dest = host.clone().unwrap_or_else(|| bracketed(addr));
+                let prefix = if proto == "udp" { "udp:" } else { "" };
+                self.connect.insert(format!("{prefix}{dest}:{port}"));
+            }
+            Record::Limits { processes, open_files, memory } => {
+                let (p, f, m) = peaks.get_or_insert((0, 0, 0));
+                (*p, *f, *m) = ((*p).max(*processes), (*f).max(*open_files), (*m).max(*memory));
+            }
+            Record::Session(_) => {}
+        }
+    }
+
+    /// Drops grants beneath another grant of the same kind, and read grants that a write or exec
+    /// grant covers (both read too); their tools go to the grant that covers them.
+    fn tidy(&mut self) {
+        for list in [&mut self.read, &mut self.write, &mut self.exec] {
+            absorb(list, None);
+        }
+        let mut wider = std::mem::take(&mut self.write);
+        absorb(&mut self.read, Some(&mut wider));
+        self.write = wider;
+        let mut wider = std::mem::take(&mut self.exec);
+        absorb(&mut self.read, Some(&mut wider));
+        self.exec = wider;
+    }
+
+    /// The draft as a profile file, with a comment on every grant.
+    pub fn render(&self) -> String {
+        let mut d = self.clone();
+        d.tidy();
+        let mut out = String::new();
+        let _ = writeln!(out, "# Drafted by `mcp-warden learn` from {} session(s) of `{}`.", d.sessions, d.name);
+        let _ = writeln!(out, "# Review it: it grants what the sessions used, nothing else.");
+        let _ = writeln!(out, "description = {}", quoted(&format!("learned: {}", d.name)));
+        let _ = writeln!(out, "extends = [{}]", quoted(&d.extends));
+        out.push_str("\n[filesystem]\n");
+        for (key, list) in [("read", &d.read), ("write", &d.write), ("exec", &d.exec)] {
+            let _ = write!(out, "{key} = [");
+            if !list.is_empty() {
+                out.push('\n');
+            }
+            for (path, tools) in list {
+                let why = if tools.is_empty() { String::new() } else { format!("  # tools: {}", join(tools)) };
+                let _ = writeln!(out, "    {},{why}", quoted(&path.to_string_lossy()));
+            }
+            out.push_str("]\n");
+        }
+        out.push_str("\n[network]\n");
+        let connect: Vec<String> = d.connect.iter().map(|c| quoted(c)).collect();
+        let _ = writeln!(out, "connect = [{}]", connect.join(", "));
+        let _ = writeln!(out, "dns = {}", d.dns);
+        if d.connect.iter().any(|c| c.starts_with("udp:")) {
+            out.push_str("udp = true\n");
+        }
+        out.push_str("\n[environment]\n");
+        let pass: Vec<String> = d.pass.iter().map(|k| quoted(k)).collect();
+        let _ = writeln!(out, "pass = [{}]", pass.join(", "));
+        if let Some((processes, files, memory)) = d.limits {
+            out.push_str("\n# peaks seen while learning, doubled\n[process]\n");
+            let _ = writeln!(out, "max-processes = {processes}\nmax-open-files = {files}");
+            let _ = writeln!(out, "max-memory = \"{}M\"", memory >> 20);
+        }
+        out
+    }
+
+    /// What the sessions touched and the draft does not grant, one line each, for `learn show`.
+    pub fn left_out(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        for (what, access, path) in &self.sensitive {
+            let what = if *what == Sensitive::Secret { "secret" } else { "persistence location" };
+            lines.push(format!("{access:?} of {} ({what}): refused, never granted", path.display()));
+        }
+        for (access, path) in self.refused.iter().filter(|(_, p)| !own_proc_entry(p)) {
+            let flag = match access {
+                Access::Read => "--allow-read",
+                Access::Write => "--allow-write",
+                Access::Exec => "--allow-exec",
+            };
+            let target = if *access == Access::Write { path.parent().unwrap_or(path) } else { path };
+            lines.push(format!(
+                "{access:?} of {}: refused while learning (outside the baseline); to grant it: {flag} {}",
+                path.display(),
+                target.display()
+            ));
+        }
+        lines
+    }
+}
+
+type Grants = BTreeMap<PathBuf, BTreeSet<String>>;
+
+/// Removes from `list` each grant at or beneath a grant of `wider` (beneath another grant of
+/// `list` itself when `None`), moving its tools there.
+fn absorb(list: &mut Grants, wider: Option<&mut Grants>) {
+    let keys: Vec<PathBuf> = list.keys().cloned().collect();
+    match wider {
+        None => {
+            for p in &keys {
+                if let Some(k) = keys.iter().find(|k| *k != p && p.starts_with(k)) {
+                    let tools = list.remove(p).unwrap_or_default();
+                    list.entry(k.clone()).or_default().extend(tools);
+                }
+            }
+        }
+        Some(into) => {
+            for p in keys {
+                if let Some(k) = into.keys().find(|k| p.starts_with(k)).cloned() {
+                    let tools = list.remove(&p).unwrap_or_default();
+                    into.entry(k).or_default().extend(tools);
+                }
+            }
+        }
+    }
+}
+
+/// The grant that covers one access, by the module's order; `None` when none is needed.
+fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Option<PathBuf> {
+    if (access == Access::Read && !exists) || own_proc_entry(path) {
+        return None;
+    }
+    let covered = |p: &Path| {
+        header.base.iter().any(|g| {
+            p.starts_with(&g.path)
+                && match access {
+                    Access::Read => g.read,
+                    Access::Write => g.write,
+                    Access::Exec => g.exec,
+                }
+        })
+    };
+    let target = if access == Access::Write && !path.is_dir() { path.parent()? } else { path };
+    if covered(target) {
+        return None;
+    }
+    if let Some(arg) = header.argument_paths.iter().find(|a| target.starts_with(a)) {
+        return Some(arg.clone());
+    }
+    let home = &header.home;
+    if let Ok(rel) = target.strip_prefix(home) {
+        for base in XDG {
+            if let Ok(inner) = rel.strip_prefix(base)
+                && let Some(app) = inner.components().next()
+            {
+                return Some(home.join(base).join(app));
+            }
+        }
+        let first = rel.components().next()?;
+        if first.as_os_str().to_string_lossy().starts_with('.') && rel.components().count() > 1 {
+            return Some(home.join(first));
+        }
+    }
+    Some(target.to_path_buf())
+}
+
+/// `/proc/<pid>/...`: a process's own entries, whose pid changes every run.
+pub fn own_proc_entry(path: &Path) -> bool {
+    let mut parts = path.components().skip(1);
+    parts.next().is_some_and(|c| c.as_os_str() == "proc")
+        && parts.next().is_some_and(|c| c.as_os_str().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn headroom(peak: u64, floor: u64) -> u64 {
+    (peak * 2).max(floor)
+}
+
+fn bracketed(addr: &str) -> String {
+    if addr.contains(':') { format!("[{addr}]") } else { addr.to_string() }
+}
+
+fn quoted(s: &str) -> String {
+    toml::Value::String(s.to_string()).to_string()
+}
+
+fn join(tools: &BTreeSet<String>) -> String {
+    tools.iter().cloned().collect::<Vec<_>>().join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::learn::session::Grant;
+
+    fn header(home: &Path) -> Header {
+        Header {
+            profile: "node".into(),
+            argv: vec!["node".into()],
+            home: home.into(),
+            base: vec![Grant { path: "/usr".into(), read: true, write: false, exec: true }],
+            argument_paths: vec![home.join("notes")],
+            env: vec!["API_KEY".into()],
+            started: 0,
+        }
+    }
+
+    fn file(access: Access, path: &str, tool: Option<&str>) -> Record {
+        Record::File { access, path: path.into(), exists: true, refused: false, tool: tool.map(Into::into) }
+    }
+
+    #[test]
+    fn accesses_generalise_in_the_documented_order() {
+        let home = Path::new("/home/me");
+        let records = vec![
+            file(Access::Exec, "/usr/bin/node", None),
+            file(Access::Read, "/home/me/notes/a/b.md", Some("read_note")),
+            file(Access::Write, "/home/me/notes/c.md", Some("write_note")),
+            file(Access::Read, "/home/me/.config/app/settings.json", None),
+            file(Access::Write, "/home/me/.cache/app/x/y.bin", None),
+            file(Access::Read, "/home/me/.npm/_cacache/index", None),
+            file(Access::Read, "/etc/app.conf", None),
+            file(Access::Read, "/proc/4242/status", None),
+            file(Access::Read, "/home/me/.ssh/id_rsa", None),
+            Record::File { access: Access::Read, path: "/nope".into(), exists: false, refused: false, tool: None },
+            Record::File {
+                access: Access::Read,
+                path: "/home/me/Documents/x".into(),
+                exists: true,
+                refused: true,
+                tool: None,
+            },
+            Record::Connect {
+                proto: "tcp".into(),
+                addr: "140.82.112.3".into(),
+                port: 443,
+                host: Some("api.github.com".into()),
+            },
+            Record::Connect { proto: "udp".into(), addr: "127.0.0.53".into(), port: 53, host: None },
+            Record::Limits { processes: 3, open_files: 40, memory: 90 << 20 },
+        ];
+        let d = Draft::from_sessions("notes", &[(header(home), records)]);
+        let keys = |m: &Grants| m.keys().map(|p| p.display().to_string()).collect::<Vec<_>>();
+        assert_eq!(keys(&d.exec), Vec::<String>::new(), "the base covers /usr");
+        assert_eq!(keys(&d.write), ["/home/me/.cache/app", "/home/me/notes"]);
+        assert_eq!(keys(&d.read), ["/etc/app.conf", "/home/me/.config/app", "/home/me/.npm", "/home/me/notes"]);
+        assert_eq!(d.read[Path::new("/home/me/notes")], BTreeSet::from(["read_note".to_string()]));
+        assert_eq!(d.connect, BTreeSet::from(["api.github.com:443".to_string()]));
+        assert!(d.dns);
+        assert_eq!(d.sensitive.len(), 1);
+        assert_eq!(d.refused.len(), 1);
+        assert_eq!(d.limits, Some((16, 256, 256 << 20)));
+        let text = d.render();
+        let parsed: toml::Table = toml::from_str(&text).expect("the draft is TOML");
+        assert_eq!(parsed["extends"][0].as_str(), Some("node"));
+        assert!(!text.contains(".ssh"), "{text}");
+        assert!(text.contains("\"/home/me/notes\",  # tools: read_note, write_note"), "{text}");
+        assert!(!text.contains("\"/home/me/notes\",\n    \"/home/me/notes\""), "tidy: one grant: {text}");
+        assert!(d.left_out().iter().any(|l| l.contains("--allow-read /home/me/Documents/x")));
+    }
+}

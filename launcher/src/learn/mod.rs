@@ -1,0 +1,71 @@
+//! Learning mode: run a server on a safe baseline while recording what it uses, then draft the
+//! profile that grants exactly that.
+//!
+//! `mcp-warden run --learn NAME --profile BASE -- CMD` runs CMD on BASE plus the
+//! [`baseline`] (the home's configuration and caches readable, the server's arguments writable,
+//! any network destination outside the `deny` ranges), never a secret or a persistence location
+//! ([`sensitive`]). The seccomp listener is handed every file call (open, exec, create, remove,
+//! rename), records the path and lets the call go on, so Landlock and the view still decide it;
+//! the network broker records every destination. Each observation is appended to a session file
+//! ([`session`]). `mcp-warden learn show NAME` drafts a profile from every session ([`draft`]),
+//! `learn accept NAME` writes it and points the client config's entry at it. The draft never
+//! activates itself.
+//!
+//! What the record can miss: a server thread that rewrites a path in its memory between the
+//! record and the kernel's own read makes the record name another path (the kernel decides on
+//! what it reads; the record only feeds a draft the user reviews); environment reads happen in
+//! the server's memory (the draft lists the variables the entry passes).
+
+pub mod baseline;
+pub mod draft;
+pub mod sensitive;
+pub mod session;
+
+use std::path::{Path, PathBuf};
+
+/// A learning run's name: what its sessions are kept under and its profile is called.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && !name.starts_with('.')
+}
+
+/// `$XDG_STATE_HOME/mcp-warden/learn/NAME` of the invoking user.
+pub fn sessions_dir(state_home: &Path, name: &str) -> PathBuf {
+    state_home.join("mcp-warden/learn").join(name)
+}
+
+/// `$XDG_CONFIG_HOME/mcp-warden/profiles/NAME.toml`: where `learn accept` writes the profile.
+pub fn profile_path(config_home: &Path, name: &str) -> PathBuf {
+    config_home.join("mcp-warden/profiles").join(format!("{name}.toml"))
+}
+
+/// `$XDG_CONFIG_HOME`, else `~/.config`.
+pub fn config_home(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    var("XDG_CONFIG_HOME")
+        .filter(|v| v.starts_with('/'))
+        .map(PathBuf::from)
+        .or_else(|| var("HOME").map(|h| Path::new(&h).join(".config")))
+}
+
+/// A name for a client config's server entry (`learn` names are file names).
+pub fn name_for_server(server: &str) -> String {
+    let name: String =
+        server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
+    let name = name.trim_matches('-').to_string();
+    if name.is_empty() { "server".into() } else { name.chars().take(64).collect() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_file_names() {
+        assert!(valid_name("weather-api_2"));
+        assert!(!valid_name("../x") && !valid_name(".hidden") && !valid_name("") && !valid_name("a/b"));
+        assert_eq!(name_for_server("/home/me/app: db"), "home-me-app--db");
+        assert!(valid_name(&name_for_server("/home/me/app: db")));
+    }
+}

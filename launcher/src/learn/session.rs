@@ -1,0 +1,160 @@
+//! One learning session on disk: JSON lines in
+//! `$XDG_STATE_HOME/mcp-warden/learn/NAME/<start>-<pid>.jsonl`, written as the server runs (each
+//! distinct observation once, appended at once: a launcher killed mid-session loses nothing it
+//! saw). The first line is the [`Header`]; [`super::draft`] reads every session of a name.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use super::sensitive::Sensitive;
+
+/// What the server did with a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Access {
+    Read,
+    /// Written, truncated, or a directory entry created, removed or renamed (the path is the
+    /// entry; its directory is what a grant needs).
+    Write,
+    Exec,
+}
+
+/// A grant the session ran with, kept so that the draft leaves out what the base already gives.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Grant {
+    pub path: PathBuf,
+    pub read: bool,
+    pub write: bool,
+    pub exec: bool,
+}
+
+/// The first line of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Header {
+    /// The profile the session ran on (the draft extends it).
+    pub profile: String,
+    pub argv: Vec<String>,
+    pub home: PathBuf,
+    /// The base profile's grants (without the learning baseline's).
+    pub base: Vec<Grant>,
+    /// The server's arguments that are existing paths (the draft's second generalisation).
+    pub argument_paths: Vec<PathBuf>,
+    /// Environment variables passed to the server, by name.
+    pub env: Vec<String>,
+    /// Unix seconds.
+    pub started: u64,
+}
+
+/// One line of a session.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Record {
+    Session(Box<Header>),
+    /// A file the server opened, ran, created or removed. `exists`: the path existed when seen
+    /// (a read of a path that does not exist needs no grant). `refused`: outside the session's
+    /// grants, so Landlock or the view refused it. `tool`: the `tools/call` in flight, when the
+    /// MCP layer is on and exactly one was.
+    File {
+        access: Access,
+        path: PathBuf,
+        exists: bool,
+        refused: bool,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        tool: Option<String>,
+    },
+    /// A secret or persistence location the server tried (always refused).
+    Sensitive {
+        what: Sensitive,
+        access: Access,
+        path: PathBuf,
+    },
+    /// A destination the broker connected or sent to, with the name it was looked up by when the
+    /// session saw the lookup.
+    Connect {
+        proto: String,
+        addr: String,
+        port: u16,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        host: Option<String>,
+    },
+    /// Peaks seen while the server ran (written when it exits).
+    Limits {
+        processes: u64,
+        open_files: u64,
+        memory: u64,
+    },
+}
+
+/// The session being written.
+#[derive(Debug)]
+pub struct Writer {
+    file: Mutex<File>,
+    seen: Mutex<HashSet<Record>>,
+    pub path: PathBuf,
+}
+
+impl Writer {
+    /// Creates the session file under `dir` (made private to the user) and writes the header.
+    pub fn create(dir: &Path, header: &Header) -> std::io::Result<Writer> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let path = dir.join(format!("{}-{}.jsonl", header.started, std::process::id()));
+        let file = std::fs::OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)?;
+        let writer = Writer { file: Mutex::new(file), seen: Mutex::default(), path };
+        writer.record(Record::Session(Box::new(header.clone())));
+        Ok(writer)
+    }
+
+    /// Appends `record` unless the session already has it.
+    pub fn record(&self, record: Record) {
+        let mut line = match serde_json::to_vec(&record) {
+            Ok(l) => l,
+            Err(_) => return,
+        };
+        if !self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(record) {
+            return;
+        }
+        line.push(b'\n');
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = file.write_all(&line) {
+            tracing::warn!("learn: failed to append to the session file: {e}");
+        }
+    }
+}
+
+/// Every session of a name: its header and its records. Unreadable lines are skipped with a
+/// warning (a session cut short by a crash ends mid-line).
+pub fn read_all(dir: &Path) -> std::io::Result<Vec<(Header, Vec<Record>)>> {
+    let mut sessions = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    for file in files {
+        let mut header = None;
+        let mut records = Vec::new();
+        for line in std::io::BufReader::new(File::open(&file)?).lines() {
+            match serde_json::from_str::<Record>(&line?) {
+                Ok(Record::Session(h)) => header = Some(*h),
+                Ok(r) => records.push(r),
+                Err(e) => tracing::warn!("learn: {}: skipped a line: {e}", file.display()),
+            }
+        }
+        if let Some(h) = header {
+            sessions.push((h, records));
+        }
+    }
+    Ok(sessions)
+}
