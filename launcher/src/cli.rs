@@ -304,6 +304,12 @@ pub struct GrantArgs {
     /// NAME` drafts the profile.
     #[arg(long, value_name = "NAME")]
     pub learn: Option<String>,
+    /// Explain file and exec refusals without privileges too: every file call the server makes
+    /// is handed to the supervisor, which tells each one the grants refuse (stderr, audit log, the
+    /// tool call's result with the MCP layer) and lets the rest go on. Costs a round trip per
+    /// open (docs/benchmarks.md); as root the eBPF layer explains them at no such cost.
+    #[arg(long)]
+    pub explain_denials: bool,
 }
 
 /// The resource limits, one flag per row of [`LIMITS`] (`--max-memory 512M`).
@@ -427,6 +433,7 @@ impl GrantArgs {
             audit_buffer: self.audit_buffer,
             stop_timeout: self.stop_timeout,
             learn: self.learn,
+            explain_denials: self.explain_denials,
         };
         (layer, options)
     }

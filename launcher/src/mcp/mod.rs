@@ -62,25 +62,56 @@ impl McpConfig {
     }
 }
 
-/// The `tools/call` requests in flight (id -> tool), shared with a learning run's tracer, which
-/// attributes each access the server makes to the one call in flight, if exactly one is.
+/// The `tools/call` requests in flight, shared with the supervisor: a learning run's tracer
+/// attributes each access to the one call in flight (if exactly one is), and each refusal seen
+/// while exactly one is in flight is noted for it, so that its result carries the explanation.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::Mutex<Vec<(String, String)>>);
+pub struct InFlight(std::sync::Mutex<Vec<Call>>);
+
+#[derive(Debug)]
+struct Call {
+    id: String,
+    tool: String,
+    /// What was refused during the call, one line each (at most [`NOTES_MAX`]).
+    notes: Vec<String>,
+}
+
+/// Refusals noted per call; past them the audit log has the rest.
+const NOTES_MAX: usize = 16;
 
 impl InFlight {
     pub fn begin(&self, id: &str, tool: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push((id.into(), tool.into()));
+        self.lock().push(Call { id: id.into(), tool: tool.into(), notes: Vec::new() });
     }
 
-    pub fn end(&self, id: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).retain(|(i, _)| i != id);
+    /// The call is answered: its notes.
+    pub fn end(&self, id: &str) -> Vec<String> {
+        let mut calls = self.lock();
+        match calls.iter().position(|c| c.id == id) {
+            Some(i) => calls.remove(i).notes,
+            None => Vec::new(),
+        }
     }
 
     /// The tool of the only call in flight.
     pub fn only(&self) -> Option<String> {
-        match self.0.lock().unwrap_or_else(|e| e.into_inner()).as_slice() {
-            [(_, tool)] => Some(tool.clone()),
+        match self.lock().as_slice() {
+            [call] => Some(call.tool.clone()),
             _ => None,
         }
+    }
+
+    /// Notes a refusal for the only call in flight (a distinct line once).
+    pub fn note(&self, line: &str) {
+        if let [call] = self.lock().as_mut_slice()
+            && call.notes.len() < NOTES_MAX
+            && !call.notes.iter().any(|n| n == line)
+        {
+            call.notes.push(line.to_string());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -381,9 +381,12 @@ impl State {
         }
         let Some(id) = msg.get("id").cloned() else { return false };
         let Some(p) = lock(&self.pending).remove(&id_key(&id)) else { return false };
-        self.in_flight.end(&id_key(&id));
+        let notes = self.in_flight.end(&id_key(&id));
         let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-        let (outcome, modified) = self.response_outcome(msg, &p.method);
+        let (outcome, mut modified) = self.response_outcome(msg, &p.method);
+        if p.method == "tools/call" {
+            modified |= explain_refusals(msg, &notes);
+        }
         let response = McpResponse { bytes, method: p.method, id, tool: p.tool, duration_ms, outcome };
         self.audit(Side::Server, McpMessage::Response(response));
         modified
@@ -494,6 +497,21 @@ impl Write for Shared {
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+/// Appends what mcp-warden refused during a tool call to its result, as one more text item, so
+/// that the client (and the model) sees why the call failed and what would allow it.
+fn explain_refusals(msg: &mut Value, notes: &[String]) -> bool {
+    let Some(content) = msg.pointer_mut("/result/content").and_then(Value::as_array_mut) else { return false };
+    if notes.is_empty() {
+        return false;
+    }
+    let text = format!(
+        "mcp-warden refused during this call:\n{}",
+        notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n")
+    );
+    content.push(json!({"type": "text", "text": text}));
+    true
 }
 
 /// Runs `client` bytes and then `server` bytes through the relays' line handling, without

@@ -68,6 +68,8 @@ pub struct RunOptions {
     pub stop_timeout: Option<u64>,
     /// `--learn NAME`: a learning run, its sessions kept under NAME.
     pub learn: Option<String>,
+    /// `--explain-denials`: file calls traced to explain refusals (a learning run always is).
+    pub explain_denials: bool,
 }
 
 /// Where the process environment and filesystem facts come from (swappable in tests).
@@ -114,6 +116,9 @@ pub struct Plan {
     mcp: Option<McpConfig>,
     /// A learning run (`--learn NAME`).
     learn: Option<LearnPlan>,
+    /// File calls go to the supervisor, which explains the refused ones (`--explain-denials`,
+    /// and every learning run).
+    trace_files: bool,
     /// How long the server has to exit after a forwarded termination signal (or once its client is
     /// gone) before its tree is killed.
     stop_timeout: Duration,
@@ -159,13 +164,13 @@ impl Plan {
                 ));
             }
         }
+        if (options.learn.is_some() || options.explain_denials) && !host.user_notification {
+            return Err(PlanError::Unenforceable {
+                layer: if options.learn.is_some() { "learn" } else { "explain-denials" },
+                why: "it traces file calls through seccomp user notification and pidfd_getfd (Linux 5.6), which this kernel lacks".into(),
+            });
+        }
         let learn = match &options.learn {
-            Some(_) if !host.user_notification => {
-                return Err(PlanError::Unenforceable {
-                    layer: "learn",
-                    why: "learning records through seccomp user notification and pidfd_getfd (Linux 5.6), which this kernel lacks".into(),
-                });
-            }
             Some(name) => {
                 let input = LearnInputs {
                     name,
@@ -215,6 +220,7 @@ impl Plan {
             user_notification: host.user_notification,
             monitor,
             mcp,
+            trace_files: learn.is_some() || options.explain_denials,
             learn,
             stop_timeout: Duration::from_secs(options.stop_timeout.unwrap_or(5)),
             levels,
@@ -358,6 +364,11 @@ impl Plan {
     /// The learning run, when this is one.
     pub fn learn(&self) -> Option<&LearnPlan> {
         self.learn.as_ref()
+    }
+
+    /// Are file calls traced (to explain refusals, and to record them in a learning run)?
+    pub fn trace_files(&self) -> bool {
+        self.trace_files
     }
 
     pub fn private_tmp(&self) -> bool {

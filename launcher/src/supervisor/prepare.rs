@@ -222,7 +222,7 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     let learning = plan.learn().is_some();
     let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
     let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), mediated));
-    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: learning };
+    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: plan.trace_files() };
     let seccomp_on = plan.level(Layer::Seccomp) != Level::Off
         && !matches!(plan.enforcement(Layer::Seccomp), Enforcement::Missing(_));
     let filters = match (seccomp_on, listened.is_empty()) {
@@ -243,14 +243,19 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     }
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
     let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
-    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log, learn: learn_inputs(plan, tmp) };
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log, tracer: learn_inputs(plan, tmp) };
     Ok((filters, Some(theirs), Some(end)))
 }
 
-/// What the seccomp listener's tracer needs in a learning run: the plan's learning part and the
-/// grants it judges each access against.
+/// What the seccomp listener's tracer needs when file calls are traced: the grants it judges
+/// each access against, and a learning run's plan.
 fn learn_inputs(plan: &Plan, tmp: Option<&PrivateTmp>) -> Option<super::tracer::TracerInputs> {
-    let learn = plan.learn()?.clone();
+    if !plan.trace_files() {
+        return None;
+    }
     let grants = granted_paths(plan, tmp).into_iter().collect();
-    Some(super::tracer::TracerInputs { learn, grants, scratch: tmp.map(|t| t.path().to_path_buf()) })
+    let scratch = tmp.map(|t| t.path().to_path_buf());
+    let hidden = plan.hide().is_some();
+    let home = plan.identity().home.clone();
+    Some(super::tracer::TracerInputs { learn: plan.learn().cloned(), grants, scratch, home, hidden })
 }

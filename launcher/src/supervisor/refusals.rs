@@ -4,10 +4,11 @@
 //! naming what, which layer, and what would allow it.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditLog;
 use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Verdict};
+use crate::mcp::InFlight;
 
 /// One refused call, as the layer that refused it describes it.
 #[derive(Debug, Clone)]
@@ -44,17 +45,34 @@ pub struct Refusals {
     written: Mutex<(u64, u64)>,
     /// The refusals already told on stderr (a repeat is only counted), at most [`TOLD_MAX`].
     told: Mutex<std::collections::BTreeSet<String>>,
+    /// The MCP layer's calls in flight: a refusal during one is noted for its result.
+    calls: Option<Arc<InFlight>>,
 }
 
 impl Refusals {
     /// `log`: the supervisor's audit writer (`None`: stderr and counts only).
     pub fn new(log: Option<AuditLog>) -> Refusals {
-        Refusals { log: Mutex::new(log), counts: Mutex::default(), written: Mutex::default(), told: Mutex::default() }
+        Refusals {
+            log: Mutex::new(log),
+            counts: Mutex::default(),
+            written: Mutex::default(),
+            told: Mutex::default(),
+            calls: None,
+        }
+    }
+
+    /// Notes each refusal for the MCP tool call in flight when it happens.
+    pub fn noting_calls(mut self, calls: Arc<InFlight>) -> Refusals {
+        self.calls = Some(calls);
+        self
     }
 
     /// Records `r`; `enforced` is false in audit mode, where the call went ahead.
     pub fn record(&self, r: Refusal, enforced: bool) {
         let caller = caller(r.tid);
+        if let Some(calls) = &self.calls {
+            calls.note(&format!("{}: {} {}; to allow: {}", r.layer.name(), what(&r), r.reason, r.grant));
+        }
         self.tell(&r, &caller, enforced);
         *lock(&self.counts).entry(r.layer.name()).or_default() += 1;
         let errno = enforced.then(|| format!("{:?}", nix::errno::Errno::from_raw(r.errno)));
@@ -102,9 +120,7 @@ impl Refusals {
 
     /// The line on stderr, once per distinct refusal (same layer, call, arguments and path).
     fn tell(&self, r: &Refusal, caller: &Caller, enforced: bool) {
-        let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let path = r.path.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
-        let what = printable(&format!("{}({}){path}", r.syscall, args.join(", ")));
+        let what = what(r);
         let mut told = lock(&self.told);
         if told.len() >= TOLD_MAX {
             if told.len() == TOLD_MAX {
@@ -124,6 +140,13 @@ impl Refusals {
         };
         eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", r.layer.name(), r.reason, r.grant);
     }
+}
+
+/// The call and what it named: `openat() on /home/me/.ssh/id_rsa`, printable.
+fn what(r: &Refusal) -> String {
+    let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let path = r.path.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
+    printable(&format!("{}({}){path}", r.syscall, args.join(", ")))
 }
 
 /// `s` with control characters escaped: a path or command name chosen by the server must not

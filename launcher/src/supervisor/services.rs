@@ -50,8 +50,8 @@ pub struct ListenerEnd {
     pub policy: SyscallPolicy,
     pub broker: Option<(NetPolicy, Mediated)>,
     pub log: AuditLog,
-    /// A learning run: what its tracer records and judges with.
-    pub learn: Option<TracerInputs>,
+    /// Traced file calls: what the tracer judges with (and records, in a learning run).
+    pub tracer: Option<TracerInputs>,
 }
 
 /// The services that run, for the teardown to stop. The listener's thread is not among them: it
@@ -84,8 +84,8 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
     // Take the listener from stage 2 before it can exec; a failure here makes stage 2 fail its
     // step (the channel closes), which the error pipe then reports.
     if let Some(end) = listener {
-        let refusals = Arc::new(Refusals::new(Some(end.log)));
-        let tracer = match end.learn {
+        let refusals = Arc::new(Refusals::new(Some(end.log)).noting_calls(Arc::clone(&in_flight)));
+        let tracer = match end.tracer {
             Some(inputs) => Some(start_tracer(inputs, &refusals, child, in_flight)?),
             None => None,
         };

@@ -28,20 +28,27 @@ use crate::sys::notify::Notification;
 /// What the tracer is built from, prepared before the fork.
 #[derive(Debug)]
 pub struct TracerInputs {
-    pub learn: LearnPlan,
+    /// A learning run (else refusals are only explained).
+    pub learn: Option<LearnPlan>,
+    /// The server user's home (secrets and persistence locations are told as such).
+    pub home: PathBuf,
     /// The run's grants, canonical (the private TMPDIR among them).
     pub grants: Vec<(PathBuf, FsAccess)>,
     /// The private TMPDIR: what happens there is the run's own scratch, never a grant.
     pub scratch: Option<PathBuf>,
+    /// The server's root holds only the grants (`fs-hide`).
+    pub hidden: bool,
 }
 
 /// A learning run's observer (shared by the listener thread and the broker's workers).
 #[derive(Debug)]
 pub struct Tracer {
-    session: Writer,
+    /// A learning run's session file.
+    session: Option<Writer>,
     home: PathBuf,
     grants: Vec<(PathBuf, FsAccess)>,
     scratch: Option<PathBuf>,
+    hidden: bool,
     refusals: Arc<Refusals>,
     names: Names,
     /// The MCP layer's calls in flight (empty without the layer).
@@ -50,13 +57,20 @@ pub struct Tracer {
 
 impl Tracer {
     pub fn new(inputs: TracerInputs, refusals: Arc<Refusals>, in_flight: Arc<InFlight>) -> std::io::Result<Tracer> {
-        let session = Writer::create(&inputs.learn.dir, &inputs.learn.header)?;
-        tracing::info!("learn: recording session {}", session.path.display());
+        let session = match &inputs.learn {
+            Some(learn) => {
+                let session = Writer::create(&learn.dir, &learn.header)?;
+                tracing::info!("learn: recording session {}", session.path.display());
+                Some(session)
+            }
+            None => None,
+        };
         Ok(Tracer {
             session,
-            home: inputs.learn.header.home.clone(),
+            home: inputs.home,
             grants: inputs.grants,
             scratch: inputs.scratch,
+            hidden: inputs.hidden,
             refusals,
             names: Names::default(),
             in_flight,
@@ -80,8 +94,10 @@ impl Tracer {
             return;
         }
         let exists = path.symlink_metadata().is_ok();
-        if let Some(what) = sensitive::classify(path, &self.home) {
-            self.session.record(Record::Sensitive { what, access, path: path.into() });
+        // Learning runs close these whatever the grants; an ordinary run judges them by its grants.
+        let sensitive = self.session.as_ref().and_then(|_| sensitive::classify(path, &self.home));
+        if let Some(what) = sensitive {
+            self.record(Record::Sensitive { what, access, path: path.into() });
             if exists || access != Access::Read {
                 self.tell(n, access, path, Some(what));
             }
@@ -92,7 +108,13 @@ impl Tracer {
             self.tell(n, access, path, None);
         }
         let tool = self.in_flight.only();
-        self.session.record(Record::File { access, path: path.into(), exists, refused, tool });
+        self.record(Record::File { access, path: path.into(), exists, refused, tool });
+    }
+
+    fn record(&self, record: Record) {
+        if let Some(session) = &self.session {
+            session.record(record);
+        }
     }
 
     /// Would the run's grants allow `access` to `path` (a write: in its directory)?
@@ -114,21 +136,26 @@ impl Tracer {
             Access::Write => ("--allow-write", path.parent().unwrap_or(path)),
             Access::Exec => ("--allow-exec", path),
         };
+        let whose = if self.session.is_some() { "the learning run's grants" } else { "the grants" };
         let (reason, grant) = match sensitive {
             Some(Sensitive::Secret) => ("a secret: closed to learning runs".to_string(), "never granted".to_string()),
             Some(Sensitive::Persistence) => {
                 ("a persistence location: closed to learning runs".to_string(), "never granted".to_string())
             }
             None if crate::learn::draft::own_proc_entry(path) => (
-                format!("{access:?} outside the learning run's grants"),
+                format!("{access:?} outside {whose}"),
                 "no grant by path (a process's own /proc entries change with its pid)".to_string(),
             ),
-            None => (format!("{access:?} outside the learning run's grants"), format!("{flag} {}", target.display())),
+            None => (format!("{access:?} outside {whose}"), format!("{flag} {}", target.display())),
         };
+        // In the hidden root a path beneath no grant is not there at all.
+        let hidden = self.hidden && !self.grants.iter().any(|(dir, _)| path.starts_with(dir));
+        let (layer, errno) =
+            if hidden { (DenyLayer::FsHide, libc::ENOENT) } else { (DenyLayer::Landlock, libc::EACCES) };
         let syscall =
             syscalls::Sysno::new(n.nr as usize).map_or_else(|| format!("syscall_{}", n.nr), |s| s.name().into());
         let refusal = Refusal {
-            layer: DenyLayer::Landlock,
+            layer,
             tid: n.pid,
             nr: n.nr,
             syscall,
@@ -136,14 +163,14 @@ impl Tracer {
             path: Some(path.display().to_string()),
             reason,
             grant,
-            errno: libc::EACCES,
+            errno,
         };
         self.refusals.record(refusal, true);
     }
 
     /// Records the peaks of the server's tree, when they grew.
     pub fn peaks(&self, processes: u64, open_files: u64, memory: u64) {
-        self.session.record(Record::Limits { processes, open_files, memory });
+        self.record(Record::Limits { processes, open_files, memory });
     }
 }
 
@@ -157,7 +184,7 @@ impl Observer for Tracer {
         }
         let host = self.names.name_of(dest.ip());
         let record = Record::Connect { proto: proto.to_string(), addr: dest.ip().to_string(), port: dest.port(), host };
-        self.session.record(record);
+        self.record(record);
     }
 }
 

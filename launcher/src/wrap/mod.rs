@@ -243,7 +243,8 @@ fn wrap_entry(entry: &Map<String, Value>, command: String, args: Vec<String>, le
     let mut new_args: Vec<String> = ["run", "--profile", profile].map(String::from).into();
     let unknown = warning.as_deref().is_some_and(|w| w.starts_with("unknown server"));
     if let Some(server) = learn.filter(|_| unknown) {
-        new_args.extend(["--learn".to_string(), crate::learn::name_for_server(server)]);
+        // With the MCP layer, each access is attributed to the tool call that made it.
+        new_args.extend(["--learn".to_string(), crate::learn::name_for_server(server), "--mcp".to_string()]);
     }
     // The entry's own environment (an API key, say) reaches the server by name.
     for key in entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()) {
@@ -405,7 +406,7 @@ mod tests {
         let v: Value = serde_json::from_str(&w.text).unwrap();
         let args: Vec<&str> =
             v["mcpServers"]["weather"]["args"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-        assert_eq!(args[..7], ["run", "--profile", "node", "--learn", "weather", "--pass-env", "API_KEY"]);
+        assert_eq!(args[..8], ["run", "--profile", "node", "--learn", "weather", "--mcp", "--pass-env", "API_KEY"]);
         let memory = v["mcpServers"]["memory"]["args"].as_array().unwrap();
         assert!(!memory.iter().any(|a| a == "--learn"), "a known server does not learn");
         let accept = Mode::Accept { name: "weather", profile: "/home/me/.config/mcp-warden/profiles/weather.toml" };

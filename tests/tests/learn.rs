@@ -1,0 +1,200 @@
+//! Learning mode, round trip, as root and unprivileged, through the official Python SDK client:
+//! `wrap --learn` a client config holding an unknown server (tests/clients/notes_server.py), use
+//! it, draft the profile (`learn show`), accept it (`learn accept`, which rewrites the config),
+//! replay the session under it with no refusal, and call the tool the learning session did not
+//! use: refused, and explained on stderr and in the tool's result. While learning, a hijacked
+//! tool still cannot read a planted SSH key or append to `~/.bashrc`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use mcp_warden_tests::*;
+use serde_json::{Value, json};
+
+fn need(path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
+    path
+}
+
+/// A user's home with notes, an app's settings, documents, a planted key and a shell rc file.
+struct Home {
+    _scratch: Scratch,
+    path: PathBuf,
+    who: Who,
+}
+
+impl Home {
+    fn new(who: Who) -> Home {
+        let scratch = Scratch::new(who);
+        let path = scratch.mkdir("home", who);
+        for dir in ["notes", ".config", ".config/notes-app", "docs", ".ssh", ".config/Claude", ".local", ".local/state"]
+        {
+            scratch.mkdir(&format!("home/{dir}"), who);
+        }
+        scratch.file("home/notes/a.md", "hello from a.md", who);
+        scratch.file("home/.config/notes-app/settings.json", "{\"theme\": \"dark\"}", who);
+        scratch.file("home/docs/readme.md", "the docs", who);
+        scratch.file("home/.ssh/id_rsa", "PLANTED-PRIVATE-KEY", who);
+        scratch.file("home/.bashrc", "# rc\n", who);
+        Home { _scratch: scratch, path, who }
+    }
+
+    fn join(&self, p: &str) -> PathBuf {
+        self.path.join(p)
+    }
+
+    /// `program ARGS` as the home's user, with HOME and the XDG directories inside it.
+    fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        // Through env(1): runuser resets HOME to the user's own.
+        let mut c = command_as(self.who, "/usr/bin/env");
+        c.env_clear();
+        c.arg("PATH=/usr/local/bin:/usr/bin:/bin").arg("LANG=C.UTF-8");
+        c.arg(format!("HOME={}", self.path.display()));
+        c.arg(format!("XDG_STATE_HOME={}", self.join(".local/state").display()));
+        c.arg(format!("XDG_CONFIG_HOME={}", self.join(".config").display()));
+        c.arg(program);
+        c
+    }
+
+    fn warden(&self, args: &[&str]) -> Output {
+        let mut c = self.command(warden());
+        c.args(args);
+        run(c, None, Duration::from_secs(60))
+    }
+
+    /// Drives `steps` through the official client against the config's `notes` entry.
+    fn session(&self, config: &Path, steps: Value, extra: &[&str]) -> (Vec<Value>, String) {
+        let entry = &read_json(config)["mcpServers"]["notes"];
+        let mut args: Vec<String> =
+            entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().into()).collect();
+        let at = args.iter().position(|a| a == "--").unwrap();
+        for (i, e) in extra.iter().enumerate() {
+            args.insert(at + i, e.to_string());
+        }
+        let mut c = self.command(need(test_env().join("venv/bin/python")));
+        c.arg(need(test_env().join("clients/mcp_steps.py"))).arg(steps.to_string()).arg("--");
+        c.arg(entry["command"].as_str().unwrap()).args(&args);
+        let o = run(c, None, Duration::from_secs(120));
+        assert_eq!(o.code(), Some(0), "{:?}: the MCP session failed\n{}", self.who, o.describe());
+        let v: Value = serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("{e}\n{}", o.describe()));
+        (v["steps"].as_array().unwrap().clone(), o.stderr)
+    }
+}
+
+fn succeeded(o: &Output, what: &str) {
+    assert_eq!(o.code(), Some(0), "{what}\n{}", o.describe());
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A TCP service on localhost that answers PONG to every connection, for the session's network.
+fn pong_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.write_all(b"PONG");
+        }
+    });
+    port
+}
+
+fn text(step: &Value) -> &str {
+    step["text"].as_str().unwrap_or_else(|| panic!("not a tool result: {step}"))
+}
+
+/// The refusal lines on stderr, but the two every Python process makes and no grant should allow,
+/// refused while learning too: its own `/proc/<pid>/cgroup` (no path grant can name it: the pid
+/// changes every run) and glibc's probe of the nscd socket (an AF_UNIX socket, before resolving
+/// `localhost`).
+fn refusals(stderr: &str) -> Vec<&str> {
+    let expected = |l: &str| l.contains("own /proc entries") || l.contains("socket(family=AF_UNIX");
+    stderr.lines().filter(|l| l.contains(": refused ") && l.contains("; to allow: ") && !expected(l)).collect()
+}
+
+/// The tool's own text: the result's first item (mcp-warden may append what it refused).
+fn own_text(step: &Value) -> &str {
+    text(step).split("\nmcp-warden refused during this call").next().unwrap_or_default()
+}
+
+per_identity!(a_learned_profile_replays_its_session_and_refuses_the_rest, |who: Who| {
+    let home = Home::new(who);
+    let port = pong_server();
+    let python = need(test_env().join("venv/bin/python"));
+    let server = need(test_env().join("clients/notes_server.py"));
+    let config = home.join(".config/Claude/claude_desktop_config.json");
+    let entry = json!({"mcpServers": {"notes": {"command": python, "args": [server, home.join("notes")]}}});
+    std::fs::write(&config, serde_json::to_string_pretty(&entry).unwrap()).unwrap();
+    chown_to(&config, who);
+
+    // 1. wrap --learn: an unknown Python server starts learning under its entry's name.
+    let o = home.warden(&["wrap", "--learn", "--write", config.to_str().unwrap()]);
+    succeeded(&o, "wrap --learn --write");
+    let args = read_json(&config)["mcpServers"]["notes"]["args"].to_string();
+    assert!(args.contains(r#""--learn","notes","--mcp""#) && args.contains(r#""--profile","python""#), "{args}");
+    assert!(o.stderr.contains("notes: learning as `notes`"), "wrap says how to go on\n{}", o.describe());
+
+    // 2. The learning session: every tool but read_docs, and a hijacked one.
+    let used = json!([
+        ["call", "read_note", {"name": "a.md"}],
+        ["call", "write_note", {"name": "b.md", "text": "written while learning"}],
+        ["call", "read_settings", {}],
+        ["call", "ping_port", {"port": port}],
+    ]);
+    let mut learning = used.as_array().unwrap().clone();
+    learning.push(json!(["call", "hijacked", {}]));
+    let (steps, stderr) = home.session(&config, Value::Array(learning), &[]);
+    assert!(refusals(&stderr).iter().all(|l| l.contains("closed to learning runs")), "{stderr}");
+    assert_eq!(text(&steps[0]), "hello from a.md");
+    assert_eq!(text(&steps[1]), "written");
+    assert!(text(&steps[2]).contains("dark") && own_text(&steps[3]) == "PONG", "{steps:?}");
+    let hijacked = text(&steps[4]);
+    assert!(!hijacked.contains("PLANTED-PRIVATE-KEY"), "the key leaked while learning: {hijacked}");
+    assert_eq!(std::fs::read_to_string(home.join(".bashrc")).unwrap(), "# rc\n", "~/.bashrc was appended to");
+    assert!(stderr.contains("a secret: closed to learning runs"), "{stderr}");
+    assert!(stderr.contains("a persistence location: closed to learning runs"), "{stderr}");
+
+    // 3. The draft grants what was used, never the key.
+    let o = home.warden(&["learn", "show", "notes"]);
+    succeeded(&o, "learn show");
+    let notes = home.join("notes").canonicalize().unwrap();
+    let settings = home.join(".config/notes-app").canonicalize().unwrap();
+    assert!(o.stdout.contains(&format!("\"{}\",", notes.display())), "the notes directory\n{}", o.stdout);
+    assert!(o.stdout.contains(&format!("\"{}\",", settings.display())), "the app's settings\n{}", o.stdout);
+    assert!(o.stdout.contains(&format!("connect = [\"localhost:{port}\"]")), "by name\n{}", o.stdout);
+    assert!(o.stdout.contains("# tools: read_note, write_note"), "attributed to the tools\n{}", o.stdout);
+    assert!(!o.stdout.contains("docs/readme.md\","), "an unused path is not granted\n{}", o.stdout);
+    let draft: String = o.stdout.lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    assert!(!draft.contains(".ssh") && !draft.contains(".bashrc"), "{draft}");
+
+    // 4. Accept: the profile is written and the entry runs on it, no longer learning.
+    let o = home.warden(&["learn", "accept", "notes", config.to_str().unwrap()]);
+    succeeded(&o, "learn accept");
+    let args = read_json(&config)["mcpServers"]["notes"]["args"].to_string();
+    assert!(!args.contains("--learn"), "{args}");
+    assert!(args.contains("mcp-warden/profiles/notes.toml"), "{args}");
+
+    // 5. The same session replays under the accepted profile without a refusal.
+    // The accepted entry keeps the MCP layer `wrap --learn` turned on: results carry refusals.
+    let explained = ["--explain-denials"];
+    let (steps, stderr) = home.session(&config, used, &explained);
+    assert_eq!(text(&steps[0]), "hello from a.md");
+    assert_eq!(text(&steps[1]), "written");
+    assert!(text(&steps[2]).contains("dark") && own_text(&steps[3]) == "PONG", "{steps:?}");
+    assert_eq!(refusals(&stderr), Vec::<&str>::new(), "the replay was refused something\n{stderr}");
+
+    // 6. The tool the learning session never used is refused, and told why.
+    let (steps, stderr) = home.session(&config, json!([["call", "read_docs", {}]]), &explained);
+    let result = text(&steps[0]);
+    assert!(!result.contains("the docs"), "{result}");
+    let readme = home.join("docs/readme.md").canonicalize().unwrap();
+    let fix = format!("--allow-read {}", readme.display());
+    assert!(result.contains("mcp-warden refused during this call") && result.contains(&fix), "{result}");
+    assert!(refusals(&stderr).iter().any(|l| l.contains(&fix)), "{stderr}");
+});
