@@ -21,6 +21,7 @@ mod bench;
 mod demo;
 mod dist;
 mod fuzz;
+mod proof;
 mod schema;
 mod setup;
 mod soak;

@@ -47,6 +47,7 @@ pub fn setup() -> Result<()> {
     npm_servers(&env)?;
     readabilipy_helper(&env)?;
     launcher_caches(&env)?;
+    crate::proof::install(&env)?;
 
     let clients = env.join("clients");
     std::fs::create_dir_all(&clients)?;

@@ -38,10 +38,7 @@ impl CommandPlan {
         // `npx -y PACKAGE`: run the installed copy with node, without npm (see package_runner.rs).
         let installed = package_runner::resolve(command, &caches(inputs, identity))?;
         let rewritten: Vec<OsString> = match &installed {
-            Some(r) => [r.interpreter.clone().into_os_string(), r.script.clone().into_os_string()]
-                .into_iter()
-                .chain(r.args.iter().cloned())
-                .collect(),
+            Some(r) => r.argv(),
             None => command.to_vec(),
         };
         let (arg0, _) = rewritten.split_first().ok_or(PlanError::NoCommand)?;
@@ -50,7 +47,11 @@ impl CommandPlan {
         Ok(CommandPlan {
             program,
             argv: rewritten,
-            npx: installed.map(|r| (format!("{}@{}", r.package, r.version), r.script)),
+            npx: installed.map(|r| {
+                let what =
+                    if r.version.is_empty() { r.package.clone() } else { format!("{}@{}", r.package, r.version) };
+                (what, r.entry().to_path_buf())
+            }),
             env,
             cwd: inputs.cwd.clone(),
         })
@@ -60,6 +61,7 @@ impl CommandPlan {
 /// Where npm and uv keep what they installed, for the server's user.
 fn caches(inputs: &Inputs<'_>, identity: &Identity) -> Caches {
     Caches {
+        cwd: inputs.cwd.clone(),
         npm: inputs.var("npm_config_cache").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".npm")),
         uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
             inputs.var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".cache")).join("uv")

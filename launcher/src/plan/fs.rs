@@ -206,7 +206,8 @@ fn bounded(dir: Option<&Path>, script: &Path, home: &Path) -> PathBuf {
 
 /// The directories a server's own installation lives in, for `runtime = ...` profiles:
 /// - python: the interpreter's prefix (`<prefix>/bin/python3`), the virtualenv the program (or a
-///   console script) belongs to (`pyvenv.cfg` next to its `bin/`), and for `python SCRIPT` the
+///   console script) belongs to (`pyvenv.cfg` next to its `bin/`) and the project holding it (a
+///   `pyproject.toml` beside the `.venv`), and for `python SCRIPT` the
 ///   script's project (nearest `pyproject.toml` or `setup.py`) or else its directory;
 /// - node: the outermost `node_modules` containing the script (the program, or its first
 ///   argument that is a file), or else the script's package root (`package.json`).
@@ -222,6 +223,14 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path,
                     && venv.join("pyvenv.cfg").is_file()
                 {
                     out.extend(real(venv));
+                    // a project's own `.venv` (`uv run`, `uv sync`): the project's sources too
+                    // (an editable install points there)
+                    if let Some(venv) = real(venv)
+                        && let Some(project) = venv.parent()
+                        && project.join("pyproject.toml").is_file()
+                    {
+                        out.push(bounded(Some(project), &venv, home));
+                    }
                 }
             }
             // the interpreter's own prefix, e.g. /root/.pyenv/versions/3.11.7 (nothing new under /usr)

@@ -15,11 +15,24 @@ use std::path::{Path, PathBuf};
 pub struct Resolved {
     pub package: String,
     pub version: String,
-    /// `node` for npx, the environment's `python` for uvx.
+    /// `node` for npx, the environment's `python` for uvx and `uv run`.
     pub interpreter: PathBuf,
-    /// The package's entry script, run as `INTERPRETER SCRIPT ARGS`.
-    pub script: PathBuf,
+    /// The package's entry script, run as `INTERPRETER SCRIPT ARGS` (none for `uv run python`).
+    pub script: Option<PathBuf>,
     pub args: Vec<OsString>,
+}
+
+impl Resolved {
+    /// The command line that runs it.
+    pub fn argv(&self) -> Vec<OsString> {
+        let head = std::iter::once(self.interpreter.clone().into_os_string());
+        head.chain(self.script.clone().map(PathBuf::into_os_string)).chain(self.args.iter().cloned()).collect()
+    }
+
+    /// What `explain` shows as the installed copy.
+    pub fn entry(&self) -> &Path {
+        self.script.as_deref().unwrap_or(&self.interpreter)
+    }
 }
 
 /// Why an npx or uvx command line cannot be run from the installed copy.
@@ -33,15 +46,33 @@ pub enum PackageError {
     NotUtf8 { runner: &'static str },
     #[error("`{spec}` is not installed in the {cache_name} cache {}", cache.display())]
     NotInstalled { spec: String, cache_name: &'static str, cache: PathBuf },
+    #[error("`uv run` in {}: the project has no environment ({} is missing)", project.display(), project.join(".venv/pyvenv.cfg").display())]
+    NoProjectEnv { project: PathBuf },
+    #[error("`uv run {command}` in {}: no such script or command in the project or its environment", project.display())]
+    NoProjectCommand { project: PathBuf, command: String },
 }
 
-impl crate::error::Diagnose for PackageError {}
+impl crate::error::Diagnose for PackageError {
+    fn hint(&self) -> Option<String> {
+        match self {
+            PackageError::NoProjectEnv { project } => Some(format!(
+                "install it once, with the network, outside mcp-warden: `uv sync --directory {}`",
+                project.display()
+            )),
+            PackageError::NotInstalled { .. } => {
+                Some("run the same command once outside mcp-warden, with the network, to install it".into())
+            }
+            _ => None,
+        }
+    }
+}
 
-/// Where the launchers keep what they installed.
+/// Where the launchers keep what they installed, and the directory `uv run` starts from.
 #[derive(Debug)]
 pub struct Caches {
     pub npm: PathBuf,
     pub uv: PathBuf,
+    pub cwd: PathBuf,
 }
 
 /// `Ok(None)` when `argv` is neither an npx nor a uvx command.
@@ -49,8 +80,58 @@ pub fn resolve(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, P
     match argv.first().map(Path::new).and_then(Path::file_name).and_then(OsStr::to_str) {
         Some("npx") => resolve_npx(argv, &caches.npm),
         Some("uvx") => resolve_uvx(argv, &caches.uv),
+        Some("uv") => resolve_uv(argv, caches),
         _ => Ok(None),
     }
+}
+
+/// `uv tool run ARGS` (uvx), and `uv [--directory D] run [--directory D | --project P] CMD ARGS`:
+/// the project's `.venv` runs CMD (a script, a console script of the environment, or `python`).
+/// Other `uv` commands are not rewritten.
+fn resolve_uv(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, PackageError> {
+    let words: Vec<Option<&str>> = argv[1..].iter().map(|a| a.to_str()).collect();
+    if words.first() == Some(&Some("tool")) && words.get(1) == Some(&Some("run")) {
+        let uvx: Vec<OsString> = std::iter::once("uvx".into()).chain(argv[3..].iter().cloned()).collect();
+        return resolve_uvx(&uvx, &caches.uv);
+    }
+    let mut rest = argv[1..].iter();
+    let (mut project, mut running) = (None, false);
+    let command = loop {
+        let Some(arg) = rest.next() else {
+            return if running { Err(PackageError::NoPackage { runner: "uv run" }) } else { Ok(None) };
+        };
+        match arg.to_str() {
+            Some("--directory" | "--project") => project = rest.next().map(PathBuf::from),
+            Some(a) if a.starts_with("--directory=") || a.starts_with("--project=") => {
+                project = a.split_once('=').map(|(_, d)| PathBuf::from(d));
+            }
+            Some("run") if !running => running = true,
+            Some("-q" | "--quiet" | "--frozen" | "--locked" | "--no-sync" | "--offline" | "--no-dev") => continue,
+            Some(a) if a.starts_with('-') => {
+                return Err(PackageError::UnknownOption { runner: "uv", option: a.into() });
+            }
+            Some(_) if !running => return Ok(None),
+            Some(a) => break a.to_string(),
+            None => return Err(PackageError::NotUtf8 { runner: "uv run" }),
+        }
+    };
+    let project = caches.cwd.join(project.unwrap_or_default());
+    let env = project.join(".venv");
+    if !env.join("pyvenv.cfg").is_file() {
+        return Err(PackageError::NoProjectEnv { project });
+    }
+    let interpreter = env.join("bin/python");
+    let script = if command.starts_with("python") && !command.contains('/') {
+        None
+    } else if command.ends_with(".py") && project.join(&command).is_file() {
+        Some(project.join(&command))
+    } else if env.join("bin").join(&command).is_file() {
+        Some(env.join("bin").join(&command))
+    } else {
+        return Err(PackageError::NoProjectCommand { project, command });
+    };
+    let package = format!("project {}", project.display());
+    Ok(Some(Resolved { package, version: String::new(), interpreter, script, args: rest.cloned().collect() }))
 }
 
 /// `uvx [--from SPEC] PACKAGE[==VERSION] ARGS`: the cached environment whose `bin/` has the
@@ -71,12 +152,9 @@ fn resolve_uvx(argv: &[OsString], uv_cache: &Path) -> Result<Option<Resolved>, P
         }
     };
     let spec = from.unwrap_or_else(|| command.clone());
-    let (package, wanted) = match spec.split_once("==") {
-        Some((p, v)) => (p.to_string(), Some(v.to_string())),
-        None => (spec.clone(), None),
-    };
-    let command = command.split_once("==").map_or(command.as_str(), |(c, _)| c).to_string();
-    let dist = package.replace('-', "_").to_ascii_lowercase();
+    let (package, wanted) = uv_spec(&spec);
+    let command = uv_spec(&command).0;
+    let dist = normalized(&package);
     let mut found: Vec<(std::time::SystemTime, PathBuf, String)> = Vec::new();
     for entry in std::fs::read_dir(uv_cache.join("archive-v0")).into_iter().flatten().flatten() {
         let env = entry.path();
@@ -99,9 +177,35 @@ fn resolve_uvx(argv: &[OsString], uv_cache: &Path) -> Result<Option<Resolved>, P
         version,
         interpreter: env.join("bin/python"),
         // uv's entry scripts are shell-and-Python polyglots: `python SCRIPT` runs them.
-        script: env.join("bin").join(&command),
+        script: Some(env.join("bin").join(&command)),
         args: rest.cloned().collect(),
     }))
+}
+
+/// `PKG`, `PKG==1.2`, `PKG@1.2` and `PKG@latest` (the newest installed copy, as uvx would reuse
+/// it offline): the package and the version wanted, if any.
+fn uv_spec(spec: &str) -> (String, Option<String>) {
+    let (package, version) = match spec.split_once("==").or_else(|| spec.split_once('@')) {
+        Some((p, v)) => (p, Some(v)),
+        None => (spec, None),
+    };
+    (package.to_string(), version.filter(|v| *v != "latest").map(String::from))
+}
+
+/// A distribution name as its `.dist-info` directory spells it: runs of `-`, `_` and `.` become
+/// one `_`, lowercase (`mcp.server-x` -> `mcp_server_x`).
+fn normalized(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if matches!(c, '-' | '_' | '.') {
+            if !out.ends_with('_') {
+                out.push('_');
+            }
+        } else {
+            out.push(c.to_ascii_lowercase());
+        }
+    }
+    out
 }
 
 /// The version of distribution `dist` (normalized name) in a virtualenv, from its dist-info.
@@ -114,7 +218,7 @@ fn installed_version(env: &Path, dist: &str) -> Option<String> {
         let name = e.file_name().to_string_lossy().to_ascii_lowercase();
         let stem = name.strip_suffix(".dist-info")?;
         let (n, v) = stem.split_once('-')?;
-        (n == dist).then(|| v.to_string())
+        (normalized(n) == dist).then(|| v.to_string())
     })
 }
 
@@ -124,7 +228,16 @@ fn resolve_npx(argv: &[OsString], npm_cache: &Path) -> Result<Option<Resolved>, 
     let spec = loop {
         let Some(arg) = rest.next() else { return Err(PackageError::NoPackage { runner: "npx" }) };
         match arg.to_str() {
-            Some("-y" | "--yes" | "--quiet" | "-q" | "--no-install" | "--prefer-offline" | "--offline") => continue,
+            Some(
+                "-y" | "--yes" | "--quiet" | "-q" | "--silent" | "-s" | "--no-install" | "--prefer-offline"
+                | "--offline",
+            ) => continue,
+            // Where npm would fetch from: the hardened run fetches nothing.
+            Some("--registry" | "--cache" | "--userconfig" | "--loglevel") => {
+                rest.next();
+            }
+            Some(a) if ["--registry=", "--cache=", "--userconfig=", "--loglevel="].iter().any(|o| a.starts_with(o)) => {
+            }
             Some(a) if a.starts_with('-') => {
                 return Err(PackageError::UnknownOption { runner: "npx", option: a.into() });
             }
@@ -158,7 +271,7 @@ fn resolve_npx(argv: &[OsString], npm_cache: &Path) -> Result<Option<Resolved>, 
         package: name.to_string(),
         version,
         interpreter: "node".into(),
-        script,
+        script: Some(script),
         args: rest.cloned().collect(),
     }))
 }
@@ -190,6 +303,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn uv_run_uses_the_projects_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = dir.path().join("weather");
+        std::fs::create_dir_all(project.join(".venv/bin")).unwrap();
+        std::fs::write(project.join(".venv/pyvenv.cfg"), "").unwrap();
+        std::fs::write(project.join(".venv/bin/weather-mcp"), "").unwrap();
+        std::fs::write(project.join("server.py"), "").unwrap();
+        let caches = Caches { npm: "/n".into(), uv: "/u".into(), cwd: dir.path().into() };
+        let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
+        let python = project.join(".venv/bin/python");
+        let r = resolve(&argv(&["uv", "--directory", "weather", "run", "server.py", "--x"]), &caches).unwrap().unwrap();
+        assert_eq!(r.argv(), argv(&[python.to_str().unwrap(), project.join("server.py").to_str().unwrap(), "--x"]));
+        let r = resolve(&argv(&["uv", "run", "--directory", "weather", "weather-mcp"]), &caches).unwrap().unwrap();
+        assert_eq!(r.script, Some(project.join(".venv/bin/weather-mcp")));
+        let r =
+            resolve(&argv(&["uv", "run", "--project=weather", "python", "-m", "weather"]), &caches).unwrap().unwrap();
+        assert_eq!(r.argv(), argv(&[python.to_str().unwrap(), "-m", "weather"]));
+        let e = resolve(&argv(&["uv", "run", "--directory", "other", "x"]), &caches).unwrap_err();
+        assert!(matches!(e, PackageError::NoProjectEnv { .. }), "{e}");
+        assert_eq!(resolve(&argv(&["uv", "pip", "list"]), &caches).unwrap(), None, "not a run");
+    }
+
+    #[test]
     fn specs_split_at_the_version_not_the_scope() {
         assert_eq!(
             split_spec("@modelcontextprotocol/server-memory@2026.8.31"),
@@ -205,10 +341,14 @@ mod tests {
         let pkg = cache.join("_npx/abc/node_modules/@scope/srv");
         std::fs::create_dir_all(pkg.join("dist")).unwrap();
         std::fs::write(pkg.join("package.json"), r#"{"version":"1.2.3","bin":{"srv":"dist/index.js"}}"#).unwrap();
-        let argv: Vec<OsString> = ["npx", "-y", "@scope/srv@1.2.3", "/data", "--flag"].iter().map(Into::into).collect();
-        let caches = Caches { npm: cache.clone(), uv: cache.join("uv") };
+        let argv: Vec<OsString> =
+            ["npx", "-y", "--silent", "--registry=https://registry.npmjs.org/", "@scope/srv@1.2.3", "/data", "--flag"]
+                .iter()
+                .map(Into::into)
+                .collect();
+        let caches = Caches { npm: cache.clone(), uv: cache.join("uv"), cwd: "/".into() };
         let r = resolve(&argv, &caches).unwrap().unwrap();
-        assert_eq!(r.script, pkg.join("dist/index.js"));
+        assert_eq!(r.script, Some(pkg.join("dist/index.js")));
         assert_eq!(r.args, vec![OsString::from("/data"), OsString::from("--flag")]);
         let other: Vec<OsString> = ["npx", "-y", "@scope/srv@9"].iter().map(Into::into).collect();
         assert!(resolve(&other, &caches).unwrap_err().to_string().contains("not installed"));
@@ -225,12 +365,21 @@ mod tests {
         std::fs::create_dir_all(env.join("lib/python3.11/site-packages/mcp_server_time-2026.10.19.dist-info")).unwrap();
         std::fs::write(env.join("pyvenv.cfg"), "").unwrap();
         std::fs::write(env.join("bin/mcp-server-time"), "").unwrap();
-        let caches = Caches { npm: cache.join("npm"), uv: cache.clone() };
+        let caches = Caches { npm: cache.join("npm"), uv: cache.clone(), cwd: "/".into() };
         let argv: Vec<OsString> =
             ["uvx", "mcp-server-time==2026.10.19", "--local-timezone", "UTC"].iter().map(Into::into).collect();
         let r = resolve(&argv, &caches).unwrap().unwrap();
-        assert_eq!((r.interpreter, r.script), (env.join("bin/python"), env.join("bin/mcp-server-time")));
+        assert_eq!((r.interpreter, r.script), (env.join("bin/python"), Some(env.join("bin/mcp-server-time"))));
         assert_eq!(r.args.len(), 2);
+        let specs: [&[&str]; 3] = [
+            &["mcp-server-time@latest"],
+            &["mcp-server-time@2026.10.19"],
+            &["--from", "MCP_Server.Time", "mcp-server-time"], // a name's dots and case, normalized
+        ];
+        for spec in specs {
+            let argv: Vec<OsString> = std::iter::once("uvx").chain(spec.iter().copied()).map(Into::into).collect();
+            assert!(resolve(&argv, &caches).is_ok_and(|r| r.is_some()), "{spec:?}");
+        }
         let old: Vec<OsString> = ["uvx", "mcp-server-time==2025.1.1"].iter().map(Into::into).collect();
         assert!(resolve(&old, &caches).unwrap_err().to_string().contains("not installed"));
         std::fs::remove_dir_all(&cache).unwrap();

@@ -111,14 +111,27 @@ pub fn backup_path(config: &Path) -> PathBuf {
 /// uv, uvx, pipx and console scripts of a virtualenv. They grant the server's own installation,
 /// which bare `strict` does not, so the server can start.
 fn runtime_profile(program: &str, command: &str) -> Option<&'static str> {
-    let venv_script = ["/venv/bin/", "/.venv/bin/", "/.local/share/uv/tools/", "/.local/pipx/venvs/"]
-        .iter()
-        .any(|d| command.contains(d));
     match program {
         "node" | "nodejs" | "npx" => Some("node"),
         "uv" | "uvx" | "pipx" => Some("python"),
         p if p.starts_with("python") => Some("python"),
-        _ if venv_script => Some("python"),
+        _ => script_runtime(Path::new(command)),
+    }
+}
+
+/// The runtime of a script command (a console script in `~/.local/bin`, a venv's `bin/`, a
+/// package's `bin`), followed through its symlinks: a virtualenv holds it, or its `#!` line
+/// names python or node.
+fn script_runtime(command: &Path) -> Option<&'static str> {
+    let real = command.canonicalize().ok()?;
+    let in_venv = real.parent().and_then(Path::parent).is_some_and(|v| v.join("pyvenv.cfg").is_file());
+    let mut head = [0u8; 256];
+    let read = std::fs::File::open(&real).and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
+    let first = String::from_utf8_lossy(&head[..read]);
+    let shebang = first.strip_prefix("#!").and_then(|l| l.lines().next()).unwrap_or_default();
+    match () {
+        _ if in_venv || shebang.contains("python") => Some("python"),
+        _ if shebang.contains("node") => Some("node"),
         _ => None,
     }
 }
@@ -384,7 +397,16 @@ mod tests {
         assert_eq!(recognise("/usr/bin/node", &["/srv/x/index.js".into()]).0, "node");
         assert_eq!(recognise("uvx", &["mcp-server-acme".into()]).0, "python");
         assert_eq!(recognise("python3", &["server.py".into()]).0, "python");
-        assert_eq!(recognise("/home/me/.venv/bin/acme-mcp", &[]).0, "python");
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("tools/acme/bin");
+        std::fs::create_dir_all(&venv).unwrap();
+        std::fs::write(dir.path().join("tools/acme/pyvenv.cfg"), "").unwrap();
+        std::fs::write(venv.join("acme-mcp"), "#!/bin/sh\n").unwrap();
+        std::os::unix::fs::symlink(venv.join("acme-mcp"), dir.path().join("acme-mcp")).unwrap();
+        let linked = dir.path().join("acme-mcp").display().to_string();
+        assert_eq!(recognise(&linked, &[]).0, "python", "a ~/.local/bin link to a tool's venv");
+        std::fs::write(dir.path().join("js-mcp"), "#!/usr/bin/env node\n").unwrap();
+        assert_eq!(recognise(&dir.path().join("js-mcp").display().to_string(), &[]).0, "node");
         assert_eq!(recognise("/opt/bin/thing", &[]).0, "strict");
     }
 
@@ -420,6 +442,7 @@ mod tests {
                 "run",
                 "--profile",
                 "/home/me/.config/mcp-warden/profiles/weather.toml",
+                "--mcp",
                 "--pass-env",
                 "API_KEY",
                 "--",
