@@ -218,7 +218,7 @@ fn explain_ends_with_the_score_and_wrap_prints_one_line_per_server() {
     let args: Vec<&OsStr> = vec![OsStr::new("wrap"), config.as_os_str()];
     let o = run(warden_as(who, &args), None, Duration::from_secs(60));
     assert_eq!(o.code(), Some(0), "{}", o.describe());
-    let line = o.stderr.lines().find(|l| l.starts_with("mcp-warden: files: score ")).unwrap_or("");
+    let line = o.stderr.lines().find(|l| l.starts_with("mcp-warden: files: would start; score ")).unwrap_or("");
     let label = line.rsplit(' ').next().unwrap_or("");
     assert!(["PERFECT", "SAFE", "OK"].contains(&label), "one score line for the wrapped server\n{}", o.describe());
     assert!(!o.stderr.contains("web: score"), "no score for a server left as it is\n{}", o.describe());

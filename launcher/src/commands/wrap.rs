@@ -107,17 +107,27 @@ fn plan_report(run_args: &[String]) -> Vec<String> {
         }
     };
     let mut lines = Vec::new();
-    let own: Vec<String> = plan
+    let own: Vec<&std::path::PathBuf> = plan
         .paths()
         .iter()
         .filter(|(_, (_, origin))| matches!(origin, crate::profile::Origin::Runtime(_)))
-        .map(|(p, _)| p.display().to_string())
+        .map(|(p, _)| p)
         .collect();
-    if !own.is_empty() {
-        lines.push(format!("grants read+exec on its own installation: {}", own.join(", ")));
+    let outermost: Vec<String> = own
+        .iter()
+        .filter(|p| !own.iter().any(|o| o != *p && p.starts_with(o)))
+        .map(|p| p.display().to_string())
+        .collect();
+    if !outermost.is_empty() {
+        lines.push(format!("grants read+exec on its own installation: {}", outermost.join(", ")));
     }
-    let passed: Vec<String> = plan.env().iter().map(|(k, _)| k.to_string_lossy().into_owned()).collect();
-    lines.push(format!("environment passed: {}", passed.join(" ")));
+    let by_name: Vec<&str> = run_args.windows(2).filter(|w| w[0] == "--pass-env").map(|w| w[1].as_str()).collect();
+    if !by_name.is_empty() {
+        lines.push(format!(
+            "passes the entry's {} by name; the rest of the client's environment is dropped",
+            by_name.join(" ")
+        ));
+    }
     if let Some(learn) = plan.learn() {
         lines.push(format!(
             "learning as `{}`: use the server, then `mcp-warden learn show {}` and `learn accept {}`",

@@ -124,7 +124,8 @@ fn home_entries(home: &Path, rel: &Path) -> Vec<PathBuf> {
 }
 
 /// Does a `.env` file lie at or beneath `path` (depth-first, at most [`SCAN_BUDGET`] entries read,
-/// a tree too large to scan counted as holding one)?
+/// a tree too large to scan counted as holding one)? Installed packages (`node_modules`,
+/// `site-packages`) are not searched.
 fn holds_env_file(path: &Path) -> bool {
     let mut budget = SCAN_BUDGET;
     let mut stack = vec![path.to_path_buf()];
@@ -138,7 +139,10 @@ fn holds_env_file(path: &Path) -> bool {
             if sensitive::is_env_file(&entry.file_name().to_string_lossy()) {
                 return true;
             }
-            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            // Installed packages are not the user's secrets (their test fixtures hold `.env`s).
+            let packages =
+                ["node_modules", "site-packages", "dist-packages", ".git"].iter().any(|p| entry.file_name() == *p);
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !packages {
                 stack.push(entry.path());
             }
         }

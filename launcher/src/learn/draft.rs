@@ -42,7 +42,7 @@ pub struct Draft {
     pub limits: Option<(u64, u64, u64)>,
     pub sensitive: BTreeSet<(Sensitive, Access, PathBuf)>,
     /// Accesses outside the session's grants (refused then): not granted, listed.
-    pub refused: BTreeSet<(Access, PathBuf)>,
+    pub refused: BTreeSet<(Access, PathBuf, PathBuf)>,
 }
 
 impl Draft {
@@ -68,7 +68,7 @@ impl Draft {
                 if let Some(what) = sensitive::classify(path, &header.home) {
                     self.sensitive.insert((what, *access, path.clone()));
                 } else if *refused {
-                    self.refused.insert((*access, path.clone()));
+                    self.refused.insert((*access, path.clone(), header.home.clone()));
                 } else if let Some(grant) = generalise(header, *access, path, *exists) {
                     let list = match access {
                         Access::Read => &mut self.read,
@@ -158,17 +158,11 @@ impl Draft {
             let what = if *what == Sensitive::Secret { "secret" } else { "persistence location" };
             lines.push(format!("{access:?} of {} ({what}): refused, never granted", path.display()));
         }
-        for (access, path) in self.refused.iter().filter(|(_, p)| !own_proc_entry(p)) {
-            let flag = match access {
-                Access::Read => "--allow-read",
-                Access::Write => "--allow-write",
-                Access::Exec => "--allow-exec",
-            };
-            let target = if *access == Access::Write { path.parent().unwrap_or(path) } else { path };
+        for (access, path, home) in self.refused.iter().filter(|(_, p, _)| !own_proc_entry(p)) {
+            let hint = super::grant_hint(*access, path, home);
             lines.push(format!(
-                "{access:?} of {}: refused while learning (outside the baseline); to grant it: {flag} {}",
-                path.display(),
-                target.display()
+                "{access:?} of {}: refused while learning (outside the baseline); to grant it: {hint}",
+                path.display()
             ));
         }
         lines

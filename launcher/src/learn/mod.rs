@@ -23,6 +23,24 @@ pub mod session;
 
 use std::path::{Path, PathBuf};
 
+/// The flag that would allow `access` to `path`. A write needs its directory; when that is the
+/// home itself (never to be granted writable as a whole: its shell start-up files are there), the
+/// entry is created once beforehand and granted alone.
+pub fn grant_hint(access: session::Access, path: &Path, home: &Path) -> String {
+    use session::Access;
+    match access {
+        Access::Read => format!("--allow-read {}", path.display()),
+        Access::Exec => format!("--allow-exec {}", path.display()),
+        Access::Write => match path.parent() {
+            Some(dir) if dir == home => {
+                format!("`mkdir -p {}` once, then --allow-write {}", path.display(), path.display())
+            }
+            Some(dir) => format!("--allow-write {}", dir.display()),
+            None => format!("--allow-write {}", path.display()),
+        },
+    }
+}
+
 /// A learning run's name: what its sessions are kept under and its profile is called.
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
@@ -60,6 +78,18 @@ pub fn name_for_server(server: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_entry_of_the_home_is_granted_alone() {
+        use session::Access;
+        let home = Path::new("/home/me");
+        assert_eq!(
+            grant_hint(Access::Write, &home.join(".code-index"), home),
+            "`mkdir -p /home/me/.code-index` once, then --allow-write /home/me/.code-index"
+        );
+        assert_eq!(grant_hint(Access::Write, &home.join("notes/a.md"), home), "--allow-write /home/me/notes");
+        assert_eq!(grant_hint(Access::Read, &home.join("docs/x"), home), "--allow-read /home/me/docs/x");
+    }
 
     #[test]
     fn names_are_file_names() {

@@ -150,17 +150,41 @@ impl FsPlan {
         }
     }
 
-    /// The script an interpreter (`node`, `python`) would run, when no grant lets the server read
-    /// it: the server would start and fail at once. Arguments before the script are options; for
-    /// python, `-m` means a module, not a script.
-    pub fn unreadable_script(&self, program: &Path, args: &[OsString], cwd: &Path) -> Option<PathBuf> {
+    /// What the server must read to start and no grant lets it: the script an interpreter (`node`,
+    /// `python`) would run, the virtualenv a Python program or console script runs from, the
+    /// prefix of its interpreter. The server would start and fail at once. Returns what it is
+    /// (for the warning), the path, and the directory to grant.
+    pub fn unreadable_installation(
+        &self,
+        program: &Path,
+        args: &[OsString],
+        cwd: &Path,
+    ) -> Option<(&'static str, PathBuf, PathBuf)> {
+        let readable = |p: &Path| self.paths.iter().any(|(dir, (a, _))| a.read && p.starts_with(dir));
         let name = program.file_name()?.to_string_lossy();
-        if !(name.starts_with("node") || name.starts_with("python")) {
+        let interpreter = shebang_interpreter(program);
+        let python =
+            name.starts_with("python") || interpreter.as_ref().is_some_and(|i| i.to_string_lossy().contains("python"));
+        if (name.starts_with("node") || name.starts_with("python"))
+            && let Some(script) = script_argument(args, cwd).filter(|s| !readable(s))
+        {
+            let dir = script.parent().unwrap_or(&script).to_path_buf();
+            return Some(("script", script, dir));
+        }
+        if !python {
             return None;
         }
-        let script = script_argument(args, cwd)?;
-        let readable = self.paths.iter().any(|(dir, (a, _))| a.read && script.starts_with(dir));
-        (!readable).then_some(script)
+        for candidate in std::iter::once(program.to_path_buf()).chain(interpreter.clone()) {
+            if let Some(venv) = candidate.parent().and_then(Path::parent).filter(|v| v.join("pyvenv.cfg").is_file())
+                && let Ok(venv) = venv.canonicalize()
+                && !readable(&venv)
+            {
+                return Some(("virtualenv", venv.clone(), venv));
+            }
+        }
+        let real = interpreter.unwrap_or_else(|| program.to_path_buf()).canonicalize().ok()?;
+        let prefix = real.parent()?.parent()?.to_path_buf();
+        (!readable(&prefix)).then(|| ("interpreter's installation", prefix.clone(), prefix))
     }
 
     /// The program, and a script's interpreter, must be under an exec grant or Landlock will
@@ -271,6 +295,23 @@ fn installation(runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_virtualenv_outside_every_read_grant_is_what_the_server_cannot_start_from() {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().canonicalize().unwrap().join("venv");
+        std::fs::create_dir_all(venv.join("bin")).unwrap();
+        std::fs::write(venv.join("pyvenv.cfg"), "").unwrap();
+        std::os::unix::fs::symlink("/usr/bin/python3", venv.join("bin/python")).unwrap();
+        let program = venv.join("bin/python");
+        let args: Vec<OsString> = vec!["-m".into(), "weather".into()];
+        let mut plan = FsPlan::default();
+        plan.grant("/usr".into(), FsAccess::EXEC, &Origin::Flag("--allow-exec"));
+        let missing = plan.unreadable_installation(&program, &args, Path::new("/"));
+        assert_eq!(missing, Some(("virtualenv", venv.clone(), venv.clone())));
+        plan.grant(venv.clone(), FsAccess::EXEC, &Origin::Flag("--allow-exec"));
+        assert_eq!(plan.unreadable_installation(&program, &args, Path::new("/")), None, "granted: it starts");
+    }
 
     #[test]
     fn a_python_script_grants_its_project_but_never_the_home_directory() {

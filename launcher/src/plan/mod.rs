@@ -156,11 +156,11 @@ impl Plan {
         fs.note_command_links(&cmd);
         if levels[&Layer::Landlock] != Level::Off {
             fs.check_exec_allowed(&cmd.program)?;
-            if let Some(script) = fs.unreadable_script(&cmd.program, &cmd.argv[1..], &inputs.cwd) {
-                let dir = script.parent().unwrap_or(&script).display().to_string();
+            if let Some((what, path, dir)) = fs.unreadable_installation(&cmd.program, &cmd.argv[1..], &inputs.cwd) {
                 warnings.push(format!(
-                    "the server's script {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {dir}` (or a runtime profile such as `node` or `python`)",
-                    script.display()
+                    "the server's {what} {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {}` (or a runtime profile such as `node` or `python`)",
+                    path.display(),
+                    dir.display()
                 ));
             }
         }

@@ -47,7 +47,12 @@ pub struct Refusals {
     told: Mutex<std::collections::BTreeSet<String>>,
     /// The MCP layer's calls in flight: a refusal during one is noted for its result.
     calls: Option<Arc<InFlight>>,
+    /// The first distinct refusals, one line each, for the exit summary to repeat.
+    recap: Mutex<Vec<String>>,
 }
+
+/// Distinct refusals the exit summary repeats.
+const RECAP_MAX: usize = 20;
 
 impl Refusals {
     /// `log`: the supervisor's audit writer (`None`: stderr and counts only).
@@ -58,6 +63,7 @@ impl Refusals {
             written: Mutex::default(),
             told: Mutex::default(),
             calls: None,
+            recap: Mutex::default(),
         }
     }
 
@@ -105,6 +111,11 @@ impl Refusals {
         lock(&self.counts).clone()
     }
 
+    /// The first distinct refusals, as the exit summary repeats them.
+    pub fn recap(&self) -> Vec<String> {
+        lock(&self.recap).clone()
+    }
+
     /// Refusals counted but not written, past the per-run cap.
     pub fn unwritten(&self) -> u64 {
         lock(&self.written).1
@@ -133,6 +144,11 @@ impl Refusals {
             return;
         }
         drop(told);
+        let mut recap = lock(&self.recap);
+        if recap.len() < RECAP_MAX {
+            recap.push(format!("{}: {what}: {}; to allow: {}", r.layer.name(), r.reason, r.grant));
+        }
+        drop(recap);
         let verb = if enforced { "refused" } else { "would refuse" };
         let who = match caller.pid {
             Some(pid) => format!("pid {pid} ({})", printable(&caller.comm)),

@@ -70,6 +70,10 @@ fn summarize(plan: &Plan, services: Services, monitor: Option<&Monitor>, status:
     let refusals = services.refusals.as_ref().map(|r| r.counts()).unwrap_or_default();
     if let Some(r) = &services.refusals {
         r.flush();
+        // Repeated at exit: the lines told during a long session scroll away in a client's log.
+        for line in r.recap() {
+            eprintln!("mcp-warden: refused during the run: {line}");
+        }
         if r.unwritten() > 0 {
             eprintln!(
                 "mcp-warden: {} further refusals were counted but not written: the log keeps the first {} of a run",

@@ -131,11 +131,6 @@ impl Tracer {
 
     /// One line on stderr and a `deny` record, through the run's refusals.
     fn tell(&self, n: &Notification, access: Access, path: &Path, sensitive: Option<Sensitive>) {
-        let (flag, target) = match access {
-            Access::Read => ("--allow-read", path),
-            Access::Write => ("--allow-write", path.parent().unwrap_or(path)),
-            Access::Exec => ("--allow-exec", path),
-        };
         let whose = if self.session.is_some() { "the learning run's grants" } else { "the grants" };
         let (reason, grant) = match sensitive {
             Some(Sensitive::Secret) => ("a secret: closed to learning runs".to_string(), "never granted".to_string()),
@@ -146,7 +141,7 @@ impl Tracer {
                 format!("{access:?} outside {whose}"),
                 "no grant by path (a process's own /proc entries change with its pid)".to_string(),
             ),
-            None => (format!("{access:?} outside {whose}"), format!("{flag} {}", target.display())),
+            None => (format!("{access:?} outside {whose}"), crate::learn::grant_hint(access, path, &self.home)),
         };
         // In the hidden root a path beneath no grant is not there at all.
         let hidden = self.hidden && !self.grants.iter().any(|(dir, _)| path.starts_with(dir));

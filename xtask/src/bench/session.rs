@@ -91,12 +91,16 @@ fn stage(base: &Path, installed: &Path) -> Result<Staged> {
     })
 }
 
-/// The server bare, under mcp-warden (with the monitor on too, as root), bubblewrap and firejail.
+/// The server bare, under mcp-warden (with `--explain-denials`, and with the monitor on as root),
+/// bubblewrap and firejail.
 fn variants(warden: &str, staged: &Staged) -> Vec<Variant<'static>> {
     let Staged { server, notes: notes_s, node: node_s } = staged;
     let tail = ["node".to_string(), server.clone(), notes_s.clone()];
     let mut warden_argv = owned(&[warden, "run", "--profile", "filesystem", "--require", "monitor=off", "--"]);
     warden_argv.extend(tail.iter().cloned());
+    let mut explained =
+        owned(&[warden, "run", "--profile", "filesystem", "--require", "monitor=off", "--explain-denials", "--"]);
+    explained.extend(tail.iter().cloned());
     let mut warden_probes = owned(&[warden, "run", "--profile", "filesystem", "--audit-log", "/dev/null", "--"]);
     warden_probes.extend(tail.iter().cloned());
     let mut bwrap = owned(BWRAP);
@@ -108,6 +112,7 @@ fn variants(warden: &str, staged: &Staged) -> Vec<Variant<'static>> {
     let mut variants: Vec<Variant> = vec![
         ("bare node", tail.to_vec()),
         ("mcp-warden filesystem (monitor off)", warden_argv),
+        ("mcp-warden filesystem, --explain-denials (monitor off)", explained),
         ("bubblewrap", bwrap),
         ("firejail", firejail),
     ];
