@@ -213,3 +213,78 @@ per_identity!(a_learned_profile_replays_its_session_and_refuses_the_rest, |who: 
     assert!(result.contains("mcp-warden refused during this call") && result.contains(&fix), "{result}");
     assert!(refusals(&stderr).iter().any(|l| l.contains(&fix)), "{stderr}");
 });
+
+per_identity!(a_learning_run_cannot_reach_secrets_or_persistence_around_its_grants, |who: Who| {
+    let home = Home::new(who);
+    let s = |p: &str| home.join(p);
+    for dir in [
+        ".cargo",
+        ".cargo/registry",
+        ".dotfiles",
+        ".dotfiles/gnupg",
+        ".config/autostart",
+        "notes/repo",
+        "notes/repo/.git",
+        "notes/repo/.git/hooks",
+    ] {
+        std::fs::create_dir_all(s(dir)).unwrap();
+        chown_to(&s(dir), who);
+    }
+    for (file, text) in [
+        (".cargo/credentials.toml", "CARGO-TOKEN"),
+        (".dotfiles/gnupg/secring", "GPG-KEY"),
+        ("notes/.env", "NOTES-ENV"),
+        (".config/app.json", "{}"),
+    ] {
+        std::fs::write(s(file), text).unwrap();
+        chown_to(&s(file), who);
+    }
+    std::os::unix::fs::symlink(s(".dotfiles/gnupg"), s(".gnupg")).unwrap();
+    std::os::unix::fs::symlink(s(".ssh"), s(".mykeys")).unwrap();
+    let attempts = [
+        "r:~/.cargo/credentials.toml",     // a secret inside a dot-directory the baseline reads
+        "r:~/.dotfiles/gnupg/secring",     // the real place of a linked secret
+        "r:~/.mykeys/id_rsa",              // a link to ~/.ssh under another name
+        "r:~/notes/.env",                  // a .env inside the argument directory it may write
+        "w:~/.config/autostart/x.desktop", // a persistence location beside a file argument
+        "w:~/.config/systemd/user/x.service",
+        "w:~/notes/repo/.git/hooks/pre-commit",
+        "w:~/notes/repo/.git/commondir",
+        "w:~/.bashrc",
+    ];
+    let args: Vec<String> = attempts.iter().map(|a| a.replace('~', &home.path.display().to_string())).collect();
+    let mut c = home.command(warden());
+    c.args(["run", "--learn", "attack", "--profile", "python"]);
+    if who == Who::Root {
+        c.args(["--require", "monitor=off"]);
+    }
+    c.arg("--").arg(need(test_env().join("venv/bin/python"))).arg(need(test_env().join("clients/path_probe.py")));
+    c.arg(format!("--config={}", s(".config/app.json").display())).arg(s("notes"));
+    c.args(&args);
+    let o = run(c, None, Duration::from_secs(60));
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    for (attempt, arg) in attempts.iter().zip(&args) {
+        let line = o
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(arg.as_str()))
+            .unwrap_or_else(|| panic!("{attempt}: no line\n{}", o.describe()));
+        assert!(!line.ends_with(": OK"), "{who:?}: {attempt} succeeded while learning\n{}", o.describe());
+    }
+    assert_eq!(std::fs::read_to_string(s(".bashrc")).unwrap(), "# rc\n");
+    assert!(!s(".config/autostart/x.desktop").exists() && !s("notes/repo/.git/hooks/pre-commit").exists());
+    // Control: the argument directory (around its .env: a repository's working tree in it) and the
+    // file argument are writable while learning.
+    let mut c = home.command(warden());
+    c.args(["run", "--learn", "attack", "--profile", "python"]);
+    if who == Who::Root {
+        c.args(["--require", "monitor=off"]);
+    }
+    c.arg("--").arg(need(test_env().join("venv/bin/python"))).arg(need(test_env().join("clients/path_probe.py")));
+    let ok = [format!("w:{}", s("notes/repo/new.md").display()), format!("w:{}", s(".config/app.json").display())];
+    c.arg(format!("--config={}", s(".config/app.json").display())).arg(s("notes")).args(&ok);
+    let o = run(c, None, Duration::from_secs(60));
+    for arg in &ok {
+        assert!(o.stdout.contains(&format!("{arg}: OK")), "{who:?}: {arg}\n{}", o.describe());
+    }
+});

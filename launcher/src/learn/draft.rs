@@ -156,7 +156,7 @@ impl Draft {
         let mut lines = Vec::new();
         for (what, access, path) in &self.sensitive {
             let what = if *what == Sensitive::Secret { "secret" } else { "persistence location" };
-            lines.push(format!("{access:?} of {} ({what}): refused, never granted", path.display()));
+            lines.push(format!("{access:?} of {} ({what}): never granted", shown(path)));
         }
         for (access, path, home) in self.refused.iter().filter(|(_, p, _)| !own_proc_entry(p)) {
             let hint = super::grant_hint(*access, path, home);
@@ -214,8 +214,23 @@ fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Opt
     if covered(target) {
         return None;
     }
+    let wide = widest(header, target);
+    // Never a grant that reaches a secret, a persistence location, or the home: narrowed towards
+    // the path one level at a time, down to the path itself (whose own sensitivity was checked).
+    let closed = super::sensitive::locations(&header.home);
+    let mut grant = wide;
+    while super::sensitive::reaches(&grant, &header.home, &closed) && grant != path {
+        let rest = path.strip_prefix(&grant).ok()?;
+        grant = grant.join(rest.components().next()?);
+    }
+    (!header.home.starts_with(&grant)).then_some(grant)
+}
+
+/// The widest grant the order allows for `target`: the argument that contains it, the
+/// application's XDG directory, the home's dot-directory, or `target` itself.
+fn widest(header: &Header, target: &Path) -> PathBuf {
     if let Some(arg) = header.argument_paths.iter().find(|a| target.starts_with(a)) {
-        return Some(arg.clone());
+        return arg.clone();
     }
     let home = &header.home;
     if let Ok(rel) = target.strip_prefix(home) {
@@ -223,15 +238,17 @@ fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Opt
             if let Ok(inner) = rel.strip_prefix(base)
                 && let Some(app) = inner.components().next()
             {
-                return Some(home.join(base).join(app));
+                return home.join(base).join(app);
             }
         }
-        let first = rel.components().next()?;
-        if first.as_os_str().to_string_lossy().starts_with('.') && rel.components().count() > 1 {
-            return Some(home.join(first));
+        if let Some(first) = rel.components().next()
+            && first.as_os_str().to_string_lossy().starts_with('.')
+            && rel.components().count() > 1
+        {
+            return home.join(first);
         }
     }
-    Some(target.to_path_buf())
+    target.to_path_buf()
 }
 
 /// `/proc/<pid>/...`: a process's own entries, whose pid changes every run.
@@ -253,8 +270,22 @@ fn quoted(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// Tool names as a comment: a name is the server's (or client's) text, so anything but
+/// `[A-Za-z0-9_.:/-]` becomes `?` (no line break, quote or escape reaches the profile file).
 fn join(tools: &BTreeSet<String>) -> String {
-    tools.iter().cloned().collect::<Vec<_>>().join(", ")
+    let safe = |t: &String| -> String {
+        t.chars().map(|c| if c.is_ascii_alphanumeric() || "_.:/-".contains(c) { c } else { '?' }).collect()
+    };
+    tools.iter().map(safe).collect::<Vec<_>>().join(", ")
+}
+
+/// A path in a comment line: control characters escaped.
+fn shown(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
 }
 
 #[cfg(test)]
@@ -326,5 +357,30 @@ mod tests {
         assert!(text.contains("\"/home/me/notes\",  # tools: read_note, write_note"), "{text}");
         assert!(!text.contains("\"/home/me/notes\",\n    \"/home/me/notes\""), "tidy: one grant: {text}");
         assert!(d.left_out().iter().any(|l| l.contains("--allow-read /home/me/Documents/x")));
+    }
+
+    #[test]
+    fn a_draft_never_reaches_the_home_or_a_secret_and_tool_names_cannot_inject() {
+        let home = Path::new("/home/me");
+        let mut h = header(home);
+        h.argument_paths = vec![home.to_path_buf()];
+        let records = vec![
+            file(Access::Read, "/home/me/.config/rclone-free/x.conf", None),
+            file(Access::Read, "/home/me/.cargo/registry/index/x", None),
+            file(Access::Read, "/home/me/.local/lib/python3/site.py", None),
+            file(Access::Write, "/home/me/.config/app.json", Some("lookup\n    \"/home/me/.config\",  #")),
+            file(Access::Read, "/home/me/notes.txt", None),
+        ];
+        let d = Draft::from_sessions("x", &[(h, records)]);
+        let all: Vec<String> = d.read.keys().chain(d.write.keys()).map(|p| p.display().to_string()).collect();
+        for wide in ["/home/me", "/home/me/.cargo", "/home/me/.local", "/home/me/.config"] {
+            assert!(!all.iter().any(|p| p == wide), "{wide} granted: {all:?}");
+        }
+        assert!(all.iter().any(|p| p == "/home/me/.cargo/registry"), "narrowed, not dropped: {all:?}");
+        assert!(all.iter().any(|p| p == "/home/me/.config/app.json"), "{all:?}");
+        let text = d.render();
+        let parsed: toml::Table = toml::from_str(&text).expect("still one profile");
+        let write = parsed["filesystem"]["write"].as_array().unwrap();
+        assert_eq!(write.len(), 1, "no injected grant: {text}");
     }
 }

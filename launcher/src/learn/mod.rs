@@ -32,7 +32,7 @@ pub fn grant_hint(access: session::Access, path: &Path, home: &Path) -> String {
         Access::Read => format!("--allow-read {}", path.display()),
         Access::Exec => format!("--allow-exec {}", path.display()),
         Access::Write => match path.parent() {
-            Some(dir) if dir == home => {
+            Some(dir) if dir == home && !path.exists() => {
                 format!("`mkdir -p {}` once, then --allow-write {}", path.display(), path.display())
             }
             Some(dir) => format!("--allow-write {}", dir.display()),

@@ -90,6 +90,10 @@ pub enum Record {
     },
 }
 
+/// Distinct records one session keeps; past them the session says it was cut short and records
+/// nothing more (a server making endless distinct paths must not fill the disk or the supervisor).
+pub const RECORDS_MAX: usize = 20_000;
+
 /// The session being written.
 #[derive(Debug)]
 pub struct Writer {
@@ -121,8 +125,17 @@ impl Writer {
             Ok(l) => l,
             Err(_) => return,
         };
-        if !self.seen.lock().unwrap_or_else(|p| p.into_inner()).insert(record) {
-            return;
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() >= RECORDS_MAX {
+                return;
+            }
+            if !seen.insert(record) {
+                return;
+            }
+            if seen.len() == RECORDS_MAX {
+                tracing::warn!("learn: {RECORDS_MAX} distinct records: the rest of this session is not recorded");
+            }
         }
         line.push(b'\n');
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());

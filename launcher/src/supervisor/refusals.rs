@@ -77,7 +77,7 @@ impl Refusals {
     pub fn record(&self, r: Refusal, enforced: bool) {
         let caller = caller(r.tid);
         if let Some(calls) = &self.calls {
-            calls.note(&format!("{}: {} {}; to allow: {}", r.layer.name(), what(&r), r.reason, r.grant));
+            calls.note(&printable(&format!("{}: {} {}; to allow: {}", r.layer.name(), what(&r), r.reason, r.grant)));
         }
         self.tell(&r, &caller, enforced);
         *lock(&self.counts).entry(r.layer.name()).or_default() += 1;
@@ -146,7 +146,7 @@ impl Refusals {
         drop(told);
         let mut recap = lock(&self.recap);
         if recap.len() < RECAP_MAX {
-            recap.push(format!("{}: {what}: {}; to allow: {}", r.layer.name(), r.reason, r.grant));
+            recap.push(printable(&format!("{}: {what}: {}; to allow: {}", r.layer.name(), r.reason, r.grant)));
         }
         drop(recap);
         let verb = if enforced { "refused" } else { "would refuse" };
@@ -154,7 +154,8 @@ impl Refusals {
             Some(pid) => format!("pid {pid} ({})", printable(&caller.comm)),
             None => format!("thread {}", caller.tid),
         };
-        eprintln!("mcp-warden: {}: {verb} {what} by {who}: {}; to allow: {}", r.layer.name(), r.reason, r.grant);
+        let (reason, grant) = (printable(&r.reason), printable(&r.grant));
+        eprintln!("mcp-warden: {}: {verb} {what} by {who}: {reason}; to allow: {grant}", r.layer.name());
     }
 }
 

@@ -98,7 +98,13 @@ impl Tracer {
         let sensitive = self.session.as_ref().and_then(|_| sensitive::classify(path, &self.home));
         if let Some(what) = sensitive {
             self.record(Record::Sensitive { what, access, path: path.into() });
-            if exists || access != Access::Read {
+            if self.allowed(access, path) {
+                // A grant of this run (a flag or the base profile) reaches it: said, not hidden.
+                tracing::warn!(
+                    "learn: {access:?} of {}, a {what:?} location, is allowed by this run's grants; it is never drafted",
+                    path.display()
+                );
+            } else if exists || access != Access::Read {
                 self.tell(n, access, path, Some(what));
             }
             return;
@@ -107,8 +113,11 @@ impl Tracer {
         if refused {
             self.tell(n, access, path, None);
         }
-        let tool = self.in_flight.only();
-        self.record(Record::File { access, path: path.into(), exists, refused, tool });
+        // A read of a path that does not exist needs no grant: not worth a record.
+        if exists || access != Access::Read {
+            let tool = self.in_flight.only();
+            self.record(Record::File { access, path: path.into(), exists, refused, tool });
+        }
     }
 
     fn record(&self, record: Record) {
