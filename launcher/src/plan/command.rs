@@ -60,8 +60,10 @@ impl CommandPlan {
 
 /// Where npm and uv keep what they installed, for the server's user.
 fn caches(inputs: &Inputs<'_>, identity: &Identity) -> Caches {
+    let cache_home = || inputs.var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".cache"));
     Caches {
         cwd: inputs.cwd.clone(),
+        pipx: inputs.var("PIPX_VENV_CACHEDIR").map(PathBuf::from).unwrap_or_else(|| cache_home().join("pipx")),
         npm: inputs.var("npm_config_cache").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".npm")),
         uv: inputs.var("UV_CACHE_DIR").map(PathBuf::from).unwrap_or_else(|| {
             inputs.var("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| identity.home.join(".cache")).join("uv")

@@ -72,6 +72,8 @@ impl crate::error::Diagnose for PackageError {
 pub struct Caches {
     pub npm: PathBuf,
     pub uv: PathBuf,
+    /// `pipx run`'s environments (`PIPX_VENV_CACHEDIR`, else `~/.cache/pipx`).
+    pub pipx: PathBuf,
     pub cwd: PathBuf,
 }
 
@@ -81,8 +83,54 @@ pub fn resolve(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, P
         Some("npx") => resolve_npx(argv, &caches.npm),
         Some("uvx") => resolve_uvx(argv, &caches.uv),
         Some("uv") => resolve_uv(argv, caches),
+        Some("pipx") => resolve_pipx(argv, caches),
         _ => Ok(None),
     }
+}
+
+/// `pipx run [--spec SPEC] APP ARGS`: the environment pipx cached for it, in its own cache
+/// (`~/.cache/pipx/<hash>/`, pip backend) or uv's (uv backend, where it is what
+/// `uvx --from SPEC APP` would run). Other `pipx` commands are not rewritten.
+fn resolve_pipx(argv: &[OsString], caches: &Caches) -> Result<Option<Resolved>, PackageError> {
+    if argv.get(1).and_then(|a| a.to_str()) != Some("run") {
+        return Ok(None);
+    }
+    let mut rest = argv[2..].iter();
+    let mut spec = None;
+    let app = loop {
+        let Some(arg) = rest.next() else { return Err(PackageError::NoPackage { runner: "pipx run" }) };
+        match arg.to_str() {
+            Some("--spec") => spec = rest.next().and_then(|a| a.to_str()).map(String::from),
+            Some("-q" | "--quiet" | "--no-cache") => continue,
+            Some(a) if a.starts_with('-') => {
+                return Err(PackageError::UnknownOption { runner: "pipx", option: a.into() });
+            }
+            Some(a) => break a.to_string(),
+            None => return Err(PackageError::NotUtf8 { runner: "pipx run" }),
+        }
+    };
+    let args: Vec<OsString> = rest.cloned().collect();
+    let cached = std::fs::read_dir(&caches.pipx)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|env| env.join("pyvenv.cfg").is_file() && env.join("bin").join(&app).is_file());
+    if let Some(env) = cached {
+        let script = Some(env.join("bin").join(&app));
+        let package = spec.unwrap_or_else(|| app.clone());
+        return Ok(Some(Resolved {
+            package,
+            version: String::new(),
+            interpreter: env.join("bin/python"),
+            script,
+            args,
+        }));
+    }
+    let from = spec.unwrap_or_else(|| app.clone());
+    let uvx: Vec<OsString> =
+        ["uvx", "--from", from.as_str(), app.as_str()].iter().map(OsString::from).chain(args).collect();
+    resolve_uvx(&uvx, &caches.uv)
 }
 
 /// `uv tool run ARGS` (uvx), and `uv [--directory D] run [--directory D | --project P] CMD ARGS`:
@@ -310,7 +358,7 @@ mod tests {
         std::fs::write(project.join(".venv/pyvenv.cfg"), "").unwrap();
         std::fs::write(project.join(".venv/bin/weather-mcp"), "").unwrap();
         std::fs::write(project.join("server.py"), "").unwrap();
-        let caches = Caches { npm: "/n".into(), uv: "/u".into(), cwd: dir.path().into() };
+        let caches = Caches { npm: "/n".into(), uv: "/u".into(), pipx: "/p".into(), cwd: dir.path().into() };
         let argv = |a: &[&str]| a.iter().map(OsString::from).collect::<Vec<_>>();
         let python = project.join(".venv/bin/python");
         let r = resolve(&argv(&["uv", "--directory", "weather", "run", "server.py", "--x"]), &caches).unwrap().unwrap();
@@ -346,7 +394,7 @@ mod tests {
                 .iter()
                 .map(Into::into)
                 .collect();
-        let caches = Caches { npm: cache.clone(), uv: cache.join("uv"), cwd: "/".into() };
+        let caches = Caches { npm: cache.clone(), uv: cache.join("uv"), pipx: cache.join("pipx"), cwd: "/".into() };
         let r = resolve(&argv, &caches).unwrap().unwrap();
         assert_eq!(r.script, Some(pkg.join("dist/index.js")));
         assert_eq!(r.args, vec![OsString::from("/data"), OsString::from("--flag")]);
@@ -365,7 +413,7 @@ mod tests {
         std::fs::create_dir_all(env.join("lib/python3.11/site-packages/mcp_server_time-2026.10.19.dist-info")).unwrap();
         std::fs::write(env.join("pyvenv.cfg"), "").unwrap();
         std::fs::write(env.join("bin/mcp-server-time"), "").unwrap();
-        let caches = Caches { npm: cache.join("npm"), uv: cache.clone(), cwd: "/".into() };
+        let caches = Caches { npm: cache.join("npm"), uv: cache.clone(), pipx: cache.join("pipx"), cwd: "/".into() };
         let argv: Vec<OsString> =
             ["uvx", "mcp-server-time==2026.10.19", "--local-timezone", "UTC"].iter().map(Into::into).collect();
         let r = resolve(&argv, &caches).unwrap().unwrap();
@@ -376,6 +424,11 @@ mod tests {
             &["mcp-server-time@2026.10.19"],
             &["--from", "MCP_Server.Time", "mcp-server-time"], // a name's dots and case, normalized
         ];
+        let pipx: Vec<OsString> = ["pipx", "run", "--spec", "mcp-server-time==2026.10.19", "mcp-server-time"]
+            .iter()
+            .map(Into::into)
+            .collect();
+        assert!(resolve(&pipx, &caches).unwrap().is_some(), "pipx run with the uv backend: uv's cache");
         for spec in specs {
             let argv: Vec<OsString> = std::iter::once("uvx").chain(spec.iter().copied()).map(Into::into).collect();
             assert!(resolve(&argv, &caches).is_ok_and(|r| r.is_some()), "{spec:?}");
