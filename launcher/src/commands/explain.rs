@@ -55,6 +55,20 @@ fn render_command(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
         format!("{} (uid {}, gid {}), unchanged", id.name, id.uid, id.gid)
     };
     writeln!(out, "identity  {who}")?;
+    if let Some(learn) = plan.learn() {
+        writeln!(
+            out,
+            "learning  `{}`: file calls and destinations recorded into {} (the baseline's grants are in the lists below; `mcp-warden learn show {}` drafts the profile)",
+            learn.name,
+            learn.dir.display(),
+            learn.name
+        )?;
+    } else if plan.trace_files() {
+        writeln!(
+            out,
+            "explain   every file call is handed to the supervisor, which explains each one the grants refuse"
+        )?;
+    }
     writeln!(
         out,
         "privilege every capability dropped (bounding, ambient, inheritable, permitted, effective); no_new_privs; new session; parent-death SIGKILL"
@@ -133,7 +147,11 @@ fn render_network(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
     let ports = |set: &std::collections::BTreeSet<u16>| {
         if set.is_empty() { "none".to_string() } else { set.iter().map(u16::to_string).collect::<Vec<_>>().join(", ") }
     };
-    writeln!(out, "  tcp connect ports  {}", ports(&plan.ports().connect))?;
+    if plan.ports().connect_any_port {
+        writeln!(out, "  tcp connect ports  any (a learning run: the broker checks and records each destination)")?;
+    } else {
+        writeln!(out, "  tcp connect ports  {}", ports(&plan.ports().connect))?;
+    }
     writeln!(out, "  tcp bind ports     {}", ports(&plan.ports().bind))?;
     for a in &plan.net().address_rules {
         writeln!(out, "  address rule       {} ({})", a.value, a.origin)?;

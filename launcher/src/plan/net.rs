@@ -237,7 +237,12 @@ impl NetPlan {
     fn mechanism(&self, monitor_runs: bool) -> String {
         let s = self.sockets;
         let mut mech = Vec::new();
-        mech.push(if s.tcp {
+        mech.push(if s.tcp && self.ports.connect_any_port {
+            format!(
+                "TCP connect to any port, each destination checked and recorded by the broker (a learning run), bind ports {:?} (Landlock)",
+                self.ports.bind.iter().collect::<Vec<_>>()
+            )
+        } else if s.tcp {
             format!(
                 "TCP connect ports {:?}, bind ports {:?} (Landlock)",
                 self.ports.connect.iter().collect::<Vec<_>>(),
