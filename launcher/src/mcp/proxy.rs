@@ -64,6 +64,8 @@ struct State {
     limiter: Mutex<RateLimiter>,
     pins: Mutex<Option<PinStore>>,
     audit: Mutex<Option<AuditLog>>,
+    /// Records of the line being handled, written after it went on.
+    deferred: Mutex<Vec<AuditLine>>,
     in_flight: Arc<super::InFlight>,
 }
 
@@ -100,6 +102,7 @@ pub fn start(
         limiter: Mutex::new(limiter),
         pins: Mutex::new(pins),
         audit: Mutex::new(Some(audit)),
+        deferred: Mutex::default(),
         in_flight,
     });
     let up = Arc::clone(&state);
@@ -229,20 +232,45 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 impl State {
+    /// Records a message, timestamped now; written by [`State::write_audit`] once the line it
+    /// belongs to has gone on, so that the log's write is not on the message's way.
     fn audit(&self, from: Side, message: McpMessage) {
-        let line = AuditLine::now(AuditRecord::Mcp(Mcp { from, message }));
+        lock(&self.deferred).push(AuditLine::now(AuditRecord::Mcp(Mcp { from, message })));
+    }
+
+    /// Writes the records of the line just handled, and flushes them.
+    fn write_audit(&self) {
+        let lines = std::mem::take(&mut *lock(&self.deferred));
+        if lines.is_empty() {
+            return;
+        }
         if let Some(log) = lock(&self.audit).as_mut() {
-            log.write(&line);
+            for line in &lines {
+                log.write(line);
+            }
             log.flush();
         }
+    }
+
+    /// Client -> server: the line handled, then its records written.
+    fn on_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
+        let result = self.from_client(line, server);
+        self.write_audit();
+        result
+    }
+
+    /// Server -> client: the line handled, then its records written.
+    fn on_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
+        let result = self.from_server(line, client);
+        self.write_audit();
+        result
     }
 
     fn answer_client(&self, reply: &Value) -> std::io::Result<()> {
         lock(&self.client_out).write_all(&line_of(reply))
     }
 
-    /// Client -> server.
-    fn on_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
+    fn from_client<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
         let Ok(msg) = serde_json::from_slice::<Value>(line) else {
             self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return server.write_all(line);
@@ -340,8 +368,7 @@ impl State {
         })
     }
 
-    /// Server -> client.
-    fn on_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
+    fn from_server<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
         let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
             self.audit(Side::Server, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return client.write_all(line);
@@ -529,6 +556,7 @@ pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<
         tools: Mutex::new(Tools::default()),
         pins: Mutex::new(None),
         audit: Mutex::new(Some(audit)),
+        deferred: Mutex::default(),
         in_flight: Arc::default(),
     };
     let mut to_server = Vec::new();
