@@ -254,14 +254,14 @@ impl State {
 
     /// Client -> server: the line handled, then its records written.
     fn on_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
-        let result = self.from_client(line, server);
+        let result = self.handle_client_line(line, server);
         self.write_audit();
         result
     }
 
     /// Server -> client: the line handled, then its records written.
     fn on_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
-        let result = self.from_server(line, client);
+        let result = self.handle_server_line(line, client);
         self.write_audit();
         result
     }
@@ -270,7 +270,7 @@ impl State {
         lock(&self.client_out).write_all(&line_of(reply))
     }
 
-    fn from_client<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
+    fn handle_client_line<W: Write>(&self, line: &[u8], server: &mut W) -> std::io::Result<()> {
         let Ok(msg) = serde_json::from_slice::<Value>(line) else {
             self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return server.write_all(line);
@@ -368,7 +368,7 @@ impl State {
         })
     }
 
-    fn from_server<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
+    fn handle_server_line<W: Write>(&self, line: &[u8], client: &mut W) -> std::io::Result<()> {
         let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
             self.audit(Side::Server, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
             return client.write_all(line);
