@@ -32,9 +32,6 @@ const WRITABLE_ROOTS: &[&str] = &["/srv", "/mnt", "/media", "/tmp", "/var/tmp"];
 /// Name resolution's files: a learning run may reach any destination, by name too.
 const RESOLVER_FILES: &[&str] = &["/etc/resolv.conf", "/etc/gai.conf", "/etc/services", "/etc/protocols"];
 
-/// How many directory entries one scan (`.env` files, git repositories) reads at most.
-const SCAN_BUDGET: usize = 20_000;
-
 /// How deep a grant is split around what it must not reach.
 const SPLIT_DEPTH: usize = 4;
 
@@ -52,20 +49,29 @@ pub fn baseline(home: &Path, arguments: &[PathBuf]) -> Baseline {
     let mut notes = Vec::new();
     let mut read: Vec<PathBuf> = RESOLVER_FILES.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
     for entry in home_entries(&home, Path::new("")) {
-        read.extend(around(&entry, &home, &closed, SPLIT_DEPTH, &mut notes));
+        read.extend(around(&entry, &Around { home: &home, closed: &closed, write: false }, SPLIT_DEPTH, &mut notes));
     }
     let mut write = Vec::new();
+    let mut protect = Vec::new();
     for arg in argument_paths(arguments) {
-        match writable(&arg, &home, &closed) {
-            Some(dir) if dir.is_dir() => write.extend(around(&dir, &home, &closed, SPLIT_DEPTH, &mut notes)),
-            Some(file) => write.push(file),
-            None => notes.push(format!(
-                "the argument {} is not written while learning (it reaches the home or a secret)",
-                arg.display()
-            )),
-        }
+        let Some(target) = writable(&arg, &home, &closed) else {
+            notes.push(format!(
+                "the argument {} is not written while learning (it reaches the home or a closed location)",
+                sensitive::shown(&arg)
+            ));
+            continue;
+        };
+        let Some(repos) = git_persistence(&target) else {
+            notes.push(format!(
+                "{} is too large to search for git repositories: read-only while learning",
+                sensitive::shown(&target)
+            ));
+            read.push(target);
+            continue;
+        };
+        protect.extend(repos);
+        write.extend(around(&target, &Around { home: &home, closed: &closed, write: true }, SPLIT_DEPTH, &mut notes));
     }
-    let protect: Vec<PathBuf> = write.iter().flat_map(|w| git_dirs(w)).collect();
     let sourced = |list: Vec<PathBuf>| list.into_iter().map(|p| Sourced::flag("--learn", p)).collect();
     let layer = Profile {
         filesystem: Filesystem {
@@ -100,51 +106,74 @@ pub fn argument_paths(arguments: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Where an argument path may be written: itself (a directory), or its directory (a file) when
-/// that reaches nothing sensitive, else the file alone; only under the home or a writable root,
-/// never the home or above it, never a sensitive path or one holding one.
-fn writable(path: &Path, home: &Path, closed: &[PathBuf]) -> Option<PathBuf> {
+/// Where an argument path may be written: itself (a directory); for a file, its directory when
+/// that is a plain directory (not inside a home dot-directory, where tools keep what runs later:
+/// `~/.local/lib`, `~/.cargo/bin`, editors' start-up files) reaching nothing closed, else the file
+/// alone. Only under the home or a writable root, never the home or above it.
+fn writable(path: &Path, home: &Path, closed: &[(PathBuf, sensitive::Sensitive)]) -> Option<PathBuf> {
     let allowed_place = |p: &Path| {
         let in_home = p.starts_with(home) && p != home;
         let in_root = WRITABLE_ROOTS.iter().any(|r| p.starts_with(r) && p != Path::new(r));
-        (in_home || in_root) && sensitive::classify(p, home).is_none() && !sensitive::reaches(p, home, closed)
+        (in_home || in_root) && sensitive::classify(p, home).is_none() && !sensitive::reaches(p, home, closed, true)
     };
     if path.is_dir() {
         return allowed_place(path).then(|| path.to_path_buf());
     }
     let dir = path.parent()?;
-    let descended = DESCEND.iter().any(|d| home.join(d) == dir);
-    if allowed_place(dir) && !descended {
+    let in_dot_dir = dir
+        .strip_prefix(home)
+        .ok()
+        .and_then(|rel| rel.components().next())
+        .is_some_and(|c| c.as_os_str().to_string_lossy().starts_with('.'));
+    if allowed_place(dir) && !in_dot_dir {
         return Some(dir.to_path_buf());
     }
     allowed_place(path).then(|| path.to_path_buf())
 }
 
-/// `dir` as grants that reach nothing closed: itself when nothing sensitive and no `.env` file
-/// lies beneath it, else its entries one by one (down to `depth` levels), leaving out the
-/// sensitive ones and the `.env` files. What is left out is noted.
-fn around(dir: &Path, home: &Path, closed: &[PathBuf], depth: usize, notes: &mut Vec<String>) -> Vec<PathBuf> {
+/// What [`around`] keeps a grant away from.
+struct Around<'a> {
+    home: &'a Path,
+    closed: &'a [(PathBuf, sensitive::Sensitive)],
+    /// A write grant (persistence locations closed too), else a read grant (secrets only).
+    write: bool,
+}
+
+/// Grants one split may make at most; past them the directory is left out.
+const SPLIT_MAX: usize = 512;
+
+/// `dir` as grants that reach nothing closed: itself when nothing closed and no `.env` file lies
+/// beneath it, else its entries one by one (down to `depth` levels), leaving out the closed ones
+/// and the `.env` files. A tree too large to scan, too deep or too wide to split is left out;
+/// what is left out is noted.
+fn around(dir: &Path, a: &Around<'_>, depth: usize, notes: &mut Vec<String>) -> Vec<PathBuf> {
     let real = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    if sensitive::classify(&real, home).is_some()
-        || sensitive::classify(dir, home).is_some()
-        || sensitive::is_env_file(&name)
-    {
+    let closed_here = [&real, &dir.to_path_buf()]
+        .iter()
+        .filter_map(|p| sensitive::classify(p, a.home))
+        .any(|what| sensitive::closes(what, a.write));
+    if closed_here || sensitive::is_env_file(&name) {
         return Vec::new();
     }
-    let splits = sensitive::reaches(&real, home, closed) || holds_env_file(&real);
-    if !splits {
+    let scan = if real.is_dir() { sensitive::scan(&real) } else { sensitive::Scan { env_file: false, complete: true } };
+    if !scan.complete {
+        notes.push(format!("{} is too large to search for .env files: left out while learning", sensitive::shown(dir)));
+        return Vec::new();
+    }
+    if !sensitive::reaches(&real, a.home, a.closed, a.write) && !scan.env_file {
         return vec![real];
     }
-    if depth == 0 || !real.is_dir() {
-        notes.push(format!("{} holds a secret or a .env file too deep to grant around: left out", dir.display()));
+    let Ok(entries) = std::fs::read_dir(&real) else { return Vec::new() };
+    let entries: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+    if depth == 0 || entries.len() > SPLIT_MAX {
+        notes.push(format!(
+            "{} holds a closed location too deep or among too many entries to grant around: left out",
+            sensitive::shown(dir)
+        ));
         return Vec::new();
     }
-    let Ok(entries) = std::fs::read_dir(&real) else { return Vec::new() };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        out.extend(around(&entry.path(), home, closed, depth - 1, notes));
-    }
+    let mut out: Vec<PathBuf> = entries.iter().flat_map(|e| around(e, a, depth - 1, notes)).collect();
     out.sort();
     out
 }
@@ -169,54 +198,60 @@ fn home_entries(home: &Path, rel: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Does a `.env` file lie at or beneath `path` (depth-first, at most [`SCAN_BUDGET`] entries read,
-/// a tree too large to scan counted as holding one)? Installed packages (`node_modules`,
-/// `site-packages`) are not searched.
-fn holds_env_file(path: &Path) -> bool {
-    let mut budget = SCAN_BUDGET;
-    let mut stack = vec![path.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
-        for entry in entries.flatten() {
-            budget = match budget.checked_sub(1) {
-                Some(b) => b,
-                None => return true,
-            };
-            if sensitive::is_env_file(&entry.file_name().to_string_lossy()) {
-                return true;
-            }
-            // Installed packages are not the user's secrets (their test fixtures hold `.env`s).
-            let packages =
-                ["node_modules", "site-packages", "dist-packages", ".git"].iter().any(|p| entry.file_name() == *p);
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && !packages {
-                stack.push(entry.path());
-            }
-        }
-    }
-    false
-}
-
-/// The `.git` directories and files (worktrees) of the repositories at or beneath `dir` (at most
-/// [`SCAN_BUDGET`] entries read, `node_modules` skipped).
-fn git_dirs(dir: &Path) -> Vec<PathBuf> {
+/// What in the git repositories at or beneath `dir` runs code later, to be bound read-only: each
+/// `.git` directory, the directory a `.git` file points to (worktrees, `--separate-git-dir`),
+/// bare repositories, and the `core.hooksPath` a repository's config names (husky's `.husky`).
+/// `None` when the tree is too large to search ([`sensitive::SCAN_BUDGET`] entries).
+fn git_persistence(dir: &Path) -> Option<Vec<PathBuf>> {
     let mut out = Vec::new();
-    let mut budget = SCAN_BUDGET;
+    let mut budget = sensitive::SCAN_BUDGET;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        if is_bare_repository(&d) {
+            out.push(d.clone());
+            out.extend(hooks_path(&d, &d));
+            continue;
+        }
         let Ok(entries) = std::fs::read_dir(&d) else { continue };
         for e in entries.flatten() {
-            budget = match budget.checked_sub(1) {
-                Some(b) => b,
-                None => return out,
-            };
+            budget = budget.checked_sub(1)?;
+            let path = e.path();
             if e.file_name() == ".git" {
-                out.push(e.path());
-            } else if e.file_name() != "node_modules" && e.file_type().is_ok_and(|t| t.is_dir()) {
-                stack.push(e.path());
+                let gitdir = git_file_target(&path).unwrap_or_else(|| path.clone());
+                out.extend(hooks_path(&gitdir, &d));
+                if gitdir != path {
+                    out.push(gitdir);
+                }
+                out.push(path);
+            } else if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
             }
         }
     }
-    out
+    Some(out)
+}
+
+/// A bare repository: `HEAD`, `objects/` and `refs/` in the directory itself.
+fn is_bare_repository(dir: &Path) -> bool {
+    dir.join("HEAD").is_file() && dir.join("objects").is_dir() && dir.join("refs").is_dir()
+}
+
+/// The directory a `.git` file names (`gitdir: PATH`, relative to the file's directory).
+fn git_file_target(dot_git: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(dot_git).ok()?;
+    let target = text.lines().find_map(|l| l.strip_prefix("gitdir:"))?.trim();
+    Some(dot_git.parent()?.join(target)).filter(|p| p.exists())
+}
+
+/// The `core.hooksPath` of the repository whose git directory is `gitdir` (relative paths are
+/// relative to the working tree `worktree`), when it exists.
+fn hooks_path(gitdir: &Path, worktree: &Path) -> Option<PathBuf> {
+    let config = std::fs::read_to_string(gitdir.join("config")).ok()?;
+    let value = config.lines().find_map(|l| {
+        let (key, value) = l.split_once('=')?;
+        key.trim().eq_ignore_ascii_case("hookspath").then(|| value.trim().trim_matches('"').to_string())
+    })?;
+    Some(worktree.join(value)).filter(|p| p.exists())
 }
 
 #[cfg(test)]
@@ -242,7 +277,8 @@ mod tests {
         let (read, write) = grants(&b);
         assert!(read.contains(&home.join(".config/app")) && read.contains(&home.join(".cache/x")), "{read:?}");
         assert!(read.contains(&home.join(".npm/_cacache")), "granted around the .env: {read:?}");
-        for closed in [".ssh", ".config/gh", ".bashrc", ".config", "work", ".npm", ".npm/.env"] {
+        assert!(read.contains(&home.join(".bashrc")), "a persistence location may be read, not written");
+        for closed in [".ssh", ".config/gh", ".config", "work", ".npm", ".npm/.env"] {
             assert!(!read.contains(&home.join(closed)), "{closed} must not be read: {read:?}");
         }
         assert_eq!(write, [home.join("notes")], "the home itself is never written");
@@ -269,12 +305,33 @@ mod tests {
     }
 
     #[test]
+    fn hooks_wherever_git_finds_them_are_read_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        let notes = home.join("notes");
+        for d in ["proj/.git", "proj/.husky", "backup.git/objects", "backup.git/refs", "store/hooks", "wt"] {
+            std::fs::create_dir_all(notes.join(d)).unwrap();
+        }
+        std::fs::write(notes.join("proj/.git/config"), "[core]\n\thooksPath = .husky\n").unwrap();
+        std::fs::write(notes.join("backup.git/HEAD"), "ref: refs/heads/main\n").unwrap();
+        std::fs::write(notes.join("wt/.git"), "gitdir: ../store\n").unwrap();
+        let (read, write) = grants(&baseline(&home, std::slice::from_ref(&notes)));
+        assert_eq!(write, std::slice::from_ref(&notes));
+        for protected in ["proj/.git", "proj/.husky", "backup.git", "wt/.git"] {
+            assert!(read.contains(&notes.join(protected)), "{protected} read-only: {read:?}");
+        }
+        assert!(read.iter().any(|p| p.ends_with("store")), "the separate git dir: {read:?}");
+    }
+
+    #[test]
     fn a_file_argument_never_opens_its_sensitive_directory() {
         let tmp = tempfile::tempdir().unwrap();
         let home = tmp.path().canonicalize().unwrap();
         std::fs::create_dir_all(home.join(".config/autostart")).unwrap();
+        std::fs::create_dir_all(home.join(".local/lib")).unwrap();
         std::fs::create_dir_all(home.join("proj/src")).unwrap();
         std::fs::write(home.join(".config/app.json"), "{}").unwrap();
+        std::fs::write(home.join(".local/lib/app.db"), "").unwrap();
         std::fs::write(home.join("proj/.env"), "K=V").unwrap();
         std::fs::write(home.join("proj/README"), "").unwrap();
         let b = baseline(

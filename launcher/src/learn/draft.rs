@@ -43,6 +43,8 @@ pub struct Draft {
     pub sensitive: BTreeSet<(Sensitive, Access, PathBuf)>,
     /// Accesses outside the session's grants (refused then): not granted, listed.
     pub refused: BTreeSet<(Access, PathBuf, PathBuf)>,
+    /// Sessions that reached their cap (what the server did after is not in the draft).
+    pub cut_short: usize,
 }
 
 impl Draft {
@@ -65,7 +67,9 @@ impl Draft {
     fn add(&mut self, header: &Header, record: &Record, peaks: &mut Option<(u64, u64, u64)>) {
         match record {
             Record::File { access, path, exists, refused, tool } => {
-                if let Some(what) = sensitive::classify(path, &header.home) {
+                let closed = sensitive::classify(path, &header.home)
+                    .filter(|what| sensitive::closes(*what, *access == Access::Write));
+                if let Some(what) = closed {
                     self.sensitive.insert((what, *access, path.clone()));
                 } else if *refused {
                     self.refused.insert((*access, path.clone(), header.home.clone()));
@@ -94,6 +98,7 @@ impl Draft {
                 let (p, f, m) = peaks.get_or_insert((0, 0, 0));
                 (*p, *f, *m) = ((*p).max(*processes), (*f).max(*open_files), (*m).max(*memory));
             }
+            Record::CutShort { .. } => self.cut_short += 1,
             Record::Session(_) => {}
         }
     }
@@ -154,9 +159,15 @@ impl Draft {
     /// What the sessions touched and the draft does not grant, one line each, for `learn show`.
     pub fn left_out(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if self.cut_short > 0 {
+            lines.push(format!(
+                "{} session(s) reached the recording cap: what the server did after is NOT in this draft or this list",
+                self.cut_short
+            ));
+        }
         for (what, access, path) in &self.sensitive {
             let what = if *what == Sensitive::Secret { "secret" } else { "persistence location" };
-            lines.push(format!("{access:?} of {} ({what}): never granted", shown(path)));
+            lines.push(format!("{access:?} of {} ({what}): never granted", sensitive::shown(path)));
         }
         for (access, path, home) in self.refused.iter().filter(|(_, p, _)| !own_proc_entry(p)) {
             let hint = super::grant_hint(*access, path, home);
@@ -215,15 +226,32 @@ fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Opt
         return None;
     }
     let wide = widest(header, target);
-    // Never a grant that reaches a secret, a persistence location, or the home: narrowed towards
-    // the path one level at a time, down to the path itself (whose own sensitivity was checked).
+    // Never a grant that reaches a secret (a persistence location, for a write), a `.env` file or
+    // the home: narrowed towards the path one level at a time, down to the path itself (whose own
+    // sensitivity was checked).
     let closed = super::sensitive::locations(&header.home);
     let mut grant = wide;
-    while super::sensitive::reaches(&grant, &header.home, &closed) && grant != path {
+    let write = access == Access::Write;
+    while !grantable(&grant, &header.home, &closed, write) && grant != path {
         let rest = path.strip_prefix(&grant).ok()?;
         grant = grant.join(rest.components().next()?);
     }
     (!header.home.starts_with(&grant)).then_some(grant)
+}
+
+/// [`super::sensitive::grantable`], remembered per directory (it scans for `.env` files, and a
+/// draft asks about the same directories for every record).
+fn grantable(dir: &Path, home: &Path, closed: &[(PathBuf, super::sensitive::Sensitive)], write: bool) -> bool {
+    thread_local! {
+        static SEEN: std::cell::RefCell<BTreeMap<(PathBuf, bool), bool>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+    }
+    let key = (dir.to_path_buf(), write);
+    if let Some(known) = SEEN.with(|s| s.borrow().get(&key).copied()) {
+        return known;
+    }
+    let answer = super::sensitive::grantable(dir, home, closed, write);
+    SEEN.with(|s| s.borrow_mut().insert(key, answer));
+    answer
 }
 
 /// The widest grant the order allows for `target`: the argument that contains it, the
@@ -277,15 +305,6 @@ fn join(tools: &BTreeSet<String>) -> String {
         t.chars().map(|c| if c.is_ascii_alphanumeric() || "_.:/-".contains(c) { c } else { '?' }).collect()
     };
     tools.iter().map(safe).collect::<Vec<_>>().join(", ")
-}
-
-/// A path in a comment line: control characters escaped.
-fn shown(path: &Path) -> String {
-    path.display()
-        .to_string()
-        .chars()
-        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
-        .collect()
 }
 
 #[cfg(test)]
@@ -357,6 +376,19 @@ mod tests {
         assert!(text.contains("\"/home/me/notes\",  # tools: read_note, write_note"), "{text}");
         assert!(!text.contains("\"/home/me/notes\",\n    \"/home/me/notes\""), "tidy: one grant: {text}");
         assert!(d.left_out().iter().any(|l| l.contains("--allow-read /home/me/Documents/x")));
+    }
+
+    #[test]
+    fn a_draft_never_grants_a_directory_holding_a_dot_env() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(home.join(".config/app")).unwrap();
+        std::fs::write(home.join(".config/app/.env"), "K=V").unwrap();
+        std::fs::write(home.join(".config/app/settings.json"), "{}").unwrap();
+        let settings = home.join(".config/app/settings.json");
+        let records = vec![file(Access::Read, settings.to_str().unwrap(), None)];
+        let d = Draft::from_sessions("x", &[(header(&home), records)]);
+        assert_eq!(d.read.keys().collect::<Vec<_>>(), [&settings], "the file, not its directory");
     }
 
     #[test]

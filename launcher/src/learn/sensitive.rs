@@ -91,7 +91,18 @@ pub const SECRETS: &[&str] = &[
     ".config/openai",
     ".config/anthropic",
     ".config/huggingface",
-    ".cache/huggingface/token",
+    ".cache/huggingface",
+    ".gemini",
+    ".pgpass",
+    ".my.cnf",
+    ".local/share/fish",
+    ".config/VSCodium/User/globalStorage",
+    ".config/Code - OSS/User/globalStorage",
+    ".config/JetBrains",
+    ".local/share/JetBrains",
+    ".continue",
+    ".config/goose",
+    ".config/opencode",
     ".huggingface",
     ".kaggle",
     ".databrickscfg",
@@ -139,14 +150,91 @@ pub const PERSISTENCE: &[&str] = &[
     ".local/bin",
     ".bin",
     ".vimrc",
+    ".vim",
+    "bin",
+    ".bash_aliases",
+    ".inputrc",
+    ".local/lib",
+    ".cargo/bin",
+    ".cargo/config.toml",
+    ".cargo/config",
+    ".config/emacs",
+    ".local/share/nvim",
+    ".config/pip",
+    ".pip",
+    ".npm-global",
+    ".config/npm",
+    ".pyenv",
+    ".rbenv",
+    ".nvm",
+    ".deno/bin",
+    ".bun/bin",
+    ".go/bin",
+    "go/bin",
+    ".ssh/rc",
+    ".config/plasma-workspace",
+    ".config/kded5rc",
+    ".config/lxsession",
+    ".xsessionrc",
+    ".Xresources",
     ".config/nvim",
     ".emacs",
     ".emacs.d",
 ];
 
-/// File names that are secrets wherever they are (`.env`, `.env.local`, ...).
+/// File names that are secrets wherever they are (`.env`, `.env.local`, direnv's `.envrc`).
 pub fn is_env_file(name: &str) -> bool {
-    name == ".env" || name.starts_with(".env.")
+    name == ".env" || name.starts_with(".env.") || name == ".envrc"
+}
+
+/// A path for a line a user reads (stderr, `learn show`): control characters escaped, so that a
+/// name chosen by the server cannot forge or hide lines.
+pub fn shown(path: &Path) -> String {
+    path.display()
+        .to_string()
+        .chars()
+        .flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] })
+        .collect()
+}
+
+/// What a bounded scan of a tree found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scan {
+    /// A `.env` file lies at or beneath it.
+    pub env_file: bool,
+    /// Every entry was read (else the budget ran out first).
+    pub complete: bool,
+}
+
+/// Entries one scan reads at most.
+pub const SCAN_BUDGET: usize = 100_000;
+
+/// Directories a scan does not enter: installed packages and build output, not the user's own
+/// secrets (their test fixtures hold `.env` files) and large.
+const NOT_SCANNED: &[&str] =
+    &["node_modules", "site-packages", "dist-packages", ".git", "target", "__pycache__", ".venv", "venv", ".tox"];
+
+/// Looks for `.env` files at or beneath `path`, depth first, within [`SCAN_BUDGET`] entries.
+pub fn scan(path: &Path) -> Scan {
+    let mut budget = SCAN_BUDGET;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            budget = match budget.checked_sub(1) {
+                Some(b) => b,
+                None => return Scan { env_file: false, complete: false },
+            };
+            let name = entry.file_name();
+            if is_env_file(&name.to_string_lossy()) {
+                return Scan { env_file: true, complete: true };
+            }
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !NOT_SCANNED.iter().any(|n| name == *n) {
+                stack.push(entry.path());
+            }
+        }
+    }
+    Scan { env_file: false, complete: true }
 }
 
 /// What inside a git repository's `.git` runs code later: hooks, the config (which can point
@@ -164,26 +252,45 @@ fn git_persistence(path: &Path) -> bool {
         .any(|(i, p)| p == ".git" && parts[i + 1..].iter().any(|q| GIT_PERSISTENCE.contains(&q.as_str())))
 }
 
-/// The sensitive locations of `home` as paths: each listed entry, and where it really is when it
-/// is a symlink (`~/.gnupg -> ~/.dotfiles/gnupg` closes `~/.dotfiles/gnupg` too).
-pub fn locations(home: &Path) -> Vec<PathBuf> {
+/// The sensitive locations of `home` as paths, with what each is: each listed entry, and where it
+/// really is when it is a symlink (`~/.gnupg -> ~/.dotfiles/gnupg` closes `~/.dotfiles/gnupg`).
+pub fn locations(home: &Path) -> Vec<(PathBuf, Sensitive)> {
     let mut out = Vec::new();
-    for rel in SECRETS.iter().chain(PERSISTENCE) {
-        let path = home.join(rel);
-        if let Ok(real) = path.canonicalize()
-            && real != path
-        {
-            out.push(real);
+    let lists = [(SECRETS, Sensitive::Secret), (PERSISTENCE, Sensitive::Persistence)];
+    for (list, what) in lists {
+        for rel in list {
+            let path = home.join(rel);
+            if let Ok(real) = path.canonicalize()
+                && real != path
+            {
+                out.push((real, what));
+            }
+            out.push((path, what));
         }
-        out.push(path);
     }
     out
 }
 
-/// Would a grant of `dir` reach a sensitive location (one lies at or beneath it), or is it the
-/// home or above it? Such a directory is never granted whole.
-pub fn reaches(dir: &Path, home: &Path, locations: &[PathBuf]) -> bool {
-    home.starts_with(dir) || locations.iter().any(|l| l.starts_with(dir))
+/// Would a grant of `dir` reach a closed location (one lies at or beneath it), or is it the home
+/// or above it? Reads are closed to secrets; writes to secrets and persistence locations.
+pub fn reaches(dir: &Path, home: &Path, locations: &[(PathBuf, Sensitive)], write: bool) -> bool {
+    home.starts_with(dir)
+        || locations.iter().any(|(l, what)| (write || *what == Sensitive::Secret) && l.starts_with(dir))
+}
+
+/// A directory a draft may grant whole: it reaches nothing closed and holds no `.env` file (a
+/// tree too large to scan is not).
+pub fn grantable(dir: &Path, home: &Path, locations: &[(PathBuf, Sensitive)], write: bool) -> bool {
+    if reaches(dir, home, locations, write) {
+        return false;
+    }
+    !dir.is_dir() || scan(dir) == Scan { env_file: false, complete: true }
+}
+
+/// Is `what`, found at a path, closed to this kind of access? A persistence location may be
+/// read, never written.
+pub fn closes(what: Sensitive, write: bool) -> bool {
+    write || what == Sensitive::Secret
 }
 
 /// Is `path` (absolute, canonical) closed to a learning run? `home` is the server user's home.
@@ -242,10 +349,14 @@ mod tests {
         std::fs::create_dir_all(home.join(".dotfiles/gnupg")).unwrap();
         std::os::unix::fs::symlink(home.join(".dotfiles/gnupg"), home.join(".gnupg")).unwrap();
         let l = locations(&home);
-        assert!(reaches(&home.join(".cargo"), &home, &l), ".cargo holds credentials.toml");
-        assert!(reaches(&home.join(".config"), &home, &l) && reaches(&home, &home, &l));
-        assert!(reaches(&home.join(".dotfiles"), &home, &l), "the real place of a linked secret");
-        assert!(!reaches(&home.join(".config/app"), &home, &l));
+        assert!(reaches(&home.join(".cargo"), &home, &l, false), ".cargo holds credentials.toml");
+        assert!(reaches(&home.join(".config"), &home, &l, false) && reaches(&home, &home, &l, false));
+        assert!(reaches(&home.join(".dotfiles"), &home, &l, false), "the real place of a linked secret");
+        assert!(!reaches(&home.join(".config/app"), &home, &l, true));
+        assert!(
+            !reaches(&home.join(".local/lib"), &home, &l, false) && reaches(&home.join(".local/lib"), &home, &l, true),
+            "persistence: read, not written"
+        );
         assert_eq!(classify(&home.join(".dotfiles/gnupg/secring"), &home), Some(Sensitive::Secret));
     }
 }

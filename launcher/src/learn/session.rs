@@ -88,17 +88,25 @@ pub enum Record {
         open_files: u64,
         memory: u64,
     },
+    /// The session reached its cap: what the server did after is not recorded.
+    CutShort {
+        records: usize,
+    },
 }
 
-/// Distinct records one session keeps; past them the session says it was cut short and records
-/// nothing more (a server making endless distinct paths must not fill the disk or the supervisor).
+/// Distinct records one session keeps, and bytes it writes; past either the session says it was
+/// cut short and records nothing more (a server making endless distinct paths must not fill the
+/// disk or the supervisor).
 pub const RECORDS_MAX: usize = 20_000;
+const BYTES_MAX: usize = 8 << 20;
 
 /// The session being written.
 #[derive(Debug)]
 pub struct Writer {
     file: Mutex<File>,
     seen: Mutex<HashSet<Record>>,
+    /// Bytes written, and whether the cap was reached.
+    written: Mutex<(usize, bool)>,
     pub path: PathBuf,
 }
 
@@ -114,30 +122,36 @@ impl Writer {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
-        let writer = Writer { file: Mutex::new(file), seen: Mutex::default(), path };
+        let writer = Writer { file: Mutex::new(file), seen: Mutex::default(), written: Mutex::default(), path };
         writer.record(Record::Session(Box::new(header.clone())));
         Ok(writer)
     }
 
-    /// Appends `record` unless the session already has it.
+    /// Appends `record` unless the session already has it or reached its cap.
     pub fn record(&self, record: Record) {
-        let mut line = match serde_json::to_vec(&record) {
-            Ok(l) => l,
-            Err(_) => return,
-        };
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() >= RECORDS_MAX {
-                return;
-            }
-            if !seen.insert(record) {
-                return;
-            }
-            if seen.len() == RECORDS_MAX {
-                tracing::warn!("learn: {RECORDS_MAX} distinct records: the rest of this session is not recorded");
-            }
-        }
+        let Ok(mut line) = serde_json::to_vec(&record) else { return };
         line.push(b'\n');
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if written.1 {
+            return;
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.contains(&record) {
+            return;
+        }
+        if seen.len() + 1 >= RECORDS_MAX || written.0 + line.len() >= BYTES_MAX {
+            written.1 = true;
+            tracing::warn!(
+                "learn: the session reached its cap ({RECORDS_MAX} records, {} MiB): the rest of it is not recorded",
+                BYTES_MAX >> 20
+            );
+            let Ok(mut cut) = serde_json::to_vec(&Record::CutShort { records: seen.len() }) else { return };
+            cut.push(b'\n');
+            line = cut;
+        } else {
+            seen.insert(record);
+        }
+        written.0 += line.len();
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         if let Err(e) = file.write_all(&line) {
             tracing::warn!("learn: failed to append to the session file: {e}");

@@ -95,7 +95,11 @@ impl Tracer {
         }
         let exists = path.symlink_metadata().is_ok();
         // Learning runs close these whatever the grants; an ordinary run judges them by its grants.
-        let sensitive = self.session.as_ref().and_then(|_| sensitive::classify(path, &self.home));
+        let sensitive = self
+            .session
+            .as_ref()
+            .and_then(|_| sensitive::classify(path, &self.home))
+            .filter(|what| sensitive::closes(*what, access == Access::Write));
         if let Some(what) = sensitive {
             self.record(Record::Sensitive { what, access, path: path.into() });
             if self.allowed(access, path) {
