@@ -61,7 +61,7 @@ pub fn baseline(home: &Path, arguments: &[PathBuf]) -> Baseline {
             ));
             continue;
         };
-        let Some(repos) = git_persistence(&target) else {
+        let Some(repos) = git_persistence(&target).map(|found| inside(found, &target)) else {
             notes.push(format!(
                 "{} is too large to search for git repositories: read-only while learning",
                 sensitive::shown(&target)
@@ -202,7 +202,7 @@ fn home_entries(home: &Path, rel: &Path) -> Vec<PathBuf> {
 /// `.git` directory, the directory a `.git` file points to (worktrees, `--separate-git-dir`),
 /// bare repositories, and the `core.hooksPath` a repository's config names (husky's `.husky`).
 /// `None` when the tree is too large to search ([`sensitive::SCAN_BUDGET`] entries).
-fn git_persistence(dir: &Path) -> Option<Vec<PathBuf>> {
+pub(super) fn git_persistence(dir: &Path) -> Option<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut budget = sensitive::SCAN_BUDGET;
     let mut stack = vec![dir.to_path_buf()];
@@ -229,6 +229,21 @@ fn git_persistence(dir: &Path) -> Option<Vec<PathBuf>> {
         }
     }
     Some(out)
+}
+
+/// The paths of `found` that really are beneath `target` (symlinks and `..` resolved): only what
+/// lies inside a write grant needs to be made read-only there, and nothing a repository names
+/// (`gitdir: ../..`, a `.git` symlink to the home) may become a grant of its own.
+pub(super) fn inside(found: Vec<PathBuf>, target: &Path) -> Vec<PathBuf> {
+    let target = target.canonicalize().unwrap_or_else(|_| target.to_path_buf());
+    let mut out: Vec<PathBuf> = found
+        .into_iter()
+        .filter_map(|p| p.canonicalize().ok())
+        .filter(|p| p.starts_with(&target) && *p != target)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A bare repository: `HEAD`, `objects/` and `refs/` in the directory itself.
@@ -321,6 +336,19 @@ mod tests {
             assert!(read.contains(&notes.join(protected)), "{protected} read-only: {read:?}");
         }
         assert!(read.iter().any(|p| p.ends_with("store")), "the separate git dir: {read:?}");
+    }
+
+    #[test]
+    fn a_git_file_or_link_pointing_out_of_the_argument_grants_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(home.join("n2")).unwrap();
+        std::fs::create_dir_all(home.join("n5")).unwrap();
+        std::fs::create_dir_all(home.join(".ssh")).unwrap();
+        std::fs::write(home.join("n2/.git"), "gitdir: ..\n").unwrap();
+        std::os::unix::fs::symlink(&home, home.join("n5/.git")).unwrap();
+        let (read, _) = grants(&baseline(&home, &[home.join("n2"), home.join("n5")]));
+        assert!(!read.iter().any(|p| home.starts_with(p)), "the home, or above it, granted: {read:?}");
     }
 
     #[test]

@@ -117,10 +117,33 @@ impl Draft {
         self.exec = wider;
     }
 
+    /// Git's metadata inside each write grant, granted read (the view binds it read-only: hooks
+    /// and config run code later); a write grant too large to search becomes a read grant.
+    fn protect_repositories(&mut self) {
+        let marker = PROTECTED.to_string();
+        for dir in self.write.keys().cloned().collect::<Vec<_>>() {
+            if !dir.is_dir() {
+                continue;
+            }
+            match super::baseline::git_persistence(&dir).map(|found| super::baseline::inside(found, &dir)) {
+                Some(found) => {
+                    for path in found {
+                        self.read.entry(path).or_default().insert(marker.clone());
+                    }
+                }
+                None => {
+                    let tools = self.write.remove(&dir).unwrap_or_default();
+                    self.read.entry(dir).or_default().extend(tools);
+                }
+            }
+        }
+    }
+
     /// The draft as a profile file, with a comment on every grant.
     pub fn render(&self) -> String {
         let mut d = self.clone();
         d.tidy();
+        d.protect_repositories();
         let mut out = String::new();
         let _ = writeln!(out, "# Drafted by `mcp-warden learn` from {} session(s) of `{}`.", d.sessions, d.name);
         let _ = writeln!(out, "# Review it: it grants what the sessions used, nothing else.");
@@ -133,7 +156,11 @@ impl Draft {
                 out.push('\n');
             }
             for (path, tools) in list {
-                let why = if tools.is_empty() { String::new() } else { format!("  # tools: {}", join(tools)) };
+                let why = match tools.iter().next() {
+                    None => String::new(),
+                    Some(t) if t == PROTECTED => format!("  # {PROTECTED}"),
+                    Some(_) => format!("  # tools: {}", join(tools)),
+                };
                 let _ = writeln!(out, "    {},{why}", quoted(&path.to_string_lossy()));
             }
             out.push_str("]\n");
@@ -171,16 +198,20 @@ impl Draft {
         }
         for (access, path, home) in self.refused.iter().filter(|(_, p, _)| !own_proc_entry(p)) {
             let hint = super::grant_hint(*access, path, home);
-            lines.push(format!(
+            lines.push(sensitive::shown_text(&format!(
                 "{access:?} of {}: refused while learning (outside the baseline); to grant it: {hint}",
                 path.display()
-            ));
+            )));
         }
         lines
     }
 }
 
 type Grants = BTreeMap<PathBuf, BTreeSet<String>>;
+
+/// The comment of a read grant that keeps git's metadata read-only inside a write grant, kept in
+/// the place of the tools (a tool of that very name prints this same constant, nothing else).
+const PROTECTED: &str = "read-only: git metadata inside a write grant";
 
 /// Removes from `list` each grant at or beneath a grant of `wider` (beneath another grant of
 /// `list` itself when `None`), moving its tools there.
@@ -376,6 +407,23 @@ mod tests {
         assert!(text.contains("\"/home/me/notes\",  # tools: read_note, write_note"), "{text}");
         assert!(!text.contains("\"/home/me/notes\",\n    \"/home/me/notes\""), "tidy: one grant: {text}");
         assert!(d.left_out().iter().any(|l| l.contains("--allow-read /home/me/Documents/x")));
+    }
+
+    #[test]
+    fn a_written_directory_keeps_its_repositories_read_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().canonicalize().unwrap();
+        let repo = home.join("proj/repo");
+        std::fs::create_dir_all(repo.join(".git/hooks")).unwrap();
+        let mut h = header(&home);
+        h.argument_paths = vec![home.join("proj")];
+        let written = repo.join("file.txt");
+        let records = vec![file(Access::Write, written.to_str().unwrap(), None)];
+        let text = Draft::from_sessions("x", &[(h, records)]).render();
+        let parsed: toml::Table = toml::from_str(&text).unwrap();
+        let read: Vec<&str> =
+            parsed["filesystem"]["read"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+        assert!(read.contains(&repo.join(".git").to_str().unwrap()), "{text}");
     }
 
     #[test]
