@@ -45,11 +45,11 @@ pub struct Baseline {
 /// `home`: the server user's home; `arguments`: the server's command-line arguments.
 pub fn baseline(home: &Path, arguments: &[PathBuf]) -> Baseline {
     let home = home.canonicalize().unwrap_or_else(|_| home.to_path_buf());
-    let closed = sensitive::locations(&home);
+    let closed = sensitive::Closed::new(&home);
     let mut notes = Vec::new();
     let mut read: Vec<PathBuf> = RESOLVER_FILES.iter().map(PathBuf::from).filter(|p| p.exists()).collect();
     for entry in home_entries(&home, Path::new("")) {
-        read.extend(around(&entry, &Around { home: &home, closed: &closed, write: false }, SPLIT_DEPTH, &mut notes));
+        read.extend(around(&entry, &Around { closed: &closed, write: false }, SPLIT_DEPTH, &mut notes));
     }
     let mut write = Vec::new();
     let mut protect = Vec::new();
@@ -70,7 +70,7 @@ pub fn baseline(home: &Path, arguments: &[PathBuf]) -> Baseline {
             continue;
         };
         protect.extend(repos);
-        write.extend(around(&target, &Around { home: &home, closed: &closed, write: true }, SPLIT_DEPTH, &mut notes));
+        write.extend(around(&target, &Around { closed: &closed, write: true }, SPLIT_DEPTH, &mut notes));
     }
     let sourced = |list: Vec<PathBuf>| list.into_iter().map(|p| Sourced::flag("--learn", p)).collect();
     let layer = Profile {
@@ -110,11 +110,11 @@ pub fn argument_paths(arguments: &[PathBuf]) -> Vec<PathBuf> {
 /// that is a plain directory (not inside a home dot-directory, where tools keep what runs later:
 /// `~/.local/lib`, `~/.cargo/bin`, editors' start-up files) reaching nothing closed, else the file
 /// alone. Only under the home or a writable root, never the home or above it.
-fn writable(path: &Path, home: &Path, closed: &[(PathBuf, sensitive::Sensitive)]) -> Option<PathBuf> {
+fn writable(path: &Path, home: &Path, closed: &sensitive::Closed) -> Option<PathBuf> {
     let allowed_place = |p: &Path| {
         let in_home = p.starts_with(home) && p != home;
         let in_root = WRITABLE_ROOTS.iter().any(|r| p.starts_with(r) && p != Path::new(r));
-        (in_home || in_root) && sensitive::classify(p, home).is_none() && !sensitive::reaches(p, home, closed, true)
+        (in_home || in_root) && closed.classify(p).is_none() && !closed.reaches(p, true)
     };
     if path.is_dir() {
         return allowed_place(path).then(|| path.to_path_buf());
@@ -133,8 +133,7 @@ fn writable(path: &Path, home: &Path, closed: &[(PathBuf, sensitive::Sensitive)]
 
 /// What [`around`] keeps a grant away from.
 struct Around<'a> {
-    home: &'a Path,
-    closed: &'a [(PathBuf, sensitive::Sensitive)],
+    closed: &'a sensitive::Closed,
     /// A write grant (persistence locations closed too), else a read grant (secrets only).
     write: bool,
 }
@@ -151,7 +150,7 @@ fn around(dir: &Path, a: &Around<'_>, depth: usize, notes: &mut Vec<String>) -> 
     let name = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let closed_here = [&real, &dir.to_path_buf()]
         .iter()
-        .filter_map(|p| sensitive::classify(p, a.home))
+        .filter_map(|p| a.closed.classify(p))
         .any(|what| sensitive::closes(what, a.write));
     if closed_here || sensitive::is_env_file(&name) {
         return Vec::new();
@@ -161,7 +160,7 @@ fn around(dir: &Path, a: &Around<'_>, depth: usize, notes: &mut Vec<String>) -> 
         notes.push(format!("{} is too large to search for .env files: left out while learning", sensitive::shown(dir)));
         return Vec::new();
     }
-    if !sensitive::reaches(&real, a.home, a.closed, a.write) && !scan.env_file {
+    if !a.closed.reaches(&real, a.write) && !scan.env_file {
         return vec![real];
     }
     let Ok(entries) = std::fs::read_dir(&real) else { return Vec::new() };

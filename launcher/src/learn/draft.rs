@@ -54,8 +54,9 @@ impl Draft {
         for (header, records) in sessions {
             d.extends.clone_from(&header.profile);
             d.pass.extend(header.env.iter().cloned());
+            let closed = sensitive::Closed::new(&header.home);
             for record in records {
-                d.add(header, record, &mut peaks);
+                d.add(header, &closed, record, &mut peaks);
             }
         }
         d.limits = peaks.map(|(p, f, m): (u64, u64, u64)| {
@@ -64,16 +65,22 @@ impl Draft {
         d
     }
 
-    fn add(&mut self, header: &Header, record: &Record, peaks: &mut Option<(u64, u64, u64)>) {
+    fn add(
+        &mut self,
+        header: &Header,
+        closed: &sensitive::Closed,
+        record: &Record,
+        peaks: &mut Option<(u64, u64, u64)>,
+    ) {
         match record {
             Record::File { access, path, exists, refused, tool } => {
-                let closed = sensitive::classify(path, &header.home)
-                    .filter(|what| sensitive::closes(*what, *access == Access::Write));
-                if let Some(what) = closed {
+                let closed_here =
+                    closed.classify(path).filter(|what| sensitive::closes(*what, *access == Access::Write));
+                if let Some(what) = closed_here {
                     self.sensitive.insert((what, *access, path.clone()));
                 } else if *refused {
                     self.refused.insert((*access, path.clone(), header.home.clone()));
-                } else if let Some(grant) = generalise(header, *access, path, *exists) {
+                } else if let Some(grant) = generalise(header, closed, *access, path, *exists) {
                     let list = match access {
                         Access::Read => &mut self.read,
                         Access::Write => &mut self.write,
@@ -238,7 +245,13 @@ fn absorb(list: &mut Grants, wider: Option<&mut Grants>) {
 }
 
 /// The grant that covers one access, by the module's order; `None` when none is needed.
-fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Option<PathBuf> {
+fn generalise(
+    header: &Header,
+    closed: &sensitive::Closed,
+    access: Access,
+    path: &Path,
+    exists: bool,
+) -> Option<PathBuf> {
     if (access == Access::Read && !exists) || own_proc_entry(path) {
         return None;
     }
@@ -260,27 +273,27 @@ fn generalise(header: &Header, access: Access, path: &Path, exists: bool) -> Opt
     // Never a grant that reaches a secret (a persistence location, for a write), a `.env` file or
     // the home: narrowed towards the path one level at a time, down to the path itself (whose own
     // sensitivity was checked).
-    let closed = super::sensitive::locations(&header.home);
     let mut grant = wide;
     let write = access == Access::Write;
-    while !grantable(&grant, &header.home, &closed, write) && grant != path {
+    while !grantable(closed, &grant, write) && grant != path {
         let rest = path.strip_prefix(&grant).ok()?;
         grant = grant.join(rest.components().next()?);
     }
     (!header.home.starts_with(&grant)).then_some(grant)
 }
 
-/// [`super::sensitive::grantable`], remembered per directory (it scans for `.env` files, and a
+/// [`sensitive::Closed::grantable`], remembered per directory (it scans for `.env` files, and a
 /// draft asks about the same directories for every record).
-fn grantable(dir: &Path, home: &Path, closed: &[(PathBuf, super::sensitive::Sensitive)], write: bool) -> bool {
+fn grantable(closed: &sensitive::Closed, dir: &Path, write: bool) -> bool {
+    type Seen = BTreeMap<(PathBuf, PathBuf, bool), bool>;
     thread_local! {
-        static SEEN: std::cell::RefCell<BTreeMap<(PathBuf, bool), bool>> = const { std::cell::RefCell::new(BTreeMap::new()) };
+        static SEEN: std::cell::RefCell<Seen> = const { std::cell::RefCell::new(BTreeMap::new()) };
     }
-    let key = (dir.to_path_buf(), write);
+    let key = (closed.home().to_path_buf(), dir.to_path_buf(), write);
     if let Some(known) = SEEN.with(|s| s.borrow().get(&key).copied()) {
         return known;
     }
-    let answer = super::sensitive::grantable(dir, home, closed, write);
+    let answer = closed.grantable(dir, write);
     SEEN.with(|s| s.borrow_mut().insert(key, answer));
     answer
 }

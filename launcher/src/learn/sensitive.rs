@@ -256,68 +256,64 @@ fn git_persistence(path: &Path) -> bool {
         .any(|(i, p)| p == ".git" && parts[i + 1..].iter().any(|q| GIT_PERSISTENCE.contains(&q.as_str())))
 }
 
-/// The sensitive locations of `home` as paths, with what each is: each listed entry, and where it
-/// really is when it is a symlink (`~/.gnupg -> ~/.dotfiles/gnupg` closes `~/.dotfiles/gnupg`).
-pub fn locations(home: &Path) -> Vec<(PathBuf, Sensitive)> {
-    let mut out = Vec::new();
-    let lists = [(SECRETS, Sensitive::Secret), (PERSISTENCE, Sensitive::Persistence)];
-    for (list, what) in lists {
-        for rel in list {
-            let path = home.join(rel);
-            if let Ok(real) = path.canonicalize()
-                && real != path
-            {
-                out.push((real, what));
-            }
-            out.push((path, what));
-        }
-    }
-    out
-}
-
-/// Would a grant of `dir` reach a closed location (one lies at or beneath it), or is it the home
-/// or above it? Reads are closed to secrets; writes to secrets and persistence locations.
-pub fn reaches(dir: &Path, home: &Path, locations: &[(PathBuf, Sensitive)], write: bool) -> bool {
-    home.starts_with(dir)
-        || locations.iter().any(|(l, what)| (write || *what == Sensitive::Secret) && l.starts_with(dir))
-}
-
-/// A directory a draft may grant whole: it reaches nothing closed and holds no `.env` file (a
-/// tree too large to scan is not).
-pub fn grantable(dir: &Path, home: &Path, locations: &[(PathBuf, Sensitive)], write: bool) -> bool {
-    if reaches(dir, home, locations, write) {
-        return false;
-    }
-    !dir.is_dir() || scan(dir) == Scan { env_file: false, complete: true }
-}
-
 /// Is `what`, found at a path, closed to this kind of access? A persistence location may be
 /// read, never written.
 pub fn closes(what: Sensitive, write: bool) -> bool {
     write || what == Sensitive::Secret
 }
 
-/// Is `path` (absolute, canonical) closed to a learning run? `home` is the server user's home.
-pub fn classify(path: &Path, home: &Path) -> Option<Sensitive> {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
-    if is_env_file(&name) {
-        return Some(Sensitive::Secret);
+/// A home's closed locations, resolved once: each listed entry, and where it really is when it is
+/// a symlink (`~/.gnupg -> ~/.dotfiles/gnupg` closes `~/.dotfiles/gnupg` too).
+#[derive(Debug, Clone)]
+pub struct Closed {
+    home: PathBuf,
+    locations: Vec<(PathBuf, Sensitive)>,
+}
+
+impl Closed {
+    pub fn new(home: &Path) -> Closed {
+        let mut locations = Vec::new();
+        for (list, what) in [(SECRETS, Sensitive::Secret), (PERSISTENCE, Sensitive::Persistence)] {
+            for rel in list {
+                let path = home.join(rel);
+                if let Ok(real) = path.canonicalize()
+                    && real != path
+                {
+                    locations.push((real, what));
+                }
+                locations.push((path, what));
+            }
+        }
+        Closed { home: home.to_path_buf(), locations }
     }
-    if git_persistence(path) {
-        return Some(Sensitive::Persistence);
+
+    pub fn home(&self) -> &Path {
+        &self.home
     }
-    let under = |list: &[&str]| {
-        list.iter().any(|s| {
-            let listed = home.join(s);
-            path.starts_with(&listed) || listed.canonicalize().is_ok_and(|real| path.starts_with(real))
-        })
-    };
-    if under(SECRETS) {
-        Some(Sensitive::Secret)
-    } else if under(PERSISTENCE) {
-        Some(Sensitive::Persistence)
-    } else {
-        None
+
+    /// Is `path` (absolute, canonical) closed to a learning run, and as what?
+    pub fn classify(&self, path: &Path) -> Option<Sensitive> {
+        let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+        if is_env_file(&name) {
+            return Some(Sensitive::Secret);
+        }
+        if git_persistence(path) {
+            return Some(Sensitive::Persistence);
+        }
+        let under = |what: Sensitive| self.locations.iter().any(|(l, w)| *w == what && path.starts_with(l));
+        [Sensitive::Secret, Sensitive::Persistence].into_iter().find(|what| under(*what))
+    }
+
+    /// Would a grant of `dir` reach a closed location (one lies at or beneath it), or is it the
+    /// home or above it? Reads are closed to secrets; writes to secrets and persistence locations.
+    pub fn reaches(&self, dir: &Path, write: bool) -> bool {
+        self.home.starts_with(dir) || self.locations.iter().any(|(l, what)| closes(*what, write) && l.starts_with(dir))
+    }
+
+    /// A directory a draft may grant whole: it reaches nothing closed and holds no `.env` file (a
+    /// tree too large to scan is not).
+    pub fn grantable(&self, dir: &Path, write: bool) -> bool {
+        !self.reaches(dir, write) && (!dir.is_dir() || scan(dir) == Scan { env_file: false, complete: true })
     }
 }
 
@@ -328,7 +324,8 @@ mod tests {
     #[test]
     fn secrets_and_persistence_are_recognised_and_the_rest_is_not() {
         let home = Path::new("/home/me");
-        let c = |p: &str| classify(Path::new(p), home);
+        let closed = Closed::new(home);
+        let c = |p: &str| closed.classify(Path::new(p));
         assert_eq!(c("/home/me/.ssh/id_ed25519"), Some(Sensitive::Secret));
         assert_eq!(c("/home/me/.config/gcloud/credentials.db"), Some(Sensitive::Secret));
         assert_eq!(c("/home/me/src/app/.env"), Some(Sensitive::Secret));
@@ -352,15 +349,15 @@ mod tests {
         let home = tmp.path().canonicalize().unwrap();
         std::fs::create_dir_all(home.join(".dotfiles/gnupg")).unwrap();
         std::os::unix::fs::symlink(home.join(".dotfiles/gnupg"), home.join(".gnupg")).unwrap();
-        let l = locations(&home);
-        assert!(reaches(&home.join(".cargo"), &home, &l, false), ".cargo holds credentials.toml");
-        assert!(reaches(&home.join(".config"), &home, &l, false) && reaches(&home, &home, &l, false));
-        assert!(reaches(&home.join(".dotfiles"), &home, &l, false), "the real place of a linked secret");
-        assert!(!reaches(&home.join(".config/app"), &home, &l, true));
+        let l = Closed::new(&home);
+        assert!(l.reaches(&home.join(".cargo"), false), ".cargo holds credentials.toml");
+        assert!(l.reaches(&home.join(".config"), false) && l.reaches(&home, false));
+        assert!(l.reaches(&home.join(".dotfiles"), false), "the real place of a linked secret");
+        assert!(!l.reaches(&home.join(".config/app"), true));
         assert!(
-            !reaches(&home.join(".local/lib"), &home, &l, false) && reaches(&home.join(".local/lib"), &home, &l, true),
+            !l.reaches(&home.join(".local/lib"), false) && l.reaches(&home.join(".local/lib"), true),
             "persistence: read, not written"
         );
-        assert_eq!(classify(&home.join(".dotfiles/gnupg/secring"), &home), Some(Sensitive::Secret));
+        assert_eq!(l.classify(&home.join(".dotfiles/gnupg/secring")), Some(Sensitive::Secret));
     }
 }

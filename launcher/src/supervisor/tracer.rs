@@ -45,7 +45,8 @@ pub struct TracerInputs {
 pub struct Tracer {
     /// A learning run's session file.
     session: Option<Writer>,
-    home: PathBuf,
+    /// The home's secrets and persistence locations, resolved once.
+    closed: sensitive::Closed,
     grants: Vec<(PathBuf, FsAccess)>,
     scratch: Option<PathBuf>,
     hidden: bool,
@@ -67,7 +68,7 @@ impl Tracer {
         };
         Ok(Tracer {
             session,
-            home: inputs.home,
+            closed: sensitive::Closed::new(&inputs.home),
             grants: inputs.grants,
             scratch: inputs.scratch,
             hidden: inputs.hidden,
@@ -98,7 +99,7 @@ impl Tracer {
         let sensitive = self
             .session
             .as_ref()
-            .and_then(|_| sensitive::classify(path, &self.home))
+            .and_then(|_| self.closed.classify(path))
             .filter(|what| sensitive::closes(*what, access == Access::Write));
         if let Some(what) = sensitive {
             self.record(Record::Sensitive { what, access, path: path.into() });
@@ -154,7 +155,7 @@ impl Tracer {
                 format!("{access:?} outside {whose}"),
                 "no grant by path (a process's own /proc entries change with its pid)".to_string(),
             ),
-            None => (format!("{access:?} outside {whose}"), crate::learn::grant_hint(access, path, &self.home)),
+            None => (format!("{access:?} outside {whose}"), crate::learn::grant_hint(access, path, self.closed.home())),
         };
         // In the hidden root a path beneath no grant is not there at all.
         let hidden = self.hidden && !self.grants.iter().any(|(dir, _)| path.starts_with(dir));
