@@ -456,9 +456,16 @@ const TRACED: &[&str] = &[
     "linkat",
 ];
 
-/// The traced calls this architecture has (`open`, `creat` and friends are x86-only).
+/// The traced calls this architecture has (`open`, `creat` and friends are x86-only), looked up
+/// by name once.
 pub fn traced_calls() -> impl Iterator<Item = Sysno> {
-    TRACED.iter().filter_map(|name| name.parse::<Sysno>().ok())
+    static CALLS: std::sync::OnceLock<Vec<Sysno>> = std::sync::OnceLock::new();
+    CALLS.get_or_init(|| TRACED.iter().filter_map(|name| name.parse::<Sysno>().ok()).collect()).iter().copied()
+}
+
+/// Is `nr` one of the traced calls? (Asked for every notification of a learning run.)
+pub fn is_traced(nr: i64) -> bool {
+    traced_calls().any(|s| s.id() as i64 == nr)
 }
 
 impl SyscallPolicy {

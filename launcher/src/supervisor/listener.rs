@@ -38,7 +38,7 @@ pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
             let refused = denied_whole(&shared.policy, n.nr) || shared.policy.sets_privilege_bits(n.nr, &n.args);
             match (&shared.broker, &shared.tracer) {
                 (Some((_, mediated)), _) if mediated.covers(n.nr, &n.args) && !refused => mediate(&shared, n),
-                (_, Some(tracer)) if traced(n.nr) && !refused => {
+                (_, Some(tracer)) if crate::layers::seccomp::is_traced(n.nr) && !refused => {
                     tracer.file_call(&n, || notify::still_pending(shared.fd.as_fd(), n.id));
                     let _ = notify::respond_continue(shared.fd.as_fd(), n.id);
                 }
@@ -69,11 +69,6 @@ fn next(listener: BorrowedFd<'_>) -> Option<Notification> {
             return Some(n);
         }
     }
-}
-
-/// Is this one of a learning run's traced file calls?
-fn traced(nr: i64) -> bool {
-    crate::layers::seccomp::traced_calls().any(|s| s.id() as i64 == nr)
 }
 
 /// A call of the deny-set is refused even when the broker would otherwise perform it.
