@@ -111,19 +111,24 @@ fn check_executable(p: &Path) -> Result<PathBuf, PlanError> {
 
 /// The interpreter a script's `#!` line names.
 pub fn shebang_interpreter(program: &Path) -> Option<PathBuf> {
+    let line = shebang_line(program)?;
+    let interp = line.split(|b| *b == b' ' || *b == b'\t').find(|s| !s.is_empty())?;
+    Some(PathBuf::from(OsStr::from_bytes(interp)))
+}
+
+/// A script's `#!` line, without the `#!` (at most its first 256 bytes). A regular file only,
+/// opened without blocking: a FIFO or device named as the program must not hang the launcher (or
+/// `wrap`) before anything starts.
+pub fn shebang_line(program: &Path) -> Option<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut head = [0u8; 256];
-    // A regular file only, opened without blocking: a FIFO or device named as the program must
-    // not hang the launcher (or `wrap`) before anything starts.
     if !std::fs::metadata(program).is_ok_and(|m| m.is_file()) {
         return None;
     }
+    let mut head = [0u8; 256];
     let mut open = std::fs::OpenOptions::new();
     open.read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY);
     let n = open.open(program).and_then(|mut f| f.read(&mut head)).ok()?;
     let line = head[..n].strip_prefix(b"#!")?;
-    let line = line.split(|b| *b == b'\n').next()?;
-    let interp = line.split(|b| *b == b' ' || *b == b'\t').find(|s| !s.is_empty())?;
-    Some(PathBuf::from(OsStr::from_bytes(interp)))
+    line.split(|b| *b == b'\n').next().map(<[u8]>::to_vec)
 }

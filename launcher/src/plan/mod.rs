@@ -43,7 +43,7 @@ use crate::profile::vars::{ServerArgs, Vars};
 use crate::profile::{Level, LoadedProfile, Origin, Size, Syscalls, Violation};
 
 pub use blind_spots::BlindSpot;
-pub use command::CommandPlan;
+pub use command::{CommandPlan, shebang_line};
 pub use error::{NotExecutable, PlanError};
 pub use fs::FsPlan;
 pub use identity::{Identity, NamespaceAccess, PidNamespace};

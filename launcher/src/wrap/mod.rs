@@ -125,15 +125,8 @@ fn runtime_profile(program: &str, command: &str) -> Option<&'static str> {
 fn script_runtime(command: &Path) -> Option<&'static str> {
     let real = command.canonicalize().ok().filter(|p| p.is_file())?;
     let in_venv = real.parent().and_then(Path::parent).is_some_and(|v| v.join("pyvenv.cfg").is_file());
-    let mut head = [0u8; 256];
-    // Only a regular file, opened without blocking (a FIFO named as the command must not hang wrap).
-    let open = || {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY).open(&real)
-    };
-    let read = open().and_then(|mut f| std::io::Read::read(&mut f, &mut head)).unwrap_or(0);
-    let first = String::from_utf8_lossy(&head[..read]);
-    let shebang = first.strip_prefix("#!").and_then(|l| l.lines().next()).unwrap_or_default();
+    let line = crate::plan::shebang_line(&real).unwrap_or_default();
+    let shebang = String::from_utf8_lossy(&line);
     match () {
         _ if in_venv || shebang.contains("python") => Some("python"),
         _ if shebang.contains("node") => Some("node"),
