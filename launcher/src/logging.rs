@@ -42,3 +42,13 @@ where
         writeln!(w)
     }
 }
+
+/// Text a server chose (a path, a command or tool name), for a line a user reads: control
+/// characters, line and paragraph separators and bidirectional overrides escaped, so that it
+/// cannot forge, erase, hide or reorder lines on the client's stderr or in a report.
+pub fn printable(text: &str) -> String {
+    let unsafe_char = |c: char| {
+        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    };
+    text.chars().flat_map(|c| if unsafe_char(c) { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
+}

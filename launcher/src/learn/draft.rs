@@ -205,7 +205,7 @@ impl Draft {
         }
         for (access, path, home) in self.refused.iter().filter(|(_, p, _)| !own_proc_entry(p)) {
             let hint = super::grant_hint(*access, path, home);
-            lines.push(sensitive::shown_text(&format!(
+            lines.push(crate::logging::printable(&format!(
                 "{access:?} of {}: refused while learning (outside the baseline); to grant it: {hint}",
                 path.display()
             )));

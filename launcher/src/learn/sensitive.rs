@@ -187,18 +187,9 @@ pub fn is_env_file(name: &str) -> bool {
     name == ".env" || name.starts_with(".env.") || name == ".envrc"
 }
 
-/// A path for a line a user reads (stderr, `learn show`): see [`shown_text`].
+/// A path for a line a user reads (stderr, `learn show`), escaped ([`crate::logging::printable`]).
 pub fn shown(path: &Path) -> String {
-    shown_text(&path.display().to_string())
-}
-
-/// Text a server chose, for a line a user reads: control characters, line and paragraph
-/// separators and bidirectional overrides escaped, so that it cannot forge, hide or reorder lines.
-pub fn shown_text(text: &str) -> String {
-    let unsafe_char = |c: char| {
-        c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    };
-    text.chars().flat_map(|c| if unsafe_char(c) { c.escape_unicode().collect::<Vec<_>>() } else { vec![c] }).collect()
+    crate::logging::printable(&path.display().to_string())
 }
 
 /// What a bounded scan of a tree found.

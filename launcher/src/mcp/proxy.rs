@@ -489,7 +489,7 @@ impl State {
                         pins_changed = true;
                         tools.changed.insert(name.clone());
                         let why = format!("{name}: changed since it was pinned (mcp-warden pins accept)");
-                        eprintln!("mcp-warden: tool {}", why.escape_debug());
+                        eprintln!("mcp-warden: tool {}", crate::logging::printable(&why));
                         hidden.push(why);
                         return false;
                     }

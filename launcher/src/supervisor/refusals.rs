@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditLog;
 use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Verdict};
+use crate::logging::printable;
 use crate::mcp::InFlight;
 
 /// One refused call, as the layer that refused it describes it.
@@ -164,12 +165,6 @@ fn what(r: &Refusal) -> String {
     let args: Vec<String> = r.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let path = r.path.as_deref().map(|p| format!(" on {p}")).unwrap_or_default();
     printable(&format!("{}({}){path}", r.syscall, args.join(", ")))
-}
-
-/// `s` with control characters escaped: a path or command name chosen by the server must not
-/// forge or erase lines on the client's stderr.
-fn printable(s: &str) -> String {
-    s.chars().flat_map(|c| if c.is_control() { c.escape_default().collect::<Vec<_>>() } else { vec![c] }).collect()
 }
 
 /// The thread's process and command name, from /proc (absent fields if it is already gone).
