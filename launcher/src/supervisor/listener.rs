@@ -123,27 +123,37 @@ pub(super) fn own_proc(path: &str, pid: u32) -> String {
 /// The path a call names: a string in its memory (relative ones joined to the directory they are
 /// relative to), or a file descriptor's target.
 fn path_of(n: &Notification, arg: PathArg) -> Option<String> {
-    let pid = n.pid;
-    let fd_target = |fd: u64| std::fs::read_link(format!("/proc/{pid}/fd/{}", fd as i32)).ok();
     match arg {
-        PathArg::Fd(i) => fd_target(n.args[i]).map(|p| p.display().to_string()),
-        PathArg::Path(i) | PathArg::At(i) => {
-            let path = read_string(Pid::from_raw(pid as i32), n.args[i])?;
-            if path.starts_with('/') {
-                return Some(path);
-            }
-            let base = match arg {
-                PathArg::At(_) if n.args[0] as i32 != libc::AT_FDCWD => fd_target(n.args[0]),
-                _ => std::fs::read_link(format!("/proc/{pid}/cwd")).ok(),
-            };
-            Some(base.map_or(path.clone(), |b| b.join(&path).display().to_string()))
-        }
+        PathArg::Fd(i) => fd_target(n.pid, n.args[i]).map(|p| p.display().to_string()),
+        PathArg::Path(i) => absolute(n, None, i),
+        PathArg::At(i) => absolute(n, Some(0), i),
     }
+}
+
+/// The path a call names in argument `path` (a string in its memory), made absolute: a relative
+/// one joined to the directory fd in argument `dirfd` (`*at` calls, unless `AT_FDCWD`) or to the
+/// working directory. `None` when the string cannot be read; the string as written when its
+/// directory cannot.
+pub(super) fn absolute(n: &Notification, dirfd: Option<usize>, path: usize) -> Option<String> {
+    let written = read_string(Pid::from_raw(n.pid as i32), n.args[path])?;
+    if written.starts_with('/') || written.is_empty() {
+        return Some(written);
+    }
+    let base = match dirfd.map(|i| n.args[i]).filter(|fd| *fd as i32 != libc::AT_FDCWD) {
+        Some(fd) => fd_target(n.pid, fd),
+        None => std::fs::read_link(format!("/proc/{}/cwd", n.pid)).ok(),
+    };
+    Some(base.map_or(written.clone(), |b| b.join(&written).display().to_string()))
+}
+
+/// What a descriptor of the caller refers to.
+fn fd_target(pid: u32, fd: u64) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/fd/{}", fd as i32)).ok()
 }
 
 /// A NUL-terminated string at `addr` in `pid`'s memory, at most PATH_MAX bytes, read a page at a
 /// time so that a string ending just before an unmapped page is still read.
-pub(super) fn read_string(pid: Pid, addr: u64) -> Option<String> {
+fn read_string(pid: Pid, addr: u64) -> Option<String> {
     const PAGE: u64 = 4096;
     let mut out = Vec::new();
     let mut at = addr;

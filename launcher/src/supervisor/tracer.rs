@@ -12,9 +12,7 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use nix::unistd::Pid;
-
-use super::listener::{own_proc, read_string};
+use super::listener::{absolute, own_proc};
 use super::refusals::{Refusal, Refusals};
 use crate::audit::record::DenyLayer;
 use crate::layers::broker::{Observer, Proto};
@@ -290,19 +288,9 @@ fn traced_paths(n: &Notification) -> Vec<(Access, At)> {
 /// The absolute path a call names, read from its memory: relative ones joined to the directory
 /// fd or the working directory, `/proc/self` written with the caller's pid.
 fn resolve(n: &Notification, at: At) -> Option<PathBuf> {
-    let path = read_string(Pid::from_raw(n.pid as i32), n.args[at.path])?;
-    if path.is_empty() {
-        return None; // AT_EMPTY_PATH: the fd itself, already open
-    }
-    if path.starts_with('/') {
-        return Some(PathBuf::from(own_proc(&path, n.pid)));
-    }
-    let dirfd = at.dirfd.map(|i| n.args[i] as i32).filter(|fd| *fd != libc::AT_FDCWD);
-    let base = match dirfd {
-        Some(fd) => std::fs::read_link(format!("/proc/{}/fd/{fd}", n.pid)).ok()?,
-        None => std::fs::read_link(format!("/proc/{}/cwd", n.pid)).ok()?,
-    };
-    Some(base.join(path))
+    let path = absolute(n, at.dirfd, at.path)?;
+    // Empty: AT_EMPTY_PATH, the fd itself, already open; relative: its directory is gone.
+    path.starts_with('/').then(|| PathBuf::from(own_proc(&path, n.pid)))
 }
 
 /// The path with its symlinks and `..` resolved (as the supervisor sees the host: the server's
