@@ -255,6 +255,17 @@ pub fn command_as(who: Who, program: impl AsRef<OsStr>) -> Command {
     }
 }
 
+/// `program` as `who` with exactly `env` (and a minimal PATH and LANG), through env(1): runuser
+/// resets HOME to the user's own, so a test's home must be set on the far side.
+pub fn command_with_env(who: Who, env: &[(&str, String)], program: impl AsRef<OsStr>) -> Command {
+    let mut c = command_as(who, "/usr/bin/env");
+    c.env_clear();
+    c.arg("PATH=/usr/local/bin:/usr/bin:/bin").arg("LANG=C.UTF-8");
+    c.args(env.iter().map(|(k, v)| format!("{k}={v}")));
+    c.arg(program);
+    c
+}
+
 /// `mcp-warden ARGS` as `who`, with a minimal, known environment.
 pub fn warden_as(who: Who, args: &[&OsStr]) -> Command {
     let mut c = command_as(who, warden());

@@ -60,15 +60,12 @@ impl Home {
 
     /// `program ARGS` as the home's user, with HOME and the XDG directories inside it.
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        // Through env(1): runuser resets HOME to the user's own.
-        let mut c = command_as(self.who, "/usr/bin/env");
-        c.env_clear();
-        c.arg("PATH=/usr/local/bin:/usr/bin:/bin").arg("LANG=C.UTF-8");
-        c.arg(format!("HOME={}", self.path.display()));
-        c.arg(format!("XDG_STATE_HOME={}", self.join(".local/state").display()));
-        c.arg(format!("XDG_CONFIG_HOME={}", self.join(".config").display()));
-        c.arg(program);
-        c
+        let vars = [
+            ("HOME", self.path.display().to_string()),
+            ("XDG_STATE_HOME", self.join(".local/state").display().to_string()),
+            ("XDG_CONFIG_HOME", self.join(".config").display().to_string()),
+        ];
+        command_with_env(self.who, &vars, program)
     }
 
     fn warden(&self, args: &[&str]) -> Output {

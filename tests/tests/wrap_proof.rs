@@ -30,16 +30,12 @@ fn home_in(value: &Value, home: &Path) -> Value {
     serde_json::from_str(&value.to_string().replace("$HOME", &home.display().to_string())).unwrap()
 }
 
-/// `program` as `who` with the proof home's environment (through env(1): runuser resets HOME).
+/// `program` as `who` with the proof home's environment and `env`.
 fn in_home(who: Who, home: &Path, env: &[(String, String)], program: impl AsRef<std::ffi::OsStr>) -> Command {
-    let mut c = command_as(who, "/usr/bin/env");
-    c.env_clear();
-    c.arg("PATH=/usr/local/bin:/usr/bin:/bin").arg("LANG=C.UTF-8");
-    c.arg(format!("HOME={}", home.display()));
-    c.arg(format!("XDG_STATE_HOME={}", state_home(who).display()));
-    c.args(env.iter().map(|(k, v)| format!("{k}={v}")));
-    c.arg(program);
-    c
+    let mut vars =
+        vec![("HOME", home.display().to_string()), ("XDG_STATE_HOME", state_home(who).display().to_string())];
+    vars.extend(env.iter().map(|(k, v)| (k.as_str(), v.clone())));
+    command_with_env(who, &vars, program)
 }
 
 /// The test user when the tests run as root: desktop clients start servers as their user.
