@@ -189,16 +189,9 @@ fn render_row(out: &mut dyn Write, r: &Row, every_layer: Option<&Row>) -> io::Re
     Ok(())
 }
 
-/// `score X.X LABEL`, the score on this host (for `wrap`), or why there is none.
-pub fn wrap_line(run_args: &[String]) -> String {
-    use clap::Parser;
-    let argv = ["mcp-warden"].iter().map(|s| s.to_string()).chain(run_args.iter().cloned());
-    let plan = match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
-        Ok(crate::cli::Command::Run(args)) => super::build_plan(args).map_err(|e| e.to_string()),
-        Ok(_) => Err("not a run command".into()),
-        Err(e) => Err(e.to_string().lines().next().unwrap_or_default().to_string()),
-    };
-    match plan.and_then(|p| summary(&p).map_err(|e| e.to_string())) {
+/// The score `wrap` prints for a wrapped server whose plan it resolved.
+pub fn wrap_line(plan: &Plan) -> String {
+    match summary(plan) {
         Ok(s) => format!("score {} {}", s.this_host.score, s.this_host.label),
         Err(why) => format!("no score: {why}"),
     }

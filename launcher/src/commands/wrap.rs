@@ -141,7 +141,7 @@ fn plan_report(run_args: &[String]) -> Vec<String> {
         None if plan.warnings().iter().any(|w| w.contains("would start and fail at once")) => {
             "would start and fail at once (the warning above says what to grant)".into()
         }
-        None => format!("would start; {}", super::score::wrap_line(run_args)),
+        None => format!("would start; {}", super::score::wrap_line(&plan)),
     });
     lines
 }
