@@ -23,7 +23,7 @@ pub fn render(out: &mut dyn Write, plan: &Plan, refusal: Option<&str>) -> io::Re
     }
     match refusal {
         Some(why) => writeln!(out, "\nverdict: `run` would REFUSE to start this server: {why}"),
-        None if plan.warnings().iter().any(|w| w.contains("would start and fail at once")) => writeln!(
+        None if plan.fails_at_start() => writeln!(
             out,
             "\nverdict: `run` would start this server, but it would fail at once: it cannot read its own installation (see the warning above)"
         ),

@@ -138,9 +138,7 @@ fn plan_report(run_args: &[String]) -> Vec<String> {
     lines.extend(plan.warnings().iter().map(|w| format!("warning: {w}")));
     lines.push(match refusal {
         Some(e) => format!("would NOT start: {e}{}", e.hint().map(|h| format!("; fix: {h}")).unwrap_or_default()),
-        None if plan.warnings().iter().any(|w| w.contains("would start and fail at once")) => {
-            "would start and fail at once (the warning above says what to grant)".into()
-        }
+        None if plan.fails_at_start() => "would start and fail at once (the warning above says what to grant)".into(),
         None => format!("would start; {}", super::score::wrap_line(&plan)),
     });
     lines

@@ -119,6 +119,8 @@ pub struct Plan {
     /// File calls go to the supervisor, which explains the refused ones (`--explain-denials`,
     /// and every learning run).
     trace_files: bool,
+    /// The server cannot read its own installation: it would start and fail at once.
+    fails_at_start: bool,
     /// How long the server has to exit after a forwarded termination signal (or once its client is
     /// gone) before its tree is killed.
     stop_timeout: Duration,
@@ -154,9 +156,11 @@ impl Plan {
             fs.grant_runtime(runtime, &cmd.program, &cmd.argv[1..], &inputs.cwd, &identity.home);
         }
         fs.note_command_links(&cmd);
+        let mut unreadable = None;
         if levels[&Layer::Landlock] != Level::Off {
             fs.check_exec_allowed(&cmd.program)?;
-            if let Some((what, path, dir)) = fs.unreadable_installation(&cmd.program, &cmd.argv[1..], &inputs.cwd) {
+            unreadable = fs.unreadable_installation(&cmd.program, &cmd.argv[1..], &inputs.cwd);
+            if let Some((what, path, dir)) = &unreadable {
                 warnings.push(format!(
                     "the server's {what} {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {}` (or a runtime profile such as `node` or `python`)",
                     path.display(),
@@ -221,6 +225,7 @@ impl Plan {
             monitor,
             mcp,
             trace_files: learn.is_some() || options.explain_denials,
+            fails_at_start: unreadable.is_some(),
             learn,
             stop_timeout: Duration::from_secs(options.stop_timeout.unwrap_or(5)),
             levels,
@@ -364,6 +369,12 @@ impl Plan {
     /// The learning run, when this is one.
     pub fn learn(&self) -> Option<&LearnPlan> {
         self.learn.as_ref()
+    }
+
+    /// Would the server start and fail at once (its script, virtualenv or interpreter unreadable;
+    /// a warning says what to grant)?
+    pub fn fails_at_start(&self) -> bool {
+        self.fails_at_start
     }
 
     /// Are file calls traced (to explain refusals, and to record them in a learning run)?
