@@ -238,19 +238,67 @@ impl NetRule {
     }
 }
 
-/// Global configuration the loader writes before attaching (a one-element array map).
+/// How much the probes record for one server.
+pub mod level {
+    /// The process tree (exec, fork, exit) and the network operations the cgroup programs decide:
+    /// scheduler and signal tracepoints, no per-syscall program.
+    pub const TREE: u32 = 0;
+    /// Also every open, failed exec, per-process syscall counts and the file, port and signal
+    /// calls refused by Landlock or the filesystem view. Needs the `sys_enter`/`sys_exit`
+    /// tracepoints, which put every process of the host on the traced syscall path while any
+    /// `full` server runs.
+    pub const FULL: u32 = 1;
+}
+
+/// One monitored server's settings, the value of `SERVERS` under its cgroup id. The programs
+/// are shared by every server of the host; this is what tells them apart.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Config {
-    /// cgroup v2 id of the server's cgroup: every tracepoint program filters on it.
-    pub cgroup_id: u64,
+pub struct Server {
     /// 1 = audit mode: log what would be denied, deny nothing.
     pub audit: u32,
     pub rule_count: u32,
     /// 1 = allow raw inet sockets.
     pub allow_raw: u32,
+    /// [`level::TREE`] or [`level::FULL`].
+    pub level: u32,
+    /// The launcher that owns the entry: a later launcher removes entries whose owner is gone.
+    pub owner_pid: u32,
+    pub _pad: u32,
+    /// The owner's start time (clock ticks after boot, `/proc/PID/stat` field 22), so that a
+    /// reused pid is not taken for the owner.
+    pub owner_start: u64,
+}
+
+/// Key of `RULES`: the server's cgroup id and the rule's index.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuleKey {
+    pub cgroup_id: u64,
+    pub index: u32,
     pub _pad: u32,
 }
+
+/// Key of `SYSCALLS`: calls of syscall `nr` by process `tgid` of the server in `cgroup_id`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CallKey {
+    pub cgroup_id: u64,
+    pub tgid: u32,
+    pub nr: u32,
+}
+
+/// One server's counters (per CPU), the value of `COUNTERS` under its cgroup id; indexed by the
+/// [`counter`] constants.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Counters {
+    pub values: [u64; counter::COUNT as usize],
+}
+
+/// `NetEvent::ret` when the result is not known: the cgroup programs decide before the call
+/// completes, and only the `full` level follows it to its exit.
+pub const NO_RESULT: i64 = i64::MIN;
 
 #[cfg(feature = "user")]
 mod user {
@@ -258,7 +306,10 @@ mod user {
     // SAFETY (all impls): plain #[repr(C)] data with explicit padding and no pointers; every bit
     // pattern is a valid value.
     unsafe impl aya::Pod for NetRule {}
-    unsafe impl aya::Pod for Config {}
+    unsafe impl aya::Pod for Server {}
+    unsafe impl aya::Pod for RuleKey {}
+    unsafe impl aya::Pod for CallKey {}
+    unsafe impl aya::Pod for Counters {}
     unsafe impl aya::Pod for OpenKey {}
     unsafe impl aya::Pod for Header {}
     unsafe impl aya::Pod for ExecEvent {}

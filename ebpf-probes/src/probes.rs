@@ -1,35 +1,52 @@
 //! The programs, their maps and load-time constants.
+//!
+//! The programs are loaded once per host and shared by every monitored server (the launcher pins
+//! them in bpffs). A server is its cgroup: `SERVERS` holds its settings and `RINGS` its own ring
+//! buffer under its cgroup id, so a task outside every server costs one hash lookup on the few
+//! tracepoints attached by default (task creation, exec, exit, signals), and nothing per syscall
+//! unless a server asks for the `full` level.
 
 use core::mem::size_of;
 
 use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
 use aya_ebpf::{
+    EbpfContext,
+    btf_maps::{HashOfMaps, RingBuf},
     helpers::{
-        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_uid_gid,
-        bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf, bpf_probe_read_user,
-        bpf_probe_read_user_str_bytes,
+        bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
-    macros::{cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    macros::{btf_map, cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
+    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
     programs::{LsmContext, RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
 };
 use mcp_warden_ebpf_common::{
-    ARG_LEN, ARGV_COUNT, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NetEvent, NetRule, OpenEvent,
-    OpenKey, PATH_LEN, RefusedEvent, SocketEvent, counter, fnv1a, hook, kind, op, verdict,
+    ARG_LEN, ARGV_COUNT, CallKey, Counters, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NO_RESULT,
+    NetEvent, NetRule, OpenEvent, OpenKey, PATH_LEN, RefusedEvent, RuleKey, Server, SocketEvent, counter, fnv1a, hook,
+    kind, level, op, verdict,
 };
 
-// Load-time constants (`EbpfLoader::set_global`); the verifier sees them as constants.
+// Load-time constants of the host (`EbpfLoader::set_global`), the same for every server: offsets
+// read from the tracepoint format files and the kernel's BTF when the programs are loaded.
+/// Offset of `pid` (the new task's id) in the `task_newtask` record.
 #[unsafe(no_mangle)]
-static CGROUP_ID: u64 = 0;
+static NEWTASK_PID: u32 = 8;
+/// Offset of `clone_flags` in the `task_newtask` record.
 #[unsafe(no_mangle)]
-static AUDIT: u32 = 0;
+static NEWTASK_FLAGS: u32 = 32;
+/// Offset of the `filename` data_loc in the `sched_process_exec` record.
 #[unsafe(no_mangle)]
-static RULE_COUNT: u32 = 0;
+static EXEC_FILENAME: u32 = 8;
+/// Offsets in `struct task_struct` and `struct mm_struct`, from the kernel's BTF.
 #[unsafe(no_mangle)]
-static ALLOW_RAW: u32 = 0;
-/// Offset of `child_pid` in the `sched_process_fork` tracepoint record (read from its format file).
+static TASK_EXIT_CODE: u32 = 0;
 #[unsafe(no_mangle)]
-static FORK_CHILD_OFFSET: u32 = 20;
+static TASK_MM: u32 = 0;
+#[unsafe(no_mangle)]
+static MM_ARG_START: u32 = 0;
+#[unsafe(no_mangle)]
+static MM_ARG_END: u32 = 0;
 
 #[inline(always)]
 fn constant<T: Copy>(v: &T) -> T {
@@ -37,34 +54,36 @@ fn constant<T: Copy>(v: &T) -> T {
     unsafe { core::ptr::read_volatile(v) }
 }
 
+/// cgroup id -> the server's settings. Written by its launcher before the server starts.
 #[map]
-static EVENTS: RingBuf = RingBuf::with_byte_size(4 << 20, 0);
+static SERVERS: HashMap<u64, Server> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+/// launcher pid -> its server's cgroup id: the network broker connects the server's sockets from
+/// the launcher, whose calls the socket programs of the server's cgroup see too.
 #[map]
-static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
-/// (tgid << 32 | syscall nr) -> calls. Hash maps are not preallocated: preallocating 16384 per-CPU
-/// entries costs milliseconds at every start, and a server touches a few hundred keys.
+static BROKERS: HashMap<u32, u64> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+/// cgroup id -> the server's ring buffer (created by its launcher, sized by `--audit-buffer`).
+#[btf_map]
+static RINGS: HashOfMaps<u64, RingBuf<u8, 4096>, 1024> = HashOfMaps::new();
+/// cgroup id -> the server's counters.
 #[map]
-static SYSCALLS: PerCpuHashMap<u64, u64> = PerCpuHashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
-/// 1 for syscall numbers the seccomp layer denies unconditionally.
+static COUNTERS: PerCpuHashMap<u64, Counters> = PerCpuHashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+/// (cgroup, tgid, syscall nr) -> calls (`full` level). Hash maps are not preallocated: a server
+/// touches a few hundred keys.
 #[map]
-static RULES: Array<NetRule> = Array::with_max_entries(MAX_RULES, 0);
+static SYSCALLS: PerCpuHashMap<CallKey, u64> = PerCpuHashMap::with_max_entries(65536, BPF_F_NO_PREALLOC);
+/// (cgroup, index) -> the server's network rules, indices `0..rule_count`.
 #[map]
-static PENDING_OPEN: HashMap<u32, OpenEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
-/// tid -> the network event of the syscall in progress, emitted at its exit with the result.
+static RULES: HashMap<RuleKey, NetRule> = HashMap::with_max_entries(MAX_RULES * 1024, BPF_F_NO_PREALLOC);
 #[map]
-static PENDING_NET: HashMap<u32, NetEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
+static PENDING_OPEN: HashMap<u32, OpenEvent> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
+/// tid -> the network event of the syscall in progress, emitted at its exit with the result
+/// (`full` level).
 #[map]
-static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+static PENDING_NET: HashMap<u32, NetEvent> = HashMap::with_max_entries(16384, BPF_F_NO_PREALLOC);
 #[map]
-static EXIT_CODES: HashMap<u32, i32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
-/// tgid -> the fatal-by-default signal it sent itself.
+static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 #[map]
-static FATAL_SIGNALS: HashMap<u32, i32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
-/// child tid -> parent tgid, from `sched_process_fork` until the child's first return.
-#[map]
-static FORKS: HashMap<u32, u32> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
-#[map]
-static OPENS_SEEN: LruHashMap<OpenKey, u64> = LruHashMap::with_max_entries(16384, 0);
+static OPENS_SEEN: LruHashMap<OpenKey, u64> = LruHashMap::with_max_entries(65536, 0);
 #[map]
 static SCRATCH_OPEN: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -76,11 +95,6 @@ mod sys {
     pub const OPENAT: u32 = 257;
     pub const EXECVE: u32 = 59;
     pub const EXECVEAT: u32 = 322;
-    pub const EXIT_GROUP: u32 = 231;
-    pub const CLONE: u32 = 56;
-    pub const FORK: u32 = 57;
-    pub const VFORK: u32 = 58;
-    pub const CLONE3: u32 = 435;
     pub const CONNECT: u32 = 42;
     pub const SENDTO: u32 = 44;
     pub const SENDMSG: u32 = 46;
@@ -115,11 +129,6 @@ mod sys {
     pub const OPENAT: u32 = 56;
     pub const EXECVE: u32 = 221;
     pub const EXECVEAT: u32 = 281;
-    pub const EXIT_GROUP: u32 = 94;
-    pub const CLONE: u32 = 220;
-    pub const FORK: u32 = u32::MAX;
-    pub const VFORK: u32 = u32::MAX;
-    pub const CLONE3: u32 = 435;
     pub const CONNECT: u32 = 203;
     pub const SENDTO: u32 = 206;
     pub const SENDMSG: u32 = 211;
@@ -155,11 +164,42 @@ const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
 const SOCK_DGRAM: u32 = 2;
 const SOCK_RAW: u32 = 3;
+const CLONE_THREAD: u64 = 0x10000;
+
+/// The monitored server the current task belongs to: its cgroup id, settings and ring buffer.
+#[derive(Clone, Copy)]
+struct Srv {
+    cgroup: u64,
+    conf: Server,
+    ring: &'static RingBuf<u8, 4096>,
+}
+
+/// `None` for every task outside a monitored server: one helper call and one hash lookup.
+#[inline(always)]
+fn server() -> Option<Srv> {
+    // SAFETY: helper without arguments.
+    server_of(unsafe { bpf_get_current_cgroup_id() })
+}
+
+/// For the socket programs: the current task's server, or the server whose launcher (its network
+/// broker) makes the call on the server's socket.
+#[inline(always)]
+fn socket_server() -> Option<Srv> {
+    if let Some(srv) = server() {
+        return Some(srv);
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: a map value read.
+    server_of(*unsafe { BROKERS.get(&tgid) }?)
+}
 
 #[inline(always)]
-fn in_server() -> bool {
-    // SAFETY: helper without arguments.
-    unsafe { bpf_get_current_cgroup_id() == constant(&CGROUP_ID) }
+fn server_of(cgroup: u64) -> Option<Srv> {
+    // SAFETY: map value reads; the launcher removes a server's entries only after it is gone.
+    let conf = *unsafe { SERVERS.get(&cgroup) }?;
+    // SAFETY: as above.
+    let ring = unsafe { RINGS.get(&cgroup) }?;
+    Some(Srv { cgroup, conf, ring })
 }
 
 #[inline(always)]
@@ -178,29 +218,32 @@ fn header(kind: u32) -> Header {
 }
 
 #[inline(always)]
-fn bump(index: u32) {
-    if let Some(c) = COUNTERS.get_ptr_mut(index) {
-        // SAFETY: a per-CPU slot: no other program touches it concurrently.
-        unsafe { *c += 1 };
+fn bump(srv: &Srv, index: u32) {
+    if let Some(c) = COUNTERS.get_ptr_mut(&srv.cgroup) {
+        let i = index as usize;
+        // SAFETY: a per-CPU value: no other program touches it concurrently; `i` is checked.
+        if i < counter::COUNT as usize {
+            unsafe { (*c).values[i] += 1 };
+        }
     }
 }
 
-/// Emits `value` on the ring buffer, or counts it as dropped.
+/// Emits `value` on the server's ring buffer, or counts it as dropped.
 #[inline(always)]
-fn emit<T: 'static>(value: T) {
-    match EVENTS.reserve::<T>(0) {
+fn emit<T: 'static>(srv: &Srv, value: T) {
+    match srv.ring.reserve_untyped::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
             entry.submit(0);
         }
-        None => bump(counter::DROPPED),
+        None => bump(srv, counter::DROPPED),
     }
 }
 
 /// Emits a copy of a (large) map value without staging it on the 512-byte stack.
 #[inline(always)]
-fn emit_copy<T: 'static>(src: *const T, patch: impl FnOnce(&mut T)) {
-    match EVENTS.reserve::<T>(0) {
+fn emit_copy<T: 'static>(srv: &Srv, src: *const T, patch: impl FnOnce(&mut T)) {
+    match srv.ring.reserve_untyped::<T>(0) {
         Some(mut entry) => {
             let dst = entry.as_mut_ptr() as *mut u8;
             // SAFETY: `dst` is a reserved ring-buffer slot of size_of::<T>() bytes.
@@ -214,7 +257,7 @@ fn emit_copy<T: 'static>(src: *const T, patch: impl FnOnce(&mut T)) {
             patch(unsafe { &mut *entry.as_mut_ptr() });
             entry.submit(0);
         }
-        None => bump(counter::DROPPED),
+        None => bump(srv, counter::DROPPED),
     }
 }
 
@@ -224,7 +267,129 @@ fn syscall_arg(regs: *const u8, index: usize) -> Result<u64, i64> {
     unsafe { bpf_probe_read_kernel(regs.add(sys::ARG[index]) as *const u64) }.map_err(|e| e as i64)
 }
 
-// ---- syscalls ---------------------------------------------------------------------------------
+// ---- process tree (every level) ---------------------------------------------------------------
+
+/// `task_newtask(pid, comm, clone_flags)`, in the parent: a new process (not a thread).
+#[tracepoint(category = "task", name = "task_newtask")]
+pub fn task_newtask(ctx: TracePointContext) -> u32 {
+    let _ = try_task_newtask(&ctx);
+    0
+}
+
+fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(srv) = server() else { return Ok(()) };
+    // SAFETY: fields of the tracepoint record at the offsets its format file gives.
+    let flags: u64 = unsafe { ctx.read_at(constant(&NEWTASK_FLAGS) as usize) }.map_err(|e| e as i64)?;
+    if flags & CLONE_THREAD != 0 {
+        return Ok(());
+    }
+    // SAFETY: as above.
+    let child: u32 = unsafe { ctx.read_at(constant(&NEWTASK_PID) as usize) }.map_err(|e| e as i64)?;
+    emit(&srv, ForkEvent { hdr: header(kind::FORK), child_pid: child, _pad: 0 });
+    Ok(())
+}
+
+/// `sched_process_exec`: the new image runs. Its path from the record, its first arguments from
+/// the new stack (`mm->arg_start`).
+#[tracepoint(category = "sched", name = "sched_process_exec")]
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exec(&ctx);
+    0
+}
+
+fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
+    let Some(srv) = server() else { return Ok(()) };
+    let Some(mut entry) = srv.ring.reserve_untyped::<ExecEvent>(0) else {
+        bump(&srv, counter::DROPPED);
+        return Ok(());
+    };
+    let ev = entry.as_mut_ptr();
+    // SAFETY: `ev` is a reserved slot of size_of::<ExecEvent>() bytes, written field by field
+    // before it is submitted; every read goes through a checked helper.
+    unsafe {
+        (*ev).hdr = header(kind::EXEC);
+        (*ev).ret = 0;
+        (*ev)._pad = 0;
+        let loc: u32 = ctx.read_at(constant(&EXEC_FILENAME) as usize).unwrap_or(0);
+        let name = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
+        if loc == 0 || bpf_probe_read_kernel_str_bytes(name, &mut (*ev).path).is_err() {
+            (*ev).path[0] = 0;
+        }
+        (*ev).argc = read_argv(&mut (*ev).argv);
+    }
+    entry.submit(0);
+    Ok(())
+}
+
+/// Reads the first `ARGV_COUNT` arguments of the current process from its stack: the strings
+/// between `mm->arg_start` and `mm->arg_end`, one after the other.
+#[inline(always)]
+fn read_argv(argv: &mut [[u8; ARG_LEN]; ARGV_COUNT]) -> u32 {
+    // SAFETY: helper without arguments; the pointer is only read through checked helpers.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: kernel reads at BTF offsets, checked by the helper.
+    let Ok(mm) = (unsafe { bpf_probe_read_kernel(task.add(constant(&TASK_MM) as usize) as *const u64) }) else {
+        return 0;
+    };
+    let mm = mm as *const u8;
+    // SAFETY: as above.
+    let (Ok(mut at), Ok(end)) = (unsafe {
+        (
+            bpf_probe_read_kernel(mm.add(constant(&MM_ARG_START) as usize) as *const u64),
+            bpf_probe_read_kernel(mm.add(constant(&MM_ARG_END) as usize) as *const u64),
+        )
+    }) else {
+        return 0;
+    };
+    let mut argc = 0;
+    let mut i = 0;
+    while i < ARGV_COUNT {
+        if at >= end {
+            break;
+        }
+        let slot: &mut [u8; ARG_LEN] = &mut argv[i];
+        // SAFETY: a user pointer of the current process, read by the checked helper.
+        let len = match unsafe { bpf_probe_read_user_str_bytes(at as *const u8, slot) } {
+            Ok(s) => s.len() as u64,
+            Err(_) => break,
+        };
+        argc = (i + 1) as u32;
+        if len as usize >= ARG_LEN - 1 {
+            // Truncated: the next argument starts after this one's NUL, which was not read.
+            break;
+        }
+        at += len + 1;
+        i += 1;
+    }
+    argc
+}
+
+/// `sched_process_exit`: a process ends (its last thread, or its leader with the group). The
+/// status comes from `task->exit_code`: `code << 8`, or the signal that killed it.
+#[tracepoint(category = "sched", name = "sched_process_exit")]
+pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exit();
+    0
+}
+
+fn try_sched_process_exit() -> Result<(), i64> {
+    let Some(srv) = server() else { return Ok(()) };
+    let pid_tgid = bpf_get_current_pid_tgid();
+    if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
+        return Ok(());
+    }
+    // SAFETY: helper without arguments; the pointer is only read through checked helpers.
+    let task = unsafe { bpf_get_current_task() } as *const u8;
+    // SAFETY: a kernel read at a BTF offset, checked by the helper.
+    let status: i32 = unsafe { bpf_probe_read_kernel(task.add(constant(&TASK_EXIT_CODE) as usize) as *const i32) }
+        .map_err(|e| e as i64)?;
+    let signal = status & 0x7f;
+    let (code, signal) = if signal != 0 { (-1, signal) } else { ((status >> 8) & 0xff, 0) };
+    emit(&srv, ExitEvent { hdr: header(kind::EXIT), code, signal });
+    Ok(())
+}
+
+// ---- syscalls (`full` level only) -------------------------------------------------------------
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
@@ -233,30 +398,26 @@ pub fn sys_enter(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
-    if !in_server() {
+    let Some(srv) = server() else { return Ok(()) };
+    if srv.conf.level != level::FULL {
         return Ok(());
     }
     let regs: *const u8 = ctx.arg(0);
     let nr = ctx.arg::<u64>(1) as u32;
     let pid_tgid = bpf_get_current_pid_tgid();
-    let tgid = (pid_tgid >> 32) as u32;
-    count_syscall(tgid, nr);
+    count_syscall(&srv, (pid_tgid >> 32) as u32, nr);
     match nr {
-        sys::OPENAT => capture_open(regs, pid_tgid, 1, 2),
-        sys::OPEN => capture_open(regs, pid_tgid, 0, 1),
+        sys::OPENAT => capture_open(&srv, regs, pid_tgid, 1, 2),
+        sys::OPEN => capture_open(&srv, regs, pid_tgid, 0, 1),
         sys::EXECVE => capture_exec(regs, pid_tgid, 0, 1),
         sys::EXECVEAT => capture_exec(regs, pid_tgid, 1, 2),
-        sys::EXIT_GROUP => {
-            let code = syscall_arg(regs, 0)? as i32;
-            EXIT_CODES.insert(&tgid, &code, 0).map_err(|e| e as i64)
-        }
         _ => Ok(()),
     }
 }
 
 #[inline(always)]
-fn count_syscall(tgid: u32, nr: u32) {
-    let key = ((tgid as u64) << 32) | nr as u64;
+fn count_syscall(srv: &Srv, tgid: u32, nr: u32) {
+    let key = CallKey { cgroup_id: srv.cgroup, tgid, nr };
     match SYSCALLS.get_ptr_mut(&key) {
         // SAFETY: a per-CPU value.
         Some(c) => unsafe { *c += 1 },
@@ -266,7 +427,8 @@ fn count_syscall(tgid: u32, nr: u32) {
     }
 }
 
-fn capture_open(regs: *const u8, pid_tgid: u64, path_arg: usize, flags_arg: usize) -> Result<(), i64> {
+#[inline(always)]
+fn capture_open(srv: &Srv, regs: *const u8, pid_tgid: u64, path_arg: usize, flags_arg: usize) -> Result<(), i64> {
     let filename = syscall_arg(regs, path_arg)? as *const u8;
     let flags = syscall_arg(regs, flags_arg)? as u32;
     let ev = SCRATCH_OPEN.get_ptr_mut(0).ok_or(0i64)?;
@@ -282,7 +444,7 @@ fn capture_open(regs: *const u8, pid_tgid: u64, path_arg: usize, flags_arg: usiz
     if let Some(seen) = OPENS_SEEN.get_ptr_mut(&key) {
         // SAFETY: a map value; a lost increment under a race only undercounts a fold.
         unsafe { *seen += 1 };
-        bump(counter::OPENS_FOLDED);
+        bump(srv, counter::OPENS_FOLDED);
         return Ok(());
     }
     let _ = OPENS_SEEN.insert(&key, &1, 0);
@@ -293,6 +455,8 @@ fn capture_open(regs: *const u8, pid_tgid: u64, path_arg: usize, flags_arg: usiz
     PENDING_OPEN.insert(&(pid_tgid as u32), ev, 0).map_err(|e| e as i64)
 }
 
+/// The execve's own arguments, kept until its exit: a failed exec is reported with them (a
+/// successful one by `sched_process_exec`).
 fn capture_exec(regs: *const u8, pid_tgid: u64, path_arg: usize, argv_arg: usize) -> Result<(), i64> {
     let filename = syscall_arg(regs, path_arg)? as *const u8;
     let argv = syscall_arg(regs, argv_arg)? as *const *const u8;
@@ -334,47 +498,36 @@ pub fn sys_exit(ctx: RawTracePointContext) -> i32 {
 }
 
 fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
-    if !in_server() {
+    let Some(srv) = server() else { return Ok(()) };
+    if srv.conf.level != level::FULL {
         return Ok(());
     }
     let regs: *const u8 = ctx.arg(0);
     let ret: i64 = ctx.arg(1);
     // SAFETY: pt_regs read by the checked helper.
     let nr = unsafe { bpf_probe_read_kernel(regs.add(sys::NR) as *const u64) }.map_err(|e| e as i64)? as u32;
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let tid = pid_tgid as u32;
-    let tgid = (pid_tgid >> 32) as u32;
+    let tid = bpf_get_current_pid_tgid() as u32;
     match nr {
         sys::OPENAT | sys::OPEN => {
             if let Some(pending) = PENDING_OPEN.get_ptr(&tid) {
-                emit_copy(pending, |ev: &mut OpenEvent| ev.ret = ret);
+                emit_copy(&srv, pending, |ev: &mut OpenEvent| ev.ret = ret);
                 let _ = PENDING_OPEN.remove(&tid);
             }
         }
         sys::EXECVE | sys::EXECVEAT => {
+            // A successful exec does not return here with the old image: `sched_process_exec`
+            // reported it. What returns is a failure (or the new image's first return: ret 0).
             if let Some(pending) = PENDING_EXEC.get_ptr(&tid) {
-                let comm = bpf_get_current_comm().unwrap_or([0; 16]);
-                emit_copy(pending, |ev: &mut ExecEvent| {
-                    ev.ret = ret;
-                    ev.hdr.comm = comm;
-                });
+                if ret < 0 {
+                    emit_copy(&srv, pending, |ev: &mut ExecEvent| ev.ret = ret);
+                }
                 let _ = PENDING_EXEC.remove(&tid);
             }
         }
         sys::CONNECT | sys::SENDTO | sys::SENDMSG | sys::SENDMMSG | sys::BIND => {
             if let Some(pending) = PENDING_NET.get_ptr(&tid) {
-                emit_copy(pending, |ev: &mut NetEvent| ev.ret = ret);
+                emit_copy(&srv, pending, |ev: &mut NetEvent| ev.ret = ret);
                 let _ = PENDING_NET.remove(&tid);
-            }
-        }
-        sys::CLONE | sys::CLONE3 | sys::FORK | sys::VFORK if ret == 0 => {
-            // The child's first return: a new process when it leads its own thread group.
-            // SAFETY: a map value read.
-            if let Some(parent) = unsafe { FORKS.get(&tid) }.copied() {
-                if tid == tgid {
-                    emit(ForkEvent { hdr: header(kind::FORK), child_pid: tgid, _pad: 0 }.with_parent(parent));
-                }
-                let _ = FORKS.remove(&tid);
             }
         }
         _ => {}
@@ -382,7 +535,7 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
     // ENOENT too: under the hidden root a path outside the grants does not exist.
     if ret == -EACCES || ret == -EPERM || ret == -EROFS || ret == -EXDEV || ret == -ENOENT {
         if let Some(args) = sys::refusable(nr) {
-            emit_refused(regs, nr, ret, args);
+            emit_refused(&srv, regs, nr, ret, args);
         }
     }
     Ok(())
@@ -392,9 +545,9 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
 /// paths do not fit on the 512-byte stack). At exit the argument registers still hold the
 /// caller's values.
 #[inline(always)]
-fn emit_refused(regs: *const u8, nr: u32, ret: i64, (path, path2, fd): (u8, u8, u8)) {
-    let Some(mut entry) = EVENTS.reserve::<RefusedEvent>(0) else {
-        bump(counter::DROPPED);
+fn emit_refused(srv: &Srv, regs: *const u8, nr: u32, ret: i64, (path, path2, fd): (u8, u8, u8)) {
+    let Some(mut entry) = srv.ring.reserve_untyped::<RefusedEvent>(0) else {
+        bump(srv, counter::DROPPED);
         return;
     };
     let ev = entry.as_mut_ptr();
@@ -424,94 +577,6 @@ fn read_path(regs: *const u8, arg: u8, out: &mut [u8; PATH_LEN]) {
             out[0] = 0;
         }
     }
-}
-
-trait WithParent {
-    fn with_parent(self, parent: u32) -> Self;
-}
-
-impl WithParent for ForkEvent {
-    /// The event is reported from the child; its header names the parent as the acting process.
-    #[inline(always)]
-    fn with_parent(mut self, parent: u32) -> Self {
-        self.hdr.pid = parent;
-        self
-    }
-}
-
-// ---- process lifecycle ------------------------------------------------------------------------
-
-#[tracepoint(category = "sched", name = "sched_process_fork")]
-pub fn sched_process_fork(ctx: TracePointContext) -> u32 {
-    let _ = try_sched_process_fork(&ctx);
-    0
-}
-
-fn try_sched_process_fork(ctx: &TracePointContext) -> Result<(), i64> {
-    if !in_server() {
-        return Ok(());
-    }
-    // SAFETY: a field of the tracepoint record at the offset its format file gives.
-    let child: u32 = unsafe { ctx.read_at(constant(&FORK_CHILD_OFFSET) as usize) }.map_err(|e| e as i64)?;
-    let parent = (bpf_get_current_pid_tgid() >> 32) as u32;
-    FORKS.insert(&child, &parent, 0).map_err(|e| e as i64)
-}
-
-#[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let _ = try_sched_process_exit();
-    0
-}
-
-fn try_sched_process_exit() -> Result<(), i64> {
-    if !in_server() {
-        return Ok(());
-    }
-    let pid_tgid = bpf_get_current_pid_tgid();
-    let (tgid, tid) = ((pid_tgid >> 32) as u32, pid_tgid as u32);
-    if tid != tgid {
-        return Ok(());
-    }
-    // SAFETY: map value reads.
-    let code = unsafe { EXIT_CODES.get(&tgid) }.copied().unwrap_or(-1);
-    let signal = unsafe { FATAL_SIGNALS.get(&tgid) }.copied().unwrap_or(0);
-    let _ = EXIT_CODES.remove(&tgid);
-    let _ = FATAL_SIGNALS.remove(&tgid);
-    // A process killed by a signal never called exit_group itself.
-    let (code, signal) = if signal != 0 && code < 0 { (-1, signal) } else { (code, 0) };
-    emit(ExitEvent { hdr: header(kind::EXIT), code, signal });
-    Ok(())
-}
-
-#[raw_tracepoint(tracepoint = "signal_generate")]
-pub fn signal_generate(ctx: RawTracePointContext) -> i32 {
-    let _ = try_signal_generate(&ctx);
-    0
-}
-
-/// Signals whose default action does not end the process.
-const NON_FATAL: u64 = (1 << 17) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21) | (1 << 22) | (1 << 23) | (1 << 28);
-
-/// `signal_generate(sig, info, task, group, result)`: records a fatal-by-default signal a process
-/// of the server sends to itself (crashes: SIGSEGV, SIGABRT, SIGBUS, raise). At exit, a process
-/// that never called exit_group died of it. A signal sent by another process names a target
-/// whose pid would need task_struct offsets: such deaths are reported with a null signal.
-fn try_signal_generate(ctx: &RawTracePointContext) -> Result<(), i64> {
-    if !in_server() {
-        return Ok(());
-    }
-    let sig = ctx.arg::<u64>(0) as i32;
-    let target = ctx.arg::<u64>(2);
-    let result = ctx.arg::<u64>(4) as i32;
-    if result != 0 || !(1..64).contains(&sig) || NON_FATAL & (1u64 << sig) != 0 {
-        return Ok(());
-    }
-    // SAFETY: helper without arguments.
-    if target != unsafe { aya_ebpf::helpers::bpf_get_current_task() } {
-        return Ok(());
-    }
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    FATAL_SIGNALS.insert(&tgid, &sig, 0).map_err(|e| e as i64)
 }
 
 // ---- network: cgroup socket programs ----------------------------------------------------------
@@ -546,9 +611,11 @@ pub fn bind6(ctx: SockAddrContext) -> i32 {
     check_addr(&ctx, op::BIND, AF_INET6)
 }
 
-/// 1 lets the syscall proceed, 0 makes it fail with EPERM.
+/// 1 lets the syscall proceed, 0 makes it fail with EPERM. The programs are attached to each
+/// server's cgroup, so the current task is in a server unless its entry is already gone.
 #[inline(always)]
 fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
+    let Some(srv) = socket_server() else { return 0 };
     // SAFETY: the kernel passes a valid bpf_sock_addr; fields are read with the sizes it allows.
     let sa = unsafe { &*ctx.sock_addr };
     let mut addr = [0u8; 16];
@@ -570,37 +637,40 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let protocol = sa.protocol;
     // An unconnected UDP socket binds port 0 implicitly before sending: that is not a listener.
     let allowed = (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
-        || rule_allows(operation, family, sock_type, port, &addr);
-    let v = if allowed { verdict::ALLOW } else { verdict::DENY };
+        || rule_allows(&srv, operation, family, sock_type, port, &addr);
+    let enforced = !allowed && srv.conf.audit == 0;
     let event = NetEvent {
         hdr: header(kind::NET),
         op: operation,
         family,
         sock_type,
         protocol,
-        verdict: v,
+        verdict: if allowed { verdict::ALLOW } else { verdict::DENY },
         port,
         _pad: 0,
         addr,
-        ret: 0,
+        // A refusal here is the call's result; an allowed call's is known at its exit.
+        ret: if enforced { -EPERM } else { NO_RESULT },
     };
-    // The syscall's result is known at its exit (sys_exit); emit directly if that cannot work.
+    // The `full` level follows an allowed call to its exit (sys_exit) for its result.
     let tid = bpf_get_current_pid_tgid() as u32;
-    if PENDING_NET.insert(&tid, &event, 0).is_err() {
-        emit(event);
+    if enforced || srv.conf.level != level::FULL || PENDING_NET.insert(&tid, &event, 0).is_err() {
+        emit(&srv, event);
     }
-    if allowed || constant(&AUDIT) == 1 { 1 } else { 0 }
+    if enforced { 0 } else { 1 }
 }
 
 #[inline(always)]
-fn rule_allows(operation: u32, family: u32, sock_type: u32, port: u16, addr: &[u8; 16]) -> bool {
-    let count = constant(&RULE_COUNT);
+fn rule_allows(srv: &Srv, operation: u32, family: u32, sock_type: u32, port: u16, addr: &[u8; 16]) -> bool {
+    let count = srv.conf.rule_count;
     let mut i = 0;
     while i < MAX_RULES {
         if i >= count {
             break;
         }
-        if let Some(r) = RULES.get(i)
+        let key = RuleKey { cgroup_id: srv.cgroup, index: i, _pad: 0 };
+        // SAFETY: a map value read.
+        if let Some(r) = unsafe { RULES.get(&key) }
             && r.ops & (1 << operation) != 0
             && r.family == family
             && (r.sock_type == 0 || r.sock_type == sock_type)
@@ -616,19 +686,23 @@ fn rule_allows(operation: u32, family: u32, sock_type: u32, port: u16, addr: &[u
 
 #[cgroup_sock(sock_create)]
 pub fn sock_create(ctx: SockContext) -> i32 {
+    let Some(srv) = socket_server() else { return 0 };
     // SAFETY: the kernel passes a valid bpf_sock.
     let sk = unsafe { &*ctx.sock };
-    if sk.type_ != SOCK_RAW || constant(&ALLOW_RAW) == 1 {
+    if sk.type_ != SOCK_RAW || srv.conf.allow_raw == 1 {
         return 1;
     }
-    emit(SocketEvent {
-        hdr: header(kind::SOCKET),
-        family: sk.family,
-        sock_type: sk.type_,
-        protocol: sk.protocol,
-        verdict: verdict::DENY,
-    });
-    if constant(&AUDIT) == 1 { 1 } else { 0 }
+    emit(
+        &srv,
+        SocketEvent {
+            hdr: header(kind::SOCKET),
+            family: sk.family,
+            sock_type: sk.type_,
+            protocol: sk.protocol,
+            verdict: verdict::DENY,
+        },
+    );
+    if srv.conf.audit == 1 { 1 } else { 0 }
 }
 
 // ---- optional BPF LSM hooks -------------------------------------------------------------------
@@ -640,53 +714,51 @@ pub fn sock_create(ctx: SockContext) -> i32 {
 
 /// A BPF LSM program returns 0 to allow, or the previous hook's denial, or its own -errno.
 #[inline(always)]
-fn lsm_event(hook_id: u32, deny: bool) {
-    emit(LsmEvent {
-        hdr: header(kind::LSM),
-        hook: hook_id,
-        verdict: if deny { verdict::DENY } else { verdict::ALLOW },
-    });
+fn lsm_event(srv: &Srv, hook_id: u32, deny: bool) {
+    emit(
+        srv,
+        LsmEvent { hdr: header(kind::LSM), hook: hook_id, verdict: if deny { verdict::DENY } else { verdict::ALLOW } },
+    );
 }
 
 #[lsm(hook = "ptrace_access_check")]
 pub fn lsm_ptrace_access_check(_ctx: LsmContext) -> i32 {
     // The server never debugs or inspects another process (seccomp denies ptrace as well).
-    if !in_server() {
-        return 0;
-    }
-    lsm_event(hook::PTRACE_ACCESS_CHECK, constant(&AUDIT) == 0);
-    if constant(&AUDIT) == 1 { 0 } else { -(EPERM as i32) }
+    let Some(srv) = server() else { return 0 };
+    let audit = srv.conf.audit == 1;
+    lsm_event(&srv, hook::PTRACE_ACCESS_CHECK, !audit);
+    if audit { 0 } else { -(EPERM as i32) }
 }
 
 #[lsm(hook = "task_kill")]
 pub fn lsm_task_kill(_ctx: LsmContext) -> i32 {
-    if in_server() {
-        lsm_event(hook::TASK_KILL, false);
+    if let Some(srv) = server() {
+        lsm_event(&srv, hook::TASK_KILL, false);
     }
     0
 }
 
 #[lsm(hook = "socket_connect")]
 pub fn lsm_socket_connect(_ctx: LsmContext) -> i32 {
-    if in_server() {
-        lsm_event(hook::SOCKET_CONNECT, false);
+    if let Some(srv) = server() {
+        lsm_event(&srv, hook::SOCKET_CONNECT, false);
     }
     0
 }
 
 #[lsm(hook = "bprm_check_security")]
 pub fn lsm_bprm_check_security(_ctx: LsmContext) -> i32 {
-    if in_server() {
-        lsm_event(hook::BPRM_CHECK_SECURITY, false);
+    if let Some(srv) = server() {
+        lsm_event(&srv, hook::BPRM_CHECK_SECURITY, false);
     }
     0
 }
 
 #[lsm(hook = "file_open")]
 pub fn lsm_file_open(_ctx: LsmContext) -> i32 {
-    // Opens are already events (sys_enter/sys_exit): count here, no event per open.
-    if in_server() {
-        bump(counter::LSM_FILE_OPENS);
+    // Opens are events at the `full` level (sys_enter/sys_exit): count here, no event per open.
+    if let Some(srv) = server() {
+        bump(&srv, counter::LSM_FILE_OPENS);
     }
     0
 }

@@ -273,6 +273,13 @@ pub struct GrantArgs {
     /// do not fit are counted as dropped [default: 4M].
     #[arg(long, value_name = "SIZE")]
     pub audit_buffer: Option<Size>,
+    /// What the eBPF layer records. `tree` (default): the process tree (exec, fork, exit) and every
+    /// network operation its socket programs decide, at no cost per syscall. `full`: also every
+    /// open, failed exec, per-process syscall counts and the file calls Landlock or the filesystem
+    /// view refused; it attaches the per-syscall tracepoints, which slow every process of the
+    /// host while a `full` server runs (see docs/benchmarks.md).
+    #[arg(long, value_name = "LEVEL", default_value = "tree", value_parser = ["tree", "full"])]
+    pub monitor_level: String,
     /// Seconds the server has to exit after SIGTERM/SIGINT/SIGHUP was forwarded to it, or after its
     /// client went away, before its whole process tree is killed [default: 5].
     #[arg(long, value_name = "SECONDS")]
@@ -431,6 +438,7 @@ impl GrantArgs {
             audit_mode: self.mode == "audit",
             audit_log: self.audit_log,
             audit_buffer: self.audit_buffer,
+            monitor_full: self.monitor_level == "full",
             stop_timeout: self.stop_timeout,
             learn: self.learn,
             explain_denials: self.explain_denials,

@@ -11,7 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use mcp_warden::audit::record::{
-    AuditRecord, CallResult, Const, Family, Lsm, LsmHook, LsmStatus, Mode, Net, RunSummary, Socket, Task, Verdict,
+    AuditRecord, CallResult, Const, Family, Lsm, LsmHook, LsmStatus, Mode, MonitorLevel, Net, RunSummary, Socket, Task,
+    Verdict,
 };
 use mcp_warden::audit::{AuditLine, Timestamp};
 use mcp_warden_tests::*;
@@ -95,13 +96,14 @@ fn typed(kind: &str) -> AuditLine {
             port: 80,
             proto: "tcp".into(),
             family: Family::Inet6,
-            result: CallResult::from_ret(-1),
+            result: Some(CallResult::from_ret(-1)),
             verdict: deny,
         }),
         "summary" => AuditRecord::Summary(RunSummary {
             profile: "strict".into(),
             program: "/bin/true".into(),
             mode: Mode::Audit,
+            level: MonitorLevel::Tree,
             exit_code: None,
             signal: Some(9),
             events: [("exec", 1)].into(),
@@ -188,12 +190,27 @@ for host in ("127.0.0.1", "127.0.0.2"):
         secret.display(),
         probe().display()
     );
-    let o = Sandbox::new(Who::Root)
-        .grant("--audit-log", &log)
-        .grant("--allow-read", &data)
-        .grant("--allow-connect", format!("127.0.0.1:{tp}"))
-        .grant("--allow-connect", format!("udp:127.0.0.1:{up}"))
-        .exec(&[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&shell)]);
+    let sandbox = || {
+        Sandbox::new(Who::Root)
+            .grant("--allow-read", &data)
+            .grant("--allow-connect", format!("127.0.0.1:{tp}"))
+            .grant("--allow-connect", format!("udp:127.0.0.1:{up}"))
+    };
+    // The default level: the tree and the socket programs' decisions (allowed calls without result).
+    let tree_log = log.with_file_name("tree.jsonl");
+    let o =
+        sandbox().grant("--audit-log", &tree_log).exec(&[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&shell)]);
+    assert!(o.stderr.contains("mcp-warden: audit:"), "the run ended with its summary\n{}", o.describe());
+    let tree = kinds(&validated(&tree_log));
+    for kind in ["start", "exec", "fork", "exit", "connect", "send", "deny", "summary"] {
+        assert!(tree.contains(kind), "no `{kind}` record in the default level's log: {tree:?}");
+    }
+    // The full level: every kind the probes write.
+    let o = sandbox().grant("--audit-log", &log).grant("--monitor-level", "full").exec(&[
+        OsStr::new("/bin/sh"),
+        OsStr::new("-c"),
+        OsStr::new(&shell),
+    ]);
     assert!(o.stderr.contains("mcp-warden: audit:"), "the run ended with its summary\n{}", o.describe());
     let records = validated(&log);
     let seen = kinds(&records);

@@ -131,15 +131,17 @@ fn the_summary_counts_the_supervisors_refusals() {
     assert!(sum["denials"].as_u64() >= Some(1), "{sum}");
 }
 
-/// With the eBPF layer (root), the hidden root's, the filesystem view's and Landlock's refusals of
-/// calls that change files, ports or signals are `deny` records too (`open` and `exec` records carry their own
-/// verdict); a call the file's own permissions refuse inside the grants is not one.
+/// With the eBPF layer at `--monitor-level full` (root), the hidden root's, the filesystem view's
+/// and Landlock's refusals of calls that change files, ports or signals are `deny` records too
+/// (`open` and `exec` records carry their own verdict); a call the file's own permissions refuse
+/// inside the grants is not one.
 #[test]
-fn landlock_and_view_refusals_are_events_with_the_ebpf_layer() {
+fn landlock_and_view_refusals_are_events_at_the_full_monitor_level() {
     if !is_root() {
-        skip("landlock_and_view_refusals_are_events_with_the_ebpf_layer", "the eBPF layer needs root");
+        skip("landlock_and_view_refusals_are_events_at_the_full_monitor_level", "the eBPF layer needs root");
         return;
     }
+    const FULL: [&str; 2] = ["--monitor-level", "full"];
     let who = Who::Root;
     let s = Scratch::new(who);
     let outside = Scratch::new(who);
@@ -153,11 +155,12 @@ fn landlock_and_view_refusals_are_events_with_the_ebpf_layer() {
         (text("layer"), text("path"), text("errno"))
     };
     // The hidden root: a path outside every grant does not exist for the server.
-    let (o, events) = logged(who, &s, &[], &["utimes", victim.to_str().unwrap()]);
+    let (o, events) = logged(who, &s, &FULL, &["utimes", victim.to_str().unwrap()]);
     assert_denied(&o, &["ENOENT"], "utimes outside the grants, under the hidden root");
     assert_eq!(layer_of(&events, "utimensat"), ("fs-hide".into(), victim.display().to_string(), "ENOENT".into()));
     // The view (the hidden root off): a metadata write outside the write grants meets a read-only mount.
-    let (o, events) = logged(who, &s, &["--require", "fs-hide=off"], &["utimes", victim.to_str().unwrap()]);
+    let (o, events) =
+        logged(who, &s, &[&FULL[..], &["--require", "fs-hide=off"]].concat(), &["utimes", victim.to_str().unwrap()]);
     assert_denied(&o, &["EROFS"], "utimes outside the grants");
     assert_eq!(layer_of(&events, "utimensat"), ("fs-view".into(), victim.display().to_string(), "EROFS".into()));
     // Landlock: a rename out of the write grant (the view off, so Landlock is the one to refuse).
@@ -165,18 +168,19 @@ fn landlock_and_view_refusals_are_events_with_the_ebpf_layer() {
     let (o, events) = logged(
         who,
         &s,
-        &["--require", "fs-view=off", "--require", "fs-hide=off"],
+        &[&FULL[..], &["--require", "fs-view=off", "--require", "fs-hide=off"]].concat(),
         &["rename", mine.to_str().unwrap(), target.to_str().unwrap()],
     );
     assert_denied(&o, &["EXDEV", "EACCES"], "a rename out of the write grant");
     let (layer, path, _) = layer_of(&events, "rename");
     assert_eq!((layer.as_str(), path.as_str()), ("landlock", mine.to_str().unwrap()));
     // Landlock: a TCP port the profile does not grant.
-    let (o, events) = logged(who, &s, &["--allow-connect", "443"], &["tcp-connect", "127.0.0.1", "9"]);
+    let (o, events) =
+        logged(who, &s, &[&FULL[..], &["--allow-connect", "443"]].concat(), &["tcp-connect", "127.0.0.1", "9"]);
     assert_denied(&o, &["EACCES"], "a TCP port not granted");
     assert_eq!(layer_of(&events, "connect").0, "landlock");
     // Control: the same metadata write inside the write grant is neither refused nor recorded.
-    let (o, events) = logged(who, &s, &[], &["utimes", mine.to_str().unwrap()]);
+    let (o, events) = logged(who, &s, &FULL, &["utimes", mine.to_str().unwrap()]);
     assert_ok(&o, "utimes inside the write grant");
     assert!(denies(&events).is_empty(), "{events:?}");
     let sum = events.iter().rev().find(|e| e["kind"] == "summary").expect("a summary");

@@ -31,11 +31,38 @@ fn summary(events: &[Value]) -> &Value {
     events.iter().rev().find(|e| e["kind"] == "summary").expect("a summary record ends the log")
 }
 
-/// Names of our programs currently loaded on the host.
+/// Our programs currently loaded on the host (the shared set stays loaded between runs).
 fn our_programs() -> usize {
     const OURS: [&str; 6] = ["sys_enter", "sys_exit", "connect4", "sendmsg4", "bind4", "sock_create"];
     aya::programs::loaded_programs().flatten().filter(|p| p.name_as_str().is_some_and(|n| OURS.contains(&n))).count()
 }
+
+/// The shared probes' attachments (link pins) of every build.
+fn attached() -> Vec<String> {
+    let mut names = Vec::new();
+    for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
+        for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
+            names.push(link.file_name().to_string_lossy().into_owned());
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Servers registered in the shared maps of every build.
+fn registered() -> usize {
+    let mut n = 0;
+    for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
+        if let Ok(map) = aya::maps::MapData::from_pin(build.path().join("maps/SERVERS"))
+            && let Ok(servers) = aya::maps::HashMap::<_, u64, [u8; 32]>::try_from(aya::maps::Map::HashMap(map))
+        {
+            n += servers.keys().count();
+        }
+    }
+    n
+}
+
+const PINS: &str = "/sys/fs/bpf/mcp-warden";
 
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -90,7 +117,9 @@ attempt("udp-forbidden-addr", lambda: udp("127.0.0.2"))
             }
         })
     };
+    // `full`: opens, syscall counts and each call's result (the default level is tested below).
     let o = Sandbox::new(Who::Root)
+        .grant("--monitor-level", "full")
         .grant("--audit-log", &log)
         .grant("--allow-read", &data)
         .grant("--allow-connect", format!("127.0.0.1:{tp}"))
@@ -214,6 +243,7 @@ fn audit_mode_logs_what_would_be_denied_and_denies_nothing() {
     let port = tcp.local_addr().unwrap().port().to_string();
     let sb = Sandbox::new(Who::Root)
         .grant("--mode", "audit")
+        .grant("--monitor-level", "full")
         .grant("--audit-log", &log)
         .grant("--allow-connect", "127.0.0.2:1");
     assert_ok(&sb.probe(&["read", secret.to_str().unwrap()]), "audit mode: the read goes through");
@@ -237,11 +267,11 @@ fn a_burst_larger_than_the_ring_buffer_is_counted_not_lost() {
     let log = s.join("audit.jsonl");
     let prefix = "/nonexistent/mcpw-burst-";
     let n = 20_000;
-    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--audit-buffer", "16K").probe(&[
-        "open-burst",
-        prefix,
-        &n.to_string(),
-    ]);
+    let o = Sandbox::new(Who::Root)
+        .grant("--monitor-level", "full")
+        .grant("--audit-log", &log)
+        .grant("--audit-buffer", "16K")
+        .probe(&["open-burst", prefix, &n.to_string()]);
     assert_ok(&o, "burst");
     let events = read_log(&log);
     let logged = events
@@ -259,18 +289,16 @@ fn a_burst_larger_than_the_ring_buffer_is_counted_not_lost() {
 }
 
 #[test]
-fn programs_and_cgroups_are_gone_after_exit_and_after_sigkill() {
+fn attachments_entries_and_cgroups_are_gone_after_exit_and_after_sigkill() {
     if !root_or_skip("cleanup") {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    // Released programs are freed after an RCU grace period: counts are checked with deadlines.
-    wait_until("no program of an earlier launcher is loaded", || our_programs() == 0);
-    let baseline = 0;
+    wait_until("no launcher of an earlier test is attached", || attached().is_empty() && registered() == 0);
     let s = Scratch::new(Who::Root);
     let log = s.join("audit.jsonl");
 
-    // Normal exit.
+    // Normal exit: the last launcher removes the attachments and its entries.
     let sb = Sandbox::new(Who::Root).grant("--audit-log", &log);
     let p = probe();
     let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
@@ -278,27 +306,159 @@ fn programs_and_cgroups_are_gone_after_exit_and_after_sigkill() {
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
     assert_eq!(ready.trim(), "READY");
     let launcher = launcher_pid(&child);
-    wait_until("the probes are attached", || our_programs() > baseline);
+    assert_eq!(
+        attached(),
+        ["sched_process_exec", "sched_process_exit", "task_newtask"],
+        "the tree level's tracepoints"
+    );
+    assert_eq!(registered(), 1);
     let cgroup = format!("mcp-warden.{launcher}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(42));
-    wait_until("the programs are detached after the launcher exited", || our_programs() == baseline);
+    assert!(attached().is_empty(), "detached when the last launcher left: {:?}", attached());
+    assert_eq!(registered(), 0, "the server's entries are removed");
     assert!(!cgroup_exists(&cgroup), "cgroup {cgroup} removed");
 
-    // SIGKILL of the launcher: the kernel releases the programs with its file descriptors; the
-    // cgroup it could not remove is cleaned up by the next launcher.
-    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("sleep"), OsStr::new("60")]);
+    // SIGKILL of the launcher: its attachments and entries stay (one set: nothing grows) until the
+    // next launcher, which removes the entries when it starts and the attachments when it leaves;
+    // the cgroup it could not remove is cleaned up by the next launcher too.
+    let full = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--monitor-level", "full");
+    let mut child = full.spawn(&[p.as_os_str(), OsStr::new("sleep"), OsStr::new("60")]);
     let launcher = launcher_pid(&child);
-    wait_until("the probes are attached", || our_programs() > baseline);
+    wait_until("the server is registered", || registered() == 1);
     let cgroup = format!("mcp-warden.{launcher}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
     let _ = child.wait();
-    wait_until("the programs are released", || our_programs() == baseline);
+    assert!(attached().contains(&"sys_enter".to_string()), "left by the killed launcher: {:?}", attached());
     wait_until("the server tree is gone", || !cgroup_has_processes(&cgroup));
     let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(0), "{}", o.describe());
     assert!(!cgroup_exists(&cgroup), "the stale cgroup {cgroup} was removed by the next run");
-    wait_until("the programs are detached again", || our_programs() == baseline);
+    assert!(attached().is_empty(), "the next launcher detached everything: {:?}", attached());
+    assert_eq!(registered(), 0, "the killed launcher's entries were removed");
+}
+
+/// The default level: the tree and the network decisions, and no per-syscall program attached (it
+/// would slow every process of the host). A `full` server attaches them only while it runs.
+#[test]
+fn the_default_level_records_the_tree_and_network_without_per_syscall_tracing() {
+    if !root_or_skip("default_level") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let log = s.join("audit.jsonl");
+    let full_log = s.join("full.jsonl");
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let p = probe();
+    let sb = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--allow-connect", format!("127.0.0.1:{port}"));
+    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert!(!attached().iter().any(|l| l.starts_with("sys_")), "no per-syscall program: {:?}", attached());
+    // A `full` server beside it attaches them for as long as it runs.
+    let full = Sandbox::new(Who::Root).grant("--audit-log", &full_log).grant("--monitor-level", "full");
+    let mut other = full.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(other.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert!(attached().contains(&"sys_enter".to_string()), "{:?}", attached());
+    let term = |c: &std::process::Child| {
+        let pid = nix::unistd::Pid::from_raw(launcher_pid(c) as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    };
+    term(&other);
+    assert_eq!(other.wait().unwrap().code(), Some(42));
+    assert!(!attached().iter().any(|l| l.starts_with("sys_")), "detached with the last full server: {:?}", attached());
+    assert!(!attached().is_empty(), "the tree server still runs");
+    term(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(42));
+
+    // What the default level records, in a server that runs a tree and tries the network.
+    let o = sb.exec(&[
+        OsStr::new("/bin/sh"),
+        OsStr::new("-c"),
+        OsStr::new(&format!(
+            "{p} tcp-connect 127.0.0.1 {port}; {p} tcp-connect 127.0.0.2 {port}; /bin/sh -c 'exit 7'; exit 0",
+            p = p.display()
+        )),
+    ]);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    let events = read_log(&log);
+    let find = |pred: &dyn Fn(&Value) -> bool, what: &str| -> Value {
+        events.iter().find(|e| pred(e)).cloned().unwrap_or_else(|| panic!("no {what} event in the log"))
+    };
+    let sh = find(&|e| e["kind"] == "exec" && e["argv"][0] == "/bin/sh" && e["argv"][2].is_string(), "exec of sh");
+    let inner = find(&|e| e["kind"] == "exec" && e["argv"][2] == "exit 7", "exec of the inner shell");
+    assert_eq!(inner["ppid"], sh["pid"], "the inner shell's parent is the outer one");
+    find(&|e| e["kind"] == "fork" && e["child"] == inner["pid"], "fork of the inner shell");
+    let exit = find(&|e| e["kind"] == "exit" && e["pid"] == inner["pid"], "exit of the inner shell");
+    assert_eq!((exit["code"].as_i64(), exit["signal"].as_i64()), (Some(7), None), "{exit}");
+    let allowed = find(&|e| e["kind"] == "connect" && e["addr"] == "127.0.0.1", "allowed connect");
+    assert_eq!(allowed["verdict"], "allow");
+    assert!(allowed.get("result").is_none(), "the default level does not follow an allowed call: {allowed}");
+    let denied = find(&|e| e["kind"] == "connect" && e["addr"] == "127.0.0.2", "denied connect");
+    assert_eq!((denied["verdict"].as_str(), denied["errno"].as_str()), (Some("deny"), Some("EPERM")), "{denied}");
+    assert!(!events.iter().any(|e| e["kind"] == "open"), "no open events at the default level");
+    let sum = summary(&events);
+    assert_eq!(sum["syscalls"], serde_json::json!({}), "no syscall counts at the default level");
+    assert_eq!(sum["dropped"], 0);
+}
+
+/// Twenty servers at once share one set of programs: the host runs each probe once per event,
+/// whatever the number of servers.
+#[test]
+fn many_servers_share_one_set_of_programs() {
+    if !root_or_skip("many_servers") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let p = probe();
+    let one = {
+        let sb = Sandbox::new(Who::Root).grant("--audit-log", s.join("one.jsonl"));
+        let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+        let counts = (our_programs(), attached());
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(launcher_pid(&child) as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        assert_eq!(child.wait().unwrap().code(), Some(42));
+        counts
+    };
+    let mut children = Vec::new();
+    for i in 0..20 {
+        let sb = Sandbox::new(Who::Root).grant("--audit-log", s.join(&format!("{i}.jsonl")));
+        let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+        assert_eq!(ready.trim(), "READY", "server {i}");
+        children.push(child);
+    }
+    assert_eq!(registered(), 20);
+    assert_eq!((our_programs(), attached()), one, "twenty servers load and attach what one does");
+    for child in &children {
+        let pid = nix::unistd::Pid::from_raw(launcher_pid(child) as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+    for mut child in children {
+        assert_eq!(child.wait().unwrap().code(), Some(42));
+    }
+    assert_eq!(registered(), 0);
+    assert!(attached().is_empty(), "{:?}", attached());
+    for i in 0..20 {
+        let events = read_log(&s.join(&format!("{i}.jsonl")));
+        assert!(
+            events.iter().any(|e| e["kind"] == "exec" && e["comm"] == "warden-probe"),
+            "each server's log holds its own events ({i})"
+        );
+        let pids: std::collections::HashSet<_> =
+            events.iter().filter(|e| e["kind"] == "exec").map(|e| e["pid"].clone()).collect();
+        assert_eq!(pids.len(), 1, "and only its own ({i}): {pids:?}");
+    }
 }
 
 fn v2_root() -> std::path::PathBuf {

@@ -267,9 +267,10 @@ pub struct Net {
     /// `tcp` or `udp` (`raw/PROTOCOL` and `typeTYPE/PROTOCOL` for other sockets).
     pub proto: String,
     pub family: Family,
-    /// `EPERM` when denied, `ECONNREFUSED`...
-    #[serde(flatten)]
-    pub result: CallResult,
+    /// `EPERM` when denied, `ECONNREFUSED`... Absent when the call was allowed and the monitor
+    /// did not follow it to its end (`--monitor-level tree`, the default).
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub result: Option<CallResult>,
     #[serde(flatten)]
     pub verdict: Verdict,
 }
@@ -510,12 +511,25 @@ pub enum Mode {
     Audit,
 }
 
+/// `--monitor-level`: what the eBPF layer recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MonitorLevel {
+    /// The process tree and the socket programs' decisions; no opens, syscall counts or file
+    /// refusals of Landlock and the filesystem view.
+    Tree,
+    /// Also every open, failed exec, syscall counts and the file refusals.
+    Full,
+}
+
 /// `kind: summary`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct RunSummary {
     pub profile: String,
     pub program: String,
     pub mode: Mode,
+    /// What the eBPF layer recorded in this run.
+    pub level: MonitorLevel,
     /// The server's exit status (null when a signal ended it).
     pub exit_code: Option<i32>,
     /// The signal that ended the server, or null.

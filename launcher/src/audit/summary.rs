@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::record::{AuditLine, AuditRecord, Const, LsmStatus, Mode, RepeatedOpen, RunSummary};
+use super::record::{AuditLine, AuditRecord, Const, LsmStatus, Mode, MonitorLevel, RepeatedOpen, RunSummary};
 use super::writer::AuditLog;
 use crate::ebpf::{EventDecoder, KernelCounters, LsmError};
 
@@ -59,6 +59,7 @@ pub fn run_summary(
         profile: s.profile.clone(),
         program: s.program.clone(),
         mode: if s.mode == "audit" { Mode::Audit } else { Mode::Enforce },
+        level: if kernel.full { MonitorLevel::Full } else { MonitorLevel::Tree },
         exit_code: s.exit_code,
         signal: s.signal,
         events: decoder.counts.clone(),

@@ -54,6 +54,12 @@ fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
             None => "no refusal remembered: the next run tries the hooks".into(),
         };
         writeln!(out, "bpf lsm         {lsm}")?;
+        // Loading the shared probes again is what retries the hooks.
+        let probes = match crate::ebpf::unload_unused() {
+            (_, 0) => "no launcher uses them: unloaded, the next monitored run loads and verifies them".to_string(),
+            (_, n) => format!("in use by running launchers ({n} build(s)): kept"),
+        };
+        writeln!(out, "ebpf probes     {probes}")?;
     }
     if host.arch == "x86_64" {
         writeln!(

@@ -7,8 +7,8 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use mcp_warden_ebpf_common::{
-    ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NetEvent, OpenEvent, RefusedEvent, SocketEvent, hook, kind, op,
-    verdict,
+    ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, NO_RESULT, NetEvent, OpenEvent, RefusedEvent, SocketEvent, hook,
+    kind, op, verdict,
 };
 
 use crate::audit::record::{
@@ -251,7 +251,7 @@ impl EventDecoder {
             port: e.port,
             proto: proto(e.sock_type, e.protocol),
             family: if inet { Family::Inet } else { Family::Inet6 },
-            result: CallResult::from_ret(e.ret),
+            result: (e.ret != NO_RESULT).then(|| CallResult::from_ret(e.ret)),
             verdict,
         })
     }

@@ -1,14 +1,19 @@
-//! The eBPF layer: loads the probes before the server starts, filtered on the server's cgroup,
-//! enforces the network allow-list with cgroup socket programs, and turns ring-buffer events into
-//! the JSON-lines audit log (with a final summary record).
+//! The eBPF layer: the probes shared by every monitored server of the host (`shared`), this
+//! server's entries in their maps and its ring buffer, the cgroup socket programs that enforce
+//! its network allow-list, and the reader that turns ring-buffer events into the JSON-lines audit
+//! log (with a final summary record).
 //!
 //! Lifecycle: `Monitor::load` (supervisor, before the fork: fallible work, fails closed) ->
-//! `Monitor::start` (after the fork: a reader thread) -> `Monitor::finish` (after the server
-//! ended: drain, summary, detach by dropping).
+//! `Monitor::start` (after the fork: a reader thread) -> `Monitor::release` (after the server
+//! ended and the summary is written: entries removed, hold on the shared probes dropped).
 
+mod btf;
 mod event;
 pub mod lsm_probe;
 mod refused;
+mod shared;
+
+pub use shared::unload_unused;
 
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -18,17 +23,16 @@ use std::thread::JoinHandle;
 
 use crate::audit::AuditLog;
 
-use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, RawTracePoint, TracePoint};
-use aya::{Ebpf, EbpfLoader};
-use mcp_warden_ebpf_common::{MAX_RULES, NetRule, OpenKey, counter};
+use aya::Ebpf;
+use aya::maps::{Map, MapData, PerCpuValues, RingBuf};
+use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType, CgroupSockAttachType};
+use mcp_warden_ebpf_common::{Counters, MAX_RULES, NetRule, OpenKey, RuleKey, Server, counter, level};
 
 pub use event::{EventDecoder, ProcessTable, rfc3339};
+use shared::Shared;
 
 /// The probe object, built by `build.rs` for the BPF target.
 static PROBES: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/mcp-warden-probes"));
-
-const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// What the monitor is told to do.
 #[derive(Debug, Clone)]
@@ -40,6 +44,9 @@ pub struct MonitorConfig {
     pub allow_raw_sockets: bool,
     /// Bytes of the ring buffer (a power of two).
     pub ring_bytes: u32,
+    /// `full`: also every open, failed exec, syscall counts and file refusals, at the price of
+    /// the per-syscall tracepoints (every process of the host pays while a `full` server runs).
+    pub full: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,8 +80,8 @@ pub enum LsmError {
     /// The kernel refused the program (its verifier log's tail, or `EPERM` where BPF LSM is off).
     #[error("{hook}: {}", verifier_tail(source))]
     Load { hook: &'static str, source: aya::programs::ProgramError },
-    #[error("{hook}: attach: {source}")]
-    Attach { hook: &'static str, source: aya::programs::ProgramError },
+    #[error("pin {program}: {reason}")]
+    Pin { program: &'static str, reason: String },
     /// This boot's kernel refused them before (see `lsm_probe`).
     #[error("{0} (remembered for this boot; `mcp-warden doctor` makes the next run try again)")]
     Remembered(String),
@@ -83,21 +90,26 @@ pub enum LsmError {
 impl crate::error::Diagnose for LsmError {
     fn hint(&self) -> Option<String> {
         match self {
-            LsmError::NoBtf(_) | LsmError::Load { .. } | LsmError::Attach { .. } | LsmError::Remembered(_) => Some(
+            LsmError::NoBtf(_) | LsmError::Load { .. } | LsmError::Remembered(_) => Some(
                 "optional layer: it needs `bpf` in the kernel's active LSM list (the lsm= boot parameter); \
                  `mcp-warden doctor` reports whether LSM programs load"
                     .into(),
             ),
-            LsmError::NotAttempted | LsmError::MissingProgram { .. } => None,
+            LsmError::NotAttempted | LsmError::MissingProgram { .. } | LsmError::Pin { .. } => None,
         }
     }
 }
 
-/// Loaded and attached probes. Dropping it detaches everything (links are owned by `ebpf`).
+/// This server's part of the eBPF layer: its entries in the shared maps, its ring buffer and its
+/// cgroup programs (attached while the programs live; dropped after exit).
 pub struct Monitor {
-    ebpf: Ebpf,
-    ring: Option<RingBuf<aya::maps::MapData>>,
+    shared: Shared,
+    ring: Option<RingBuf<MapData>>,
     cgroup_id: u64,
+    /// `--monitor-level full`.
+    full: bool,
+    /// The cgroup programs attached to the server's cgroup; dropping them detaches them.
+    cgroup_programs: Vec<aya::programs::Program>,
     /// The optional BPF LSM layer: loaded, or why not.
     lsm: Result<(), LsmError>,
 }
@@ -123,9 +135,15 @@ fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> MonitorError 
     move |source| MonitorError::Io { action, source }
 }
 
+fn map_error(map: &'static str) -> impl FnOnce(aya::maps::MapError) -> MonitorError {
+    move |source| MonitorError::Map { map, source }
+}
+
 impl Monitor {
-    /// Loads every program with this server's constants and attaches them. Nothing runs for the
-    /// server yet: it joins the cgroup later, in stage 2.
+    /// Takes a hold on the host's shared probes (loading them if this is the first launcher),
+    /// writes this server's settings, rules and ring buffer under its cgroup id, and attaches the
+    /// socket programs to its cgroup. Nothing runs for the server yet: it joins the cgroup later,
+    /// in stage 2.
     pub fn load(cfg: &MonitorConfig) -> Result<Monitor, MonitorError> {
         use std::os::unix::fs::MetadataExt;
         if cfg.rules.len() > MAX_RULES as usize {
@@ -134,77 +152,73 @@ impl Monitor {
         // The cgroup id bpf_get_current_cgroup_id() returns is the cgroup directory's inode.
         let cgroup_id =
             std::fs::metadata(&cfg.cgroup_dir).map_err(io(format!("stat {}", cfg.cgroup_dir.display())))?.ino();
-        ensure_tracefs()?;
-        let fork_child_offset = tracepoint_field_offset("sched", "sched_process_fork", "child_pid")?;
-
-        let audit = u32::from(cfg.audit_mode);
-        let rule_count = cfg.rules.len() as u32;
-        let allow_raw = u32::from(cfg.allow_raw_sockets);
-        // The probes use fixed tracepoint layouts, no CO-RE relocations: skip parsing the kernel's
-        // BTF (megabytes) on every start.
-        let mut ebpf = EbpfLoader::new()
-            .btf(None)
-            .override_global("CGROUP_ID", &cgroup_id, true)
-            .override_global("AUDIT", &audit, true)
-            .override_global("RULE_COUNT", &rule_count, true)
-            .override_global("ALLOW_RAW", &allow_raw, true)
-            .override_global("FORK_CHILD_OFFSET", &fork_child_offset, true)
-            .map_max_entries("EVENTS", cfg.ring_bytes)
-            .load(PROBES)?;
-
-        {
-            let map = ebpf.map_mut("RULES").ok_or(MonitorError::MissingMap("RULES"))?;
-            let mut rules: Array<&mut MapData, NetRule> =
-                Array::try_from(map).map_err(|source| MonitorError::Map { map: "RULES", source })?;
-            for (i, r) in cfg.rules.iter().enumerate() {
-                rules.set(i as u32, r, 0).map_err(|source| MonitorError::Map { map: "RULES", source })?;
-            }
+        let server_level = if cfg.full { level::FULL } else { level::TREE };
+        let mut shared = Shared::acquire(PROBES, server_level)?;
+        let lsm = match shared.lsm_loaded_now.take() {
+            _ if shared.lsm_attached() => Ok(()),
+            Some(Err(e)) => Err(e),
+            _ => Err(lsm_probe::known_refusal().map_or(LsmError::NotAttempted, LsmError::Remembered)),
+        };
+        let mut monitor = Monitor { shared, ring: None, cgroup_id, full: cfg.full, cgroup_programs: Vec::new(), lsm };
+        // On failure from here the entries written so far are removed by `release`.
+        if let Err(e) = monitor.register(cfg, server_level) {
+            monitor.release();
+            return Err(e);
         }
-        for name in ["sys_enter", "sys_exit", "signal_generate"] {
-            let p: &mut RawTracePoint = program(&mut ebpf, name)?;
-            p.load().map_err(|source| MonitorError::Program { action: "load", program: name, source })?;
-            p.attach(name).map_err(|source| MonitorError::Program { action: "attach", program: name, source })?;
-        }
-        for name in ["sched_process_fork", "sched_process_exit"] {
-            let p: &mut TracePoint = program(&mut ebpf, name)?;
-            p.load().map_err(|source| MonitorError::Program { action: "load", program: name, source })?;
-            p.attach("sched", name).map_err(|source| MonitorError::Program {
-                action: "attach",
-                program: name,
-                source,
-            })?;
-        }
-        let cgroup = std::fs::File::open(&cfg.cgroup_dir).map_err(io(format!("open {}", cfg.cgroup_dir.display())))?;
-        for name in ["connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6"] {
-            let p: &mut CgroupSockAddr = program(&mut ebpf, name)?;
-            p.load().map_err(|source| MonitorError::Program { action: "load", program: name, source })?;
-            p.attach(&cgroup, CgroupAttachMode::Single).map_err(|source| MonitorError::Program {
-                action: "attach",
-                program: name,
-                source,
-            })?;
-        }
-        let p: &mut CgroupSock = program(&mut ebpf, "sock_create")?;
-        p.load().map_err(|source| MonitorError::Program { action: "load", program: "sock_create", source })?;
-        p.attach(&cgroup, CgroupAttachMode::Single).map_err(|source| MonitorError::Program {
-            action: "attach",
-            program: "sock_create",
-            source,
-        })?;
-
-        let ring = ebpf.take_map("EVENTS").ok_or(MonitorError::MissingMap("EVENTS"))?;
-        let ring = RingBuf::try_from(ring).map_err(|source| MonitorError::Map { map: "EVENTS", source })?;
-        Ok(Monitor { ebpf, ring: Some(ring), cgroup_id, lsm: Err(LsmError::NotAttempted) })
+        Ok(monitor)
     }
 
-    /// Tries the optional BPF LSM hooks. Called once the server runs: parsing the kernel's BTF
-    /// for them costs tens of milliseconds, which the server's start should not wait for, and
-    /// nothing depends on them (they add to seccomp, Landlock and the socket programs).
-    pub fn attach_lsm(&mut self) {
-        self.lsm = attach_lsm(&mut self.ebpf);
-        if let Err(why) = &self.lsm {
-            tracing::debug!("BPF LSM hooks not loaded: {why}");
+    /// Writes the server's entries, then attaches its cgroup programs (which deny without them).
+    fn register(&mut self, cfg: &MonitorConfig, server_level: u32) -> Result<(), MonitorError> {
+        let id = self.cgroup_id;
+        let ring = aya_obj::Map::new_from_params(aya::maps::MapType::RingBuf as u32, 0, 0, cfg.ring_bytes, 0);
+        let ring = MapData::create(ring, "mcpw_events", None).map_err(map_error("EVENTS"))?;
+        self.shared.rings.insert(id, &ring, 0).map_err(map_error("RINGS"))?;
+        self.ring = Some(RingBuf::try_from(Map::RingBuf(ring)).map_err(map_error("EVENTS"))?);
+        let cpus =
+            aya::util::nr_cpus().map_err(|(_, e)| MonitorError::Io { action: "count CPUs".into(), source: e })?;
+        let zero = PerCpuValues::try_from(vec![Counters::default(); cpus]).map_err(io("size the counters"))?;
+        self.shared.counters.insert(id, zero, 0).map_err(map_error("COUNTERS"))?;
+        for (index, rule) in cfg.rules.iter().enumerate() {
+            let key = RuleKey { cgroup_id: id, index: index as u32, _pad: 0 };
+            self.shared.rules.insert(key, rule, 0).map_err(map_error("RULES"))?;
         }
+        let me = std::process::id();
+        let server = Server {
+            audit: u32::from(cfg.audit_mode),
+            rule_count: cfg.rules.len() as u32,
+            allow_raw: u32::from(cfg.allow_raw_sockets),
+            level: server_level,
+            owner_pid: me,
+            _pad: 0,
+            owner_start: shared::process_start(me).unwrap_or(0),
+        };
+        self.shared.brokers.insert(me, id, 0).map_err(map_error("BROKERS"))?;
+        self.shared.servers.insert(id, server, 0).map_err(map_error("SERVERS"))?;
+        self.attach_cgroup_programs(&cfg.cgroup_dir)
+    }
+
+    fn attach_cgroup_programs(&mut self, dir: &Path) -> Result<(), MonitorError> {
+        let cgroup = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
+        let fail = |action, program| move |source| MonitorError::Program { action, program, source };
+        for name in shared::CGROUP_PROGRAMS {
+            let pin = self.shared.program_pin(name);
+            let program = match sock_addr_type(name) {
+                Some(kind) => {
+                    let mut p = CgroupSockAddr::from_pin(&pin, kind).map_err(fail("open the pinned", name))?;
+                    p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
+                    aya::programs::Program::CgroupSockAddr(p)
+                }
+                None => {
+                    let mut p = CgroupSock::from_pin(&pin, CgroupSockAttachType::SockCreate)
+                        .map_err(fail("open the pinned", name))?;
+                    p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
+                    aya::programs::Program::CgroupSock(p)
+                }
+            };
+            self.cgroup_programs.push(program);
+        }
+        Ok(())
     }
 
     /// Whether the optional BPF LSM hooks are loaded, or why not.
@@ -245,50 +259,51 @@ impl Monitor {
         Ok(Reader { stop, wake, handle })
     }
 
-    /// Detaches everything once this process is gone, in a child that holds the last references
-    /// (`sys::close_after_exit`): detaching tracepoint programs waits for RCU grace periods (about
-    /// 200 ms here), which the launcher's exit status need not wait for. If the child cannot be
-    /// forked, detaches here.
-    pub fn detach_after_exit(self) {
-        match crate::sys::close_after_exit() {
-            Ok(()) => std::mem::forget(self),
-            Err(e) => {
-                tracing::debug!("detaching in the foreground: cannot fork the detaching child: {e}");
-                drop(self);
-            }
-        }
+    /// Removes this server's entries and drops the hold on the shared probes (the last launcher
+    /// removes their pins; the kernel frees them in the background). The cgroup programs are
+    /// detached as their links close.
+    pub fn release(mut self) {
+        self.shared.remove_server(self.cgroup_id);
+        self.cgroup_programs.clear();
+        self.shared.release();
     }
 
     /// Reads the in-kernel counters: drops, folded opens, per-process syscall counts, repeats.
     pub fn counters(&self) -> KernelCounters {
-        let mut out = KernelCounters::default();
-        if let Some(map) = self.ebpf.map("COUNTERS")
-            && let Ok(counters) = PerCpuArray::<&MapData, u64>::try_from(map)
-        {
-            let sum = |i: u32| counters.get(&i, 0).map(|v| v.iter().sum::<u64>()).unwrap_or(0);
+        let mut out = KernelCounters { full: self.full, ..KernelCounters::default() };
+        if let Ok(per_cpu) = self.shared.counters.get(&self.cgroup_id, 0) {
+            let sum = |i: u32| per_cpu.iter().map(|c| c.values[i as usize]).sum::<u64>();
             out.dropped = sum(counter::DROPPED);
             out.opens_folded = sum(counter::OPENS_FOLDED);
             out.lsm_file_opens = sum(counter::LSM_FILE_OPENS);
         }
-        if let Some(map) = self.ebpf.map("SYSCALLS")
-            && let Ok(calls) = PerCpuHashMap::<&MapData, u64, u64>::try_from(map)
-        {
-            for (key, values) in calls.iter().flatten() {
-                let total: u64 = values.iter().sum();
-                out.syscalls.push(((key >> 32) as u32, key as u32, total));
+        for (key, values) in self.shared.syscalls.iter().flatten() {
+            if key.cgroup_id == self.cgroup_id {
+                out.syscalls.push((key.tgid, key.nr, values.iter().sum()));
             }
         }
-        if let Some(map) = self.ebpf.map("OPENS_SEEN")
-            && let Ok(seen) = BpfHashMap::<&MapData, OpenKey, u64>::try_from(map)
-        {
-            for (key, count) in seen.iter().flatten() {
-                if count > 1 {
-                    out.repeated_opens.push((key, count));
-                }
+        // Opens are keyed by process: this server's are those of its processes.
+        let ours: std::collections::HashSet<u32> = out.syscalls.iter().map(|(tgid, _, _)| *tgid).collect();
+        for (key, count) in self.shared.opens_seen.iter().flatten() {
+            if count > 1 && ours.contains(&key.tgid) {
+                out.repeated_opens.push((key, count));
             }
         }
         out
     }
+}
+
+/// The attach type of each `cgroup_sock_addr` program (`None`: the `sock_create` program).
+fn sock_addr_type(name: &str) -> Option<CgroupSockAddrAttachType> {
+    Some(match name {
+        "connect4" => CgroupSockAddrAttachType::Connect4,
+        "connect6" => CgroupSockAddrAttachType::Connect6,
+        "sendmsg4" => CgroupSockAddrAttachType::UDPSendMsg4,
+        "sendmsg6" => CgroupSockAddrAttachType::UDPSendMsg6,
+        "bind4" => CgroupSockAddrAttachType::Bind4,
+        "bind6" => CgroupSockAddrAttachType::Bind6,
+        _ => return None,
+    })
 }
 
 /// The BPF LSM hooks, loaded only where the kernel lets BPF LSM programs load (it refuses them on
@@ -302,45 +317,51 @@ const LSM_HOOKS: [(&str, &str); 5] = [
     ("lsm_file_open", "file_open"),
 ];
 
-fn attach_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
+/// Loads the optional BPF LSM hooks, once per host when the shared probes are loaded (parsing the
+/// kernel's BTF for them costs tens of milliseconds), and pins them in `progs` when the kernel
+/// accepts all of them; they are attached with the other tracepoints while servers run. A
+/// refusal is remembered for this boot (`lsm_probe`).
+fn load_lsm_pinned(ebpf: &mut Ebpf, progs: &Path) -> Result<(), LsmError> {
     if let Some(why) = lsm_probe::known_refusal() {
         return Err(LsmError::Remembered(why));
     }
-    let result = try_attach_lsm(ebpf);
-    if let Err(e @ LsmError::Load { .. }) = &result {
-        lsm_probe::remember_refusal(&e.to_string());
-    }
-    result
-}
-
-fn try_attach_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
-    let btf = aya::Btf::from_sys_fs().map_err(LsmError::NoBtf)?;
-    let mut attached = Vec::new();
-    let result = (|| {
-        for (program, hook) in LSM_HOOKS {
-            let p: &mut aya::programs::Lsm = match ebpf.program_mut(program).map(TryInto::try_into) {
-                Some(Ok(p)) => p,
-                _ => return Err(LsmError::MissingProgram { program }),
-            };
-            p.load(hook, &btf).map_err(|source| LsmError::Load { hook, source })?;
-            let link = p.attach().map_err(|source| LsmError::Attach { hook, source })?;
-            attached.push((program, link));
+    let loaded = load_lsm(ebpf).and_then(|()| {
+        for (program, _) in LSM_HOOKS {
+            let p: &mut aya::programs::Lsm =
+                program_named(ebpf, program).map_err(|_| LsmError::MissingProgram { program })?;
+            p.pin(progs.join(program)).map_err(|e| LsmError::Pin { program, reason: e.to_string() })?;
         }
         Ok(())
-    })();
-    if result.is_err() {
-        for (program, link) in attached {
-            if let Some(Ok(p)) = ebpf.program_mut(program).map(TryInto::<&mut aya::programs::Lsm>::try_into) {
-                let _ = p.detach(link);
-            }
+    });
+    if let Err(e) = &loaded {
+        if matches!(e, LsmError::Load { .. }) {
+            lsm_probe::remember_refusal(&e.to_string());
         }
+        for (program, _) in LSM_HOOKS {
+            let _ = std::fs::remove_file(progs.join(program));
+        }
+        tracing::debug!("BPF LSM hooks not loaded: {e}");
     }
-    result
+    loaded
+}
+
+fn load_lsm(ebpf: &mut Ebpf) -> Result<(), LsmError> {
+    let btf = aya::Btf::from_sys_fs().map_err(LsmError::NoBtf)?;
+    for (program, hook) in LSM_HOOKS {
+        let p: &mut aya::programs::Lsm = match ebpf.program_mut(program).map(TryInto::try_into) {
+            Some(Ok(p)) => p,
+            _ => return Err(LsmError::MissingProgram { program }),
+        };
+        p.load(hook, &btf).map_err(|source| LsmError::Load { hook, source })?;
+    }
+    Ok(())
 }
 
 /// Counters read from the kernel maps at the end.
 #[derive(Debug, Default)]
 pub struct KernelCounters {
+    /// `--monitor-level full`.
+    pub full: bool,
     pub dropped: u64,
     pub opens_folded: u64,
     pub lsm_file_opens: u64,
@@ -374,7 +395,7 @@ fn wait_readable(ring: std::os::fd::BorrowedFd<'_>, wake: std::os::fd::BorrowedF
     let _ = nix::poll::poll(&mut fds, PollTimeout::NONE);
 }
 
-fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, MonitorError>
+fn program_named<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, MonitorError>
 where
     &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
 {
@@ -384,29 +405,4 @@ where
         source: aya::programs::ProgramError::UnexpectedProgramType,
     })?;
     p.try_into().map_err(|source| MonitorError::Program { action: "convert", program: name, source })
-}
-
-/// Classic tracepoints are attached through tracefs: mount it where the kernel documents it if
-/// nobody has.
-fn ensure_tracefs() -> Result<(), MonitorError> {
-    if Path::new(TRACEFS).join("events").exists() {
-        return Ok(());
-    }
-    nix::mount::mount(Some("tracefs"), TRACEFS, Some("tracefs"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(|e| MonitorError::Io { action: format!("mount tracefs on {TRACEFS}"), source: e.into() })
-}
-
-/// Offset of `field` in a tracepoint record, from its format file (it differs between kernels).
-fn tracepoint_field_offset(category: &str, name: &str, field: &str) -> Result<u32, MonitorError> {
-    let path = format!("{TRACEFS}/events/{category}/{name}/format");
-    let text = std::fs::read_to_string(&path).map_err(io(format!("read {path}")))?;
-    text.lines()
-        .find(|l| l.contains(&format!(" {field};")))
-        .and_then(|l| l.split("offset:").nth(1))
-        .and_then(|s| s.split(';').next())
-        .and_then(|s| s.trim().parse().ok())
-        .ok_or_else(|| MonitorError::Io {
-            action: format!("find {field} in {path}"),
-            source: std::io::Error::other("field not in the tracepoint format"),
-        })
 }

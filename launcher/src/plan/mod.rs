@@ -64,6 +64,8 @@ pub struct RunOptions {
     pub audit_log: Option<String>,
     /// `--audit-buffer SIZE`: the ring buffer's size (default 4M).
     pub audit_buffer: Option<Size>,
+    /// `--monitor-level full`: the eBPF layer also traces every syscall of the server.
+    pub monitor_full: bool,
     /// `--stop-timeout SECONDS`: how long the server has to exit once told to stop (default 5).
     pub stop_timeout: Option<u64>,
     /// `--learn NAME`: a learning run, its sessions kept under NAME.
@@ -479,6 +481,11 @@ impl Plan {
     /// Bytes of the eBPF ring buffer.
     pub fn audit_buffer(&self) -> u32 {
         self.monitor.ring_bytes
+    }
+
+    /// `--monitor-level full`: opens, syscall counts and file refusals from per-syscall tracing.
+    pub fn monitor_full(&self) -> bool {
+        self.monitor.full
     }
 
     /// Our cgroup v2 directory, under which the server's monitored cgroup is created.

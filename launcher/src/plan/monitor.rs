@@ -18,6 +18,8 @@ pub struct MonitorPlan {
     pub audit_log: Destination,
     /// Bytes of the eBPF ring buffer.
     pub ring_bytes: u32,
+    /// `--monitor-level full`.
+    pub full: bool,
     /// Why the eBPF layer cannot run on this host, if it cannot.
     pub unavailable: Option<String>,
     /// Our cgroup v2 directory, under which the server's monitored cgroup is created.
@@ -45,6 +47,7 @@ impl MonitorPlan {
             audit_mode: options.audit_mode,
             audit_log,
             ring_bytes: ring_size(options.audit_buffer.unwrap_or(Size(4 << 20)))?,
+            full: options.monitor_full,
             unavailable: unavailable(host),
             cgroup_parent: host.cgroups.v2.as_ref().map(|v2| v2.own.clone()),
         })

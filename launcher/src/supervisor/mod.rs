@@ -60,10 +60,6 @@ fn run_server(
     // 5. After 4: stage 2 waits for the broker's listener to be taken before it can exec.
     let server = child.wait_for_exec(held.services.listener_error.take())?;
     tracing::debug!(pid = server.as_raw(), "server started");
-    // The optional BPF LSM hooks only once the server runs: its start need not wait for them.
-    if let Some(monitor) = held.monitor.as_mut() {
-        monitor.attach_lsm();
-    }
     // 6. The signals blocked in 1 (and queued since) are forwarded from here on.
     Ok(wait::wait_for_exit(server, signals, plan.stop_timeout()))
 }

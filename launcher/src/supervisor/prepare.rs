@@ -107,6 +107,7 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
         rules: plan.net_rules(),
         allow_raw_sockets: false,
         ring_bytes: plan.audit_buffer(),
+        full: plan.monitor_full(),
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),

@@ -49,18 +49,18 @@ pub fn run(plan: &Plan, held: Held, outcome: &Result<i32, SupervisorError>) {
         }
     }
     if status.is_some() && monitor.is_some() {
-        // Detaching tracepoint programs waits for RCU grace periods (tens of milliseconds): let
-        // the client see the server's stdout close now rather than after the teardown.
+        // Draining the ring buffer and writing the summary take a moment: let the client see the
+        // server's stdout close now rather than after the teardown.
         release_stdio();
     }
     summarize(plan, services, monitor.as_ref(), status);
-    // Detaching waits for RCU grace periods: a child that outlives us does it.
-    if let Some(m) = monitor {
-        m.detach_after_exit();
-    }
     // Removing the cgroups kills what is left of the server's tree: remove them before the
-    // private TMPDIR, which that tree could still be writing to.
+    // private TMPDIR, which that tree could still be writing to, and before the server's eBPF
+    // entries, which its socket programs need to let anything through.
     drop(cgroups);
+    if let Some(m) = monitor {
+        m.release();
+    }
     drop(private_tmp);
 }
 

@@ -13,7 +13,7 @@
 //!   calls the broker makes with the bytes it checked).
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd, OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
@@ -154,46 +154,6 @@ pub fn reap(pid: Option<libc::pid_t>) -> Reaped {
         -1 => Reaped::Running,
         pid if libc::WIFSIGNALED(raw) => Reaped::Child { pid, status: 128 + libc::WTERMSIG(raw) },
         pid => Reaped::Child { pid, status: libc::WEXITSTATUS(raw) },
-    }
-}
-
-/// Forks a child that holds a copy of every descriptor of this process until this process is gone
-/// (its copy of a pipe's write end reaches EOF then), and only then closes them and exits. The
-/// last reference to each kernel object then goes with the child: what releasing them costs (eBPF
-/// programs wait for RCU grace periods when they detach) is not paid by this process's exit.
-/// Returns in the parent only; the caller then leaks (does not drop) what it meant to hand over.
-pub fn close_after_exit() -> io::Result<()> {
-    let (wait_r, wait_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(io::Error::from)?;
-    // SAFETY: fork in a process that may have other threads: the child calls only read(2),
-    // close_range(2) and _exit(2), which are async-signal-safe and take no lock a missing thread
-    // could hold; it touches no Rust object after the fork.
-    match unsafe { libc::fork() } {
-        -1 => Err(io::Error::last_os_error()),
-        0 => {
-            drop_write_end_and_wait(wait_w.into_raw_fd(), wait_r.as_raw_fd());
-            // SAFETY: as above; the child owns nothing it would flush or drop.
-            unsafe {
-                libc::syscall(libc::SYS_close_range, 0u32, libc::c_uint::MAX, 0u32);
-                libc::_exit(0)
-            }
-        }
-        _ => {
-            // Our read end is not needed; our write end lives until we exit.
-            drop(wait_r);
-            std::mem::forget(wait_w);
-            Ok(())
-        }
-    }
-}
-
-/// In the child of [`close_after_exit`]: closes its own copy of the write end, then blocks until
-/// the parent's copy closes (read returns 0) or the read fails.
-fn drop_write_end_and_wait(write_end: RawFd, read_end: RawFd) {
-    let mut byte = 0u8;
-    // SAFETY: plain close and read of descriptors this process holds; async-signal-safe.
-    unsafe {
-        libc::close(write_end);
-        while libc::read(read_end, (&mut byte as *mut u8).cast(), 1) < 0 && *libc::__errno_location() == libc::EINTR {}
     }
 }
 

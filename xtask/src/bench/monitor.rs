@@ -2,7 +2,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -31,14 +32,27 @@ struct Setup {
     exec_dir: String,
 }
 
+/// The eBPF layer of a sandboxed run: off, or on at `--monitor-level tree` (the default) or `full`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Level {
+    Off,
+    Tree,
+    Full,
+}
+
 impl Setup {
-    /// `mcp-warden run --profile strict` of `tail`, with the monitor on (logging to `log`) or off.
-    fn sandboxed(&self, monitor: bool, tail: &[&str]) -> Vec<String> {
+    /// `mcp-warden run --profile strict` of `tail`, with the monitor at `level` (logging to `log`).
+    fn sandboxed(&self, level: Level, tail: &[&str]) -> Vec<String> {
         let mut v = vec![self.warden.clone(), "run".into(), "--profile".into(), "strict".into()];
-        if monitor {
-            v.extend(["--audit-log".into(), self.log.display().to_string()]);
-        } else {
-            v.extend(["--require".into(), "monitor=off".into()]);
+        match level {
+            Level::Off => v.extend(["--require".into(), "monitor=off".into()]),
+            Level::Tree => v.extend(["--audit-log".into(), self.log.display().to_string()]),
+            Level::Full => v.extend([
+                "--audit-log".into(),
+                self.log.display().to_string(),
+                "--monitor-level".into(),
+                "full".into(),
+            ]),
         }
         v.extend(["--allow-read".into(), self.file.clone(), "--allow-exec".into(), self.exec_dir.clone(), "--".into()]);
         v.extend(tail.iter().map(|s| s.to_string()));
@@ -47,7 +61,8 @@ impl Setup {
 }
 
 /// The eBPF layer's costs: (a) a syscall-heavy workload bare, sandboxed, and sandboxed with the
-/// probes; (b) events per second through the ring buffer, with drops; (c) start-up with probes.
+/// probes at each level; (b) the same workload run bare beside idle monitored servers (what the
+/// host pays); (c) events per second through the ring buffer, with drops; (d) start-up with probes.
 pub fn monitor(opts: &Options) -> Result<()> {
     let (rounds, iterations) = (opts.rounds, opts.iterations);
     if !is_root() {
@@ -69,6 +84,8 @@ pub fn monitor(opts: &Options) -> Result<()> {
     };
     let table_a = workload(&setup, rounds, iterations)?;
     println!("{table_a}");
+    let table_host = host_tax(&setup, rounds, iterations)?;
+    println!("{table_host}");
     let table_b = events(&setup)?;
     println!("{table_b}");
     let table_c = start(&setup, rounds)?;
@@ -81,10 +98,13 @@ pub fn monitor(opts: &Options) -> Result<()> {
          Command: `{command}` (as root; release build). Machine: {}\n\n\
          (a) Syscall-heavy workload: {iterations} x (open, read, close) of one small file by `warden-probe open-read-close`. \
          Each round runs every variant once in rotating order; medians of {rounds} rounds after one warm-up round.\n\n{table_a}\n\
-         (b) Events through the ring buffer: `warden-probe open-burst` opens that many distinct paths as fast as it can \
+         (b) What the host pays: the same workload run BARE (outside any sandbox) while idle monitored servers run \
+         (`sleep`), against no server; medians of {rounds} runs per block.\n\n{table_host}\n\
+         (c) Events through the ring buffer (`--monitor-level full`, where every open is an event): `warden-probe open-burst` opens that many distinct paths as fast as it can \
          (every open is an event: distinct paths are never folded).\n\n{table_b}\n\
-         (c) Start-up of `/bin/echo x`: spawn to the first byte on stdout (the server is running), and to the launcher's exit \
-         (which includes detaching the probes).\n\n{table_c}\n\
+         (d) Start-up of `/bin/echo x`: spawn to the first byte on stdout (the server is running), and to the launcher's exit \
+         (which includes releasing the probes). The shared probes are loaded once per host: the cold row is the first \
+         start after `mcp-warden doctor` unloaded them (one run, not a median).\n\n{table_c}\n\
          <!-- monitor:end -->",
         machine_facts()?
     );
@@ -99,8 +119,9 @@ fn workload(setup: &Setup, rounds: usize, iterations: usize) -> Result<String> {
     let workload = [setup.probe.as_str(), "open-read-close", setup.file.as_str(), n.as_str()];
     let variants: Vec<Variant> = vec![
         ("bare", owned(&workload)),
-        ("mcp-warden strict, monitor off", setup.sandboxed(false, &workload)),
-        ("mcp-warden strict, monitor on", setup.sandboxed(true, &workload)),
+        ("mcp-warden strict, monitor off", setup.sandboxed(Level::Off, &workload)),
+        ("mcp-warden strict, monitor tree (default)", setup.sandboxed(Level::Tree, &workload)),
+        ("mcp-warden strict, monitor full", setup.sandboxed(Level::Full, &workload)),
     ];
     step(&format!("(a) {iterations} x open+read+close: {} variants x {rounds} rounds, rotating order", variants.len()));
     let stats = rotating_runs(&variants, rounds, 1)?;
@@ -128,7 +149,8 @@ fn events(setup: &Setup) -> Result<String> {
     for burst in [10_000usize, 100_000, 300_000] {
         let _ = std::fs::remove_file(&setup.log);
         let b = burst.to_string();
-        let argv = setup.sandboxed(true, &[setup.probe.as_str(), "open-burst", "/nonexistent/mcpw-bench-", b.as_str()]);
+        let argv =
+            setup.sandboxed(Level::Full, &[setup.probe.as_str(), "open-burst", "/nonexistent/mcpw-bench-", b.as_str()]);
         let wall = timed_run(&argv)?;
         let text = std::fs::read_to_string(&setup.log)?;
         let logged = text.lines().filter(|l| l.contains("\"kind\":\"open\"") && l.contains("mcpw-bench-")).count();
@@ -155,26 +177,24 @@ fn start(setup: &Setup, rounds: usize) -> Result<String> {
     let echo = ["/bin/echo", "x"];
     let starts: Vec<Variant> = vec![
         ("bare /bin/echo", owned(&echo)),
-        ("strict, monitor off", setup.sandboxed(false, &echo)),
-        ("strict, monitor on", setup.sandboxed(true, &echo)),
+        ("strict, monitor off", setup.sandboxed(Level::Off, &echo)),
+        ("strict, monitor tree (default)", setup.sandboxed(Level::Tree, &echo)),
+        ("strict, monitor full", setup.sandboxed(Level::Full, &echo)),
     ];
     let mut table_c = String::from("| variant | first byte (median) | exit (median) |\n|---|---:|---:|\n");
+    let cold = cold_start(setup, &echo)?;
+    table_c.push_str(&format!(
+        "| strict, monitor tree, cold (probes loaded by this run) | {:.1} ms | {:.1} ms |\n",
+        ms(cold.0),
+        ms(cold.1)
+    ));
     for (name, argv) in &starts {
         let mut first = Vec::new();
         let mut exit = Vec::new();
         for _ in 0..rounds * 8 {
-            let t = Instant::now();
-            let mut child = Command::new(&argv[0])
-                .args(&argv[1..])
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()?;
-            let mut out = child.stdout.take().context("stdout")?;
-            let mut byte = [0u8; 1];
-            std::io::Read::read_exact(&mut out, &mut byte)?;
-            first.push(t.elapsed());
-            child.wait()?;
-            exit.push(t.elapsed());
+            let (to_first, to_exit) = first_byte_and_exit(argv)?;
+            first.push(to_first);
+            exit.push(to_exit);
         }
         table_c.push_str(&format!(
             "| {name} | {:.1} ms | {:.1} ms |\n",
@@ -183,4 +203,80 @@ fn start(setup: &Setup, rounds: usize) -> Result<String> {
         ));
     }
     Ok(table_c)
+}
+
+/// Time from spawn to the first byte on stdout, and to exit.
+fn first_byte_and_exit(argv: &[String]) -> Result<(Duration, Duration)> {
+    let t = Instant::now();
+    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut out, &mut byte)?;
+    let first = t.elapsed();
+    child.wait()?;
+    Ok((first, t.elapsed()))
+}
+
+/// The first start after `mcp-warden doctor` unloaded the shared probes: this run loads them.
+fn cold_start(setup: &Setup, echo: &[&str]) -> Result<(Duration, Duration)> {
+    let doctor = Command::new(&setup.warden).arg("doctor").stdout(Stdio::null()).stderr(Stdio::null()).status()?;
+    if !doctor.success() {
+        bail!("mcp-warden doctor failed: {doctor}");
+    }
+    first_byte_and_exit(&setup.sandboxed(Level::Tree, echo))
+}
+
+/// (b) The workload run bare while `count` idle servers run at `level`, against none.
+fn host_tax(setup: &Setup, rounds: usize, iterations: usize) -> Result<String> {
+    let n = iterations.to_string();
+    let bare = owned(&[setup.probe.as_str(), "open-read-close", setup.file.as_str(), n.as_str()]);
+    let blocks: [(&str, Level, usize); 4] = [
+        ("no server running", Level::Off, 0),
+        ("1 idle server, monitor tree (default)", Level::Tree, 1),
+        ("20 idle servers, monitor tree (default)", Level::Tree, 20),
+        ("1 idle server, monitor full", Level::Full, 1),
+    ];
+    step(&format!("(b) the bare workload beside idle monitored servers: {} blocks x {rounds} runs", blocks.len()));
+    let mut medians = Vec::new();
+    for (name, level, count) in blocks {
+        let mut servers = Vec::new();
+        for _ in 0..count {
+            servers.push(idle_server(setup, level)?);
+        }
+        let mut runs = Vec::new();
+        timed_run(&bare)?;
+        for _ in 0..rounds {
+            runs.push(timed_run(&bare)?);
+        }
+        for mut server in servers {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(server.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            server.wait()?;
+        }
+        medians.push((name, median_min_max(&mut runs)));
+    }
+    let base = medians[0].1.0.as_secs_f64();
+    let mut table = String::from("| beside | median | min | max | vs no server |\n|---|---:|---:|---:|---:|\n");
+    for (name, (m, lo, hi)) in medians {
+        table.push_str(&format!(
+            "| {name} | {:.0} ms | {:.0} ms | {:.0} ms | {:.3}x |\n",
+            ms(m),
+            ms(lo),
+            ms(hi),
+            m.as_secs_f64() / base
+        ));
+    }
+    Ok(table)
+}
+
+/// A monitored server that sleeps, started and running (it printed its first line).
+fn idle_server(setup: &Setup, level: Level) -> Result<std::process::Child> {
+    let argv = setup.sandboxed(level, &["/bin/sh", "-c", "echo up; exec sleep 1000"]);
+    let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
+    let mut out = child.stdout.take().context("stdout")?;
+    let mut byte = [0u8; 1];
+    std::io::Read::read_exact(&mut out, &mut byte)?;
+    Ok(child)
 }
