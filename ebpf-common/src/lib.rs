@@ -264,7 +264,8 @@ pub struct Server {
     pub level: u32,
     /// The launcher that owns the entry: a later launcher removes entries whose owner is gone.
     pub owner_pid: u32,
-    pub _pad: u32,
+    /// The server's ring buffer: `RINGS[slot]` (rings are reused by later servers).
+    pub slot: u32,
     /// The owner's start time (clock ticks after boot, `/proc/PID/stat` field 22), so that a
     /// reused pid is not taken for the owner.
     pub owner_start: u64,

@@ -61,9 +61,10 @@ static SERVERS: HashMap<u64, Server> = HashMap::with_max_entries(1024, BPF_F_NO_
 /// the launcher, whose calls the socket programs of the server's cgroup see too.
 #[map]
 static BROKERS: HashMap<u32, u64> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
-/// cgroup id -> the server's ring buffer (created by its launcher, sized by `--audit-buffer`).
+/// slot -> a ring buffer (created by a launcher, sized by `--audit-buffer`, reused by later ones:
+/// inserting into a map of maps waits for an RCU grace period). `Server::slot` names a server's.
 #[btf_map]
-static RINGS: HashOfMaps<u64, RingBuf<u8, 4096>, 1024> = HashOfMaps::new();
+static RINGS: HashOfMaps<u32, RingBuf<u8, 4096>, 1024> = HashOfMaps::new();
 /// cgroup id -> the server's counters.
 #[map]
 static COUNTERS: PerCpuHashMap<u64, Counters> = PerCpuHashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
@@ -167,11 +168,13 @@ const SOCK_RAW: u32 = 3;
 const CLONE_THREAD: u64 = 0x10000;
 
 /// The monitored server the current task belongs to: its cgroup id, settings and ring buffer.
+/// The ring is missing only while the launcher still prepares the server (it inserts it before
+/// the server is executed): what the launcher's own stage 2 does until then is not recorded.
 #[derive(Clone, Copy)]
 struct Srv {
     cgroup: u64,
     conf: Server,
-    ring: &'static RingBuf<u8, 4096>,
+    ring: Option<&'static RingBuf<u8, 4096>>,
 }
 
 /// `None` for every task outside a monitored server: one helper call and one hash lookup.
@@ -198,7 +201,7 @@ fn server_of(cgroup: u64) -> Option<Srv> {
     // SAFETY: map value reads; the launcher removes a server's entries only after it is gone.
     let conf = *unsafe { SERVERS.get(&cgroup) }?;
     // SAFETY: as above.
-    let ring = unsafe { RINGS.get(&cgroup) }?;
+    let ring = unsafe { RINGS.get(&conf.slot) };
     Some(Srv { cgroup, conf, ring })
 }
 
@@ -231,7 +234,8 @@ fn bump(srv: &Srv, index: u32) {
 /// Emits `value` on the server's ring buffer, or counts it as dropped.
 #[inline(always)]
 fn emit<T: 'static>(srv: &Srv, value: T) {
-    match srv.ring.reserve_untyped::<T>(0) {
+    let Some(ring) = srv.ring else { return };
+    match ring.reserve_untyped::<T>(0) {
         Some(mut entry) => {
             entry.write(value);
             entry.submit(0);
@@ -243,7 +247,8 @@ fn emit<T: 'static>(srv: &Srv, value: T) {
 /// Emits a copy of a (large) map value without staging it on the 512-byte stack.
 #[inline(always)]
 fn emit_copy<T: 'static>(srv: &Srv, src: *const T, patch: impl FnOnce(&mut T)) {
-    match srv.ring.reserve_untyped::<T>(0) {
+    let Some(ring) = srv.ring else { return };
+    match ring.reserve_untyped::<T>(0) {
         Some(mut entry) => {
             let dst = entry.as_mut_ptr() as *mut u8;
             // SAFETY: `dst` is a reserved ring-buffer slot of size_of::<T>() bytes.
@@ -299,7 +304,8 @@ pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
 
 fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(srv) = server() else { return Ok(()) };
-    let Some(mut entry) = srv.ring.reserve_untyped::<ExecEvent>(0) else {
+    let Some(ring) = srv.ring else { return Ok(()) };
+    let Some(mut entry) = ring.reserve_untyped::<ExecEvent>(0) else {
         bump(&srv, counter::DROPPED);
         return Ok(());
     };
@@ -546,7 +552,8 @@ fn try_sys_exit(ctx: &RawTracePointContext) -> Result<(), i64> {
 /// caller's values.
 #[inline(always)]
 fn emit_refused(srv: &Srv, regs: *const u8, nr: u32, ret: i64, (path, path2, fd): (u8, u8, u8)) {
-    let Some(mut entry) = srv.ring.reserve_untyped::<RefusedEvent>(0) else {
+    let Some(ring) = srv.ring else { return };
+    let Some(mut entry) = ring.reserve_untyped::<RefusedEvent>(0) else {
         bump(srv, counter::DROPPED);
         return;
     };

@@ -1,7 +1,9 @@
 //! Soak: many sandboxed servers started and stopped concurrently, round after round (with the
-//! eBPF layer when root; half of them through the MCP layer), and afterwards nothing of ours
-//! remains: no process or zombie, cgroup, BPF program or link, pinned object or temporary
-//! directory; and the launchers' peak memory does not grow from round to round.
+//! eBPF layer when root; half of them through the MCP layer; one launcher per round killed with
+//! SIGKILL mid-run), and afterwards nothing of ours remains but the shared eBPF probes (one set
+//! per build, loaded once per host): no process or zombie, cgroup, BPF link, per-server map
+//! (ring buffer) or map entry, other BPF program or pinned object, or temporary directory; and
+//! the launchers' peak memory does not grow from round to round.
 //!
 //! CI runs a small count; `cargo xtask soak` runs 50 servers x 20 rounds through this same test
 //! (MCPW_SOAK_SERVERS / MCPW_SOAK_ROUNDS) and puts its report in docs/reliability.md.
@@ -24,6 +26,71 @@ fn bpf_ids(kind: &str) -> BTreeSet<u64> {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
     v.as_array().into_iter().flatten().filter_map(|p| p["id"].as_u64()).collect()
 }
+
+/// The ids of the BPF objects of `kind` pinned under `dir` (the shared probes' programs or maps).
+fn pinned_ids(kind: &str, dir: &str) -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
+        for pin in std::fs::read_dir(build.path().join(dir)).into_iter().flatten().flatten() {
+            let o = Command::new("bpftool").args([kind, "show", "pinned"]).arg(pin.path()).arg("-j").output().unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+            ids.extend(v["id"].as_u64());
+        }
+    }
+    ids
+}
+
+/// The ring buffers kept in the shared `RINGS` map for later servers: their map ids.
+fn kept_rings() -> BTreeSet<u64> {
+    let mut ids = BTreeSet::new();
+    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
+        let o = Command::new("bpftool")
+            .args(["map", "dump", "pinned"])
+            .arg(build.path().join("maps/RINGS"))
+            .arg("-j")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+        for entry in v.as_array().into_iter().flatten() {
+            // The value is the inner map's id, four little-endian bytes in hex.
+            let bytes: Vec<u8> = entry["value"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|b| u8::from_str_radix(b.as_str()?.trim_start_matches("0x"), 16).ok())
+                .collect();
+            if let Ok(id) = <[u8; 4]>::try_from(bytes.as_slice()) {
+                ids.insert(u64::from(u32::from_le_bytes(id)));
+            }
+        }
+    }
+    ids
+}
+
+/// Per-syscall link pins (must be gone: the tree level's stay while the probes are loaded) and
+/// registered servers (must be none) of the shared probes.
+fn shared_attachments() -> (Vec<String>, usize) {
+    let mut links = Vec::new();
+    let mut servers = 0;
+    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
+        for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
+            if link.file_name().to_string_lossy().starts_with("sys_") {
+                links.push(link.path().display().to_string());
+            }
+        }
+        let o = Command::new("bpftool")
+            .args(["map", "dump", "pinned"])
+            .arg(build.path().join("maps/SERVERS"))
+            .arg("-j")
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+        servers += v.as_array().map_or(0, Vec::len);
+    }
+    (links, servers)
+}
+
+const SHARED: &str = "/sys/fs/bpf/mcp-warden";
 
 /// Every `mcp-warden.<pid>` cgroup directory under /sys/fs/cgroup (three levels deep).
 fn warden_cgroups() -> Vec<String> {
@@ -81,7 +148,7 @@ fn many_servers_started_and_stopped_leave_nothing_behind() {
     let who = Who::current();
     let s = Scratch::new(who);
     let marker = format!("mcpw-soak-{}", std::process::id());
-    let (progs, links) = (bpf_ids("prog"), bpf_ids("link"));
+    let (progs, links, maps) = (bpf_ids("prog"), bpf_ids("link"), bpf_ids("map"));
     let pinned_before: BTreeSet<String> = std::fs::read_dir("/sys/fs/bpf")
         .into_iter()
         .flatten()
@@ -110,9 +177,14 @@ fn many_servers_started_and_stopped_leave_nothing_behind() {
             launchers.insert(child.id());
             children.push(child);
         }
+        // One launcher per round dies mid-run, as a crash or an OOM kill would end it.
+        std::thread::sleep(Duration::from_millis(100));
+        let killed = children[0].id();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(killed as i32), nix::sys::signal::Signal::SIGKILL);
         for child in children {
+            let id = child.id();
             let o = child.wait_with_output().unwrap();
-            if !o.status.success() {
+            if !o.status.success() && id != killed {
                 failures.push(format!("round {round}: {} {}", o.status, String::from_utf8_lossy(&o.stderr)));
             }
         }
@@ -120,6 +192,16 @@ fn many_servers_started_and_stopped_leave_nothing_behind() {
     }
     let elapsed = started.elapsed();
     assert!(failures.is_empty(), "{} of {} runs failed:\n{}", failures.len(), servers * rounds, failures.join("\n"));
+    // What a killed launcher left (its entries, the attachments it held, its cgroup) is removed by
+    // the next launcher: run one, as the next use of the host would.
+    let next = Command::new(warden())
+        .args(["run", "--profile", "strict", "--audit-log"])
+        .arg(s.join("audit-next.jsonl"))
+        .args(["--", "/bin/true"])
+        .env("XDG_STATE_HOME", s.path())
+        .output()
+        .unwrap();
+    assert!(next.status.success(), "the next run: {}", String::from_utf8_lossy(&next.stderr));
 
     // Let the kernel finish freeing what the last launchers released (RCU for BPF objects).
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -133,33 +215,54 @@ fn many_servers_started_and_stopped_leave_nothing_behind() {
                 d.rsplit('.').next().and_then(|p| p.parse::<u32>().ok()).is_some_and(|p| launchers.contains(&p))
             })
             .collect();
-        let new_progs: Vec<u64> = bpf_ids("prog").difference(&progs).copied().collect();
-        let new_links: Vec<u64> = bpf_ids("link").difference(&links).copied().collect();
+        // The shared probes' programs, maps and links may be new (the first monitored run loads
+        // and attaches them), and so may the ring buffers kept for later servers (two at most).
+        let shared_progs = pinned_ids("prog", "progs");
+        let mut shared_maps = pinned_ids("map", "maps");
+        let rings = kept_rings();
+        shared_maps.extend(&rings);
+        let shared_links = pinned_ids("link", "links");
+        let new_progs: Vec<u64> =
+            bpf_ids("prog").difference(&progs).filter(|id| !shared_progs.contains(id)).copied().collect();
+        let new_links: Vec<u64> =
+            bpf_ids("link").difference(&links).filter(|id| !shared_links.contains(id)).copied().collect();
+        let new_maps: Vec<u64> =
+            bpf_ids("map").difference(&maps).filter(|id| !shared_maps.contains(id)).copied().collect();
+        let attachments = shared_attachments();
         let zombies = our_zombies();
         let clean = procs.is_empty()
             && alive.is_empty()
             && cgroups.is_empty()
             && new_progs.is_empty()
             && new_links.is_empty()
+            && new_maps.is_empty()
+            && attachments.0.is_empty()
+            && attachments.1 == 0
+            && rings.len() <= 2
             && zombies.is_empty();
         if clean || Instant::now() > deadline {
-            break (procs, alive, cgroups, new_progs, new_links, zombies);
+            break (procs, alive, cgroups, new_progs, new_links, zombies, new_maps, attachments);
         }
         std::thread::sleep(Duration::from_millis(100));
     };
-    let (procs, alive, cgroups, new_progs, new_links, zombies) = leftovers;
+    let (procs, alive, cgroups, new_progs, new_links, zombies, new_maps, (link_pins, registered)) = leftovers;
     assert!(procs.is_empty(), "server processes left: {procs:?}");
     assert!(alive.is_empty(), "launchers left: {alive:?}");
     assert!(zombies.is_empty(), "zombies left: {zombies:?}");
     assert!(cgroups.is_empty(), "cgroups left: {cgroups:?}");
     assert!(new_progs.is_empty() && new_links.is_empty(), "BPF programs {new_progs:?} / links {new_links:?} left");
+    assert!(new_maps.is_empty(), "BPF maps (per-server ring buffers) left: {new_maps:?}");
+    assert!(link_pins.is_empty(), "shared probes still attached: {link_pins:?}");
+    assert_eq!(registered, 0, "servers still registered in the shared maps");
+    assert!(kept_rings().len() <= 2, "ring buffers kept for later servers: {:?}", kept_rings());
     let pinned_after: BTreeSet<String> = std::fs::read_dir("/sys/fs/bpf")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "mcp-warden" || pinned_before.contains(n))
         .collect();
-    assert_eq!(pinned_after, pinned_before, "pinned BPF objects");
+    assert_eq!(pinned_after, pinned_before, "pinned BPF objects (besides the shared probes)");
     assert_eq!(private_tmp_dirs(), tmp_before, "private temporary directories");
     // Only the audit logs we asked for are in the scratch directory.
     let stray: Vec<String> = std::fs::read_dir(s.path())

@@ -71,6 +71,11 @@ pub struct EventDecoder {
     pub undecodable: u64,
 }
 
+/// The cgroup id in a ring-buffer record's header.
+pub fn cgroup_of(bytes: &[u8]) -> Option<u64> {
+    read::<Header>(bytes).map(|h| h.cgroup_id)
+}
+
 impl EventDecoder {
     pub fn new(processes: ProcessTable, audit_mode: bool, fs: Vec<(PathBuf, FsAccess)>) -> Self {
         let now_real = nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME).ok();

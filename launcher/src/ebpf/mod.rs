@@ -104,6 +104,9 @@ impl crate::error::Diagnose for LsmError {
 /// cgroup programs (attached while the programs live; dropped after exit).
 pub struct Monitor {
     shared: Shared,
+    /// A new ring buffer until it is in `RINGS` (`insert_ring`): inserting waits for an RCU grace
+    /// period, which the launcher overlaps with stage 2's work where it can.
+    pending_ring: Option<(u32, MapData)>,
     ring: Option<RingBuf<MapData>>,
     cgroup_id: u64,
     /// `--monitor-level full`.
@@ -159,7 +162,15 @@ impl Monitor {
             Some(Err(e)) => Err(e),
             _ => Err(lsm_probe::known_refusal().map_or(LsmError::NotAttempted, LsmError::Remembered)),
         };
-        let mut monitor = Monitor { shared, ring: None, cgroup_id, full: cfg.full, cgroup_programs: Vec::new(), lsm };
+        let mut monitor = Monitor {
+            shared,
+            pending_ring: None,
+            ring: None,
+            cgroup_id,
+            full: cfg.full,
+            cgroup_programs: Vec::new(),
+            lsm,
+        };
         // On failure from here the entries written so far are removed by `release`.
         if let Err(e) = monitor.register(cfg, server_level) {
             monitor.release();
@@ -168,13 +179,10 @@ impl Monitor {
         Ok(monitor)
     }
 
-    /// Writes the server's entries, then attaches its cgroup programs (which deny without them).
+    /// Writes the server's entries (under the setup lock), then attaches its cgroup programs (which
+    /// deny without them).
     fn register(&mut self, cfg: &MonitorConfig, server_level: u32) -> Result<(), MonitorError> {
         let id = self.cgroup_id;
-        let ring = aya_obj::Map::new_from_params(aya::maps::MapType::RingBuf as u32, 0, 0, cfg.ring_bytes, 0);
-        let ring = MapData::create(ring, "mcpw_events", None).map_err(map_error("EVENTS"))?;
-        self.shared.rings.insert(id, &ring, 0).map_err(map_error("RINGS"))?;
-        self.ring = Some(RingBuf::try_from(Map::RingBuf(ring)).map_err(map_error("EVENTS"))?);
         let cpus =
             aya::util::nr_cpus().map_err(|(_, e)| MonitorError::Io { action: "count CPUs".into(), source: e })?;
         let zero = PerCpuValues::try_from(vec![Counters::default(); cpus]).map_err(io("size the counters"))?;
@@ -184,17 +192,23 @@ impl Monitor {
             self.shared.rules.insert(key, rule, 0).map_err(map_error("RULES"))?;
         }
         let me = std::process::id();
+        self.shared.brokers.insert(me, id, 0).map_err(map_error("BROKERS"))?;
         let server = Server {
             audit: u32::from(cfg.audit_mode),
             rule_count: cfg.rules.len() as u32,
             allow_raw: u32::from(cfg.allow_raw_sockets),
             level: server_level,
             owner_pid: me,
-            _pad: 0,
+            slot: 0,
             owner_start: shared::process_start(me).unwrap_or(0),
         };
-        self.shared.brokers.insert(me, id, 0).map_err(map_error("BROKERS"))?;
-        self.shared.servers.insert(id, server, 0).map_err(map_error("SERVERS"))?;
+        match self.shared.register(id, server, cfg.ring_bytes)? {
+            shared::Ring::Reused(map) => {
+                self.ring = Some(RingBuf::try_from(Map::RingBuf(map)).map_err(map_error("EVENTS"))?);
+            }
+            shared::Ring::New { slot, map } => self.pending_ring = Some((slot, map)),
+        }
+        self.shared.unlock();
         self.attach_cgroup_programs(&cfg.cgroup_dir)
     }
 
@@ -221,6 +235,18 @@ impl Monitor {
         Ok(())
     }
 
+    /// Puts the server's ring buffer in `RINGS`; until then the probes record nothing for it. Must
+    /// happen before the server is executed: after the fork while stage 2 waits for the
+    /// supervisor to take its listener (`start` does it), or before the fork when there is no
+    /// such handshake.
+    pub fn insert_ring(&mut self) -> Result<(), MonitorError> {
+        if let Some((slot, ring)) = self.pending_ring.take() {
+            self.shared.insert_ring(slot, &ring)?;
+            self.ring = Some(RingBuf::try_from(Map::RingBuf(ring)).map_err(map_error("EVENTS"))?);
+        }
+        Ok(())
+    }
+
     /// Whether the optional BPF LSM hooks are loaded, or why not.
     pub fn lsm(&self) -> &Result<(), LsmError> {
         &self.lsm
@@ -232,7 +258,9 @@ impl Monitor {
 
     /// Starts reading events into `log` on a thread of its own (call after the fork).
     pub fn start(&mut self, mut decoder: EventDecoder, mut log: AuditLog) -> Result<Reader, MonitorError> {
+        self.insert_ring()?;
         let mut ring = self.ring.take().ok_or(MonitorError::MissingMap("EVENTS"))?;
+        let cgroup_id = self.cgroup_id;
         let stop = Arc::new(AtomicBool::new(false));
         let stop_flag = Arc::clone(&stop);
         // Writing to `wake` makes the reader's poll return at once when it is told to stop.
@@ -244,6 +272,11 @@ impl Monitor {
                 loop {
                     let stopping = stop_flag.load(Ordering::Acquire);
                     while let Some(item) = ring.next() {
+                        // A reused ring may still get a late record of the server it was
+                        // lent to before.
+                        if event::cgroup_of(&item).is_some_and(|c| c != cgroup_id) {
+                            continue;
+                        }
                         if let Some(record) = decoder.decode(&item) {
                             log.write(&record);
                         }
@@ -263,9 +296,8 @@ impl Monitor {
     /// removes their pins; the kernel frees them in the background). The cgroup programs are
     /// detached as their links close.
     pub fn release(mut self) {
-        self.shared.remove_server(self.cgroup_id);
+        self.shared.release(self.cgroup_id);
         self.cgroup_programs.clear();
-        self.shared.release();
     }
 
     /// Reads the in-kernel counters: drops, folded opens, per-process syscall counts, repeats.

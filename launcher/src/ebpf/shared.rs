@@ -52,16 +52,32 @@ pub const CGROUP_PROGRAMS: [&str; 7] =
     ["connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6", "sock_create"];
 const MAPS: [&str; 7] = ["SERVERS", "RINGS", "COUNTERS", "SYSCALLS", "RULES", "OPENS_SEEN", "BROKERS"];
 
+/// Free rings kept for later servers (4 MiB each at the default size): a launcher that finds one
+/// of its size need not insert one, which waits for an RCU grace period.
+const FREE_RINGS_KEPT: usize = 2;
+
+/// A server's ring buffer: one left free by an earlier server, or a new one still to be put in
+/// `RINGS` (`Shared::insert_ring`) before the server runs.
+#[derive(Debug)]
+pub enum Ring {
+    Reused(MapData),
+    New { slot: u32, map: MapData },
+}
+
 /// This launcher's hold on the host's shared probes.
 pub struct Shared {
     dir: PathBuf,
     version: String,
+    /// `setup.lock`, held from `acquire` until the server is registered (`unlock`).
+    setup: Option<Flock<File>>,
     /// Held shared while this launcher runs.
     host: Option<Flock<File>>,
     /// Held shared while this launcher runs a `full` server.
     full: Option<Flock<File>>,
     pub servers: BpfHashMap<MapData, u64, Server>,
-    pub rings: HashOfMaps<MapData, u64>,
+    pub rings: HashOfMaps<MapData, u32>,
+    /// `RINGS` again, as a plain descriptor for the delete a child makes.
+    rings_fd: MapData,
     pub counters: PerCpuHashMap<MapData, u64, Counters>,
     pub syscalls: PerCpuHashMap<MapData, CallKey, u64>,
     pub rules: BpfHashMap<MapData, RuleKey, NetRule>,
@@ -85,11 +101,12 @@ impl Shared {
         let version = version(probes);
         std::fs::create_dir_all(LOCK_ROOT).map_err(io(format!("create {LOCK_ROOT}")))?;
         ensure_bpffs()?;
-        let _setup = lock(&version, "setup", FlockArg::LockExclusive)?;
+        let setup = lock(&version, "setup", FlockArg::LockExclusive)?;
         remove_unused(&version)?;
         let dir = Path::new(PIN_ROOT).join(&version);
         let lsm = if dir.join("maps/BROKERS").exists() { None } else { Some(load_and_pin(probes, &dir)?) };
         let mut shared = Shared::open(&dir, version.clone())?;
+        shared.setup = Some(setup);
         shared.lsm_loaded_now = lsm;
         shared.remove_dead_servers();
         attach(&dir, &tree_links(&dir))?;
@@ -109,10 +126,12 @@ impl Shared {
         Ok(Shared {
             dir: dir.to_path_buf(),
             version,
+            setup: None,
             host: None,
             full: None,
             servers: BpfHashMap::try_from(Map::HashMap(map("SERVERS")?)).map_err(|e| typed("SERVERS", e))?,
             rings: HashOfMaps::try_from(Map::HashOfMaps(map("RINGS")?)).map_err(|e| typed("RINGS", e))?,
+            rings_fd: map("RINGS")?,
             counters: PerCpuHashMap::try_from(Map::PerCpuHashMap(map("COUNTERS")?))
                 .map_err(|e| typed("COUNTERS", e))?,
             syscalls: PerCpuHashMap::try_from(Map::PerCpuHashMap(map("SYSCALLS")?))
@@ -135,22 +154,85 @@ impl Shared {
         self.dir.join("links").join(super::LSM_HOOKS[0].0).exists()
     }
 
-    /// Removes one server's entries from the shared maps.
-    pub fn remove_server(&mut self, cgroup_id: u64) {
+    /// Registers a server (under the setup lock `acquire` took): claims a ring slot, reusing a
+    /// free ring of `ring_bytes` when there is one, and writes its entry with that slot.
+    pub fn register(&mut self, cgroup_id: u64, mut server: Server, ring_bytes: u32) -> Result<Ring, MonitorError> {
+        let used = self.used_slots();
+        let slots: Vec<u32> = self.rings.keys().flatten().collect();
+        let free = slots.iter().copied().filter(|s| !used.contains(s));
+        let reusable = free
+            .filter_map(|slot| Some((slot, self.rings.get(&slot, 0).ok()?)))
+            .find(|(_, map)| map.info().is_ok_and(|i| i.max_entries() == ring_bytes));
+        let ring = match reusable {
+            Some((slot, map)) => {
+                server.slot = slot;
+                Ring::Reused(map)
+            }
+            None => {
+                let slot = (0..).find(|s| !slots.contains(s) && !used.contains(s)).unwrap_or(0);
+                let params = aya_obj::Map::new_from_params(aya::maps::MapType::RingBuf as u32, 0, 0, ring_bytes, 0);
+                let map = MapData::create(params, "mcpw_events", None)
+                    .map_err(|source| MonitorError::Map { map: "EVENTS", source })?;
+                server.slot = slot;
+                Ring::New { slot, map }
+            }
+        };
+        self.servers.insert(cgroup_id, server, 0).map_err(|source| MonitorError::Map { map: "SERVERS", source })?;
+        Ok(ring)
+    }
+
+    /// Lets other launchers set up (after `register`).
+    pub fn unlock(&mut self) {
+        self.setup = None;
+    }
+
+    /// Puts a new ring in `RINGS`: waits for an RCU grace period (the launcher overlaps it with
+    /// stage 2's work where it can).
+    pub fn insert_ring(&mut self, slot: u32, map: &MapData) -> Result<(), MonitorError> {
+        self.rings.insert(slot, map, 0).map_err(|source| MonitorError::Map { map: "RINGS", source })
+    }
+
+    fn used_slots(&self) -> Vec<u32> {
+        self.servers.iter().flatten().map(|(_, s)| s.slot).collect()
+    }
+
+    /// Removes one server's entries from the shared maps; its ring stays for a later server
+    /// unless enough are free already.
+    fn remove_server(&mut self, cgroup_id: u64) {
+        let slot = self.servers.get(&cgroup_id, 0).ok().map(|s| s.slot);
         let _ = self.servers.remove(&cgroup_id);
         let brokers: Vec<u32> =
             self.brokers.iter().flatten().filter(|(_, c)| *c == cgroup_id).map(|(p, _)| p).collect();
         for pid in brokers {
             let _ = self.brokers.remove(&pid);
         }
-        let _ = self.rings.remove(&cgroup_id);
         let _ = self.counters.remove(&cgroup_id);
         for index in 0..MAX_RULES {
-            let _ = self.rules.remove(&RuleKey { cgroup_id, index, _pad: 0 });
+            if self.rules.remove(&RuleKey { cgroup_id, index, _pad: 0 }).is_err() {
+                break;
+            }
         }
         let calls: Vec<CallKey> = self.syscalls.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
         for key in calls {
             let _ = self.syscalls.remove(&key);
+        }
+        if let Some(slot) = slot {
+            self.trim_free_rings(slot);
+        }
+    }
+
+    /// Deletes the ring in `slot` when more than `FREE_RINGS_KEPT` rings are free. A map-of-maps
+    /// delete waits for an RCU grace period: a child process does it.
+    fn trim_free_rings(&mut self, slot: u32) {
+        use std::os::fd::AsFd;
+        let used = self.used_slots();
+        let free = self.rings.keys().flatten().filter(|s| !used.contains(s)).count();
+        if free <= FREE_RINGS_KEPT {
+            return;
+        }
+        if let Err(e) = crate::sys::bpf_delete_in_child(self.rings_fd.fd().as_fd(), &slot.to_ne_bytes()) {
+            tracing::debug!("deleting the ring in the foreground: {e}");
+            let _ = self.rings.remove(&slot);
         }
     }
 
@@ -169,17 +251,22 @@ impl Shared {
         }
     }
 
-    /// Drops this launcher's hold. The last holder removes the pins; the kernel detaches and frees
-    /// what they held in the background.
-    pub fn release(mut self) {
+    /// Removes the server's entries and drops this launcher's hold. The last `full` holder
+    /// detaches the per-syscall tracepoints (the kernel does it in the background).
+    pub fn release(mut self, cgroup_id: u64) {
+        self.setup = None; // still held when registering failed
         let Ok(_setup) = lock(&self.version, "setup", FlockArg::LockExclusive) else { return };
+        self.remove_server(cgroup_id);
         if self.full.take().is_some() && lock(&self.version, "full", FlockArg::LockExclusiveNonblock).is_ok() {
             detach(&self.dir, &FULL_LINKS);
         }
         self.host = None;
+        // The tree level's tracepoints stay attached while the probes are loaded: attaching a
+        // tracepoint waits for the kernel's tracepoint lock (tens of milliseconds here, behind
+        // the last detach), and for a task outside every server they cost one hash lookup per
+        // task creation, exec and exit.
         if lock(&self.version, "host", FlockArg::LockExclusiveNonblock).is_ok() {
             detach(&self.dir, &FULL_LINKS);
-            detach(&self.dir, &tree_links(&self.dir));
         }
     }
 }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -200,6 +201,9 @@ pub struct ServerCgroups {
     pub monitor_dir: Option<PathBuf>,
     /// Open `cgroup.procs` of each directory, for stage 2 to write "0" (itself) into.
     pub procs: Vec<File>,
+    /// The cgroup v2 directory (opened), for stage 2 to be created in, and the index of its
+    /// `cgroup.procs` in `procs`.
+    pub v2: Option<(OwnedFd, usize)>,
 }
 
 pub const PREFIX: &str = "mcp-warden.";
@@ -208,7 +212,7 @@ impl ServerCgroups {
     /// Creates `<backend dir>/mcp-warden.<pid>` for each backend and writes its limits, and, with
     /// `monitor_parent`, a cgroup v2 directory there for the eBPF probes to be scoped to.
     pub fn create(limits: &[LimitWrite], monitor_parent: Option<&Path>) -> Result<Self, CgroupError> {
-        let mut cgroups = ServerCgroups { dirs: Vec::new(), monitor_dir: None, procs: Vec::new() };
+        let mut cgroups = ServerCgroups { dirs: Vec::new(), monitor_dir: None, procs: Vec::new(), v2: None };
         for limit in limits {
             let (parent, is_v2) = match &limit.backend {
                 Backend::V2 { dir } => (dir, true),
@@ -242,6 +246,11 @@ impl ServerCgroups {
             .custom_flags(libc::O_CLOEXEC)
             .open(&procs)
             .map_err(|source| CgroupError { action: "open", path: procs, source })?;
+        if is_v2 {
+            let opened =
+                File::open(&dir).map_err(|source| CgroupError { action: "open", path: dir.clone(), source })?;
+            self.v2 = Some((opened.into(), self.procs.len()));
+        }
         self.procs.push(file);
         Ok(dir)
     }

@@ -90,6 +90,9 @@ pub struct Stage2 {
     pub own_ids: (u32, u32),
     pub rlimits: Vec<(Resource, u64)>,
     pub cgroup_procs: Vec<File>,
+    /// The cgroup v2 directory stage 2 is created in (`clone3` with `CLONE_INTO_CGROUP`), and the
+    /// index of its `cgroup.procs` in `cgroup_procs`, which is then not written (nor needed).
+    pub cgroup_v2: Option<(OwnedFd, usize)>,
     /// The namespaces the supervisor forked stage 2 into.
     pub namespaces: Namespaces,
     /// The filesystem view's mounts (applied when `namespaces.mount` and the root is not hidden).

@@ -62,6 +62,7 @@ fn everything() -> Stage2 {
         own_ids: (4242, 4343),
         rlimits: rlimits(),
         cgroup_procs: vec![dev_null()],
+        cgroup_v2: None,
         namespaces: Namespaces { user: true, pid: true, mount: true, ipc: true },
         view: view(),
         hide: Some((hide(), Level::Required)),

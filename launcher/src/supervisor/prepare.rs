@@ -49,7 +49,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let monitor_parent =
         if plan.monitor_runs() { plan.monitor_cgroup_parent().map(std::path::Path::to_path_buf) } else { None };
     let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
-    let monitor = load_monitor(plan, &cgroups)?;
+    let mut monitor = load_monitor(plan, &cgroups)?;
     let monitor_log = match &monitor {
         Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
         None => None,
@@ -69,6 +69,14 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let (stdio, relays) = stdio::server_stdio(mcp_stdio).map_err(sys_err("set up the server's stdio"))?;
     // After the monitor: whether it loaded decides whether the broker is needed.
     let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some(), private_tmp.as_ref())?;
+    // The server's ring buffer must be in place before it is executed. With a listener, stage 2
+    // waits for the supervisor to take it, and the supervisor inserts the ring first, while stage
+    // 2 hardens itself (`services::start`); without one, now.
+    if listener_channel.is_none()
+        && let Some(m) = monitor.as_mut()
+    {
+        m.insert_ring().map_err(SupervisorError::from)?;
+    }
     let stage2 = Stage2 {
         program: cstring("program path", plan.program().as_os_str())?,
         argv,
@@ -78,6 +86,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
         own_ids: (nix::unistd::geteuid().as_raw(), nix::unistd::getegid().as_raw()),
         rlimits: rlimits(plan),
         cgroup_procs: std::mem::take(&mut cgroups.procs),
+        cgroup_v2: cgroups.v2.take(),
         namespaces: plan.namespaces(),
         view: view(plan, private_tmp.as_ref()),
         hide: plan.hide_with(&granted_paths(plan, private_tmp.as_ref())).map(|h| (h, plan.level(Layer::FsHide))),

@@ -81,6 +81,10 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
     if let Some(mcp) = mcp {
         held.services.proxy = Some(start_proxy(mcp, Arc::clone(&in_flight))?);
     }
+    // The ring buffer before the listener: stage 2 cannot exec the server until it is taken.
+    if let Some(monitor) = held.monitor.as_mut() {
+        monitor.insert_ring().map_err(SupervisorError::from)?;
+    }
     // Take the listener from stage 2 before it can exec; a failure here makes stage 2 fail its
     // step (the channel closes), which the error pipe then reports.
     if let Some(end) = listener {

@@ -2,7 +2,7 @@
 //! for one), then learning from the error pipe whether it executed the server.
 
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
@@ -25,7 +25,7 @@ pub struct Stage2Child {
 
 /// Forks stage 2, which hardens itself and executes the server; returns in the supervisor only.
 /// `error_pipe` is the read end of the pipe whose write end `stage2` carries.
-pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<Stage2Child, SupervisorError> {
+pub fn fork_stage2(plan: &Plan, mut stage2: Stage2, error_pipe: OwnedFd) -> Result<Stage2Child, SupervisorError> {
     // After fork only the forking thread exists in the child: any other thread's locks (the
     // allocator's, tracing's) would stay held forever there.
     let threads = sys::thread_count().map_err(sys_err("count the launcher's threads"))?;
@@ -33,9 +33,16 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
         return Err(SupervisorError::Threads(threads));
     }
     let ns_flags = plan.namespaces().clone_flags();
-    match sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))? {
+    let (forked, in_cgroup) = fork(ns_flags, stage2.cgroup_v2.as_ref())?;
+    match forked {
         sys::Forked::Child => {
             drop(error_pipe);
+            if let Some((_, index)) = stage2.cgroup_v2.take()
+                && in_cgroup
+            {
+                // Created in it: its `cgroup.procs` is not written (a write would migrate anyway).
+                drop(stage2.cgroup_procs.remove(index));
+            }
             stage2::run(stage2)
         }
         // `stage2` is dropped on return: the supervisor must not keep the child's ends (the error
@@ -47,6 +54,19 @@ pub fn fork_stage2(plan: &Plan, stage2: Stage2, error_pipe: OwnedFd) -> Result<S
             hide_required: plan.level(Layer::FsHide) == Level::Required,
         }),
     }
+}
+
+/// Forks into the cgroup v2 directory when there is one (no migration to wait for), else (or if the
+/// kernel refuses `clone3` there) plainly, stage 2 then joining through `cgroup.procs`. Returns
+/// whether the child was created in the cgroup.
+fn fork(ns_flags: libc::c_int, cgroup: Option<&(OwnedFd, usize)>) -> Result<(sys::Forked, bool), SupervisorError> {
+    if let Some((dir, _)) = cgroup {
+        match sys::fork_into_cgroup(ns_flags, dir.as_fd()) {
+            Ok(forked) => return Ok((forked, true)),
+            Err(e) => tracing::debug!("clone3 into the cgroup refused ({e}); stage 2 joins it instead"),
+        }
+    }
+    Ok((sys::fork_into_namespaces(ns_flags).map_err(sys_err("fork the sandboxed process"))?, false))
 }
 
 impl Stage2Child {

@@ -13,7 +13,7 @@
 //!   calls the broker makes with the bytes it checked).
 
 use std::io;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
@@ -127,6 +127,85 @@ pub fn fork_into_namespaces(ns_flags: libc::c_int) -> io::Result<Forked> {
         -1 => Err(io::Error::last_os_error()),
         0 => Ok(Forked::Child),
         pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// `struct clone_args` of clone3(2) (`linux/sched.h`), up to `cgroup` (`CLONE_ARGS_SIZE_VER2`).
+#[repr(C)]
+#[derive(Debug, Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7; libc's constant does not fit its own `c_int`).
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// As [`fork_into_namespaces`], with the child created in the cgroup v2 directory `cgroup`
+/// (`clone3` with `CLONE_INTO_CGROUP`): no migration afterwards, so none of the RCU grace period a
+/// write to `cgroup.procs` waits for (tens of milliseconds on a quiet host).
+pub fn fork_into_cgroup(ns_flags: libc::c_int, cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
+    let args = CloneArgs {
+        flags: ns_flags as u64 | CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    // SAFETY: clone3 without a stack duplicates the address space copy-on-write, like fork(2);
+    // the caller guarantees the process is single-threaded (as for `fork_into_namespaces`). The
+    // kernel reads `size_of::<CloneArgs>()` bytes from a valid, initialised struct; no pidfd, tid
+    // or TLS pointer is passed.
+    let ret = unsafe { libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// `union bpf_attr` for `BPF_MAP_DELETE_ELEM`.
+#[repr(C)]
+struct BpfDeleteAttr {
+    map_fd: u32,
+    _pad: u32,
+    key: u64,
+    value: u64,
+    flags: u64,
+}
+
+const BPF_MAP_DELETE_ELEM: libc::c_int = 3;
+
+/// Deletes `key` from the BPF map `map` in a child process, so that this process need not wait:
+/// deleting from a map of maps waits for an RCU grace period (several milliseconds), which the
+/// launcher's exit should not. The child makes one `bpf(2)` call and exits; it outlives us when
+/// we exit first (the init process reaps it).
+pub fn bpf_delete_in_child(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
+    let attr = BpfDeleteAttr { map_fd: map.as_raw_fd() as u32, _pad: 0, key: key.as_ptr() as u64, value: 0, flags: 0 };
+    // SAFETY: fork in a process that may have other threads: the child makes only the bpf(2) and
+    // _exit(2) system calls, takes no lock and touches no Rust object; `attr` and `key` are in its
+    // copy of our memory, and the descriptor is inherited.
+    match unsafe { libc::fork() } {
+        -1 => Err(io::Error::last_os_error()),
+        // SAFETY: as above: one bpf(2) call on a valid attr, then _exit.
+        0 => unsafe {
+            libc::syscall(
+                libc::SYS_bpf,
+                BPF_MAP_DELETE_ELEM,
+                &attr as *const BpfDeleteAttr,
+                std::mem::size_of::<BpfDeleteAttr>(),
+            );
+            libc::_exit(0)
+        },
+        _ => Ok(()),
     }
 }
 

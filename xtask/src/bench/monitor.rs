@@ -84,7 +84,7 @@ pub fn monitor(opts: &Options) -> Result<()> {
     };
     let table_a = workload(&setup, rounds, iterations)?;
     println!("{table_a}");
-    let table_host = host_tax(&setup, rounds, iterations)?;
+    let table_host = host_tax(&setup, rounds * 2, iterations)?;
     println!("{table_host}");
     let table_b = events(&setup)?;
     println!("{table_b}");
@@ -99,14 +99,16 @@ pub fn monitor(opts: &Options) -> Result<()> {
          (a) Syscall-heavy workload: {iterations} x (open, read, close) of one small file by `warden-probe open-read-close`. \
          Each round runs every variant once in rotating order; medians of {rounds} rounds after one warm-up round.\n\n{table_a}\n\
          (b) What the host pays: the same workload run BARE (outside any sandbox) while idle monitored servers run \
-         (`sleep`), against no server; medians of {rounds} runs per block.\n\n{table_host}\n\
+         (`sleep`), against no server. Each round starts the servers of every block in turn, runs the workload once \
+         and stops them; medians of {} rounds after one warm-up round.\n\n{table_host}\n\
          (c) Events through the ring buffer (`--monitor-level full`, where every open is an event): `warden-probe open-burst` opens that many distinct paths as fast as it can \
          (every open is an event: distinct paths are never folded).\n\n{table_b}\n\
          (d) Start-up of `/bin/echo x`: spawn to the first byte on stdout (the server is running), and to the launcher's exit \
          (which includes releasing the probes). The shared probes are loaded once per host: the cold row is the first \
          start after `mcp-warden doctor` unloaded them (one run, not a median).\n\n{table_c}\n\
          <!-- monitor:end -->",
-        machine_facts()?
+        machine_facts()?,
+        rounds * 2
     );
     replace_section(Path::new("docs/benchmarks.md"), "monitor", &section)?;
     step("docs/benchmarks.md updated");
@@ -236,27 +238,34 @@ fn host_tax(setup: &Setup, rounds: usize, iterations: usize) -> Result<String> {
         ("20 idle servers, monitor tree (default)", Level::Tree, 20),
         ("1 idle server, monitor full", Level::Full, 1),
     ];
-    step(&format!("(b) the bare workload beside idle monitored servers: {} blocks x {rounds} runs", blocks.len()));
-    let mut medians = Vec::new();
-    for (name, level, count) in blocks {
-        let mut servers = Vec::new();
-        for _ in 0..count {
-            servers.push(idle_server(setup, level)?);
+    step(&format!(
+        "(b) the bare workload beside idle monitored servers: {} blocks x {rounds} rounds, interleaved",
+        blocks.len()
+    ));
+    let mut runs: Vec<Vec<Duration>> = vec![Vec::new(); blocks.len()];
+    for round in 0..=rounds {
+        for (i, &(_, level, count)) in blocks.iter().enumerate() {
+            let mut servers = (0..count).map(|_| idle_server(setup, level)).collect::<Result<Vec<_>>>()?;
+            let t = timed_run(&bare)?;
+            for server in &mut servers {
+                if server.try_wait()?.is_some() {
+                    bail!("an idle monitored server ended before the workload did");
+                }
+            }
+            if round > 0 {
+                runs[i].push(t); // round 0 warms up
+            }
+            for mut server in servers {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(server.id() as i32),
+                    nix::sys::signal::Signal::SIGTERM,
+                );
+                server.wait()?;
+            }
         }
-        let mut runs = Vec::new();
-        timed_run(&bare)?;
-        for _ in 0..rounds {
-            runs.push(timed_run(&bare)?);
-        }
-        for mut server in servers {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(server.id() as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-            server.wait()?;
-        }
-        medians.push((name, median_min_max(&mut runs)));
     }
+    let medians: Vec<(&str, (Duration, Duration, Duration))> =
+        blocks.iter().zip(runs.iter_mut()).map(|((name, _, _), r)| (*name, median_min_max(r))).collect();
     let base = medians[0].1.0.as_secs_f64();
     let mut table = String::from("| beside | median | min | max | vs no server |\n|---|---:|---:|---:|---:|\n");
     for (name, (m, lo, hi)) in medians {
@@ -271,12 +280,13 @@ fn host_tax(setup: &Setup, rounds: usize, iterations: usize) -> Result<String> {
     Ok(table)
 }
 
-/// A monitored server that sleeps, started and running (it printed its first line).
+/// A monitored server that sleeps, started and running (it printed its first line). Its stdout
+/// stays open: a launcher whose client closed stdout stops its server.
 fn idle_server(setup: &Setup, level: Level) -> Result<std::process::Child> {
     let argv = setup.sandboxed(level, &["/bin/sh", "-c", "echo up; exec sleep 1000"]);
     let mut child = Command::new(&argv[0]).args(&argv[1..]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn()?;
-    let mut out = child.stdout.take().context("stdout")?;
+    let out = child.stdout.as_mut().context("stdout")?;
     let mut byte = [0u8; 1];
-    std::io::Read::read_exact(&mut out, &mut byte)?;
+    std::io::Read::read_exact(out, &mut byte)?;
     Ok(child)
 }
