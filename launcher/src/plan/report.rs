@@ -91,7 +91,12 @@ pub fn monitor(m: &MonitorPlan) -> (Enforcement, String) {
         None => (
             Enforcement::Full,
             format!(
-                "eBPF: tracepoints (exec, fork, exit, opens, syscalls) and cgroup socket programs; audit log {}{}",
+                "eBPF: {} and cgroup socket programs; audit log {}{}",
+                if m.full {
+                    "scheduler and syscall tracepoints (exec, fork, exit, opens, syscalls, file refusals; --monitor-level full slows every process of the host while it runs)"
+                } else {
+                    "scheduler tracepoints (exec, fork, exit; --monitor-level tree)"
+                },
                 m.audit_log.describe(),
                 if m.audit_mode { " (audit mode: nothing denied)" } else { "" }
             ),
