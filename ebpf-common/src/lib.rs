@@ -78,7 +78,8 @@ pub struct ExecEvent {
     /// The syscall's return value (0 on success, -errno on failure).
     pub ret: i64,
     pub argc: u32,
-    pub _pad: u32,
+    /// Bit i set: argument i was longer than `ARG_LEN - 1` bytes and is cut.
+    pub truncated: u32,
     pub path: [u8; PATH_LEN],
     pub argv: [[u8; ARG_LEN]; ARGV_COUNT],
 }
@@ -119,6 +120,8 @@ pub struct OpenEvent {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct OpenKey {
+    /// The server's cgroup: pids are reused, and another server's process may get this one.
+    pub cgroup_id: u64,
     pub tgid: u32,
     pub flags: u32,
     pub path_hash: u64,

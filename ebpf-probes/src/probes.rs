@@ -38,6 +38,10 @@ static NEWTASK_FLAGS: u32 = 32;
 /// Offset of the `filename` data_loc in the `sched_process_exec` record.
 #[unsafe(no_mangle)]
 static EXEC_FILENAME: u32 = 8;
+/// Offset of `group_dead` in the `sched_process_exit` record; 0 where the kernel's record has
+/// none (then the thread-group leader's exit stands for the process's).
+#[unsafe(no_mangle)]
+static EXIT_GROUP_DEAD: u32 = 0;
 /// Offsets in `struct task_struct` and `struct mm_struct`, from the kernel's BTF.
 #[unsafe(no_mangle)]
 static TASK_EXIT_CODE: u32 = 0;
@@ -205,17 +209,19 @@ fn server_of(cgroup: u64) -> Option<Srv> {
     Some(Srv { cgroup, conf, ring })
 }
 
+/// The header of an event of `srv`: its cgroup id, not the current task's (the network broker
+/// acts for the server from the launcher's cgroup).
 #[inline(always)]
-fn header(kind: u32) -> Header {
+fn header(kind: u32, srv: &Srv) -> Header {
     let pid_tgid = bpf_get_current_pid_tgid();
     Header {
         kind,
         pid: (pid_tgid >> 32) as u32,
         tid: pid_tgid as u32,
         uid: bpf_get_current_uid_gid() as u32,
-        // SAFETY: helpers without arguments.
+        // SAFETY: helper without arguments.
         ktime_ns: unsafe { bpf_ktime_get_ns() },
-        cgroup_id: unsafe { bpf_get_current_cgroup_id() },
+        cgroup_id: srv.cgroup,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     }
 }
@@ -290,7 +296,7 @@ fn try_task_newtask(ctx: &TracePointContext) -> Result<(), i64> {
     }
     // SAFETY: as above.
     let child: u32 = unsafe { ctx.read_at(constant(&NEWTASK_PID) as usize) }.map_err(|e| e as i64)?;
-    emit(&srv, ForkEvent { hdr: header(kind::FORK), child_pid: child, _pad: 0 });
+    emit(&srv, ForkEvent { hdr: header(kind::FORK, &srv), child_pid: child, _pad: 0 });
     Ok(())
 }
 
@@ -313,24 +319,26 @@ fn try_sched_process_exec(ctx: &TracePointContext) -> Result<(), i64> {
     // SAFETY: `ev` is a reserved slot of size_of::<ExecEvent>() bytes, written field by field
     // before it is submitted; every read goes through a checked helper.
     unsafe {
-        (*ev).hdr = header(kind::EXEC);
+        (*ev).hdr = header(kind::EXEC, &srv);
         (*ev).ret = 0;
-        (*ev)._pad = 0;
+        (*ev).truncated = 0;
         let loc: u32 = ctx.read_at(constant(&EXEC_FILENAME) as usize).unwrap_or(0);
         let name = (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize);
         if loc == 0 || bpf_probe_read_kernel_str_bytes(name, &mut (*ev).path).is_err() {
             (*ev).path[0] = 0;
         }
-        (*ev).argc = read_argv(&mut (*ev).argv);
+        (*ev).argc = read_argv(&mut (*ev).argv, &mut (*ev).truncated);
     }
     entry.submit(0);
     Ok(())
 }
 
 /// Reads the first `ARGV_COUNT` arguments of the current process from its stack: the strings
-/// between `mm->arg_start` and `mm->arg_end`, one after the other.
+/// between `mm->arg_start` and `mm->arg_end`, one after the other. An argument longer than a slot
+/// is cut (its bit set in `truncated`) and the next one found past its end (up to `SKIP_CHUNKS`
+/// slot-sized steps; further arguments are not read after a longer one).
 #[inline(always)]
-fn read_argv(argv: &mut [[u8; ARG_LEN]; ARGV_COUNT]) -> u32 {
+fn read_argv(argv: &mut [[u8; ARG_LEN]; ARGV_COUNT], truncated: &mut u32) -> u32 {
     // SAFETY: helper without arguments; the pointer is only read through checked helpers.
     let task = unsafe { bpf_get_current_task() } as *const u8;
     // SAFETY: kernel reads at BTF offsets, checked by the helper.
@@ -360,28 +368,62 @@ fn read_argv(argv: &mut [[u8; ARG_LEN]; ARGV_COUNT]) -> u32 {
             Err(_) => break,
         };
         argc = (i + 1) as u32;
+        at += len;
         if len as usize >= ARG_LEN - 1 {
-            // Truncated: the next argument starts after this one's NUL, which was not read.
-            break;
+            *truncated |= 1 << i;
+            match skip_to_nul(at, end) {
+                Some(next) => at = next,
+                None => break,
+            }
         }
-        at += len + 1;
+        at += 1; // the NUL
         i += 1;
     }
     argc
 }
 
-/// `sched_process_exit`: a process ends (its last thread, or its leader with the group). The
-/// status comes from `task->exit_code`: `code << 8`, or the signal that killed it.
+/// Slot-sized steps `skip_to_nul` takes at most through one long argument (8 KiB).
+const SKIP_CHUNKS: usize = 128;
+
+/// The address of the NUL that ends the argument `at` is in, within `SKIP_CHUNKS` steps.
+#[inline(always)]
+fn skip_to_nul(mut at: u64, end: u64) -> Option<u64> {
+    let mut chunk = [0u8; ARG_LEN];
+    let mut n = 0;
+    while n < SKIP_CHUNKS {
+        if at >= end {
+            return None;
+        }
+        // SAFETY: a user pointer of the current process, read by the checked helper.
+        let len = unsafe { bpf_probe_read_user_str_bytes(at as *const u8, &mut chunk) }.ok()?.len() as u64;
+        if (len as usize) < ARG_LEN - 1 {
+            return Some(at + len);
+        }
+        at += len;
+        n += 1;
+    }
+    None
+}
+
+/// `sched_process_exit`: a thread ends; the process ends with its last thread (`group_dead`).
+/// The status comes from `task->exit_code`: `code << 8`, or the signal that killed it.
 #[tracepoint(category = "sched", name = "sched_process_exit")]
-pub fn sched_process_exit(_ctx: TracePointContext) -> u32 {
-    let _ = try_sched_process_exit();
+pub fn sched_process_exit(ctx: TracePointContext) -> u32 {
+    let _ = try_sched_process_exit(&ctx);
     0
 }
 
-fn try_sched_process_exit() -> Result<(), i64> {
+fn try_sched_process_exit(ctx: &TracePointContext) -> Result<(), i64> {
     let Some(srv) = server() else { return Ok(()) };
-    let pid_tgid = bpf_get_current_pid_tgid();
-    if (pid_tgid >> 32) as u32 != pid_tgid as u32 {
+    let group_dead = match constant(&EXIT_GROUP_DEAD) {
+        0 => {
+            let pid_tgid = bpf_get_current_pid_tgid();
+            (pid_tgid >> 32) as u32 == pid_tgid as u32
+        }
+        // SAFETY: a field of the tracepoint record at the offset its format file gives.
+        offset => unsafe { ctx.read_at::<u8>(offset as usize) }.map_err(|e| e as i64)? != 0,
+    };
+    if !group_dead {
         return Ok(());
     }
     // SAFETY: helper without arguments; the pointer is only read through checked helpers.
@@ -391,7 +433,7 @@ fn try_sched_process_exit() -> Result<(), i64> {
         .map_err(|e| e as i64)?;
     let signal = status & 0x7f;
     let (code, signal) = if signal != 0 { (-1, signal) } else { ((status >> 8) & 0xff, 0) };
-    emit(&srv, ExitEvent { hdr: header(kind::EXIT), code, signal });
+    emit(&srv, ExitEvent { hdr: header(kind::EXIT, &srv), code, signal });
     Ok(())
 }
 
@@ -415,8 +457,8 @@ fn try_sys_enter(ctx: &RawTracePointContext) -> Result<(), i64> {
     match nr {
         sys::OPENAT => capture_open(&srv, regs, pid_tgid, 1, 2),
         sys::OPEN => capture_open(&srv, regs, pid_tgid, 0, 1),
-        sys::EXECVE => capture_exec(regs, pid_tgid, 0, 1),
-        sys::EXECVEAT => capture_exec(regs, pid_tgid, 1, 2),
+        sys::EXECVE => capture_exec(&srv, regs, pid_tgid, 0, 1),
+        sys::EXECVEAT => capture_exec(&srv, regs, pid_tgid, 1, 2),
         _ => Ok(()),
     }
 }
@@ -446,7 +488,7 @@ fn capture_open(srv: &Srv, regs: *const u8, pid_tgid: u64, path_arg: usize, flag
         Err(_) => 0,
     };
     let path_hash = fnv1a(&ev.path, len);
-    let key = OpenKey { tgid: (pid_tgid >> 32) as u32, flags, path_hash };
+    let key = OpenKey { cgroup_id: srv.cgroup, tgid: (pid_tgid >> 32) as u32, flags, path_hash };
     if let Some(seen) = OPENS_SEEN.get_ptr_mut(&key) {
         // SAFETY: a map value; a lost increment under a race only undercounts a fold.
         unsafe { *seen += 1 };
@@ -454,7 +496,7 @@ fn capture_open(srv: &Srv, regs: *const u8, pid_tgid: u64, path_arg: usize, flag
         return Ok(());
     }
     let _ = OPENS_SEEN.insert(&key, &1, 0);
-    ev.hdr = header(kind::OPEN);
+    ev.hdr = header(kind::OPEN, srv);
     ev.ret = 0;
     ev.path_hash = path_hash;
     ev.flags = flags;
@@ -463,7 +505,8 @@ fn capture_open(srv: &Srv, regs: *const u8, pid_tgid: u64, path_arg: usize, flag
 
 /// The execve's own arguments, kept until its exit: a failed exec is reported with them (a
 /// successful one by `sched_process_exec`).
-fn capture_exec(regs: *const u8, pid_tgid: u64, path_arg: usize, argv_arg: usize) -> Result<(), i64> {
+#[inline(always)]
+fn capture_exec(srv: &Srv, regs: *const u8, pid_tgid: u64, path_arg: usize, argv_arg: usize) -> Result<(), i64> {
     let filename = syscall_arg(regs, path_arg)? as *const u8;
     let argv = syscall_arg(regs, argv_arg)? as *const *const u8;
     let ev = SCRATCH_EXEC.get_ptr_mut(0).ok_or(0i64)?;
@@ -492,7 +535,7 @@ fn capture_exec(regs: *const u8, pid_tgid: u64, path_arg: usize, argv_arg: usize
         ev.argc = (i + 1) as u32;
         i += 1;
     }
-    ev.hdr = header(kind::EXEC);
+    ev.hdr = header(kind::EXEC, srv);
     ev.ret = 0;
     PENDING_EXEC.insert(&(pid_tgid as u32), ev, 0).map_err(|e| e as i64)
 }
@@ -561,7 +604,7 @@ fn emit_refused(srv: &Srv, regs: *const u8, nr: u32, ret: i64, (path, path2, fd)
     // SAFETY: `ev` is a reserved slot of size_of::<RefusedEvent>() bytes, written field by field
     // before it is submitted; the user pointers are read by the checked helper.
     unsafe {
-        (*ev).hdr = header(kind::REFUSED);
+        (*ev).hdr = header(kind::REFUSED, srv);
         (*ev).nr = nr;
         (*ev)._pad = 0;
         (*ev).ret = ret;
@@ -647,7 +690,7 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         || rule_allows(&srv, operation, family, sock_type, port, &addr);
     let enforced = !allowed && srv.conf.audit == 0;
     let event = NetEvent {
-        hdr: header(kind::NET),
+        hdr: header(kind::NET, &srv),
         op: operation,
         family,
         sock_type,
@@ -702,7 +745,7 @@ pub fn sock_create(ctx: SockContext) -> i32 {
     emit(
         &srv,
         SocketEvent {
-            hdr: header(kind::SOCKET),
+            hdr: header(kind::SOCKET, &srv),
             family: sk.family,
             sock_type: sk.type_,
             protocol: sk.protocol,
@@ -724,7 +767,11 @@ pub fn sock_create(ctx: SockContext) -> i32 {
 fn lsm_event(srv: &Srv, hook_id: u32, deny: bool) {
     emit(
         srv,
-        LsmEvent { hdr: header(kind::LSM), hook: hook_id, verdict: if deny { verdict::DENY } else { verdict::ALLOW } },
+        LsmEvent {
+            hdr: header(kind::LSM, srv),
+            hook: hook_id,
+            verdict: if deny { verdict::DENY } else { verdict::ALLOW },
+        },
     );
 }
 

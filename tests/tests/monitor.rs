@@ -42,7 +42,10 @@ fn attached() -> Vec<String> {
     let mut names = Vec::new();
     for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
         for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
-            names.push(link.file_name().to_string_lossy().into_owned());
+            let name = link.file_name().to_string_lossy().into_owned();
+            if !name.starts_with("srv-") {
+                names.push(name); // a server's own socket-program links are not shared
+            }
         }
     }
     names.sort();
@@ -593,4 +596,103 @@ fn a_refused_bpf_lsm_is_remembered_until_doctor_forgets_it() {
     assert!(forgotten.stdout.contains("forgotten: the next run tries again"), "{}", forgotten.describe());
     let third = reason("third.jsonl");
     assert!(!third["reason"].as_str().unwrap_or_default().contains("remembered"), "{third}");
+}
+
+/// A launcher killed with SIGKILL does not take its server's network rules with it: the socket
+/// programs' links are pinned, so a process the server left behind (no PID namespace here) stays
+/// refused until the next launcher kills it. Control: the same flood to an allowed port arrives.
+#[test]
+fn a_killed_launcher_leaves_its_servers_network_closed() {
+    if !root_or_skip("killed_launcher_network") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let p = probe();
+    let flood = |allowed: u16, target: &std::net::UdpSocket| -> usize {
+        let port = target.local_addr().unwrap().port();
+        let script = format!("{p} udp-flood {port} 3 & exec {p} trap 15", p = p.display());
+        let sb = Sandbox::new(Who::Root)
+            .grant("--audit-log", s.join("flood.jsonl"))
+            .grant("--require", "pid-namespace=off")
+            .grant("--allow-connect", format!("udp:127.0.0.1:{allowed}"));
+        let mut child = sb.spawn(&[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&script)]);
+        let mut ready = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+        let launcher = launcher_pid(&child);
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let _ = child.wait();
+        // What arrives before and in the second after the launcher died.
+        target.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        let mut buf = [0u8; 16];
+        let end = Instant::now() + Duration::from_secs(1);
+        let mut got = 0;
+        while Instant::now() < end {
+            if target.recv(&mut buf).is_ok() {
+                got += 1;
+            }
+        }
+        // The next launcher kills what the killed one left.
+        let o = Sandbox::new(Who::Root).grant("--audit-log", s.join("next.jsonl")).probe(&["exit", "0"]);
+        assert_eq!(o.code(), Some(0), "{}", o.describe());
+        got
+    };
+    let forbidden = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let other_port = other.local_addr().unwrap().port();
+    assert_eq!(flood(other_port, &forbidden), 0, "a forbidden destination stays refused after SIGKILL of the launcher");
+    let allowed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let allowed_port = allowed.local_addr().unwrap().port();
+    assert!(flood(allowed_port, &allowed) > 0, "control: the flood reaches an allowed destination");
+    assert_eq!(registered(), 0, "the next launcher removed the killed one's entries");
+}
+
+/// The tree level's records, attacked: the network broker's connects (made by the launcher for
+/// a host-name rule) are the server's; a process whose main thread ends first exits when its
+/// last thread does, with that status; an argument too long for its slot is cut with an
+/// ellipsis and the next ones are still read.
+#[test]
+fn broker_connects_thread_exits_and_long_arguments_are_recorded_right() {
+    if !root_or_skip("tree_records") {
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let s = Scratch::new(Who::Root);
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = tcp.local_addr().unwrap().port().to_string();
+    let log = s.join("broker.jsonl");
+    let o = Sandbox::new(Who::Root)
+        .grant("--audit-log", &log)
+        .grant("--allow-connect", format!("localhost:{port}"))
+        .probe(&["tcp-connect", "127.0.0.1", &port]);
+    assert_ok(&o, "a connect to a host-name destination, through the broker");
+    let events = read_log(&log);
+    assert!(
+        events.iter().any(|e| e["kind"] == "connect" && e["addr"] == "127.0.0.1" && e["verdict"] == "allow"),
+        "the broker's connect is in the server's log: {events:?}"
+    );
+
+    let log = s.join("threads.jsonl");
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).probe(&["leader-exit", "7"]);
+    assert_eq!(o.code(), Some(7), "{}", o.describe());
+    let events = read_log(&log);
+    let probe_exec = events.iter().find(|e| e["kind"] == "exec" && e["comm"] == "warden-probe").expect("the exec");
+    let exits: Vec<&Value> = events.iter().filter(|e| e["kind"] == "exit" && e["pid"] == probe_exec["pid"]).collect();
+    assert_eq!(exits.len(), 1, "one exit for the process, when its last thread ends: {exits:?}");
+    assert_eq!(exits[0]["code"], 7, "{:?}", exits[0]);
+
+    let log = s.join("args.jsonl");
+    let long = format!("exit 0 #{}", "A".repeat(5000));
+    let o = Sandbox::new(Who::Root).grant("--audit-log", &log).exec(&[
+        OsStr::new("/bin/sh"),
+        OsStr::new("-c"),
+        OsStr::new(&long),
+        OsStr::new("after"),
+    ]);
+    assert_eq!(o.code(), Some(0), "{}", o.describe());
+    let events = read_log(&log);
+    let sh = events.iter().find(|e| e["kind"] == "exec" && e["argv"][0] == "/bin/sh").expect("the exec of sh");
+    let cut = sh["argv"][2].as_str().unwrap();
+    assert!(cut.starts_with("exit 0 #AAA") && cut.ends_with('…') && cut.len() < 100, "cut with an ellipsis: {cut}");
+    assert_eq!(sh["argv"][3], "after", "the argument after the long one is read: {sh}");
 }

@@ -67,14 +67,15 @@ fn kept_rings() -> BTreeSet<u64> {
     ids
 }
 
-/// Per-syscall link pins (must be gone: the tree level's stay while the probes are loaded) and
-/// registered servers (must be none) of the shared probes.
+/// Per-syscall and per-server link pins (must be gone: the tree level's stay while the probes are
+/// loaded) and registered servers (must be none) of the shared probes.
 fn shared_attachments() -> (Vec<String>, usize) {
     let mut links = Vec::new();
     let mut servers = 0;
     for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
         for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
-            if link.file_name().to_string_lossy().starts_with("sys_") {
+            let name = link.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sys_") || name.starts_with("srv-") {
                 links.push(link.path().display().to_string());
             }
         }

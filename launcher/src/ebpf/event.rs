@@ -145,7 +145,14 @@ impl EventDecoder {
                 if e.ret == 0 {
                     self.processes.exec(hdr.pid);
                 }
-                let argv = e.argv.iter().take((e.argc as usize).min(e.argv.len())).map(|a| cstr(a)).collect();
+                // A cut argument ends with an ellipsis.
+                let argv = e
+                    .argv
+                    .iter()
+                    .take((e.argc as usize).min(e.argv.len()))
+                    .enumerate()
+                    .map(|(i, a)| if e.truncated & (1 << i) != 0 { format!("{}…", cstr(a)) } else { cstr(a) })
+                    .collect();
                 AuditRecord::Exec(Exec {
                     task: self.task(hdr),
                     path: cstr(&e.path),

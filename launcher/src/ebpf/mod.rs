@@ -111,8 +111,8 @@ pub struct Monitor {
     cgroup_id: u64,
     /// `--monitor-level full`.
     full: bool,
-    /// The cgroup programs attached to the server's cgroup; dropping them detaches them.
-    cgroup_programs: Vec<aya::programs::Program>,
+    /// The server's cgroup v2 directory.
+    cgroup_dir: PathBuf,
     /// The optional BPF LSM layer: loaded, or why not.
     lsm: Result<(), LsmError>,
 }
@@ -168,12 +168,13 @@ impl Monitor {
             ring: None,
             cgroup_id,
             full: cfg.full,
-            cgroup_programs: Vec::new(),
+            cgroup_dir: cfg.cgroup_dir.clone(),
             lsm,
         };
         // On failure from here the entries written so far are removed by `release`.
         if let Err(e) = monitor.register(cfg, server_level) {
-            monitor.release();
+            // Nothing runs in the cgroup yet.
+            monitor.shared.release(cgroup_id, true);
             return Err(e);
         }
         Ok(monitor)
@@ -212,27 +213,36 @@ impl Monitor {
         self.attach_cgroup_programs(&cfg.cgroup_dir)
     }
 
+    /// Attaches the pinned socket programs to the server's cgroup, and pins the links: the
+    /// enforcement must outlive a launcher killed with SIGKILL until its server's tree is gone.
     fn attach_cgroup_programs(&mut self, dir: &Path) -> Result<(), MonitorError> {
         let cgroup = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
         let fail = |action, program| move |source| MonitorError::Program { action, program, source };
+        let mut links = Vec::new();
         for name in shared::CGROUP_PROGRAMS {
             let pin = self.shared.program_pin(name);
-            let program = match sock_addr_type(name) {
+            let link: aya::programs::links::FdLink = match sock_addr_type(name) {
                 Some(kind) => {
                     let mut p = CgroupSockAddr::from_pin(&pin, kind).map_err(fail("open the pinned", name))?;
-                    p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
-                    aya::programs::Program::CgroupSockAddr(p)
+                    let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
+                    p.take_link(id)
+                        .map_err(fail("take the link of", name))?
+                        .try_into()
+                        .map_err(|e| link_error(name, e))?
                 }
                 None => {
                     let mut p = CgroupSock::from_pin(&pin, CgroupSockAttachType::SockCreate)
                         .map_err(fail("open the pinned", name))?;
-                    p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
-                    aya::programs::Program::CgroupSock(p)
+                    let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
+                    p.take_link(id)
+                        .map_err(fail("take the link of", name))?
+                        .try_into()
+                        .map_err(|e| link_error(name, e))?
                 }
             };
-            self.cgroup_programs.push(program);
+            links.push((name, link));
         }
-        Ok(())
+        self.shared.pin_server_links(self.cgroup_id, dir, links)
     }
 
     /// Puts the server's ring buffer in `RINGS`; until then the probes record nothing for it. Must
@@ -295,9 +305,16 @@ impl Monitor {
     /// Removes this server's entries and drops the hold on the shared probes (the last launcher
     /// removes their pins; the kernel frees them in the background). The cgroup programs are
     /// detached as their links close.
-    pub fn release(mut self) {
-        self.shared.release(self.cgroup_id);
-        self.cgroup_programs.clear();
+    pub fn release(self) {
+        // Removed by the teardown once its tree is dead; still there, the tree may still run.
+        let tree_gone = !self.cgroup_dir.exists();
+        if !tree_gone {
+            tracing::warn!(
+                "the server's cgroup {} is still there: its eBPF entries and socket programs are kept until the next launcher kills what is left",
+                self.cgroup_dir.display()
+            );
+        }
+        self.shared.release(self.cgroup_id, tree_gone);
     }
 
     /// Reads the in-kernel counters: drops, folded opens, per-process syscall counts, repeats.
@@ -314,15 +331,17 @@ impl Monitor {
                 out.syscalls.push((key.tgid, key.nr, values.iter().sum()));
             }
         }
-        // Opens are keyed by process: this server's are those of its processes.
-        let ours: std::collections::HashSet<u32> = out.syscalls.iter().map(|(tgid, _, _)| *tgid).collect();
         for (key, count) in self.shared.opens_seen.iter().flatten() {
-            if count > 1 && ours.contains(&key.tgid) {
+            if count > 1 && key.cgroup_id == self.cgroup_id {
                 out.repeated_opens.push((key, count));
             }
         }
         out
     }
+}
+
+fn link_error(name: &'static str, e: aya::programs::links::LinkError) -> MonitorError {
+    MonitorError::Io { action: format!("take the link of `{name}`"), source: std::io::Error::other(e) }
 }
 
 /// The attach type of each `cgroup_sock_addr` program (`None`: the `sock_create` program).

@@ -22,6 +22,7 @@
 //! the maps are removed by the next launcher that starts.
 
 use std::fs::File;
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{HashMap as BpfHashMap, HashOfMaps, Map, MapData, PerCpuHashMap};
@@ -196,9 +197,56 @@ impl Shared {
         self.servers.iter().flatten().map(|(_, s)| s.slot).collect()
     }
 
-    /// Removes one server's entries from the shared maps; its ring stays for a later server
-    /// unless enough are free already.
+    /// Pins the server's cgroup program links, so that they hold when the launcher dies: they are
+    /// removed with the server's entries, once its tree is gone. Records where its cgroup is, for
+    /// the launcher that finds it orphaned.
+    pub fn pin_server_links(
+        &self,
+        cgroup_id: u64,
+        cgroup_dir: &Path,
+        links: Vec<(&'static str, FdLink)>,
+    ) -> Result<(), MonitorError> {
+        let record = self.server_record(cgroup_id);
+        std::fs::write(&record, cgroup_dir.as_os_str().as_encoded_bytes())
+            .map_err(io(format!("write {}", record.display())))?;
+        for (name, link) in links {
+            link.pin(self.server_link(cgroup_id, name)).map_err(|e| pin_error(name, e))?;
+        }
+        Ok(())
+    }
+
+    fn server_link(&self, cgroup_id: u64, program: &str) -> PathBuf {
+        self.dir.join("links").join(format!("srv-{cgroup_id}-{program}"))
+    }
+
+    fn server_record(&self, cgroup_id: u64) -> PathBuf {
+        Path::new(LOCK_ROOT).join(format!("{}.srv-{cgroup_id}", self.version))
+    }
+
+    /// Kills what is left of an orphaned server's tree (its launcher was killed): its cgroup
+    /// programs keep enforcing until then. `false` when the tree may still run.
+    fn end_orphan(&self, cgroup_id: u64) -> bool {
+        let Ok(dir) = std::fs::read(self.server_record(cgroup_id)) else { return true };
+        let dir = PathBuf::from(std::ffi::OsString::from_vec(dir));
+        match crate::layers::cgroup::kill_and_remove(&dir, true) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(
+                    "an orphaned server's cgroup {} is still there ({e}): its eBPF entries are kept",
+                    dir.display()
+                );
+                false
+            }
+        }
+    }
+
+    /// Removes one server's entries and link pins from the shared maps; its ring stays for a later
+    /// server unless enough are free already.
     fn remove_server(&mut self, cgroup_id: u64) {
+        for name in CGROUP_PROGRAMS {
+            let _ = std::fs::remove_file(self.server_link(cgroup_id, name));
+        }
+        let _ = std::fs::remove_file(self.server_record(cgroup_id));
         let slot = self.servers.get(&cgroup_id, 0).ok().map(|s| s.slot);
         let _ = self.servers.remove(&cgroup_id);
         let brokers: Vec<u32> =
@@ -215,6 +263,10 @@ impl Shared {
         let calls: Vec<CallKey> = self.syscalls.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
         for key in calls {
             let _ = self.syscalls.remove(&key);
+        }
+        let opens: Vec<OpenKey> = self.opens_seen.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
+        for key in opens {
+            let _ = self.opens_seen.remove(&key);
         }
         if let Some(slot) = slot {
             self.trim_free_rings(slot);
@@ -247,16 +299,22 @@ impl Shared {
             .collect();
         for cgroup_id in dead {
             tracing::debug!("removing the eBPF entries of cgroup {cgroup_id}: its launcher is gone");
-            self.remove_server(cgroup_id);
+            if self.end_orphan(cgroup_id) {
+                self.remove_server(cgroup_id);
+            }
         }
     }
 
     /// Removes the server's entries and drops this launcher's hold. The last `full` holder
     /// detaches the per-syscall tracepoints (the kernel does it in the background).
-    pub fn release(mut self, cgroup_id: u64) {
+    /// `tree_gone`: nothing can run in the server's cgroup any more; else its entries and links
+    /// stay (they keep enforcing) for the next launcher, which kills the tree first.
+    pub fn release(mut self, cgroup_id: u64, tree_gone: bool) {
         self.setup = None; // still held when registering failed
         let Ok(_setup) = lock(&self.version, "setup", FlockArg::LockExclusive) else { return };
-        self.remove_server(cgroup_id);
+        if tree_gone {
+            self.remove_server(cgroup_id);
+        }
         if self.full.take().is_some() && lock(&self.version, "full", FlockArg::LockExclusiveNonblock).is_ok() {
             detach(&self.dir, &FULL_LINKS);
         }
@@ -401,6 +459,8 @@ fn load(probes: &[u8]) -> Result<Ebpf, MonitorError> {
     let newtask_pid = tracepoint_field_offset("task", "task_newtask", "pid")?;
     let newtask_flags = tracepoint_field_offset("task", "task_newtask", "clone_flags")?;
     let exec_filename = tracepoint_field_offset("sched", "sched_process_exec", "filename")?;
+    // Linux 6.16+; before, the leader's exit stands for the process's.
+    let exit_group_dead = tracepoint_field_offset("sched", "sched_process_exit", "group_dead").unwrap_or(0);
     let exit_code = member("task_struct", "exit_code")?;
     let mm = member("task_struct", "mm")?;
     let arg_start = member("mm_struct", "arg_start")?;
@@ -411,6 +471,7 @@ fn load(probes: &[u8]) -> Result<Ebpf, MonitorError> {
         .override_global("NEWTASK_PID", &newtask_pid, true)
         .override_global("NEWTASK_FLAGS", &newtask_flags, true)
         .override_global("EXEC_FILENAME", &exec_filename, true)
+        .override_global("EXIT_GROUP_DEAD", &exit_group_dead, true)
         .override_global("TASK_EXIT_CODE", &exit_code, true)
         .override_global("TASK_MM", &mm, true)
         .override_global("MM_ARG_START", &arg_start, true)

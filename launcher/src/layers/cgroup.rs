@@ -285,7 +285,7 @@ impl Drop for ServerCgroups {
 }
 
 /// Kills every process left in `dir` and removes it, waiting (bounded) for the kernel to empty it.
-fn kill_and_remove(dir: &Path, is_v2: bool) -> io::Result<()> {
+pub fn kill_and_remove(dir: &Path, is_v2: bool) -> io::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         match fs::remove_dir(dir) {

@@ -152,6 +152,8 @@ fn main() {
         "openat-parent" => openat_parent(&a(1), &a(2)),
         "userns-stat" => userns_stat(&a(1)),
         "exit" => std::process::exit(n(1) as i32),
+        "leader-exit" => leader_exit(n(1) as i32),
+        "udp-flood" => udp_flood(n(1) as u16, n(2) as u64),
         "raise" => {
             // SAFETY: raise takes a signal number.
             unsafe { libc::raise(n(1) as i32) };
@@ -925,4 +927,36 @@ fn userns_stat(path: &str) -> Outcome {
     use nix::sched::CloneFlags;
     nix::sched::unshare(CloneFlags::CLONE_NEWUSER | CloneFlags::CLONE_NEWNS)?;
     stat(path).map(|m| format!("in a nested user namespace: {m}"))
+}
+
+/// The main thread ends alone (`exit`, not `exit_group`); a second thread ends the process with
+/// `code` 200 ms later: the process's exit is the second one.
+fn leader_exit(code: i32) -> Outcome {
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::process::exit(code)
+    });
+    // SAFETY: SYS_exit ends the calling thread only; the other thread keeps the process alive.
+    unsafe { libc::syscall(libc::SYS_exit, 0) };
+    unreachable!("SYS_exit returned")
+}
+
+/// Prints READY, then sends a UDP datagram to 127.0.0.1:`port` every 10 ms for `seconds`,
+/// printing nothing (its parent may be gone): what arrives is counted by the receiver.
+fn udp_flood(port: u16, seconds: u64) -> Outcome {
+    // Outlive the shell and the session it was started from.
+    for sig in [libc::SIGHUP, libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: SIG_IGN is a valid disposition.
+        unsafe { libc::signal(sig, libc::SIG_IGN) };
+    }
+    println!("READY");
+    let _ = std::io::stdout().flush();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    while std::time::Instant::now() < end {
+        if let Ok(s) = std::net::UdpSocket::bind("127.0.0.1:0") {
+            let _ = s.send_to(b"x", ("127.0.0.1", port));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    Ok("flooded".into())
 }
