@@ -88,6 +88,20 @@ fn full_attached() -> bool {
 
 const PINS: &str = "/sys/fs/bpf/mcp-warden";
 
+/// Spawns `cmd` in `sb` and waits for its first line on stdout (the probe's `READY`).
+fn started(sb: &Sandbox, cmd: &[&OsStr]) -> std::process::Child {
+    let mut child = sb.spawn(cmd);
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    assert_eq!(ready.trim(), "READY", "{cmd:?}");
+    child
+}
+
+/// Sends `signal` to the launcher of `child`.
+fn signal_launcher(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher_pid(child) as i32), signal).unwrap();
+}
+
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !cond() {
@@ -325,15 +339,12 @@ fn attachments_entries_and_cgroups_are_gone_after_exit_and_after_sigkill() {
     // Normal exit: the launcher removes its entries; the tree level's tracepoints stay attached.
     let sb = Sandbox::new(Who::Root).grant("--audit-log", &log);
     let p = probe();
-    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
-    assert_eq!(ready.trim(), "READY");
+    let mut child = started(&sb, &[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
     let launcher = launcher_pid(&child);
     assert_eq!(attached(), TREE, "the tree level's tracepoints");
     assert_eq!(registered(), 1);
     let cgroup = format!("mcp-warden.{launcher}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    signal_launcher(&child, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(child.wait().unwrap().code(), Some(42));
     assert_eq!(attached(), TREE, "only the tree level's tracepoints stay attached: {:?}", attached());
     assert_eq!(registered(), 0, "the server's entries are removed");
@@ -347,7 +358,7 @@ fn attachments_entries_and_cgroups_are_gone_after_exit_and_after_sigkill() {
     let launcher = launcher_pid(&child);
     wait_until("the server is registered", || registered() == 1);
     let cgroup = format!("mcp-warden.{launcher}");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    signal_launcher(&child, nix::sys::signal::Signal::SIGKILL);
     let _ = child.wait();
     assert!(full_attached(), "left by the killed launcher: {:?}", attached());
     assert_eq!(registered(), 1, "and its entry");
@@ -374,20 +385,13 @@ fn the_default_level_records_the_tree_and_network_without_per_syscall_tracing() 
     let port = tcp.local_addr().unwrap().port().to_string();
     let p = probe();
     let sb = Sandbox::new(Who::Root).grant("--audit-log", &log).grant("--allow-connect", format!("127.0.0.1:{port}"));
-    let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    let mut child = started(&sb, &[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
     assert!(!attached().iter().any(|l| l.starts_with("sys_")), "no per-syscall program: {:?}", attached());
     // A `full` server beside it attaches them for as long as it runs.
     let full = Sandbox::new(Who::Root).grant("--audit-log", &full_log).grant("--monitor-level", "full");
-    let mut other = full.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
-    let mut ready = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(other.stdout.as_mut().unwrap()), &mut ready).unwrap();
+    let mut other = started(&full, &[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
     assert!(attached().contains(&"sys_enter".to_string()), "{:?}", attached());
-    let term = |c: &std::process::Child| {
-        let pid = nix::unistd::Pid::from_raw(launcher_pid(c) as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    };
+    let term = |c: &std::process::Child| signal_launcher(c, nix::sys::signal::Signal::SIGTERM);
     term(&other);
     assert_eq!(other.wait().unwrap().code(), Some(42));
     assert!(!attached().iter().any(|l| l.starts_with("sys_")), "detached with the last full server: {:?}", attached());
@@ -438,32 +442,22 @@ fn many_servers_share_one_set_of_programs() {
     let p = probe();
     let one = {
         let sb = Sandbox::new(Who::Root).grant("--audit-log", s.join("one.jsonl"));
-        let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
+        let mut child = started(&sb, &[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
         let counts = (our_programs(), attached());
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(launcher_pid(&child) as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
+        signal_launcher(&child, nix::sys::signal::Signal::SIGTERM);
         assert_eq!(child.wait().unwrap().code(), Some(42));
         counts
     };
     let mut children = Vec::new();
     for i in 0..20 {
         let sb = Sandbox::new(Who::Root).grant("--audit-log", s.join(&format!("{i}.jsonl")));
-        let mut child = sb.spawn(&[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
-        assert_eq!(ready.trim(), "READY", "server {i}");
+        let child = started(&sb, &[p.as_os_str(), OsStr::new("trap"), OsStr::new("15")]);
         children.push(child);
     }
     assert_eq!(registered(), 20);
     assert_eq!((our_programs(), attached()), one, "twenty servers load and attach what one does");
     for child in &children {
-        let pid = nix::unistd::Pid::from_raw(launcher_pid(child) as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        signal_launcher(child, nix::sys::signal::Signal::SIGTERM);
     }
     for mut child in children {
         assert_eq!(child.wait().unwrap().code(), Some(42));
@@ -616,11 +610,8 @@ fn a_killed_launcher_leaves_its_servers_network_closed() {
             .grant("--audit-log", s.join("flood.jsonl"))
             .grant("--require", "pid-namespace=off")
             .grant("--allow-connect", format!("udp:127.0.0.1:{allowed}"));
-        let mut child = sb.spawn(&[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&script)]);
-        let mut ready = String::new();
-        std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.as_mut().unwrap()), &mut ready).unwrap();
-        let launcher = launcher_pid(&child);
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(launcher as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+        let mut child = started(&sb, &[OsStr::new("/bin/sh"), OsStr::new("-c"), OsStr::new(&script)]);
+        signal_launcher(&child, nix::sys::signal::Signal::SIGKILL);
         let _ = child.wait();
         // What arrives before and in the second after the launcher died.
         target.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
