@@ -228,7 +228,7 @@ impl Monitor {
                     p.take_link(id)
                         .map_err(fail("take the link of", name))?
                         .try_into()
-                        .map_err(|e| link_error(name, e))?
+                        .map_err(|e| shared::link_error(name, e))?
                 }
                 None => {
                     let mut p = CgroupSock::from_pin(&pin, CgroupSockAttachType::SockCreate)
@@ -237,7 +237,7 @@ impl Monitor {
                     p.take_link(id)
                         .map_err(fail("take the link of", name))?
                         .try_into()
-                        .map_err(|e| link_error(name, e))?
+                        .map_err(|e| shared::link_error(name, e))?
                 }
             };
             links.push((name, link));
@@ -338,10 +338,6 @@ impl Monitor {
         }
         out
     }
-}
-
-fn link_error(name: &'static str, e: aya::programs::links::LinkError) -> MonitorError {
-    MonitorError::Io { action: format!("take the link of `{name}`"), source: std::io::Error::other(e) }
 }
 
 /// The attach type of each `cgroup_sock_addr` program (`None`: the `sock_create` program).
