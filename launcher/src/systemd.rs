@@ -138,7 +138,12 @@ fn hardening(spec: &UnitSpec) -> String {
          LockPersonality=yes\n\
          RestrictRealtime=yes\n\
          RestrictSUIDSGID=yes\n\
-         RestrictNamespaces=~cgroup ipc mnt net uts\n\
+         # the server's own PID, mount and IPC namespaces (fs-view, fs-hide, pid-namespace) stay available\n\
+         RestrictNamespaces=~cgroup net uts\n\
+         # the eBPF layer's shared probes are pinned in bpffs, and its locks are in /run/mcp-warden\n\
+         ReadWritePaths=/sys/fs/bpf\n\
+         RuntimeDirectory=mcp-warden\n\
+         RuntimeDirectoryPreserve=yes\n\
          # what the supervisor needs: eBPF (BPF, PERFMON, NET_ADMIN, SYS_ADMIN), the PID namespace\n\
          # and cgroups (SYS_ADMIN), the user switch (SETUID, SETGID, SETPCAP), the network broker\n\
          # (SYS_PTRACE), signalling and cleaning up after the server (KILL, CHOWN, FOWNER, DAC_OVERRIDE)\n\
