@@ -40,8 +40,8 @@ fn our_programs() -> usize {
 /// The shared probes' attachments (link pins) of every build.
 fn attached() -> Vec<String> {
     let mut names = Vec::new();
-    for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
-        for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
+    for build in builds() {
+        for link in std::fs::read_dir(build.join("links")).into_iter().flatten().flatten() {
             let name = link.file_name().to_string_lossy().into_owned();
             if !name.starts_with("srv-") {
                 names.push(name); // a server's own socket-program links are not shared
@@ -55,8 +55,8 @@ fn attached() -> Vec<String> {
 /// Servers registered in the shared maps of every build.
 fn registered() -> usize {
     let mut n = 0;
-    for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
-        if let Ok(map) = aya::maps::MapData::from_pin(build.path().join("maps/SERVERS"))
+    for build in builds() {
+        if let Ok(map) = aya::maps::MapData::from_pin(build.join("maps/SERVERS"))
             && let Ok(servers) = aya::maps::HashMap::<_, u64, [u8; 32]>::try_from(aya::maps::Map::HashMap(map))
         {
             n += servers.keys().count();
@@ -68,8 +68,8 @@ fn registered() -> usize {
 /// Ring buffers in the shared `RINGS` map of every build (in use or kept free for later servers).
 fn rings() -> usize {
     let mut n = 0;
-    for build in std::fs::read_dir(PINS).into_iter().flatten().flatten() {
-        if let Ok(map) = aya::maps::MapData::from_pin(build.path().join("maps/RINGS"))
+    for build in builds() {
+        if let Ok(map) = aya::maps::MapData::from_pin(build.join("maps/RINGS"))
             && let Ok(rings) = aya::maps::HashOfMaps::<_, u32>::try_from(aya::maps::Map::HashOfMaps(map))
         {
             n += rings.keys().count();
@@ -87,6 +87,11 @@ fn full_attached() -> bool {
 }
 
 const PINS: &str = "/sys/fs/bpf/mcp-warden";
+
+/// The pin directories of the shared probes, one per build.
+fn builds() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(PINS).into_iter().flatten().flatten().map(|e| e.path()).collect()
+}
 
 /// Spawns `cmd` in `sb` and waits for its first line on stdout (the probe's `READY`).
 fn started(sb: &Sandbox, cmd: &[&OsStr]) -> std::process::Child {

@@ -19,22 +19,31 @@ fn env_count(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
-/// `bpftool KIND show -j`: the ids present on the host.
+/// `bpftool ARGS -j`, parsed (null when it printed nothing usable).
+fn bpftool(args: &[&std::ffi::OsStr]) -> serde_json::Value {
+    let o = Command::new("bpftool").args(args).arg("-j").output().expect("bpftool (cargo xtask setup installs it)");
+    serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+/// `bpftool KIND show`: the ids present on the host.
 fn bpf_ids(kind: &str) -> BTreeSet<u64> {
-    let o =
-        Command::new("bpftool").args([kind, "show", "-j"]).output().expect("bpftool (cargo xtask setup installs it)");
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    let v = bpftool(&[kind.as_ref(), "show".as_ref()]);
     v.as_array().into_iter().flatten().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+/// The pin directories of the shared probes, one per build.
+fn builds() -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(SHARED).into_iter().flatten().flatten().map(|e| e.path()).collect()
 }
 
 /// The ids of the BPF objects of `kind` pinned under `dir` (the shared probes' programs or maps).
 fn pinned_ids(kind: &str, dir: &str) -> BTreeSet<u64> {
     let mut ids = BTreeSet::new();
-    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
-        for pin in std::fs::read_dir(build.path().join(dir)).into_iter().flatten().flatten() {
-            let o = Command::new("bpftool").args([kind, "show", "pinned"]).arg(pin.path()).arg("-j").output().unwrap();
-            let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-            ids.extend(v["id"].as_u64());
+    for build in builds() {
+        for pin in std::fs::read_dir(build.join(dir)).into_iter().flatten().flatten() {
+            ids.extend(
+                bpftool(&[kind.as_ref(), "show".as_ref(), "pinned".as_ref(), pin.path().as_os_str()])["id"].as_u64(),
+            );
         }
     }
     ids
@@ -43,14 +52,8 @@ fn pinned_ids(kind: &str, dir: &str) -> BTreeSet<u64> {
 /// The ring buffers kept in the shared `RINGS` map for later servers: their map ids.
 fn kept_rings() -> BTreeSet<u64> {
     let mut ids = BTreeSet::new();
-    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
-        let o = Command::new("bpftool")
-            .args(["map", "dump", "pinned"])
-            .arg(build.path().join("maps/RINGS"))
-            .arg("-j")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    for build in builds() {
+        let v = dump_pinned(&build.join("maps/RINGS"));
         for entry in v.as_array().into_iter().flatten() {
             // The value is the inner map's id, four little-endian bytes in hex.
             let bytes: Vec<u8> = entry["value"]
@@ -72,26 +75,24 @@ fn kept_rings() -> BTreeSet<u64> {
 fn shared_attachments() -> (Vec<String>, usize) {
     let mut links = Vec::new();
     let mut servers = 0;
-    for build in std::fs::read_dir(SHARED).into_iter().flatten().flatten() {
-        for link in std::fs::read_dir(build.path().join("links")).into_iter().flatten().flatten() {
+    for build in builds() {
+        for link in std::fs::read_dir(build.join("links")).into_iter().flatten().flatten() {
             let name = link.file_name().to_string_lossy().into_owned();
             if name.starts_with("sys_") || name.starts_with("srv-") {
                 links.push(link.path().display().to_string());
             }
         }
-        let o = Command::new("bpftool")
-            .args(["map", "dump", "pinned"])
-            .arg(build.path().join("maps/SERVERS"))
-            .arg("-j")
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
-        servers += v.as_array().map_or(0, Vec::len);
+        servers += dump_pinned(&build.join("maps/SERVERS")).as_array().map_or(0, Vec::len);
     }
     (links, servers)
 }
 
 const SHARED: &str = "/sys/fs/bpf/mcp-warden";
+
+/// `bpftool map dump pinned PATH`.
+fn dump_pinned(path: &std::path::Path) -> serde_json::Value {
+    bpftool(&["map".as_ref(), "dump".as_ref(), "pinned".as_ref(), path.as_os_str()])
+}
 
 /// Every `mcp-warden.<pid>` cgroup directory under /sys/fs/cgroup (three levels deep).
 fn warden_cgroups() -> Vec<String> {

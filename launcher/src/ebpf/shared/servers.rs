@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::MapData;
 use aya::programs::links::FdLink;
-use mcp_warden_ebpf_common::{CallKey, MAX_RULES, OpenKey, RuleKey, Server};
+use mcp_warden_ebpf_common::{CallKey, MAX_RULES, OpenKey, RuleKey, Server, level};
 
 use super::{CGROUP_PROGRAMS, LOCK_ROOT, Shared, pin_error};
 use crate::ebpf::{MonitorError, io};
@@ -117,30 +117,28 @@ impl Shared {
             let _ = std::fs::remove_file(self.server_link(cgroup_id, name));
         }
         let _ = std::fs::remove_file(self.server_record(cgroup_id));
-        let slot = self.servers.get(&cgroup_id, 0).ok().map(|s| s.slot);
+        // Without a server entry, this launcher's registration failed after writing its broker
+        // entry and rules (they come first): those are this launcher's, the rules at most all.
+        let server = self.servers.get(&cgroup_id, 0).ok();
         let _ = self.servers.remove(&cgroup_id);
-        let brokers: Vec<u32> =
-            self.brokers.iter().flatten().filter(|(_, c)| *c == cgroup_id).map(|(p, _)| p).collect();
-        for pid in brokers {
-            let _ = self.brokers.remove(&pid);
-        }
+        let _ = self.brokers.remove(&server.map_or(std::process::id(), |s| s.owner_pid));
         let _ = self.counters.remove(&cgroup_id);
-        for index in 0..MAX_RULES {
-            if self.rules.remove(&RuleKey { cgroup_id, index, _pad: 0 }).is_err() {
-                break;
+        for index in 0..server.map_or(MAX_RULES, |s| s.rule_count) {
+            let _ = self.rules.remove(&RuleKey { cgroup_id, index, _pad: 0 });
+        }
+        let Some(server) = server else { return };
+        // Only the `full` level's programs write these two (shared by every server: a scan).
+        if server.level == level::FULL {
+            let calls: Vec<CallKey> = self.syscalls.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
+            for key in calls {
+                let _ = self.syscalls.remove(&key);
+            }
+            let opens: Vec<OpenKey> = self.opens_seen.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
+            for key in opens {
+                let _ = self.opens_seen.remove(&key);
             }
         }
-        let calls: Vec<CallKey> = self.syscalls.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
-        for key in calls {
-            let _ = self.syscalls.remove(&key);
-        }
-        let opens: Vec<OpenKey> = self.opens_seen.keys().flatten().filter(|k| k.cgroup_id == cgroup_id).collect();
-        for key in opens {
-            let _ = self.opens_seen.remove(&key);
-        }
-        if let Some(slot) = slot {
-            self.trim_free_rings(slot);
-        }
+        self.trim_free_rings(server.slot);
     }
 
     /// Deletes the ring in `slot` when more than `FREE_RINGS_KEPT` rings are free. A map-of-maps
