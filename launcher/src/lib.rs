@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod cli;
 pub mod commands;
+pub mod dns;
 pub mod ebpf;
 pub mod error;
 pub mod host;

@@ -55,6 +55,8 @@ pub enum AuditRecord {
     Socket(Socket),
     /// A BPF LSM hook's decision (only where BPF LSM programs load).
     Lsm(Lsm),
+    /// A DNS query of the server's, answered by mcp-warden's resolver.
+    Dns(Dns),
     /// A JSON-RPC message through the MCP layer.
     Mcp(Mcp),
     /// The last record of the eBPF layer's log, when the server has ended.
@@ -76,6 +78,7 @@ impl AuditRecord {
             AuditRecord::Deny(_) => "deny",
             AuditRecord::Socket(_) => "socket",
             AuditRecord::Lsm(_) => "lsm",
+            AuditRecord::Dns(_) => "dns",
             AuditRecord::Mcp(_) => "mcp",
             AuditRecord::Summary(_) => "summary",
         }
@@ -91,6 +94,7 @@ impl AuditRecord {
             AuditRecord::Deny(_) => true,
             AuditRecord::Socket(s) => denied(&s.verdict),
             AuditRecord::Lsm(l) => denied(&l.verdict),
+            AuditRecord::Dns(d) => denied(&d.verdict),
             AuditRecord::Mcp(m) => {
                 matches!(&m.message, McpMessage::Request(McpRequest { decision: Some(Decision::Refused { .. }), .. }))
             }
@@ -273,6 +277,54 @@ pub struct Net {
     pub result: Option<CallResult>,
     #[serde(flatten)]
     pub verdict: Verdict,
+}
+
+/// `kind: dns`: one query the server sent (UDP or TCP, port 53, to any address), answered by
+/// mcp-warden's resolver in the supervisor. Names the profile allows are resolved upstream; their
+/// addresses are then open for the named ports until `ttl` runs out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Dns {
+    /// The name asked, lower case, without the root's dot.
+    pub name: String,
+    /// The record type asked (`A`, `AAAA`, `CNAME`, `TXT`...).
+    pub qtype: String,
+    /// `udp` or `tcp`.
+    pub transport: String,
+    pub outcome: DnsOutcome,
+    /// Answered: the addresses pinned. Rebinding: the addresses that got the answer dropped.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<String>,
+    /// Answered: seconds the addresses stay open (the record's TTL, clamped to 5-3600).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<u64>,
+    /// Answered: the destinations the addresses open (`tcp:443`), from the profile's names.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub opens: Vec<String>,
+    /// Why a query was not answered with addresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+/// What the resolver did with a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsOutcome {
+    /// Resolved upstream and answered (also when upstream said the name does not exist).
+    Answered,
+    /// Not one of the profile's names: NXDOMAIN, and the query never left the host.
+    Refused,
+    /// Upstream answered a public name with a private, loopback, link-local, metadata, CGNAT or
+    /// ULA address the profile does not let names answer: dropped, the server got SERVFAIL.
+    Rebinding,
+    /// A record type the resolver does not pass (only A, AAAA and CNAME are): an empty answer.
+    Empty,
+    /// No upstream resolver answered: SERVFAIL.
+    Failed,
+    /// Not a query the resolver takes (several questions, another class or opcode): an error
+    /// answer.
+    Malformed,
 }
 
 /// `kind: deny`: one refused call. Refusals of the seccomp filter (every rule: the deny-set, socket

@@ -14,17 +14,19 @@
 //! sends are DNS). What it refuses: control messages on mediated `sendmsg` (no fd passing or
 //! ancillary data through the broker) and socket families other than IPv4/IPv6.
 
-use std::collections::{BTreeSet, HashMap};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::collections::BTreeSet;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use nix::sys::socket::{SockType, getsockopt, sockopt};
+use nix::sys::socket::{SockType, SockaddrLike, getsockopt, sockopt};
 use nix::sys::uio::{RemoteIoVec, process_vm_readv, process_vm_writev};
 use nix::unistd::Pid;
 
 use crate::audit::record::DenyLayer;
+use crate::dns::DnsPolicy;
+use crate::dns::netns::DnsNamespace;
+use crate::dns::pins::Pins;
 use crate::profile::{IpNet, NetDisplay};
 use crate::supervisor::refusals::{Refusal, Refusals};
 use crate::sys;
@@ -35,8 +37,6 @@ use crate::sys::notify::{self, Notification};
 const MAX_SEND: usize = 1 << 20;
 /// The kernel's UIO_MAXIOV.
 const MAX_IOV: usize = 1024;
-/// How long a host name's addresses are trusted before it is resolved again.
-const HOST_TTL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {
@@ -63,10 +63,12 @@ pub struct NetPolicy {
     pub udp_any: bool,
     /// `ADDR:PORT` / `CIDR:PORT` grants (they win over `deny`).
     pub exact: Vec<(Proto, IpNet, u16)>,
-    /// `HOST:PORT` grants: any address the name resolves to (from the supervisor) at connect time.
+    /// `HOST:PORT` grants: an address is open for one when mcp-warden's resolver gave it to the
+    /// server in an answer for that name, for as long as the answer lives (`dns::pins`).
     pub hosts: Vec<(Proto, String, u16)>,
-    /// Nameservers reachable on port 53 (TCP and UDP), when the server may resolve names.
-    pub resolvers: Vec<IpAddr>,
+    /// The server's DNS is answered by mcp-warden (`dns = true` or a `HOST:PORT` entry): every
+    /// query to port 53 goes to the resolver in the supervisor, whatever its address.
+    pub dns: Option<DnsPolicy>,
     pub deny: Vec<IpNet>,
     /// `--mode audit`: report what would be refused, refuse nothing.
     pub audit: bool,
@@ -80,20 +82,15 @@ pub enum Verdict {
 }
 
 impl NetPolicy {
-    /// Is a `proto` packet or connection to `dest` allowed? `resolve` looks a host name up.
-    pub fn check(&self, proto: Proto, dest: SocketAddr, resolve: &dyn Fn(&str, u16) -> Vec<IpAddr>) -> Verdict {
+    /// Is a `proto` packet or connection to `dest` allowed? `pins` are the answers the server got.
+    pub fn check(&self, proto: Proto, dest: SocketAddr, pins: &Pins) -> Verdict {
         let ip = canonical(dest.ip());
         let port = dest.port();
         if self.exact.iter().any(|(p, net, pt)| *p == proto && *pt == port && net.contains(&ip)) {
             return Verdict::Allow;
         }
-        if port == 53 && self.resolvers.iter().any(|r| canonical(*r) == ip) {
+        if pins.allows(proto, ip, port).is_some() {
             return Verdict::Allow;
-        }
-        for (p, host, pt) in &self.hosts {
-            if *p == proto && *pt == port && resolve(host, port).into_iter().any(|a| canonical(a) == ip) {
-                return Verdict::Allow;
-            }
         }
         let open = match proto {
             Proto::Tcp => self.tcp_any || self.tcp_ports.contains(&port),
@@ -133,46 +130,42 @@ pub fn system_resolvers() -> Vec<IpAddr> {
     out
 }
 
-/// Host names resolved by the supervisor, for a short while.
-#[derive(Debug, Default)]
-struct HostCache(Mutex<HashMap<(String, u16), Resolution>>);
-
-/// When a name was resolved, and to what.
-type Resolution = (Instant, Vec<IpAddr>);
-
-impl HostCache {
-    fn resolve(&self, host: &str, port: u16) -> Vec<IpAddr> {
-        let key = (host.to_string(), port);
-        if let Some((at, addrs)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
-            && at.elapsed() < HOST_TTL
-        {
-            return addrs.clone();
-        }
-        let addrs: Vec<IpAddr> =
-            (host, port).to_socket_addrs().map(|it| it.map(|a| a.ip()).collect()).unwrap_or_default();
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).insert(key, (Instant::now(), addrs.clone()));
-        addrs
-    }
-}
-
 /// Told of every destination the broker lets a call reach (a learning run records them).
 pub trait Observer: Send + Sync + std::fmt::Debug {
     /// `payload`: the first buffer sent (a DNS query names the host looked up).
     fn reached(&self, proto: Proto, dest: SocketAddr, payload: &[u8]);
 }
 
-/// The broker of one run: the policy, the host names it resolved, and where refusals are recorded.
+/// Where the server's DNS goes: the DNS namespace (its sockets are made there) and the answers
+/// the resolver pinned.
+#[derive(Debug)]
+pub struct DnsRoute {
+    pub namespace: DnsNamespace,
+    /// The namespace's cookie (`SO_NETNS_COOKIE`): a socket already there is not swapped again.
+    pub cookie: u64,
+    pub pins: Arc<Pins>,
+}
+
+/// The broker of one run: the policy, where DNS goes, and where refusals are recorded.
 #[derive(Debug)]
 pub struct Broker {
     policy: NetPolicy,
-    hosts: HostCache,
+    dns: Option<DnsRoute>,
+    /// The answers pinned, empty without DNS.
+    pins: Arc<Pins>,
     refusals: Arc<Refusals>,
     observer: Option<Arc<dyn Observer>>,
 }
 
 impl Broker {
-    pub fn new(policy: NetPolicy, refusals: Arc<Refusals>, observer: Option<Arc<dyn Observer>>) -> Broker {
-        Broker { policy, hosts: HostCache::default(), refusals, observer }
+    pub fn new(
+        policy: NetPolicy,
+        dns: Option<DnsRoute>,
+        refusals: Arc<Refusals>,
+        observer: Option<Arc<dyn Observer>>,
+    ) -> Broker {
+        let pins = dns.as_ref().map_or_else(Arc::default, |d| Arc::clone(&d.pins));
+        Broker { policy, dns, pins, refusals, observer }
     }
 
     /// Decides one mediated call and, when allowed, performs it for the server: the call's
@@ -235,8 +228,10 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
     match n.nr {
         libc::SYS_connect => {
             let addr = t.read(a[1], bounded_len(a[2])?)?;
-            let sock = t.socket(a[0])?;
-            decide(shared, t, sock.as_fd(), &addr, "connect")?;
+            let mut sock = t.socket(a[0])?;
+            if let Some(swapped) = route(shared, t, a[0], &sock, &addr, "connect")? {
+                sock = swapped;
+            }
             t.pending()?;
             observe(shared, sock.as_fd(), Some(&addr), &[]);
             sys::notify::connect_raw(sock.as_fd(), &addr).map(|()| 0).map_err(errno)
@@ -245,9 +240,11 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
             // Without an address (only a learning run mediates those) the socket is connected:
             // its destination was decided at connect.
             let addr = if a[4] == 0 { None } else { Some(t.read(a[4], bounded_len(a[5])?)?) };
-            let sock = t.socket(a[0])?;
-            if let Some(addr) = &addr {
-                decide(shared, t, sock.as_fd(), addr, "sendto")?;
+            let mut sock = t.socket(a[0])?;
+            if let Some(addr) = &addr
+                && let Some(swapped) = route(shared, t, a[0], &sock, addr, "sendto")?
+            {
+                sock = swapped;
             }
             let data = t.read(a[1], send_len(sock.as_fd(), a[2] as usize)?)?;
             t.pending()?;
@@ -255,16 +252,16 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
             send(t, sock.as_fd(), addr.as_deref(), &[data], a[3] as i32)
         }
         libc::SYS_sendmsg => {
-            let sock = t.socket(a[0])?;
-            send_msghdr(shared, t, sock.as_fd(), a[1], a[2] as i32)
+            let mut sock = t.socket(a[0])?;
+            send_msghdr(shared, t, (a[0], &mut sock), a[1], a[2] as i32)
         }
         libc::SYS_sendmmsg => {
-            let sock = t.socket(a[0])?;
+            let mut sock = t.socket(a[0])?;
             let count = (a[2] as usize).min(MAX_IOV);
             let mut sent = 0;
             for i in 0..count {
                 let entry = a[1] + (i * MMSGHDR_LEN) as u64;
-                match send_msghdr(shared, t, sock.as_fd(), entry, a[3] as i32) {
+                match send_msghdr(shared, t, (a[0], &mut sock), entry, a[3] as i32) {
                     Ok(len) => {
                         t.write(entry + MSGHDR_LEN as u64, &(len as u32).to_ne_bytes())?;
                         sent += 1;
@@ -282,8 +279,11 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
 const MSGHDR_LEN: usize = std::mem::size_of::<libc::msghdr>();
 const MMSGHDR_LEN: usize = std::mem::size_of::<libc::mmsghdr>();
 
+/// The server's socket (its descriptor number there, our duplicate), which a DNS query swaps.
+type ServerSocket<'a> = (u64, &'a mut OwnedFd);
+
 /// One `struct msghdr` at `at` in the target: check its destination, copy its data, send it.
-fn send_msghdr(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, flags: i32) -> Result<i64, i32> {
+fn send_msghdr(shared: &Broker, t: &Target<'_>, (fd, sock): ServerSocket<'_>, at: u64, flags: i32) -> Result<i64, i32> {
     let h = t.read(at, notify::RemoteMsghdr::SIZE)?;
     let Some(m) = notify::RemoteMsghdr::parse(&h) else { return Err(libc::EFAULT) };
     if m.control_len != 0 {
@@ -296,11 +296,14 @@ fn send_msghdr(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, at: u64, f
     }
     let name = if m.name != 0 && m.name_len != 0 {
         let name = t.read(m.name, bounded_len(m.name_len.into())?)?;
-        decide(shared, t, sock, &name, "sendmsg")?;
+        if let Some(swapped) = route(shared, t, fd, sock, &name, "sendmsg")? {
+            *sock = swapped;
+        }
         Some(name)
     } else {
         None
     };
+    let sock = sock.as_fd();
     let iov = t.read(m.iov, iov_len * notify::RemoteIovec::SIZE)?;
     let mut budget = send_len(sock, usize::MAX)?;
     let mut data = Vec::with_capacity(iov_len);
@@ -387,6 +390,54 @@ fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
     }
 }
 
+/// Where a call to `addr` goes: a DNS query (port 53, when mcp-warden answers the server's DNS)
+/// to mcp-warden's resolver, on a socket swapped into the DNS namespace (returned); anything else
+/// is checked against the policy, on the server's own socket (`None`).
+fn route(
+    shared: &Broker,
+    t: &Target<'_>,
+    fd: u64,
+    sock: &OwnedFd,
+    addr: &[u8],
+    call: &str,
+) -> Result<Option<OwnedFd>, i32> {
+    match (&shared.dns, socket_addr(addr)) {
+        (Some(dns), Some(dest)) if dest.port() == 53 => to_resolver(dns, t, fd, sock),
+        _ => decide(shared, t, sock.as_fd(), addr, call).map(|()| None),
+    }
+}
+
+/// Swaps the server's socket `fd` for a new one in the DNS namespace, of the same family, type and
+/// blocking mode, at the same descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD`). The call then runs
+/// on it: port 53 of every address there is mcp-warden's resolver, and nothing else is reachable.
+/// A socket already there is kept.
+fn to_resolver(dns: &DnsRoute, t: &Target<'_>, fd: u64, sock: &OwnedFd) -> Result<Option<OwnedFd>, i32> {
+    if sys::notify::netns_cookie(sock.as_fd()).ok() == Some(dns.cookie) {
+        return Ok(None);
+    }
+    let family = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd())
+        .ok()
+        .and_then(|a| a.family())
+        .map_or(libc::AF_INET, |f| f as i32);
+    let stream = matches!(getsockopt(sock, sockopt::SockType), Ok(SockType::Stream));
+    let swapped = dns.namespace.socket(family, stream).map_err(errno)?;
+    let status = nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| e as i32)?;
+    let nonblock = nix::fcntl::OFlag::from_bits_truncate(status) & nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&swapped, nix::fcntl::FcntlArg::F_SETFL(nonblock)).map_err(|e| e as i32)?;
+    let target = u32::try_from(fd).map_err(|_| libc::EBADF)?;
+    t.pending()?;
+    sys::notify::add_fd(t.listener, t.n.id, swapped.as_fd(), target, close_on_exec(t.n.pid, target)).map_err(errno)?;
+    Ok(Some(swapped))
+}
+
+/// The close-on-exec flag of descriptor `fd` of thread `tid` (`/proc/TID/fdinfo/FD`); set when
+/// it cannot be read (resolvers open their sockets with it).
+fn close_on_exec(tid: u32, fd: u32) -> bool {
+    let info = std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}")).unwrap_or_default();
+    let flags = info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|f| u32::from_str_radix(f.trim(), 8).ok());
+    flags.is_none_or(|f| f & libc::O_CLOEXEC as u32 != 0)
+}
+
 /// Checks a raw socket address for the socket `sock`: `Ok` to go ahead, `Err(errno)` to refuse.
 fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], call: &str) -> Result<(), i32> {
     let family = addr.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])));
@@ -405,7 +456,7 @@ fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
         Ok(SockType::Datagram) => Proto::Udp,
         _ => return Err(libc::EACCES),
     };
-    match shared.policy.check(proto, dest, &|h, p| shared.hosts.resolve(h, p)) {
+    match shared.policy.check(proto, dest, &shared.pins) {
         Verdict::Allow => Ok(()),
         Verdict::Refuse(why) => {
             // The errnos of the kernel layers this stands in for: Landlock refuses a TCP connect
@@ -444,7 +495,6 @@ mod tests {
             tcp_ports: [80, 443].into(),
             exact: vec![(Proto::Tcp, crate::profile::parse_net("127.0.0.1").unwrap(), 5432)],
             hosts: vec![(Proto::Tcp, "api.example.com".into(), 443)],
-            resolvers: vec!["127.0.0.53".parse().unwrap()],
             deny: ["127.0.0.0/8", "10.0.0.0/8", "169.254.0.0/16", "::1", "fc00::/7"]
                 .iter()
                 .map(|s| crate::profile::parse_net(s).unwrap())
@@ -454,8 +504,10 @@ mod tests {
     }
 
     fn check(p: &NetPolicy, proto: Proto, dest: &str) -> bool {
-        let resolve = |h: &str, _| if h == "api.example.com" { vec!["10.1.2.3".parse().unwrap()] } else { vec![] };
-        p.check(proto, dest.parse().unwrap(), &resolve) == Verdict::Allow
+        let pins = Pins::default();
+        let opens = vec![(Proto::Tcp, 443)];
+        pins.pin("api.example.com", &["10.1.2.3".parse().unwrap()], &opens, crate::dns::pins::TTL_MIN);
+        p.check(proto, dest.parse().unwrap(), &pins) == Verdict::Allow
     }
 
     #[test]
@@ -476,15 +528,15 @@ mod tests {
     }
 
     #[test]
-    fn explicit_addresses_hosts_and_resolvers_win_over_deny() {
+    fn explicit_addresses_and_pinned_answers_win_over_deny() {
         let p = policy();
         assert!(check(&p, Proto::Tcp, "127.0.0.1:5432"));
         assert!(!check(&p, Proto::Udp, "127.0.0.1:5432"));
-        assert!(check(&p, Proto::Tcp, "10.1.2.3:443"));
-        assert!(!check(&p, Proto::Tcp, "10.1.2.4:443"));
-        assert!(check(&p, Proto::Udp, "127.0.0.53:53"));
-        assert!(check(&p, Proto::Tcp, "127.0.0.53:53"));
-        assert!(!check(&p, Proto::Udp, "127.0.0.53:54"));
+        assert!(check(&p, Proto::Tcp, "10.1.2.3:443"), "an answer the server was given");
+        assert!(!check(&p, Proto::Tcp, "10.1.2.4:443"), "an address no answer gave");
+        assert!(!check(&p, Proto::Tcp, "10.1.2.3:80"), "another port than the name's");
+        // Port 53 is not special to the policy: DNS is routed to the resolver before it.
+        assert!(!check(&p, Proto::Udp, "127.0.0.53:53"));
         assert!(!check(&p, Proto::Udp, "8.8.8.8:53"));
     }
 

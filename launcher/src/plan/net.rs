@@ -13,8 +13,11 @@
 //! else here is policy computed from the profile.
 
 use std::collections::BTreeSet;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
+use crate::dns::DnsPolicy;
+use crate::dns::names::Names;
+use crate::dns::upstream::Upstream;
 use crate::host::HostFacts;
 use crate::layers::broker::{NetPolicy, Proto};
 use crate::layers::landlock::NetPorts;
@@ -37,8 +40,10 @@ pub struct NetPlan {
     pub host_rules: Vec<Sourced<Endpoint>>,
     /// Networks a bare-port grant never reaches.
     pub deny: Vec<Sourced<IpNet>>,
-    /// Nameservers the server may query (`dns = true` or a `HOST:PORT` destination).
+    /// The host's nameservers (/etc/resolv.conf), read when the server may resolve names.
     pub resolvers: Vec<IpAddr>,
+    /// What mcp-warden's resolver answers the server (`dns = true` or a `HOST:PORT` entry).
+    pub dns: Option<DnsPolicy>,
     /// The socket families seccomp lets the server create.
     pub sockets: SocketPolicy,
     /// The connect broker's policy, when the network allow-list names destinations (addresses,
@@ -62,6 +67,7 @@ impl NetPlan {
         if dns {
             plan.resolvers = read_resolvers();
             plan.ports.connect.insert(53);
+            plan.dns = Some(plan.dns_policy(section, section.dns.unwrap_or(false), audit_mode)?);
         }
         let (udp, unix) = (section.udp.unwrap_or(false), section.unix.unwrap_or(false));
         plan.sockets = SocketPolicy {
@@ -108,6 +114,29 @@ impl NetPlan {
         plan
     }
 
+    /// What the resolver answers: the `HOST:PORT` names (every name with `any`), asked of
+    /// `dns-upstream` or the host's nameservers.
+    fn dns_policy(&self, section: &Network, any: bool, audit: bool) -> Result<DnsPolicy, PlanError> {
+        let upstream = match section.dns_upstream.is_empty() {
+            true => self.resolvers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect(),
+            false => section.dns_upstream.iter().map(|s| upstream_addr(&s.value)).collect::<Result<_, _>>()?,
+        };
+        Ok(DnsPolicy {
+            names: Names::new(&self.host_names(), any),
+            upstream: Upstream { servers: upstream },
+            private_answers: section.private_answers.iter().map(|n| n.value).collect(),
+            audit,
+        })
+    }
+
+    fn host_names(&self) -> Vec<(Proto, String, u16)> {
+        let proto = |e: &Endpoint| if e.udp { Proto::Udp } else { Proto::Tcp };
+        self.host_rules
+            .iter()
+            .filter_map(|e| e.value.host.clone().map(|h| (proto(&e.value), h, e.value.port)))
+            .collect()
+    }
+
     /// The broker's policy for these rules (`udp_any`: `udp = true`).
     fn broker_rules(&self, udp_any: bool, audit: bool) -> NetPolicy {
         let proto = |e: &Endpoint| if e.udp { Proto::Udp } else { Proto::Tcp };
@@ -122,12 +151,8 @@ impl NetPlan {
                 .chain(&self.udp_rules)
                 .filter_map(|e| e.value.addr.map(|a| (proto(&e.value), a, e.value.port)))
                 .collect(),
-            hosts: self
-                .host_rules
-                .iter()
-                .filter_map(|e| e.value.host.clone().map(|h| (proto(&e.value), h, e.value.port)))
-                .collect(),
-            resolvers: self.resolvers.clone(),
+            hosts: self.host_names(),
+            dns: self.dns.clone(),
             deny: self.deny.iter().map(|d| d.value).collect(),
             audit,
         }
@@ -140,6 +165,14 @@ impl NetPlan {
         if self.resolvers.is_empty() {
             self.resolvers = read_resolvers();
         }
+        let upstream = Upstream { servers: self.resolvers.iter().map(|ip| SocketAddr::new(*ip, 53)).collect() };
+        let dns = self.dns.take().unwrap_or_else(|| DnsPolicy {
+            names: Names::default(),
+            upstream,
+            private_answers: Vec::new(),
+            audit,
+        });
+        self.dns = Some(DnsPolicy { names: Names::new(&self.host_names(), true), ..dns });
         self.ports.connect_any_port = true;
         self.sockets.tcp = true;
         self.sockets.udp = true;
@@ -263,9 +296,8 @@ impl NetPlan {
                 .chain(&self.host_rules)
                 .map(|e| e.value.to_string())
                 .collect();
-            if !b.resolvers.is_empty() {
-                let list: Vec<String> = b.resolvers.iter().map(|r| r.to_string()).collect();
-                dest.push(format!("nameservers {} port 53", list.join(", ")));
+            if let Some(dns) = &b.dns {
+                dest.push(dns_report(dns));
             }
             let deny: Vec<String> = b.deny.iter().map(|d| NetDisplay(d).to_string()).collect();
             mech.push(format!(
@@ -276,6 +308,36 @@ impl NetPlan {
         }
         mech.join("; ")
     }
+}
+
+/// How `explain` says what the resolver answers.
+fn dns_report(dns: &DnsPolicy) -> String {
+    let upstream: Vec<String> = dns.upstream.servers.iter().map(ToString::to_string).collect();
+    let names = match (dns.names.any(), dns.names.is_empty()) {
+        (true, _) => "every name (dns = true: query names leave the host)".to_string(),
+        (false, true) => "no name".to_string(),
+        (false, false) => "only the names above; any other gets NXDOMAIN and never leaves the host".to_string(),
+    };
+    format!(
+        "DNS (port 53, any address) answered by mcp-warden: {names}, resolved through {}; a name's addresses open its ports for the answer's TTL (5 s to 1 h); answers rebinding a public name to a private address are dropped{}",
+        if upstream.is_empty() { "no upstream".to_string() } else { upstream.join(", ") },
+        if dns.private_answers.is_empty() {
+            String::new()
+        } else {
+            let nets: Vec<String> = dns.private_answers.iter().map(|n| NetDisplay(n).to_string()).collect();
+            format!(" (except {})", nets.join(", "))
+        }
+    )
+}
+
+/// `ADDR`, `ADDR:PORT` or `[V6ADDR]:PORT` of a `dns-upstream` entry (port 53 by default).
+fn upstream_addr(text: &str) -> Result<SocketAddr, PlanError> {
+    text.parse::<SocketAddr>().or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53))).map_err(|_| {
+        PlanError::Invalid {
+            what: format!("[network] dns-upstream entry `{text}`"),
+            why: "expected ADDR, ADDR:PORT or [IPV6]:PORT".into(),
+        }
+    })
 }
 
 /// What the network report depends on besides the plan's own rules.

@@ -110,7 +110,10 @@ fn address_rules_are_enforced_by_the_broker_without_the_monitor() {
     plan.check_requirements().unwrap();
     let b = plan.net().broker.as_ref().expect("address rules need the broker");
     assert_eq!(b.hosts, vec![(crate::layers::broker::Proto::Tcp, "api.example.com".to_string(), 443)]);
-    assert_eq!(b.resolvers, vec!["192.0.2.53".parse::<std::net::IpAddr>().unwrap()], "a host name implies DNS");
+    let dns = b.dns.as_ref().expect("a host name implies DNS answered by mcp-warden");
+    assert_eq!(dns.upstream.servers, vec!["192.0.2.53:53".parse::<std::net::SocketAddr>().unwrap()]);
+    assert_eq!(dns.names.lookup("api.example.com"), Some(vec![(crate::layers::broker::Proto::Tcp, 443)]));
+    assert_eq!(dns.names.lookup("other.example.com"), None, "only the profile's names");
     assert!(b.tcp_ports.is_empty(), "no bare port: 5432 is for 127.0.0.1 only");
     // A host name never lands among the any-address ports.
     assert!(!plan.net().connect_any.contains(&443));

@@ -153,9 +153,23 @@ pub struct Network {
     #[serde(default, deserialize_with = "nets")]
     #[schemars(with = "Vec<String>")]
     pub deny: Vec<Sourced<IpNet>>,
-    /// Let the server resolve names: UDP and TCP port 53 to the nameservers listed in
-    /// /etc/resolv.conf (read at start), nothing else. Implied by any `HOST:PORT` entry.
+    /// Let the server resolve every name. Its DNS (UDP and TCP port 53, to any address) is
+    /// answered by mcp-warden, which resolves upstream and drops answers that rebind a public name
+    /// to a private address. Without it, a `HOST:PORT` entry lets the server resolve its names only
+    /// (and `*.SUFFIX:PORT` every name below SUFFIX); any other name gets NXDOMAIN.
     pub dns: Option<bool>,
+    /// The resolvers mcp-warden asks for the server's names (`"ADDR"` or `"ADDR:PORT"`); default:
+    /// the nameservers of /etc/resolv.conf, read at start.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub dns_upstream: Vec<Sourced<String>>,
+    /// Ranges a public name's answer may hold although they are private, loopback, link-local,
+    /// metadata, CGNAT or ULA addresses (an answer holding one otherwise is dropped: DNS
+    /// rebinding). Names under `.internal`, `.local`, `.lan`, `.home.arpa` and single labels may
+    /// answer any address.
+    #[serde(default, deserialize_with = "nets")]
+    #[schemars(with = "Vec<String>")]
+    pub private_answers: Vec<Sourced<IpNet>>,
 }
 
 /// Process identity and resource limits.
@@ -298,7 +312,7 @@ layer!(Mcp {
 });
 layer!(ArgConstraint { tool, argument, max_length, pattern, one_of, under });
 layer!(Filesystem { read, write, exec, private_tmp });
-layer!(Network { connect, bind, udp, unix, deny, dns });
+layer!(Network { connect, bind, udp, unix, deny, dns, dns_upstream, private_answers });
 layer!(Process { user, group, max_processes, max_open_files, max_memory, max_file_size, max_cpu_time, pid_namespace });
 layer!(Environment { pass, set });
 layer!(Syscalls { allow, deny, on_violation });

@@ -171,8 +171,8 @@ impl fmt::Display for NetDisplay<'_> {
 pub struct Endpoint {
     pub udp: bool,
     pub addr: Option<IpNet>,
-    /// A host name (`api.github.com`): the destination is any address the name resolves to when
-    /// the server connects. Exclusive with `addr`.
+    /// A host name (`api.github.com`) or a wildcard (`*.example.com`): the destination is an
+    /// address mcp-warden's resolver answered the server for that name. Exclusive with `addr`.
     pub host: Option<String>,
     pub port: u16,
 }
@@ -232,7 +232,7 @@ impl Endpoint {
             Some((addr, _)) if addr.contains(':') => Err(EndpointError::Unbracketed(whole.into())),
             Some((addr, p)) => match parse_net(addr) {
                 Ok(net) => to(Some(net), None, p),
-                Err(_) if is_host_name(addr) => to(None, Some(addr.to_ascii_lowercase()), p),
+                Err(_) if is_host_name(addr) || is_wildcard(addr) => to(None, Some(addr.to_ascii_lowercase()), p),
                 Err(e) => Err(EndpointError::NotAHost(e)),
             },
         }
@@ -250,6 +250,12 @@ fn is_host_name(s: &str) -> bool {
             && !l.ends_with('-')
     };
     s.len() <= 253 && s.bytes().any(|b| b.is_ascii_alphabetic()) && s.split('.').all(label_ok)
+}
+
+/// `*.SUFFIX`: every name one or more labels below SUFFIX, which has at least two labels (a
+/// wildcard over a whole top-level domain is refused).
+fn is_wildcard(s: &str) -> bool {
+    s.strip_prefix("*.").is_some_and(|suffix| suffix.contains('.') && is_host_name(suffix))
 }
 
 impl fmt::Display for Endpoint {
@@ -355,6 +361,10 @@ mod tests {
             "10.0.0.0/33:1".parse::<Endpoint>().unwrap_err().to_string(),
             "bad prefix length in `10.0.0.0/33`, nor a host name"
         );
+        let e: Endpoint = "*.Example.com:443".parse().unwrap();
+        assert_eq!((e.host.as_deref(), e.to_string().as_str()), (Some("*.example.com"), "*.example.com:443"));
+        assert!("*.com:443".parse::<Endpoint>().is_err(), "not a whole top-level domain");
+        assert!("a.*.example.com:443".parse::<Endpoint>().is_err(), "a wildcard is the first label only");
     }
 
     #[test]

@@ -28,8 +28,8 @@ pub const ASSESSORS: &[Assessor] = &[
         axis: Axis::Network,
         title: "DNS queries, a channel out through any resolver",
         layers: NET_LAYERS,
-        grades: &[DNS_NONE, DNS_RESOLVERS, DNS_ANY],
-        hint: "drop [network] dns = true and HOST:PORT entries the server does not need; keep the network broker available (Linux 5.9) so that DNS reaches the host's resolvers only",
+        grades: &[DNS_NONE, DNS_FILTERED, DNS_RESOLVERS, DNS_ANY],
+        hint: "name the hosts the server needs (\"HOST:PORT\", \"*.SUFFIX:PORT\") instead of `dns = true`, so that mcp-warden answers those names only; keep the network broker available (Linux 5.14) so that it answers the server's DNS",
         assess: dns,
     },
     Assessor {
@@ -82,8 +82,16 @@ pub const EGRESS_WILDCARD: Grade = Grade {
 };
 pub const EGRESS_UNRESTRICTED: Grade = Grade { name: "unrestricted", badness: 100, means: "any port of any address" };
 pub const DNS_NONE: Grade = Grade { name: "none", badness: 0, means: "no name resolution" };
-pub const DNS_RESOLVERS: Grade =
-    Grade { name: "resolvers", badness: 40, means: "queries to the host's resolvers, which forward any name" };
+pub const DNS_FILTERED: Grade = Grade {
+    name: "filtered",
+    badness: 15,
+    means: "answered by mcp-warden for the profile's names only: any other name gets NXDOMAIN and never leaves the host",
+};
+pub const DNS_RESOLVERS: Grade = Grade {
+    name: "resolvers",
+    badness: 40,
+    means: "answered by mcp-warden for every name: query names reach the upstream resolvers",
+};
 pub const DNS_ANY: Grade = Grade { name: "any-server", badness: 100, means: "port 53 of any address" };
 const PRIVATE_NONE: Grade = Grade { name: "none", badness: 0, means: "no private, loopback or metadata address" };
 const PRIVATE_EXPLICIT: Grade =
@@ -246,10 +254,15 @@ fn dns(c: &Ctx<'_>) -> Finding {
     let r = reach(c);
     match r.dns {
         None => graded(&DNS_NONE, "no resolver reachable"),
-        Some(true) => graded(
-            &DNS_RESOLVERS,
-            format!("the resolvers {} (the network broker checks the address)", list(&c.plan.net().resolvers, 3)),
-        ),
+        Some(true) => match c.plan.net().dns.as_ref() {
+            Some(dns) if !dns.names.any() => {
+                graded(&DNS_FILTERED, "mcp-warden answers the profile's names only (the network broker routes port 53)")
+            }
+            _ => graded(
+                &DNS_RESOLVERS,
+                "mcp-warden answers every name (`dns = true`), asking the host's resolvers: query names leave the host",
+            ),
+        },
         Some(false) => graded(&DNS_ANY, "port 53 of any address: DNS to a server of the server's choosing"),
     }
 }

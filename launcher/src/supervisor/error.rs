@@ -33,6 +33,8 @@ pub enum SupervisorError {
     Monitor(#[from] MonitorError),
     #[error("cannot write the audit log {path}: {source}")]
     AuditLog { path: String, source: std::io::Error },
+    #[error("cannot answer the server's DNS: the DNS namespace failed: {0}")]
+    Dns(std::io::Error),
 }
 
 fn describe_errno(errno: i32) -> String {
@@ -57,6 +59,7 @@ impl crate::error::Diagnose for SupervisorError {
             SupervisorError::Monitor(_) => {
                 "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer".into()
             }
+            SupervisorError::Dns(_) => "mcp-warden answers the server's DNS from a network namespace of its own, which needs user namespaces without privileges (`unshare -Urn true` shows whether this host allows them): run as root, or remove `dns = true` and the HOST:PORT entries (the server then resolves no name)".into(),
             SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH (or - for stderr), or run without a complete log with `--require audit-log=best-effort`".into(),
             SupervisorError::Landlock(LandlockError::Create(_)) => {
                 "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()

@@ -20,6 +20,7 @@ use super::stdio;
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
+use crate::dns::netns::DnsNamespace;
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
 use crate::layers::fs_view::ViewPlan;
@@ -253,7 +254,12 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     }
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
     let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
-    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, log, tracer: learn_inputs(plan, tmp) };
+    // While single-threaded: the DNS namespace's helper is forked.
+    let dns = match broker.as_ref().and_then(|(p, _)| p.dns.as_ref()) {
+        Some(_) => Some(DnsNamespace::start().map_err(SupervisorError::Dns)?),
+        None => None,
+    };
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer: learn_inputs(plan, tmp) };
     Ok((filters, Some(theirs), Some(end)))
 }
 

@@ -1,13 +1,13 @@
 //! The refusals the supervisor sees: calls the seccomp filter hands it (user notification) and
 //! calls the network broker refuses. Each one is a `deny` record in the audit log and a count for
 //! the summary; stderr (which clients keep in their MCP logs) gets one line per distinct refusal,
-//! naming what, which layer, and what would allow it.
+//! naming what, which layer, and what would allow it. The DNS resolver's records go the same way.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditLog;
-use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Verdict};
+use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Dns, DnsOutcome, Verdict};
 use crate::logging::printable;
 use crate::mcp::InFlight;
 
@@ -94,17 +94,7 @@ impl Refusals {
             errno,
             verdict: Verdict::Deny { enforced },
         };
-        {
-            let mut written = lock(&self.written);
-            if written.0 >= RECORDS_MAX {
-                written.1 += 1;
-                return;
-            }
-            written.0 += 1;
-        }
-        if let Some(log) = lock(&self.log).as_mut() {
-            log.write(&AuditLine::now(AuditRecord::Deny(record)));
-        }
+        self.write(AuditRecord::Deny(record));
     }
 
     /// Refusals so far, by layer (`seccomp`, `network`).
@@ -133,23 +123,10 @@ impl Refusals {
     /// The line on stderr, once per distinct refusal (same layer, call, arguments and path).
     fn tell(&self, r: &Refusal, caller: &Caller, enforced: bool) {
         let what = what(r);
-        let mut told = lock(&self.told);
-        if told.len() >= TOLD_MAX {
-            if told.len() == TOLD_MAX {
-                told.insert(String::new());
-                eprintln!("mcp-warden: {TOLD_MAX} distinct refusals told; further ones are in the audit log only");
-            }
+        if !self.first_time(format!("{:?} {what}", r.layer)) {
             return;
         }
-        if !told.insert(format!("{:?} {what}", r.layer)) {
-            return;
-        }
-        drop(told);
-        let mut recap = lock(&self.recap);
-        if recap.len() < RECAP_MAX {
-            recap.push(printable(&format!("{}: {what}: {}; to allow: {}", r.layer.name(), r.reason, r.grant)));
-        }
-        drop(recap);
+        self.remember(printable(&format!("{}: {what}: {}; to allow: {}", r.layer.name(), r.reason, r.grant)));
         let verb = if enforced { "refused" } else { "would refuse" };
         let who = match caller.pid {
             Some(pid) => format!("pid {pid} ({})", printable(&caller.comm)),
@@ -157,6 +134,67 @@ impl Refusals {
         };
         let (reason, grant) = (printable(&r.reason), printable(&r.grant));
         eprintln!("mcp-warden: {}: {verb} {what} by {who}: {reason}; to allow: {grant}", r.layer.name());
+    }
+
+    /// Whether `key` is a refusal not told yet (past [`TOLD_MAX`] none is, and stderr says so once).
+    fn first_time(&self, key: String) -> bool {
+        let mut told = lock(&self.told);
+        if told.len() >= TOLD_MAX {
+            if told.len() == TOLD_MAX {
+                told.insert(String::new());
+                eprintln!("mcp-warden: {TOLD_MAX} distinct refusals told; further ones are in the audit log only");
+            }
+            return false;
+        }
+        told.insert(key)
+    }
+
+    /// Keeps a told refusal for the exit summary's recap.
+    fn remember(&self, line: String) {
+        let mut recap = lock(&self.recap);
+        if recap.len() < RECAP_MAX {
+            recap.push(line);
+        }
+    }
+
+    /// Writes `record` unless the per-run cap is reached.
+    fn write(&self, record: AuditRecord) {
+        {
+            let mut written = lock(&self.written);
+            if written.0 >= RECORDS_MAX {
+                written.1 += 1;
+                return;
+            }
+            written.0 += 1;
+        }
+        if let Some(log) = lock(&self.log).as_mut() {
+            log.write(&AuditLine::now(record));
+        }
+    }
+}
+
+/// The resolver's records: each query in the audit log; a refused name or a dropped answer told
+/// on stderr once, counted under `dns`, and noted for the tool call in flight.
+impl crate::dns::Journal for Refusals {
+    fn dns(&self, record: Dns) {
+        if let Verdict::Deny { enforced } = record.verdict {
+            let verb = if enforced { "refused" } else { "would refuse" };
+            let reason = record.reason.clone().unwrap_or_default();
+            let grant = match record.outcome {
+                DnsOutcome::Refused => format!("; to allow: [network] connect = [\"{}:PORT\"]", record.name),
+                _ => String::new(),
+            };
+            let line = printable(&format!("dns: {verb} {} ({}): {reason}{grant}", record.name, record.qtype));
+            *lock(&self.counts).entry("dns").or_default() += 1;
+            if let Some(calls) = &self.calls {
+                calls.note(&line);
+            }
+            if self.first_time(format!("dns {} {:?}", record.name, record.outcome)) {
+                self.remember(line.clone());
+                eprintln!("mcp-warden: {line}");
+            }
+        }
+        self.write(AuditRecord::Dns(record));
     }
 }
 

@@ -18,8 +18,11 @@ use super::stdio;
 use super::teardown::Held;
 use super::tracer::{self, Tracer, TracerInputs};
 use crate::audit::AuditLog;
+use crate::dns::netns::{DnsNamespace, Listeners};
+use crate::dns::pins::Pins;
+use crate::dns::{Resolver, serve};
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
-use crate::layers::broker::{Broker, NetPolicy, Observer};
+use crate::layers::broker::{Broker, DnsRoute, NetPolicy, Observer};
 use crate::layers::seccomp::{Mediated, SyscallPolicy};
 use crate::mcp::{InFlight, McpConfig};
 use crate::plan::Plan;
@@ -49,6 +52,8 @@ pub struct ListenerEnd {
     pub channel: UnixStream,
     pub policy: SyscallPolicy,
     pub broker: Option<(NetPolicy, Mediated)>,
+    /// The DNS namespace and the resolver's sockets there, when mcp-warden answers the server's DNS.
+    pub dns: Option<(DnsNamespace, Listeners)>,
     pub log: AuditLog,
     /// Traced file calls: what the tracer judges with (and records, in a learning run).
     pub tracer: Option<TracerInputs>,
@@ -96,7 +101,13 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
         match take_listener(end.channel, child) {
             Ok(Some(fd)) => {
                 let observer = tracer.clone().map(|t| t as Arc<dyn Observer>);
-                let broker = end.broker.map(|(policy, m)| (Broker::new(policy, Arc::clone(&refusals), observer), m));
+                let broker = match end.broker {
+                    Some((policy, m)) => {
+                        let dns = start_resolver(&policy, end.dns, &refusals)?;
+                        Some((Broker::new(policy, dns, Arc::clone(&refusals), observer), m))
+                    }
+                    None => None,
+                };
                 let served = Listener { fd, policy: end.policy, broker, refusals: Arc::clone(&refusals), tracer };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);
@@ -106,6 +117,23 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
         }
     }
     Ok(())
+}
+
+/// mcp-warden's resolver, serving the DNS namespace's sockets: the route the broker sends the
+/// server's DNS along.
+fn start_resolver(
+    policy: &NetPolicy,
+    dns: Option<(DnsNamespace, Listeners)>,
+    refusals: &Arc<Refusals>,
+) -> Result<Option<DnsRoute>, SupervisorError> {
+    let (Some(dns_policy), Some((namespace, listeners))) = (&policy.dns, dns) else { return Ok(None) };
+    let cookie = sys::notify::netns_cookie(listeners.udp4.as_fd()).map_err(SupervisorError::Dns)?;
+    let pins = Arc::new(Pins::default());
+    crate::dns::pin_hosts_file(&dns_policy.names, &pins);
+    let journal = Arc::clone(refusals) as Arc<dyn crate::dns::Journal>;
+    let resolver = Arc::new(Resolver::new(dns_policy.clone(), Arc::clone(&pins), journal));
+    serve::start(resolver, listeners).map_err(SupervisorError::Dns)?;
+    Ok(Some(DnsRoute { namespace, cookie, pins }))
 }
 
 /// A learning run's tracer: its session file created, and a thread sampling the server's tree

@@ -18,6 +18,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Pid, PidfdFlags, PidfdGetfdFlags};
 
+pub mod fdpass;
 pub mod mount;
 #[cfg(target_arch = "x86_64")]
 pub mod notify;

@@ -118,6 +118,44 @@ pub fn respond_continue(listener: BorrowedFd<'_>, id: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// Puts `fd` into the notified process at descriptor number `target`, in place of whatever is
+/// there (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SETFD`, Linux 5.14), atomically as
+/// `dup2` would. `cloexec`: the new descriptor's close-on-exec flag.
+pub fn add_fd(listener: BorrowedFd<'_>, id: u64, fd: BorrowedFd<'_>, target: u32, cloexec: bool) -> io::Result<()> {
+    let add = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SETFD as u32,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: target,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: NOTIF_ADDFD reads one seccomp_notif_addfd from the pointer, which is valid; it
+    // duplicates `fd` into the target, leaving ours open.
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// `SO_NETNS_COOKIE` (asm-generic's value; libc does not export it for every target).
+const SO_NETNS_COOKIE: libc::c_int = 71;
+
+/// The cookie of the network namespace a socket belongs to (`SO_NETNS_COOKIE`, Linux 5.14).
+pub fn netns_cookie(sock: BorrowedFd<'_>) -> io::Result<u64> {
+    let mut cookie = 0u64;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `cookie`, which is a valid u64, and
+    // updates `len`, which is valid.
+    let ret = unsafe {
+        libc::getsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, SO_NETNS_COOKIE, (&raw mut cookie).cast(), &mut len)
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
 /// Answers a notification: the syscall returns `Ok(value)` or fails with `Err(errno)`.
 pub fn respond(listener: BorrowedFd<'_>, id: u64, result: Result<i64, i32>) -> io::Result<()> {
     let (val, error) = match result {

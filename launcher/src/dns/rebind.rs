@@ -1,0 +1,76 @@
+//! DNS rebinding: a public name whose answer points inside the host or its network. An answer
+//! carrying one of these addresses is dropped whole (the server gets SERVFAIL) unless the
+//! profile lets names answer that range (`[network] private-answers`).
+
+use std::net::IpAddr;
+
+use crate::profile::{IpNet, parse_net};
+
+/// Ranges no public name should answer with.
+const RANGES: &[(&str, &str)] = &[
+    ("0.0.0.0/8", "\"this network\" (reaches the local host)"),
+    ("10.0.0.0/8", "private (RFC 1918)"),
+    ("100.64.0.0/10", "carrier-grade NAT"),
+    ("127.0.0.0/8", "loopback"),
+    ("169.254.0.0/16", "link-local, with the cloud metadata service"),
+    ("172.16.0.0/12", "private (RFC 1918)"),
+    ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.168.0.0/16", "private (RFC 1918)"),
+    ("198.18.0.0/15", "benchmarking"),
+    ("224.0.0.0/4", "multicast"),
+    ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"),
+    ("::1/128", "loopback"),
+    ("64:ff9b:1::/48", "local-use NAT64"),
+    ("fc00::/7", "unique local (ULA)"),
+    ("fe80::/10", "link-local"),
+    ("fec0::/10", "site-local"),
+    ("ff00::/8", "multicast"),
+    ("fd00:ec2::254/128", "the cloud metadata service"),
+];
+
+/// Names under these are private by definition: their answers may be private addresses.
+const PRIVATE_SUFFIXES: &[&str] = &["internal", "local", "lan", "home.arpa", "localhost", "intranet", "corp"];
+
+/// Why `ip` may not be a public name's answer, or `None` when it may. An IPv4-mapped or
+/// IPv4-compatible form is checked as the IPv4 address it carries.
+pub fn private(ip: IpAddr) -> Option<&'static str> {
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    };
+    RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
+}
+
+/// A single label (`intranet-host`) or a name under a private suffix (`db.internal`).
+pub fn is_private_name(name: &str) -> bool {
+    !name.contains('.') || PRIVATE_SUFFIXES.iter().any(|s| name == *s || name.ends_with(&format!(".{s}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_and_special_addresses_are_caught_in_every_form() {
+        for a in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "172.16.5.5", "192.168.1.1", "0.0.0.0"] {
+            assert!(private(a.parse().unwrap()).is_some(), "{a}");
+        }
+        for a in ["::1", "fd12::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "fd00:ec2::254"] {
+            assert!(private(a.parse().unwrap()).is_some(), "{a}");
+        }
+        for a in ["93.184.216.34", "140.82.112.6", "2606:2800:220:1::1", "::ffff:93.184.216.34"] {
+            assert!(private(a.parse().unwrap()).is_none(), "{a}");
+        }
+    }
+
+    #[test]
+    fn private_names() {
+        assert!(is_private_name("db.internal"));
+        assert!(is_private_name("metadata.google.internal"));
+        assert!(is_private_name("printer.local"));
+        assert!(is_private_name("nas"));
+        assert!(!is_private_name("api.github.com"));
+        assert!(!is_private_name("internal.example.com"));
+    }
+}
