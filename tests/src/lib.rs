@@ -7,6 +7,9 @@
 // Test support: a failed set-up must panic with a message, so expect/unwrap are the point here.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod dns_standin;
+pub mod dns_wire;
+
 use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};

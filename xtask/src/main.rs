@@ -5,7 +5,7 @@
 //! - `test`: setup, build every binary, run the whole test suite (the README's test command).
 //! - `demo`: the main job: a real MCP server under mcp-warden's embedded `strict` profile, driven
 //!   by the official MCP client, and an attack it blocks.
-//! - `bench startup|monitor|mcp|session`: start-up cost against bare exec and bubblewrap, the eBPF
+//! - `bench startup|monitor|mcp|session|dns`: start-up cost against bare exec and bubblewrap, the eBPF
 //!   layer's costs, the MCP layer's added latency, a real MCP session under each sandbox; written
 //!   to docs/benchmarks.md.
 //! - `soak`: 50 concurrent servers x 20 rounds, nothing may be left behind (docs/reliability.md).
@@ -47,7 +47,7 @@ enum Command {
     Test(test::Options),
     /// A real MCP server under the embedded `strict` profile, and an attack it blocks
     Demo,
-    /// Benchmarks written to docs/benchmarks.md: startup (the default), monitor, mcp, session
+    /// Benchmarks written to docs/benchmarks.md: startup (the default), monitor, mcp, session, dns
     Bench(bench::Options),
     /// Fuzz the parsers and the MCP message handling under libFuzzer, for a bounded time each
     Fuzz(fuzz::Options),

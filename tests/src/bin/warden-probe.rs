@@ -154,6 +154,12 @@ fn main() {
         "exit" => std::process::exit(n(1) as i32),
         "leader-exit" => leader_exit(n(1) as i32),
         "udp-flood" => udp_flood(n(1) as u16, n(2) as u64),
+        "resolve" => resolve(&a(1)),
+        "dns-raw" => dns_raw(&a(1), &a(2), &a(3)),
+        "dns-race" => dns_race(&a(1), &a(2), &a(3), n(4) as usize),
+        "dns-expiry" => dns_expiry(&a(1), n(2) as u16, n(3) as u64),
+        "dns-serve" => dns_serve(&args[1..]),
+        "dns-bench" => dns_bench(&a(1), &a(2), n(3) as u16, n(4) as usize),
         "raise" => {
             // SAFETY: raise takes a signal number.
             unsafe { libc::raise(n(1) as i32) };
@@ -959,4 +965,182 @@ fn udp_flood(port: u16, seconds: u64) -> Outcome {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     Ok("flooded".into())
+}
+
+/// The addresses the C library's resolver (getaddrinfo) gives `name`, sorted.
+fn resolve(name: &str) -> Outcome {
+    use std::net::ToSocketAddrs;
+    let mut addrs: Vec<String> = (name, 0).to_socket_addrs().map_err(io)?.map(|a| a.ip().to_string()).collect();
+    addrs.sort();
+    addrs.dedup();
+    Ok(addrs.join(","))
+}
+
+/// One A query for `name` to port 53 of `server`, sent the way a resolver does: `udp-connect`
+/// (glibc: connect, then send), `udp-sendto` (musl: sendto on an unconnected socket) or `tcp`.
+/// The answer must come from the address asked. Prints the rcode and the addresses.
+fn dns_raw(mode: &str, server: &str, name: &str) -> Outcome {
+    use mcp_warden_tests::dns_wire;
+    let to = std::net::SocketAddr::new(server.parse().map_err(|_| Errno::EINVAL)?, 53);
+    let q = dns_wire::query(0x5151, name, 1);
+    let mut buf = vec![0u8; 4096];
+    let answer = match mode {
+        "tcp" => {
+            let mut s = std::net::TcpStream::connect(to).map_err(io)?;
+            s.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat()).map_err(io)?;
+            let mut len = [0u8; 2];
+            s.read_exact(&mut len).map_err(io)?;
+            buf.truncate(usize::from(u16::from_be_bytes(len)));
+            s.read_exact(&mut buf).map_err(io)?;
+            buf
+        }
+        _ => {
+            let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(io)?;
+            s.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(io)?;
+            if mode == "udp-connect" {
+                s.connect(to).map_err(io)?;
+                s.send(&q).map_err(io)?;
+            } else {
+                s.send_to(&q, to).map_err(io)?;
+            }
+            let (n, from) = s.recv_from(&mut buf).map_err(io)?;
+            if from != to {
+                return Ok(format!("answer from {from}, not {to}"));
+            }
+            buf.truncate(n);
+            buf
+        }
+    };
+    let (rcode, addrs) = dns_wire::parse_answer(&answer).ok_or(Errno::EBADMSG)?;
+    let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+    Ok(format!("rcode={rcode} addrs={}", addrs.join(",")))
+}
+
+/// Sends `rounds` queries from one buffer while another thread rewrites the name in it between
+/// `allowed` and `forbidden` (same length): whatever the supervisor read is what gets decided.
+fn dns_race(server: &str, allowed: &str, forbidden: &str, rounds: usize) -> Outcome {
+    use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    static STOP: AtomicBool = AtomicBool::new(false);
+    let q = mcp_warden_tests::dns_wire::query(0x7777, allowed, 1);
+    let other = mcp_warden_tests::dns_wire::query(0x7777, forbidden, 1);
+    if q.len() != other.len() {
+        return Err(Errno::EINVAL);
+    }
+    let buf: &'static [AtomicU8] =
+        Box::leak(q.iter().map(|b| AtomicU8::new(*b)).collect::<Vec<_>>().into_boxed_slice());
+    let (a, b) = (q.clone(), other);
+    let flipper = std::thread::spawn(move || {
+        while !STOP.load(Ordering::Relaxed) {
+            for src in [&b, &a] {
+                for (cell, byte) in buf.iter().zip(src.iter()) {
+                    cell.store(*byte, Ordering::Relaxed);
+                }
+            }
+        }
+    });
+    let to = std::net::SocketAddr::new(server.parse().map_err(|_| Errno::EINVAL)?, 53);
+    let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(io)?;
+    s.set_read_timeout(Some(std::time::Duration::from_millis(500))).map_err(io)?;
+    let (mut answered, mut nxdomain, mut lost) = (0, 0, 0);
+    let dest = nix::sys::socket::SockaddrIn::from(match to {
+        std::net::SocketAddr::V4(v4) => v4,
+        std::net::SocketAddr::V6(_) => return Err(Errno::EINVAL),
+    });
+    for _ in 0..rounds {
+        // SAFETY: the buffer is `q.len()` atomic bytes (same size and alignment as u8) that live
+        // forever; the kernel (or the broker) copies them while the flipper rewrites them.
+        let iov = [std::io::IoSlice::new(unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), buf.len()) })];
+        nix::sys::socket::sendmsg(
+            std::os::fd::AsRawFd::as_raw_fd(&s),
+            &iov,
+            &[],
+            nix::sys::socket::MsgFlags::empty(),
+            Some(&dest),
+        )?;
+        let mut r = [0u8; 1024];
+        match s.recv(&mut r) {
+            Ok(n) => match mcp_warden_tests::dns_wire::parse_answer(&r[..n]) {
+                Some((0, _)) => answered += 1,
+                _ => nxdomain += 1,
+            },
+            Err(_) => lost += 1,
+        }
+    }
+    STOP.store(true, Ordering::Relaxed);
+    let _ = flipper.join();
+    Ok(format!("answered={answered} nxdomain={nxdomain} lost={lost}"))
+}
+
+/// Resolves `name`, connects to its first address at `port`, waits `secs`, then connects again
+/// (a new connection after the answer expired) and uses the first connection (an echo server
+/// answers): `first=... second=... established=...`.
+fn dns_expiry(name: &str, port: u16, secs: u64) -> Outcome {
+    use std::net::ToSocketAddrs;
+    let addr = (name, port).to_socket_addrs().map_err(io)?.find(std::net::SocketAddr::is_ipv4).ok_or(Errno::ENOENT)?;
+    let mut first = std::net::TcpStream::connect(addr).map_err(io)?;
+    std::thread::sleep(std::time::Duration::from_secs(secs));
+    let second = match std::net::TcpStream::connect(addr) {
+        Ok(_) => "connected".to_string(),
+        Err(e) => format!("{:?}", io(e)),
+    };
+    first.write_all(b"ping\n").map_err(io)?;
+    let mut echo = [0u8; 5];
+    first.read_exact(&mut echo).map_err(io)?;
+    Ok(format!("first=connected second={second} established={}", if &echo == b"ping\n" { "echoed" } else { "garbled" }))
+}
+
+/// Runs the tests' stand-in authoritative server (`NAME=ADDR` each, TTL 300) and prints its
+/// address, until killed (the benchmarks' upstream).
+fn dns_serve(zone: &[String]) -> Outcome {
+    let entries: Vec<(String, String)> =
+        zone.iter().filter_map(|e| e.split_once('=')).map(|(n, a)| (n.to_string(), a.to_string())).collect();
+    let addrs: Vec<[&str; 1]> = entries.iter().map(|(_, a)| [a.as_str()]).collect();
+    let sets: Vec<[&[&str]; 1]> = addrs.iter().map(|a| [&a[..]]).collect();
+    let zone: Vec<(&str, &[&[&str]])> = entries.iter().zip(&sets).map(|((n, _), s)| (n.as_str(), &s[..])).collect();
+    let standin = mcp_warden_tests::dns_standin::StandIn::start(&zone, 300);
+    println!("{}", standin.addr);
+    let _ = std::io::stdout().flush();
+    loop {
+        std::thread::park();
+    }
+}
+
+/// `rounds` times: an A query for `name` to `server` (a fresh connected UDP socket, as glibc
+/// does), then a TCP connect to the address it answered at `port` (a first connection to a name);
+/// then the same connect to the known address alone (steady state). Prints p50 and p99 of each,
+/// in microseconds.
+fn dns_bench(server: &str, name: &str, port: u16, rounds: usize) -> Outcome {
+    use mcp_warden_tests::dns_wire;
+    use std::time::Instant;
+    let server: std::net::SocketAddr = server.parse().map_err(|_| Errno::EINVAL)?;
+    let (mut query, mut first, mut steady) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..rounds {
+        let t = Instant::now();
+        let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(io)?;
+        s.connect(server).map_err(io)?;
+        s.send(&dns_wire::query(i as u16, name, 1)).map_err(io)?;
+        let mut buf = [0u8; 1024];
+        let n = s.recv(&mut buf).map_err(io)?;
+        let (_, addrs) = dns_wire::parse_answer(&buf[..n]).ok_or(Errno::EBADMSG)?;
+        query.push(t.elapsed());
+        let to = std::net::SocketAddr::new(*addrs.first().ok_or(Errno::ENOENT)?, port);
+        drop(std::net::TcpStream::connect(to).map_err(io)?);
+        first.push(t.elapsed());
+        let t = Instant::now();
+        drop(std::net::TcpStream::connect(to).map_err(io)?);
+        steady.push(t.elapsed());
+    }
+    let pct = |v: &mut Vec<std::time::Duration>, p: usize| {
+        v.sort();
+        v[(v.len() * p / 100).min(v.len() - 1)].as_micros()
+    };
+    Ok(format!(
+        "query_p50={} query_p99={} first_p50={} first_p99={} steady_p50={} steady_p99={}",
+        pct(&mut query, 50),
+        pct(&mut query, 99),
+        pct(&mut first, 50),
+        pct(&mut first, 99),
+        pct(&mut steady, 50),
+        pct(&mut steady, 99)
+    ))
 }

@@ -1,10 +1,11 @@
-//! `cargo xtask bench startup|monitor|mcp|session`: start-up cost against bare exec and
+//! `cargo xtask bench startup|monitor|mcp|session|dns`: start-up cost against bare exec and
 //! bubblewrap, the eBPF layer's costs, the MCP layer's added latency, a real MCP session under
-//! each sandbox; written to docs/benchmarks.md.
+//! each sandbox, the cost of answering the server's DNS; written to docs/benchmarks.md.
 //!
 //! This module holds the harness the benchmarks share: the peers compared against, the
 //! rotating-order runner, timed runs, medians, the machine's facts and the doc section writer.
 
+mod dns;
 mod mcp;
 mod mcp_peer;
 mod monitor;
@@ -37,6 +38,8 @@ enum Bench {
     Mcp(mcp::Options),
     /// A real MCP session (the filesystem server), bare and under each sandbox
     Session(session::Options),
+    /// DNS answered by mcp-warden: query latency, a first connection to a name, steady state
+    Dns(dns::Options),
 }
 
 pub fn bench(opts: Options) -> Result<()> {
@@ -45,6 +48,7 @@ pub fn bench(opts: Options) -> Result<()> {
         Bench::Monitor(opts) => monitor::monitor(&opts),
         Bench::Mcp(opts) => mcp::mcp(&opts),
         Bench::Session(opts) => session::session(&opts),
+        Bench::Dns(opts) => dns::dns(&opts),
     }
 }
 

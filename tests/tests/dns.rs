@@ -1,0 +1,229 @@
+//! DNS answered by mcp-warden: every query the server sends (UDP or TCP, port 53, any address)
+//! reaches the resolver in the supervisor, which asks a stand-in authoritative server on loopback
+//! only for the profile's names. Each attack (a name outside the profile, a rebinding answer, an
+//! expired answer, a racing rewrite of the query) next to the control that legitimate lookups and
+//! connections still work, as root and as the unprivileged user, with glibc's resolver, musl's
+//! way of sending, TCP, Node's c-ares and Python's.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use mcp_warden_tests::dns_standin::StandIn;
+use mcp_warden_tests::*;
+
+/// An address no nameserver listens on: only mcp-warden's interception answers there.
+const NOWHERE: &str = "192.0.2.53";
+
+/// Echoes a line back on every connection, on `ip` (loopback) at a free port.
+fn echo(ip: &str) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut s in l.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut b = [0u8; 64];
+                while let Ok(n) = s.read(&mut b) {
+                    if n == 0 || s.write_all(&b[..n]).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// A profile over `base` that names `connect` and asks `standin`; loopback answers allowed (the
+/// stand-in's addresses are on loopback).
+fn profile(s: &Scratch, who: Who, base: &str, connect: &[String], standin: &StandIn) -> PathBuf {
+    let list: Vec<String> = connect.iter().map(|c| format!("\"{c}\"")).collect();
+    let text = format!(
+        "extends = [\"{base}\"]\n[network]\nconnect = [{}]\ndns-upstream = [\"{}\"]\nprivate-answers = [\"127.0.0.0/8\"]\n",
+        list.join(", "),
+        standin.addr
+    );
+    s.file("dns.toml", &text, who)
+}
+
+/// The `dns` records of an audit log, each checked against docs/audit-log.schema.json.
+fn dns_records(log: &std::path::Path) -> Vec<serde_json::Value> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-log.schema.json");
+    let schema: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "dns")
+        .collect();
+    for r in &records {
+        let errors: Vec<String> = validator.iter_errors(r).map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "{r} does not match the schema: {errors:?}");
+    }
+    records
+}
+
+#[test]
+fn an_allowed_name_resolves_and_connects_and_no_other_name_leaves_the_host() {
+    let standin =
+        StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]]), ("bad.warden.example", &[&["127.0.0.1"]])], 60);
+    let port = echo("127.0.0.1");
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &[format!("ok.warden.example:{port}")], &standin);
+        let log = s.join("audit.jsonl");
+        let sb = Sandbox::new(who).profile(&p).grant("--audit-log", &log);
+        let o = sb.probe(&["tcp-connect", "ok.warden.example", &port.to_string()]);
+        assert_ok(&o, "connect to the profile's name (glibc's resolver)");
+        let o = sb.probe(&["resolve", "bad.warden.example"]);
+        assert!(o.verdict().starts_with("ERR"), "{who:?}: a name outside the profile resolved\n{}", o.describe());
+        assert!(o.stderr.contains("dns: refused bad.warden.example"), "{who:?}: told on stderr\n{}", o.stderr);
+        // The attack: a server exfiltrating through query names. Nothing reaches upstream.
+        let o = sb.probe(&["resolve", "c2VjcmV0.bad.warden.example"]);
+        assert!(o.verdict().starts_with("ERR"), "{}", o.describe());
+        let asked = standin.queried();
+        assert!(asked.iter().all(|n| n == "ok.warden.example"), "{who:?}: upstream was asked {asked:?}");
+        let records = dns_records(&log);
+        let answered = records.iter().find(|r| r["outcome"] == "answered" && r["qtype"] == "A").expect("an answer");
+        assert_eq!(answered["name"], "ok.warden.example");
+        assert_eq!(answered["addresses"], serde_json::json!(["127.0.0.1"]));
+        assert_eq!(answered["opens"], serde_json::json!([format!("tcp:{port}")]));
+        assert_eq!(answered["ttl"], 60);
+        let refused = records.iter().find(|r| r["outcome"] == "refused").expect("a refusal record");
+        assert_eq!((refused["verdict"].as_str(), refused["enforced"].as_bool()), (Some("deny"), Some(true)));
+    }
+}
+
+#[test]
+fn every_way_of_sending_a_query_to_any_address_gets_mcp_wardens_answer() {
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &["ok.warden.example:443".to_string()], &standin);
+        let sb = Sandbox::new(who).profile(&p);
+        for mode in ["udp-connect", "udp-sendto", "tcp"] {
+            // The answer must come from the address asked, or a resolver drops it.
+            let o = sb.probe(&["dns-raw", mode, NOWHERE, "ok.warden.example"]);
+            assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.1", "{who:?} {mode}\n{}", o.describe());
+            let o = sb.probe(&["dns-raw", mode, NOWHERE, "no.warden.example"]);
+            assert_eq!(o.verdict(), "OK rcode=3 addrs=", "{who:?} {mode}: NXDOMAIN\n{}", o.describe());
+        }
+        // Control: without the sandbox, nothing answers there.
+        let o = unsandboxed(who, &["dns-raw", "udp-connect", NOWHERE, "ok.warden.example"]);
+        assert!(o.verdict().starts_with("ERR"), "{who:?}: {NOWHERE} answers DNS on this host\n{}", o.describe());
+        assert!(!standin.queried().iter().any(|n| n == "no.warden.example"), "an unlisted name was asked upstream");
+    }
+}
+
+#[test]
+fn nodes_and_pythons_own_resolvers_get_the_same_answers() {
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    let node = PathBuf::from("/usr/bin/node");
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let names = ["ok.warden.example:443".to_string()];
+        // c-ares, Node's own resolver, reads /etc/resolv.conf and sends to its nameserver.
+        let p = profile(&s, who, "node", &names, &standin);
+        let js = "const r=new (require('dns').promises.Resolver)();r.resolve4('ok.warden.example').then(a=>console.log('OK',a.join(','))).then(()=>r.resolve4('no.warden.example')).then(a=>console.log('LEAK',a),e=>console.log('NX',e.code))";
+        let o = Sandbox::new(who).profile(&p).exec(&[node.as_os_str(), "-e".as_ref(), js.as_ref()]);
+        assert!(
+            o.stdout.contains("OK 127.0.0.1") && o.stdout.contains("NX ENOTFOUND"),
+            "{who:?} node\n{}",
+            o.describe()
+        );
+        let p = profile(&s, who, "python", &names, &standin);
+        let py = "import socket\nprint('OK', socket.gethostbyname('ok.warden.example'))\ntry:\n  socket.gethostbyname('no.warden.example'); print('LEAK')\nexcept OSError as e: print('NX', e)";
+        let o = Sandbox::new(who).profile(&p).exec(&["/usr/bin/python3".as_ref(), "-c".as_ref(), py.as_ref()]);
+        assert!(o.stdout.contains("OK 127.0.0.1") && o.stdout.contains("NX"), "{who:?} python\n{}", o.describe());
+    }
+}
+
+#[test]
+fn a_round_robin_name_connects_whichever_address_it_answers() {
+    let standin = StandIn::start(&[("rr.warden.example", &[&["127.0.0.2"], &["127.0.0.3"]])], 60);
+    let port = echo("127.0.0.2");
+    let l3 = TcpListener::bind(("127.0.0.3", port)).expect("the same port on 127.0.0.3");
+    std::thread::spawn(move || for _ in l3.incoming() {});
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &[format!("rr.warden.example:{port}")], &standin);
+        let probe = probe();
+        let script = format!(
+            "{0} tcp-connect rr.warden.example {port} && {0} tcp-connect rr.warden.example {port}",
+            probe.display()
+        );
+        let o = Sandbox::new(who).profile(&p).exec(&["/bin/sh".as_ref(), "-c".as_ref(), script.as_ref()]);
+        assert_eq!(o.stdout.matches("OK connected").count(), 2, "{who:?}: a false positive\n{}", o.describe());
+    }
+}
+
+#[test]
+fn an_answer_that_rebinds_a_public_name_to_a_private_address_is_dropped() {
+    let standin = StandIn::start(
+        &[
+            ("meta.warden.example", &[&["169.254.169.254"]]),
+            ("lan.warden.example", &[&["10.0.0.1"]]),
+            ("ok.warden.example", &[&["127.0.0.1"]]),
+        ],
+        60,
+    );
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let names = ["meta.warden.example:80", "lan.warden.example:80", "ok.warden.example:80"].map(String::from);
+        let p = profile(&s, who, "strict", &names, &standin);
+        let log = s.join("audit.jsonl");
+        let sb = Sandbox::new(who).profile(&p).grant("--audit-log", &log);
+        for name in ["meta.warden.example", "lan.warden.example"] {
+            let o = sb.probe(&["dns-raw", "udp-connect", NOWHERE, name]);
+            assert_eq!(o.verdict(), "OK rcode=2 addrs=", "{who:?} {name}: SERVFAIL\n{}", o.describe());
+        }
+        // Control: a range the profile lets names answer (private-answers = 127.0.0.0/8).
+        let o = sb.probe(&["dns-raw", "udp-connect", NOWHERE, "ok.warden.example"]);
+        assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.1", "{who:?}\n{}", o.describe());
+        let rebinding: Vec<_> = dns_records(&log).into_iter().filter(|r| r["outcome"] == "rebinding").collect();
+        assert_eq!(rebinding.len(), 2, "{who:?}: {rebinding:?}");
+        assert_eq!(rebinding[0]["addresses"], serde_json::json!(["169.254.169.254"]));
+    }
+}
+
+#[test]
+fn an_expired_answer_refuses_new_connections_but_not_an_established_one() {
+    // TTL 1: held for the 5-second minimum.
+    let standin = StandIn::start(&[("short.warden.example", &[&["127.0.0.1"]])], 1);
+    let port = echo("127.0.0.1");
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &[format!("short.warden.example:{port}")], &standin);
+        let o = Sandbox::new(who).profile(&p).probe(&["dns-expiry", "short.warden.example", &port.to_string(), "7"]);
+        assert_eq!(o.verdict(), "OK first=connected second=EACCES established=echoed", "{who:?}\n{}", o.describe());
+        assert!(o.stderr.contains("is not in the allow-list"), "{who:?}: the refusal is told\n{}", o.stderr);
+    }
+}
+
+#[test]
+fn a_thread_rewriting_the_query_while_it_is_sent_cannot_smuggle_a_name_out() {
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &["ok.warden.example:443".to_string()], &standin);
+        let o = Sandbox::new(who).profile(&p).probe(&[
+            "dns-race",
+            NOWHERE,
+            "ok.warden.example",
+            "xx.warden.example",
+            "300",
+        ]);
+        let counts: Vec<u32> = o.verdict().split(['=', ' ']).filter_map(|w| w.parse().ok()).collect();
+        assert!(
+            matches!(counts[..], [answered, _, 0] if answered > 0),
+            "{who:?}: control: answers came\n{}",
+            o.describe()
+        );
+        let asked = standin.queried();
+        assert!(!asked.iter().any(|n| n == "xx.warden.example"), "{who:?}: the rewritten name left: {asked:?}");
+        assert!(asked.iter().any(|n| n == "ok.warden.example"), "{who:?}: control: the allowed name was asked");
+    }
+}
