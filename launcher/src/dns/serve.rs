@@ -15,8 +15,11 @@ use super::netns::Listeners;
 use super::{Resolver, Transport};
 
 /// Queries answered at once (each waits for upstream on a thread of its own); past this, a UDP
-/// query is dropped (its client asks again) and a TCP connection waits.
+/// query is dropped (its client asks again).
 const IN_FLIGHT_MAX: usize = 64;
+/// TCP connections served at once (a thread each); past this, a new one is closed at once, so a
+/// server opening connections without end cannot grow the supervisor.
+const TCP_MAX: usize = 64;
 /// An idle TCP connection is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
@@ -28,10 +31,11 @@ pub fn start(resolver: Arc<Resolver>, listeners: Listeners) -> std::io::Result<(
         let (r, f, sock) = (Arc::clone(&resolver), Arc::clone(&in_flight), Arc::new(sock));
         std::thread::Builder::new().name("dns-udp".into()).spawn(move || udp_loop(&r, &sock, v6, &f))?;
     }
+    let open = Arc::new(AtomicUsize::new(0));
     for sock in [tcp4, tcp6] {
-        let r = Arc::clone(&resolver);
+        let (r, open) = (Arc::clone(&resolver), Arc::clone(&open));
         let listener = TcpListener::from(sock);
-        std::thread::Builder::new().name("dns-tcp".into()).spawn(move || tcp_loop(&r, &listener))?;
+        std::thread::Builder::new().name("dns-tcp".into()).spawn(move || tcp_loop(&r, &listener, &open))?;
     }
     Ok(())
 }
@@ -104,10 +108,20 @@ fn reply(sock: &OwnedFd, answer: &[u8], d: &Datagram, v6: bool) {
     }
 }
 
-fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener) {
+fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener, open: &Arc<AtomicUsize>) {
     for stream in listener.incoming().flatten() {
-        let r = Arc::clone(resolver);
-        let _ = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || tcp_connection(&r, stream));
+        if open.fetch_add(1, Ordering::AcqRel) >= TCP_MAX {
+            open.fetch_sub(1, Ordering::AcqRel);
+            continue; // dropped: closed
+        }
+        let (r, o) = (Arc::clone(resolver), Arc::clone(open));
+        let spawned = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || {
+            tcp_connection(&r, stream);
+            o.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            open.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
