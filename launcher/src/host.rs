@@ -25,6 +25,9 @@ pub struct HostFacts {
     /// seccomp user notification with `pidfd_getfd` (Linux 5.6): refused calls and the network
     /// broker's calls can be handed to the supervisor.
     pub user_notification: bool,
+    /// The broker can swap a server's socket for one of its own (`SECCOMP_ADDFD_FLAG_SETFD` and
+    /// `SO_NETNS_COOKIE`, Linux 5.14): what routes the server's DNS to mcp-warden's resolver.
+    pub socket_swap: bool,
     pub euid: u32,
     pub effective_caps: CapsHashSet,
     /// Unprivileged user namespaces can be created (needed for a PID namespace without root).
@@ -34,6 +37,15 @@ pub struct HostFacts {
     /// The kernel runs x32-ABI syscalls (x86-64 only): the seccomp layer then guards that number
     /// space too.
     pub x32_abi: bool,
+}
+
+/// Is the kernel release (`6.18.44-foo`) at least `major.minor`? An unreadable release is not.
+pub fn kernel_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit()).filter_map(|p| p.parse::<u32>().ok());
+    match (parts.next(), parts.next()) {
+        (Some(a), Some(b)) => (a, b) >= (major, minor),
+        _ => false,
+    }
 }
 
 impl HostFacts {
@@ -48,6 +60,10 @@ impl HostFacts {
                 _ => LandlockUnavailable::Other(Arc::new(e)),
             }),
             user_notification: sys::notify::supported(),
+            socket_swap: kernel_at_least(
+                &nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
+                (5, 14),
+            ),
             seccomp_filter: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
                 || status.lines().any(|l| l.starts_with("Seccomp:")),
             euid: nix::unistd::geteuid().as_raw(),
@@ -172,4 +188,18 @@ pub fn probe_bpf_program_types() -> Vec<BpfSupport> {
             }),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v595", (5, 14)));
+        assert!(kernel_at_least("5.14.0-427.el9.x86_64", (5, 14)));
+        assert!(!kernel_at_least("5.10.209", (5, 14)));
+        assert!(!kernel_at_least("4.19", (5, 14)));
+        assert!(!kernel_at_least("", (5, 14)));
+    }
 }

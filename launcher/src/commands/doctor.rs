@@ -47,6 +47,12 @@ fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
         "seccomp notify  {} (refused calls recorded by the supervisor; the network broker)",
         yes(host.user_notification)
     )?;
+    writeln!(
+        out,
+        "dns answering   {} (the server's DNS answered by mcp-warden: the broker swaps its socket, Linux 5.14{})",
+        yes(host.user_notification && host.socket_swap),
+        if host.is_root() { "" } else { "; unprivileged, a user namespace too" }
+    )?;
     writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
     if host.is_root() {
         let lsm = match crate::ebpf::lsm_probe::forget() {

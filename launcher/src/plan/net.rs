@@ -247,6 +247,15 @@ impl NetPlan {
                 mech,
             );
         }
+        if self.broker_policy(by.monitor_runs).is_some_and(|b| b.dns.is_some()) && !by.host.socket_swap {
+            return (
+                Enforcement::Missing(format!(
+                    "answering the server's DNS needs SECCOMP_ADDFD_FLAG_SETFD (Linux 5.14; this kernel is {})",
+                    by.host.kernel
+                )),
+                mech,
+            );
+        }
         let mech =
             if by.monitor_runs { format!("{mech}; eBPF cgroup programs check ports and addresses") } else { mech };
         let landlock_net = matches!(by.host.landlock, Ok(abi) if abi >= 4) && by.landlock_on;
