@@ -1,6 +1,8 @@
 //! A stand-in authoritative DNS server on loopback (UDP and TCP, one port), for mcp-warden's
 //! resolver to ask: each name answers from a rotating list of address sets (a round-robin name's
-//! second answer differs from its first), with one TTL; every question it gets is logged.
+//! second answer differs from its first), with one TTL; every question it gets is logged. An
+//! address written `cname:TARGET` answers a CNAME to TARGET, followed by TARGET's own addresses in
+//! the same answer (and an extra A record for a name nobody asked, which a resolver must drop).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,7 +18,30 @@ pub struct StandIn {
     log: Arc<Mutex<Vec<String>>>,
 }
 
-type Zone = HashMap<String, (Vec<Vec<IpAddr>>, usize)>;
+type Zone = HashMap<String, (Vec<Vec<Entry>>, usize)>;
+
+/// One record of a name's answer.
+#[derive(Debug, Clone)]
+enum Entry {
+    Addr(IpAddr),
+    Cname(String),
+}
+
+impl Entry {
+    fn parse(text: &str) -> Entry {
+        match text.strip_prefix("cname:") {
+            Some(target) => Entry::Cname(target.to_string()),
+            None => Entry::Addr(text.parse().unwrap()),
+        }
+    }
+
+    fn addr(&self) -> Option<IpAddr> {
+        match self {
+            Entry::Addr(a) => Some(*a),
+            Entry::Cname(_) => None,
+        }
+    }
+}
 
 impl StandIn {
     /// `zone`: each name and its answers in turn; `ttl`: every record's.
@@ -24,7 +49,7 @@ impl StandIn {
         let zone: Zone = zone
             .iter()
             .map(|(name, sets)| {
-                let sets = sets.iter().map(|s| s.iter().map(|a| a.parse().unwrap()).collect()).collect();
+                let sets = sets.iter().map(|s| s.iter().map(|a| Entry::parse(a)).collect()).collect();
                 (name.to_string(), (sets, 0))
             })
             .collect();
@@ -82,6 +107,14 @@ fn respond(zone: &Mutex<Zone>, log: &Mutex<Vec<String>>, q: &[u8], ttl: u32) -> 
     let Some((sets, next)) = zone.get_mut(&name) else { return dns_wire::answer(q, 3, &[], ttl) };
     let set = sets[*next % sets.len()].clone();
     *next += 1;
-    let wanted: Vec<IpAddr> = set.into_iter().filter(|a| a.is_ipv4() == (qtype == 1)).collect();
+    if let Some(Entry::Cname(target)) = set.first() {
+        let target = target.clone();
+        let addrs: Vec<IpAddr> = match zone.get(&target) {
+            Some((sets, _)) => sets[0].iter().filter_map(Entry::addr).filter(|a| a.is_ipv4() == (qtype == 1)).collect(),
+            None => vec![],
+        };
+        return dns_wire::cname_answer(q, &target, &addrs, ttl);
+    }
+    let wanted: Vec<IpAddr> = set.iter().filter_map(Entry::addr).filter(|a| a.is_ipv4() == (qtype == 1)).collect();
     dns_wire::answer(q, 0, &wanted, ttl)
 }

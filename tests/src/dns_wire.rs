@@ -50,6 +50,42 @@ pub fn answer(query: &[u8], rcode: u16, addrs: &[IpAddr], ttl: u32) -> Option<Ve
     Some(out)
 }
 
+/// An answer to `query` with a CNAME to `target` and `addrs` as `target`'s records, plus one A
+/// record for `extra.warden.example` (outside the chain: a resolver must drop it).
+pub fn cname_answer(query: &[u8], target: &str, addrs: &[IpAddr], ttl: u32) -> Option<Vec<u8>> {
+    let (id, _, _, question) = question(query)?;
+    let count = (addrs.len() + 2) as u16;
+    let head = [id.to_be_bytes(), 0x8180u16.to_be_bytes(), 1u16.to_be_bytes(), count.to_be_bytes(), [0, 0], [0, 0]];
+    let mut out = [&head.concat()[..], &question].concat();
+    let name = |n: &str| {
+        let mut v = Vec::new();
+        for l in n.split('.') {
+            v.push(l.len() as u8);
+            v.extend_from_slice(l.as_bytes());
+        }
+        v.push(0);
+        v
+    };
+    let record = |out: &mut Vec<u8>, owner: &[u8], kind: u16, data: &[u8]| {
+        out.extend_from_slice(owner);
+        out.extend_from_slice(&kind.to_be_bytes());
+        out.extend_from_slice(&1u16.to_be_bytes());
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(data);
+    };
+    record(&mut out, &[0xc0, 0x0c], 5, &name(target));
+    for a in addrs {
+        let (kind, data) = match a {
+            IpAddr::V4(v4) => (1u16, v4.octets().to_vec()),
+            IpAddr::V6(v6) => (28u16, v6.octets().to_vec()),
+        };
+        record(&mut out, &name(target), kind, &data);
+    }
+    record(&mut out, &name("extra.warden.example"), 1, &[127, 0, 0, 9]);
+    Some(out)
+}
+
 /// (rcode, addresses) of an answer.
 pub fn parse_answer(r: &[u8]) -> Option<(u16, Vec<IpAddr>)> {
     let rcode = u16::from_be_bytes([*r.get(2)?, *r.get(3)?]) & 0xf;

@@ -227,3 +227,63 @@ fn a_thread_rewriting_the_query_while_it_is_sent_cannot_smuggle_a_name_out() {
         assert!(asked.iter().any(|n| n == "ok.warden.example"), "{who:?}: control: the allowed name was asked");
     }
 }
+
+#[test]
+fn a_cname_chain_opens_its_last_link_only_and_other_destinations_stay_closed() {
+    let standin = StandIn::start(
+        &[("alias.warden.example", &[&["cname:edge.cdn.example"]]), ("edge.cdn.example", &[&["127.0.0.5"]])],
+        60,
+    );
+    let port = echo("127.0.0.5");
+    // The answer also carries an A record for another name (127.0.0.9): never opened.
+    let stray = TcpListener::bind(("127.0.0.9", port)).expect("the same port on 127.0.0.9");
+    std::thread::spawn(move || for _ in stray.incoming() {});
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &[format!("alias.warden.example:{port}")], &standin);
+        let sb = Sandbox::new(who).profile(&p);
+        let o = sb.probe(&["dns-raw", "udp-connect", NOWHERE, "alias.warden.example"]);
+        assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.5", "{who:?}: the chain's addresses only\n{}", o.describe());
+        let o = sb.probe(&["tcp-connect", "alias.warden.example", &port.to_string()]);
+        assert_ok(&o, "connect through the CNAME chain");
+        // The attacks: the stray record's address, and DNS over TLS / HTTPS to resolvers the
+        // profile does not name, with the names resolved just before.
+        let script = format!(
+            "{0} resolve alias.warden.example; {0} tcp-connect 127.0.0.9 {port}; {0} tcp-connect 192.0.2.1 853; {0} tcp-connect 192.0.2.1 443",
+            probe().display()
+        );
+        let o = sb.exec(&["/bin/sh".as_ref(), "-c".as_ref(), script.as_ref()]);
+        let refused = o.stdout.lines().filter(|l| *l == "ERR EACCES" || *l == "ERR EPERM").count();
+        assert_eq!(refused, 3, "{who:?}: an address no answer gave, DoT and DoH are refused\n{}", o.describe());
+    }
+}
+
+#[test]
+fn explain_says_who_answers_dns_and_which_names() {
+    let standin = StandIn::start(&[], 60);
+    let s = Scratch::new(Who::Root);
+    let p = profile(
+        &s,
+        Who::Root,
+        "strict",
+        &["api.example.com:443".to_string(), "*.cdn.example.com:443".to_string()],
+        &standin,
+    );
+    let o = run(
+        warden_as(
+            Who::Root,
+            &["explain".as_ref(), "--profile".as_ref(), p.as_os_str(), "--".as_ref(), "/bin/true".as_ref()],
+        ),
+        None,
+        std::time::Duration::from_secs(30),
+    );
+    for expected in [
+        "api.example.com:443",
+        "*.cdn.example.com:443",
+        "DNS (port 53, any address) answered by mcp-warden",
+        "any other gets NXDOMAIN and never leaves the host",
+        &standin.addr.to_string(),
+    ] {
+        assert!(o.stdout.contains(expected), "explain lacks `{expected}`\n{}", o.describe());
+    }
+}
