@@ -19,7 +19,7 @@ const RANGES: &[(&str, &str)] = &[
     ("198.18.0.0/15", "benchmarking"),
     ("224.0.0.0/4", "multicast"),
     ("240.0.0.0/4", "reserved"),
-    ("::/128", "unspecified"),
+    ("::/96", "IPv4-compatible (deprecated), with the unspecified address"),
     ("::1/128", "loopback"),
     ("64:ff9b:1::/48", "local-use NAT64"),
     ("fc00::/7", "unique local (ULA)"),
@@ -32,11 +32,15 @@ const RANGES: &[(&str, &str)] = &[
 /// Names under these are private by definition: their answers may be private addresses.
 const PRIVATE_SUFFIXES: &[&str] = &["internal", "local", "lan", "home.arpa", "localhost", "intranet", "corp"];
 
-/// Why `ip` may not be a public name's answer, or `None` when it may. An IPv4-mapped or
-/// IPv4-compatible form is checked as the IPv4 address it carries.
+/// Why `ip` may not be a public name's answer, or `None` when it may. An IPv4-mapped form, and
+/// the well-known NAT64 prefix (`64:ff9b::/96`, which a NAT64 gateway turns into the IPv4 address
+/// it embeds), are checked as the IPv4 address they carry.
 pub fn private(ip: IpAddr) -> Option<&'static str> {
     let ip = match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V6(v6) => match v6.octets() {
+            [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => IpAddr::from([a, b, c, d]),
+            _ => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        },
         v4 => v4,
     };
     RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
@@ -56,10 +60,23 @@ mod tests {
         for a in ["127.0.0.1", "10.1.2.3", "169.254.169.254", "100.64.0.1", "172.16.5.5", "192.168.1.1", "0.0.0.0"] {
             assert!(private(a.parse().unwrap()).is_some(), "{a}");
         }
-        for a in ["::1", "fd12::1", "fe80::1", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "fd00:ec2::254"] {
+        for a in [
+            "::1",
+            "::",
+            "::127.0.0.1",
+            "fd12::1",
+            "fe80::1",
+            "::ffff:127.0.0.1",
+            "::ffff:169.254.169.254",
+            "fd00:ec2::254",
+            "64:ff9b::10.0.0.1",
+            "64:ff9b::169.254.169.254",
+        ] {
             assert!(private(a.parse().unwrap()).is_some(), "{a}");
         }
-        for a in ["93.184.216.34", "140.82.112.6", "2606:2800:220:1::1", "::ffff:93.184.216.34"] {
+        for a in
+            ["93.184.216.34", "140.82.112.6", "2606:2800:220:1::1", "::ffff:93.184.216.34", "64:ff9b::93.184.216.34"]
+        {
             assert!(private(a.parse().unwrap()).is_none(), "{a}");
         }
     }
