@@ -16,6 +16,8 @@ use mcp_warden_tests::*;
 
 /// An address no nameserver listens on: only mcp-warden's interception answers there.
 const NOWHERE: &str = "192.0.2.53";
+/// The same in IPv6.
+const NOWHERE6: &str = "2001:db8::53";
 
 /// Echoes a line back on every connection, on `ip` (loopback) at a free port.
 fn echo(ip: &str) -> u16 {
@@ -104,12 +106,13 @@ fn every_way_of_sending_a_query_to_any_address_gets_mcp_wardens_answer() {
         let s = Scratch::new(who);
         let p = profile(&s, who, "strict", &["ok.warden.example:443".to_string()], &standin);
         let sb = Sandbox::new(who).profile(&p);
-        for mode in ["udp-connect", "udp-sendto", "tcp"] {
+        for (mode, server) in ["udp-connect", "udp-sendto", "tcp"].iter().flat_map(|m| [(*m, NOWHERE), (*m, NOWHERE6)])
+        {
             // The answer must come from the address asked, or a resolver drops it.
-            let o = sb.probe(&["dns-raw", mode, NOWHERE, "ok.warden.example"]);
-            assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.1", "{who:?} {mode}\n{}", o.describe());
-            let o = sb.probe(&["dns-raw", mode, NOWHERE, "no.warden.example"]);
-            assert_eq!(o.verdict(), "OK rcode=3 addrs=", "{who:?} {mode}: NXDOMAIN\n{}", o.describe());
+            let o = sb.probe(&["dns-raw", mode, server, "ok.warden.example"]);
+            assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.1", "{who:?} {mode} {server}\n{}", o.describe());
+            let o = sb.probe(&["dns-raw", mode, server, "no.warden.example"]);
+            assert_eq!(o.verdict(), "OK rcode=3 addrs=", "{who:?} {mode} {server}: NXDOMAIN\n{}", o.describe());
         }
         // Control: without the sandbox, nothing answers there.
         let o = unsandboxed(who, &["dns-raw", "udp-connect", NOWHERE, "ok.warden.example"]);

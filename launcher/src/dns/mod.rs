@@ -7,8 +7,9 @@
 //!   the answer's TTL. The broker lets a connection to a name's destination through only to a
 //!   pinned address, so the addresses the server connects to are the ones it was told.
 //! - Any other name gets NXDOMAIN and is never sent upstream: a query name carries nothing out.
-//! - An answer for a public name that holds a private, loopback, link-local, metadata, CGNAT or
-//!   ULA address is dropped whole (`rebind.rs`), unless `[network] private-answers` covers it.
+//! - An answer for a public name that holds a private, loopback, link-local, metadata, CGNAT,
+//!   ULA or documentation address, or one of this host's own, is dropped whole (`rebind.rs`),
+//!   unless `[network] private-answers` covers it.
 //! - Every query is a `dns` audit record.
 //! - The addresses /etc/hosts gives the profile's names are pinned for the whole run: the server's
 //!   resolver answers those names from the file (`localhost`) without a query.
@@ -66,6 +67,8 @@ pub struct Resolver {
     policy: DnsPolicy,
     pins: Arc<Pins>,
     journal: Arc<dyn Journal>,
+    /// This host's own addresses: a public name may not answer them either.
+    host: Vec<IpAddr>,
 }
 
 /// One query's outcome, before it becomes a reply and a record.
@@ -78,7 +81,7 @@ struct Decided {
 
 impl Resolver {
     pub fn new(policy: DnsPolicy, pins: Arc<Pins>, journal: Arc<dyn Journal>) -> Resolver {
-        Resolver { policy, pins, journal }
+        Resolver { policy, pins, journal, host: rebind::host_addresses() }
     }
 
     /// The reply to one query (`None`: not a DNS query at all, dropped).
@@ -139,7 +142,11 @@ impl Resolver {
                 .addrs
                 .iter()
                 .filter(|a| !self.policy.private_answers.iter().any(|n| n.contains(*a)))
-                .filter_map(|a| rebind::private(*a).map(|why| (*a, why)))
+                .filter_map(|a| {
+                    let why =
+                        rebind::private(*a).or_else(|| self.host.contains(a).then_some("an address of this host"));
+                    why.map(|why| (*a, why))
+                })
                 .collect(),
         };
         if let Some((addr, why)) = rebinding.first() {

@@ -201,6 +201,10 @@ fn bind_listeners() -> io::Result<Listeners> {
     let udp6 = make(Af::Inet6, SockType::Datagram)?;
     setsockopt(&udp6, sockopt::Ipv6V6Only, &true)?;
     setsockopt(&udp6, sockopt::Ipv6RecvPacketInfo, &true)?;
+    // IPv6 checks an answer's source (IPV6_PKTINFO) against the addresses assigned to an
+    // interface, not against the local route: freebind lets it leave from the address asked. (The
+    // flag is the socket's, shared by IPv4 and IPv6.)
+    setsockopt(&udp6, sockopt::IpFreebind, &true)?;
     bind(std::os::fd::AsRawFd::as_raw_fd(&udp6), &v6)?;
     let tcp4 = make(Af::Inet, SockType::Stream)?;
     setsockopt(&tcp4, sockopt::ReuseAddr, &true)?;

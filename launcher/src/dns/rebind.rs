@@ -15,6 +15,9 @@ const RANGES: &[(&str, &str)] = &[
     ("169.254.0.0/16", "link-local, with the cloud metadata service"),
     ("172.16.0.0/12", "private (RFC 1918)"),
     ("192.0.0.0/24", "IETF protocol assignments"),
+    ("192.0.2.0/24", "documentation (TEST-NET-1)"),
+    ("198.51.100.0/24", "documentation (TEST-NET-2)"),
+    ("203.0.113.0/24", "documentation (TEST-NET-3)"),
     ("192.168.0.0/16", "private (RFC 1918)"),
     ("198.18.0.0/15", "benchmarking"),
     ("224.0.0.0/4", "multicast"),
@@ -22,6 +25,10 @@ const RANGES: &[(&str, &str)] = &[
     ("::/96", "IPv4-compatible (deprecated), with the unspecified address"),
     ("::1/128", "loopback"),
     ("64:ff9b:1::/48", "local-use NAT64"),
+    ("::ffff:0:0:0/96", "IPv4-translated (SIIT)"),
+    ("100::/64", "discard"),
+    ("2001:db8::/32", "documentation"),
+    ("2002::/16", "6to4 (embeds an IPv4 address)"),
     ("fc00::/7", "unique local (ULA)"),
     ("fe80::/10", "link-local"),
     ("fec0::/10", "site-local"),
@@ -44,6 +51,22 @@ pub fn private(ip: IpAddr) -> Option<&'static str> {
         v4 => v4,
     };
     RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
+}
+
+/// The addresses of this host's interfaces (a name pointing at the host itself reaches its
+/// services whatever range they are in), read when the resolver starts.
+pub fn host_addresses() -> Vec<IpAddr> {
+    let Ok(addrs) = nix::ifaddrs::getifaddrs() else { return Vec::new() };
+    let mut out: Vec<IpAddr> = addrs
+        .filter_map(|i| i.address)
+        .filter_map(|a| {
+            let v4 = a.as_sockaddr_in().map(|s| IpAddr::V4(s.ip()));
+            v4.or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// A single label (`intranet-host`) or a name under a private suffix (`db.internal`).
@@ -71,6 +94,10 @@ mod tests {
             "fd00:ec2::254",
             "64:ff9b::10.0.0.1",
             "64:ff9b::169.254.169.254",
+            "::ffff:0:7f00:1",
+            "2002:7f00:1::1",
+            "192.0.2.2",
+            "198.51.100.7",
         ] {
             assert!(private(a.parse().unwrap()).is_some(), "{a}");
         }
@@ -79,6 +106,12 @@ mod tests {
         {
             assert!(private(a.parse().unwrap()).is_none(), "{a}");
         }
+    }
+
+    #[test]
+    fn this_hosts_addresses_are_listed() {
+        let local = host_addresses();
+        assert!(local.contains(&"127.0.0.1".parse().unwrap()), "{local:?}");
     }
 
     #[test]

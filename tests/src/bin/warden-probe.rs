@@ -995,7 +995,8 @@ fn dns_raw(mode: &str, server: &str, name: &str) -> Outcome {
             buf
         }
         _ => {
-            let s = std::net::UdpSocket::bind("0.0.0.0:0").map_err(io)?;
+            let local = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" };
+            let s = std::net::UdpSocket::bind(local).map_err(io)?;
             s.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(io)?;
             if mode == "udp-connect" {
                 s.connect(to).map_err(io)?;
