@@ -142,11 +142,7 @@ impl Resolver {
                 .addrs
                 .iter()
                 .filter(|a| !self.policy.private_answers.iter().any(|n| n.contains(*a)))
-                .filter_map(|a| {
-                    let why =
-                        rebind::private(*a).or_else(|| self.host.contains(a).then_some("an address of this host"));
-                    why.map(|why| (*a, why))
-                })
+                .filter_map(|a| rebind::refused(*a, &self.host).map(|why| (*a, why)))
                 .collect(),
         };
         if let Some((addr, why)) = rebinding.first() {

@@ -47,9 +47,11 @@ impl Pins {
         if map.len() + addrs.len() > PINS_MAX {
             prune(&mut map, now);
         }
+        // One pin per address and set of destinations, whichever name answered it last (the
+        // name is only for the record): many names answering one address do not grow the list.
         for addr in addrs {
             let pins = map.entry(canonical(*addr)).or_default();
-            pins.retain(|p| p.until > now && !(p.name == name && p.opens == *opens));
+            pins.retain(|p| p.until > now && p.opens != *opens);
             pins.push(Pin { name: name.to_string(), opens: opens.clone(), until: now + ttl });
         }
     }
@@ -116,6 +118,17 @@ mod tests {
         assert_eq!(clamp(0), TTL_MIN);
         assert_eq!(clamp(60), Duration::from_secs(60));
         assert_eq!(clamp(u32::MAX), TTL_MAX);
+    }
+
+    #[test]
+    fn many_names_answering_one_address_keep_one_pin() {
+        let pins = Pins::default();
+        let a: IpAddr = "93.184.216.34".parse().unwrap();
+        for i in 0..10_000 {
+            pins.pin(&format!("n{i}.example.com"), &[a], &vec![(Proto::Tcp, 443)], TTL_MAX);
+        }
+        assert_eq!(pins.0.lock().unwrap()[&a].len(), 1);
+        assert_eq!(pins.allows(Proto::Tcp, a, 443).as_deref(), Some("n9999.example.com"));
     }
 
     #[test]

@@ -43,14 +43,26 @@ const PRIVATE_SUFFIXES: &[&str] = &["internal", "local", "lan", "home.arpa", "lo
 /// the well-known NAT64 prefix (`64:ff9b::/96`, which a NAT64 gateway turns into the IPv4 address
 /// it embeds), are checked as the IPv4 address they carry.
 pub fn private(ip: IpAddr) -> Option<&'static str> {
-    let ip = match ip {
+    let ip = carried(ip);
+    RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
+}
+
+/// Why `ip` may not be a public name's answer on this host, whose interfaces have `host`: one of
+/// [`private`]'s ranges, or an address of the host itself, in any form that carries it.
+pub fn refused(ip: IpAddr, host: &[IpAddr]) -> Option<&'static str> {
+    private(ip).or_else(|| (host.contains(&ip) || host.contains(&carried(ip))).then_some("an address of this host"))
+}
+
+/// The IPv4 address an IPv6 one carries and reaches (IPv4-mapped, NAT64's well-known prefix), or
+/// the address itself.
+fn carried(ip: IpAddr) -> IpAddr {
+    match ip {
         IpAddr::V6(v6) => match v6.octets() {
             [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => IpAddr::from([a, b, c, d]),
             _ => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         },
         v4 => v4,
-    };
-    RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
+    }
 }
 
 /// The addresses of this host's interfaces (a name pointing at the host itself reaches its
@@ -109,9 +121,14 @@ mod tests {
     }
 
     #[test]
-    fn this_hosts_addresses_are_listed() {
+    fn this_hosts_addresses_are_refused_in_every_form() {
         let local = host_addresses();
         assert!(local.contains(&"127.0.0.1".parse().unwrap()), "{local:?}");
+        let host: Vec<IpAddr> = vec!["93.184.216.34".parse().unwrap()];
+        for a in ["93.184.216.34", "::ffff:93.184.216.34", "64:ff9b::93.184.216.34"] {
+            assert_eq!(refused(a.parse().unwrap(), &host), Some("an address of this host"), "{a}");
+        }
+        assert_eq!(refused("93.184.216.35".parse().unwrap(), &host), None);
     }
 
     #[test]

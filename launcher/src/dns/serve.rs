@@ -20,7 +20,7 @@ const IN_FLIGHT_MAX: usize = 64;
 /// TCP connections served at once (a thread each); past this, a new one is closed at once, so a
 /// server opening connections without end cannot grow the supervisor.
 const TCP_MAX: usize = 64;
-/// An idle TCP connection is closed after this.
+/// An idle TCP connection, or one whose client does not read its answers, is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Starts serving `listeners` with `resolver`, a thread per socket.
@@ -128,6 +128,7 @@ fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener, open: &Arc<AtomicU
 /// Queries over one TCP connection (RFC 7766: each prefixed by its length), until it closes.
 fn tcp_connection(resolver: &Resolver, mut s: TcpStream) {
     let _ = s.set_read_timeout(Some(TCP_IDLE));
+    let _ = s.set_write_timeout(Some(TCP_IDLE));
     loop {
         let mut len = [0u8; 2];
         if s.read_exact(&mut len).is_err() {

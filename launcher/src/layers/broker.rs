@@ -419,7 +419,10 @@ fn to_resolver(dns: &DnsRoute, t: &Target<'_>, fd: u64, sock: &OwnedFd) -> Resul
         .ok()
         .and_then(|a| a.family())
         .map_or(libc::AF_INET, |f| f as i32);
-    let stream = matches!(getsockopt(sock, sockopt::SockType), Ok(SockType::Stream));
+    let stream = match getsockopt(sock, sockopt::SockType) {
+        Ok(kind) => kind == SockType::Stream,
+        Err(e) => return Err(e as i32), // ENOTSOCK: not a socket, as the kernel would answer
+    };
     let swapped = dns.namespace.socket(family, stream).map_err(errno)?;
     let status = nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| e as i32)?;
     let nonblock = nix::fcntl::OFlag::from_bits_truncate(status) & nix::fcntl::OFlag::O_NONBLOCK;

@@ -44,6 +44,9 @@ pub struct Refusals {
     counts: Mutex<BTreeMap<&'static str, u64>>,
     /// Records written, and refusals past [`RECORDS_MAX`] that were only counted.
     written: Mutex<(u64, u64)>,
+    /// The same for the resolver's answered queries, which have a budget of their own: a server
+    /// looking names up without end must not use up the refusals' room in the log.
+    answers_written: Mutex<(u64, u64)>,
     /// The refusals already told on stderr (a repeat is only counted), at most [`TOLD_MAX`].
     told: Mutex<std::collections::BTreeSet<String>>,
     /// The MCP layer's calls in flight: a refusal during one is noted for its result.
@@ -62,6 +65,7 @@ impl Refusals {
             log: Mutex::new(log),
             counts: Mutex::default(),
             written: Mutex::default(),
+            answers_written: Mutex::default(),
             told: Mutex::default(),
             calls: None,
             recap: Mutex::default(),
@@ -112,6 +116,11 @@ impl Refusals {
         lock(&self.written).1
     }
 
+    /// Answered DNS queries counted but not written, past their own per-run cap.
+    pub fn answers_unwritten(&self) -> u64 {
+        lock(&self.answers_written).1
+    }
+
     /// Writes out what is buffered; the log's lost-line count, for the exit summary.
     pub fn flush(&self) -> Option<u64> {
         lock(&self.log).as_mut().map(|log| {
@@ -157,10 +166,11 @@ impl Refusals {
         }
     }
 
-    /// Writes `record` unless the per-run cap is reached.
+    /// Writes `record` unless the per-run cap of its budget is reached.
     fn write(&self, record: AuditRecord) {
+        let denial = record.is_denial();
         {
-            let mut written = lock(&self.written);
+            let mut written = lock(if denial { &self.written } else { &self.answers_written });
             if written.0 >= RECORDS_MAX {
                 written.1 += 1;
                 return;
@@ -229,6 +239,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dns::Journal;
+
+    fn dns(name: &str, outcome: DnsOutcome, verdict: Verdict) -> Dns {
+        Dns {
+            name: name.into(),
+            qtype: "A".into(),
+            transport: "udp".into(),
+            outcome,
+            addresses: vec![],
+            ttl: None,
+            opens: vec![],
+            reason: Some("not one of the profile's names".into()),
+            verdict,
+        }
+    }
+
+    #[test]
+    fn answered_lookups_do_not_use_up_the_refusals_room_in_the_log() {
+        let r = Refusals::new(None);
+        for _ in 0..=RECORDS_MAX {
+            r.dns(dns("ok.example.com", DnsOutcome::Answered, Verdict::Allow));
+        }
+        r.dns(dns("evidence.attacker.example", DnsOutcome::Refused, Verdict::Deny { enforced: true }));
+        assert_eq!((r.answers_unwritten(), r.unwritten()), (1, 0), "the refusal is written");
+        assert_eq!(r.counts().get("dns"), Some(&1));
+    }
 
     #[test]
     fn the_caller_is_found_in_proc() {

@@ -108,7 +108,14 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     }
                     None => None,
                 };
-                let served = Listener { fd, policy: end.policy, broker, refusals: Arc::clone(&refusals), tracer };
+                let served = Listener {
+                    fd,
+                    policy: end.policy,
+                    broker,
+                    refusals: Arc::clone(&refusals),
+                    tracer,
+                    calls: Default::default(),
+                };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);
             }

@@ -81,6 +81,13 @@ fn summarize(plan: &Plan, services: Services, monitor: Option<&Monitor>, status:
                 super::refusals::RECORDS_MAX
             );
         }
+        if r.answers_unwritten() > 0 {
+            eprintln!(
+                "mcp-warden: {} further answered DNS queries were counted but not written: the log keeps the first {} of a run",
+                r.answers_unwritten(),
+                super::refusals::RECORDS_MAX
+            );
+        }
     }
     let Some(reader) = services.reader else {
         if !refusals.is_empty() {
