@@ -12,8 +12,9 @@
 //!
 //! Writes need the directory (files are created and renamed there); reads of paths that did not
 //! exist need nothing. Network destinations are kept as the session saw them: the host name the
-//! server looked up, else the address; DNS becomes `dns = true`. Limits are the peaks seen, with
-//! headroom (twice, rounded up).
+//! server looked up, else the address; DNS becomes `dns = true` only when a name was looked up that
+//! no entry names (mcp-warden otherwise answers the entries' names alone). Limits are the peaks
+//! seen, with headroom (twice, rounded up).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -36,7 +37,11 @@ pub struct Draft {
     pub write: Grants,
     pub exec: Grants,
     pub connect: BTreeSet<String>,
+    /// `dns = true`: a name was looked up that no `connect` entry names (or a lookup whose name
+    /// was not recorded). Otherwise mcp-warden answers the entries' names only.
     pub dns: bool,
+    /// The names the server looked up.
+    pub looked_up: BTreeSet<String>,
     pub pass: BTreeSet<String>,
     /// (processes, open files, memory bytes), with headroom.
     pub limits: Option<(u64, u64, u64)>,
@@ -59,6 +64,8 @@ impl Draft {
                 d.add(header, &closed, record, &mut peaks);
             }
         }
+        let named = |n: &String| d.connect.iter().any(|c| c.rsplit_once(':').is_some_and(|(h, _)| h == n));
+        d.dns = d.dns || d.looked_up.iter().any(|n| !named(n));
         d.limits = peaks.map(|(p, f, m): (u64, u64, u64)| {
             (headroom(p, 16), headroom(f, 256), headroom(m, 256 << 20).next_multiple_of(64 << 20))
         });
@@ -92,10 +99,12 @@ impl Draft {
             Record::Sensitive { what, access, path } => {
                 self.sensitive.insert((*what, *access, path.clone()));
             }
-            Record::Connect { proto, addr, port, host } if *port == 53 => {
-                let _ = (proto, addr, host);
-                self.dns = true;
-            }
+            Record::Connect { port: 53, host, .. } => match host {
+                Some(name) => {
+                    self.looked_up.insert(name.clone());
+                }
+                None => self.dns = true,
+            },
             Record::Connect { proto, addr, port, host } => {
                 let dest = host.clone().unwrap_or_else(|| bracketed(addr));
                 let prefix = if proto == "udp" { "udp:" } else { "" };
@@ -399,7 +408,12 @@ mod tests {
                 port: 443,
                 host: Some("api.github.com".into()),
             },
-            Record::Connect { proto: "udp".into(), addr: "127.0.0.53".into(), port: 53, host: None },
+            Record::Connect {
+                proto: "udp".into(),
+                addr: "127.0.0.53".into(),
+                port: 53,
+                host: Some("api.github.com".into()),
+            },
             Record::Limits { processes: 3, open_files: 40, memory: 90 << 20 },
         ];
         let d = Draft::from_sessions("notes", &[(header(home), records)]);
@@ -409,7 +423,7 @@ mod tests {
         assert_eq!(keys(&d.read), ["/etc/app.conf", "/home/me/.config/app", "/home/me/.npm", "/home/me/notes"]);
         assert_eq!(d.read[Path::new("/home/me/notes")], BTreeSet::from(["read_note".to_string()]));
         assert_eq!(d.connect, BTreeSet::from(["api.github.com:443".to_string()]));
-        assert!(d.dns);
+        assert!(!d.dns, "the one name looked up is a connect entry: mcp-warden answers it alone");
         assert_eq!(d.sensitive.len(), 1);
         assert_eq!(d.refused.len(), 1);
         assert_eq!(d.limits, Some((16, 256, 256 << 20)));

@@ -183,13 +183,12 @@ impl Tracer {
 
 impl Observer for Tracer {
     fn reached(&self, proto: Proto, dest: SocketAddr, payload: &[u8]) {
-        if dest.port() == 53
-            && proto == Proto::Udp
-            && let Some(name) = dns_question(payload)
-        {
-            self.names.looked_up(&name);
+        let question = (dest.port() == 53).then(|| dns_question(payload)).flatten();
+        if let Some(name) = &question {
+            self.names.looked_up(name);
         }
-        let host = self.names.name_of(dest.ip());
+        // A query is recorded with the name it asks (the draft answers those names only).
+        let host = question.or_else(|| self.names.name_of(dest.ip()));
         let record = Record::Connect { proto: proto.to_string(), addr: dest.ip().to_string(), port: dest.port(), host };
         self.record(record);
     }
