@@ -131,11 +131,14 @@ fn every_way_of_sending_a_query_to_any_address_gets_mcp_wardens_answer() {
 
 #[test]
 fn nodes_and_pythons_own_resolvers_get_the_same_answers() {
-    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    let standin = StandIn::start(
+        &[("ok.warden.example", &[&["127.0.0.1"]]), ("six.warden.example", &[&["2606:4700::1111"]])],
+        60,
+    );
     let node = PathBuf::from("/usr/bin/node");
     for who in Who::all() {
         let s = Scratch::new(who);
-        let names = ["ok.warden.example:443".to_string()];
+        let names = ["ok.warden.example:443".to_string(), "six.warden.example:443".to_string()];
         // c-ares, Node's own resolver, reads /etc/resolv.conf and sends to its nameserver.
         let p = profile(&s, who, "node", &names, &standin);
         let js = "const r=new (require('dns').promises.Resolver)();r.resolve4('ok.warden.example').then(a=>console.log('OK',a.join(','))).then(()=>r.resolve4('no.warden.example')).then(a=>console.log('LEAK',a),e=>console.log('NX',e.code))";
@@ -146,9 +149,10 @@ fn nodes_and_pythons_own_resolvers_get_the_same_answers() {
             o.describe()
         );
         let p = profile(&s, who, "python", &names, &standin);
-        let py = "import socket\nprint('OK', socket.gethostbyname('ok.warden.example'))\ntry:\n  socket.gethostbyname('no.warden.example'); print('LEAK')\nexcept OSError as e: print('NX', e)";
+        let py = "import socket\nprint('OK', socket.gethostbyname('ok.warden.example'))\nprint('AAAA', socket.getaddrinfo('six.warden.example', 443, socket.AF_INET6)[0][4][0])\ntry:\n  socket.gethostbyname('no.warden.example'); print('LEAK')\nexcept OSError as e: print('NX', e)";
         let o = Sandbox::new(who).profile(&p).exec(&["/usr/bin/python3".as_ref(), "-c".as_ref(), py.as_ref()]);
         assert!(o.stdout.contains("OK 127.0.0.1") && o.stdout.contains("NX"), "{who:?} python\n{}", o.describe());
+        assert!(o.stdout.contains("AAAA 2606:4700::1111"), "{who:?}: an AAAA answer\n{}", o.describe());
     }
 }
 
