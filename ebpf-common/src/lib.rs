@@ -272,23 +272,6 @@ pub struct Server {
     /// The owner's start time (clock ticks after boot, `/proc/PID/stat` field 22), so that a
     /// reused pid is not taken for the owner.
     pub owner_start: u64,
-    /// The port of mcp-warden's resolver on the loopback (127.0.0.1 and ::1), or 0: a connect or
-    /// send to port 53 of any address is sent there instead, and the answer seems to come from the
-    /// address asked.
-    pub dns_port: u32,
-    pub _pad: u32,
-}
-
-/// Where a socket's DNS query was going before the socket programs sent it to the resolver
-/// (`DNS_ORIG`, by socket cookie): what the answer's source address is rewritten back to.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OrigDst {
-    /// 4 significant bytes for IPv4, 16 for IPv6, as the call named it.
-    pub addr: [u8; 16],
-    /// Network byte order, as `bpf_sock_addr::user_port` holds it.
-    pub port: u32,
-    pub family: u32,
 }
 
 /// Key of `RULES`: the server's cgroup id and the rule's index.
@@ -328,7 +311,6 @@ mod user {
     // pattern is a valid value.
     unsafe impl aya::Pod for NetRule {}
     unsafe impl aya::Pod for Server {}
-    unsafe impl aya::Pod for OrigDst {}
     unsafe impl aya::Pod for RuleKey {}
     unsafe impl aya::Pod for CallKey {}
     unsafe impl aya::Pod for Counters {}

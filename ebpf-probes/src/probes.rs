@@ -14,8 +14,8 @@ use aya_ebpf::{
     btf_maps::{HashOfMaps, RingBuf},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
-        bpf_get_current_uid_gid, bpf_get_socket_cookie, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf, bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
     },
     macros::{btf_map, cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
@@ -23,8 +23,8 @@ use aya_ebpf::{
 };
 use mcp_warden_ebpf_common::{
     ARG_LEN, ARGV_COUNT, CallKey, Counters, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NO_RESULT,
-    NetEvent, NetRule, OpenEvent, OpenKey, OrigDst, PATH_LEN, RefusedEvent, RuleKey, Server, SocketEvent, counter,
-    fnv1a, hook, kind, level, op, verdict,
+    NetEvent, NetRule, OpenEvent, OpenKey, PATH_LEN, RefusedEvent, RuleKey, Server, SocketEvent, counter, fnv1a, hook,
+    kind, level, op, verdict,
 };
 
 // Load-time constants of the host (`EbpfLoader::set_global`), the same for every server: offsets
@@ -89,9 +89,6 @@ static PENDING_NET: HashMap<u32, NetEvent> = HashMap::with_max_entries(16384, BP
 static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 #[map]
 static OPENS_SEEN: LruHashMap<OpenKey, u64> = LruHashMap::with_max_entries(65536, 0);
-/// socket cookie -> where its last DNS query was going (least recently used entries go first).
-#[map]
-static DNS_ORIG: LruHashMap<u64, OrigDst> = LruHashMap::with_max_entries(16384, 0);
 #[map]
 static SCRATCH_OPEN: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -688,14 +685,8 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let port = u16::from_be(sa.user_port as u16);
     let sock_type = sa.type_;
     let protocol = sa.protocol;
-    // DNS goes to mcp-warden's resolver, which decides on the name; the event keeps port 53.
-    let to_dns = port == 53 && srv.conf.dns_port != 0 && operation != op::BIND;
-    if to_dns {
-        to_resolver(ctx, &srv, family, &addr);
-    }
     // An unconnected UDP socket binds port 0 implicitly before sending: that is not a listener.
-    let allowed = to_dns
-        || (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
+    let allowed = (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
         || rule_allows(&srv, operation, family, sock_type, port, &addr);
     let enforced = !allowed && srv.conf.audit == 0;
     let event = NetEvent {
@@ -717,82 +708,6 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         emit(&srv, event);
     }
     if enforced { 0 } else { 1 }
-}
-
-/// A DNS query (port 53, any address) is sent to mcp-warden's resolver on the loopback instead;
-/// where it was going is kept, by socket cookie, for the answer's source (`recvmsg4`/`recvmsg6`).
-#[inline(always)]
-fn to_resolver(ctx: &SockAddrContext, srv: &Srv, family: u32, addr: &[u8; 16]) {
-    // SAFETY: the kernel passes a valid bpf_sock_addr; connect and sendmsg programs may write its
-    // user_ip4/user_ip6/user_port fields.
-    let sa = unsafe { &mut *ctx.sock_addr };
-    // SAFETY: the helper takes the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut core::ffi::c_void) };
-    let orig = OrigDst { addr: *addr, port: sa.user_port, family };
-    let _ = DNS_ORIG.insert(&cookie, &orig, 0);
-    if family == AF_INET {
-        sa.user_ip4 = u32::from_ne_bytes([127, 0, 0, 1]);
-    } else {
-        sa.user_ip6 = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
-    }
-    sa.user_port = u32::from((srv.conf.dns_port as u16).to_be());
-}
-
-#[cgroup_sock_addr(recvmsg4)]
-pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
-    from_resolver(&ctx, AF_INET);
-    1
-}
-
-#[cgroup_sock_addr(recvmsg6)]
-pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
-    from_resolver(&ctx, AF_INET6);
-    1
-}
-
-/// An answer from mcp-warden's resolver shows the address the query was sent to as its source,
-/// as every resolver checks.
-#[inline(always)]
-fn from_resolver(ctx: &SockAddrContext, family: u32) {
-    let Some(srv) = server() else { return };
-    if srv.conf.dns_port == 0 {
-        return;
-    }
-    // SAFETY: the kernel passes a valid bpf_sock_addr; recvmsg programs may write the address.
-    let sa = unsafe { &mut *ctx.sock_addr };
-    if sa.user_port != u32::from((srv.conf.dns_port as u16).to_be()) {
-        return;
-    }
-    let loopback = if family == AF_INET {
-        sa.user_ip4 == u32::from_ne_bytes([127, 0, 0, 1])
-    } else {
-        sa.user_ip6[0] == 0
-            && sa.user_ip6[1] == 0
-            && sa.user_ip6[2] == 0
-            && sa.user_ip6[3] == u32::from_ne_bytes([0, 0, 0, 1])
-    };
-    if !loopback {
-        return;
-    }
-    // SAFETY: the helper takes the program's context.
-    let cookie = unsafe { bpf_get_socket_cookie(ctx.sock_addr as *mut core::ffi::c_void) };
-    // SAFETY: a map value read.
-    let Some(orig) = (unsafe { DNS_ORIG.get(&cookie) }) else { return };
-    if orig.family != family {
-        return;
-    }
-    let a = orig.addr;
-    if family == AF_INET {
-        sa.user_ip4 = u32::from_ne_bytes([a[0], a[1], a[2], a[3]]);
-    } else {
-        sa.user_ip6 = [
-            u32::from_ne_bytes([a[0], a[1], a[2], a[3]]),
-            u32::from_ne_bytes([a[4], a[5], a[6], a[7]]),
-            u32::from_ne_bytes([a[8], a[9], a[10], a[11]]),
-            u32::from_ne_bytes([a[12], a[13], a[14], a[15]]),
-        ];
-    }
-    sa.user_port = orig.port;
 }
 
 #[inline(always)]

@@ -96,14 +96,6 @@ fn an_allowed_name_resolves_and_connects_and_no_other_name_leaves_the_host() {
         assert_eq!(answered["ttl"], 60);
         let refused = records.iter().find(|r| r["outcome"] == "refused").expect("a refusal record");
         assert_eq!((refused["verdict"].as_str(), refused["enforced"].as_bool()), (Some("deny"), Some(true)));
-        // As root the eBPF layer's socket programs route the query (their record keeps port 53);
-        // without privileges the broker's DNS namespace does.
-        let text = std::fs::read_to_string(&log).unwrap();
-        let routed = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .any(|v| (v["kind"] == "send" || v["kind"] == "connect") && v["port"] == 53 && v["verdict"] == "allow");
-        assert_eq!(routed, who == Who::Root, "{who:?}: the route of the DNS queries");
     }
 }
 

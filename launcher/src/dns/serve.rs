@@ -11,17 +11,8 @@ use std::time::Duration;
 
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg};
 
+use super::netns::Listeners;
 use super::{Resolver, Transport};
-
-/// The resolver's sockets: UDP and TCP, IPv4 and IPv6 (in the DNS namespace on port 53, or on
-/// the host's loopback at one port).
-#[derive(Debug)]
-pub struct Listeners {
-    pub udp4: OwnedFd,
-    pub udp6: OwnedFd,
-    pub tcp4: OwnedFd,
-    pub tcp6: OwnedFd,
-}
 
 /// Queries answered at once (each waits for upstream on a thread of its own); past this, a UDP
 /// query is dropped (its client asks again).

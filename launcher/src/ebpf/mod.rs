@@ -47,9 +47,6 @@ pub struct MonitorConfig {
     /// `full`: also every open, failed exec, syscall counts and file refusals, at the price of
     /// the per-syscall tracepoints (every process of the host pays while a `full` server runs).
     pub full: bool,
-    /// The port of mcp-warden's resolver on the loopback, or 0: the socket programs send the
-    /// server's DNS there.
-    pub dns_port: u16,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,8 +202,6 @@ impl Monitor {
             owner_pid: me,
             slot: 0,
             owner_start: shared::process_start(me).unwrap_or(0),
-            dns_port: u32::from(cfg.dns_port),
-            _pad: 0,
         };
         match self.shared.register(id, server, cfg.ring_bytes)? {
             shared::Ring::Reused(map) => {
@@ -352,8 +347,6 @@ fn sock_addr_type(name: &str) -> Option<CgroupSockAddrAttachType> {
         "connect6" => CgroupSockAddrAttachType::Connect6,
         "sendmsg4" => CgroupSockAddrAttachType::UDPSendMsg4,
         "sendmsg6" => CgroupSockAddrAttachType::UDPSendMsg6,
-        "recvmsg4" => CgroupSockAddrAttachType::UDPRecvMsg4,
-        "recvmsg6" => CgroupSockAddrAttachType::UDPRecvMsg6,
         "bind4" => CgroupSockAddrAttachType::Bind4,
         "bind6" => CgroupSockAddrAttachType::Bind6,
         _ => return None,

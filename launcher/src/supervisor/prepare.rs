@@ -15,13 +15,12 @@ use nix::sys::resource::Resource;
 use nix::sys::signal::SigSet;
 
 use super::error::{SupervisorError, cstring, sys_err};
-use super::services::{DnsInputs, ListenerEnd, McpEnds, ServiceInputs, Services};
+use super::services::{ListenerEnd, McpEnds, ServiceInputs, Services};
 use super::stdio;
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
 use crate::dns::netns::DnsNamespace;
-use crate::dns::serve::Listeners;
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
 use crate::layers::fs_view::ViewPlan;
@@ -51,11 +50,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let monitor_parent =
         if plan.monitor_runs() { plan.monitor_cgroup_parent().map(std::path::Path::to_path_buf) } else { None };
     let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
-    // With the eBPF layer, its socket programs send the server's DNS to the resolver on the
-    // loopback: the port goes into the server's entry.
-    let loopback_dns = loopback_resolver(plan, &cgroups);
-    let mut monitor = load_monitor(plan, &cgroups, loopback_dns.as_ref().map_or(0, |(_, port)| *port))?;
-    let loopback_dns = loopback_dns.filter(|_| monitor.is_some()).map(|(listeners, _)| listeners);
+    let mut monitor = load_monitor(plan, &cgroups)?;
     let monitor_log = match &monitor {
         Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
         None => None,
@@ -74,8 +69,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let (mcp, mcp_stdio) = mcp_pipes(plan)?;
     let (stdio, relays) = stdio::server_stdio(mcp_stdio).map_err(sys_err("set up the server's stdio"))?;
     // After the monitor: whether it loaded decides whether the broker is needed.
-    let (seccomp, listener_channel, listener) =
-        seccomp_filters(plan, monitor.is_some(), loopback_dns, private_tmp.as_ref())?;
+    let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some(), private_tmp.as_ref())?;
     // The server's ring buffer must be in place before it is executed. With a listener, stage 2
     // waits for the supervisor to take it, and the supervisor inserts the ring first, while stage
     // 2 hardens itself (`services::start`); without one, now.
@@ -113,24 +107,9 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     })
 }
 
-/// The resolver's sockets on the loopback, and their port, when the eBPF layer is to load and the
-/// server's DNS is answered by mcp-warden. Where they cannot be bound (no IPv6 loopback), the
-/// broker routes DNS through the DNS namespace instead.
-fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<(Listeners, u16)> {
-    cgroups.monitor_dir.as_ref()?;
-    plan.broker_policy(true)?.dns.as_ref()?;
-    match crate::dns::loopback::bind() {
-        Ok(bound) => Some(bound),
-        Err(e) => {
-            tracing::debug!("the resolver's loopback sockets: {e}; DNS goes through the DNS namespace");
-            None
-        }
-    }
-}
-
 /// Loads the eBPF layer when the plan runs it: a failure refuses the run when the layer is
 /// required, and is reported when it is best-effort.
-fn load_monitor(plan: &Plan, cgroups: &ServerCgroups, dns_port: u16) -> Result<Option<Monitor>, SupervisorError> {
+fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>, SupervisorError> {
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
         cgroup_dir: dir,
@@ -139,7 +118,6 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups, dns_port: u16) -> Result<O
         allow_raw_sockets: false,
         ring_bytes: plan.audit_buffer(),
         full: plan.monitor_full(),
-        dns_port,
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),
@@ -250,12 +228,7 @@ type Filters = (Vec<Filter>, Option<UnixStream>, Option<ListenerEnd>);
 /// kernel can hand them over and the profile's violation action is `errno`; the network broker's
 /// calls go there too when it runs (not when the eBPF layer loaded and expresses every rule). The
 /// filter with the listener travels with stage 2, the listener comes back over the channel.
-fn seccomp_filters(
-    plan: &Plan,
-    monitor_loaded: bool,
-    loopback_dns: Option<Listeners>,
-    tmp: Option<&PrivateTmp>,
-) -> Result<Filters, SupervisorError> {
+fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) -> Result<Filters, SupervisorError> {
     let policy = plan.syscalls();
     let learning = plan.learn().is_some();
     let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
@@ -281,15 +254,10 @@ fn seccomp_filters(
     }
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
     let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
-    // While single-threaded: the DNS namespace's helper is forked, unless the socket programs
-    // route the server's DNS to the loopback.
-    let dns = match (broker.as_ref().and_then(|(p, _)| p.dns.as_ref()), loopback_dns) {
-        (None, _) => None,
-        (Some(_), Some(listeners)) => Some(DnsInputs::Loopback(listeners)),
-        (Some(_), None) => {
-            let (namespace, listeners) = DnsNamespace::start().map_err(SupervisorError::Dns)?;
-            Some(DnsInputs::Namespace(namespace, listeners))
-        }
+    // While single-threaded: the DNS namespace's helper is forked.
+    let dns = match broker.as_ref().and_then(|(p, _)| p.dns.as_ref()) {
+        Some(_) => Some(DnsNamespace::start().map_err(SupervisorError::Dns)?),
+        None => None,
     };
     let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer: learn_inputs(plan, tmp) };
     Ok((filters, Some(theirs), Some(end)))
