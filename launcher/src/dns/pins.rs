@@ -50,7 +50,7 @@ impl Pins {
         // One pin per address and set of destinations, whichever name answered it last (the
         // name is only for the record): many names answering one address do not grow the list.
         for addr in addrs {
-            let pins = map.entry(canonical(*addr)).or_default();
+            let pins = map.entry(addr.to_canonical()).or_default();
             pins.retain(|p| p.until > now && p.opens != *opens);
             pins.push(Pin { name: name.to_string(), opens: opens.clone(), until: now + ttl });
         }
@@ -60,7 +60,7 @@ impl Pins {
     pub fn allows(&self, proto: Proto, ip: IpAddr, port: u16) -> Option<String> {
         let now = Instant::now();
         let map = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        let pins = map.get(&canonical(ip))?;
+        let pins = map.get(&ip.to_canonical())?;
         pins.iter().find(|p| p.until > now && p.opens.contains(&(proto, port))).map(|p| p.name.clone())
     }
 }
@@ -77,14 +77,6 @@ fn prune(map: &mut HashMap<IpAddr, Vec<Pin>>, now: Instant) {
     by_expiry.sort_unstable();
     for (_, addr) in by_expiry.into_iter().take(excess) {
         map.remove(&addr);
-    }
-}
-
-/// `::ffff:a.b.c.d` is the IPv4 address it carries.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 

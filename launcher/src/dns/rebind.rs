@@ -59,7 +59,7 @@ fn carried(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => match v6.octets() {
             [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0, a, b, c, d] => IpAddr::from([a, b, c, d]),
-            _ => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            _ => ip.to_canonical(),
         },
         v4 => v4,
     }

@@ -84,7 +84,8 @@ pub enum Verdict {
 impl NetPolicy {
     /// Is a `proto` packet or connection to `dest` allowed? `pins` are the answers the server got.
     pub fn check(&self, proto: Proto, dest: SocketAddr, pins: &Pins) -> Verdict {
-        let ip = canonical(dest.ip());
+        // An IPv4-mapped destination (`::ffff:127.0.0.1`) reaches the IPv4 address it carries.
+        let ip = dest.ip().to_canonical();
         let port = dest.port();
         if self.exact.iter().any(|(p, net, pt)| *p == proto && *pt == port && net.contains(&ip)) {
             return Verdict::Allow;
@@ -103,15 +104,6 @@ impl NetPolicy {
             return Verdict::Allow;
         }
         Verdict::Refuse(format!("{proto} {} is not in the allow-list", SocketAddr::new(ip, port)))
-    }
-}
-
-/// An IPv4-mapped IPv6 address (`::ffff:127.0.0.1`) reaches the IPv4 address it carries: check
-/// it as that.
-fn canonical(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
     }
 }
 
