@@ -6,13 +6,13 @@ use std::io::{IoSlice, IoSliceMut, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg};
 
 use super::netns::Listeners;
 use super::{Resolver, Transport};
+use crate::gate::Gate;
 
 /// Queries answered at once (each waits for upstream on a thread of its own); past this, a UDP
 /// query is dropped (its client asks again).
@@ -25,13 +25,13 @@ const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// Starts serving `listeners` with `resolver`, a thread per socket.
 pub fn start(resolver: Arc<Resolver>, listeners: Listeners) -> std::io::Result<()> {
-    let in_flight = Arc::new(AtomicUsize::new(0));
+    let in_flight = Gate::new(IN_FLIGHT_MAX);
     let Listeners { udp4, udp6, tcp4, tcp6 } = listeners;
     for (sock, v6) in [(udp4, false), (udp6, true)] {
         let (r, f, sock) = (Arc::clone(&resolver), Arc::clone(&in_flight), Arc::new(sock));
         std::thread::Builder::new().name("dns-udp".into()).spawn(move || udp_loop(&r, &sock, v6, &f))?;
     }
-    let open = Arc::new(AtomicUsize::new(0));
+    let open = Gate::new(TCP_MAX);
     for sock in [tcp4, tcp6] {
         let (r, open) = (Arc::clone(&resolver), Arc::clone(&open));
         let listener = TcpListener::from(sock);
@@ -53,23 +53,18 @@ enum Destination {
     V6(libc::in6_addr),
 }
 
-fn udp_loop(resolver: &Arc<Resolver>, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<AtomicUsize>) {
+fn udp_loop(resolver: &Arc<Resolver>, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Gate>) {
     loop {
         let Some(d) = receive(sock.as_raw_fd()) else { continue };
-        if in_flight.fetch_add(1, Ordering::AcqRel) >= IN_FLIGHT_MAX {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-            continue;
-        }
-        let (r, f, s) = (Arc::clone(resolver), Arc::clone(in_flight), Arc::clone(sock));
-        let spawned = std::thread::Builder::new().name("dns-query".into()).spawn(move || {
+        let Some(ticket) = in_flight.enter() else { continue };
+        let (r, s) = (Arc::clone(resolver), Arc::clone(sock));
+        // A thread that cannot start drops the query and, with it, its ticket.
+        let _ = std::thread::Builder::new().name("dns-query".into()).spawn(move || {
             if let Some(answer) = r.answer(&d.bytes, Transport::Udp) {
                 reply(&s, &answer, &d, v6);
             }
-            f.fetch_sub(1, Ordering::AcqRel);
+            drop(ticket);
         });
-        if spawned.is_err() {
-            in_flight.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 
@@ -108,20 +103,14 @@ fn reply(sock: &OwnedFd, answer: &[u8], d: &Datagram, v6: bool) {
     }
 }
 
-fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener, open: &Arc<AtomicUsize>) {
+fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener, open: &Arc<Gate>) {
     for stream in listener.incoming().flatten() {
-        if open.fetch_add(1, Ordering::AcqRel) >= TCP_MAX {
-            open.fetch_sub(1, Ordering::AcqRel);
-            continue; // dropped: closed
-        }
-        let (r, o) = (Arc::clone(resolver), Arc::clone(open));
-        let spawned = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || {
+        let Some(ticket) = open.enter() else { continue }; // dropped: closed
+        let r = Arc::clone(resolver);
+        let _ = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || {
             tcp_connection(&r, stream);
-            o.fetch_sub(1, Ordering::AcqRel);
+            drop(ticket);
         });
-        if spawned.is_err() {
-            open.fetch_sub(1, Ordering::AcqRel);
-        }
     }
 }
 

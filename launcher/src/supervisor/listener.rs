@@ -4,7 +4,6 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 
 use nix::sys::uio::{RemoteIoVec, process_vm_readv};
@@ -13,6 +12,7 @@ use nix::unistd::Pid;
 use super::refusals::{Refusal, Refusals};
 use super::tracer::Tracer;
 use crate::audit::record::DenyLayer;
+use crate::gate::Gate;
 use crate::layers::broker::Broker;
 use crate::layers::refused_call::{self, PathArg};
 use crate::layers::seccomp::{Mediated, SyscallPolicy};
@@ -27,14 +27,14 @@ pub struct Listener {
     pub refusals: Arc<Refusals>,
     /// A learning run's tracer: the traced file calls go there, then continue.
     pub tracer: Option<Arc<Tracer>>,
-    /// Mediated calls being performed (a thread each).
-    pub calls: AtomicUsize,
+    /// Mediated calls being performed (a thread each), at most [`CALLS_MAX`].
+    pub calls: Arc<Gate>,
 }
 
 /// Mediated calls performed at once. A call can block (a connect to a host that never answers, a
 /// send to a peer that does not read); past this, a new one fails with EAGAIN at once, so a server
 /// cannot grow the supervisor without end.
-const CALLS_MAX: usize = 256;
+pub const CALLS_MAX: usize = 256;
 
 /// Serves the listener until every process under the filter is gone. A mediated call gets a thread
 /// of its own (a blocking connect to a slow host must not hold up the others); a refusal is
@@ -85,21 +85,19 @@ fn denied_whole(policy: &SyscallPolicy, nr: i64) -> bool {
 }
 
 fn mediate(shared: &Arc<Listener>, n: Notification) {
-    if shared.calls.fetch_add(1, Ordering::AcqRel) >= CALLS_MAX {
-        shared.calls.fetch_sub(1, Ordering::AcqRel);
+    let Some(ticket) = shared.calls.enter() else {
         let _ = notify::respond(shared.fd.as_fd(), n.id, Err(libc::EAGAIN));
         return;
-    }
+    };
     let worker = Arc::clone(shared);
     let spawned = std::thread::Builder::new().name("broker-call".into()).spawn(move || {
         if let Some((broker, _)) = &worker.broker {
             let result = broker.handle(worker.fd.as_fd(), &n);
             let _ = notify::respond(worker.fd.as_fd(), n.id, result);
         }
-        worker.calls.fetch_sub(1, Ordering::AcqRel);
+        drop(ticket);
     });
     if spawned.is_err() {
-        shared.calls.fetch_sub(1, Ordering::AcqRel);
         let _ = notify::respond(shared.fd.as_fd(), n.id, Err(libc::EAGAIN));
     }
 }

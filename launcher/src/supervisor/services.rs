@@ -22,6 +22,7 @@ use crate::dns::netns::{DnsNamespace, Listeners};
 use crate::dns::pins::Pins;
 use crate::dns::{Resolver, serve};
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
+use crate::gate::Gate;
 use crate::layers::broker::{Broker, DnsRoute, NetPolicy, Observer};
 use crate::layers::seccomp::{Mediated, SyscallPolicy};
 use crate::mcp::{InFlight, McpConfig};
@@ -114,7 +115,7 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     broker,
                     refusals: Arc::clone(&refusals),
                     tracer,
-                    calls: Default::default(),
+                    calls: Gate::new(listener::CALLS_MAX),
                 };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);
