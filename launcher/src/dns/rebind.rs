@@ -44,7 +44,13 @@ const PRIVATE_SUFFIXES: &[&str] = &["internal", "local", "lan", "home.arpa", "lo
 /// it embeds), are checked as the IPv4 address they carry.
 pub fn private(ip: IpAddr) -> Option<&'static str> {
     let ip = carried(ip);
-    RANGES.iter().find(|(net, _)| parse_net(net).is_ok_and(|n: IpNet| n.contains(&ip))).map(|(_, why)| *why)
+    ranges().iter().find(|(net, _)| net.contains(&ip)).map(|(_, why)| *why)
+}
+
+/// [`RANGES`], parsed once.
+fn ranges() -> &'static [(IpNet, &'static str)] {
+    static PARSED: std::sync::OnceLock<Vec<(IpNet, &'static str)>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| RANGES.iter().filter_map(|(net, why)| Some((parse_net(net).ok()?, *why))).collect())
 }
 
 /// Why `ip` may not be a public name's answer on this host, whose interfaces have `host`: one of
@@ -129,6 +135,11 @@ mod tests {
             assert_eq!(refused(a.parse().unwrap(), &host), Some("an address of this host"), "{a}");
         }
         assert_eq!(refused("93.184.216.35".parse().unwrap(), &host), None);
+    }
+
+    #[test]
+    fn every_range_parses() {
+        assert_eq!(ranges().len(), RANGES.len());
     }
 
     #[test]
