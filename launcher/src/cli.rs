@@ -305,6 +305,10 @@ pub struct GrantArgs {
     /// goes to the audit log).
     #[arg(long)]
     pub hide_errors: bool,
+    /// MCP layer: let the server ask the client's model for completions (sampling) during a
+    /// client request.
+    #[arg(long)]
+    pub allow_sampling: bool,
     /// Learning mode: run on the profile plus a safe baseline (the home's configuration and caches
     /// readable, the server's path arguments writable, any network destination; never a secret or
     /// a persistence location) and record what the server uses under NAME; `mcp-warden learn show
@@ -422,13 +426,15 @@ impl GrantArgs {
                 || !self.deny_tool.is_empty()
                 || !self.rate_limit.is_empty()
                 || self.no_redact
-                || self.hide_errors)
+                || self.hide_errors
+                || self.allow_sampling)
                 .then(|| Mcp {
                     allow_tools: self.allow_tool,
                     deny_tools: self.deny_tool,
                     rate_limits: self.rate_limit.into_iter().collect(),
                     redact: self.no_redact.then_some(false),
                     hide_errors: self.hide_errors.then_some(true),
+                    sampling: self.allow_sampling.then_some(true),
                     ..Default::default()
                 }),
             require,

@@ -25,6 +25,9 @@ const NPM_PACKAGES: &[&str] = &[
     "@modelcontextprotocol/server-sequential-thinking@2026.8.31",
     "@modelcontextprotocol/server-github@2025.4.8",
 ];
+/// The official TypeScript SDK client (v2: the 2025 `initialize` era and the 2026-07-28
+/// `server/discover` era), installed into `env/clients` so that `clients/ts_steps.mjs` resolves it.
+const NPM_CLIENT_PACKAGES: &[&str] = &["@modelcontextprotocol/client@2.4.0"];
 /// What the npx/uvx tests run from the launchers' caches (installed there once, as a user would).
 const NPX_PACKAGE: &str = "@modelcontextprotocol/server-sequential-thinking@2026.8.31";
 const UVX_PACKAGE: &str = "mcp-server-time==2026.10.19";
@@ -44,16 +47,17 @@ pub fn setup() -> Result<()> {
     for (dir, packages) in [("venv", PY_PACKAGES), ("venv-sqlite", PY_SQLITE_PACKAGES)] {
         python_venv(&env.join(dir), packages)?;
     }
-    npm_servers(&env)?;
+    npm_install(&env.join("node"), NPM_PACKAGES, "mcp-warden-test-servers", "npm servers")?;
+    let clients = env.join("clients");
+    npm_install(&clients, NPM_CLIENT_PACKAGES, "mcp-warden-test-clients", "npm client SDK")?;
     readabilipy_helper(&env)?;
     launcher_caches(&env)?;
     crate::proof::install(&env)?;
 
-    let clients = env.join("clients");
     std::fs::create_dir_all(&clients)?;
     for entry in std::fs::read_dir("tests/clients")? {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "py") {
+        if path.extension().is_some_and(|e| e == "py" || e == "mjs") {
             std::fs::copy(&path, clients.join(path.file_name().context("file name")?))?;
         }
     }
@@ -119,24 +123,24 @@ fn debian_packages() -> Result<()> {
     Ok(())
 }
 
-/// The npm servers in `env/node`, reinstalled only when the list changes.
-fn npm_servers(env: &Path) -> Result<()> {
-    let node = env.join("node");
-    let stamp = env.join("node.stamp");
-    let want = NPM_PACKAGES.join(" ");
+/// `packages` installed with npm into `dir` (its own package.json and node_modules),
+/// reinstalled only when the list changes (a stamp next to `dir`).
+fn npm_install(dir: &Path, packages: &[&str], name: &str, what: &str) -> Result<()> {
+    let stamp = dir.with_extension("stamp");
+    let want = packages.join(" ");
     if std::fs::read_to_string(&stamp).ok().as_deref() == Some(want.as_str()) {
-        step(&format!("npm servers up to date ({want})"));
+        step(&format!("{what} up to date ({want})"));
         return Ok(());
     }
-    step(&format!("npm servers: {want}"));
-    std::fs::create_dir_all(&node)?;
-    if !node.join("package.json").exists() {
-        std::fs::write(node.join("package.json"), "{\"name\":\"mcp-warden-test-servers\",\"private\":true}\n")?;
+    step(&format!("{what}: {want}"));
+    std::fs::create_dir_all(dir)?;
+    if !dir.join("package.json").exists() {
+        std::fs::write(dir.join("package.json"), format!("{{\"name\":\"{name}\",\"private\":true}}\n"))?;
     }
     run(Command::new("npm")
         .args(["install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix"])
-        .arg(&node)
-        .args(NPM_PACKAGES))?;
+        .arg(dir)
+        .args(packages))?;
     std::fs::write(&stamp, &want)?;
     Ok(())
 }

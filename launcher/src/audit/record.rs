@@ -59,6 +59,11 @@ pub enum AuditRecord {
     Dns(Dns),
     /// A JSON-RPC message through the MCP layer.
     Mcp(Mcp),
+    /// A tool in flight tried what its annotations say it does not do.
+    #[serde(rename = "annotation-violation")]
+    AnnotationViolation(AnnotationViolation),
+    /// What each layer enforces on this host, as the MCP layer tells the client.
+    Posture(Posture),
     /// The last record of the eBPF layer's log, when the server has ended.
     Summary(RunSummary),
 }
@@ -80,6 +85,8 @@ impl AuditRecord {
             AuditRecord::Lsm(_) => "lsm",
             AuditRecord::Dns(_) => "dns",
             AuditRecord::Mcp(_) => "mcp",
+            AuditRecord::AnnotationViolation(_) => "annotation-violation",
+            AuditRecord::Posture(_) => "posture",
             AuditRecord::Summary(_) => "summary",
         }
     }
@@ -95,10 +102,15 @@ impl AuditRecord {
             AuditRecord::Socket(s) => denied(&s.verdict),
             AuditRecord::Lsm(l) => denied(&l.verdict),
             AuditRecord::Dns(d) => denied(&d.verdict),
-            AuditRecord::Mcp(m) => {
-                matches!(&m.message, McpMessage::Request(McpRequest { decision: Some(Decision::Refused { .. }), .. }))
-            }
+            AuditRecord::Mcp(m) => matches!(
+                &m.message,
+                McpMessage::Request(McpRequest { decision: Some(Decision::Refused { .. }), .. })
+                    | McpMessage::Response(McpResponse { outcome: ResponseOutcome::Refused { .. }, .. })
+                    | McpMessage::Roots(_)
+            ),
+            AuditRecord::AnnotationViolation(v) => v.errno.is_some(),
             AuditRecord::Start(_)
+            | AuditRecord::Posture(_)
             | AuditRecord::Exec(_)
             | AuditRecord::Fork(_)
             | AuditRecord::Exit(_)
@@ -462,8 +474,58 @@ pub enum McpMessage {
     Response(McpResponse),
     /// A message without an id, in either direction.
     Notification(McpNotification),
-    /// A line that is not JSON (relayed as it came).
+    /// A line that is not JSON (relayed as it came), or too long to police (dropped).
     Malformed(McpMalformed),
+    /// Roots the client gave the server, narrowed to the filesystem grants.
+    Roots(McpRoots),
+}
+
+/// Roots withheld from the server (`message: roots`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct McpRoots {
+    /// The roots removed, as the client gave them (outside every grant, or wider than one).
+    pub removed: Vec<String>,
+    /// The grants the server was given in place of a wider root.
+    pub added: Vec<String>,
+}
+
+/// `kind: annotation-violation`: while a call of `tool` was in flight, the server tried what the
+/// tool's annotations say it does not do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct AnnotationViolation {
+    #[serde(flatten)]
+    pub caller: Caller,
+    pub tool: String,
+    /// The annotation broken: `readOnlyHint` (a write) or `openWorldHint` (a new connection).
+    pub annotation: String,
+    /// The system call tried.
+    pub syscall: String,
+    /// The path it names, or the address it connects or sends to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The errno the caller got; absent when the call went ahead (enforcement off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errno: Option<String>,
+}
+
+/// `kind: posture`: what each layer enforces on this host, requested against enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct Posture {
+    pub layers: Vec<LayerPosture>,
+    /// The SHA-256 of the resolved plan (`mcp-warden explain`'s content), short.
+    pub plan: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct LayerPosture {
+    pub layer: String,
+    /// `required`, `best-effort` or `off`.
+    pub requested: String,
+    /// `full`, `partial`, `missing` or `off`.
+    pub enforced: String,
+    /// Why partial or missing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub why: Option<String>,
 }
 
 /// A request: from the client (tracked, checked, answered) or from the server.
@@ -532,6 +594,9 @@ pub enum ResponseOutcome {
         /// The full error object, as the server sent it.
         error: Value,
     },
+    /// A result the layer refused and replaced by a tool error (structured output that breaks its
+    /// schema, a sampling request the profile does not allow).
+    Refused { reason: String },
     /// A tool result with `isError`.
     ToolError {
         /// The full result, when the client was given a generic message instead.

@@ -113,6 +113,26 @@ fn render_mcp(out: &mut dyn Write, plan: &Plan) -> io::Result<()> {
         "  server errors  {}",
         if m.hide_errors { "hidden from the client (audit log only)" } else { "passed to the client" }
     )?;
+    writeln!(out, "  annotations    {}", m.annotations.describe())?;
+    if m.annotations.enforce {
+        let scratch: Vec<String> = m.scratch.iter().map(|d| d.display().to_string()).collect();
+        writeln!(
+            out,
+            "  scratch        {} (a read-only tool may still write files there; so it may in the private TMPDIR)",
+            if scratch.is_empty() { "none".into() } else { scratch.join(", ") }
+        )?;
+    }
+    writeln!(
+        out,
+        "  sampling       {}",
+        if m.sampling {
+            "allowed during a client request"
+        } else {
+            "refused (the server may not ask the client's model)"
+        }
+    )?;
+    writeln!(out, "  roots          narrowed to the filesystem grants before the server sees them")?;
+    writeln!(out, "  eras           2025 (initialize) and 2026-07-28 (server/discover, _meta per request) alike")?;
     match &m.pins {
         Some(p) => writeln!(out, "  tool pins      {}", p.display()),
         None => writeln!(out, "  tool pins      off"),

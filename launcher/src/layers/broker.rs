@@ -367,7 +367,7 @@ fn peer(sock: BorrowedFd<'_>) -> Option<SocketAddr> {
 }
 
 /// An IPv4 or IPv6 destination from a raw socket address.
-fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
+pub(crate) fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
     let family = addr.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])))?;
     let port = u16::from_be_bytes([*addr.get(2)?, *addr.get(3)?]);
     match family {

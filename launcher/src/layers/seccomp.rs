@@ -407,30 +407,133 @@ impl Mediated {
     }
 }
 
-/// The calls the listener gets besides refusals: the broker's, and a learning run's traced file
-/// calls.
+/// The calls the listener gets besides refusals: the broker's, a learning run's traced file
+/// calls, and the calls the MCP layer's annotations guard.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Listened {
     pub mediated: Option<Mediated>,
     pub traced: bool,
+    pub guarded: Option<Guarded>,
 }
 
 impl Listened {
     pub fn is_empty(self) -> bool {
-        self.mediated.is_none() && !self.traced
+        self.mediated.is_none() && !self.traced && self.guarded.is_none()
     }
 
     fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
         let mediated = self.mediated.map(Mediated::rules).transpose()?.unwrap_or_default();
         let traced =
             if self.traced { traced_calls().map(|s| (s.id() as i64, Vec::new())).collect() } else { BTreeMap::new() };
-        Ok(union(mediated, traced))
+        let guarded = self.guarded.map(Guarded::rules).transpose()?.unwrap_or_default();
+        Ok(union(union(mediated, traced), guarded))
     }
 
     /// The filter of a run without the seccomp layer: only these calls, to the listener.
     pub fn filter(self) -> Result<Filter, seccompiler::BackendError> {
         Ok(Filter::Listener(notifying(self.rules()?, target_arch())?))
     }
+}
+
+/// The calls the MCP layer's annotations guard: every call that changes the filesystem (opens
+/// for writing or creating included), and every call that opens a connection or sends to an
+/// address. While no guarded tool call is in flight the supervisor lets them continue at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guarded {
+    /// UDP is allowed: `sendmsg` and `sendmmsg` may carry an address.
+    pub datagrams: bool,
+}
+
+/// Open flags that make an open a write: `O_WRONLY`, `O_RDWR`, `O_CREAT`, `O_TRUNC` (`O_TMPFILE`
+/// needs one of the first two).
+const WRITE_FLAGS: [u64; 4] = [libc::O_WRONLY as u64, libc::O_RDWR as u64, libc::O_CREAT as u64, libc::O_TRUNC as u64];
+
+/// The calls that change the filesystem whatever their arguments (names missing on an
+/// architecture are skipped). `openat2` carries its flags in memory BPF cannot read: every one.
+const WRITES: &[&str] = &[
+    "creat",
+    "mkdir",
+    "mkdirat",
+    "unlink",
+    "unlinkat",
+    "rmdir",
+    "rename",
+    "renameat",
+    "renameat2",
+    "truncate",
+    "ftruncate",
+    "fallocate",
+    "symlink",
+    "symlinkat",
+    "link",
+    "linkat",
+    "mknod",
+    "mknodat",
+    "chmod",
+    "fchmod",
+    "fchmodat",
+    "fchmodat2",
+    "chown",
+    "fchown",
+    "lchown",
+    "fchownat",
+    "utime",
+    "utimes",
+    "futimesat",
+    "utimensat",
+    "setxattr",
+    "lsetxattr",
+    "fsetxattr",
+    "setxattrat",
+    "removexattr",
+    "lremovexattr",
+    "fremovexattr",
+    "removexattrat",
+    "openat2",
+];
+
+/// What a guarded call would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Guards {
+    Write,
+    Connect,
+}
+
+impl Guarded {
+    fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+        let mut rules = Mediated { datagrams: self.datagrams, every_send: false }.rules()?;
+        for (name, flags_arg) in [("open", 1), ("openat", 2)] {
+            let Ok(nr) = name.parse::<Sysno>() else { continue };
+            let per_flag = WRITE_FLAGS
+                .iter()
+                .map(|f| SeccompRule::new(vec![Cond::new(flags_arg, Len::Dword, Op::MaskedEq(*f), *f)?]))
+                .collect::<Result<Vec<_>, _>>()?;
+            rules.insert(nr.id() as i64, per_flag);
+        }
+        for nr in writes() {
+            rules.insert(nr.id() as i64, Vec::new());
+        }
+        Ok(rules)
+    }
+
+    /// What a notified call would do, if it is one of the guarded (the filter's own test).
+    pub fn covers(self, nr: i64, args: &[u64; 6]) -> Option<Guards> {
+        let is_write = |flags: u64| WRITE_FLAGS.iter().any(|f| flags & f != 0);
+        let sysno = Sysno::new(nr as usize)?;
+        match sysno {
+            Sysno::openat => is_write(args[2] & 0xffff_ffff).then_some(Guards::Write),
+            #[cfg(target_arch = "x86_64")]
+            Sysno::open => is_write(args[1] & 0xffff_ffff).then_some(Guards::Write),
+            _ if writes().any(|w| w == sysno) => Some(Guards::Write),
+            _ => Mediated { datagrams: self.datagrams, every_send: false }.covers(nr, args).then_some(Guards::Connect),
+        }
+    }
+}
+
+/// The [`WRITES`] this architecture has, looked up by name once.
+fn writes() -> impl Iterator<Item = Sysno> {
+    static CALLS: std::sync::OnceLock<Vec<Sysno>> = std::sync::OnceLock::new();
+    CALLS.get_or_init(|| WRITES.iter().filter_map(|name| name.parse::<Sysno>().ok()).collect()).iter().copied()
 }
 
 /// The file calls a learning run (`mcp-warden run --learn`) hands to the supervisor, which records
@@ -575,8 +678,8 @@ mod tests {
                     let cases = [
                         (false, Listened::default()),
                         (true, Listened::default()),
-                        (true, Listened { mediated: m, traced: false }),
-                        (true, Listened { mediated: m, traced: true }),
+                        (true, Listened { mediated: m, traced: false, guarded: None }),
+                        (true, Listened { mediated: m, traced: true, guarded: Some(Guarded { datagrams: true }) }),
                     ];
                     for (notify, listened) in cases {
                         let filters = policy(SocketPolicy { tcp, udp, unix }).compile(true, notify, listened).unwrap();
@@ -591,7 +694,7 @@ mod tests {
     }
 
     fn listened(m: Mediated) -> Listened {
-        Listened { mediated: Some(m), traced: false }
+        Listened { mediated: Some(m), traced: false, guarded: None }
     }
 
     #[test]

@@ -13,12 +13,19 @@
 //!   message.
 //! - every request and response: one `"kind": "mcp"` line in the audit log.
 
+pub mod annotations;
+mod from_client;
+mod from_server;
 pub mod pins;
 pub mod policy;
 pub mod proxy;
 pub mod redact;
+pub mod roots;
+pub mod tools;
 
 use std::path::PathBuf;
+
+use annotations::{AnnotationPolicy, Guard, Observed};
 
 use crate::audit::Destination;
 
@@ -34,6 +41,15 @@ pub struct McpConfig {
     pub pins: Option<PathBuf>,
     pub log_arguments: bool,
     pub audit: Destination,
+    pub annotations: AnnotationPolicy,
+    /// Server requests for `sampling/createMessage` reach the client (else refused).
+    pub sampling: bool,
+    /// The filesystem grants (canonical paths), which roots are intersected with.
+    pub grants: Vec<PathBuf>,
+    /// Directories a read-only tool may still write files in (canonical).
+    pub scratch: Vec<PathBuf>,
+    /// What each layer enforces on this host, for `_meta` of the initialize or discover result.
+    pub posture: Option<crate::audit::record::Posture>,
 }
 
 impl McpConfig {
@@ -58,13 +74,19 @@ impl McpConfig {
             pins: None,
             log_arguments: false,
             audit: Destination::File("/dev/null".into()),
+            annotations: AnnotationPolicy::default(),
+            sampling: false,
+            grants: vec![PathBuf::from("/srv")],
+            scratch: Vec::new(),
+            posture: None,
         }
     }
 }
 
 /// The `tools/call` requests in flight, shared with the supervisor: a learning run's tracer
-/// attributes each access to the one call in flight (if exactly one is), and each refusal seen
-/// while exactly one is in flight is noted for it, so that its result carries the explanation.
+/// attributes each access to the one call in flight (if exactly one is), each refusal seen while
+/// exactly one is in flight is noted for it (its result carries the explanation), and the seccomp
+/// listener holds each in-flight call to its annotations.
 #[derive(Debug, Default)]
 pub struct InFlight(std::sync::Mutex<Vec<Call>>);
 
@@ -72,6 +94,9 @@ pub struct InFlight(std::sync::Mutex<Vec<Call>>);
 struct Call {
     id: String,
     tool: String,
+    guard: Guard,
+    /// What the call tried against its annotations.
+    observed: Observed,
     /// What was refused during the call, one line each (at most [`NOTES_MAX`]).
     notes: Vec<String>,
 }
@@ -79,17 +104,43 @@ struct Call {
 /// Refusals noted per call; past them the audit log has the rest.
 const NOTES_MAX: usize = 16;
 
+/// What a call in flight forbids the server to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Attempt {
+    /// Change the filesystem (forbidden by `readOnlyHint`).
+    Write,
+    /// Open a new outbound connection or send to a new destination (forbidden when
+    /// `openWorldHint` is false).
+    Connect,
+}
+
+/// What a call is when it ends: what was refused during it, and what it tried.
+#[derive(Debug, Default)]
+pub struct Ended {
+    pub notes: Vec<String>,
+    pub observed: Observed,
+}
+
 impl InFlight {
-    pub fn begin(&self, id: &str, tool: &str) {
-        self.lock().push(Call { id: id.into(), tool: tool.into(), notes: Vec::new() });
+    pub fn begin(&self, id: &str, tool: &str, guard: Guard) {
+        self.lock().push(Call {
+            id: id.into(),
+            tool: tool.into(),
+            guard,
+            observed: Observed::default(),
+            notes: Vec::new(),
+        });
     }
 
-    /// The call is answered: its notes.
-    pub fn end(&self, id: &str) -> Vec<String> {
+    /// The call is answered.
+    pub fn end(&self, id: &str) -> Ended {
         let mut calls = self.lock();
         match calls.iter().position(|c| c.id == id) {
-            Some(i) => calls.remove(i).notes,
-            None => Vec::new(),
+            Some(i) => {
+                let c = calls.remove(i);
+                Ended { notes: c.notes, observed: c.observed }
+            }
+            None => Ended::default(),
         }
     }
 
@@ -98,6 +149,21 @@ impl InFlight {
         match self.lock().as_slice() {
             [call] => Some(call.tool.clone()),
             _ => None,
+        }
+    }
+
+    /// The tool of an in-flight call that forbids `attempt`, if any.
+    pub fn forbidding(&self, attempt: Attempt) -> Option<String> {
+        self.lock().iter().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
+    }
+
+    /// Notes that `attempt` was tried during the calls of `tool` that forbid it.
+    pub fn observe(&self, tool: &str, attempt: Attempt) {
+        for call in self.lock().iter_mut().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
+            match attempt {
+                Attempt::Write => call.observed.wrote = true,
+                Attempt::Connect => call.observed.connected = true,
+            }
         }
     }
 
@@ -113,5 +179,12 @@ impl InFlight {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn forbids(guard: Guard, attempt: Attempt) -> bool {
+    match attempt {
+        Attempt::Write => guard.read_only,
+        Attempt::Connect => guard.closed_world,
     }
 }

@@ -6,10 +6,14 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use crate::audit::Destination;
+use crate::audit::record::{LayerPosture, Posture};
 use crate::mcp::McpConfig;
+use crate::mcp::annotations::AnnotationPolicy;
 use crate::mcp::policy::{Constraint, Rate, ToolFilter};
 use crate::profile::vars::Vars;
-use crate::profile::{ArgConstraint, Mcp};
+use crate::profile::{ArgConstraint, Mcp, Permit};
+
+use super::report::{Enforcement, LayerReport};
 
 use super::error::PlanError;
 use super::monitor::{file_safe, profile_stem};
@@ -44,7 +48,44 @@ pub fn resolve_mcp(
         pins: if m.pin_tools.unwrap_or(true) { pins } else { None },
         log_arguments: m.log_arguments.unwrap_or(false),
         audit,
+        annotations: AnnotationPolicy {
+            destructive: m.destructive.unwrap_or(Permit::Allow),
+            open_world: m.open_world.unwrap_or(Permit::Allow),
+            require: m.require_annotations.unwrap_or(false),
+            enforce: m.enforce_annotations.unwrap_or(true),
+        },
+        sampling: m.sampling.unwrap_or(false),
+        scratch: m.scratch.iter().map(|d| directory(d, vars, cwd, "scratch")).collect::<Result<Vec<_>, _>>()?.concat(),
+        // filled in once the plan is resolved
+        grants: Vec::new(),
+        posture: None,
     })
+}
+
+/// The posture the layer tells the client and writes to its log: each layer, requested against
+/// enforced on this host, and a short hash of the whole plan.
+pub fn posture(layers: &[LayerReport], plan_debug: &str) -> Posture {
+    use sha2::Digest;
+    let digest: String =
+        sha2::Sha256::digest(plan_debug.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let layers = layers
+        .iter()
+        .map(|r| {
+            let (enforced, why) = match &r.enforcement {
+                Enforcement::Full => ("full", None),
+                Enforcement::Partial(why) => ("partial", Some(why.clone())),
+                Enforcement::Missing(why) => ("missing", Some(why.clone())),
+                Enforcement::Off => ("off", None),
+            };
+            LayerPosture {
+                layer: r.layer.name().into(),
+                requested: r.level.to_string(),
+                enforced: enforced.into(),
+                why,
+            }
+        })
+        .collect();
+    Posture { layers, plan: digest }
 }
 
 fn invalid(why: String) -> PlanError {
@@ -60,13 +101,12 @@ fn constraint(c: &ArgConstraint, vars: &Vars, cwd: &Path) -> Result<Constraint, 
         ),
         None => None,
     };
-    let mut under = Vec::new();
-    for raw in &c.under {
-        for dir in vars.expand_many(raw).map_err(|e| invalid(format!("constraint under `{raw}`: {e}")))? {
-            let dir = cwd.join(dir);
-            under.push(dir.canonicalize().map_err(|e| invalid(format!("constraint under `{}`: {e}", dir.display())))?);
-        }
-    }
+    let under = c
+        .under
+        .iter()
+        .map(|raw| directory(raw, vars, cwd, "constraint under"))
+        .collect::<Result<Vec<_>, _>>()?
+        .concat();
     Ok(Constraint {
         tool: tool.compile_matcher(),
         argument: c.argument.clone(),
@@ -75,6 +115,16 @@ fn constraint(c: &ArgConstraint, vars: &Vars, cwd: &Path) -> Result<Constraint, 
         one_of: c.one_of.clone(),
         under,
     })
+}
+
+/// The canonical directories a path entry names (variables expanded, relative to `cwd`).
+fn directory(raw: &str, vars: &Vars, cwd: &Path, what: &str) -> Result<Vec<PathBuf>, PlanError> {
+    let mut dirs = Vec::new();
+    for dir in vars.expand_many(raw).map_err(|e| invalid(format!("{what} `{raw}`: {e}")))? {
+        let dir = cwd.join(dir);
+        dirs.push(dir.canonicalize().map_err(|e| invalid(format!("{what} `{}`: {e}", dir.display())))?);
+    }
+    Ok(dirs)
 }
 
 /// This server's pin file under the invoking user's state directory (when one is known).

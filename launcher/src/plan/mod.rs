@@ -236,7 +236,43 @@ impl Plan {
         };
         let pid_ns_disabled = p.process.pid_namespace == Some(false);
         plan.layers = Layer::ALL.iter().map(|l| plan.report(*l, host, pid_ns_disabled)).collect();
+        plan.complete_mcp();
+        plan.check_mcp(host)?;
         Ok(plan)
+    }
+
+    /// What the MCP layer needs of the resolved plan: the grants roots are narrowed to, and the
+    /// posture it tells the client.
+    fn complete_mcp(&mut self) {
+        let grants = self.fs.paths.keys().cloned().collect();
+        let posture = mcp::posture(
+            &self.layers,
+            &format!("{:?}", (&self.command, &self.fs, &self.net, &self.syscalls, &self.levels)),
+        );
+        if let Some(m) = self.mcp.as_mut() {
+            m.grants = grants;
+            m.posture = Some(posture);
+        }
+    }
+
+    /// The MCP layer's annotations need the seccomp listener to put descriptors into the server
+    /// (Linux 5.14), and its scratch directories must be writable at all.
+    fn check_mcp(&self, host: &HostFacts) -> Result<(), PlanError> {
+        let Some(m) = &self.mcp else { return Ok(()) };
+        if m.annotations.enforce && !(host.user_notification && host.socket_swap) {
+            return Err(PlanError::Unenforceable {
+                layer: "mcp annotations",
+                why: "holding tools to their annotations needs seccomp user notification with SECCOMP_IOCTL_NOTIF_ADDFD (Linux 5.14), which this kernel lacks; set [mcp] enforce-annotations = false to run with the annotations unchecked".into(),
+            });
+        }
+        let writable = |d: &PathBuf| self.fs.paths.iter().any(|(p, (a, _))| a.write && d.starts_with(p));
+        if let Some(dir) = m.scratch.iter().find(|d| !writable(d)) {
+            return Err(PlanError::Invalid {
+                what: "[mcp] scratch".into(),
+                why: format!("{} is not inside a write grant; add it to [filesystem] write", dir.display()),
+            });
+        }
+        Ok(())
     }
 
     /// The first required layer this host cannot enforce in full; best-effort shortfalls become

@@ -80,6 +80,33 @@ pub struct Mcp {
     /// Constraints on tool arguments beyond the server's schema.
     #[serde(default)]
     pub constraints: Vec<ArgConstraint>,
+    /// Tools whose annotations say they may destroy data (`destructiveHint`, true when missing,
+    /// unless `readOnlyHint`): `"allow"` (default) or `"deny"` (hidden and refused).
+    pub destructive: Option<Permit>,
+    /// Tools whose annotations say they reach outside the machine (`openWorldHint`, true when
+    /// missing): `"allow"` (default) or `"deny"` (hidden and refused).
+    pub open_world: Option<Permit>,
+    /// Hide and refuse tools that carry no `annotations` at all (default false).
+    pub require_annotations: Option<bool>,
+    /// Make annotations true: while a call to a read-only tool is in flight the server's writes
+    /// are refused, and while a call to a closed-world tool is in flight its new connections are
+    /// (default true).
+    pub enforce_annotations: Option<bool>,
+    /// Directories a read-only tool may still create and write files in (caches, logs); they
+    /// must be inside the filesystem's write grants.
+    #[serde(default)]
+    pub scratch: Vec<String>,
+    /// Let the server ask the client's model for completions (`sampling/createMessage`), during
+    /// a call of the client's (default false: refused and logged).
+    pub sampling: Option<bool>,
+}
+
+/// `"allow"` or `"deny"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Permit {
+    Allow,
+    Deny,
 }
 
 /// A constraint on one argument of one tool.
@@ -294,8 +321,8 @@ impl fmt::Display for Level {
     }
 }
 
-no_origin!(Runtime, Violation, Level);
-replaced!(Runtime, Violation, Level);
+no_origin!(Runtime, Violation, Level, Permit);
+replaced!(Runtime, Violation, Level, Permit);
 
 layer!(Profile { description, extends, runtime, filesystem, network, process, environment, syscalls, mcp, require });
 layer!(Mcp {
@@ -308,7 +335,13 @@ layer!(Mcp {
     hide_errors,
     pin_tools,
     log_arguments,
-    constraints
+    constraints,
+    destructive,
+    open_world,
+    require_annotations,
+    enforce_annotations,
+    scratch,
+    sampling
 });
 layer!(ArgConstraint { tool, argument, max_length, pattern, one_of, under });
 layer!(Filesystem { read, write, exec, private_tmp });

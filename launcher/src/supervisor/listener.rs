@@ -9,6 +9,7 @@ use std::thread::JoinHandle;
 use nix::sys::uio::{RemoteIoVec, process_vm_readv};
 use nix::unistd::Pid;
 
+use super::guard::{Guard, Verdict};
 use super::refusals::{Refusal, Refusals};
 use super::tracer::Tracer;
 use crate::audit::record::DenyLayer;
@@ -29,6 +30,8 @@ pub struct Listener {
     pub tracer: Option<Arc<Tracer>>,
     /// Mediated calls being performed (a thread each), at most [`CALLS_MAX`].
     pub calls: Arc<Gate>,
+    /// The MCP layer's annotations, held on the guarded calls.
+    pub guard: Option<Guard>,
 }
 
 /// Mediated calls performed at once. A call can block (a connect to a host that never answers, a
@@ -44,10 +47,22 @@ pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new().name("seccomp-listener".into()).spawn(move || {
         while let Some(n) = next(shared.fd.as_fd()) {
             let refused = denied_whole(&shared.policy, n.nr) || shared.policy.sets_privilege_bits(n.nr, &n.args);
+            let guarded = shared.guard.as_ref().filter(|_| !refused).and_then(|g| Some((g, g.covers(&n)?)));
+            if let Some((guard, what)) = guarded
+                && let Verdict::Answered(result) = guard.check(shared.fd.as_fd(), &n, what)
+            {
+                if result.is_err() {
+                    let _ = notify::respond(shared.fd.as_fd(), n.id, result);
+                }
+                continue;
+            }
             match (&shared.broker, &shared.tracer) {
                 (Some((_, mediated)), _) if mediated.covers(n.nr, &n.args) && !refused => mediate(&shared, n),
                 (_, Some(tracer)) if crate::layers::seccomp::is_traced(n.nr) && !refused => {
                     tracer.file_call(&n, || notify::still_pending(shared.fd.as_fd(), n.id));
+                    let _ = notify::respond_continue(shared.fd.as_fd(), n.id);
+                }
+                _ if guarded.is_some() => {
                     let _ = notify::respond_continue(shared.fd.as_fd(), n.id);
                 }
                 _ => {

@@ -11,6 +11,7 @@
 //! 7. Tear down, once, whatever happened after the fork (`teardown.rs`).
 
 mod error;
+mod guard;
 mod listener;
 mod prepare;
 pub mod refusals;

@@ -26,7 +26,7 @@ use crate::layers::cgroup::ServerCgroups;
 use crate::layers::fs_view::ViewPlan;
 use crate::layers::landlock::{self, FsAccess};
 use crate::layers::private_tmp::PrivateTmp;
-use crate::layers::seccomp::{Filter, Listened, Mediated};
+use crate::layers::seccomp::{Filter, Guarded, Listened, Mediated};
 use crate::plan::{Enforcement, Layer, Plan};
 use crate::profile::{Level, Violation};
 use crate::stage2::Stage2;
@@ -233,7 +233,8 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     let learning = plan.learn().is_some();
     let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
     let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), mediated));
-    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: plan.trace_files() };
+    let guarded = plan.mcp().filter(|m| m.annotations.enforce).map(|_| Guarded { datagrams: policy.sockets.udp });
+    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: plan.trace_files(), guarded };
     let seccomp_on = plan.level(Layer::Seccomp) != Level::Off
         && !matches!(plan.enforcement(Layer::Seccomp), Enforcement::Missing(_));
     let filters = match (seccomp_on, listened.is_empty()) {
@@ -259,8 +260,23 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
         Some(_) => Some(DnsNamespace::start().map_err(SupervisorError::Dns)?),
         None => None,
     };
-    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer: learn_inputs(plan, tmp) };
+    let guarded = guarded.map(|g| (g, write_grants(plan, tmp), scratch(plan, tmp)));
+    let tracer = learn_inputs(plan, tmp);
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer, guarded };
     Ok((filters, Some(theirs), Some(end)))
+}
+
+/// Where the server may write at all (a write elsewhere is refused by Landlock anyway).
+fn write_grants(plan: &Plan, tmp: Option<&PrivateTmp>) -> Vec<PathBuf> {
+    granted_paths(plan, tmp).into_iter().filter(|(_, a)| a.write).map(|(p, _)| p).collect()
+}
+
+/// The directories a read-only tool may still write files in: the profile's scratch directories
+/// and the private TMPDIR.
+fn scratch(plan: &Plan, tmp: Option<&PrivateTmp>) -> Vec<PathBuf> {
+    let mut dirs = plan.mcp().map(|m| m.scratch.clone()).unwrap_or_default();
+    dirs.extend(tmp.map(|t| t.path().to_path_buf()));
+    dirs
 }
 
 /// What the seccomp listener's tracer needs when file calls are traced: the grants it judges

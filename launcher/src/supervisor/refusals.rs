@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use crate::audit::AuditLog;
-use crate::audit::record::{AuditLine, AuditRecord, Caller, Deny, DenyLayer, Dns, DnsOutcome, Verdict};
+use crate::audit::record::{
+    AnnotationViolation, AuditLine, AuditRecord, Caller, Deny, DenyLayer, Dns, DnsOutcome, Verdict,
+};
 use crate::logging::printable;
 use crate::mcp::InFlight;
 
@@ -99,6 +101,44 @@ impl Refusals {
             verdict: Verdict::Deny { enforced },
         };
         self.write(AuditRecord::Deny(record));
+    }
+
+    /// A tool in flight tried what its annotations say it does not do (`annotation`:
+    /// `readOnlyHint` or `openWorldHint`); it got `errno`. Told on stderr once per tool, call and
+    /// target; noted for the call's result; counted under `annotations`.
+    pub fn annotation_violation(
+        &self,
+        tid: u32,
+        tool: &str,
+        annotation: &str,
+        syscall: &str,
+        target: Option<String>,
+        errno: i32,
+    ) {
+        let caller = caller(tid);
+        let on = target.as_deref().map(|t| format!(" {t}")).unwrap_or_default();
+        let line = printable(&format!(
+            "annotations: tool `{tool}` is declared {} but tried {syscall}{on} during its call; refused",
+            if annotation == "readOnlyHint" { "read-only" } else { "closed-world" }
+        ));
+        if let Some(calls) = &self.calls {
+            calls.note(&line);
+        }
+        if self.first_time(format!("annotations {tool} {syscall}{on}")) {
+            self.remember(line.clone());
+            eprintln!("mcp-warden: {line}");
+        }
+        *lock(&self.counts).entry("annotations").or_default() += 1;
+        let errno = Some(format!("{:?}", nix::errno::Errno::from_raw(errno)));
+        let record = AnnotationViolation {
+            caller,
+            tool: tool.into(),
+            annotation: annotation.into(),
+            syscall: syscall.into(),
+            target,
+            errno,
+        };
+        self.write(AuditRecord::AnnotationViolation(record));
     }
 
     /// Refusals so far, by layer (`seccomp`, `network`).

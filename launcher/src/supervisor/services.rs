@@ -6,12 +6,14 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
+use super::guard::Guard;
 use super::listener::{self, Listener};
 use super::refusals::Refusals;
 use super::stdio;
@@ -24,7 +26,7 @@ use crate::dns::{Resolver, serve};
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
 use crate::gate::Gate;
 use crate::layers::broker::{Broker, DnsRoute, NetPolicy, Observer};
-use crate::layers::seccomp::{Mediated, SyscallPolicy};
+use crate::layers::seccomp::{Guarded, Mediated, SyscallPolicy};
 use crate::mcp::{InFlight, McpConfig};
 use crate::plan::Plan;
 use crate::sys;
@@ -58,6 +60,8 @@ pub struct ListenerEnd {
     pub log: AuditLog,
     /// Traced file calls: what the tracer judges with (and records, in a learning run).
     pub tracer: Option<TracerInputs>,
+    /// The calls the MCP layer's annotations guard, the write grants and the scratch directories.
+    pub guarded: Option<(Guarded, Vec<PathBuf>, Vec<PathBuf>)>,
 }
 
 /// The services that run, for the teardown to stop. The listener's thread is not among them: it
@@ -96,7 +100,7 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
     if let Some(end) = listener {
         let refusals = Arc::new(Refusals::new(Some(end.log)).noting_calls(Arc::clone(&in_flight)));
         let tracer = match end.tracer {
-            Some(inputs) => Some(start_tracer(inputs, &refusals, child, in_flight)?),
+            Some(inputs) => Some(start_tracer(inputs, &refusals, child, Arc::clone(&in_flight))?),
             None => None,
         };
         match take_listener(end.channel, child) {
@@ -109,6 +113,13 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     }
                     None => None,
                 };
+                let guard = end.guarded.map(|(calls, write_grants, scratch)| Guard {
+                    calls,
+                    in_flight: Arc::clone(&in_flight),
+                    write_grants,
+                    scratch,
+                    refusals: Arc::clone(&refusals),
+                });
                 let served = Listener {
                     fd,
                     policy: end.policy,
@@ -116,6 +127,7 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     refusals: Arc::clone(&refusals),
                     tracer,
                     calls: Gate::new(listener::CALLS_MAX),
+                    guard,
                 };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);

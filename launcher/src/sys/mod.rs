@@ -94,6 +94,37 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: RawFd) -> io::Result<OwnedF
     Ok(rustix::process::pidfd_getfd(pidfd, target_fd, PidfdGetfdFlags::empty())?)
 }
 
+/// A socket's address family (`SO_DOMAIN`), which cannot change after `socket()`.
+pub fn socket_domain(sock: BorrowedFd<'_>) -> io::Result<i32> {
+    Ok(rustix::net::sockopt::socket_domain(sock)?.as_raw() as i32)
+}
+
+/// The effective uid and gid of a process, from `/proc/PID/status`.
+pub fn ids_of(pid: u32) -> io::Result<(u32, u32)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let effective = |key: &str| {
+        let line = status.lines().find_map(|l| l.strip_prefix(key))?;
+        line.split_whitespace().nth(1)?.parse::<u32>().ok()
+    };
+    match (effective("Uid:"), effective("Gid:")) {
+        (Some(uid), Some(gid)) => Ok((uid, gid)),
+        _ => Err(io::Error::from_raw_os_error(libc::ESRCH)),
+    }
+}
+
+/// Gives the calling THREAD alone (raw per-thread syscalls, not glibc's process-wide ones) the
+/// uid and gid, with no supplementary groups when it may drop them. For a thread that does one
+/// thing as the server's user and ends.
+pub fn become_ids(uid: u32, gid: u32) -> io::Result<()> {
+    use rustix::process::{Gid, Uid};
+    if rustix::process::geteuid().is_root() {
+        rustix::thread::set_thread_groups(&[])?;
+    }
+    rustix::thread::set_thread_gid(Gid::from_raw(gid))?;
+    rustix::thread::set_thread_uid(Uid::from_raw(uid))?;
+    Ok(())
+}
+
 /// The result of [`fork_into_namespaces`], as seen by each side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Forked {

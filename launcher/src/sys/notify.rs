@@ -138,6 +138,26 @@ pub fn add_fd(listener: BorrowedFd<'_>, id: u64, fd: BorrowedFd<'_>, target: u32
     Ok(())
 }
 
+/// Puts `fd` into the notified process at the lowest free descriptor number and answers its call
+/// with that number, atomically (`SECCOMP_IOCTL_NOTIF_ADDFD` with `SECCOMP_ADDFD_FLAG_SEND`,
+/// Linux 5.14): the call returns as if it had opened the file itself.
+pub fn add_fd_send(listener: BorrowedFd<'_>, id: u64, fd: BorrowedFd<'_>, cloexec: bool) -> io::Result<i64> {
+    let add = libc::seccomp_notif_addfd {
+        id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
+        srcfd: fd.as_raw_fd() as u32,
+        newfd: 0,
+        newfd_flags: if cloexec { libc::O_CLOEXEC as u32 } else { 0 },
+    };
+    // SAFETY: NOTIF_ADDFD reads one seccomp_notif_addfd from the pointer, which is valid; it
+    // duplicates `fd` into the target, leaving ours open, and answers the notification.
+    let ret = unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_ADDFD, &add) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(i64::from(ret))
+}
+
 /// `SO_NETNS_COOKIE` (asm-generic's value; libc does not export it for every target).
 const SO_NETNS_COOKIE: libc::c_int = 71;
 

@@ -1,0 +1,314 @@
+//! Client -> server: each request tracked and, for `tools/call`, checked against the layer's own
+//! copy of the tool list (obtained from the server first when the layer has none for the tool);
+//! roots the client gives the server narrowed to the grants. Whatever the era: a 2026-07-28
+//! request (no `initialize`, `_meta` on each request, input responses on a retried call) goes
+//! through the same checks as a 2025 one.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde_json::{Map, Value, json};
+
+use super::annotations::Guard;
+use super::policy::validate;
+use super::proxy::{Pending, State, id_key, line_of, lock};
+use crate::audit::record::{Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpRoots, Side};
+
+/// JSON-RPC error codes of the refusals.
+const INVALID_PARAMS: i64 = -32602;
+const RATE_LIMITED: i64 = -32029;
+
+/// The ids of the layer's own requests to the server start with this; a client request using it
+/// is refused (its response would be taken for the layer's).
+pub(super) const OWN_ID_PREFIX: &str = "mcp-warden/";
+
+/// Pages of `tools/list` the layer follows at most.
+const PAGES_MAX: usize = 100;
+
+/// Why the layer answers a call itself.
+struct Refusal {
+    code: i64,
+    why: String,
+    retry_after_ms: Option<u64>,
+}
+
+impl Refusal {
+    fn invalid(why: impl Into<String>) -> Refusal {
+        Refusal { code: INVALID_PARAMS, why: why.into(), retry_after_ms: None }
+    }
+
+    /// The JSON-RPC error object sent to the client.
+    fn error(&self) -> Value {
+        let mut error = json!({"code": self.code, "message": format!("mcp-warden refused the call: {}", self.why)});
+        if let Some(ms) = self.retry_after_ms {
+            error["data"] = json!({"retryAfterMs": ms});
+        }
+        error
+    }
+}
+
+impl State {
+    pub(super) fn handle_client_line(&self, line: &[u8]) -> std::io::Result<()> {
+        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
+            self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
+            return self.to_server(line);
+        };
+        match msg {
+            Value::Array(items) => {
+                let mut forward = Vec::new();
+                let mut changed = false;
+                for mut item in items {
+                    let (refusal, modified) = self.police_client_message(&mut item, line.len());
+                    changed |= modified;
+                    match refusal {
+                        Some(reply) => {
+                            changed = true;
+                            self.to_client(&line_of(&reply))?;
+                        }
+                        None => forward.push(item),
+                    }
+                }
+                match (changed, forward.is_empty()) {
+                    (false, _) => self.to_server(line),
+                    (true, true) => Ok(()),
+                    (true, false) => self.to_server(&line_of(&Value::Array(forward))),
+                }
+            }
+            mut msg => {
+                let (refusal, modified) = self.police_client_message(&mut msg, line.len());
+                match (refusal, modified) {
+                    (Some(reply), _) => self.to_client(&line_of(&reply)),
+                    (None, true) => self.to_server(&line_of(&msg)),
+                    (None, false) => self.to_server(line),
+                }
+            }
+        }
+    }
+
+    /// One message: `Some(error response)` to refuse it; and whether it was changed.
+    fn police_client_message(&self, msg: &mut Value, bytes: usize) -> (Option<Value>, bool) {
+        let narrowed = self.narrow_roots(msg);
+        let Some(method) = msg.get("method").and_then(Value::as_str).map(String::from) else {
+            return (None, narrowed);
+        };
+        let Some(id) = msg.get("id").cloned() else {
+            self.audit(Side::Client, McpMessage::Notification(McpNotification { bytes, method }));
+            return (None, narrowed);
+        };
+        (self.police_request(msg, &method, &id, bytes), narrowed)
+    }
+
+    /// Tracks a request and decides: `None` to forward it, `Some(error response)` to refuse it.
+    fn police_request(&self, msg: &Value, method: &str, id: &Value, bytes: usize) -> Option<Value> {
+        let tool = (method == "tools/call").then(|| msg.pointer("/params/name").and_then(Value::as_str)).flatten();
+        let args = tool.map(|_| msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({})));
+        let refusal = if id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX)) {
+            Some(Refusal::invalid(format!("request ids starting with `{OWN_ID_PREFIX}` are mcp-warden's own")))
+        } else if let (Some(tool), Some(args)) = (tool, &args) {
+            self.check_call(msg, tool, args).err()
+        } else if method == "tools/call" {
+            Some(Refusal::invalid("a tools/call without a tool name"))
+        } else {
+            None
+        };
+        let decision = match &refusal {
+            Some(r) => Decision::Refused { reason: r.why.clone() },
+            None => Decision::Allowed,
+        };
+        let request = McpRequest {
+            bytes,
+            method: method.into(),
+            id: Some(id.clone()),
+            tool: tool.map(String::from),
+            arguments: args.as_ref().map(|a| self.arguments(a)),
+            decision: Some(decision),
+        };
+        self.audit(Side::Client, McpMessage::Request(request));
+        if let Some(refusal) = refusal {
+            return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
+        }
+        if let Some(tool) = tool {
+            let guard = self.guard_of(tool);
+            self.in_flight.begin(&id_key(id), tool, guard);
+        }
+        let pending = Pending { method: method.to_string(), tool: tool.map(String::from), started: Instant::now() };
+        lock(&self.pending).insert(id_key(id), pending);
+        None
+    }
+
+    fn arguments(&self, args: &Value) -> Value {
+        if self.cfg.log_arguments { args.clone() } else { shape(args) }
+    }
+
+    /// What the kernel side holds a call of `tool` to while it is in flight.
+    fn guard_of(&self, tool: &str) -> Guard {
+        if !self.cfg.annotations.enforce {
+            return Guard::default();
+        }
+        lock(&self.catalog).get(tool).map(|t| t.annotations.guard()).unwrap_or_default()
+    }
+
+    /// Every check of a `tools/call`, cheapest first.
+    fn check_call(&self, msg: &Value, tool: &str, args: &Value) -> Result<(), Refusal> {
+        self.cfg.tools.permits(tool).map_err(|e| Refusal::invalid(e.to_string()))?;
+        if lock(&self.catalog).changed.contains(tool) {
+            return Err(Refusal::invalid(format!(
+                "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
+            )));
+        }
+        if lock(&self.catalog).get(tool).is_none() {
+            self.list_tools(msg).map_err(Refusal::invalid)?;
+        }
+        self.check_against_list(tool, args)?;
+        for c in &self.cfg.constraints {
+            c.check(tool, args).map_err(|e| Refusal::invalid(e.to_string()))?;
+        }
+        if is_retry(msg) {
+            return Ok(()); // the same call again, with the input it asked for: not a new one
+        }
+        lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| Refusal {
+            code: RATE_LIMITED,
+            why: format!("rate limit {rule} reached; retry in {:.1} s", wait.as_secs_f64()),
+            retry_after_ms: Some(wait.as_millis() as u64),
+        })
+    }
+
+    /// The checks that need the layer's copy of the tool: listed at all, changed, annotations,
+    /// arguments against its `inputSchema`.
+    fn check_against_list(&self, tool: &str, args: &Value) -> Result<(), Refusal> {
+        let catalog = lock(&self.catalog);
+        if catalog.changed.contains(tool) {
+            return Err(Refusal::invalid(format!(
+                "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
+            )));
+        }
+        let Some(t) = catalog.get(tool) else {
+            return Err(Refusal::invalid(format!("tool `{tool}` is not in the server's tools/list")));
+        };
+        self.cfg.annotations.permits(tool, t.annotations).map_err(Refusal::invalid)?;
+        let validator = t.input.as_ref().map_err(|why| Refusal::invalid(format!("tool `{tool}`: {why}")))?;
+        validate(validator, args).map_err(|e| Refusal::invalid(e.to_string()))
+    }
+
+    /// Asks the server for its whole tool list (every page) on the layer's own behalf, the call
+    /// waiting; the server -> client relay takes the answers ([`State::take_own_list`]) into the
+    /// catalog. The call's `_meta` goes along, so a 2026-era server sees the version it speaks.
+    fn list_tools(&self, call: &Value) -> Result<(), String> {
+        let cannot =
+            |why: String| format!("mcp-warden has no tools/list of the server to check this call against: {why}");
+        if self.own_list_timeout.is_zero() {
+            return Err(cannot("the layer cannot ask the server here".into()));
+        }
+        let mut meta = call.pointer("/params/_meta").cloned().unwrap_or_else(|| json!({}));
+        if let Some(m) = meta.as_object_mut() {
+            m.remove("progressToken");
+        }
+        let mut cursor: Option<Value> = None;
+        for _ in 0..PAGES_MAX {
+            let mut params = json!({"_meta": meta});
+            if let Some(c) = cursor.take() {
+                params["cursor"] = c;
+            }
+            let result = self.ask_server("tools/list", params).map_err(cannot)?;
+            match result.get("nextCursor") {
+                Some(c) if !c.is_null() => cursor = Some(c.clone()),
+                _ => return Ok(()),
+            }
+        }
+        Err(cannot(format!("more than {PAGES_MAX} pages")))
+    }
+
+    /// Sends one request of the layer's own and waits for its result.
+    fn ask_server(&self, method: &str, params: Value) -> Result<Value, String> {
+        let id = format!("{OWN_ID_PREFIX}{}", self.next_own.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let key = id_key(&json!(id));
+        lock(&self.own_lists).insert(key.clone(), tx);
+        let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let answer = self
+            .to_server(&line_of(&request))
+            .map_err(|e| format!("the server's stdin: {e}"))
+            .and_then(|()| rx.recv_timeout(self.own_list_timeout).map_err(|_| "the server did not answer".into()));
+        lock(&self.own_lists).remove(&key);
+        let answer = answer?;
+        if let Some(error) = answer.get("error") {
+            let message = error.get("message").and_then(Value::as_str).unwrap_or("an error");
+            return Err(format!("the server answered {method} with: {message}"));
+        }
+        answer.get("result").cloned().ok_or_else(|| format!("the server's {method} answer has no result"))
+    }
+
+    /// Roots the client gives the server, narrowed to the grants: the `roots` of a reply to the
+    /// server's `roots/list`, and of each input response of a retried 2026-era request. Returns
+    /// whether the message changed.
+    fn narrow_roots(&self, msg: &mut Value) -> bool {
+        let reply_to_roots = msg.get("method").is_none()
+            && msg.get("id").is_some_and(|id| {
+                lock(&self.server_requests).remove(&id_key(id)).is_some_and(|method| method == "roots/list")
+            });
+        let lists: Vec<&mut Vec<Value>> = if reply_to_roots {
+            msg.pointer_mut("/result/roots").and_then(Value::as_array_mut).into_iter().collect()
+        } else {
+            match msg.pointer_mut("/params/inputResponses").and_then(Value::as_object_mut) {
+                Some(responses) => {
+                    responses.values_mut().filter_map(|r| r.get_mut("roots").and_then(Value::as_array_mut)).collect()
+                }
+                None => Vec::new(),
+            }
+        };
+        let mut changed = false;
+        for roots in lists {
+            let narrowed = super::roots::intersect(roots, &self.cfg.grants);
+            if narrowed.is_empty() {
+                continue;
+            }
+            changed = true;
+            eprintln!(
+                "mcp-warden: mcp: roots outside the filesystem grants withheld from the server: {}{}",
+                crate::logging::printable(&narrowed.removed.join(", ")),
+                if narrowed.added.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (narrowed to {})", crate::logging::printable(&narrowed.added.join(", ")))
+                }
+            );
+            let record = McpRoots { removed: narrowed.removed, added: narrowed.added };
+            self.audit(Side::Client, McpMessage::Roots(record));
+        }
+        changed
+    }
+}
+
+/// A 2026-era retry: the same call again, carrying the input the server asked for.
+fn is_retry(msg: &Value) -> bool {
+    let params = msg.get("params");
+    params.and_then(|p| p.get("inputResponses")).is_some() || params.and_then(|p| p.get("requestState")).is_some()
+}
+
+/// The shape of a call's arguments: each top-level key with its type and size, never values.
+fn shape(args: &Value) -> Value {
+    let Some(map) = args.as_object() else { return json!(type_name(args)) };
+    map.iter()
+        .map(|(k, v)| {
+            let size = match v {
+                Value::String(s) => format!("string({})", s.len()),
+                Value::Array(a) => format!("array({})", a.len()),
+                Value::Object(o) => format!("object({})", o.len()),
+                other => type_name(other).to_string(),
+            };
+            (k.clone(), Value::String(size))
+        })
+        .collect::<Map<_, _>>()
+        .into()
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}

@@ -1,0 +1,207 @@
+//! Annotations made true, on the syscall path: while a call to a tool annotated read-only is in
+//! flight, the server's writes are refused; while a call to a closed-world tool is in flight, its
+//! new network connections are. The MCP layer says which calls are in flight and what each one
+//! promised ([`InFlight`]); the seccomp filter hands the guarded calls here ([`Guarded`]).
+//!
+//! The verdict never depends on memory the server can change: every guarded call is refused while
+//! such a call is in flight, whatever path or address it names. Three exceptions are made sound by
+//! the supervisor doing the call itself and putting the descriptor into the server
+//! (`SECCOMP_IOCTL_NOTIF_ADDFD`): a harmless device (`/dev/null`...) opened for writing, a file
+//! opened under a scratch directory (resolved beneath it with `openat2`, with the server's
+//! credentials), and a Unix socket (its family is read from the socket itself, not from memory).
+//! The path or address read from memory is used for the record only.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustix::fs::{Mode, OFlags, ResolveFlags};
+
+use super::listener::absolute;
+use super::refusals::Refusals;
+use crate::layers::seccomp::{Guarded, Guards};
+use crate::mcp::{Attempt, InFlight};
+use crate::sys::notify::{self, Notification};
+
+/// Devices a read-only tool may open for writing: writing to them changes nothing.
+const HARMLESS: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+
+/// What the guard needs, shared by the listener's thread.
+pub struct Guard {
+    pub calls: Guarded,
+    pub in_flight: Arc<InFlight>,
+    /// Write grants: a write outside them would be refused by Landlock anyway, so it is refused
+    /// but not recorded as a violation of the tool's annotations.
+    pub write_grants: Vec<PathBuf>,
+    /// Directories a read-only tool may still create and write files in (canonical).
+    pub scratch: Vec<PathBuf>,
+    pub refusals: Arc<Refusals>,
+}
+
+/// The guard's answer to a guarded call.
+pub enum Verdict {
+    /// No call in flight forbids it: it goes on as if unguarded.
+    Pass,
+    /// Answered: refused, or done by the supervisor.
+    Answered(Result<i64, i32>),
+}
+
+impl Guard {
+    pub fn covers(&self, n: &Notification) -> Option<Guards> {
+        self.calls.covers(n.nr, &n.args)
+    }
+
+    pub fn check(&self, listener: BorrowedFd<'_>, n: &Notification, what: Guards) -> Verdict {
+        let attempt = match what {
+            Guards::Write => Attempt::Write,
+            Guards::Connect => Attempt::Connect,
+        };
+        let Some(tool) = self.in_flight.forbidding(attempt) else { return Verdict::Pass };
+        match what {
+            Guards::Write => self.write(listener, n, &tool),
+            Guards::Connect => self.connect(listener, n, &tool),
+        }
+    }
+
+    /// A write during a read-only call.
+    fn write(&self, listener: BorrowedFd<'_>, n: &Notification, tool: &str) -> Verdict {
+        let syscall = syscall_name(n.nr);
+        let open_path = match syscall.as_str() {
+            "openat" => absolute(n, Some(0), 1),
+            "open" => absolute(n, None, 0),
+            _ => None,
+        };
+        if let Some(path) = &open_path {
+            let flags = n.args[if syscall == "open" { 1 } else { 2 }] as u32;
+            if let Some(answer) = self.open_for_server(listener, n, path, flags) {
+                return Verdict::Answered(answer);
+            }
+        }
+        let target = open_path.or_else(|| path_of_write(n, &syscall));
+        let inside_grants =
+            target.as_deref().is_none_or(|p| self.write_grants.iter().any(|g| Path::new(p).starts_with(g)));
+        if inside_grants {
+            self.in_flight.observe(tool, Attempt::Write);
+            self.refusals.annotation_violation(n.pid, tool, "readOnlyHint", &syscall, target, libc::EACCES);
+        }
+        Verdict::Answered(Err(libc::EACCES))
+    }
+
+    /// An open the supervisor may do for the server: a harmless device, or a file beneath a
+    /// scratch directory. `None`: refused.
+    fn open_for_server(
+        &self,
+        listener: BorrowedFd<'_>,
+        n: &Notification,
+        path: &str,
+        flags: u32,
+    ) -> Option<Result<i64, i32>> {
+        let flags = OFlags::from_bits_retain(flags);
+        let cloexec = flags.contains(OFlags::CLOEXEC);
+        let opened = if HARMLESS.contains(&path) {
+            rustix::fs::open(path, flags & (OFlags::RWMODE | OFlags::CLOEXEC), Mode::empty())
+                .map_err(|e| e.raw_os_error())
+        } else {
+            let (dir, rel) = self.scratch_of(path)?;
+            let mode = Mode::from_bits_truncate(n.args[if syscall_name(n.nr) == "open" { 2 } else { 3 }] as u32);
+            as_server(n.pid, move || open_beneath(&dir, &rel, flags, mode))
+        };
+        Some(opened.and_then(|fd| add(listener, n, fd.as_fd(), cloexec)))
+    }
+
+    /// The scratch directory `path` is under, and the rest of it (no `..` allowed).
+    fn scratch_of(&self, path: &str) -> Option<(PathBuf, PathBuf)> {
+        let path = Path::new(path);
+        if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return None;
+        }
+        let dir = self.scratch.iter().find(|d| path.starts_with(d))?;
+        let rel = path.strip_prefix(dir).ok()?;
+        (!rel.as_os_str().is_empty()).then(|| (dir.clone(), rel.to_path_buf()))
+    }
+
+    /// A connection or send during a closed-world call: refused unless the socket is a Unix one.
+    fn connect(&self, listener: BorrowedFd<'_>, n: &Notification, tool: &str) -> Verdict {
+        if socket_family(listener, n).is_ok_and(|f| f == libc::AF_UNIX) {
+            return Verdict::Pass;
+        }
+        self.in_flight.observe(tool, Attempt::Connect);
+        let syscall = syscall_name(n.nr);
+        let target = destination(n, &syscall).map(|a| a.to_string());
+        self.refusals.annotation_violation(n.pid, tool, "openWorldHint", &syscall, target, libc::EACCES);
+        Verdict::Answered(Err(libc::EACCES))
+    }
+}
+
+/// The family of the socket a notified network call uses, read from the socket itself.
+fn socket_family(listener: BorrowedFd<'_>, n: &Notification) -> std::io::Result<i32> {
+    let fd = i32::try_from(n.args[0]).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
+    let pidfd = crate::sys::pidfd_of_thread(n.pid as i32)?;
+    if !notify::still_pending(listener, n.id) {
+        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+    }
+    let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd)?;
+    crate::sys::socket_domain(sock.as_fd())
+}
+
+/// The address a `connect` or `sendto` names, read from the caller's memory (for the record).
+fn destination(n: &Notification, syscall: &str) -> Option<std::net::SocketAddr> {
+    let (ptr, len) = match syscall {
+        "connect" => (n.args[1], n.args[2]),
+        "sendto" => (n.args[4], n.args[5]),
+        _ => return None,
+    };
+    let len = usize::try_from(len).ok()?.min(128);
+    let mut buf = vec![0u8; len];
+    let remote = [nix::sys::uio::RemoteIoVec { base: ptr as usize, len }];
+    let pid = nix::unistd::Pid::from_raw(n.pid as i32);
+    let read = nix::sys::uio::process_vm_readv(pid, &mut [std::io::IoSliceMut::new(&mut buf)], &remote).ok()?;
+    crate::layers::broker::socket_addr(&buf[..read])
+}
+
+/// Puts `fd` into the server as the result of its call.
+fn add(listener: BorrowedFd<'_>, n: &Notification, fd: BorrowedFd<'_>, cloexec: bool) -> Result<i64, i32> {
+    notify::add_fd_send(listener, n.id, fd, cloexec).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Opens `rel` beneath `dir` without leaving it (no `..`, no symlink out, no magic links).
+fn open_beneath(dir: &Path, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
+    let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .map_err(|e| e.raw_os_error())?;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+    rustix::fs::openat2(&dirfd, rel, flags | OFlags::CLOEXEC, mode, resolve).map_err(|e| e.raw_os_error())
+}
+
+/// Runs `f` on a thread of its own with the credentials of process `pid` (uid, gid, no
+/// supplementary groups), so that a file it creates is the server's and permissions are the
+/// server's. The thread's credentials are its own (raw per-thread syscalls), never the process's.
+fn as_server<T: Send + 'static>(pid: u32, f: impl FnOnce() -> Result<T, i32> + Send + 'static) -> Result<T, i32> {
+    let (uid, gid) = crate::sys::ids_of(pid).map_err(|e| e.raw_os_error().unwrap_or(libc::ESRCH))?;
+    let worker = std::thread::spawn(move || {
+        crate::sys::become_ids(uid, gid).map_err(|e| e.raw_os_error().unwrap_or(libc::EPERM))?;
+        f()
+    });
+    worker.join().unwrap_or(Err(libc::EIO))
+}
+
+/// The path a non-open write names, for the record (best effort).
+fn path_of_write(n: &Notification, syscall: &str) -> Option<String> {
+    let at = |dirfd: usize, path: usize| absolute(n, Some(dirfd), path);
+    match syscall {
+        "mkdirat" | "unlinkat" | "renameat" | "renameat2" | "mknodat" | "fchmodat" | "fchmodat2" | "fchownat"
+        | "futimesat" | "utimensat" | "openat2" | "symlinkat" | "linkat" => match syscall {
+            "symlinkat" => at(1, 2),
+            "linkat" => at(2, 3),
+            _ => at(0, 1),
+        },
+        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" => {
+            std::fs::read_link(format!("/proc/{}/fd/{}", n.pid, n.args[0] as i32)).ok().map(|p| p.display().to_string())
+        }
+        "symlink" | "link" => absolute(n, None, 1),
+        _ => absolute(n, None, 0),
+    }
+}
+
+fn syscall_name(nr: i64) -> String {
+    syscalls::Sysno::new(nr as usize).map_or_else(|| format!("syscall_{nr}"), |s| s.name().to_string())
+}
