@@ -561,8 +561,31 @@ impl RawPeer {
         }
     }
 
+    /// The next notification of `method`, and the lines before it.
+    pub fn notification(&mut self, method: &str) -> (serde_json::Value, Vec<String>) {
+        use std::io::BufRead;
+        let mut before = Vec::new();
+        loop {
+            let mut line = String::new();
+            assert!(self.stdout.read_line(&mut line).expect("read") > 0, "stream closed while waiting for {method}");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
+            if v["method"] == method && v.get("id").is_none() {
+                return (v, before);
+            }
+            before.push(line);
+        }
+    }
+
     /// Closes the server's stdin (the client's EOF).
     pub fn close(&mut self) {
         self.stdin = None;
+    }
+
+    /// Everything the launcher still writes, until it closes its stdout.
+    pub fn rest(&mut self) -> String {
+        use std::io::Read;
+        let mut rest = String::new();
+        let _ = self.stdout.read_to_string(&mut rest);
+        rest
     }
 }

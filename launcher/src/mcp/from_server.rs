@@ -205,7 +205,7 @@ impl State {
             replace_result(result, json!({"content": [{"type": "text", "text": GENERIC_ERROR}], "isError": true}));
             return (ResponseOutcome::ToolError { error, redactions: None }, true);
         }
-        let redactions = self.cfg.redactor.as_ref().map(|r| r.value(result) as u64);
+        let redactions = self.cfg.redactor.as_ref().map(|r| redact_output(r, result));
         let modified = redactions.is_some_and(|n| n > 0);
         let outcome = match failed {
             true => ResponseOutcome::ToolError { error: None, redactions },
@@ -279,6 +279,18 @@ impl State {
         }
         hidden
     }
+}
+
+/// Redacts what a tool returns to the model: its `content` and `structuredContent`, not the
+/// protocol around them (an input-required result's requests, `_meta`).
+fn redact_output(redactor: &super::redact::Redactor, result: &mut Value) -> u64 {
+    let mut n = 0;
+    for key in ["content", "structuredContent"] {
+        if let Some(v) = result.get_mut(key) {
+            n += redactor.value(v) as u64;
+        }
+    }
+    n
 }
 
 /// Puts a result of the layer's in place of the server's, in the server's era: a 2026-era
