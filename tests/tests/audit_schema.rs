@@ -20,8 +20,23 @@ use serde_json::{Value, json};
 
 /// Every `kind` of the log. The schema must name exactly these.
 /// Real `dns` records are checked against the schema in tests/tests/dns.rs.
-const KINDS: [&str; 14] = [
-    "start", "exec", "fork", "exit", "open", "connect", "send", "bind", "deny", "socket", "lsm", "dns", "mcp",
+/// Real `annotation-violation` and `posture` records are checked in tests/tests/mcp_eras.rs.
+const KINDS: [&str; 16] = [
+    "start",
+    "exec",
+    "fork",
+    "exit",
+    "open",
+    "connect",
+    "send",
+    "bind",
+    "deny",
+    "socket",
+    "lsm",
+    "dns",
+    "mcp",
+    "annotation-violation",
+    "posture",
     "summary",
 ];
 
@@ -347,7 +362,7 @@ fn every_record_of_mcp_sessions_matches_the_schema() {
         "client request refused",
         "client notification -",
         "client malformed -",
-        "server request -",
+        "server request refused",
         "server notification -",
         "server response ok",
         "server response error",

@@ -102,6 +102,20 @@ impl World {
             .collect()
     }
 
+    /// Every line of the log, each checked against docs/audit-log.schema.json.
+    fn validated(&self) -> Vec<Value> {
+        let schema_path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-log.schema.json");
+        let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path).unwrap()).unwrap();
+        let v = jsonschema::validator_for(&schema).unwrap();
+        let records: Vec<Value> =
+            std::fs::read_to_string(&self.log).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for r in &records {
+            let errors: Vec<String> = v.iter_errors(r).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{r} does not match the schema: {errors:?}");
+        }
+        records
+    }
+
     fn mcp_records(&self, message: &str) -> Vec<Value> {
         self.records("mcp").into_iter().filter(|v| v["message"] == message).collect()
     }
@@ -161,6 +175,8 @@ fn annotations_are_made_true(who: Who, client: Client, era: &str) {
     assert_eq!(lookup_v["target"], json!(format!("127.0.0.1:{}", w.port)), "{ctx}");
     assert_eq!(v.len(), 2, "{ctx}: nothing else was taken for a violation: {v:?}");
     assert!(r.stderr.contains("tool `peek` is declared read-only"), "{ctx}: {}", r.stderr);
+    let kinds: Vec<Value> = w.validated().into_iter().map(|r| r["kind"].clone()).collect();
+    assert!(kinds.contains(&json!("posture")) && kinds.contains(&json!("annotation-violation")), "{ctx}: {kinds:?}");
 }
 
 per_identity!(python_client_2025_annotations_are_made_true, |who: Who| {
