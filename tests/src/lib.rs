@@ -549,8 +549,9 @@ impl RawPeer {
     }
 
     /// The next message whose `id` is `id`.
-    pub fn answer(&mut self, id: i64) -> serde_json::Value {
+    pub fn answer(&mut self, id: impl Into<serde_json::Value>) -> serde_json::Value {
         use std::io::BufRead;
+        let id = id.into();
         loop {
             let mut line = String::new();
             assert!(self.stdout.read_line(&mut line).expect("read") > 0, "stream closed while waiting for id {id}");

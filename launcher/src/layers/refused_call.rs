@@ -57,6 +57,14 @@ pub fn describe(policy: &SyscallPolicy, nr: i64, a: &[u64; 6]) -> RefusedCall {
                 "no profile key (always refused)",
             )
         }
+        Some(Sysno::sendto | Sysno::sendmsg | Sysno::sendmmsg) if crate::layers::seccomp::fast_open(nr, a) => {
+            args.insert("flags".into(), "MSG_FASTOPEN".into());
+            (
+                Some(PathArg::Fd(0)),
+                "TCP Fast Open connects inside a send, out of the network rules' sight",
+                "no profile key (always refused; a plain connect works)",
+            )
+        }
         Some(Sysno::clone) => {
             args.insert("flags".into(), flags(a[0], CLONE_NS_FLAGS));
             (None, "clone with a namespace flag", "no profile key (always refused)")

@@ -237,6 +237,12 @@ impl SyscallPolicy {
             rules.insert(nr(Sysno::socket), self.socket_rules()?);
         }
         self.privilege_bit_rules(&mut rules)?;
+        // TCP Fast Open connects inside a send: neither Landlock's connect rule nor the broker
+        // (which mediates `connect`) would see the destination
+        for (sys, flags) in FAST_OPEN_FLAGS.iter().filter(|(s, _)| !self.deny.contains(s)) {
+            let fast_open = rule(vec![arg32(*flags, Op::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN)?])?;
+            rules.insert(nr(*sys), vec![fast_open]);
+        }
         Ok(rules)
     }
 
@@ -492,6 +498,11 @@ const WRITES: &[&str] = &[
     "openat2",
 ];
 
+/// The ioctls that change a file's inode flags (append-only, no-dump...) or its extended
+/// attributes on a descriptor opened for reading: `FS_IOC_SETFLAGS` (and its 32-bit number),
+/// `FS_IOC_FSSETXATTR`.
+const INODE_IOCTLS: [u64; 3] = [0x4008_6602, 0x4004_6602, 0x401c_5820];
+
 /// What a guarded call would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guards {
@@ -513,6 +524,8 @@ impl Guarded {
         for nr in writes() {
             rules.insert(nr.id() as i64, Vec::new());
         }
+        let ioctls = INODE_IOCTLS.iter().map(|r| SeccompRule::new(vec![Cond::new(1, Len::Dword, Op::Eq, *r)?]));
+        rules.insert(Sysno::ioctl.id() as i64, ioctls.collect::<Result<_, _>>()?);
         Ok(rules)
     }
 
@@ -524,6 +537,7 @@ impl Guarded {
             Sysno::openat => is_write(args[2] & 0xffff_ffff).then_some(Guards::Write),
             #[cfg(target_arch = "x86_64")]
             Sysno::open => is_write(args[1] & 0xffff_ffff).then_some(Guards::Write),
+            Sysno::ioctl => INODE_IOCTLS.contains(&(args[1] & 0xffff_ffff)).then_some(Guards::Write),
             _ if writes().any(|w| w == sysno) => Some(Guards::Write),
             _ => Mediated { datagrams: self.datagrams, every_send: false }.covers(nr, args).then_some(Guards::Connect),
         }
@@ -575,6 +589,12 @@ impl SyscallPolicy {
     /// Would an argument rule refuse this traced call? Mirrors [`SyscallPolicy::rules`]'s
     /// privilege-bit rules, the only ones on traced calls: a traced call that matches them is a
     /// refusal, not a call to let through.
+    /// A call an argument rule refuses that the broker or the guard would otherwise take: a
+    /// mode with privilege bits, a send with `MSG_FASTOPEN`.
+    pub fn refuses_arguments(&self, nr: i64, a: &[u64; 6]) -> bool {
+        self.sets_privilege_bits(nr, a) || fast_open(nr, a)
+    }
+
     pub fn sets_privilege_bits(&self, nr: i64, a: &[u64; 6]) -> bool {
         let bits = (libc::S_ISUID | libc::S_ISGID) as u64;
         let Some(sys) = Sysno::new(nr as usize) else { return false };
@@ -585,6 +605,17 @@ impl SyscallPolicy {
         let creates = CREATE_FLAGS.iter().any(|c| a[*flags as usize] & c == *c);
         creates && a[*mode as usize] & bits != 0
     }
+}
+
+/// `MSG_FASTOPEN` (libc does not export it for every target).
+const MSG_FASTOPEN: u64 = 0x2000_0000;
+
+/// The sends that take flags, and which argument holds them.
+const FAST_OPEN_FLAGS: [(Sysno, u8); 3] = [(Sysno::sendto, 3), (Sysno::sendmsg, 2), (Sysno::sendmmsg, 3)];
+
+/// A send with `MSG_FASTOPEN`.
+pub fn fast_open(nr: i64, a: &[u64; 6]) -> bool {
+    FAST_OPEN_FLAGS.iter().any(|(s, flags)| s.id() as i64 == nr && a[*flags as usize] & MSG_FASTOPEN != 0)
 }
 
 /// Two rule maps as one: a call matches when it matches either (an empty list matches always).

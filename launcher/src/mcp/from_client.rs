@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::annotations::Guard;
 use super::policy::validate;
 use super::proxy::{Pending, State, id_key, line_of, lock};
-use crate::audit::record::{Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpRoots, Side};
+use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpRoots, Side};
 
 /// JSON-RPC error codes of the refusals.
 const INVALID_PARAMS: i64 = -32602;
@@ -49,9 +49,15 @@ impl Refusal {
 
 impl State {
     pub(super) fn handle_client_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let Ok(msg) = serde_json::from_slice::<Value>(line) else {
-            self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
-            return self.to_server(line);
+        let msg = match serde_json::from_slice::<Value>(line) {
+            Ok(msg) => msg,
+            Err(e) => {
+                // what the layer cannot read, it cannot police: the server never sees it
+                self.malformed(Side::Client, line.len(), &e);
+                let error =
+                    json!({"code": -32700, "message": format!("mcp-warden dropped a line it cannot parse: {e}")});
+                return self.to_client(&line_of(&json!({"jsonrpc": "2.0", "id": null, "error": error})));
+            }
         };
         match msg {
             Value::Array(items) => {
@@ -145,7 +151,7 @@ impl State {
         if !self.cfg.annotations.enforce {
             return Guard::default();
         }
-        lock(&self.catalog).get(tool).map(|t| t.annotations.guard()).unwrap_or_default()
+        lock(&self.catalog).guard(tool)
     }
 
     /// Every check of a `tools/call`, cheapest first.
@@ -163,7 +169,7 @@ impl State {
         for c in &self.cfg.constraints {
             c.check(tool, args).map_err(|e| Refusal::invalid(e.to_string()))?;
         }
-        if is_retry(msg) {
+        if self.is_retry(tool, msg) {
             return Ok(()); // the same call again, with the input it asked for: not a new one
         }
         lock(&self.limiter).take(tool, Instant::now()).map_err(|(wait, rule)| Refusal {
@@ -225,8 +231,10 @@ impl State {
         let key = id_key(&json!(id));
         lock(&self.own_lists).insert(key.clone(), tx);
         let request = json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        // what this relay queued before goes first (an `initialize`, say)
         let answer = self
             .to_server(&line_of(&request))
+            .and_then(|()| self.flush())
             .map_err(|e| format!("the server's stdin: {e}"))
             .and_then(|()| rx.recv_timeout(self.own_list_timeout).map_err(|_| "the server did not answer".into()));
         lock(&self.own_lists).remove(&key);
@@ -236,6 +244,13 @@ impl State {
             return Err(format!("the server answered {method} with: {message}"));
         }
         answer.get("result").cloned().ok_or_else(|| format!("the server's {method} answer has no result"))
+    }
+
+    /// A 2026-era retry: the same call again, echoing the `requestState` of an `input_required`
+    /// result of the same tool (each one once).
+    fn is_retry(&self, tool: &str, msg: &Value) -> bool {
+        let Some(state) = msg.pointer("/params/requestState").and_then(Value::as_str) else { return false };
+        lock(&self.retries).remove(&(tool.to_string(), state.to_string()))
     }
 
     /// Roots the client gives the server, narrowed to the grants: the `roots` of a reply to the
@@ -277,12 +292,6 @@ impl State {
         }
         changed
     }
-}
-
-/// A 2026-era retry: the same call again, carrying the input the server asked for.
-fn is_retry(msg: &Value) -> bool {
-    let params = msg.get("params");
-    params.and_then(|p| p.get("inputResponses")).is_some() || params.and_then(|p| p.get("requestState")).is_some()
 }
 
 /// The shape of a call's arguments: each top-level key with its type and size, never values.

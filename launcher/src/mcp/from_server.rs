@@ -10,13 +10,13 @@ use super::annotations::{self, Observed};
 use super::pins::Check;
 use super::proxy::{State, id_key, line_of, lock};
 use super::tools::check_output;
-use crate::audit::record::{
-    Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side,
-};
+use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side};
 
 const GENERIC_ERROR: &str = "The server reported an error; the details are in mcp-warden's audit log.";
 /// The JSON-RPC error code of a server request the layer refuses.
 const REFUSED: i64 = -32001;
+/// `input_required` results whose retry is awaited, at most.
+const RETRIES_MAX: usize = 1024;
 /// The `_meta` key of the posture in `initialize` and `server/discover` results.
 pub const POSTURE_KEY: &str = "dev.mcp-warden/posture";
 
@@ -31,9 +31,13 @@ enum Fate {
 
 impl State {
     pub(super) fn handle_server_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let Ok(mut msg) = serde_json::from_slice::<Value>(line) else {
-            self.audit(Side::Server, McpMessage::Malformed(McpMalformed { bytes: line.len() }));
-            return self.to_client(line);
+        let mut msg = match serde_json::from_slice::<Value>(line) {
+            Ok(msg) => msg,
+            Err(e) => {
+                // what the layer cannot read, it cannot police: the client never sees it
+                self.malformed(Side::Server, line.len(), &e);
+                return Ok(());
+            }
         };
         let mut tell_list_changed = false;
         let fate = match &mut msg {
@@ -74,15 +78,34 @@ impl State {
         if let Some(method) = msg.get("method").and_then(Value::as_str).map(String::from) {
             return (self.police_server_request(msg, method, bytes), false);
         }
-        let Some(id) = msg.get("id").cloned() else { return (Fate::Forward(false), false) };
+        let Some(id) = msg.get("id").cloned() else {
+            self.stray(bytes, "a message with neither a method nor an id");
+            return (Fate::Drop, false);
+        };
+        // a response has a result or an error, not both; and answers a request in flight (a
+        // stray one could end a call early, its guard with it, and reach the client unpoliced)
+        if msg.get("result").is_some() == msg.get("error").is_some() {
+            self.stray(bytes, "a response with neither a result nor an error (or both)");
+            return (Fate::Drop, false);
+        }
         if let Some(own) = lock(&self.own_lists).remove(&id_key(&id)) {
             if let Some(result) = msg.get_mut("result") {
-                self.police_tool_list(result);
+                self.police_tool_list(result, false);
             }
             let _ = own.send(msg.take());
             return (Fate::Drop, false);
         }
+        if !lock(&self.pending).contains_key(&id_key(&id)) {
+            self.stray(bytes, "a response to no request in flight");
+            return (Fate::Drop, false);
+        }
         self.police_response(msg, id, bytes)
+    }
+
+    /// A server message that is not a message of the protocol here: dropped and told.
+    fn stray(&self, bytes: usize, what: &str) {
+        eprintln!("mcp-warden: mcp: dropped {what} from the server");
+        self.audit(Side::Server, McpMessage::Malformed(crate::audit::record::McpMalformed { bytes }));
     }
 
     /// A request or notification of the server's own.
@@ -94,7 +117,7 @@ impl State {
             self.audit(Side::Server, McpMessage::Notification(McpNotification { bytes, method }));
             return Fate::Forward(false);
         };
-        let refusal = self.refuse_server_request(&method);
+        let refusal = self.refuse_server_request(&method, &id);
         let decision = match &refusal {
             Some(why) => Decision::Refused { reason: why.clone() },
             None => Decision::Allowed,
@@ -113,6 +136,7 @@ impl State {
                 eprintln!("mcp-warden: mcp: refused the server's {}: {why}", crate::logging::printable(&method));
                 let error = json!({"code": REFUSED, "message": format!("mcp-warden refused the request: {why}")});
                 let _ = self.to_server(&line_of(&json!({"jsonrpc": "2.0", "id": id, "error": error})));
+                let _ = self.flush();
                 Fate::Drop
             }
             None => {
@@ -123,7 +147,10 @@ impl State {
     }
 
     /// Why a server request does not reach the client, if it does not.
-    fn refuse_server_request(&self, method: &str) -> Option<String> {
+    fn refuse_server_request(&self, method: &str, id: &Value) -> Option<String> {
+        if lock(&self.server_requests).contains_key(&id_key(id)) {
+            return Some("it reuses the id of a request of the server's still unanswered".into());
+        }
         if method == "ping" {
             return None;
         }
@@ -166,9 +193,15 @@ impl State {
             return (outcome, true);
         }
         let Some(result) = msg.get_mut("result") else { return (ok(None), false) };
+        if let Some(why) = self.refuse_input_request(result) {
+            eprintln!("mcp-warden: mcp: refused the server's answer to {}: {why}", crate::logging::printable(method));
+            let text = format!("mcp-warden refused the server's answer: {why}");
+            replace_result(result, json!({"content": [{"type": "text", "text": text}], "isError": true}));
+            return (ResponseOutcome::Refused { reason: why }, true);
+        }
         match method {
             "tools/list" => {
-                let hidden = self.police_tool_list(result);
+                let hidden = self.police_tool_list(result, true);
                 (ok((!hidden.is_empty()).then_some(hidden)), true)
             }
             "tools/call" => self.police_tool_result(result, tool.unwrap_or_default()),
@@ -214,13 +247,32 @@ impl State {
         (outcome, modified)
     }
 
+    /// Remembers the state a tool's `input_required` result asks the client to echo (at most
+    /// [`RETRIES_MAX`] awaited; past them a retry counts as a new call).
+    fn expect_retry(&self, tool: &str, result: &Value) {
+        let Some(state) = result.get("requestState").and_then(Value::as_str) else { return };
+        let mut retries = lock(&self.retries);
+        if retries.len() < RETRIES_MAX {
+            retries.insert((tool.to_string(), state.to_string()));
+        }
+    }
+
+    /// An `input_required` result (any method: `tools/call`, `prompts/get`, `resources/read`)
+    /// that asks for sampling the profile does not allow.
+    fn refuse_input_request(&self, result: &Value) -> Option<String> {
+        if result.get("resultType").and_then(Value::as_str) != Some("input_required") || self.cfg.sampling {
+            return None;
+        }
+        let asks_sampling = result.get("inputRequests").and_then(Value::as_object).is_some_and(|r| {
+            r.values().any(|q| q.get("method").and_then(Value::as_str) == Some("sampling/createMessage"))
+        });
+        asks_sampling.then(|| "it asks for sampling, which the profile does not allow ([mcp] sampling = true)".into())
+    }
+
     fn refuse_tool_result(&self, result: &Value, tool: &str) -> Option<String> {
         if result.get("resultType").and_then(Value::as_str) == Some("input_required") {
-            let asks_sampling = result.get("inputRequests").and_then(Value::as_object).is_some_and(|r| {
-                r.values().any(|q| q.get("method").and_then(Value::as_str) == Some("sampling/createMessage"))
-            });
-            return (asks_sampling && !self.cfg.sampling)
-                .then(|| "it asks for sampling, which the profile does not allow ([mcp] sampling = true)".into());
+            self.expect_retry(tool, result);
+            return None;
         }
         if result.get("isError").and_then(Value::as_bool) == Some(true) {
             return None;
@@ -233,7 +285,7 @@ impl State {
     /// A `tools/list` result (the client's or the layer's own): denied and changed tools
     /// removed, the rest taken into the catalog, pinned, and their annotations rewritten to what
     /// is enforced or was observed. Returns the tools hidden, and why.
-    fn police_tool_list(&self, result: &mut Value) -> Vec<String> {
+    fn police_tool_list(&self, result: &mut Value, to_client: bool) -> Vec<String> {
         let Some(list) = result.get_mut("tools").and_then(Value::as_array_mut) else { return vec![] };
         let mut catalog = lock(&self.catalog);
         let mut pins = lock(&self.pins);
@@ -266,6 +318,9 @@ impl State {
             if let Err(why) = self.cfg.annotations.permits(&name, a) {
                 hidden.push(format!("{name}: {why}"));
                 return false;
+            }
+            if to_client {
+                catalog.show(&name, a);
             }
             let observed = catalog.observed.get(&name).copied().unwrap_or(Observed::default());
             annotations::rewrite(t, self.cfg.annotations.enforce, observed);

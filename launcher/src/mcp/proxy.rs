@@ -33,8 +33,8 @@ pub(super) struct Pending {
 
 pub(super) struct State {
     pub cfg: McpConfig,
-    client_out: Mutex<Box<dyn Write + Send>>,
-    server_in: Mutex<Box<dyn Write + Send>>,
+    client_out: Outlet,
+    server_in: Outlet,
     /// Client requests by id (as JSON text).
     pub pending: Mutex<HashMap<String, Pending>>,
     /// Server requests by id (as JSON text) and method, for the client's replies.
@@ -49,6 +49,11 @@ pub(super) struct State {
     /// The layer's own `tools/list` requests waiting for their response, by id.
     pub own_lists: Mutex<HashMap<String, std::sync::mpsc::Sender<Value>>>,
     pub next_own: AtomicU64,
+    /// The `requestState` of each `input_required` tool result not retried yet, with its tool:
+    /// the retry that echoes it is the same call, not a new one for the rate limits.
+    pub retries: Mutex<std::collections::HashSet<(String, String)>>,
+    /// Unparseable lines told on stderr so far.
+    malformed_told: AtomicU64,
     /// How long a call waits for the layer's own `tools/list` (zero: it is not asked, the call is
     /// refused: the fuzz target has no server thread to answer).
     pub own_list_timeout: Duration,
@@ -74,8 +79,8 @@ impl State {
         }
         Ok(State {
             cfg,
-            client_out: Mutex::new(client_out),
-            server_in: Mutex::new(server_in),
+            client_out: Outlet::new(client_out),
+            server_in: Outlet::new(server_in),
             pending: Mutex::default(),
             server_requests: Mutex::default(),
             catalog: Mutex::default(),
@@ -86,6 +91,8 @@ impl State {
             in_flight,
             own_lists: Mutex::default(),
             next_own: AtomicU64::new(1),
+            malformed_told: AtomicU64::new(0),
+            retries: Mutex::default(),
             own_list_timeout: OWN_LIST_TIMEOUT,
         })
     }
@@ -110,24 +117,48 @@ impl State {
         }
     }
 
+    /// Queues a line for the client (written at the next [`State::flush`]).
     pub fn to_client(&self, line: &[u8]) -> std::io::Result<()> {
-        lock(&self.client_out).write_all(line)
+        self.client_out.queue(line);
+        Ok(())
     }
 
+    /// Queues a line for the server (written at the next [`State::flush`]).
     pub fn to_server(&self, line: &[u8]) -> std::io::Result<()> {
-        lock(&self.server_in).write_all(line)
+        self.server_in.queue(line);
+        Ok(())
+    }
+
+    /// Writes what the lines handled so far send on (one write per destination), then their
+    /// audit records. A relay calls it once it has handled every complete line of what it read:
+    /// a burst of messages costs one write, not one per message.
+    pub fn flush(&self) -> std::io::Result<()> {
+        let result = self.server_in.flush().and(self.client_out.flush());
+        self.write_audit();
+        result
     }
 
     fn on_client_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let result = self.handle_client_line(line);
-        self.write_audit();
-        result
+        self.handle_client_line(line)
     }
 
     fn on_server_line(&self, line: &[u8]) -> std::io::Result<()> {
-        let result = self.handle_server_line(line);
-        self.write_audit();
-        result
+        self.handle_server_line(line)
+    }
+
+    /// A line that is not JSON the layer can parse (invalid UTF-8, nesting deeper than 128
+    /// levels...): dropped, counted, told on stderr for the first few.
+    pub fn malformed(&self, from: Side, bytes: usize, e: &serde_json::Error) {
+        const TOLD: u64 = 8;
+        let told = self.malformed_told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if told < TOLD {
+            let who = if from == Side::Client { "client" } else { "server" };
+            eprintln!(
+                "mcp-warden: mcp: dropped a {who} line it cannot parse ({e}){}",
+                if told + 1 == TOLD { "; further ones are only counted in the audit log" } else { "" }
+            );
+        }
+        self.audit(from, McpMessage::Malformed(McpMalformed { bytes }));
     }
 
     /// A line too long to police: dropped, reported once per line.
@@ -137,7 +168,39 @@ impl State {
             "mcp-warden: mcp: dropped a {who} line longer than {MAX_LINE} bytes (too long to police; a request in it stays unanswered)"
         );
         self.audit(from, McpMessage::Malformed(McpMalformed { bytes }));
-        self.write_audit();
+    }
+}
+
+/// A destination both relays write to: lines are queued, and written together by
+/// [`State::flush`]. The sink's lock is held from taking the queue to the end of the write, so
+/// lines reach the destination in the order they were queued.
+struct Outlet {
+    queued: Mutex<Vec<u8>>,
+    sink: Mutex<Box<dyn Write + Send>>,
+}
+
+impl Outlet {
+    fn new(sink: Box<dyn Write + Send>) -> Outlet {
+        Outlet { queued: Mutex::default(), sink: Mutex::new(sink) }
+    }
+
+    fn queue(&self, line: &[u8]) {
+        lock(&self.queued).extend_from_slice(line);
+    }
+
+    fn flush(&self) -> std::io::Result<()> {
+        let mut sink = lock(&self.sink);
+        let queued = std::mem::take(&mut *lock(&self.queued));
+        if queued.is_empty() {
+            return Ok(());
+        }
+        sink.write_all(&queued)
+    }
+
+    /// The destination is gone (the client closed its end): later lines go nowhere.
+    fn close(&self) {
+        *lock(&self.sink) = Box::new(std::io::sink());
+        lock(&self.queued).clear();
     }
 }
 
@@ -156,13 +219,18 @@ pub fn start(
     let state = Arc::new(State::new(cfg, audit, Box::new(client_out), Box::new(server_in), in_flight)?);
     let up = Arc::clone(&state);
     std::thread::Builder::new().name("mcp-client".into()).spawn(move || {
-        relay(client_in, |line| up.on_client_line(line), |n| up.overlong(Side::Client, n));
+        // a client that just sent a request is likely to send the next one soon
+        let client_in = Spinning::new(client_in, |recent| recent);
+        relay(client_in, |line| up.on_client_line(line), |n| up.overlong(Side::Client, n), || up.flush());
         // the client is gone: the server sees EOF on its stdin
-        *lock(&up.server_in) = Box::new(std::io::sink());
+        up.server_in.close();
     })?;
+    let waiting = Arc::clone(&state);
     let down = state;
     std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
-        relay(server_out, |line| down.on_server_line(line), |n| down.overlong(Side::Server, n));
+        // the server answers a pending request soon
+        let server_out = Spinning::new(server_out, move |_| !lock(&waiting.pending).is_empty());
+        relay(server_out, |line| down.on_server_line(line), |n| down.overlong(Side::Server, n), || down.flush());
         if let Some(log) = lock(&down.audit).as_mut() {
             log.flush();
             if log.lost > 0 {
@@ -177,10 +245,62 @@ pub fn start(
     })
 }
 
-/// Reads `input` line by line and hands each complete line (with its newline) to `handle`. A line
-/// longer than [`MAX_LINE`] is dropped (`overlong` is told its size once it ends). Ends at EOF or
-/// when `handle` fails (the other side is gone).
-fn relay<R: Read>(mut input: R, mut handle: impl FnMut(&[u8]) -> std::io::Result<()>, mut overlong: impl FnMut(usize)) {
+/// How long a relay polls for the next message it expects before it sleeps in `read`. A relay
+/// put to sleep costs a wake-up on the message's way (a cross-CPU interrupt; tens of µs on a
+/// virtual machine), twice per call; polling while a message is due takes that off the path.
+const SPIN: Duration = Duration::from_micros(300);
+/// The client is "sending" for this long after its last message.
+const RECENT: Duration = Duration::from_millis(2);
+
+/// A pipe read that first polls for up to [`SPIN`] when `due` says data is expected (given
+/// whether data came in the last [`RECENT`]), yielding the CPU between polls.
+struct Spinning<F: Fn(bool) -> bool> {
+    file: File,
+    due: F,
+    last: std::time::Instant,
+}
+
+impl<F: Fn(bool) -> bool> Spinning<F> {
+    fn new(file: File, due: F) -> Self {
+        Spinning { file, due, last: std::time::Instant::now() }
+    }
+
+    fn poll_until_readable(&self) {
+        use std::os::fd::AsFd;
+        let start = std::time::Instant::now();
+        while start.elapsed() < SPIN {
+            let fd = self.file.as_fd();
+            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
+            let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
+            if rustix::event::poll(&mut fds, Some(&zero)).map_or(true, |n| n > 0) {
+                return;
+            }
+            std::thread::yield_now();
+        }
+    }
+}
+
+impl<F: Fn(bool) -> bool> Read for Spinning<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if (self.due)(self.last.elapsed() < RECENT) {
+            self.poll_until_readable();
+        }
+        let n = self.file.read(buf)?;
+        self.last = std::time::Instant::now();
+        Ok(n)
+    }
+}
+
+/// Reads `input` line by line and hands each complete line (with its newline) to `handle`, then
+/// calls `drained` once every complete line of what was read is handled. A line longer than
+/// [`MAX_LINE`] is dropped (`overlong` is told its size once it ends). Ends at EOF or when
+/// `handle` or `drained` fails (the other side is gone).
+fn relay<R: Read>(
+    mut input: R,
+    mut handle: impl FnMut(&[u8]) -> std::io::Result<()>,
+    mut overlong: impl FnMut(usize),
+    mut drained: impl FnMut() -> std::io::Result<()>,
+) {
     let mut line: Vec<u8> = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut dropping: Option<usize> = None;
@@ -219,12 +339,16 @@ fn relay<R: Read>(mut input: R, mut handle: impl FnMut(&[u8]) -> std::io::Result
                 line.clear();
             }
         }
+        if drained().is_err() {
+            return;
+        }
     }
     if let Some(dropped) = dropping {
         overlong(dropped);
     } else if !line.is_empty() {
         let _ = handle(&line);
     }
+    let _ = drained();
 }
 
 pub(super) fn id_key(id: &Value) -> String {
@@ -258,12 +382,26 @@ impl Write for Shared {
 /// For the fuzz target and its regression corpus.
 #[doc(hidden)]
 pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
-    let audit = AuditLog::open(crate::audit::Destination::File("/dev/null".into()))?;
+    process_turns(cfg, &[(Side::Client, client), (Side::Server, server)])
+}
+
+/// [`process`] for bytes from either side in turn (the first turn's lines all before the next).
+#[doc(hidden)]
+pub fn process_turns(cfg: McpConfig, turns: &[(Side, &[u8])]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
+    let audit = AuditLog::open(cfg.audit.clone())?;
     let (to_client, to_server) = (Shared::default(), Shared::default());
     let mut state = State::new(cfg, audit, Box::new(to_client.clone()), Box::new(to_server.clone()), Arc::default())?;
     state.own_list_timeout = Duration::ZERO;
-    relay(client, |line| state.on_client_line(line), |n| state.overlong(Side::Client, n));
-    relay(server, |line| state.on_server_line(line), |n| state.overlong(Side::Server, n));
+    for (side, bytes) in turns {
+        match side {
+            Side::Client => {
+                relay(*bytes, |line| state.on_client_line(line), |n| state.overlong(Side::Client, n), || state.flush())
+            }
+            Side::Server => {
+                relay(*bytes, |line| state.on_server_line(line), |n| state.overlong(Side::Server, n), || state.flush())
+            }
+        }
+    }
     let (up, down) = (lock(&to_server.0).clone(), lock(&to_client.0).clone());
     Ok((up, down))
 }

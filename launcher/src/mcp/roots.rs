@@ -53,8 +53,10 @@ pub fn intersect(roots: &mut Vec<Value>, grants: &[PathBuf]) -> Narrowed {
     narrowed
 }
 
-/// The absolute path of a `file://` URI, `..` resolved, and symlinks too when it exists (a link
-/// inside a grant that points outside it is judged by its target).
+/// The absolute path of a `file://` URI as the kernel would resolve it: symlinks and `..` in
+/// order (`link/..` is the link target's parent, not the link's). For a path that does not exist,
+/// its longest existing ancestor is resolved and the rest appended; `..` in a path that does not
+/// exist cannot be resolved soundly, and the root is refused.
 fn file_path(uri: &str) -> Option<PathBuf> {
     let rest = uri.strip_prefix("file://")?;
     let rest = rest.strip_prefix("localhost").unwrap_or(rest);
@@ -62,17 +64,23 @@ fn file_path(uri: &str) -> Option<PathBuf> {
         return None;
     }
     let decoded = percent_decode(rest)?;
-    let mut path = PathBuf::new();
-    for c in Path::new(&decoded).components() {
-        match c {
-            Component::ParentDir => {
-                path.pop();
-            }
-            Component::CurDir => {}
-            other => path.push(other),
+    let raw = Path::new(&decoded);
+    if let Ok(real) = std::fs::canonicalize(raw) {
+        return Some(real);
+    }
+    if raw.components().any(|c| matches!(c, Component::ParentDir)) {
+        return None;
+    }
+    let mut missing = Vec::new();
+    let mut ancestor = raw;
+    while let Some(parent) = ancestor.parent() {
+        missing.push(ancestor.file_name()?);
+        ancestor = parent;
+        if let Ok(real) = std::fs::canonicalize(ancestor) {
+            return Some(missing.iter().rev().fold(real, |p, name| p.join(name)));
         }
     }
-    Some(std::fs::canonicalize(&path).unwrap_or(path))
+    None
 }
 
 fn percent_decode(s: &str) -> Option<String> {
@@ -136,6 +144,22 @@ mod tests {
                 "file://host/srv/notes"
             ]
         );
+    }
+
+    #[test]
+    fn a_link_before_dotdot_is_resolved_first() {
+        let dir = std::env::temp_dir().join(format!("mcpw-roots-{}", std::process::id()));
+        let granted = dir.join("granted");
+        std::fs::create_dir_all(granted.join("sub")).unwrap();
+        std::fs::create_dir_all(dir.join("elsewhere/deep")).unwrap();
+        std::os::unix::fs::symlink(dir.join("elsewhere/deep"), granted.join("lnk")).unwrap();
+        let grants = [std::fs::canonicalize(&granted).unwrap()];
+        let uri = |p: &str| json!({"uri": format!("file://{}/{p}", granted.display())});
+        let mut roots = vec![uri("lnk/.."), uri("sub/new/dir"), uri("lnk/new"), uri("nothing/../sub")];
+        let n = intersect(&mut roots, &grants);
+        assert_eq!(uris(&roots), [format!("file://{}/sub/new/dir", granted.display())]);
+        assert_eq!(n.removed.len(), 3, "{n:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::annotations::{Annotations, Observed};
+use super::annotations::{Annotations, Guard, Observed};
 
 /// The largest schema compiled; a larger one makes the tool uncallable.
 const SCHEMA_MAX: usize = 256 << 10;
@@ -34,6 +34,10 @@ pub struct Catalog {
     pub observed: HashMap<String, Observed>,
     /// Changed since pinned: hidden and refused.
     pub changed: std::collections::HashSet<String>,
+    /// What the client was last shown of each tool's annotations: a call is held to it as well
+    /// as to the layer's current copy, so that a tool the client saw as read-only is held
+    /// read-only even if the server's list changed since.
+    shown: HashMap<String, Guard>,
 }
 
 impl Catalog {
@@ -52,6 +56,22 @@ impl Catalog {
     /// them again.
     pub fn clear(&mut self) {
         self.tools.clear();
+    }
+
+    /// The client is shown `tool` with these annotations.
+    pub fn show(&mut self, tool: &str, a: Annotations) {
+        self.shown.insert(tool.to_string(), a.guard());
+    }
+
+    /// What a call of `tool` is held to: the stricter of its current annotations and those
+    /// the client was shown.
+    pub fn guard(&self, tool: &str) -> Guard {
+        let current = self.tools.get(tool).map(|t| t.annotations.guard()).unwrap_or_default();
+        let shown = self.shown.get(tool).copied().unwrap_or_default();
+        Guard {
+            read_only: current.read_only || shown.read_only,
+            closed_world: current.closed_world || shown.closed_world,
+        }
     }
 
     pub fn observe(&mut self, tool: &str, seen: Observed) {
@@ -121,6 +141,19 @@ mod tests {
         let huge = json!({"type": "object", "description": "x".repeat(SCHEMA_MAX)});
         c.insert("huge".into(), &json!({"inputSchema": huge}));
         assert!(c.get("huge").unwrap().input.as_ref().unwrap_err().contains("more than"));
+    }
+
+    #[test]
+    fn a_call_is_held_to_what_the_client_was_shown_too() {
+        let mut c = Catalog::default();
+        let shown = json!({"inputSchema": {}, "annotations": {"readOnlyHint": true, "openWorldHint": false}});
+        c.insert("peek".into(), &shown);
+        c.show("peek", Annotations::of(&shown));
+        // the server's list changes behind the client's back: the tool now says it writes
+        c.clear();
+        c.insert("peek".into(), &json!({"inputSchema": {}, "annotations": {"readOnlyHint": false}}));
+        assert_eq!(c.guard("peek"), Guard { read_only: true, closed_world: true });
+        assert_eq!(c.guard("other"), Guard::default());
     }
 
     #[test]

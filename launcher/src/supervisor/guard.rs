@@ -4,12 +4,12 @@
 //! promised ([`InFlight`]); the seccomp filter hands the guarded calls here ([`Guarded`]).
 //!
 //! The verdict never depends on memory the server can change: every guarded call is refused while
-//! such a call is in flight, whatever path or address it names. Three exceptions are made sound by
+//! such a call is in flight, whatever path or address it names. Two exceptions are made sound by
 //! the supervisor doing the call itself and putting the descriptor into the server
-//! (`SECCOMP_IOCTL_NOTIF_ADDFD`): a harmless device (`/dev/null`...) opened for writing, a file
-//! opened under a scratch directory (resolved beneath it with `openat2`, with the server's
-//! credentials), and a Unix socket (its family is read from the socket itself, not from memory).
-//! The path or address read from memory is used for the record only.
+//! (`SECCOMP_IOCTL_NOTIF_ADDFD`): a harmless device (`/dev/null`...) opened for writing, and a
+//! regular file with no other link opened beneath a scratch directory (resolved with `openat2`,
+//! with the server's credentials). The path or address read from memory is used for the record
+//! only.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -24,7 +24,7 @@ use crate::mcp::{Attempt, InFlight};
 use crate::sys::notify::{self, Notification};
 
 /// Devices a read-only tool may open for writing: writing to them changes nothing.
-const HARMLESS: &[&str] = &["/dev/null", "/dev/zero", "/dev/full", "/dev/tty"];
+const HARMLESS: &[&str] = &["/dev/null", "/dev/zero", "/dev/full"];
 
 /// What the guard needs, shared by the listener's thread.
 pub struct Guard {
@@ -59,7 +59,7 @@ impl Guard {
         let Some(tool) = self.in_flight.forbidding(attempt) else { return Verdict::Pass };
         match what {
             Guards::Write => self.write(listener, n, &tool),
-            Guards::Connect => self.connect(listener, n, &tool),
+            Guards::Connect => self.connect(n, &tool),
         }
     }
 
@@ -120,28 +120,16 @@ impl Guard {
         (!rel.as_os_str().is_empty()).then(|| (dir.clone(), rel.to_path_buf()))
     }
 
-    /// A connection or send during a closed-world call: refused unless the socket is a Unix one.
-    fn connect(&self, listener: BorrowedFd<'_>, n: &Notification, tool: &str) -> Verdict {
-        if socket_family(listener, n).is_ok_and(|f| f == libc::AF_UNIX) {
-            return Verdict::Pass;
-        }
+    /// A connection or send to an address during a closed-world call: refused, whatever the
+    /// socket (a Unix socket reaches a daemon, and its family could change under a racing `dup2`
+    /// between a check and the call).
+    fn connect(&self, n: &Notification, tool: &str) -> Verdict {
         self.in_flight.observe(tool, Attempt::Connect);
         let syscall = syscall_name(n.nr);
         let target = destination(n, &syscall).map(|a| a.to_string());
         self.refusals.annotation_violation(n.pid, tool, "openWorldHint", &syscall, target, libc::EACCES);
         Verdict::Answered(Err(libc::EACCES))
     }
-}
-
-/// The family of the socket a notified network call uses, read from the socket itself.
-fn socket_family(listener: BorrowedFd<'_>, n: &Notification) -> std::io::Result<i32> {
-    let fd = i32::try_from(n.args[0]).map_err(|_| std::io::Error::from_raw_os_error(libc::EBADF))?;
-    let pidfd = crate::sys::pidfd_of_thread(n.pid as i32)?;
-    if !notify::still_pending(listener, n.id) {
-        return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
-    }
-    let sock = crate::sys::pidfd_getfd(pidfd.as_fd(), fd)?;
-    crate::sys::socket_domain(sock.as_fd())
 }
 
 /// The address a `connect` or `sendto` names, read from the caller's memory (for the record).
@@ -164,12 +152,29 @@ fn add(listener: BorrowedFd<'_>, n: &Notification, fd: BorrowedFd<'_>, cloexec: 
     notify::add_fd_send(listener, n.id, fd, cloexec).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Opens `rel` beneath `dir` without leaving it (no `..`, no symlink out, no magic links).
+/// Opens `rel` beneath `dir` without leaving it (no `..`, no symlink out, no magic links), and
+/// only a regular file with no other link: a hard link in the scratch directory to a file
+/// elsewhere is the same file (`RESOLVE_BENEATH` cannot tell). The open never blocks (a FIFO is
+/// refused) and truncates only once the file is known to be the scratch directory's own.
 fn open_beneath(dir: &Path, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
     let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
         .map_err(|e| e.raw_os_error())?;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
-    rustix::fs::openat2(&dirfd, rel, flags | OFlags::CLOEXEC, mode, resolve).map_err(|e| e.raw_os_error())
+    let how = (flags - OFlags::TRUNC) | OFlags::CLOEXEC | OFlags::NONBLOCK;
+    let fd = rustix::fs::openat2(&dirfd, rel, how, mode, resolve).map_err(|e| e.raw_os_error())?;
+    let st = rustix::fs::fstat(&fd).map_err(|e| e.raw_os_error())?;
+    // nlink 0: an O_TMPFILE file, which names nothing else either
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile || st.st_nlink > 1 {
+        return Err(libc::EACCES);
+    }
+    if !flags.contains(OFlags::NONBLOCK) {
+        let status = rustix::fs::fcntl_getfl(&fd).map_err(|e| e.raw_os_error())?;
+        rustix::fs::fcntl_setfl(&fd, status - OFlags::NONBLOCK).map_err(|e| e.raw_os_error())?;
+    }
+    if flags.contains(OFlags::TRUNC) {
+        rustix::fs::ftruncate(&fd, 0).map_err(|e| e.raw_os_error())?;
+    }
+    Ok(fd)
 }
 
 /// Runs `f` on a thread of its own with the credentials of process `pid` (uid, gid, no
@@ -194,7 +199,7 @@ fn path_of_write(n: &Notification, syscall: &str) -> Option<String> {
             "linkat" => at(2, 3),
             _ => at(0, 1),
         },
-        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" => {
+        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" | "ioctl" => {
             std::fs::read_link(format!("/proc/{}/fd/{}", n.pid, n.args[0] as i32)).ok().map(|p| p.display().to_string())
         }
         "symlink" | "link" => absolute(n, None, 1),

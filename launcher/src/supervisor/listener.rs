@@ -46,7 +46,7 @@ pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
     let shared = Arc::new(listener);
     std::thread::Builder::new().name("seccomp-listener".into()).spawn(move || {
         while let Some(n) = next(shared.fd.as_fd()) {
-            let refused = denied_whole(&shared.policy, n.nr) || shared.policy.sets_privilege_bits(n.nr, &n.args);
+            let refused = denied_whole(&shared.policy, n.nr) || shared.policy.refuses_arguments(n.nr, &n.args);
             let guarded = shared.guard.as_ref().filter(|_| !refused).and_then(|g| Some((g, g.covers(&n)?)));
             if let Some((guard, what)) = guarded
                 && let Verdict::Answered(result) = guard.check(shared.fd.as_fd(), &n, what)

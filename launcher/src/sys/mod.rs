@@ -94,11 +94,6 @@ pub fn pidfd_getfd(pidfd: BorrowedFd<'_>, target_fd: RawFd) -> io::Result<OwnedF
     Ok(rustix::process::pidfd_getfd(pidfd, target_fd, PidfdGetfdFlags::empty())?)
 }
 
-/// A socket's address family (`SO_DOMAIN`), which cannot change after `socket()`.
-pub fn socket_domain(sock: BorrowedFd<'_>) -> io::Result<i32> {
-    Ok(rustix::net::sockopt::socket_domain(sock)?.as_raw() as i32)
-}
-
 /// The effective uid and gid of a process, from `/proc/PID/status`.
 pub fn ids_of(pid: u32) -> io::Result<(u32, u32)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
