@@ -90,8 +90,8 @@ fn a_stray_response_does_not_end_a_call() {
     assert!(!dir.join("stray.txt").exists());
 }
 
-/// A hard link in a scratch directory to a file elsewhere in the write grants is not a way to
-/// write during a read-only call; a new file in scratch is (control), and is the server's.
+// A hard link in a scratch directory to a file elsewhere in the write grants is not a way to
+// write during a read-only call; a new file in scratch is (control), and is the server's.
 per_identity!(a_hard_link_in_scratch_is_not_a_way_out, |who: Who| {
     let s = Scratch::new(who);
     let dir = s.mkdir("data", who);
