@@ -219,17 +219,17 @@ pub fn start(
     let state = Arc::new(State::new(cfg, audit, Box::new(client_out), Box::new(server_in), in_flight)?);
     let up = Arc::clone(&state);
     std::thread::Builder::new().name("mcp-client".into()).spawn(move || {
-        // a client that just sent a request is likely to send the next one soon
-        let client_in = Spinning::new(client_in, |recent| recent);
+        // a client that was just answered is likely to send its next request soon
+        let answered = Arc::clone(&up);
+        let client_in = Spinning::new(client_in, move |recent| recent && lock(&answered.pending).is_empty());
         relay(client_in, |line| up.on_client_line(line), |n| up.overlong(Side::Client, n), || up.flush());
         // the client is gone: the server sees EOF on its stdin
         up.server_in.close();
     })?;
-    let waiting = Arc::clone(&state);
     let down = state;
     std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
-        // the server answers a pending request soon
-        let server_out = Spinning::new(server_out, move |_| !lock(&waiting.pending).is_empty());
+        // a server that just answered is likely to answer the next request soon
+        let server_out = Spinning::new(server_out, |recent| recent);
         relay(server_out, |line| down.on_server_line(line), |n| down.overlong(Side::Server, n), || down.flush());
         if let Some(log) = lock(&down.audit).as_mut() {
             log.flush();
@@ -253,7 +253,9 @@ const SPIN: Duration = Duration::from_micros(300);
 const RECENT: Duration = Duration::from_millis(2);
 
 /// A pipe read that first polls for up to [`SPIN`] when `due` says data is expected (given
-/// whether data came in the last [`RECENT`]), yielding the CPU between polls.
+/// whether data came in the last [`RECENT`]). The server's relay polls after each answer, for the
+/// next; the client's only while no request is pending (its next one is due), so that while the
+/// server works only one relay polls.
 struct Spinning<F: Fn(bool) -> bool> {
     file: File,
     due: F,
@@ -275,7 +277,7 @@ impl<F: Fn(bool) -> bool> Spinning<F> {
             if rustix::event::poll(&mut fds, Some(&zero)).map_or(true, |n| n > 0) {
                 return;
             }
-            std::thread::yield_now();
+            std::hint::spin_loop();
         }
     }
 }
