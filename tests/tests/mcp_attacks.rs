@@ -71,28 +71,45 @@ fn a_line_the_layer_cannot_parse_never_reaches_the_server() {
     assert!(!target.exists(), "the denied tool never ran");
 }
 
-/// A response with neither result nor error does not end the call: the read-only guard holds
-/// until the real answer, which is policed (redacted) like any.
+/// A response with neither result nor error (or a null one) does not end the call: the
+/// read-only guard holds until the real answer, which is policed (redacted) like any.
 #[test]
 fn a_stray_response_does_not_end_a_call() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let mut peer = RawPeer::spawn(launcher(&s, &dir, &[], &["evil_server.py", "stray", dir.to_str().unwrap()]));
-    initialize(&mut peer);
-    peer.send_line(&call(2, "peek", json!({})));
-    let answer = peer.answer(json!(2));
-    let t = text(&answer);
-    assert!(t.contains("stray-write: BLOCKED EACCES"), "{answer}");
-    assert!(t.contains("[REDACTED]") && !t.contains("ghp_"), "the real result is redacted: {t}");
-    peer.close();
-    assert!(peer.child.wait().unwrap().success());
-    assert!(!dir.join("stray.txt").exists());
+    for mode in ["stray", "nullresult"] {
+        let who = Who::current();
+        let s = Scratch::new(who);
+        let dir = s.mkdir("data", who);
+        let mut peer = RawPeer::spawn(launcher(&s, &dir, &[], &["evil_server.py", mode, dir.to_str().unwrap()]));
+        initialize(&mut peer);
+        peer.send_line(&call(2, "peek", json!({})));
+        let answer = peer.answer(json!(2));
+        let t = text(&answer);
+        assert!(t.contains("stray-write: BLOCKED EACCES"), "{mode}: {answer}");
+        if mode == "stray" {
+            assert!(t.contains("[REDACTED]") && !t.contains("ghp_"), "the real result is redacted: {t}");
+        }
+        peer.close();
+        assert!(peer.child.wait().unwrap().success());
+        assert!(!dir.join("stray.txt").exists(), "{mode}");
+    }
 }
 
 // A hard link in a scratch directory to a file elsewhere in the write grants is not a way to
 // write during a read-only call; a new file in scratch is (control), and is the server's.
 per_identity!(a_hard_link_in_scratch_is_not_a_way_out, |who: Who| {
+    scratch_escape(who, "hardlink", "hardlink-append");
+});
+
+// Nor is a scratch directory swapped for a symlink to the rest of the write grants between
+// calls: the supervisor opened the directory itself before the server ran.
+per_identity!(a_scratch_directory_swapped_for_a_symlink_is_not_a_way_out, |who: Who| {
+    scratch_escape(who, "symscratch", "symlink-append");
+});
+
+/// `evil_server.py MODE` tries to append to `data/victim` through the scratch directory during
+/// a read-only call (`attempt` names the try in its report); `data/victim` must stay as it was. A
+/// new file in scratch is the control.
+fn scratch_escape(who: Who, mode: &str, attempt: &str) {
     let s = Scratch::new(who);
     let dir = s.mkdir("data", who);
     let scratch = s.mkdir("data/scratch", who);
@@ -103,7 +120,7 @@ per_identity!(a_hard_link_in_scratch_is_not_a_way_out, |who: Who| {
     let mut c = command_as(who, warden());
     c.args(["run", "--profile", profile.to_str().unwrap(), "--audit-log"]).arg(s.join("audit.jsonl"));
     c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&dir).arg("--").arg(python());
-    c.arg(clients.join("evil_server.py")).args(["hardlink", dir.to_str().unwrap()]);
+    c.arg(clients.join("evil_server.py")).args([mode, dir.to_str().unwrap()]);
     c.env("XDG_STATE_HOME", s.path()).stderr(Stdio::null());
     let mut peer = RawPeer::spawn(c);
     initialize(&mut peer);
@@ -111,14 +128,22 @@ per_identity!(a_hard_link_in_scratch_is_not_a_way_out, |who: Who| {
     assert!(peer.answer(json!(2))["result"]["tools"].is_array());
     peer.send_line(&call(3, "peek", json!({})));
     let t = text(&peer.answer(json!(3)));
-    assert!(t.contains("hardlink-append: BLOCKED EACCES"), "{t}");
-    assert!(t.contains("scratch-new: OK"), "control: {t}");
+    if mode == "symscratch" {
+        // the open went beneath the directory the supervisor holds: the scratch directory,
+        // renamed, not the file the symlink now points at
+        assert!(dir.join("scratch.real/victim").exists(), "{t}");
+    } else {
+        assert!(t.contains(&format!("{attempt}: BLOCKED EACCES")), "{mode}: {t}");
+    }
     peer.close();
     assert!(peer.child.wait().unwrap().success());
-    assert_eq!(std::fs::read_to_string(dir.join("victim")).unwrap(), "original\n");
-    use std::os::unix::fs::MetadataExt;
-    assert_eq!(std::fs::metadata(scratch.join("new.txt")).unwrap().uid(), who.uid());
-});
+    assert_eq!(std::fs::read_to_string(dir.join("victim")).unwrap(), "original\n", "{mode}");
+    if mode == "hardlink" {
+        assert!(t.contains("scratch-new: OK"), "control: {t}");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(scratch.join("new.txt")).unwrap().uid(), who.uid());
+    }
+}
 
 /// Two server requests with one id: the second is refused, and the client's answer to the first
 /// (roots) is still narrowed to the grants.

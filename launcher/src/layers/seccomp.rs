@@ -496,12 +496,24 @@ const WRITES: &[&str] = &[
     "fremovexattr",
     "removexattrat",
     "openat2",
+    // a Unix socket bound to a path is a new file (`bind` is refused whatever the family: the
+    // family could change under a racing `dup2` between a check and the call)
+    "bind",
 ];
 
-/// The ioctls that change a file's inode flags (append-only, no-dump...) or its extended
-/// attributes on a descriptor opened for reading: `FS_IOC_SETFLAGS` (and its 32-bit number),
-/// `FS_IOC_FSSETXATTR`.
-const INODE_IOCTLS: [u64; 3] = [0x4008_6602, 0x4004_6602, 0x401c_5820];
+/// Calls newer than the `syscalls` crate's tables, by number (the same on every architecture
+/// since Linux 5.1's unified numbering): `file_setattr` (Linux 6.17) sets inode flags by path.
+const WRITES_BY_NUMBER: &[i64] = &[469];
+
+/// The ioctl types of filesystem requests that may change a file through a descriptor opened for
+/// reading: `'f'` (inode flags, versions, verity, ext4's), `'v'` (`FS_IOC_SETVERSION`), `'X'`
+/// (`FS_IOC_FSSETXATTR`, freeze, trim), 0x94 (btrfs, `FICLONE`, dedupe). A request of these types
+/// that only reads (`_IOR`) goes on.
+const FS_IOCTL_TYPES: [u64; 4] = [0x66, 0x76, 0x58, 0x94];
+
+/// The direction bits of an ioctl request, and the value of a read-only one (`_IOR`).
+const IOC_DIR_MASK: u64 = 0xc000_0000;
+const IOC_READ_ONLY: u64 = 0x8000_0000;
 
 /// What a guarded call would do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -524,20 +536,30 @@ impl Guarded {
         for nr in writes() {
             rules.insert(nr.id() as i64, Vec::new());
         }
-        let ioctls = INODE_IOCTLS.iter().map(|r| SeccompRule::new(vec![Cond::new(1, Len::Dword, Op::Eq, *r)?]));
-        rules.insert(Sysno::ioctl.id() as i64, ioctls.collect::<Result<_, _>>()?);
+        for nr in WRITES_BY_NUMBER {
+            rules.insert(*nr, Vec::new());
+        }
+        let by_type = |t: &u64| SeccompRule::new(vec![Cond::new(1, Len::Dword, Op::MaskedEq(0xff00), t << 8)?]);
+        rules.insert(Sysno::ioctl.id() as i64, FS_IOCTL_TYPES.iter().map(by_type).collect::<Result<_, _>>()?);
         Ok(rules)
     }
 
     /// What a notified call would do, if it is one of the guarded (the filter's own test).
     pub fn covers(self, nr: i64, args: &[u64; 6]) -> Option<Guards> {
         let is_write = |flags: u64| WRITE_FLAGS.iter().any(|f| flags & f != 0);
+        if WRITES_BY_NUMBER.contains(&nr) {
+            return Some(Guards::Write);
+        }
         let sysno = Sysno::new(nr as usize)?;
         match sysno {
             Sysno::openat => is_write(args[2] & 0xffff_ffff).then_some(Guards::Write),
             #[cfg(target_arch = "x86_64")]
             Sysno::open => is_write(args[1] & 0xffff_ffff).then_some(Guards::Write),
-            Sysno::ioctl => INODE_IOCTLS.contains(&(args[1] & 0xffff_ffff)).then_some(Guards::Write),
+            Sysno::ioctl => {
+                let request = args[1] & 0xffff_ffff;
+                let fs = FS_IOCTL_TYPES.contains(&((request >> 8) & 0xff));
+                (fs && request & IOC_DIR_MASK != IOC_READ_ONLY).then_some(Guards::Write)
+            }
             _ if writes().any(|w| w == sysno) => Some(Guards::Write),
             _ => Mediated { datagrams: self.datagrams, every_send: false }.covers(nr, args).then_some(Guards::Connect),
         }
@@ -726,6 +748,30 @@ mod tests {
 
     fn listened(m: Mediated) -> Listened {
         Listened { mediated: Some(m), traced: false, guarded: None }
+    }
+
+    #[test]
+    fn the_guard_takes_writes_and_connections_and_lets_reads_go() {
+        let g = Guarded { datagrams: false };
+        let args = |a1: u64, a2: u64| [3, a1, a2, 0, 0, 0];
+        let nr = |s: Sysno| s.id() as i64;
+        assert_eq!(g.covers(nr(Sysno::openat), &args(0, libc::O_RDONLY as u64)), None);
+        assert_eq!(
+            g.covers(nr(Sysno::openat), &args(0, (libc::O_WRONLY | libc::O_APPEND) as u64)),
+            Some(Guards::Write)
+        );
+        assert_eq!(g.covers(nr(Sysno::openat), &args(0, libc::O_CREAT as u64)), Some(Guards::Write));
+        assert_eq!(g.covers(nr(Sysno::ioctl), &args(0x4008_6602, 0)), Some(Guards::Write), "FS_IOC_SETFLAGS");
+        assert_eq!(g.covers(nr(Sysno::ioctl), &args(0x4008_7602, 0)), Some(Guards::Write), "FS_IOC_SETVERSION");
+        assert_eq!(g.covers(nr(Sysno::ioctl), &args(0x8008_6601, 0)), None, "FS_IOC_GETFLAGS reads");
+        assert_eq!(g.covers(nr(Sysno::ioctl), &args(0x5421, 0)), None, "FIONBIO is no filesystem request");
+        assert_eq!(g.covers(469, &args(0, 0)), Some(Guards::Write), "file_setattr");
+        assert_eq!(g.covers(nr(Sysno::bind), &args(0, 0)), Some(Guards::Write));
+        assert_eq!(g.covers(nr(Sysno::connect), &args(0, 0)), Some(Guards::Connect));
+        assert_eq!(g.covers(nr(Sysno::sendto), &args(0, 0)), None, "a send on a connected socket");
+        assert_eq!(g.covers(nr(Sysno::read), &args(0, 0)), None);
+        let filter = Listened { mediated: None, traced: false, guarded: Some(g) }.filter();
+        assert!(filter.is_ok(), "{filter:?}");
     }
 
     #[test]

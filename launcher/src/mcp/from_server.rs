@@ -84,7 +84,8 @@ impl State {
         };
         // a response has a result or an error, not both; and answers a request in flight (a
         // stray one could end a call early, its guard with it, and reach the client unpoliced)
-        if msg.get("result").is_some() == msg.get("error").is_some() {
+        let present = |key: &str| msg.get(key).is_some_and(|v| !v.is_null());
+        if present("result") == present("error") {
             self.stray(bytes, "a response with neither a result nor an error (or both)");
             return (Fate::Drop, false);
         }

@@ -33,8 +33,10 @@ pub struct Guard {
     /// Write grants: a write outside them would be refused by Landlock anyway, so it is refused
     /// but not recorded as a violation of the tool's annotations.
     pub write_grants: Vec<PathBuf>,
-    /// Directories a read-only tool may still create and write files in (canonical).
-    pub scratch: Vec<PathBuf>,
+    /// Directories a read-only tool may still create and write files in: each path (canonical),
+    /// and the directory itself, opened before the server ran (a path the server could later
+    /// turn into a symlink to elsewhere in its write grants; the descriptor stays the directory).
+    pub scratch: Vec<(PathBuf, Arc<OwnedFd>)>,
     pub refusals: Arc<Refusals>,
 }
 
@@ -110,14 +112,14 @@ impl Guard {
     }
 
     /// The scratch directory `path` is under, and the rest of it (no `..` allowed).
-    fn scratch_of(&self, path: &str) -> Option<(PathBuf, PathBuf)> {
+    fn scratch_of(&self, path: &str) -> Option<(Arc<OwnedFd>, PathBuf)> {
         let path = Path::new(path);
         if path.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
             return None;
         }
-        let dir = self.scratch.iter().find(|d| path.starts_with(d))?;
+        let (dir, fd) = self.scratch.iter().find(|(d, _)| path.starts_with(d))?;
         let rel = path.strip_prefix(dir).ok()?;
-        (!rel.as_os_str().is_empty()).then(|| (dir.clone(), rel.to_path_buf()))
+        (!rel.as_os_str().is_empty()).then(|| (Arc::clone(fd), rel.to_path_buf()))
     }
 
     /// A connection or send to an address during a closed-world call: refused, whatever the
@@ -152,16 +154,21 @@ fn add(listener: BorrowedFd<'_>, n: &Notification, fd: BorrowedFd<'_>, cloexec: 
     notify::add_fd_send(listener, n.id, fd, cloexec).map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Opens `rel` beneath `dir` without leaving it (no `..`, no symlink out, no magic links), and
-/// only a regular file with no other link: a hard link in the scratch directory to a file
-/// elsewhere is the same file (`RESOLVE_BENEATH` cannot tell). The open never blocks (a FIFO is
-/// refused) and truncates only once the file is known to be the scratch directory's own.
-fn open_beneath(dir: &Path, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
-    let dirfd = rustix::fs::open(dir, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .map_err(|e| e.raw_os_error())?;
+/// Opens a scratch directory for [`Guard::scratch`], before the server runs: the directory
+/// itself, not a symlink.
+pub fn open_scratch(dir: &Path) -> std::io::Result<OwnedFd> {
+    let flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    Ok(rustix::fs::open(dir, flags, Mode::empty())?)
+}
+
+/// Opens `rel` beneath the directory `dir` without leaving it (no `..`, no symlink out, no magic
+/// links), and only a regular file with no other link: a hard link in the scratch directory to a
+/// file elsewhere is the same file (`RESOLVE_BENEATH` cannot tell). The open never blocks (a FIFO
+/// is refused) and truncates only once the file is known to be the scratch directory's own.
+fn open_beneath(dir: &OwnedFd, rel: &Path, flags: OFlags, mode: Mode) -> Result<OwnedFd, i32> {
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
     let how = (flags - OFlags::TRUNC) | OFlags::CLOEXEC | OFlags::NONBLOCK;
-    let fd = rustix::fs::openat2(&dirfd, rel, how, mode, resolve).map_err(|e| e.raw_os_error())?;
+    let fd = rustix::fs::openat2(dir, rel, how, mode, resolve).map_err(|e| e.raw_os_error())?;
     let st = rustix::fs::fstat(&fd).map_err(|e| e.raw_os_error())?;
     // nlink 0: an O_TMPFILE file, which names nothing else either
     if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile || st.st_nlink > 1 {
@@ -199,7 +206,7 @@ fn path_of_write(n: &Notification, syscall: &str) -> Option<String> {
             "linkat" => at(2, 3),
             _ => at(0, 1),
         },
-        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" | "ioctl" => {
+        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" | "ioctl" | "bind" => {
             std::fs::read_link(format!("/proc/{}/fd/{}", n.pid, n.args[0] as i32)).ok().map(|p| p.display().to_string())
         }
         "symlink" | "link" => absolute(n, None, 1),

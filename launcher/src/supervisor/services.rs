@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use nix::unistd::Pid;
 
 use super::error::{SupervisorError, sys_err};
-use super::guard::Guard;
+use super::guard::{self, Guard};
 use super::listener::{self, Listener};
 use super::refusals::Refusals;
 use super::stdio;
@@ -117,7 +117,11 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     calls,
                     in_flight: Arc::clone(&in_flight),
                     write_grants,
-                    scratch,
+                    // a directory that cannot be opened is not exempt: writes there are refused
+                    scratch: scratch
+                        .into_iter()
+                        .filter_map(|d| guard::open_scratch(&d).ok().map(|fd| (d, Arc::new(fd))))
+                        .collect(),
                     refusals: Arc::clone(&refusals),
                 });
                 let served = Listener {
