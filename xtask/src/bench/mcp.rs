@@ -123,7 +123,8 @@ fn paired_added_p50(results: &[Vec<SessionTimes>]) -> f64 {
         l.sort();
         l[l.len() / 2].as_secs_f64() * 1e6
     };
-    let mut diffs: Vec<f64> = results[2].iter().zip(&results[1]).map(|((on, _), (off, _))| p50(on) - p50(off)).collect();
+    let mut diffs: Vec<f64> =
+        results[2].iter().zip(&results[1]).map(|((on, _), (off, _))| p50(on) - p50(off)).collect();
     diffs.sort_by(f64::total_cmp);
     diffs[diffs.len() / 2]
 }
