@@ -17,7 +17,6 @@ use std::sync::Arc;
 
 use rustix::fs::{Mode, OFlags, ResolveFlags};
 
-use super::listener::absolute;
 use super::refusals::Refusals;
 use crate::layers::seccomp::{Guarded, Guards};
 use crate::mcp::{Attempt, InFlight};
@@ -67,24 +66,17 @@ impl Guard {
 
     /// A write during a read-only call.
     fn write(&self, listener: BorrowedFd<'_>, n: &Notification, tool: &str) -> Verdict {
-        let syscall = syscall_name(n.nr);
-        let open_path = match syscall.as_str() {
-            "openat" => absolute(n, Some(0), 1),
-            "open" => absolute(n, None, 0),
-            _ => None,
-        };
-        if let Some(path) = &open_path {
-            let flags = n.args[if syscall == "open" { 1 } else { 2 }] as u32;
-            if let Some(answer) = self.open_for_server(listener, n, path, flags) {
-                return Verdict::Answered(answer);
-            }
+        let target = named_path(n);
+        if let (Some(path), Some((flags, mode))) = (&target, open_arguments(n))
+            && let Some(answer) = self.open_for_server(listener, n, &path.to_string_lossy(), flags, mode)
+        {
+            return Verdict::Answered(answer);
         }
-        let target = open_path.or_else(|| path_of_write(n, &syscall));
-        let inside_grants =
-            target.as_deref().is_none_or(|p| self.write_grants.iter().any(|g| Path::new(p).starts_with(g)));
+        let inside_grants = target.as_deref().is_none_or(|p| self.write_grants.iter().any(|g| p.starts_with(g)));
         if inside_grants {
             self.in_flight.observe(tool, Attempt::Write);
-            self.refusals.annotation_violation(n.pid, tool, "readOnlyHint", &syscall, target, libc::EACCES);
+            let target = target.map(|p| p.display().to_string());
+            self.refusals.annotation_violation(n.pid, tool, "readOnlyHint", &syscall_name(n.nr), target, libc::EACCES);
         }
         Verdict::Answered(Err(libc::EACCES))
     }
@@ -97,6 +89,7 @@ impl Guard {
         n: &Notification,
         path: &str,
         flags: u32,
+        mode: u32,
     ) -> Option<Result<i64, i32>> {
         let flags = OFlags::from_bits_retain(flags);
         let cloexec = flags.contains(OFlags::CLOEXEC);
@@ -105,7 +98,7 @@ impl Guard {
                 .map_err(|e| e.raw_os_error())
         } else {
             let (dir, rel) = self.scratch_of(path)?;
-            let mode = Mode::from_bits_truncate(n.args[if syscall_name(n.nr) == "open" { 2 } else { 3 }] as u32);
+            let mode = Mode::from_bits_truncate(mode);
             as_server(n.pid, move || open_beneath(&dir, &rel, flags, mode))
         };
         Some(opened.and_then(|fd| add(listener, n, fd.as_fd(), cloexec)))
@@ -196,22 +189,25 @@ fn as_server<T: Send + 'static>(pid: u32, f: impl FnOnce() -> Result<T, i32> + S
     worker.join().unwrap_or(Err(libc::EIO))
 }
 
-/// The path a non-open write names, for the record (best effort).
-fn path_of_write(n: &Notification, syscall: &str) -> Option<String> {
-    let at = |dirfd: usize, path: usize| absolute(n, Some(dirfd), path);
-    match syscall {
-        "mkdirat" | "unlinkat" | "renameat" | "renameat2" | "mknodat" | "fchmodat" | "fchmodat2" | "fchownat"
-        | "futimesat" | "utimensat" | "openat2" | "symlinkat" | "linkat" => match syscall {
-            "symlinkat" => at(1, 2),
-            "linkat" => at(2, 3),
-            _ => at(0, 1),
-        },
-        "ftruncate" | "fallocate" | "fchmod" | "fchown" | "fsetxattr" | "fremovexattr" | "ioctl" | "bind" => {
-            std::fs::read_link(format!("/proc/{}/fd/{}", n.pid, n.args[0] as i32)).ok().map(|p| p.display().to_string())
-        }
-        "symlink" | "link" => absolute(n, None, 1),
-        _ => absolute(n, None, 0),
+/// The path a write names (its first), read from the caller's memory: for the record and the
+/// choice of an open the supervisor does itself, never for the verdict. An fd-only call names its
+/// descriptor's target.
+fn named_path(n: &Notification) -> Option<std::path::PathBuf> {
+    match super::tracer::named_paths(n).first() {
+        Some((_, at)) => super::tracer::resolve(n, *at),
+        None => super::listener::fd_target(n.pid, n.args[0]),
     }
+}
+
+/// The flags and mode of an `open` or `openat`.
+fn open_arguments(n: &Notification) -> Option<(u32, u32)> {
+    let (flags, mode) = match syscalls::Sysno::new(n.nr as usize)? {
+        syscalls::Sysno::openat => (2, 3),
+        #[cfg(target_arch = "x86_64")]
+        syscalls::Sysno::open => (1, 2),
+        _ => return None,
+    };
+    Some((n.args[flags] as u32, n.args[mode] as u32))
 }
 
 fn syscall_name(nr: i64) -> String {

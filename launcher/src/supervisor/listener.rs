@@ -175,7 +175,7 @@ pub(super) fn absolute(n: &Notification, dirfd: Option<usize>, path: usize) -> O
 }
 
 /// What a descriptor of the caller refers to.
-fn fd_target(pid: u32, fd: u64) -> Option<std::path::PathBuf> {
+pub(super) fn fd_target(pid: u32, fd: u64) -> Option<std::path::PathBuf> {
     std::fs::read_link(format!("/proc/{pid}/fd/{}", fd as i32)).ok()
 }
 

@@ -79,7 +79,7 @@ impl Tracer {
     /// Records one traced call (the caller lets it continue).
     pub fn file_call(&self, n: &Notification, still_pending: impl Fn() -> bool) {
         let paths: Vec<(Access, PathBuf)> =
-            traced_paths(n).into_iter().filter_map(|(access, at)| Some((access, resolve(n, at)?))).collect();
+            named_paths(n).into_iter().filter_map(|(access, at)| Some((access, resolve(n, at)?))).collect();
         if !still_pending() {
             return; // the pid may have been recycled while its memory was read
         }
@@ -252,13 +252,14 @@ pub fn dns_question(payload: &[u8]) -> Option<String> {
 /// Where a traced call names a path: the string's argument, and the directory fd's argument for
 /// `*at` calls.
 #[derive(Debug, Clone, Copy)]
-struct At {
+pub(super) struct At {
     dirfd: Option<usize>,
     path: usize,
 }
 
-/// The paths a traced call names and what it does with each.
-fn traced_paths(n: &Notification) -> Vec<(Access, At)> {
+/// The paths a file call names and what it does with each: the traced calls of a learning run,
+/// and the other calls the annotations guard takes that name a path (an fd-only call names none).
+pub(super) fn named_paths(n: &Notification) -> Vec<(Access, At)> {
     use syscalls::Sysno;
     let plain = |path| At { dirfd: None, path };
     let at = |dirfd, path| At { dirfd: Some(dirfd), path };
@@ -280,13 +281,17 @@ fn traced_paths(n: &Notification) -> Vec<(Access, At)> {
         "renameat" | "renameat2" | "linkat" => vec![(Access::Write, at(0, 1)), (Access::Write, at(2, 3))],
         "symlink" => vec![(Access::Write, plain(1))],
         "symlinkat" => vec![(Access::Write, at(1, 2))],
+        "chmod" | "chown" | "lchown" | "utime" | "utimes" | "mknod" | "setxattr" | "lsetxattr" | "removexattr"
+        | "lremovexattr" => vec![(Access::Write, plain(0))],
+        "fchmodat" | "fchmodat2" | "fchownat" | "futimesat" | "utimensat" | "mknodat" | "setxattrat"
+        | "removexattrat" => vec![(Access::Write, at(0, 1))],
         _ => Vec::new(),
     }
 }
 
 /// The absolute path a call names, read from its memory: relative ones joined to the directory
 /// fd or the working directory, `/proc/self` written with the caller's pid.
-fn resolve(n: &Notification, at: At) -> Option<PathBuf> {
+pub(super) fn resolve(n: &Notification, at: At) -> Option<PathBuf> {
     let path = absolute(n, at.dirfd, at.path)?;
     // Empty: AT_EMPTY_PATH, the fd itself, already open; relative: its directory is gone.
     path.starts_with('/').then(|| PathBuf::from(own_proc(&path, n.pid)))
