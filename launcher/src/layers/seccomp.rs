@@ -569,7 +569,12 @@ impl Guarded {
 /// The [`WRITES`] this architecture has, looked up by name once.
 fn writes() -> impl Iterator<Item = Sysno> {
     static CALLS: std::sync::OnceLock<Vec<Sysno>> = std::sync::OnceLock::new();
-    CALLS.get_or_init(|| WRITES.iter().filter_map(|name| name.parse::<Sysno>().ok()).collect()).iter().copied()
+    known(&CALLS, WRITES)
+}
+
+/// The calls of `names` this architecture has, looked up once into `cell`.
+fn known(cell: &'static std::sync::OnceLock<Vec<Sysno>>, names: &[&str]) -> impl Iterator<Item = Sysno> {
+    cell.get_or_init(|| names.iter().filter_map(|name| name.parse::<Sysno>().ok()).collect()).iter().copied()
 }
 
 /// The file calls a learning run (`mcp-warden run --learn`) hands to the supervisor, which records
@@ -599,7 +604,7 @@ const TRACED: &[&str] = &[
 /// by name once.
 pub fn traced_calls() -> impl Iterator<Item = Sysno> {
     static CALLS: std::sync::OnceLock<Vec<Sysno>> = std::sync::OnceLock::new();
-    CALLS.get_or_init(|| TRACED.iter().filter_map(|name| name.parse::<Sysno>().ok()).collect()).iter().copied()
+    known(&CALLS, TRACED)
 }
 
 /// Is `nr` one of the traced calls? (Asked for every notification of a learning run.)
