@@ -157,11 +157,7 @@ impl State {
     /// Every check of a `tools/call`, cheapest first.
     fn check_call(&self, msg: &Value, tool: &str, args: &Value) -> Result<(), Refusal> {
         self.cfg.tools.permits(tool).map_err(|e| Refusal::invalid(e.to_string()))?;
-        if lock(&self.catalog).changed.contains(tool) {
-            return Err(Refusal::invalid(format!(
-                "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
-            )));
-        }
+        unchanged(&lock(&self.catalog), tool)?;
         if lock(&self.catalog).get(tool).is_none() {
             self.list_tools(msg).map_err(Refusal::invalid)?;
         }
@@ -183,11 +179,7 @@ impl State {
     /// arguments against its `inputSchema`.
     fn check_against_list(&self, tool: &str, args: &Value) -> Result<(), Refusal> {
         let catalog = lock(&self.catalog);
-        if catalog.changed.contains(tool) {
-            return Err(Refusal::invalid(format!(
-                "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
-            )));
-        }
+        unchanged(&catalog, tool)?;
         let Some(t) = catalog.get(tool) else {
             return Err(Refusal::invalid(format!("tool `{tool}` is not in the server's tools/list")));
         };
@@ -291,6 +283,17 @@ impl State {
             self.audit(Side::Client, McpMessage::Roots(record));
         }
         changed
+    }
+}
+
+/// Refuses a tool whose definition changed since it was pinned (checked before the layer lists
+/// the tools, and again after: the new list may be the one that changed it).
+fn unchanged(catalog: &super::tools::Catalog, tool: &str) -> Result<(), Refusal> {
+    match catalog.changed.contains(tool) {
+        true => Err(Refusal::invalid(format!(
+            "tool `{tool}` changed since it was pinned; review it and run `mcp-warden pins accept`"
+        ))),
+        false => Ok(()),
     }
 }
 

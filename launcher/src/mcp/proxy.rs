@@ -138,14 +138,6 @@ impl State {
         result
     }
 
-    fn on_client_line(&self, line: &[u8]) -> std::io::Result<()> {
-        self.handle_client_line(line)
-    }
-
-    fn on_server_line(&self, line: &[u8]) -> std::io::Result<()> {
-        self.handle_server_line(line)
-    }
-
     /// A line that is not JSON the layer can parse (invalid UTF-8, nesting deeper than 128
     /// levels...): dropped, counted, told on stderr for the first few.
     pub fn malformed(&self, from: Side, bytes: usize, e: &serde_json::Error) {
@@ -222,7 +214,7 @@ pub fn start(
         // a client that was just answered is likely to send its next request soon
         let answered = Arc::clone(&up);
         let client_in = Spinning::new(client_in, move |recent| recent && lock(&answered.pending).is_empty());
-        relay(client_in, |line| up.on_client_line(line), |n| up.overlong(Side::Client, n), || up.flush());
+        relay(client_in, |line| up.handle_client_line(line), |n| up.overlong(Side::Client, n), || up.flush());
         // the client is gone: the server sees EOF on its stdin
         up.server_in.close();
     })?;
@@ -230,7 +222,7 @@ pub fn start(
     std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
         // a server that just answered is likely to answer the next request soon
         let server_out = Spinning::new(server_out, |recent| recent);
-        relay(server_out, |line| down.on_server_line(line), |n| down.overlong(Side::Server, n), || down.flush());
+        relay(server_out, |line| down.handle_server_line(line), |n| down.overlong(Side::Server, n), || down.flush());
         if let Some(log) = lock(&down.audit).as_mut() {
             log.flush();
             if log.lost > 0 {
@@ -396,12 +388,18 @@ pub fn process_turns(cfg: McpConfig, turns: &[(Side, &[u8])]) -> std::io::Result
     state.own_list_timeout = Duration::ZERO;
     for (side, bytes) in turns {
         match side {
-            Side::Client => {
-                relay(*bytes, |line| state.on_client_line(line), |n| state.overlong(Side::Client, n), || state.flush())
-            }
-            Side::Server => {
-                relay(*bytes, |line| state.on_server_line(line), |n| state.overlong(Side::Server, n), || state.flush())
-            }
+            Side::Client => relay(
+                *bytes,
+                |line| state.handle_client_line(line),
+                |n| state.overlong(Side::Client, n),
+                || state.flush(),
+            ),
+            Side::Server => relay(
+                *bytes,
+                |line| state.handle_server_line(line),
+                |n| state.overlong(Side::Server, n),
+                || state.flush(),
+            ),
         }
     }
     let (up, down) = (lock(&to_server.0).clone(), lock(&to_client.0).clone());

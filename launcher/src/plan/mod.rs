@@ -244,11 +244,12 @@ impl Plan {
     /// What the MCP layer needs of the resolved plan: the grants roots are narrowed to, and the
     /// posture it tells the client.
     fn complete_mcp(&mut self) {
+        if self.mcp.is_none() {
+            return;
+        }
         let grants = self.fs.paths.keys().cloned().collect();
-        let posture = mcp::posture(
-            &self.layers,
-            &format!("{:?}", (&self.command, &self.fs, &self.net, &self.syscalls, &self.levels)),
-        );
+        let plan = format!("{:?}", (&self.command, &self.fs, &self.net, &self.syscalls, &self.levels));
+        let posture = mcp::posture(&self.layers, &plan);
         if let Some(m) = self.mcp.as_mut() {
             m.grants = grants;
             m.posture = Some(posture);
