@@ -18,6 +18,17 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+/// `path`, which `cargo xtask setup` installs: a missing one fails the test with the command to run.
+pub fn need(path: PathBuf) -> PathBuf {
+    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
+    path
+}
+
+/// The Python of the test environment's virtualenv (the official SDK and the Python servers).
+pub fn venv_python() -> PathBuf {
+    need(test_env().join("venv/bin/python"))
+}
+
 /// The unprivileged account the tests run sandboxes as (created by `cargo xtask setup`).
 pub const TEST_USER: &str = "mcpw-test";
 

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -252,11 +252,6 @@ for host in ("127.0.0.1", "127.0.0.2"):
         assert_eq!(errors(&v, &record), Vec::<String>::new(), "{record}");
         skip(&format!("a real `{kind}` record"), &format!("{why}; checked a typed one instead"));
     }
-}
-
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
 }
 
 /// The official everything server through the MCP layer, driven by the official SDK client: a

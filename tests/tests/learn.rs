@@ -16,11 +16,6 @@ use std::time::Duration;
 use mcp_warden_tests::*;
 use serde_json::{Value, json};
 
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
-}
-
 /// A user's home with notes, an app's settings, documents, a planted key and a shell rc file.
 struct Home {
     _scratch: Scratch,

@@ -11,17 +11,8 @@ use std::time::Duration;
 use mcp_warden_tests::*;
 use serde_json::{Value, json};
 
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
-}
-
 fn everything() -> PathBuf {
     need(test_env().join("node/node_modules/@modelcontextprotocol/server-everything/dist/index.js"))
-}
-
-fn python() -> PathBuf {
-    need(test_env().join("venv/bin/python"))
 }
 
 fn leaky() -> PathBuf {
@@ -36,7 +27,7 @@ struct Run {
 /// Runs `mcp_steps.py STEPS -- mcp-warden ARGS` as `who`, with its own state directory (pins).
 fn steps<S: AsRef<std::ffi::OsStr>>(who: Who, state: &Path, steps: Value, warden_args: &[S]) -> Run {
     let client = need(test_env().join("clients/mcp_steps.py"));
-    let mut c: Command = command_as(who, python());
+    let mut c: Command = command_as(who, venv_python());
     c.arg(&client).arg(steps.to_string()).arg("--").arg(warden()).args(warden_args);
     c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");
     c.env("XDG_STATE_HOME", state);
@@ -61,7 +52,7 @@ fn leaky_args(log: &str, extra: &[&str]) -> Vec<String> {
         ["run", "--profile", "python", "--mcp", "--audit-log", log, "--allow-read"].map(String::from).to_vec();
     args.push(clients.display().to_string());
     args.extend(extra.iter().map(|a| a.to_string()));
-    args.extend(["--".to_string(), python().display().to_string(), leaky().display().to_string()]);
+    args.extend(["--".to_string(), venv_python().display().to_string(), leaky().display().to_string()]);
     args
 }
 

@@ -4,17 +4,10 @@
 //! that is not one, TCP Fast Open.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
 
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use mcp_warden_tests::*;
 use serde_json::{Value, json};
-
-fn python() -> PathBuf {
-    let p = test_env().join("venv/bin/python");
-    assert!(p.exists(), "{} is missing: run `cargo xtask setup`", p.display());
-    p
-}
 
 /// The launcher in front of `server ARGS` under the `python` profile with the MCP layer, `dir`
 /// writable, `extra` flags; the audit log in `log`.
@@ -23,7 +16,9 @@ fn launcher(s: &Scratch, dir: &std::path::Path, extra: &[&str], server: &[&str])
     let mut c = Command::new(warden());
     c.args(["run", "--profile", "python", "--mcp", "--audit-log"]).arg(s.join("audit.jsonl"));
     c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(dir).args(extra);
-    c.arg("--").arg(python()).args(server.iter().map(|a| if a.ends_with(".py") { clients.join(a) } else { a.into() }));
+    c.arg("--")
+        .arg(venv_python())
+        .args(server.iter().map(|a| if a.ends_with(".py") { clients.join(a) } else { a.into() }));
     c.env("XDG_STATE_HOME", s.path()).stderr(Stdio::null());
     c
 }
@@ -119,7 +114,7 @@ fn scratch_escape(who: Who, mode: &str, attempt: &str) {
     let clients = test_env().join("clients");
     let mut c = command_as(who, warden());
     c.args(["run", "--profile", profile.to_str().unwrap(), "--audit-log"]).arg(s.join("audit.jsonl"));
-    c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&dir).arg("--").arg(python());
+    c.arg("--allow-read").arg(&clients).arg("--allow-write").arg(&dir).arg("--").arg(venv_python());
     c.arg(clients.join("evil_server.py")).args([mode, dir.to_str().unwrap()]);
     c.env("XDG_STATE_HOME", s.path()).stderr(Stdio::null());
     let mut peer = RawPeer::spawn(c);
@@ -200,7 +195,7 @@ per_identity!(tcp_fast_open_is_refused, |who: Who| {
          b = socket.socket(); print('connect', attempt(lambda: b.connect(('127.0.0.1', {port}))))\n"
     );
     let o = Sandbox::new(who).profile("python").grant("--allow-connect", format!("127.0.0.1:{port}")).exec(&[
-        python().as_os_str(),
+        venv_python().as_os_str(),
         std::ffi::OsStr::new("-c"),
         std::ffi::OsStr::new(&script),
     ]);

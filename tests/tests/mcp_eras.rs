@@ -13,15 +13,6 @@ use std::time::Duration;
 use mcp_warden_tests::*;
 use serde_json::{Value, json};
 
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
-}
-
-fn python() -> PathBuf {
-    need(test_env().join("venv/bin/python"))
-}
-
 #[derive(Clone, Copy, Debug)]
 enum Client {
     Python,
@@ -70,7 +61,7 @@ impl World {
         args.extend(extra.iter().map(|a| a.to_string()));
         args.extend([
             "--".into(),
-            python().display().to_string(),
+            venv_python().display().to_string(),
             clients.join("annotated_server.py").display().to_string(),
         ]);
         args
@@ -79,7 +70,7 @@ impl World {
     /// A session of `client` in `era`, with `client_flags` (`--roots ...`), running `steps`.
     fn session(&self, client: Client, era: &str, client_flags: &[&str], steps: Value, extra: &[&str]) -> Run {
         let (program, script) = match client {
-            Client::Python => (python(), need(test_env().join("clients/mcp_steps.py"))),
+            Client::Python => (venv_python(), need(test_env().join("clients/mcp_steps.py"))),
             Client::TypeScript => (PathBuf::from("node"), need(test_env().join("clients/ts_steps.mjs"))),
         };
         let mut c: Command = command_as(self.who, &program);
@@ -224,7 +215,7 @@ per_identity!(a_read_only_tool_may_write_in_scratch_only, |who: Who| {
     let leak = cache.join("ok.txt");
     let steps = json!([["call", "peek", {"path": note}]]);
     // PEEK_LEAK points into the scratch directory this time
-    let mut c: Command = command_as(who, python());
+    let mut c: Command = command_as(who, venv_python());
     c.arg(need(test_env().join("clients/mcp_steps.py"))).arg(steps.to_string()).arg("--").arg(warden());
     c.args(w.warden_args(&[]));
     c.env_clear().env("PATH", "/usr/local/bin:/usr/bin:/bin").env("LANG", "C.UTF-8");

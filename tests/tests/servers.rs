@@ -18,11 +18,6 @@ struct Session {
     stderr: String,
 }
 
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
-}
-
 fn node_dir() -> PathBuf {
     need(test_env().join("node"))
 }

@@ -8,17 +8,12 @@
 //! chose (its runtime profile and its own installation), run as the unprivileged test user.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed set-up panics with its location
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use mcp_warden_tests::*;
 use serde_json::{Value, json};
-
-fn need(path: PathBuf) -> PathBuf {
-    assert!(path.exists(), "{} is missing: run `cargo xtask setup` (or `cargo xtask test`)", path.display());
-    path
-}
 
 fn servers() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proof/servers.json")).unwrap();
