@@ -23,8 +23,9 @@ pub struct HostFacts {
     /// seccomp filter mode is available.
     pub seccomp_filter: bool,
     /// seccomp user notification with `pidfd_getfd` (Linux 5.6): refused calls and the network
-    /// broker's calls can be handed to the supervisor.
-    pub user_notification: bool,
+    /// broker's calls can be handed to the supervisor. Probed for real: a container's seccomp
+    /// profile may refuse the call on a kernel that has it.
+    pub user_notification: Result<(), NotifyUnavailable>,
     /// The broker can swap a server's socket for one of its own (`SECCOMP_ADDFD_FLAG_SETFD` and
     /// `SO_NETNS_COOKIE`, Linux 5.14): what routes the server's DNS to mcp-warden's resolver.
     pub socket_swap: bool,
@@ -32,6 +33,9 @@ pub struct HostFacts {
     pub effective_caps: CapsHashSet,
     /// Unprivileged user namespaces can be created (needed for a PID namespace without root).
     pub user_namespaces: Result<(), UserNsUnavailable>,
+    /// `clone` with the namespace flags this run would use gets past the seccomp filter this
+    /// launcher already runs under, if any (a container runtime's default profile refuses it).
+    pub clone_namespaces: Result<(), CloneFiltered>,
     pub cgroups: CgroupFacts,
     pub btf: bool,
     /// The kernel runs x32-ABI syscalls (x86-64 only): the seccomp layer then guards that number
@@ -50,6 +54,7 @@ pub fn kernel_at_least(release: &str, (major, minor): (u32, u32)) -> bool {
 
 impl HostFacts {
     pub fn probe() -> Self {
+        let effective_caps = caps::read(None, CapSet::Effective).unwrap_or_default();
         let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         HostFacts {
             kernel: nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
@@ -59,7 +64,7 @@ impl HostFacts {
                 Some(libc::ENOSYS) => LandlockUnavailable::NotBuilt,
                 _ => LandlockUnavailable::Other(Arc::new(e)),
             }),
-            user_notification: sys::notify::supported(),
+            user_notification: probe_user_notification(),
             socket_swap: kernel_at_least(
                 &nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default(),
                 (5, 14),
@@ -67,8 +72,9 @@ impl HostFacts {
             seccomp_filter: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
                 || status.lines().any(|l| l.starts_with("Seccomp:")),
             euid: nix::unistd::geteuid().as_raw(),
-            effective_caps: caps::read(None, CapSet::Effective).unwrap_or_default(),
             user_namespaces: probe_user_namespaces(),
+            clone_namespaces: probe_clone_namespaces(&effective_caps),
+            effective_caps,
             cgroups: CgroupFacts::probe(),
             btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
             #[cfg(target_arch = "x86_64")]
@@ -76,6 +82,11 @@ impl HostFacts {
             #[cfg(not(target_arch = "x86_64"))]
             x32_abi: false,
         }
+    }
+
+    /// Refused calls and the broker's calls can be handed to the supervisor.
+    pub fn notifies(&self) -> bool {
+        self.user_notification.is_ok()
     }
 
     pub fn has_cap(&self, cap: Capability) -> bool {
@@ -139,6 +150,44 @@ fn probe_user_namespaces() -> Result<(), UserNsUnavailable> {
         return Err(UserNsUnavailable::AppArmor);
     }
     Ok(())
+}
+
+/// Why refused calls cannot be handed to the supervisor in this process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyUnavailable {
+    #[error("this kernel lacks pidfd_getfd (Linux 5.6) or pidfds")]
+    Kernel,
+    #[error(
+        "a seccomp filter this launcher runs under refuses pidfd_getfd ({0}): a container's default profile without CAP_SYS_PTRACE (run the container under the profile `mcp-warden export` writes, or containers-common's)"
+    )]
+    Filtered(String),
+}
+
+impl crate::error::Diagnose for NotifyUnavailable {}
+
+fn probe_user_notification() -> Result<(), NotifyUnavailable> {
+    sys::notify::supported().map_err(|e| match e {
+        rustix::io::Errno::NOSYS => NotifyUnavailable::Kernel,
+        e => NotifyUnavailable::Filtered(std::io::Error::from(e).to_string()),
+    })
+}
+
+/// A seccomp filter this launcher runs under refuses `clone` into new namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a seccomp filter this launcher runs under refuses clone into new namespaces ({0}): a container's default profile (moby's refuses it without CAP_SYS_ADMIN; run the container under the profile `mcp-warden export` writes, or containers-common's)"
+)]
+pub struct CloneFiltered(pub String);
+
+impl crate::error::Diagnose for CloneFiltered {}
+
+/// The flags of the namespaces a run creates: a user namespace too without `CAP_SYS_ADMIN`.
+fn probe_clone_namespaces(caps: &CapsHashSet) -> Result<(), CloneFiltered> {
+    let mut flags = libc::CLONE_NEWPID | libc::CLONE_NEWIPC;
+    if !caps.contains(&Capability::CAP_SYS_ADMIN) {
+        flags |= libc::CLONE_NEWUSER;
+    }
+    sys::clone_filtered(flags).map_err(|e| CloneFiltered(e.to_string()))
 }
 
 /// One eBPF program type and whether it loads on this host.

@@ -45,12 +45,15 @@ fn kernel_filters(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     writeln!(
         out,
         "seccomp notify  {} (refused calls recorded by the supervisor; the network broker)",
-        yes(host.user_notification)
+        match &host.user_notification {
+            Ok(()) => "yes".to_string(),
+            Err(why) => format!("no: {why}"),
+        }
     )?;
     writeln!(
         out,
         "dns answering   {} (the server's DNS answered by mcp-warden: the broker swaps its socket, Linux 5.14{})",
-        yes(host.user_notification && host.socket_swap),
+        yes(host.notifies() && host.socket_swap),
         if host.is_root() { "" } else { "; unprivileged, a user namespace too" }
     )?;
     writeln!(out, "                default deny-set: {} syscalls (docs/syscalls.md)", DEFAULT_DENY.len())?;
@@ -81,25 +84,28 @@ fn namespaces(out: &mut dyn Write, host: &HostFacts) -> io::Result<()> {
     writeln!(
         out,
         "user namespaces {}",
-        match &host.user_namespaces {
-            Ok(()) => "available to unprivileged users".to_string(),
-            Err(why) => format!("unavailable: {why}"),
+        match (&host.user_namespaces, &host.clone_namespaces) {
+            (Err(why), _) => format!("unavailable: {why}"),
+            (Ok(()), Err(why)) => format!("allowed by the kernel, refused to this process: {why}"),
+            (Ok(()), Ok(())) => "available to unprivileged users".to_string(),
         }
     )?;
-    let how = if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
-        "yes (CAP_SYS_ADMIN)"
+    let how = if let Err(why) = &host.clone_namespaces {
+        format!("no: {why}")
+    } else if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
+        "yes (CAP_SYS_ADMIN)".into()
     } else if host.user_namespaces.is_ok() {
-        "yes (through a user namespace)"
+        "yes (through a user namespace)".into()
     } else {
-        "no"
+        "no".into()
     };
     writeln!(out, "pid namespace   {how}")?;
     writeln!(
         out,
         "fs view         {how}: read-only nosuid mounts, write grants noexec (closes chmod/chown/utimes/xattrs outside the write grants, and ld.so or /proc/self/fd runs of written files)"
     )?;
-    let hide = match (how, crate::layers::fs_hide::staging_dir()) {
-        ("no", _) => "no: stat, readlink and inotify of paths outside the grants answer".to_string(),
+    let hide = match (how.as_str(), crate::layers::fs_hide::staging_dir()) {
+        (no, _) if no.starts_with("no") => "no: stat, readlink and inotify of paths outside the grants answer".to_string(),
         (_, None) => "no directory to build the new root on (/tmp, /mnt, /var/tmp, /run): stat, readlink and inotify of paths outside the grants answer".to_string(),
         (_, Some(dir)) => format!("{how}: a read-only tmpfs root (built on {}) holding only the granted paths; stat, readlink, inotify, access, listxattr and O_PATH outside the grants answer ENOENT", dir.display()),
     };

@@ -125,7 +125,9 @@ pub enum NamespaceAccess {
 impl NamespaceAccess {
     /// `None` when this run can create no namespace.
     pub fn of(identity: &Identity, host: &HostFacts) -> Option<NamespaceAccess> {
-        if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
+        if host.clone_namespaces.is_err() {
+            None
+        } else if host.has_cap(caps::Capability::CAP_SYS_ADMIN) {
             Some(NamespaceAccess::Privileged)
         } else if host.user_namespaces.is_ok() && !identity.switch {
             Some(NamespaceAccess::UserNamespace)

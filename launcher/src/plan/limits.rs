@@ -162,15 +162,43 @@ pub struct LimitsPlan {
     pub values: Vec<(&'static LimitSpec, u64)>,
     /// Limits a cgroup enforces too (empty when the `limits` layer is off).
     pub cgroup: Vec<LimitWrite>,
+    /// Limits lowered to the hard limit this launcher inherited (a container's `ulimit`), which
+    /// it cannot raise without `CAP_SYS_RESOURCE`: `(row, the profile's value)`. Lower is
+    /// stricter, so the layer still holds; the server may run short of what the profile grants.
+    pub clamped: Vec<(&'static LimitSpec, u64)>,
 }
 
 impl LimitsPlan {
     /// The profile's limits (the command line's already merged in), and the cgroup controllers
     /// of this host that can enforce them for the whole tree.
     pub fn resolve(process: &Process, layer_on: bool, host: &HostFacts) -> Self {
-        let values: Vec<_> = LIMITS.iter().filter_map(|l| Some((l, (l.get)(process)?))).collect();
+        let mut values: Vec<_> = LIMITS.iter().filter_map(|l| Some((l, (l.get)(process)?))).collect();
+        let mut clamped = Vec::new();
+        if !host.has_cap(caps::Capability::CAP_SYS_RESOURCE) {
+            for (l, v) in &mut values {
+                let hard = nix::sys::resource::getrlimit(l.rlimit).map_or(u64::MAX, |(_, hard)| hard);
+                if hard < *v {
+                    clamped.push((*l, *v));
+                    *v = hard;
+                }
+            }
+        }
         let cgroup = if layer_on { cgroup_writes(&values, host) } else { Vec::new() };
-        LimitsPlan { values, cgroup }
+        LimitsPlan { values, cgroup, clamped }
+    }
+
+    /// One line per clamped limit, for the run's warnings.
+    pub fn clamp_notes(&self) -> impl Iterator<Item = String> + '_ {
+        self.clamped.iter().map(|(l, wanted)| {
+            let now = self.get(l.key).unwrap_or_default();
+            format!(
+                "{}: {} instead of the profile's {}: the hard limit this launcher inherited (RLIMIT_{}) is lower and only CAP_SYS_RESOURCE could raise it",
+                l.key,
+                l.unit.show(now),
+                l.unit.show(*wanted),
+                l.rlimit_name
+            )
+        })
     }
 
     /// The value of the limit `key` (`max-memory`), if set.
@@ -186,7 +214,10 @@ impl LimitsPlan {
     /// Enforced in full, or why not; and the mechanism, for the report.
     pub fn report(&self, uid: u32) -> (Enforcement, String) {
         let mut mech = vec!["rlimits (CORE=0".to_string()];
-        mech.extend(self.values.iter().map(|(l, v)| format!("{}={}", l.rlimit_name, l.unit.show(*v))));
+        mech.extend(self.values.iter().map(|(l, v)| {
+            let clamped = if self.clamped.iter().any(|(c, _)| c.key == l.key) { " (inherited hard limit)" } else { "" };
+            format!("{}={}{clamped}", l.rlimit_name, l.unit.show(*v))
+        }));
         let mut mech = mech.join(", ") + ")";
         for w in &self.cgroup {
             mech.push_str(&format!("; {}={} in {}", w.file, w.value, w.backend));

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::audit::Destination;
-use crate::host::HostFacts;
+use crate::host::{HostFacts, NotifyUnavailable};
 use crate::layers::broker::NetPolicy;
 use crate::layers::cgroup::LimitWrite;
 use crate::layers::fs_hide::{self, HidePlan};
@@ -112,7 +112,7 @@ pub struct Plan {
     /// Guard the x32 syscall number space (the kernel runs x32 syscalls).
     x32_abi: bool,
     /// The kernel can hand refused calls to the supervisor (seccomp user notification).
-    user_notification: bool,
+    user_notification: Result<(), NotifyUnavailable>,
     monitor: MonitorPlan,
     /// The MCP-aware layer, when on: stdio is proxied.
     mcp: Option<McpConfig>,
@@ -170,10 +170,12 @@ impl Plan {
                 ));
             }
         }
-        if (options.learn.is_some() || options.explain_denials) && !host.user_notification {
+        if (options.learn.is_some() || options.explain_denials)
+            && let Err(why) = &host.user_notification
+        {
             return Err(PlanError::Unenforceable {
                 layer: if options.learn.is_some() { "learn" } else { "explain-denials" },
-                why: "it traces file calls through seccomp user notification and pidfd_getfd (Linux 5.6), which this kernel lacks".into(),
+                why: format!("it traces file calls through seccomp user notification and pidfd_getfd: {why}"),
             });
         }
         let learn = match &options.learn {
@@ -198,6 +200,7 @@ impl Plan {
         }
         let syscalls = syscall_policy(&p.syscalls, &net, options.audit_mode);
         let limits = LimitsPlan::resolve(&p.process, levels[&Layer::Limits] != Level::Off, host);
+        warnings.extend(limits.clamp_notes());
         let pid_namespace = PidNamespace::resolve(levels[&Layer::PidNamespace], &p.process, &identity, host);
         let namespaces = fs_view_namespaces(levels[&Layer::FsView], pid_namespace, &identity, host);
         let monitor = MonitorPlan::resolve(options, &profile.name, &mcp::program_name(command), host, inputs)?;
@@ -223,7 +226,7 @@ impl Plan {
             pid_namespace,
             namespaces,
             x32_abi: host.x32_abi,
-            user_notification: host.user_notification,
+            user_notification: host.user_notification.clone(),
             monitor,
             mcp,
             trace_files: learn.is_some() || options.explain_denials,
@@ -260,7 +263,7 @@ impl Plan {
     /// (Linux 5.14), and its scratch directories must be writable at all.
     fn check_mcp(&self, host: &HostFacts) -> Result<(), PlanError> {
         let Some(m) = &self.mcp else { return Ok(()) };
-        if m.annotations.enforce && !(host.user_notification && host.socket_swap) {
+        if m.annotations.enforce && !(host.notifies() && host.socket_swap) {
             return Err(PlanError::Unenforceable {
                 layer: "mcp annotations",
                 why: "holding tools to their annotations needs seccomp user notification with SECCOMP_IOCTL_NOTIF_ADDFD (Linux 5.14), which this kernel lacks; set [mcp] enforce-annotations = false to run with the annotations unchecked".into(),
@@ -452,8 +455,11 @@ impl Plan {
     }
 
     /// Can refused calls be handed to the supervisor to be recorded?
-    pub fn user_notification(&self) -> bool {
-        self.user_notification
+    pub fn user_notification(&self) -> Result<(), &NotifyUnavailable> {
+        match &self.user_notification {
+            Ok(()) => Ok(()),
+            Err(why) => Err(why),
+        }
     }
 
     pub fn limits(&self) -> &LimitsPlan {

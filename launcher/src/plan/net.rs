@@ -239,13 +239,18 @@ impl NetPlan {
     pub fn report(&self, by: &Enforcers<'_>) -> (Enforcement, String) {
         let mech = self.mechanism(by.monitor_runs);
         let s = self.sockets;
-        if self.broker_policy(by.monitor_runs).is_some() && !(by.host.seccomp_filter && by.host.user_notification) {
-            return (
-                Enforcement::Missing(
-                    "the network broker needs seccomp user notification and pidfd_getfd (Linux 5.9)".into(),
-                ),
-                mech,
-            );
+        if self.broker_policy(by.monitor_runs).is_some() {
+            let why = match &by.host.user_notification {
+                Err(why) => Some(why.to_string()),
+                Ok(()) if !by.host.seccomp_filter => Some("the kernel has no seccomp filter mode".into()),
+                Ok(()) => None,
+            };
+            if let Some(why) = why {
+                return (
+                    Enforcement::Missing(format!("the network broker needs seccomp user notification: {why}")),
+                    mech,
+                );
+            }
         }
         if self.broker_policy(by.monitor_runs).is_some_and(|b| b.dns.is_some()) && !by.host.socket_swap {
             return (

@@ -74,7 +74,7 @@ pub fn landlock(host: &HostFacts) -> (Enforcement, String) {
 }
 
 pub fn seccomp(host: &HostFacts, denied: usize, action: Violation) -> (Enforcement, String) {
-    let refusals = match (action, host.user_notification) {
+    let refusals = match (action, host.notifies()) {
         (Violation::Errno, true) => "each refusal recorded by the supervisor (user notification)",
         (Violation::Errno, false) => "refusals NOT recorded (no seccomp user notification with pidfd_getfd)",
         (Violation::Kill, _) => "a refusal kills the process (SIGSYS)",
@@ -126,6 +126,9 @@ pub fn audit_log(m: &MonitorPlan, writers: bool, level: Level) -> (Enforcement, 
 
 /// Why this run can create no namespace (see [`super::NamespaceAccess`]).
 fn no_namespaces(host: &HostFacts) -> String {
+    if let Err(why) = &host.clone_namespaces {
+        return why.to_string();
+    }
     match &host.user_namespaces {
         Err(why) => format!("not root and no user namespaces: {why}"),
         Ok(()) => "a user switch needs root, which this run does not have".into(),

@@ -65,7 +65,7 @@ impl HostView {
                 (Level::BestEffort, Enforcement::Full | Enforcement::Partial(_)) => true,
                 (Level::BestEffort, _) => false,
                 // Off is only a requirement for the network layer: its broker still runs.
-                (Level::Off, _) => r.layer == Layer::Network && host.seccomp_filter && crate::sys::notify::supported(),
+                (Level::Off, _) => r.layer == Layer::Network && host.seccomp_filter && host.notifies(),
             };
             if on {
                 applied.insert(r.layer);

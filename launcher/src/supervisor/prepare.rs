@@ -241,10 +241,10 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
         (false, true) => return Ok((Vec::new(), None, None)),
         (false, false) => vec![listened.filter()?],
         (true, _) => {
-            let to_supervisor = policy.action == Violation::Errno && plan.user_notification();
-            if policy.action == Violation::Errno && !to_supervisor {
+            let to_supervisor = policy.action == Violation::Errno && plan.user_notification().is_ok();
+            if let (Violation::Errno, Err(why)) = (policy.action, plan.user_notification()) {
                 tracing::warn!(
-                    "this kernel cannot hand refused calls to the supervisor (seccomp user notification with pidfd_getfd, Linux 5.6): seccomp refusals are enforced but not recorded"
+                    "refused calls cannot be handed to the supervisor ({why}): seccomp refusals are enforced but not recorded"
                 );
             }
             policy.compile(plan.x32_abi(), to_supervisor, listened)?

@@ -54,7 +54,10 @@ pub fn sendmsg_raw(fd: BorrowedFd<'_>, name: Option<&[u8]>, iov: &[Vec<u8>], fla
         msg.msg_namelen = name.len() as libc::socklen_t;
     }
     msg.msg_iov = slices.as_ptr() as *mut libc::iovec;
-    msg.msg_iovlen = slices.len();
+    #[allow(clippy::unnecessary_cast)] // an int on musl, a size_t on glibc
+    {
+        msg.msg_iovlen = slices.len() as _;
+    }
     // SAFETY: every pointer in `msg` (name, iovec array, buffers) is valid for its length for
     // the duration of the call and only read by the kernel.
     let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, flags) };
@@ -64,16 +67,19 @@ pub fn sendmsg_raw(fd: BorrowedFd<'_>, name: Option<&[u8]>, iov: &[Vec<u8>], fla
     Ok(ret as usize)
 }
 
-/// Can this kernel run the broker? `pidfd_getfd` (5.6) is the newest piece; user notification
+/// Can this process run the broker? `pidfd_getfd` (5.6) is the newest piece; user notification
 /// (5.0) and `SECCOMP_IOCTL_NOTIF_ID_VALID` are older. Probed on our own pidfd with an invalid
-/// target descriptor (`RawFd::MAX`, never open): EBADF when the call exists, ENOSYS when it does
-/// not.
-pub fn supported() -> bool {
-    let Ok(own) = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty()) else {
-        return false; // no pidfds at all (before 5.3)
-    };
-    let probe = rustix::process::pidfd_getfd(&own, RawFd::MAX, rustix::process::PidfdGetfdFlags::empty());
-    probe.err() != Some(rustix::io::Errno::NOSYS)
+/// target descriptor (`RawFd::MAX`, never open): EBADF when the call exists and may be made;
+/// ENOSYS when the kernel lacks it; EPERM (or whatever errno it chose) when a seccomp filter this
+/// process already runs under refuses it, as a container runtime's default profile does without
+/// `CAP_SYS_PTRACE`.
+pub fn supported() -> Result<(), rustix::io::Errno> {
+    let own = rustix::process::pidfd_open(rustix::process::getpid(), rustix::process::PidfdFlags::empty())?;
+    match rustix::process::pidfd_getfd(&own, RawFd::MAX, rustix::process::PidfdGetfdFlags::empty()) {
+        Err(rustix::io::Errno::BADF) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
 }
 
 /// One intercepted syscall.
