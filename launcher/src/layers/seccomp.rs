@@ -105,7 +105,7 @@ const CREATE_FLAGS: &[u64] = &[libc::O_CREAT as u64, (libc::O_TMPFILE & !libc::O
 
 /// Answered ENOSYS (the caller falls back to a call the filter can read): `clone3` (its flags are
 /// in memory) and `openat2` (its mode is in memory, `struct open_how`).
-const ENOSYS: &[Sysno] = &[Sysno::clone3, Sysno::openat2];
+pub(crate) const ENOSYS: &[Sysno] = &[Sysno::clone3, Sysno::openat2];
 
 /// `clone` flags that create namespaces (`CLONE_NEWTIME` is a clone3/unshare-only flag: in
 /// `clone`'s first argument that bit is part of the exit signal).
@@ -120,10 +120,69 @@ pub(crate) const CLONE_NS_FLAGS: &[(u64, &str)] = &[
 ];
 
 /// TTY ioctls that push input into the terminal (command injection into the user's shell).
-pub(crate) const DENIED_IOCTLS: &[(u64, &str)] = &[(libc::TIOCSTI, "TIOCSTI"), (libc::TIOCLINUX, "TIOCLINUX")];
+#[allow(clippy::unnecessary_cast)] // an int on musl, an unsigned long on glibc
+pub(crate) const DENIED_IOCTLS: &[(u64, &str)] =
+    &[(libc::TIOCSTI as u64, "TIOCSTI"), (libc::TIOCLINUX as u64, "TIOCLINUX")];
 
 /// The personality values a program may set: the default and the query value.
 const ALLOWED_PERSONALITIES: &[u64] = &[0, 0xffff_ffff];
+
+/// One comparison of a syscall argument: the data both the compiled filter and the exported
+/// profile are built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArgCmp {
+    pub arg: u8,
+    /// Only the low 32 bits are compared (the argument is an `int` to the kernel).
+    pub dword: bool,
+    pub op: CmpOp,
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Ge,
+    /// `arg & mask == value`.
+    MaskedEq(u64),
+}
+
+/// A rule: every comparison holds. A call is denied when any of its rules holds.
+pub type Rule = Vec<ArgCmp>;
+
+impl ArgCmp {
+    pub fn dword(arg: u8, op: CmpOp, value: u64) -> ArgCmp {
+        ArgCmp { arg, dword: true, op, value }
+    }
+
+    pub fn qword(arg: u8, op: CmpOp, value: u64) -> ArgCmp {
+        ArgCmp { arg, dword: false, op, value }
+    }
+
+    fn condition(&self) -> Result<Cond, seccompiler::BackendError> {
+        let op = match self.op {
+            CmpOp::Eq => Op::Eq,
+            CmpOp::Ne => Op::Ne,
+            CmpOp::Ge => Op::Ge,
+            CmpOp::MaskedEq(mask) => Op::MaskedEq(mask),
+        };
+        Cond::new(self.arg, if self.dword { Len::Dword } else { Len::Qword }, op, self.value)
+    }
+}
+
+/// S_ISUID and S_ISGID in a mode argument deny the call; for `open`/`openat` only when the flags
+/// make the kernel use the mode (without them the argument is whatever the caller's register held).
+fn privilege_bit_rules() -> impl Iterator<Item = (Sysno, Vec<Rule>)> {
+    let bit = |arg: u8, b: u64| ArgCmp::dword(arg, CmpOp::MaskedEq(b), b);
+    let modes = MODE_ARGUMENT
+        .iter()
+        .map(move |(sys, mode)| (*sys, PRIVILEGE_BITS.iter().map(|b| vec![bit(*mode, *b)]).collect()));
+    let creates = CREATE_MODE_ARGUMENT.iter().map(move |(sys, flags, mode)| {
+        let pairs = CREATE_FLAGS.iter().flat_map(|c| PRIVILEGE_BITS.iter().map(move |b| (c, b)));
+        (*sys, pairs.map(|(c, b)| vec![bit(*flags, *c), bit(*mode, *b)]).collect())
+    });
+    modes.chain(creates)
+}
 
 /// What the network section allows at the socket level (ports are Landlock's business).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -200,81 +259,57 @@ impl SyscallPolicy {
         }
     }
 
-    /// The rules of the main filter: syscall number -> rules (any matching rule denies; an empty
-    /// list denies unconditionally).
-    fn rules(&self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
-        let mut rules: BTreeMap<i64, Vec<SeccompRule>> = BTreeMap::new();
-        for sys in &self.deny {
-            rules.insert(sys.id() as i64, Vec::new());
-        }
-        let nr = |s: Sysno| s.id() as i64;
-        let rule = |conds: Vec<Cond>| SeccompRule::new(conds);
-        let arg = |i: u8, op: Op, v: u64| Cond::new(i, Len::Qword, op, v);
-        let arg32 = |i: u8, op: Op, v: u64| Cond::new(i, Len::Dword, op, v);
-
-        if !self.deny.contains(&Sysno::clone) {
-            let mut list = Vec::new();
-            for (flag, _) in CLONE_NS_FLAGS {
-                list.push(rule(vec![arg(0, Op::MaskedEq(*flag), *flag)?])?);
+    /// The rules of the main filter, as data: syscall -> rules (any matching rule denies; an empty
+    /// list denies unconditionally). The compiled filter and `mcp-warden export` are built from it.
+    pub fn deny_rules(&self) -> BTreeMap<Sysno, Vec<Rule>> {
+        let mut rules: BTreeMap<Sysno, Vec<Rule>> = self.deny.iter().map(|s| (*s, Vec::new())).collect();
+        let mut add = |sys: Sysno, list: Vec<Rule>| {
+            if !self.deny.contains(&sys) {
+                rules.insert(sys, list);
             }
-            rules.insert(nr(Sysno::clone), list);
+        };
+        add(
+            Sysno::clone,
+            CLONE_NS_FLAGS.iter().map(|(flag, _)| vec![ArgCmp::qword(0, CmpOp::MaskedEq(*flag), *flag)]).collect(),
+        );
+        add(Sysno::ioctl, DENIED_IOCTLS.iter().map(|(req, _)| vec![ArgCmp::dword(1, CmpOp::Eq, *req)]).collect());
+        // A lease makes every other process's open of the file wait for the server (up to
+        // lease-break-time, 45 s by default), even on a file it may only read.
+        add(Sysno::fcntl, vec![vec![ArgCmp::dword(1, CmpOp::Eq, libc::F_SETLEASE as u64)]]);
+        add(Sysno::personality, vec![ALLOWED_PERSONALITIES.iter().map(|p| ArgCmp::dword(0, CmpOp::Ne, *p)).collect()]);
+        add(Sysno::socket, self.socket_rules());
+        for (sys, list) in privilege_bit_rules() {
+            add(sys, list);
         }
-        if !self.deny.contains(&Sysno::ioctl) {
-            let list =
-                DENIED_IOCTLS.iter().map(|(req, _)| rule(vec![arg32(1, Op::Eq, *req)?])).collect::<Result<_, _>>()?;
-            rules.insert(nr(Sysno::ioctl), list);
-        }
-        if !self.deny.contains(&Sysno::fcntl) {
-            // A lease makes every other process's open of the file wait for the server (up to
-            // lease-break-time, 45 s by default), even on a file it may only read.
-            rules.insert(nr(Sysno::fcntl), vec![rule(vec![arg32(1, Op::Eq, libc::F_SETLEASE as u64)?])?]);
-        }
-        if !self.deny.contains(&Sysno::personality) {
-            let conds = ALLOWED_PERSONALITIES.iter().map(|p| arg32(0, Op::Ne, *p)).collect::<Result<_, _>>()?;
-            rules.insert(nr(Sysno::personality), vec![rule(conds)?]);
-        }
-        if !self.deny.contains(&Sysno::socket) {
-            rules.insert(nr(Sysno::socket), self.socket_rules()?);
-        }
-        self.privilege_bit_rules(&mut rules)?;
         // TCP Fast Open connects inside a send: neither Landlock's connect rule nor the broker
         // (which mediates `connect`) would see the destination
-        for (sys, flags) in FAST_OPEN_FLAGS.iter().filter(|(s, _)| !self.deny.contains(s)) {
-            let fast_open = rule(vec![arg32(*flags, Op::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN)?])?;
-            rules.insert(nr(*sys), vec![fast_open]);
+        for (sys, flags) in FAST_OPEN_FLAGS {
+            add(sys, vec![vec![ArgCmp::dword(flags, CmpOp::MaskedEq(MSG_FASTOPEN), MSG_FASTOPEN)]]);
         }
-        Ok(rules)
+        rules
     }
 
-    /// S_ISUID and S_ISGID in a mode argument deny the call; for `open`/`openat` only when the
-    /// flags make the kernel use the mode (without them the argument is whatever the caller's
-    /// register held).
-    fn privilege_bit_rules(
-        &self,
-        rules: &mut BTreeMap<i64, Vec<SeccompRule>>,
-    ) -> Result<(), seccompiler::BackendError> {
-        let bit = |arg: u8, b: u64| Cond::new(arg, Len::Dword, Op::MaskedEq(b), b);
-        for (sys, mode) in MODE_ARGUMENT.iter().filter(|(s, _)| !self.deny.contains(s)) {
-            let list = PRIVILEGE_BITS.iter().map(|b| SeccompRule::new(vec![bit(*mode, *b)?]));
-            rules.insert(sys.id() as i64, list.collect::<Result<_, seccompiler::BackendError>>()?);
+    /// [`SyscallPolicy::deny_rules`] for seccompiler.
+    fn rules(&self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+        let mut out = BTreeMap::new();
+        for (sys, list) in self.deny_rules() {
+            let list = list
+                .iter()
+                .map(|rule| SeccompRule::new(rule.iter().map(|c| c.condition()).collect::<Result<_, _>>()?))
+                .collect::<Result<_, _>>()?;
+            out.insert(sys.id() as i64, list);
         }
-        for (sys, flags, mode) in CREATE_MODE_ARGUMENT.iter().filter(|(s, _, _)| !self.deny.contains(s)) {
-            let mut list = Vec::new();
-            for (create, b) in CREATE_FLAGS.iter().flat_map(|c| PRIVILEGE_BITS.iter().map(move |b| (c, b))) {
-                list.push(SeccompRule::new(vec![bit(*flags, *create)?, bit(*mode, *b)?])?);
-            }
-            rules.insert(sys.id() as i64, list);
-        }
-        Ok(())
+        Ok(out)
     }
 
     /// `socket(domain, type, protocol)` is denied unless the (domain, type, protocol) is one the
     /// network section allows. Conditions within a rule are ANDed, rules ORed, and seccompiler has
     /// no masked-not-equal, so "any other type" is spelled out over the 4-bit type field.
-    fn socket_rules(&self) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    fn socket_rules(&self) -> Vec<Rule> {
         const TYPE_MASK: u64 = 0xf; // the low bits of `type`; the rest are SOCK_CLOEXEC/NONBLOCK
         let s = self.sockets;
-        let dom = |op: Op, v: i32| Cond::new(0, Len::Dword, op, v as u64);
+        let dom = |op: CmpOp, v: i32| ArgCmp::dword(0, op, v as u64);
+        let ty = |t: u64| ArgCmp::dword(1, CmpOp::MaskedEq(TYPE_MASK), t);
         let mut families = Vec::new();
         if s.unix {
             families.push(libc::AF_UNIX);
@@ -282,50 +317,30 @@ impl SyscallPolicy {
         if s.tcp || s.udp {
             families.extend([libc::AF_INET, libc::AF_INET6]);
         }
-        let mut rules = Vec::new();
         // Any family not listed. With no family allowed, a trivially true condition denies all.
-        let others: Vec<Cond> = if families.is_empty() {
-            vec![Cond::new(0, Len::Qword, Op::Ge, 0)?]
-        } else {
-            families.iter().map(|f| dom(Op::Ne, *f)).collect::<Result<_, _>>()?
-        };
-        rules.push(SeccompRule::new(others)?);
+        let mut rules = vec![match families.is_empty() {
+            true => vec![ArgCmp::qword(0, CmpOp::Ge, 0)],
+            false => families.iter().map(|f| dom(CmpOp::Ne, *f)).collect(),
+        }];
         // Inet families: only the allowed socket types, and TCP only as protocol 0 or IPPROTO_TCP
         // (MPTCP or SCTP streams would slip past Landlock's TCP port rules on older kernels).
-        if s.tcp || s.udp {
-            let mut allowed_types = Vec::new();
-            if s.tcp {
-                allowed_types.push(libc::SOCK_STREAM as u64);
+        let mut allowed = Vec::new();
+        if s.tcp {
+            allowed.push((libc::SOCK_STREAM as u64, libc::IPPROTO_TCP as u64));
+        }
+        if s.udp {
+            allowed.push((libc::SOCK_DGRAM as u64, libc::IPPROTO_UDP as u64));
+        }
+        for family in [libc::AF_INET, libc::AF_INET6].into_iter().filter(|_| !allowed.is_empty()) {
+            for t in (0..=TYPE_MASK).filter(|t| allowed.iter().all(|(a, _)| a != t)) {
+                rules.push(vec![dom(CmpOp::Eq, family), ty(t)]);
             }
-            if s.udp {
-                allowed_types.push(libc::SOCK_DGRAM as u64);
-            }
-            for family in [libc::AF_INET, libc::AF_INET6] {
-                for ty in (0..=TYPE_MASK).filter(|t| !allowed_types.contains(t)) {
-                    rules.push(SeccompRule::new(vec![
-                        dom(Op::Eq, family)?,
-                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), ty)?,
-                    ])?);
-                }
-                if s.tcp {
-                    rules.push(SeccompRule::new(vec![
-                        dom(Op::Eq, family)?,
-                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), libc::SOCK_STREAM as u64)?,
-                        Cond::new(2, Len::Dword, Op::Ne, 0)?,
-                        Cond::new(2, Len::Dword, Op::Ne, libc::IPPROTO_TCP as u64)?,
-                    ])?);
-                }
-                if s.udp {
-                    rules.push(SeccompRule::new(vec![
-                        dom(Op::Eq, family)?,
-                        Cond::new(1, Len::Dword, Op::MaskedEq(TYPE_MASK), libc::SOCK_DGRAM as u64)?,
-                        Cond::new(2, Len::Dword, Op::Ne, 0)?,
-                        Cond::new(2, Len::Dword, Op::Ne, libc::IPPROTO_UDP as u64)?,
-                    ])?);
-                }
+            for (t, protocol) in &allowed {
+                let other_protocol = [0, *protocol].map(|p| ArgCmp::dword(2, CmpOp::Ne, p));
+                rules.push([dom(CmpOp::Eq, family), ty(*t)].into_iter().chain(other_protocol).collect());
             }
         }
-        Ok(rules)
+        rules
     }
 
     /// Compiles the filters to install, in order. Several filters because seccompiler gives one
@@ -837,9 +852,9 @@ mod tests {
 
     #[test]
     fn socket_rules_deny_everything_when_nothing_is_allowed() {
-        let rules = policy(SocketPolicy::default()).socket_rules().unwrap();
+        let rules = policy(SocketPolicy::default()).socket_rules();
         assert_eq!(rules.len(), 1, "one catch-all rule");
-        let rules = policy(SocketPolicy { tcp: true, ..Default::default() }).socket_rules().unwrap();
+        let rules = policy(SocketPolicy { tcp: true, ..Default::default() }).socket_rules();
         // other families + 15 other types and 1 protocol rule per inet family
         assert_eq!(rules.len(), 1 + 2 * (15 + 1));
     }
