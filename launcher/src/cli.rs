@@ -1,5 +1,5 @@
 //! The command line: `run`, `explain`, `score`, `check`, `doctor`, `wrap`, `connect`,
-//! `systemd-unit`, `pins`, `profiles`.
+//! `systemd-unit`, `export`, `install`, `pins`, `profiles`.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -80,6 +80,15 @@ pub enum Command {
     /// Write systemd units for one server: mcp-warden systemd-unit --name NAME [options] --
     /// [run arguments: --profile P, grants] -- CMD ARGS...
     SystemdUnit(UnitArgs),
+    /// What the container runtime and the kubelet can enforce of a plan, in their formats: the
+    /// Localhost seccomp profile (--format seccomp), or a restricted Pod running the server under
+    /// mcp-warden with its NetworkPolicy (--format kubernetes). docs/deploy.md#kubernetes
+    Export(ExportArgs),
+    /// Copy this mcp-warden binary to PATH (the exported Pod's initContainer).
+    Install {
+        #[arg(value_name = "PATH")]
+        path: PathBuf,
+    },
     /// Print the man page (roff) or a shell completion script (for packaging).
     #[command(hide = true)]
     Generate {
@@ -183,6 +192,39 @@ pub struct RunArgs {
     /// The server command and its arguments (after `--`).
     #[arg(last = true, required_unless_present = "args_file", value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// What `export` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// A Pod and its NetworkPolicy (and CiliumNetworkPolicy with --cilium), as a YAML stream.
+    Kubernetes,
+    /// The OCI / Kubernetes Localhost seccomp profile (JSON).
+    Seccomp,
+}
+
+/// `export`: `run`'s profile, grants and command, and where the Pod gets its pieces.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    #[arg(long, value_enum, default_value = "kubernetes")]
+    pub format: ExportFormat,
+    /// The Pod's and the policies' name.
+    #[arg(long, default_value = "mcp-server")]
+    pub name: String,
+    /// The image holding the server (its command as given after `--`).
+    #[arg(long, default_value = "IMAGE-WITH-THE-SERVER")]
+    pub image: String,
+    /// The image holding a static mcp-warden at /mcp-warden, which the initContainer installs.
+    #[arg(long, default_value = concat!("mcp-warden:", env!("CARGO_PKG_VERSION")))]
+    pub warden_image: String,
+    /// The seccomp profile's path under the kubelet's seccomp directory [default: mcp-warden/NAME.json]
+    #[arg(long)]
+    pub seccomp_path: Option<String>,
+    /// Also write a CiliumNetworkPolicy that allows the profile's host names (toFQDNs).
+    #[arg(long)]
+    pub cilium: bool,
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// `score`: `run`'s profile, grants and command (optional), and the options of a CI gate.

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod dns;
 pub mod ebpf;
 pub mod error;
+pub mod export;
 pub mod gate;
 pub mod host;
 pub mod layers;

@@ -5,6 +5,7 @@ mod check;
 mod connect;
 pub mod doctor;
 pub mod explain;
+mod export;
 mod generate;
 mod learn;
 mod pins;
@@ -39,6 +40,8 @@ pub fn dispatch(cli: Cli) -> Result<i32, Failure> {
         Command::Pins { command } => pins::command(out, command),
         Command::Connect { target } => connect::command(&target),
         Command::SystemdUnit(args) => systemd_unit::command(args),
+        Command::Export(args) => export::command(out, args),
+        Command::Install { path } => export::install(&path),
         Command::Generate { what } => generate::command(out, &what),
     }
 }

@@ -106,6 +106,8 @@ pub struct Plan {
     net: NetPlan,
     syscalls: SyscallPolicy,
     limits: LimitsPlan,
+    /// The profile's `[environment] pass` names and globs (what `export` asks the Pod to provide).
+    env_pass: Vec<String>,
     pid_namespace: PidNamespace,
     /// The namespaces stage 2 is forked into (the PID namespace, the filesystem view's).
     namespaces: Namespaces,
@@ -223,6 +225,7 @@ impl Plan {
             net,
             syscalls,
             limits,
+            env_pass: p.environment.pass.iter().map(|n| n.value.clone()).collect(),
             pid_namespace,
             namespaces,
             x32_abi: host.x32_abi,
@@ -460,6 +463,10 @@ impl Plan {
             Ok(()) => Ok(()),
             Err(why) => Err(why),
         }
+    }
+
+    pub fn env_pass(&self) -> &[String] {
+        &self.env_pass
     }
 
     pub fn limits(&self) -> &LimitsPlan {
