@@ -9,6 +9,7 @@
 
 pub mod dns_standin;
 pub mod dns_wire;
+pub mod escape_suite;
 
 use std::ffi::OsStr;
 use std::io::{Read, Write};

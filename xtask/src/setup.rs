@@ -15,6 +15,8 @@ const PY_PACKAGES: &[&str] = &[
     "mcp-server-git==2026.10.19",
     "mcp-server-fetch==2026.10.24",
     "uv==0.13.9",
+    // tests/tests/export.rs: the exported Pod and NetworkPolicy against each Kubernetes version.
+    "kubernetes-validate==1.37.0",
 ];
 /// mcp-server-sqlite 2025.4.25 is written against the 1.x SDK: a venv of its own.
 const PY_SQLITE_PACKAGES: &[&str] = &["mcp-server-sqlite==2025.4.25", "mcp==1.26.0"];
@@ -116,6 +118,10 @@ fn debian_packages() -> Result<()> {
     }
     if !have("dpkg-deb") {
         missing.push("dpkg");
+    }
+    // tests/tests/containers.rs: mcp-warden in real containers (tests/containers/ctr.py).
+    if !Path::new("/usr/sbin/runc").exists() && is_root() {
+        missing.push("runc");
     }
     if !missing.is_empty() {
         apt_install(&missing)?;
