@@ -70,6 +70,9 @@ pub struct NetPolicy {
     /// query to port 53 goes to the resolver in the supervisor, whatever its address.
     pub dns: Option<DnsPolicy>,
     pub deny: Vec<IpNet>,
+    /// TCP ports the server may bind (`[network] bind`). A UDP socket may take an ephemeral
+    /// port only (port 0, what a send does implicitly), as under the eBPF layer.
+    pub bind: BTreeSet<u16>,
     /// `--mode audit`: report what would be refused, refuse nothing.
     pub audit: bool,
 }
@@ -247,6 +250,13 @@ fn handle(shared: &Broker, t: &Target<'_>) -> Result<i64, i32> {
             let mut sock = t.socket(a[0])?;
             send_msghdr(shared, t, (a[0], &mut sock), a[1], a[2] as i32)
         }
+        libc::SYS_bind => {
+            let addr = t.read(a[1], bounded_len(a[2])?)?;
+            let sock = t.socket(a[0])?;
+            decide_bind(shared, t, sock.as_fd(), &addr)?;
+            t.pending()?;
+            sys::notify::bind_raw(sock.as_fd(), &addr).map(|()| 0).map_err(errno)
+        }
         libc::SYS_sendmmsg => {
             let mut sock = t.socket(a[0])?;
             let count = (a[2] as usize).min(MAX_IOV);
@@ -279,7 +289,15 @@ fn send_msghdr(shared: &Broker, t: &Target<'_>, (fd, sock): ServerSocket<'_>, at
     let h = t.read(at, notify::RemoteMsghdr::SIZE)?;
     let Some(m) = notify::RemoteMsghdr::parse(&h) else { return Err(libc::EFAULT) };
     if m.control_len != 0 {
-        refused(shared, t, "sendmsg", None, "control messages are not passed through the network broker", libc::EPERM);
+        refused(
+            shared,
+            t,
+            "sendmsg",
+            None,
+            "control messages are not passed through the network broker",
+            NO_GRANT,
+            libc::EPERM,
+        );
         return Err(libc::EPERM);
     }
     let iov_len = m.iov_len as usize;
@@ -442,7 +460,15 @@ fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
         (_, Some(dest)) => dest,
         (Some(libc::AF_INET | libc::AF_INET6), None) => return Err(libc::EINVAL),
         _ => {
-            refused(shared, t, call, None, "only IPv4 and IPv6 destinations pass the network broker", libc::EACCES);
+            refused(
+                shared,
+                t,
+                call,
+                None,
+                "only IPv4 and IPv6 destinations pass the network broker",
+                NO_GRANT,
+                libc::EACCES,
+            );
             return Err(libc::EACCES);
         }
     };
@@ -457,14 +483,51 @@ fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
             // The errnos of the kernel layers this stands in for: Landlock refuses a TCP connect
             // with EACCES, the eBPF cgroup programs refuse a datagram with EPERM.
             let errno = if proto == Proto::Tcp { libc::EACCES } else { libc::EPERM };
-            refused(shared, t, call, Some(dest), &why, errno);
+            refused(shared, t, call, Some(dest), &why, CONNECT_GRANT, errno);
             if shared.policy.audit { Ok(()) } else { Err(errno) }
         }
     }
 }
 
+/// What allows a refused destination.
+const CONNECT_GRANT: &str = "a [network] connect entry for this destination";
+/// A refusal nothing in a profile allows.
+const NO_GRANT: &str = "nothing: the network broker passes IPv4 and IPv6 calls without control messages only";
+const UDP_BIND_GRANT: &str = "nothing: a UDP socket binds port 0 (an ephemeral port) only";
+
+/// Checks the local address a socket is bound to: for TCP a port of `[network] bind` (Landlock's
+/// rule, which the broker stands in for once it performs the call), for UDP port 0.
+fn decide_bind(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8]) -> Result<(), i32> {
+    let Some(local) = socket_addr(addr) else {
+        refused(
+            shared,
+            t,
+            "bind",
+            None,
+            "only IPv4 and IPv6 addresses pass the network broker",
+            NO_GRANT,
+            libc::EACCES,
+        );
+        return Err(libc::EACCES);
+    };
+    let udp = matches!(getsockopt(&sock, sockopt::SockType), Ok(SockType::Datagram));
+    let allowed = if udp { local.port() == 0 } else { shared.policy.bind.contains(&local.port()) };
+    if allowed {
+        return Ok(());
+    }
+    // Landlock refuses a TCP bind with EACCES, the eBPF cgroup programs a UDP one with EPERM.
+    let errno = if udp { libc::EPERM } else { libc::EACCES };
+    let (why, grant) = match udp {
+        true => (format!("UDP port {}: a UDP socket may take an ephemeral port only", local.port()), UDP_BIND_GRANT),
+        false => (format!("TCP port {} is not a [network] bind port", local.port()), "--allow-bind PORT"),
+    };
+    refused(shared, t, "bind", Some(local), &why, grant, errno);
+    if shared.policy.audit { Ok(()) } else { Err(errno) }
+}
+
 /// Records a refusal (`dest`: the destination, when the call named one the broker could read).
-fn refused(shared: &Broker, t: &Target<'_>, call: &str, dest: Option<SocketAddr>, why: &str, errno: i32) {
+/// `grant`: what would allow it.
+fn refused(shared: &Broker, t: &Target<'_>, call: &str, dest: Option<SocketAddr>, why: &str, grant: &str, errno: i32) {
     let args = dest.map(|d| ("address".to_string(), d.to_string())).into_iter().collect();
     let refusal = Refusal {
         layer: DenyLayer::Broker,
@@ -474,7 +537,7 @@ fn refused(shared: &Broker, t: &Target<'_>, call: &str, dest: Option<SocketAddr>
         args,
         path: None,
         reason: why.to_string(),
-        grant: "a [network] connect entry for this destination".into(),
+        grant: grant.to_string(),
         errno,
     };
     shared.refusals.record(refusal, !shared.policy.audit);

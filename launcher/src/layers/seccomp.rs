@@ -395,7 +395,8 @@ pub enum Filter {
 }
 
 /// The calls the network broker performs for the server: `connect`, `sendto` with an address,
-/// and (with UDP, whose destination may be in memory BPF cannot read) `sendmsg` and `sendmmsg`.
+/// and with UDP `sendmsg` and `sendmmsg` (whose destination may be in memory BPF cannot read) and
+/// `bind` (Landlock's bind rule covers TCP only: a UDP socket could otherwise take any port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Mediated {
     pub datagrams: bool,
@@ -413,6 +414,7 @@ impl Mediated {
         if self.datagrams {
             rules.insert(Sysno::sendmsg.id() as i64, Vec::new());
             rules.insert(Sysno::sendmmsg.id() as i64, Vec::new());
+            rules.insert(Sysno::bind.id() as i64, Vec::new());
         }
         Ok(rules)
     }
@@ -422,7 +424,7 @@ impl Mediated {
         match Sysno::new(nr as usize) {
             Some(Sysno::connect) => true,
             Some(Sysno::sendto) => self.every_send || args[4] != 0,
-            Some(Sysno::sendmsg | Sysno::sendmmsg) => self.datagrams,
+            Some(Sysno::sendmsg | Sysno::sendmmsg | Sysno::bind) => self.datagrams,
             _ => false,
         }
     }

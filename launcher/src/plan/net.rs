@@ -154,6 +154,7 @@ impl NetPlan {
             hosts: self.host_names(),
             dns: self.dns.clone(),
             deny: self.deny.iter().map(|d| d.value).collect(),
+            bind: self.ports.bind.clone(),
             audit,
         }
     }
@@ -228,8 +229,10 @@ impl NetPlan {
                 });
             }
         }
+        // No BIND: a UDP socket may bind port 0 (the programs allow that to every datagram
+        // socket) or a `bind` port, never a port of its choosing.
         if self.sockets.udp && self.udp_rules.is_empty() {
-            let ops = (1 << op::CONNECT) | (1 << op::SEND) | (1 << op::BIND);
+            let ops = (1 << op::CONNECT) | (1 << op::SEND);
             rules.extend(both.map(|family| NetRule { ops, family, sock_type: udp, ..Default::default() }));
         }
         rules

@@ -43,6 +43,17 @@ pub fn connect_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// `bind(fd, addr, len)` with a socket address the broker copied and checked.
+pub fn bind_raw(fd: BorrowedFd<'_>, addr: &[u8]) -> io::Result<()> {
+    // SAFETY: `addr` is valid for `addr.len()` bytes for the duration of the call; the kernel
+    // copies and validates it (family, length).
+    let ret = unsafe { libc::bind(fd.as_raw_fd(), addr.as_ptr().cast(), addr.len() as libc::socklen_t) };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// `sendmsg(fd, {name, iov, no control}, flags)` from buffers the broker copied.
 pub fn sendmsg_raw(fd: BorrowedFd<'_>, name: Option<&[u8]>, iov: &[Vec<u8>], flags: i32) -> io::Result<usize> {
     let slices: Vec<libc::iovec> =

@@ -64,6 +64,7 @@ fn main() {
             std::net::TcpStream::connect((a(1).as_str(), n(2) as u16)).map(|_| "connected".into()).map_err(io)
         }
         "tcp-listen" => std::net::TcpListener::bind(("127.0.0.1", n(1) as u16)).map(|_| "listening".into()).map_err(io),
+        "udp-bind" => std::net::UdpSocket::bind(("127.0.0.1", n(1) as u16)).map(|_| "bound".into()).map_err(io),
         "udp-send" => std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.send_to(b"exfiltrated", (a(1).as_str(), n(2) as u16)))
             .map(|n| format!("sent {n} bytes"))
