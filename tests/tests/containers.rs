@@ -189,6 +189,9 @@ fn under_mobys_profile_the_degraded_entrypoint_blocks_all_but_the_views_rows() {
         if e.expect.contains(&got) || (got.starts_with('E') && !got.contains(' ')) {
             continue; // refused, by another layer's errno at worst (Landlock's EACCES for ENOENT)
         }
+        if o.code() == Some(125) && o.stderr.contains("is required but cannot be enforced") {
+            continue; // the row's grants need the broker, which moby's profile refuses: no start
+        }
         let layers: Vec<&str> = e.layer.split(';').map(|l| l.trim().split(' ').next().unwrap_or("")).collect();
         match layers.iter().all(|l| VIEW_ONLY.contains(l) || *l == "Landlock")
             && layers.iter().any(|l| VIEW_ONLY.contains(l))
