@@ -74,11 +74,11 @@ pub fn landlock(host: &HostFacts) -> (Enforcement, String) {
 }
 
 pub fn seccomp(host: &HostFacts, denied: usize, action: Violation) -> (Enforcement, String) {
-    let refusals = match (action, host.notifies()) {
-        (Violation::Errno, true) => "each refusal recorded by the supervisor (user notification)",
-        (Violation::Errno, false) => "refusals NOT recorded (no seccomp user notification with pidfd_getfd)",
-        (Violation::Kill, _) => "a refusal kills the process (SIGSYS)",
-        (Violation::Log, _) => "refusals only logged by the kernel (on-violation = \"log\")",
+    let refusals = match (action, &host.user_notification) {
+        (Violation::Errno, Ok(())) => "each refusal recorded by the supervisor (user notification)".to_string(),
+        (Violation::Errno, Err(why)) => format!("refusals NOT recorded: {why}"),
+        (Violation::Kill, _) => "a refusal kills the process (SIGSYS)".into(),
+        (Violation::Log, _) => "refusals only logged by the kernel (on-violation = \"log\")".into(),
     };
     match host.seccomp_filter {
         true => (Enforcement::Full, format!("seccomp-bpf, {denied} syscalls denied + argument rules; {refusals}")),
