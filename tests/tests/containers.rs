@@ -402,3 +402,36 @@ fn the_init_containers_install_gives_a_copy_that_runs_the_server() {
     let o = run(in_container(OsStr::new("containers-common"), &[&bin], &echo), None, Duration::from_secs(30));
     assert_eq!((o.code(), o.stdout.as_str()), (Some(0), "installed\n"), "{}", o.describe());
 }
+
+#[test]
+fn a_plan_whose_dns_mcp_warden_answers_runs_as_the_containers_pid_1() {
+    if !ready(module_path!()) {
+        return;
+    }
+    let s = Scratch::new(Who::User);
+    // A name outside the profile: mcp-warden's resolver answers NXDOMAIN, from inside the
+    // container, with mcp-warden as PID 1 (a Pod's entrypoint) and its DNS namespace running.
+    let grants = ["--allow-exec".to_string(), probe_dir().display().to_string()]
+        .into_iter()
+        .chain(["--allow-connect".into(), "allowed.warden.example:443".into()])
+        .collect::<Vec<String>>();
+    let profile = {
+        let mut c = Command::new(warden());
+        c.args(["export", "--format", "seccomp", "--profile", "strict"]).args(&grants).arg("--").arg(probe());
+        let o = run(c, None, Duration::from_secs(30));
+        assert_eq!(o.code(), Some(0), "{}", o.describe());
+        let path = s.join("dns.json");
+        std::fs::write(&path, o.stdout).unwrap();
+        path
+    };
+    let action = ["resolve".to_string(), "other.warden.example".to_string()];
+    for seccomp in [profile.as_os_str(), OsStr::new("containers-common")] {
+        let o = entrypoint(seccomp, s.path(), &grants, &action);
+        assert!(
+            o.verdict().contains("ERR") && !o.stderr.contains("DNS namespace failed"),
+            "{seccomp:?}: the resolver runs and refuses the name\n{}",
+            o.describe()
+        );
+        assert!(o.stderr.contains("other.warden.example"), "{seccomp:?}: the refusal is told\n{}", o.describe());
+    }
+}

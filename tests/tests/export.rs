@@ -43,7 +43,7 @@ fn every_embedded_profile_exports_a_seccomp_profile_that_lints_clean() {
         let inputs = mcp_warden::plan::Inputs::new(&env, std::env::current_dir().unwrap());
         let plan = mcp_warden::plan::Plan::resolve(&profile, &options, &args.run.command, &host, &inputs)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
-        let profile = mcp_warden::export::seccomp::profile(plan.syscalls()).unwrap();
+        let profile = mcp_warden::export::seccomp::profile(plan.syscalls(), plan.net().dns.is_some()).unwrap();
         assert_eq!(mcp_warden::export::seccomp::lint(&profile, plan.syscalls()), Vec::<String>::new(), "{name}");
         let text = serde_json::to_value(&profile).unwrap();
         assert_eq!(text["defaultAction"], "SCMP_ACT_ALLOW", "{name}");
@@ -169,6 +169,40 @@ fn kubernetes_objects_are_valid_for_every_supported_version_and_restricted() {
     assert!(text.contains("host names:"), "what a NetworkPolicy cannot say is listed");
     let np = github.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap().to_string();
     assert!(np.contains("kube-dns") && !np.contains("api.github.com"), "{np}");
+}
+
+/// The NetworkPolicy of `args`, validated.
+fn network_policy(args: &[&str], dir: &std::path::Path) -> Value {
+    let (_, docs) = kubernetes(args);
+    let np = docs.iter().find(|d| d["kind"] == "NetworkPolicy").unwrap().clone();
+    validate(&[&np], "1.37.0", dir).unwrap();
+    np
+}
+
+#[test]
+fn a_bare_port_reaches_no_denied_range_in_the_network_policy() {
+    let s = Scratch::new(Who::current());
+    // fetch denies loopback, private and metadata ranges; a bare UDP port too must keep out of them.
+    let np = network_policy(&["--profile", "fetch", "--allow-connect", "udp:123", "--", "/bin/true"], s.path());
+    let egress = np["spec"]["egress"].as_array().unwrap();
+    for proto in ["TCP", "UDP"] {
+        let rule = egress
+            .iter()
+            .find(|r| r["ports"].as_array().unwrap().iter().any(|p| p["protocol"] == proto && p["port"] != 53))
+            .unwrap_or_else(|| panic!("a {proto} rule: {egress:?}"));
+        let text = rule["to"].to_string();
+        assert!(text.contains("169.254.0.0/16") && text.contains("10.0.0.0/8"), "{proto}: {text}");
+    }
+    // A range denying a whole family leaves that family out altogether.
+    let profile = s.join("closed.toml");
+    std::fs::write(
+        &profile,
+        "extends = [\"strict\"]\n[network]\nconnect = [443]\ndeny = [\"0.0.0.0/0\", \"10.0.0.0/8\"]\n",
+    )
+    .unwrap();
+    let np = network_policy(&["--profile", profile.to_str().unwrap(), "--", "/bin/true"], s.path());
+    let text = np["spec"]["egress"].to_string();
+    assert!(!text.contains("0.0.0.0/0") && text.contains("::/0"), "{text}");
 }
 
 #[test]

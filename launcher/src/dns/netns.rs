@@ -50,10 +50,11 @@ impl DnsNamespace {
         let (ours, theirs) =
             socketpair(Af::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC).map_err(io::Error::from)?;
         let flags = if nix::unistd::geteuid().is_root() { 0 } else { libc::CLONE_NEWUSER };
+        let supervisor = nix::unistd::getpid();
         match sys::fork_into_namespaces(flags | libc::CLONE_NEWNET)? {
             Forked::Child => {
                 drop(ours);
-                helper(theirs)
+                helper(theirs, supervisor)
             }
             Forked::Parent(helper) => {
                 drop(theirs);
@@ -97,8 +98,9 @@ impl Drop for DnsNamespace {
 
 /// The helper: set the namespace up, hand the listeners over, then make sockets until the
 /// supervisor closes the channel (or dies: the helper dies with it).
-fn helper(channel: OwnedFd) -> ! {
-    let ready = detach(channel.as_fd()).and_then(|()| route_everything_locally()).and_then(|()| bind_listeners());
+fn helper(channel: OwnedFd, supervisor: nix::unistd::Pid) -> ! {
+    let ready =
+        detach(channel.as_fd(), supervisor).and_then(|()| route_everything_locally()).and_then(|()| bind_listeners());
     let sent = match &ready {
         Ok(l) => fdpass::send(channel.as_fd(), b"+", &[l.udp4.as_fd(), l.udp6.as_fd(), l.tcp4.as_fd(), l.tcp6.as_fd()]),
         Err(e) => fdpass::send(channel.as_fd(), format!("-{e}").as_bytes(), &[]),
@@ -123,9 +125,11 @@ fn helper(channel: OwnedFd) -> ! {
 }
 
 /// Dies with the supervisor, keeps nothing of its descriptors, and never writes the MCP stream.
-fn detach(channel: BorrowedFd<'_>) -> io::Result<()> {
+/// The supervisor may itself be PID 1 (a container's entrypoint): whether it died before the
+/// death signal was set is told by the parent having changed, not by the parent being PID 1.
+fn detach(channel: BorrowedFd<'_>, supervisor: nix::unistd::Pid) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(io::Error::from)?;
-    if nix::unistd::getppid().as_raw() == 1 {
+    if nix::unistd::getppid() != supervisor {
         sys::exit_now(1);
     }
     let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;

@@ -66,7 +66,7 @@ impl Target {
         let mut not_mapped = vec![
             "per-path filesystem grants (Landlock, the filesystem view): the entrypoint".to_string(),
             format!(
-                "the deny-set calls the launcher needs to build the sandbox ({}, and clone into user, PID, mount, IPC and network namespaces): allowed by the Localhost profile, denied to the server by the entrypoint's own filter",
+                "the deny-set calls the launcher needs to build the sandbox ({}, clone into user, PID, mount, IPC and network namespaces, and rtnetlink sockets when mcp-warden answers DNS): allowed by the Localhost profile, denied to the server by the entrypoint's own filter",
                 seccomp::LAUNCHER_NEEDS.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
             ),
             "rlimits (processes, open files, file size, CPU time): the entrypoint".to_string(),
@@ -90,7 +90,7 @@ impl Target {
 
 /// Writes the seccomp profile as JSON.
 pub fn write_seccomp(out: &mut dyn Write, plan: &Plan) -> Result<(), ExportError> {
-    let profile = seccomp::profile(plan.syscalls())?;
+    let profile = seccomp::profile(plan.syscalls(), plan.net().dns.is_some())?;
     writeln!(out, "{}", serde_json::to_string_pretty(&profile)?)?;
     Ok(())
 }

@@ -21,16 +21,26 @@ use super::Export;
 pub fn network_policy(plan: &Plan, export: &Export) -> NetworkPolicy {
     let net = plan.net();
     let mut egress = Vec::new();
-    if !net.connect_any.is_empty() {
-        let deny: Vec<IpNet> = net.deny.iter().map(|d| d.value).collect();
-        egress.push(NetworkPolicyEgressRule {
-            to: Some(vec![anywhere_but("0.0.0.0/0", &deny, false), anywhere_but("::/0", &deny, true)]),
-            ports: Some(net.connect_any.iter().map(|p| port("TCP", *p)).collect()),
-        });
+    // A bare port reaches any address outside the `deny` ranges, as the broker checks it.
+    let deny: Vec<IpNet> = net.deny.iter().map(|d| d.value).collect();
+    let anywhere: Vec<NetworkPolicyPeer> =
+        [("0.0.0.0/0", false), ("::/0", true)].iter().filter_map(|(all, v6)| anywhere_but(all, &deny, *v6)).collect();
+    let bare_udp: Vec<u16> = net.udp_rules.iter().filter(|r| r.value.addr.is_none()).map(|r| r.value.port).collect();
+    for (ports, proto) in [(net.connect_any.iter().copied().collect::<Vec<_>>(), "TCP"), (bare_udp, "UDP")] {
+        if !ports.is_empty() && !anywhere.is_empty() {
+            let ports = Some(ports.iter().map(|p| port(proto, *p)).collect());
+            egress.push(NetworkPolicyEgressRule { to: Some(anywhere.clone()), ports });
+        }
+    }
+    // `udp = true` without destinations: every UDP port, outside the `deny` ranges.
+    if net.broker.as_ref().is_some_and(|b| b.udp_any) && !anywhere.is_empty() {
+        let every_port = NetworkPolicyPort { protocol: Some("UDP".into()), port: None, end_port: None };
+        egress.push(NetworkPolicyEgressRule { to: Some(anywhere.clone()), ports: Some(vec![every_port]) });
     }
     for (rules, proto) in [(&net.address_rules, "TCP"), (&net.udp_rules, "UDP")] {
         for r in rules.iter().filter(|r| r.value.host.is_none()) {
-            let to = r.value.addr.map(|a| vec![block(&a.to_string(), None)]);
+            let Some(addr) = r.value.addr else { continue }; // a bare port: above
+            let to = Some(vec![block(&addr.to_string(), None)]);
             egress.push(NetworkPolicyEgressRule { to, ports: Some(vec![port(proto, r.value.port)]) });
         }
     }
@@ -102,14 +112,15 @@ fn block(cidr: &str, except: Option<Vec<String>>) -> NetworkPolicyPeer {
     }
 }
 
-/// Every address of one family but the `deny` ranges of that family.
-fn anywhere_but(cidr: &str, deny: &[IpNet], v6: bool) -> NetworkPolicyPeer {
-    let except: Vec<String> = deny
-        .iter()
-        .filter(|d| matches!(d.addr(), IpAddr::V6(_)) == v6 && d.prefix_len() > 0)
-        .map(|d| d.to_string())
-        .collect();
-    block(cidr, (!except.is_empty()).then_some(except))
+/// Every address of one family but the `deny` ranges of that family; `None` when a range
+/// denies the whole family.
+fn anywhere_but(cidr: &str, deny: &[IpNet], v6: bool) -> Option<NetworkPolicyPeer> {
+    let family: Vec<&IpNet> = deny.iter().filter(|d| matches!(d.addr(), IpAddr::V6(_)) == v6).collect();
+    if family.iter().any(|d| d.prefix_len() == 0) {
+        return None;
+    }
+    let except: Vec<String> = family.iter().map(|d| d.trunc().to_string()).collect();
+    Some(block(cidr, (!except.is_empty()).then_some(except)))
 }
 
 /// The cluster's DNS service: kube-dns (CoreDNS keeps the label) in kube-system.

@@ -37,6 +37,8 @@ pub const LAUNCHER_NEEDS: &[(&str, &str)] = &[
     ("process_vm_readv", "the network broker and the refusal log: the addresses and paths a refused call names"),
     ("openat2", "the MCP layer's scratch directories: opens that cannot leave them (RESOLVE_BENEATH)"),
 ];
+// And, for a plan whose DNS mcp-warden answers, `socket(AF_NETLINK, _, NETLINK_ROUTE)`: see
+// `allow_route_netlink`.
 
 /// The `clone` namespace flags the launcher uses: the server's user, PID, mount and IPC
 /// namespaces and the DNS resolver's network namespace.
@@ -44,11 +46,13 @@ const LAUNCHER_CLONE_FLAGS: u64 =
     (libc::CLONE_NEWUSER | libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWIPC | libc::CLONE_NEWNET) as u64;
 
 /// The profile: allow by default, the deny-set and argument rules with the launcher's errno.
-pub fn profile(policy: &SyscallPolicy) -> Result<LinuxSeccomp, ExportError> {
+/// `answers_dns`: the plan's DNS is answered by mcp-warden, whose resolver sets up its network
+/// namespace over rtnetlink.
+pub fn profile(policy: &SyscallPolicy, answers_dns: bool) -> Result<LinuxSeccomp, ExportError> {
     let (action, errno) = deny_action(policy.action);
     let mut unconditional = Vec::new();
     let mut syscalls = Vec::new();
-    for (sys, rules) in exported_rules(policy) {
+    for (sys, rules) in exported_rules(policy, answers_dns) {
         if rules.is_empty() {
             unconditional.push(sys.name().to_string());
             continue;
@@ -82,7 +86,7 @@ fn deny_action(v: Violation) -> (Action, Option<u32>) {
 
 /// The plan's rules minus [`LAUNCHER_NEEDS`], and `clone` denied only for the namespace flags
 /// the launcher does not use.
-fn exported_rules(policy: &SyscallPolicy) -> BTreeMap<Sysno, Vec<Rule>> {
+fn exported_rules(policy: &SyscallPolicy, answers_dns: bool) -> BTreeMap<Sysno, Vec<Rule>> {
     let mut rules = policy.deny_rules();
     rules.retain(|sys, _| !needed(*sys));
     if let Some(clone) = rules.get_mut(&Sysno::clone) {
@@ -90,7 +94,21 @@ fn exported_rules(policy: &SyscallPolicy) -> BTreeMap<Sysno, Vec<Rule>> {
             !rule.iter().any(|c| matches!(c.op, CmpOp::MaskedEq(flag) if flag & LAUNCHER_CLONE_FLAGS != 0))
         });
     }
+    if answers_dns && let Some(socket) = rules.get_mut(&Sysno::socket) {
+        allow_route_netlink(socket);
+    }
     rules
+}
+
+/// The DNS namespace's helper brings its loopback up and routes every address to it over an
+/// `AF_NETLINK`/`NETLINK_ROUTE` socket: the "any other family" rule lets that family through,
+/// and a rule of its own keeps every other netlink protocol denied.
+fn allow_route_netlink(socket: &mut Vec<Rule>) {
+    let netlink = libc::AF_NETLINK as u64;
+    for rule in socket.iter_mut().filter(|r| r.iter().all(|c| c.arg == 0 && c.op == CmpOp::Ne)) {
+        rule.push(ArgCmp::dword(0, CmpOp::Ne, netlink));
+    }
+    socket.push(vec![ArgCmp::dword(0, CmpOp::Eq, netlink), ArgCmp::dword(2, CmpOp::Ne, libc::NETLINK_ROUTE as u64)]);
 }
 
 fn needed(sys: Sysno) -> bool {
@@ -285,7 +303,7 @@ mod tests {
     fn the_export_lints_clean_and_keeps_what_the_launcher_needs() {
         for sockets in [SocketPolicy::default(), SocketPolicy { tcp: true, udp: true, unix: false }] {
             let p = policy(sockets);
-            let profile = profile(&p).unwrap();
+            let profile = profile(&p, false).unwrap();
             assert_eq!(lint(&profile, &p), Vec::<String>::new());
             let names: Vec<&String> = profile.syscalls().as_ref().unwrap().iter().flat_map(|e| e.names()).collect();
             assert!(names.iter().any(|n| *n == "bpf"));
@@ -296,7 +314,7 @@ mod tests {
     #[test]
     fn the_lint_catches_a_missing_deny_and_a_twice_compared_argument() {
         let p = policy(SocketPolicy::default());
-        let mut profile = profile(&p).unwrap();
+        let mut profile = profile(&p, false).unwrap();
         let mut entries = profile.syscalls().clone().unwrap();
         let names = entries[0].names().iter().filter(|n| *n != "bpf").cloned().collect();
         entries[0].set_names(names);

@@ -59,7 +59,7 @@ impl crate::error::Diagnose for SupervisorError {
             SupervisorError::Monitor(_) => {
                 "`mcp-warden doctor` shows which eBPF program types load here; `--require monitor=best-effort` runs without the eBPF layer".into()
             }
-            SupervisorError::Dns(_) => "mcp-warden answers the server's DNS from a network namespace of its own, which needs user namespaces without privileges (`unshare -Urn true` shows whether this host allows them): run as root, or remove `dns = true` and the HOST:PORT entries (the server then resolves no name)".into(),
+            SupervisorError::Dns(_) => "mcp-warden answers the server's DNS from a network namespace of its own, which needs user namespaces without privileges (`unshare -Urn true` shows whether this host allows them) and, in a container, a seccomp profile that allows clone(CLONE_NEWNET) and rtnetlink sockets (the one `mcp-warden export --format seccomp` writes does): run as root, or remove `dns = true` and the HOST:PORT entries (the server then resolves no name)".into(),
             SupervisorError::AuditLog { .. } => "choose another file with --audit-log PATH (or - for stderr), or run without a complete log with `--require audit-log=best-effort`".into(),
             SupervisorError::Landlock(LandlockError::Create(_)) => {
                 "`mcp-warden doctor` shows this kernel's Landlock support; `--require landlock=best-effort` runs with what it has".into()
