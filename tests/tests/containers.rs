@@ -60,13 +60,20 @@ fn in_container(seccomp: &OsStr, rw: &[&Path], cmd: &[&OsStr]) -> Command {
 
 /// The exported seccomp profile of `strict` plus `grants`, in a file of `dir`.
 fn export_seccomp(grants: &[String], dir: &Path) -> PathBuf {
+    let mut args = vec!["--profile".to_string(), "strict".into()];
+    args.extend_from_slice(grants);
+    args.extend(["--".into(), probe().display().to_string()]);
+    export_to(&args, &dir.join(format!("seccomp-{}.json", grants.join("_").replace('/', "_"))))
+}
+
+/// `mcp-warden export --format seccomp RUN_ARGS` written to `path`.
+fn export_to(run_args: &[String], path: &Path) -> PathBuf {
     let mut c = Command::new(warden());
-    c.args(["export", "--format", "seccomp", "--profile", "strict"]).args(grants).arg("--").arg(probe());
+    c.args(["export", "--format", "seccomp"]).args(run_args);
     let o = run(c, None, Duration::from_secs(30));
     assert_eq!(o.code(), Some(0), "export failed\n{}", o.describe());
-    let path = dir.join(format!("seccomp-{}.json", grants.join("_").replace('/', "_")));
-    std::fs::write(&path, o.stdout).unwrap();
-    path
+    std::fs::write(path, o.stdout).unwrap();
+    path.to_path_buf()
 }
 
 /// The errno a probe run ended with (`EPERM`), or its whole verdict when it was not refused.
@@ -100,9 +107,7 @@ fn the_exported_profile_alone_gives_the_launchers_verdicts() {
     if !ready(module_path!()) {
         return;
     }
-    let suite = escape_suite::load();
-    let t = Targets::new(Who::User);
-    let scratch = scratch_root(&t);
+    let (suite, t, scratch) = suite_as_user();
     let mut failures = Vec::new();
     let mut compared = 0;
     for e in suite.escape.iter().filter(|e| e.layer.starts_with("seccomp")) {
@@ -141,9 +146,7 @@ fn the_entrypoint_blocks_the_escape_suite_under_the_exported_profile_and_contain
     if !ready(module_path!()) {
         return;
     }
-    let suite = escape_suite::load();
-    let t = Targets::new(Who::User);
-    let scratch = scratch_root(&t);
+    let (suite, t, scratch) = suite_as_user();
     let mut failures = Vec::new();
     for e in &suite.escape {
         let (action, grants) = filled(e, &t);
@@ -176,9 +179,7 @@ fn under_mobys_profile_the_degraded_entrypoint_blocks_all_but_the_views_rows() {
     if !ready(module_path!()) {
         return;
     }
-    let suite = escape_suite::load();
-    let t = Targets::new(Who::User);
-    let scratch = scratch_root(&t);
+    let (suite, t, scratch) = suite_as_user();
     let mut failures = Vec::new();
     let mut open = Vec::new();
     for e in &suite.escape {
@@ -202,6 +203,13 @@ fn under_mobys_profile_the_degraded_entrypoint_blocks_all_but_the_views_rows() {
     }
     eprintln!("open under moby's profile without the view: {open:?}");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The escape suite, its placeholders' targets for the test user, and the directory holding them.
+fn suite_as_user() -> (escape_suite::Suite, Targets, PathBuf) {
+    let t = Targets::new(Who::User);
+    let scratch = scratch_root(&t);
+    (escape_suite::load(), t, scratch)
 }
 
 /// The directory holding every placeholder's file (bound read-write into the container).
@@ -241,6 +249,14 @@ fn degraded(o: &Output) -> Vec<String> {
         .map(|(layer, _)| layer.to_string())
         .filter(|l| l != "monitor")
         .collect()
+}
+
+/// A scratch directory with `notes/todo.md`, for the filesystem server.
+fn notes() -> (Scratch, PathBuf) {
+    let s = Scratch::new(Who::User);
+    let notes = s.mkdir("notes", Who::User);
+    s.file("notes/todo.md", "- ship it\n", Who::User);
+    (s, notes)
 }
 
 /// The three servers of the brief, each as `(what, warden arguments, tool, arguments, expected)`.
@@ -295,17 +311,10 @@ fn servers_run_with_every_layer_under_the_exported_profile_and_containers_common
     if !ready(module_path!()) {
         return;
     }
-    let s = Scratch::new(Who::User);
-    let notes = s.mkdir("notes", Who::User);
-    s.file("notes/todo.md", "- ship it\n", Who::User);
+    let (s, notes) = notes();
     for (what, args, tool, arguments, expected) in servers(&notes) {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-        let mut export = Command::new(warden());
-        export.args(["export", "--format", "seccomp"]).args(&argv[1..]);
-        let e = run(export, None, Duration::from_secs(30));
-        assert_eq!(e.code(), Some(0), "{what}: export\n{}", e.describe());
-        let profile = s.join(&format!("{}.json", what.split(' ').next().unwrap()));
-        std::fs::write(&profile, &e.stdout).unwrap();
+        let profile = export_to(&args[1..], &s.join(&format!("{}.json", what.split(' ').next().unwrap())));
         for seccomp in [profile.as_os_str(), OsStr::new("containers-common")] {
             let o = session(seccomp, &[&notes], &argv, tool, &arguments);
             let (_, text) = answered(&o, what);
@@ -321,9 +330,7 @@ fn under_mobys_profile_a_required_layer_refuses_at_once_and_best_effort_degrades
     if !ready(module_path!()) {
         return;
     }
-    let s = Scratch::new(Who::User);
-    let notes = s.mkdir("notes", Who::User);
-    s.file("notes/todo.md", "- ship it\n", Who::User);
+    let (_scratch, notes) = notes();
     let moby = OsStr::new("moby");
     for (what, args, tool, arguments, expected) in servers(&notes) {
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -415,15 +422,7 @@ fn a_plan_whose_dns_mcp_warden_answers_runs_as_the_containers_pid_1() {
         .into_iter()
         .chain(["--allow-connect".into(), "allowed.warden.example:443".into()])
         .collect::<Vec<String>>();
-    let profile = {
-        let mut c = Command::new(warden());
-        c.args(["export", "--format", "seccomp", "--profile", "strict"]).args(&grants).arg("--").arg(probe());
-        let o = run(c, None, Duration::from_secs(30));
-        assert_eq!(o.code(), Some(0), "{}", o.describe());
-        let path = s.join("dns.json");
-        std::fs::write(&path, o.stdout).unwrap();
-        path
-    };
+    let profile = export_seccomp(&grants, s.path());
     let action = ["resolve".to_string(), "other.warden.example".to_string()];
     for seccomp in [profile.as_os_str(), OsStr::new("containers-common")] {
         let o = entrypoint(seccomp, s.path(), &grants, &action);
