@@ -392,7 +392,8 @@ pub(crate) fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
         libc::AF_INET if addr.len() >= 16 => {
             Some(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(addr[4], addr[5], addr[6], addr[7])), port))
         }
-        libc::AF_INET6 if addr.len() >= 28 => {
+        // 24 bytes: a `sockaddr_in6` without the scope id (RFC 2133), which the kernel accepts.
+        libc::AF_INET6 if addr.len() >= 24 => {
             let octets: [u8; 16] = addr[8..24].try_into().ok()?;
             Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(octets)), port))
         }
@@ -489,6 +490,14 @@ fn decide(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8], ca
     }
 }
 
+/// `AF_UNSPEC` with `INADDR_ANY`, which the kernel binds as `0.0.0.0` on an IPv4 socket.
+fn unspecified_ipv4(addr: &[u8]) -> Option<SocketAddr> {
+    let family = addr.get(..2).map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])))?;
+    let any = addr.len() >= 16 && addr.get(4..8)? == [0, 0, 0, 0];
+    let port = u16::from_be_bytes([addr[2], addr[3]]);
+    (family == libc::AF_UNSPEC && any).then(|| SocketAddr::from(([0, 0, 0, 0], port)))
+}
+
 /// What allows a refused destination.
 const CONNECT_GRANT: &str = "a [network] connect entry for this destination";
 /// A refusal nothing in a profile allows.
@@ -498,17 +507,10 @@ const UDP_BIND_GRANT: &str = "nothing: a UDP socket binds port 0 (an ephemeral p
 /// Checks the local address a socket is bound to: for TCP a port of `[network] bind` (Landlock's
 /// rule, which the broker stands in for once it performs the call), for UDP port 0.
 fn decide_bind(shared: &Broker, t: &Target<'_>, sock: BorrowedFd<'_>, addr: &[u8]) -> Result<(), i32> {
-    let Some(local) = socket_addr(addr) else {
-        refused(
-            shared,
-            t,
-            "bind",
-            None,
-            "only IPv4 and IPv6 addresses pass the network broker",
-            NO_GRANT,
-            libc::EACCES,
-        );
-        return Err(libc::EACCES);
+    let Some(local) = socket_addr(addr).or_else(|| unspecified_ipv4(addr)) else {
+        let why = "only IPv4 and IPv6 addresses pass the network broker";
+        refused(shared, t, "bind", None, why, NO_GRANT, libc::EACCES);
+        return if shared.policy.audit { Ok(()) } else { Err(libc::EACCES) };
     };
     let udp = matches!(getsockopt(&sock, sockopt::SockType), Ok(SockType::Datagram));
     let allowed = if udp { local.port() == 0 } else { shared.policy.bind.contains(&local.port()) };
@@ -596,6 +598,20 @@ mod tests {
         // Port 53 is not special to the policy: DNS is routed to the resolver before it.
         assert!(!check(&p, Proto::Udp, "127.0.0.53:53"));
         assert!(!check(&p, Proto::Udp, "8.8.8.8:53"));
+    }
+
+    #[test]
+    fn bind_addresses_parse_as_the_kernel_reads_them() {
+        let mut v6 = vec![0u8; 24]; // RFC 2133's sockaddr_in6, no scope id
+        v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[2..4].copy_from_slice(&5353u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(socket_addr(&v6), Some("[::1]:5353".parse().unwrap()));
+        let mut unspec = vec![0u8; 16];
+        unspec[2..4].copy_from_slice(&5353u16.to_be_bytes());
+        assert_eq!(unspecified_ipv4(&unspec), Some("0.0.0.0:5353".parse().unwrap()));
+        unspec[4] = 127;
+        assert_eq!(unspecified_ipv4(&unspec), None, "AF_UNSPEC binds INADDR_ANY only");
     }
 
     #[test]

@@ -229,8 +229,8 @@ impl NetPlan {
                 });
             }
         }
-        // No BIND: a UDP socket may bind port 0 (the programs allow that to every datagram
-        // socket) or a `bind` port, never a port of its choosing.
+        // No BIND: a UDP socket may bind port 0 only (the programs allow that to every datagram
+        // socket; the `bind` ports' rules are TCP), never a port of its choosing.
         if self.sockets.udp && self.udp_rules.is_empty() {
             let ops = (1 << op::CONNECT) | (1 << op::SEND);
             rules.extend(both.map(|family| NetRule { ops, family, sock_type: udp, ..Default::default() }));
