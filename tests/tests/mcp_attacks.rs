@@ -202,3 +202,37 @@ per_identity!(tcp_fast_open_is_refused, |who: Who| {
     assert!(o.stdout.contains("fastopen EPERM"), "{}", o.describe());
     assert!(o.stdout.contains("connect OK"), "control: {}", o.describe());
 });
+
+/// A client that pipelines far more than a pipe holds (2000 requests, 4 MiB of answers) to a
+/// server that answers one line at a time and writes synchronously, reading none of the answers
+/// until it has sent every request: the relay keeps both directions moving (it reads a side only
+/// while what it queued for the other is short, and writes only as far as a pipe takes), so every
+/// request is answered. A relay whose writes blocked would wedge with the server.
+#[test]
+fn a_client_pipelining_past_the_pipes_does_not_wedge_a_synchronous_server() {
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let dir = s.mkdir("data", who);
+    let mut peer = RawPeer::spawn(launcher(&s, &dir, &[], &["sync_server.py"]));
+    let pid = peer.child.id();
+    // a watchdog: a wedged relay fails the test instead of hanging it
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = std::sync::Arc::clone(&done);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !watched.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    initialize(&mut peer);
+    let requests: String =
+        (0..2000).map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}}\n", 100 + i)).collect();
+    peer.send(requests.as_bytes());
+    for i in 0..2000 {
+        let answer = peer.answer(json!(100 + i));
+        assert_eq!(answer["result"]["pad"].as_str().map(str::len), Some(2048), "{answer}");
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.close();
+    assert!(peer.child.wait().unwrap().success());
+}

@@ -228,7 +228,7 @@ impl State {
             .to_server(&line_of(&request))
             .and_then(|()| self.flush())
             .map_err(|e| format!("the server's stdin: {e}"))
-            .and_then(|()| rx.recv_timeout(self.own_list_timeout).map_err(|_| "the server did not answer".into()));
+            .and_then(|()| self.await_own(&rx));
         lock(&self.own_lists).remove(&key);
         let answer = answer?;
         if let Some(error) = answer.get("error") {

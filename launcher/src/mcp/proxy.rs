@@ -1,5 +1,6 @@
-//! The two relay threads, the state they share, and how a line becomes messages and audit
-//! records. What is done to each message is in [`super::from_client`] and [`super::from_server`].
+//! The relay: one thread serving both directions as an event loop, its state, and how a line
+//! becomes messages and audit records. What is done to each message is in [`super::from_client`]
+//! and [`super::from_server`].
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,8 +56,11 @@ pub(super) struct State {
     /// Unparseable lines told on stderr so far.
     malformed_told: AtomicU64,
     /// How long a call waits for the layer's own `tools/list` (zero: it is not asked, the call is
-    /// refused: the fuzz target has no server thread to answer).
+    /// refused: the fuzz target has no server to answer).
     pub own_list_timeout: Duration,
+    /// The server's output and its partial line: read by the relay's loop, and by a call waiting
+    /// for the layer's own `tools/list` ([`State::await_own`]). `None` once closed.
+    server_out: Mutex<Option<Input>>,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -67,8 +71,8 @@ impl State {
     fn new(
         cfg: McpConfig,
         audit: AuditLog,
-        client_out: Box<dyn Write + Send>,
-        server_in: Box<dyn Write + Send>,
+        client_out: Outlet,
+        server_in: Outlet,
         in_flight: Arc<super::InFlight>,
     ) -> std::io::Result<State> {
         let limiter = RateLimiter::new(&cfg.rates).map_err(std::io::Error::other)?;
@@ -79,8 +83,8 @@ impl State {
         }
         Ok(State {
             cfg,
-            client_out: Outlet::new(client_out),
-            server_in: Outlet::new(server_in),
+            client_out,
+            server_in,
             pending: Mutex::default(),
             server_requests: Mutex::default(),
             catalog: Mutex::default(),
@@ -94,7 +98,65 @@ impl State {
             malformed_told: AtomicU64::new(0),
             retries: Mutex::default(),
             own_list_timeout: OWN_LIST_TIMEOUT,
+            server_out: Mutex::default(),
         })
+    }
+
+    /// Reads what the server wrote and handles its lines: `Ok(false)` once its output is closed,
+    /// an error once the client's output is gone.
+    fn pump_server(&self, chunk: &mut [u8]) -> std::io::Result<bool> {
+        let mut guard = lock(&self.server_out);
+        let Some(server) = guard.as_mut() else { return Ok(false) };
+        match read(&mut server.file, chunk) {
+            Some(n) if n > 0 => {
+                let handle = |l: &[u8]| self.handle_server_line(l);
+                server.lines.feed(&chunk[..n], handle, |n| self.overlong(Side::Server, n))?;
+                // an error answer to a server request may be queued for the server too
+                let _ = self.server_in.flush();
+                self.client_out.flush()?;
+                self.write_audit();
+                Ok(true)
+            }
+            _ => {
+                server.lines.finish(|l| self.handle_server_line(l), |n| self.overlong(Side::Server, n));
+                *guard = None;
+                let _ = self.flush();
+                Ok(false)
+            }
+        }
+    }
+
+    /// Waits for the answer to one of the layer's own requests, writing what is queued and
+    /// handling what the server writes meanwhile (the relay's one thread is the caller: nothing
+    /// else reads the server).
+    pub fn await_own(&self, answer: &std::sync::mpsc::Receiver<Value>) -> Result<Value, String> {
+        let deadline = std::time::Instant::now() + self.own_list_timeout;
+        let mut chunk = vec![0u8; READ_CHUNK];
+        let Some(server_poll) = lock(&self.server_out).as_ref().and_then(|s| s.file.try_clone().ok()) else {
+            return Err("the server's output is closed".into());
+        };
+        loop {
+            if let Ok(v) = answer.try_recv() {
+                return Ok(v);
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err("the server did not answer".into());
+            }
+            let want = Ready {
+                client: false,
+                server: self.client_out.pending() < QUEUE_HIGH,
+                to_server: self.server_in.pending() > 0,
+                to_client: self.client_out.pending() > 0,
+            };
+            let ready = wait(self, None, &server_poll, want, false, Some(left));
+            if ready.to_server || ready.to_client {
+                self.flush().map_err(|e| format!("writing: {e}"))?;
+            }
+            if ready.server && !self.pump_server(&mut chunk).unwrap_or(false) {
+                return Err("the server closed its output".into());
+            }
+        }
     }
 
     /// Records a message, timestamped now; written by [`State::write_audit`] once the line it
@@ -163,37 +225,101 @@ impl State {
     }
 }
 
-/// A destination both relays write to: lines are queued, and written together by
-/// [`State::flush`]. The sink's lock is held from taking the queue to the end of the write, so
-/// lines reach the destination in the order they were queued.
+/// A destination the relay writes to: lines are queued, and written by [`State::flush`] as far as
+/// the destination takes them without blocking, so that one thread can serve both directions
+/// whoever stops reading.
 struct Outlet {
     queued: Mutex<Vec<u8>>,
     sink: Mutex<Box<dyn Write + Send>>,
+    /// A duplicate of the destination, polled for room before each write (`None`: a buffer, or
+    /// closed).
+    room: Mutex<Option<File>>,
+    /// Close once the queue is written (the client is gone: the server sees EOF on its stdin).
+    closing: std::sync::atomic::AtomicBool,
+    /// The destination is a pipe of our own in non-blocking mode: a write takes what fits.
+    nonblocking: bool,
 }
 
+/// The most a write to a pipe with room takes without blocking (`PIPE_BUF`).
+const PIPE_BUF: usize = 4096;
+
 impl Outlet {
-    fn new(sink: Box<dyn Write + Send>) -> Outlet {
-        Outlet { queued: Mutex::default(), sink: Mutex::new(sink) }
+    fn new(sink: Box<dyn Write + Send>, room: Option<File>) -> Outlet {
+        let (room, closing) = (Mutex::new(room), Default::default());
+        Outlet { queued: Mutex::default(), sink: Mutex::new(sink), room, closing, nonblocking: false }
+    }
+
+    /// A pipe the supervisor created (the server's stdin), put in non-blocking mode: nothing else
+    /// shares its open file, so a write takes what fits without a poll first.
+    fn own_pipe(pipe: File) -> std::io::Result<Outlet> {
+        let flags = rustix::fs::fcntl_getfl(&pipe)?;
+        rustix::fs::fcntl_setfl(&pipe, flags | rustix::fs::OFlags::NONBLOCK)?;
+        let room = pipe.try_clone()?;
+        Ok(Outlet { nonblocking: true, ..Outlet::new(Box::new(pipe), Some(room)) })
     }
 
     fn queue(&self, line: &[u8]) {
         lock(&self.queued).extend_from_slice(line);
     }
 
-    fn flush(&self) -> std::io::Result<()> {
-        let mut sink = lock(&self.sink);
-        let queued = std::mem::take(&mut *lock(&self.queued));
-        if queued.is_empty() {
-            return Ok(());
-        }
-        sink.write_all(&queued)
+    fn pending(&self) -> usize {
+        lock(&self.queued).len()
     }
 
-    /// The destination is gone (the client closed its end): later lines go nowhere.
-    fn close(&self) {
-        *lock(&self.sink) = Box::new(std::io::sink());
-        lock(&self.queued).clear();
+    /// Writes as much of the queue as the destination takes now: with a descriptor to poll,
+    /// chunks of at most [`PIPE_BUF`] while it has room; a buffer takes everything.
+    fn flush(&self) -> std::io::Result<()> {
+        let mut sink = lock(&self.sink);
+        let mut queued = lock(&self.queued);
+        let mut room = lock(&self.room);
+        let mut done = 0;
+        while done < queued.len() {
+            let end = match &*room {
+                Some(_) if self.nonblocking => queued.len(),
+                Some(room) if !has_room(room) => break,
+                Some(_) => (done + PIPE_BUF).min(queued.len()),
+                None => queued.len(),
+            };
+            match sink.write(&queued[done..end]) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    queued.clear();
+                    return Err(e);
+                }
+            }
+        }
+        queued.drain(..done);
+        if queued.is_empty() && self.closing.load(std::sync::atomic::Ordering::Relaxed) {
+            // both descriptors of the destination closed: the reader sees EOF
+            *sink = Box::new(std::io::sink());
+            *room = None;
+        }
+        Ok(())
     }
+
+    /// Writes the whole queue, waiting for the destination (the session's end).
+    fn drain(&self) {
+        let queued = std::mem::take(&mut *lock(&self.queued));
+        let _ = lock(&self.sink).write_all(&queued);
+    }
+
+    /// Closes the destination once what is queued for it is written.
+    fn close_when_written(&self) {
+        self.closing.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.flush();
+    }
+}
+
+/// Has the pipe `f` room for a write (or is its reader gone, which the write then reports)?
+fn has_room(f: &File) -> bool {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use std::os::fd::AsFd;
+    let fd = f.as_fd();
+    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+    poll(&mut fds, Some(&Timespec { tv_sec: 0, tv_nsec: 0 })).map_or(true, |n| n > 0)
 }
 
 /// Starts the relays: `client_in`/`client_out` are the launcher's stdin/stdout, `server_in`/
@@ -208,22 +334,15 @@ pub fn start(
     server_out: File,
     in_flight: Arc<super::InFlight>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let state = Arc::new(State::new(cfg, audit, Box::new(client_out), Box::new(server_in), in_flight)?);
-    let up = Arc::clone(&state);
-    std::thread::Builder::new().name("mcp-client".into()).spawn(move || {
-        // a client that was just answered is likely to send its next request soon
-        let answered = Arc::clone(&up);
-        let client_in = Spinning::new(client_in, move |recent| recent && lock(&answered.pending).is_empty());
-        relay(client_in, |line| up.handle_client_line(line), |n| up.overlong(Side::Client, n), || up.flush());
-        // the client is gone: the server sees EOF on its stdin
-        up.server_in.close();
-    })?;
-    let down = state;
-    std::thread::Builder::new().name("mcp-server".into()).spawn(move || {
-        // a server that just answered is likely to answer the next request soon
-        let server_out = Spinning::new(server_out, |recent| recent);
-        relay(server_out, |line| down.handle_server_line(line), |n| down.overlong(Side::Server, n), || down.flush());
-        if let Some(log) = lock(&down.audit).as_mut() {
+    // The client's stdout may be shared (a terminal, a socket of systemd's): polled for room.
+    let client_room = client_out.try_clone()?;
+    let client = Outlet::new(Box::new(client_out), Some(client_room));
+    let state = Arc::new(State::new(cfg, audit, client, Outlet::own_pipe(server_in)?, in_flight)?);
+    let server_poll = server_out.try_clone()?;
+    *lock(&state.server_out) = Some(Input { file: server_out, lines: Splitter::default() });
+    std::thread::Builder::new().name("mcp-relay".into()).spawn(move || {
+        multiplex(&state, client_in, &server_poll);
+        if let Some(log) = lock(&state.audit).as_mut() {
             log.flush();
             if log.lost > 0 {
                 eprintln!(
@@ -237,67 +356,230 @@ pub fn start(
     })
 }
 
-/// How long a relay polls for the next message it expects before it sleeps in `read`. A relay
-/// put to sleep costs a wake-up on the message's way (a cross-CPU interrupt; tens of µs on a
-/// virtual machine), twice per call; polling while a message is due takes that off the path.
+/// How long the relay polls after a message before it sleeps in `poll`, while calls go one at a
+/// time. A relay put to sleep costs a wake-up on the next message's way (a cross-CPU interrupt;
+/// tens of µs on a virtual machine); one relay polling for both directions takes both wake-ups of
+/// a call off the path while only one CPU polls. Pipelined, the CPU is the server's: no polling.
 const SPIN: Duration = Duration::from_micros(300);
-/// The client is "sending" for this long after its last message.
-const RECENT: Duration = Duration::from_millis(2);
 
-/// A pipe read that first polls for up to [`SPIN`] when `due` says data is expected (given
-/// whether data came in the last [`RECENT`]). The server's relay polls after each answer, for the
-/// next; the client's only while no request is pending (its next one is due), so that while the
-/// server works only one relay polls.
-struct Spinning<F: Fn(bool) -> bool> {
+/// Past this much queued for a destination, the side that fills it is not read until it drains:
+/// a peer that does not read holds up its own traffic only, and memory stays bounded.
+const QUEUE_HIGH: usize = 1 << 20;
+
+/// What one read takes, on either side.
+const READ_CHUNK: usize = 8 * 1024;
+
+/// One side's input and its partial line.
+struct Input {
     file: File,
-    due: F,
-    last: std::time::Instant,
+    lines: Splitter,
 }
 
-impl<F: Fn(bool) -> bool> Spinning<F> {
-    fn new(file: File, due: F) -> Self {
-        Spinning { file, due, last: std::time::Instant::now() }
-    }
+/// What the loop waits for, and what came.
+#[derive(Default, Clone, Copy)]
+struct Ready {
+    client: bool,
+    server: bool,
+    /// Room to write what is queued for the server, or for the client.
+    to_server: bool,
+    to_client: bool,
+}
 
-    fn poll_until_readable(&self) {
-        use std::os::fd::AsFd;
-        let start = std::time::Instant::now();
-        while start.elapsed() < SPIN {
-            let fd = self.file.as_fd();
-            let mut fds = [rustix::event::PollFd::new(&fd, rustix::event::PollFlags::IN)];
-            let zero = rustix::event::Timespec { tv_sec: 0, tv_nsec: 0 };
-            if rustix::event::poll(&mut fds, Some(&zero)).map_or(true, |n| n > 0) {
-                return;
+/// Both directions in one thread, as an event loop: reads a side while its destination's queue is
+/// short, writes each queue as far as its pipe takes it, and hands what it read to that side's
+/// line handling. Ends once the server's output is closed and handled (what is queued for the
+/// client is then written, waiting), or the client's output is gone. `server_poll` is a
+/// duplicate of the server's output, to wait on.
+fn multiplex(state: &State, client_in: File, server_poll: &File) {
+    let mut client = Some(Input { file: client_in, lines: Splitter::default() });
+    // A read is handled whole before anything goes on: a short one keeps the other side fed
+    // while a client pipelines (a longer line just takes several reads).
+    let mut chunk = vec![0u8; READ_CHUNK];
+    let mut last = std::time::Instant::now();
+    loop {
+        let want = Ready {
+            client: client.is_some() && state.server_in.pending() < QUEUE_HIGH,
+            server: state.client_out.pending() < QUEUE_HIGH,
+            to_server: state.server_in.pending() > 0,
+            to_client: state.client_out.pending() > 0,
+        };
+        let spin = lock(&state.pending).len() <= 1 && last.elapsed() < SPIN;
+        let ready = wait(state, client.as_ref().map(|c| &c.file), server_poll, want, spin, None);
+        if ready.to_client && state.client_out.flush().is_err() {
+            break; // the client's output is gone
+        }
+        if ready.to_server && state.server_in.flush().is_err() {
+            client = None; // the server's input is gone: nothing the client sends can go on
+        }
+        if ready.server && !state.pump_server(&mut chunk).unwrap_or(false) {
+            break; // the server's output is closed, or the client's output is gone
+        }
+        if ready.client
+            && let Some(c) = client.as_mut()
+        {
+            let n = read(&mut c.file, &mut chunk);
+            let handled = n.filter(|n| *n > 0).map(|n| {
+                let r = c.lines.feed(&chunk[..n], |l| state.handle_client_line(l), |n| state.overlong(Side::Client, n));
+                r.and_then(|()| state.flush())
+            });
+            if !matches!(handled, Some(Ok(()))) {
+                // the client is gone (or the server's input is): the server sees EOF on its stdin
+                // once what is queued for it is written
+                c.lines.finish(|l| state.handle_client_line(l), |n| state.overlong(Side::Client, n));
+                let _ = state.flush();
+                state.server_in.close_when_written();
+                client = None;
             }
-            std::hint::spin_loop();
+        }
+        if ready.client || ready.server {
+            last = std::time::Instant::now();
+        }
+    }
+    *lock(&state.server_out) = None;
+    state.write_audit();
+    state.client_out.drain();
+}
+
+/// A read that retries when interrupted; `None` on an error.
+fn read(file: &mut File, chunk: &mut [u8]) -> Option<usize> {
+    loop {
+        match file.read(chunk) {
+            Ok(n) => return Some(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return None,
         }
     }
 }
 
-impl<F: Fn(bool) -> bool> Read for Spinning<F> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if (self.due)(self.last.elapsed() < RECENT) {
-            self.poll_until_readable();
+/// What of `want` is ready: waited for without sleeping for [`SPIN`] when `spin`, then up to
+/// `timeout` (none: until something is).
+fn wait(
+    state: &State,
+    client: Option<&File>,
+    server: &File,
+    want: Ready,
+    spin: bool,
+    timeout: Option<Duration>,
+) -> Ready {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    use std::os::fd::AsFd;
+    let (server_fd, client_fd) = (server.as_fd(), client.map(|c| c.as_fd()));
+    let (server_room, client_room) = (lock(&state.server_in.room), lock(&state.client_out.room));
+    let to_server = server_room.as_ref().map(|f| f.as_fd());
+    let to_client = client_room.as_ref().map(|f| f.as_fd());
+    let start = std::time::Instant::now();
+    loop {
+        // (which, fd, events) for each wanted readiness
+        let mut wanted = Vec::with_capacity(4);
+        if want.server {
+            wanted.push((0, Some(server_fd), PollFlags::IN));
         }
-        let n = self.file.read(buf)?;
-        self.last = std::time::Instant::now();
-        Ok(n)
+        if want.client {
+            wanted.push((1, client_fd, PollFlags::IN));
+        }
+        if want.to_server {
+            wanted.push((2, to_server, PollFlags::OUT));
+        }
+        if want.to_client {
+            wanted.push((3, to_client, PollFlags::OUT));
+        }
+        let wanted: Vec<_> = wanted.into_iter().filter_map(|(w, fd, ev)| Some((w, fd?, ev))).collect();
+        let mut fds: Vec<PollFd<'_>> = wanted.iter().map(|(_, fd, ev)| PollFd::new(fd, *ev)).collect();
+        let spinning = spin && start.elapsed() < SPIN;
+        let limit = match (spinning, timeout) {
+            (true, _) => Some(Timespec { tv_sec: 0, tv_nsec: 0 }),
+            (false, Some(t)) => Timespec::try_from(t.saturating_sub(start.elapsed())).ok(),
+            (false, None) => None,
+        };
+        match poll(&mut fds, limit.as_ref()) {
+            Ok(0) if spinning => std::hint::spin_loop(),
+            Ok(0) => return Ready::default(),
+            Ok(_) => {
+                let mut ready = Ready::default();
+                for ((which, _, _), fd) in wanted.iter().zip(&fds) {
+                    if !fd.revents().is_empty() {
+                        match which {
+                            0 => ready.server = true,
+                            1 => ready.client = true,
+                            2 => ready.to_server = true,
+                            _ => ready.to_client = true,
+                        }
+                    }
+                }
+                return ready;
+            }
+            Err(rustix::io::Errno::INTR) => {}
+            Err(_) => return want,
+        }
+    }
+}
+
+/// The partial line of one input: complete lines go to `handle` (with their newline); a line
+/// longer than [`MAX_LINE`] is dropped, and `overlong` told its size once it ends.
+#[derive(Default)]
+struct Splitter {
+    line: Vec<u8>,
+    dropping: Option<usize>,
+}
+
+impl Splitter {
+    /// Hands every line `bytes` completes to `handle`; an error from it (the other side is gone)
+    /// ends the feeding.
+    fn feed(
+        &mut self,
+        mut bytes: &[u8],
+        mut handle: impl FnMut(&[u8]) -> std::io::Result<()>,
+        mut overlong: impl FnMut(usize),
+    ) -> std::io::Result<()> {
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|b| *b == b'\n');
+            let (part, done) = match newline {
+                Some(i) => (&bytes[..=i], true),
+                None => (bytes, false),
+            };
+            bytes = &bytes[part.len()..];
+            if let Some(dropped) = self.dropping.as_mut() {
+                *dropped += part.len();
+                if done {
+                    overlong(*dropped);
+                    self.dropping = None;
+                }
+                continue;
+            }
+            self.line.extend_from_slice(part);
+            if done {
+                let r = handle(&self.line);
+                self.line.clear();
+                r?;
+            } else if self.line.len() > MAX_LINE {
+                self.dropping = Some(self.line.len());
+                self.line.clear();
+            }
+        }
+        Ok(())
+    }
+
+    /// At EOF: a last line without its newline is handled, an overlong one told.
+    fn finish(&mut self, mut handle: impl FnMut(&[u8]) -> std::io::Result<()>, mut overlong: impl FnMut(usize)) {
+        if let Some(dropped) = self.dropping.take() {
+            overlong(dropped);
+        } else if !self.line.is_empty() {
+            let _ = handle(&std::mem::take(&mut self.line));
+        }
     }
 }
 
 /// Reads `input` line by line and hands each complete line (with its newline) to `handle`, then
-/// calls `drained` once every complete line of what was read is handled. A line longer than
-/// [`MAX_LINE`] is dropped (`overlong` is told its size once it ends). Ends at EOF or when
-/// `handle` or `drained` fails (the other side is gone).
+/// calls `drained` once every complete line of what was read is handled (the fuzz target's
+/// relay: one input at a time).
 fn relay<R: Read>(
     mut input: R,
     mut handle: impl FnMut(&[u8]) -> std::io::Result<()>,
     mut overlong: impl FnMut(usize),
     mut drained: impl FnMut() -> std::io::Result<()>,
 ) {
-    let mut line: Vec<u8> = Vec::new();
+    let mut lines = Splitter::default();
     let mut chunk = vec![0u8; 64 * 1024];
-    let mut dropping: Option<usize> = None;
     loop {
         let n = match input.read(&mut chunk) {
             Ok(0) => break,
@@ -305,43 +587,11 @@ fn relay<R: Read>(
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(_) => break,
         };
-        let mut rest = &chunk[..n];
-        while !rest.is_empty() {
-            let newline = rest.iter().position(|b| *b == b'\n');
-            let (part, done) = match newline {
-                Some(i) => (&rest[..=i], true),
-                None => (rest, false),
-            };
-            rest = &rest[part.len()..];
-            if let Some(dropped) = dropping.as_mut() {
-                *dropped += part.len();
-                if done {
-                    overlong(*dropped);
-                    dropping = None;
-                }
-                continue;
-            }
-            line.extend_from_slice(part);
-            if done {
-                let r = handle(&line);
-                line.clear();
-                if r.is_err() {
-                    return;
-                }
-            } else if line.len() > MAX_LINE {
-                dropping = Some(line.len());
-                line.clear();
-            }
-        }
-        if drained().is_err() {
+        if lines.feed(&chunk[..n], &mut handle, &mut overlong).is_err() || drained().is_err() {
             return;
         }
     }
-    if let Some(dropped) = dropping {
-        overlong(dropped);
-    } else if !line.is_empty() {
-        let _ = handle(&line);
-    }
+    lines.finish(&mut handle, &mut overlong);
     let _ = drained();
 }
 
@@ -384,7 +634,9 @@ pub fn process(cfg: McpConfig, client: &[u8], server: &[u8]) -> std::io::Result<
 pub fn process_turns(cfg: McpConfig, turns: &[(Side, &[u8])]) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     let audit = AuditLog::open(cfg.audit.clone())?;
     let (to_client, to_server) = (Shared::default(), Shared::default());
-    let mut state = State::new(cfg, audit, Box::new(to_client.clone()), Box::new(to_server.clone()), Arc::default())?;
+    let (client, server) =
+        (Outlet::new(Box::new(to_client.clone()), None), Outlet::new(Box::new(to_server.clone()), None));
+    let mut state = State::new(cfg, audit, client, server, Arc::default())?;
     state.own_list_timeout = Duration::ZERO;
     for (side, bytes) in turns {
         match side {
