@@ -203,6 +203,44 @@ per_identity!(tcp_fast_open_is_refused, |who: Who| {
     assert!(o.stdout.contains("connect OK"), "control: {}", o.describe());
 });
 
+/// Kills `pid` after 60 s unless `done` is set first: a wedged relay fails the test instead of
+/// hanging it.
+fn watchdog(pid: u32) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = std::sync::Arc::clone(&done);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !watched.load(std::sync::atomic::Ordering::Relaxed) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
+        }
+    });
+    done
+}
+
+/// A server that provokes a refusal per message (50 stray responses before each answer) while
+/// nobody reads the launcher's stderr: the layer tells the first few and counts the rest in the
+/// audit log, so the relay never blocks on stderr, and every answer arrives.
+#[test]
+fn a_server_provoking_a_message_per_line_cannot_stall_the_relay_on_stderr() {
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let dir = s.mkdir("data", who);
+    let mut c = launcher(&s, &dir, &[], &["sync_server.py", "stray"]);
+    c.stderr(Stdio::piped()); // held, never read
+    let mut peer = RawPeer::spawn(c);
+    let done = watchdog(peer.child.id());
+    initialize(&mut peer);
+    for i in 0..500 {
+        peer.send_line(&format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}}", 100 + i));
+        assert!(peer.answer(json!(100 + i))["result"].is_object());
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    peer.close();
+    assert!(peer.child.wait().unwrap().success());
+    let dropped = std::fs::read_to_string(s.join("audit.jsonl")).unwrap().matches("\"malformed\"").count();
+    assert!(dropped >= 500 * 50, "every stray is in the audit log: {dropped}");
+}
+
 /// A client that pipelines far more than a pipe holds (2000 requests, 4 MiB of answers) to a
 /// server that answers one line at a time and writes synchronously, reading none of the answers
 /// until it has sent every request: the relay keeps both directions moving (it reads a side only
@@ -214,16 +252,7 @@ fn a_client_pipelining_past_the_pipes_does_not_wedge_a_synchronous_server() {
     let s = Scratch::new(who);
     let dir = s.mkdir("data", who);
     let mut peer = RawPeer::spawn(launcher(&s, &dir, &[], &["sync_server.py"]));
-    let pid = peer.child.id();
-    // a watchdog: a wedged relay fails the test instead of hanging it
-    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let watched = std::sync::Arc::clone(&done);
-    std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_secs(60));
-        if !watched.load(std::sync::atomic::Ordering::Relaxed) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGKILL);
-        }
-    });
+    let done = watchdog(peer.child.id());
     initialize(&mut peer);
     let requests: String =
         (0..2000).map(|i| format!("{{\"jsonrpc\":\"2.0\",\"id\":{},\"method\":\"ping\"}}\n", 100 + i)).collect();

@@ -105,7 +105,7 @@ impl State {
 
     /// A server message that is not a message of the protocol here: dropped and told.
     fn stray(&self, bytes: usize, what: &str) {
-        eprintln!("mcp-warden: mcp: dropped {what} from the server");
+        self.tell(format_args!("mcp: dropped {what} from the server"));
         self.audit(Side::Server, McpMessage::Malformed(crate::audit::record::McpMalformed { bytes }));
     }
 
@@ -134,7 +134,7 @@ impl State {
         self.audit(Side::Server, McpMessage::Request(request));
         match refusal {
             Some(why) => {
-                eprintln!("mcp-warden: mcp: refused the server's {}: {why}", crate::logging::printable(&method));
+                self.tell(format_args!("mcp: refused the server's {}: {why}", crate::logging::printable(&method)));
                 let error = json!({"code": REFUSED, "message": format!("mcp-warden refused the request: {why}")});
                 let _ = self.to_server(&line_of(&json!({"jsonrpc": "2.0", "id": id, "error": error})));
                 let _ = self.flush();
@@ -195,7 +195,7 @@ impl State {
         }
         let Some(result) = msg.get_mut("result") else { return (ok(None), false) };
         if let Some(why) = self.refuse_input_request(result) {
-            eprintln!("mcp-warden: mcp: refused the server's answer to {}: {why}", crate::logging::printable(method));
+            self.tell(format_args!("mcp: refused the server's answer to {}: {why}", crate::logging::printable(method)));
             let text = format!("mcp-warden refused the server's answer: {why}");
             replace_result(result, json!({"content": [{"type": "text", "text": text}], "isError": true}));
             return (ResponseOutcome::Refused { reason: why }, true);
@@ -228,7 +228,7 @@ impl State {
     /// `hide-errors`); redacted otherwise.
     fn police_tool_result(&self, result: &mut Value, tool: &str) -> (ResponseOutcome, bool) {
         if let Some(why) = self.refuse_tool_result(result, tool) {
-            eprintln!("mcp-warden: mcp: refused the result of tool {}: {why}", crate::logging::printable(tool));
+            self.tell(format_args!("mcp: refused the result of tool {}: {why}", crate::logging::printable(tool)));
             let text = format!("mcp-warden refused the tool's result: {why}");
             replace_result(result, json!({"content": [{"type": "text", "text": text}], "isError": true}));
             return (ResponseOutcome::Refused { reason: why }, true);
@@ -308,7 +308,7 @@ impl State {
                         pins_changed = true;
                         catalog.changed.insert(name.clone());
                         let why = format!("{name}: changed since it was pinned (mcp-warden pins accept)");
-                        eprintln!("mcp-warden: tool {}", crate::logging::printable(&why));
+                        self.tell(format_args!("tool {}", crate::logging::printable(&why)));
                         hidden.push(why);
                         return false;
                     }

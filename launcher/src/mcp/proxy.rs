@@ -22,6 +22,9 @@ use crate::audit::{AuditLine, AuditLog, AuditRecord};
 /// dropped and reported: memory stays bounded and nothing passes unchecked.
 const MAX_LINE: usize = 64 << 20;
 
+/// Events [`State::tell`] says on stderr per session.
+const TOLD_MAX: u64 = 32;
+
 /// How long a call waits for the tool list the layer asks the server for itself.
 const OWN_LIST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -55,6 +58,8 @@ pub(super) struct State {
     pub retries: Mutex<std::collections::HashSet<(String, String)>>,
     /// Unparseable lines told on stderr so far.
     malformed_told: AtomicU64,
+    /// Other events told on stderr so far ([`State::tell`]).
+    told: AtomicU64,
     /// How long a call waits for the layer's own `tools/list` (zero: it is not asked, the call is
     /// refused: the fuzz target has no server to answer).
     pub own_list_timeout: Duration,
@@ -96,6 +101,7 @@ impl State {
             own_lists: Mutex::default(),
             next_own: AtomicU64::new(1),
             malformed_told: AtomicU64::new(0),
+            told: AtomicU64::new(0),
             retries: Mutex::default(),
             own_list_timeout: OWN_LIST_TIMEOUT,
             server_out: Mutex::default(),
@@ -145,7 +151,7 @@ impl State {
             }
             let want = Ready {
                 client: false,
-                server: self.client_out.pending() < QUEUE_HIGH,
+                server: self.queues_short(),
                 to_server: self.server_in.pending() > 0,
                 to_client: self.client_out.pending() > 0,
             };
@@ -156,6 +162,25 @@ impl State {
             if ready.server && !self.pump_server(&mut chunk).unwrap_or(false) {
                 return Err("the server closed its output".into());
             }
+        }
+    }
+
+    /// Is what is queued for each destination short enough to read more?
+    fn queues_short(&self) -> bool {
+        self.client_out.pending() < QUEUE_HIGH && self.server_in.pending() < QUEUE_HIGH
+    }
+
+    /// Tells one event on stderr, for the first [`TOLD_MAX`] of a session; the rest are in the
+    /// audit log only. Whoever reads the launcher's stderr cannot be made to stall the relay by a
+    /// peer that provokes a line per message.
+    pub fn tell(&self, line: std::fmt::Arguments<'_>) {
+        let told = self.told.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match told.cmp(&TOLD_MAX) {
+            std::cmp::Ordering::Less => eprintln!("mcp-warden: {line}"),
+            std::cmp::Ordering::Equal => {
+                eprintln!("mcp-warden: mcp: further refusals and drops are in the audit log only");
+            }
+            std::cmp::Ordering::Greater => {}
         }
     }
 
@@ -362,8 +387,9 @@ pub fn start(
 /// a call off the path while only one CPU polls. Pipelined, the CPU is the server's: no polling.
 const SPIN: Duration = Duration::from_micros(300);
 
-/// Past this much queued for a destination, the side that fills it is not read until it drains:
-/// a peer that does not read holds up its own traffic only, and memory stays bounded.
+/// Past this much queued for either destination, neither side is read until it drains: a side's
+/// lines can queue for both (a refused request is answered where it came from), so a peer that
+/// does not read holds up the traffic, and memory stays bounded.
 const QUEUE_HIGH: usize = 1 << 20;
 
 /// What one read takes, on either side.
@@ -398,8 +424,8 @@ fn multiplex(state: &State, client_in: File, server_poll: &File) {
     let mut last = std::time::Instant::now();
     loop {
         let want = Ready {
-            client: client.is_some() && state.server_in.pending() < QUEUE_HIGH,
-            server: state.client_out.pending() < QUEUE_HIGH,
+            client: client.is_some() && state.queues_short(),
+            server: state.queues_short(),
             to_server: state.server_in.pending() > 0,
             to_client: state.client_out.pending() > 0,
         };
