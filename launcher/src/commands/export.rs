@@ -6,7 +6,7 @@ use std::io::Write;
 
 use crate::cli::{ExportArgs, ExportFormat};
 use crate::error::{CommandError, Failure};
-use crate::export::{Export, Target};
+use crate::export::Export;
 
 pub fn command(out: &mut dyn Write, args: ExportArgs) -> Result<i32, Failure> {
     let export = Export {
@@ -21,8 +21,7 @@ pub fn command(out: &mut dyn Write, args: ExportArgs) -> Result<i32, Failure> {
     match args.format {
         ExportFormat::Seccomp => crate::export::write_seccomp(out, &plan)?,
         ExportFormat::Kubernetes => {
-            crate::export::write_kubernetes(out, &plan, &export)?;
-            for line in Target::of(&plan, &export).not_mapped {
+            for line in crate::export::write_kubernetes(out, &plan, &export)?.not_mapped {
                 eprintln!("mcp-warden: not enforced by the kubelet: {line}");
             }
         }

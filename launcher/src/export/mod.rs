@@ -97,8 +97,8 @@ pub fn write_seccomp(out: &mut dyn Write, plan: &Plan) -> Result<(), ExportError
 
 /// Writes the Kubernetes objects as one YAML stream of JSON documents (JSON is YAML; `kubectl
 /// apply -f` takes it), headed by comments that say what the entrypoint enforces and how to
-/// install the seccomp profile.
-pub fn write_kubernetes(out: &mut dyn Write, plan: &Plan, export: &Export) -> Result<(), ExportError> {
+/// install the seccomp profile. Returns what the kubelet does not enforce.
+pub fn write_kubernetes(out: &mut dyn Write, plan: &Plan, export: &Export) -> Result<Target, ExportError> {
     let target = Target::of(plan, export);
     writeln!(out, "# mcp-warden export: profile `{}` for `{}`", plan.profile(), export.name)?;
     writeln!(
@@ -120,5 +120,5 @@ pub fn write_kubernetes(out: &mut dyn Write, plan: &Plan, export: &Export) -> Re
     for doc in docs {
         writeln!(out, "---\n{}", serde_json::to_string_pretty(&doc)?)?;
     }
-    Ok(())
+    Ok(target)
 }

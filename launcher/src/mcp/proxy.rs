@@ -149,13 +149,7 @@ impl State {
             if left.is_zero() {
                 return Err("the server did not answer".into());
             }
-            let want = Ready {
-                client: false,
-                server: self.queues_short(),
-                to_server: self.server_in.pending() > 0,
-                to_client: self.client_out.pending() > 0,
-            };
-            let ready = wait(self, None, &server_poll, want, false, Some(left));
+            let ready = wait(self, None, &server_poll, self.wants(false), false, Some(left));
             if ready.to_server || ready.to_client {
                 self.flush().map_err(|e| format!("writing: {e}"))?;
             }
@@ -165,9 +159,33 @@ impl State {
         }
     }
 
-    /// Is what is queued for each destination short enough to read more?
-    fn queues_short(&self) -> bool {
-        self.client_out.pending() < QUEUE_HIGH && self.server_in.pending() < QUEUE_HIGH
+    /// What the relay waits for: input while what is queued for each destination is short (the
+    /// client's only while `client_open`), and room wherever something is queued.
+    fn wants(&self, client_open: bool) -> Ready {
+        let short = self.client_out.pending() < QUEUE_HIGH && self.server_in.pending() < QUEUE_HIGH;
+        Ready {
+            client: client_open && short,
+            server: short,
+            to_server: self.server_in.pending() > 0,
+            to_client: self.client_out.pending() > 0,
+        }
+    }
+
+    /// Reads what the client wrote and handles its lines: `false` once it is gone (or the
+    /// server's input is); the server then sees EOF on its stdin once what is queued for it is
+    /// written.
+    fn pump_client(&self, client: &mut Input, chunk: &mut [u8]) -> bool {
+        let handle = |l: &[u8]| self.handle_client_line(l);
+        let handled = read(&mut client.file, chunk).filter(|n| *n > 0).map(|n| {
+            client.lines.feed(&chunk[..n], handle, |n| self.overlong(Side::Client, n)).and_then(|()| self.flush())
+        });
+        if matches!(handled, Some(Ok(()))) {
+            return true;
+        }
+        client.lines.finish(|l| self.handle_client_line(l), |n| self.overlong(Side::Client, n));
+        let _ = self.flush();
+        self.server_in.close_when_written();
+        false
     }
 
     /// Tells one event on stderr, for the first [`TOLD_MAX`] of a session; the rest are in the
@@ -423,12 +441,7 @@ fn multiplex(state: &State, client_in: File, server_poll: &File) {
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut last = std::time::Instant::now();
     loop {
-        let want = Ready {
-            client: client.is_some() && state.queues_short(),
-            server: state.queues_short(),
-            to_server: state.server_in.pending() > 0,
-            to_client: state.client_out.pending() > 0,
-        };
+        let want = state.wants(client.is_some());
         let spin = lock(&state.pending).len() <= 1 && last.elapsed() < SPIN;
         let ready = wait(state, client.as_ref().map(|c| &c.file), server_poll, want, spin, None);
         if ready.to_client && state.client_out.flush().is_err() {
@@ -442,20 +455,9 @@ fn multiplex(state: &State, client_in: File, server_poll: &File) {
         }
         if ready.client
             && let Some(c) = client.as_mut()
+            && !state.pump_client(c, &mut chunk)
         {
-            let n = read(&mut c.file, &mut chunk);
-            let handled = n.filter(|n| *n > 0).map(|n| {
-                let r = c.lines.feed(&chunk[..n], |l| state.handle_client_line(l), |n| state.overlong(Side::Client, n));
-                r.and_then(|()| state.flush())
-            });
-            if !matches!(handled, Some(Ok(()))) {
-                // the client is gone (or the server's input is): the server sees EOF on its stdin
-                // once what is queued for it is written
-                c.lines.finish(|l| state.handle_client_line(l), |n| state.overlong(Side::Client, n));
-                let _ = state.flush();
-                state.server_in.close_when_written();
-                client = None;
-            }
+            client = None;
         }
         if ready.client || ready.server {
             last = std::time::Instant::now();

@@ -360,33 +360,18 @@ pub fn x32_abi_enabled() -> bool {
 }
 
 /// Would a seccomp filter this process already runs under (a container runtime's) let `clone`
-/// with the namespace flags `ns_flags` through? Asked without creating anything: `CLONE_FS` is
-/// added, which the kernel refuses with every `CLONE_NEW*` flag (`EINVAL`) before it checks a
+/// with the namespace flags `ns_flags` through? Asked without creating anything: with
+/// `CLONE_NEWNS` and `CLONE_FS` added, the kernel refuses the call (`EINVAL`) before it checks a
 /// permission or allocates a namespace, while the filter sees the call first. `Err(errno)`: the
 /// filter's answer. A filter that compares the whole flag word exactly is not told apart.
 pub fn clone_filtered(ns_flags: libc::c_int) -> Result<(), io::Error> {
-    let flags = (ns_flags | libc::CLONE_FS | libc::CLONE_NEWNS | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: CLONE_NEWNS together with CLONE_FS is invalid, so the kernel returns EINVAL without
-    // creating a process; the null stack and tid pointers are never used. Should a kernel create a
-    // child anyway, it exits at once and is reaped below.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            flags,
-            std::ptr::null_mut::<libc::c_void>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            std::ptr::null_mut::<libc::c_int>(),
-            0usize,
-        )
-    };
-    match ret {
-        0 => exit_now(0),
-        -1 => match io::Error::last_os_error() {
-            e if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-            e => Err(e),
-        },
-        pid => {
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid as libc::pid_t), None);
+    match fork_into_namespaces(ns_flags | libc::CLONE_FS | libc::CLONE_NEWNS) {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
+        Err(e) => Err(e),
+        // a kernel that created a child anyway: it only `_exit`s (safe in any process) and is reaped
+        Ok(Forked::Child) => exit_now(0),
+        Ok(Forked::Parent(pid)) => {
+            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
             Ok(())
         }
     }
