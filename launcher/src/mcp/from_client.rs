@@ -133,12 +133,13 @@ impl State {
         if let Some(refusal) = refusal {
             return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
         }
+        let key = id_key(id);
         if let Some(tool) = tool {
             let guard = self.guard_of(tool);
-            self.in_flight.begin(&id_key(id), tool, guard);
+            self.in_flight.begin(&key, tool, guard);
         }
         let pending = Pending { method: method.to_string(), tool: tool.map(String::from), started: Instant::now() };
-        lock(&self.pending).insert(id_key(id), pending);
+        lock(&self.pending).insert(key, pending);
         None
     }
 

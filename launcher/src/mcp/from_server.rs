@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::annotations::{self, Observed};
 use super::pins::Check;
-use super::proxy::{State, id_key, line_of, lock};
+use super::proxy::{Pending, State, id_key, line_of, lock};
 use super::tools::check_output;
 use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side};
 
@@ -89,18 +89,19 @@ impl State {
             self.stray(bytes, "a response with neither a result nor an error (or both)");
             return (Fate::Drop, false);
         }
-        if let Some(own) = lock(&self.own_lists).remove(&id_key(&id)) {
+        let key = id_key(&id);
+        if let Some(own) = lock(&self.own_lists).remove(&key) {
             if let Some(result) = msg.get_mut("result") {
                 self.police_tool_list(result, false);
             }
             let _ = own.send(msg.take());
             return (Fate::Drop, false);
         }
-        if !lock(&self.pending).contains_key(&id_key(&id)) {
+        let Some(p) = lock(&self.pending).remove(&key) else {
             self.stray(bytes, "a response to no request in flight");
             return (Fate::Drop, false);
-        }
-        self.police_response(msg, id, bytes)
+        };
+        self.police_response(msg, id, &key, p, bytes)
     }
 
     /// A server message that is not a message of the protocol here: dropped and told.
@@ -162,10 +163,9 @@ impl State {
             .then(|| "the profile does not allow sampling ([mcp] sampling = true)".into())
     }
 
-    /// A response to a tracked client request.
-    fn police_response(&self, msg: &mut Value, id: Value, bytes: usize) -> (Fate, bool) {
-        let Some(p) = lock(&self.pending).remove(&id_key(&id)) else { return (Fate::Forward(false), false) };
-        let ended = self.in_flight.end(&id_key(&id));
+    /// A response to the client request `p`, whose id is `id` (`key` as text).
+    fn police_response(&self, msg: &mut Value, id: Value, key: &str, p: Pending, bytes: usize) -> (Fate, bool) {
+        let ended = self.in_flight.end(key);
         let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let (outcome, mut modified) = self.response_outcome(msg, &p.method, p.tool.as_deref());
         if p.method == "tools/call" {

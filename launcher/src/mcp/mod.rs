@@ -23,6 +23,7 @@ pub mod redact;
 pub mod roots;
 pub mod tools;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use annotations::{AnnotationPolicy, Guard, Observed};
@@ -87,12 +88,26 @@ impl McpConfig {
 /// attributes each access to the one call in flight (if exactly one is), each refusal seen while
 /// exactly one is in flight is noted for it (its result carries the explanation), and the seccomp
 /// listener holds each in-flight call to its annotations.
+///
+/// Held by id, with a count of the calls that forbid each attempt: a client pipelining
+/// thousands of calls costs each answer one lookup, and a guarded system call none while no call
+/// forbids it.
 #[derive(Debug, Default)]
-pub struct InFlight(std::sync::Mutex<Vec<Call>>);
+pub struct InFlight(std::sync::Mutex<Calls>);
+
+#[derive(Debug, Default)]
+struct Calls {
+    /// By id; a client that reuses an id while its first call is in flight gets both held, the
+    /// older answered first.
+    by_id: HashMap<String, Vec<Call>>,
+    count: usize,
+    /// Calls whose guard forbids writing, and connecting.
+    read_only: usize,
+    closed_world: usize,
+}
 
 #[derive(Debug)]
 struct Call {
-    id: String,
     tool: String,
     guard: Guard,
     /// What the call tried against its annotations.
@@ -123,43 +138,45 @@ pub struct Ended {
 
 impl InFlight {
     pub fn begin(&self, id: &str, tool: &str, guard: Guard) {
-        self.lock().push(Call {
-            id: id.into(),
-            tool: tool.into(),
-            guard,
-            observed: Observed::default(),
-            notes: Vec::new(),
-        });
+        let mut calls = self.lock();
+        calls.count_guard(guard, true);
+        let call = Call { tool: tool.into(), guard, observed: Observed::default(), notes: Vec::new() };
+        calls.by_id.entry(id.into()).or_default().push(call);
     }
 
     /// The call is answered.
     pub fn end(&self, id: &str) -> Ended {
         let mut calls = self.lock();
-        match calls.iter().position(|c| c.id == id) {
-            Some(i) => {
-                let c = calls.remove(i);
-                Ended { notes: c.notes, observed: c.observed }
-            }
-            None => Ended::default(),
+        let Some(same_id) = calls.by_id.get_mut(id) else { return Ended::default() };
+        let c = same_id.remove(0);
+        if same_id.is_empty() {
+            calls.by_id.remove(id);
         }
+        calls.count_guard(c.guard, false);
+        Ended { notes: c.notes, observed: c.observed }
     }
 
     /// The tool of the only call in flight.
     pub fn only(&self) -> Option<String> {
-        match self.lock().as_slice() {
-            [call] => Some(call.tool.clone()),
-            _ => None,
-        }
+        self.lock().only().map(|c| c.tool.clone())
     }
 
     /// The tool of an in-flight call that forbids `attempt`, if any.
     pub fn forbidding(&self, attempt: Attempt) -> Option<String> {
-        self.lock().iter().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
+        let calls = self.lock();
+        if calls.forbidding(attempt) == 0 {
+            return None;
+        }
+        calls.by_id.values().flatten().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
     }
 
     /// Notes that `attempt` was tried during the calls of `tool` that forbid it.
     pub fn observe(&self, tool: &str, attempt: Attempt) {
-        for call in self.lock().iter_mut().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
+        let mut calls = self.lock();
+        if calls.forbidding(attempt) == 0 {
+            return;
+        }
+        for call in calls.by_id.values_mut().flatten().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
             match attempt {
                 Attempt::Write => call.observed.wrote = true,
                 Attempt::Connect => call.observed.connected = true,
@@ -169,7 +186,8 @@ impl InFlight {
 
     /// Notes a refusal for the only call in flight (a distinct line once).
     pub fn note(&self, line: &str) {
-        if let [call] = self.lock().as_mut_slice()
+        let mut calls = self.lock();
+        if let Some(call) = calls.only_mut()
             && call.notes.len() < NOTES_MAX
             && !call.notes.iter().any(|n| n == line)
         {
@@ -177,8 +195,38 @@ impl InFlight {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Call>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Calls {
+    fn only(&self) -> Option<&Call> {
+        (self.count == 1).then(|| self.by_id.values().flatten().next()).flatten()
+    }
+
+    fn only_mut(&mut self) -> Option<&mut Call> {
+        (self.count == 1).then(|| self.by_id.values_mut().flatten().next()).flatten()
+    }
+
+    /// How many calls in flight forbid `attempt`.
+    fn forbidding(&self, attempt: Attempt) -> usize {
+        match attempt {
+            Attempt::Write => self.read_only,
+            Attempt::Connect => self.closed_world,
+        }
+    }
+
+    /// Counts a call in (`begin`) or out.
+    fn count_guard(&mut self, guard: Guard, begin: bool) {
+        let step = |n: &mut usize, on: bool| match (on, begin) {
+            (false, _) => {}
+            (true, true) => *n += 1,
+            (true, false) => *n -= 1,
+        };
+        step(&mut self.count, true);
+        step(&mut self.read_only, guard.read_only);
+        step(&mut self.closed_world, guard.closed_world);
     }
 }
 
@@ -186,5 +234,57 @@ fn forbids(guard: Guard, attempt: Attempt) -> bool {
     match attempt {
         Attempt::Write => guard.read_only,
         Attempt::Connect => guard.closed_world,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const READ_ONLY: Guard = Guard { read_only: true, closed_world: false };
+
+    #[test]
+    fn in_flight_calls_end_by_id_in_any_order() {
+        let calls = InFlight::default();
+        for i in 0..1000 {
+            calls.begin(&i.to_string(), "echo", Guard::default());
+        }
+        assert_eq!(calls.only(), None);
+        for i in (1..1000).rev() {
+            assert_eq!(calls.end(&i.to_string()).observed, Observed::default());
+        }
+        assert_eq!(calls.only().as_deref(), Some("echo"));
+        calls.end("0");
+        assert_eq!(calls.only(), None);
+        assert_eq!(calls.end("0").notes, Vec::<String>::new(), "an id not in flight ends nothing");
+    }
+
+    #[test]
+    fn a_reused_id_holds_both_calls_and_the_older_ends_first() {
+        let calls = InFlight::default();
+        calls.begin("1", "peek", READ_ONLY);
+        calls.begin("1", "write", Guard::default());
+        calls.observe("peek", Attempt::Write);
+        assert_eq!(calls.forbidding(Attempt::Write).as_deref(), Some("peek"));
+        assert!(calls.end("1").observed.wrote, "the older call, the read-only one, ends first");
+        assert_eq!(calls.forbidding(Attempt::Write), None);
+        assert_eq!(calls.only().as_deref(), Some("write"));
+    }
+
+    #[test]
+    fn only_calls_that_forbid_an_attempt_are_named_and_observed() {
+        let calls = InFlight::default();
+        calls.begin("a", "fetch", Guard::default());
+        assert_eq!(calls.forbidding(Attempt::Write), None);
+        calls.begin("b", "peek", READ_ONLY);
+        assert_eq!(calls.forbidding(Attempt::Write).as_deref(), Some("peek"));
+        assert_eq!(calls.forbidding(Attempt::Connect), None);
+        calls.observe("fetch", Attempt::Write);
+        calls.note("refused: a write");
+        assert!(!calls.end("a").observed.wrote, "fetch does not forbid writes");
+        calls.note("refused: a write");
+        let ended = calls.end("b");
+        assert_eq!(ended.notes, ["refused: a write"], "noted only while the one call was in flight");
+        assert_eq!(calls.forbidding(Attempt::Write), None);
     }
 }
