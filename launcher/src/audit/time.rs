@@ -53,8 +53,39 @@ fn now_ns() -> i128 {
 
 /// RFC 3339 UTC timestamp with nanoseconds, from nanoseconds since the epoch.
 pub fn rfc3339(ns: i128) -> String {
-    let secs = ns.div_euclid(1_000_000_000) as i64;
-    let nanos = ns.rem_euclid(1_000_000_000) as u32;
+    const NANOS: i64 = 1_000_000_000;
+    // 128-bit division is a call into compiler-builtins: the wall clock fits 64 bits until 2262
+    let (secs, nanos) = match i64::try_from(ns) {
+        Ok(ns) => (ns.div_euclid(NANOS), ns.rem_euclid(NANOS)),
+        Err(_) => (ns.div_euclid(i128::from(NANOS)) as i64, ns.rem_euclid(i128::from(NANOS)) as i64),
+    };
+    // written digit by digit, the date and time once per second: a record's timestamp is on the
+    // MCP layer's path, where `format!` was a tenth of the relay's time per message
+    let mut out = String::with_capacity(30);
+    push_date_time(&mut out, secs);
+    out.push('.');
+    push_digits(&mut out, nanos, 9);
+    out.push('Z');
+    out
+}
+
+/// `2026-11-24T11:09:18` for `secs` since the epoch, remembered for the next call in the same
+/// second.
+fn push_date_time(out: &mut String, secs: i64) {
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> = const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs {
+            text.clear();
+            civil(text, secs);
+            *at = secs;
+        }
+        out.push_str(text);
+    });
+}
+
+fn civil(out: &mut String, secs: i64) {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     // Howard Hinnant's civil_from_days.
@@ -67,27 +98,23 @@ pub fn rfc3339(ns: i128) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    // written digit by digit: a record's timestamp is on the MCP layer's path, where `format!`
-    // was a tenth of the relay's time per message
-    let mut out = String::with_capacity(30);
     let fields = [(y, 4, '-'), (m, 2, '-'), (d, 2, 'T'), (rem / 3600, 2, ':'), (rem % 3600 / 60, 2, ':')];
     for (value, width, after) in fields {
-        push_digits(&mut out, value, width);
+        push_digits(out, value, width);
         out.push(after);
     }
-    push_digits(&mut out, rem % 60, 2);
-    out.push('.');
-    push_digits(&mut out, i64::from(nanos), 9);
-    out.push('Z');
-    out
+    push_digits(out, rem % 60, 2);
 }
 
-/// `value`'s last `width` decimal digits, zero-padded (years past 9999 do not occur here).
-fn push_digits(out: &mut String, value: i64, width: u32) {
-    for place in (0..width).rev() {
-        let digit = (value / 10_i64.pow(place)).rem_euclid(10) as u8;
-        out.push(char::from(b'0' + digit));
+/// `value`'s last `width` (at most 9) decimal digits, zero-padded (years past 9999 do not occur
+/// here).
+fn push_digits(out: &mut String, mut value: i64, width: usize) {
+    let mut digits = [b'0'; 9];
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + value.rem_euclid(10) as u8;
+        value /= 10;
     }
+    digits[..width].iter().for_each(|d| out.push(char::from(*d)));
 }
 
 #[cfg(test)]
@@ -99,6 +126,9 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000000000Z");
         assert_eq!(rfc3339(1_732_440_000_123_456_789), "2024-11-24T09:20:00.123456789Z");
         assert_eq!(rfc3339(951_782_400_000_000_000), "2000-02-29T00:00:00.000000000Z");
+        assert_eq!(rfc3339(951_782_400_000_000_001), "2000-02-29T00:00:00.000000001Z", "the same second");
+        assert_eq!(rfc3339(951_782_399_999_999_999), "2000-02-28T23:59:59.999999999Z", "the second before");
+        assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
     }
 
     #[test]

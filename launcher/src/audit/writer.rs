@@ -90,29 +90,36 @@ impl AuditLog {
         sink.and(journal)
     }
 
-    /// Writes `line`: to the journal at once, to a file through the buffer.
+    /// Writes `line`: to the journal at once, to a file through the buffer (serialized in place:
+    /// the MCP layer writes two records per call).
     pub fn write(&mut self, line: &AuditLine) {
+        if let Sink::File { buf, pending, pending_lost, .. } = &mut self.sink {
+            let start = buf.len();
+            if serde_json::to_writer(&mut *buf, line).is_err() {
+                buf.truncate(start);
+                self.lost += 1;
+                return;
+            }
+            let json = std::str::from_utf8(&buf[start..]).unwrap_or_default();
+            let journal_took = self.journal.as_ref().is_none_or(|j| j.send(line, json).is_ok());
+            buf.push(b'\n');
+            *pending += 1;
+            *pending_lost += u64::from(!journal_took);
+            if buf.len() >= FLUSH_AT {
+                self.flush();
+            }
+            return;
+        }
         let Ok(json) = serde_json::to_string(line) else {
             self.lost += 1;
             return;
         };
         let journal_took = self.journal.as_ref().is_none_or(|j| j.send(line, &json).is_ok());
-        match &mut self.sink {
-            Sink::None => self.count(journal_took),
-            Sink::Stderr => {
-                let ok = std::io::stderr().lock().write_all(format!("{json}\n").as_bytes()).is_ok();
-                self.count(ok && journal_took);
-            }
-            Sink::File { buf, pending, pending_lost, .. } => {
-                buf.extend_from_slice(json.as_bytes());
-                buf.push(b'\n');
-                *pending += 1;
-                *pending_lost += u64::from(!journal_took);
-                if buf.len() >= FLUSH_AT {
-                    self.flush();
-                }
-            }
-        }
+        let ok = match &self.sink {
+            Sink::Stderr => std::io::stderr().lock().write_all(format!("{json}\n").as_bytes()).is_ok(),
+            _ => true,
+        };
+        self.count(ok && journal_took);
     }
 
     /// Writes the buffered lines; each counts as written or, when the write or the journal

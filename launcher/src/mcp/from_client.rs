@@ -10,8 +10,9 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::annotations::Guard;
+use super::json::{at, at_mut, id_key, line_of};
 use super::policy::validate;
-use super::proxy::{Pending, State, id_key, line_of, lock};
+use super::proxy::{Pending, State, lock};
 use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpRoots, Side};
 
 /// JSON-RPC error codes of the refusals.
@@ -106,11 +107,12 @@ impl State {
 
     /// Tracks a request and decides: `None` to forward it, `Some(error response)` to refuse it.
     fn police_request(&self, msg: &Value, method: &str, id: &Value, bytes: usize) -> Option<Value> {
-        let tool = (method == "tools/call").then(|| msg.pointer("/params/name").and_then(Value::as_str)).flatten();
-        let args = tool.map(|_| msg.pointer("/params/arguments").cloned().unwrap_or_else(|| json!({})));
+        let tool = (method == "tools/call").then(|| at(msg, &["params", "name"]).and_then(Value::as_str)).flatten();
+        let no_arguments = Value::Object(Map::new());
+        let args = tool.map(|_| at(msg, &["params", "arguments"]).unwrap_or(&no_arguments));
         let refusal = if id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX)) {
             Some(Refusal::invalid(format!("request ids starting with `{OWN_ID_PREFIX}` are mcp-warden's own")))
-        } else if let (Some(tool), Some(args)) = (tool, &args) {
+        } else if let (Some(tool), Some(args)) = (tool, args) {
             self.check_call(msg, tool, args).err()
         } else if method == "tools/call" {
             Some(Refusal::invalid("a tools/call without a tool name"))
@@ -126,7 +128,7 @@ impl State {
             method: method.into(),
             id: Some(id.clone()),
             tool: tool.map(String::from),
-            arguments: args.as_ref().map(|a| self.arguments(a)),
+            arguments: args.map(|a| self.arguments(a)),
             decision: Some(decision),
         };
         self.audit(Side::Client, McpMessage::Request(request));
@@ -136,7 +138,7 @@ impl State {
         let key = id_key(id);
         if let Some(tool) = tool {
             let guard = self.guard_of(tool);
-            self.in_flight.begin(&key, tool, guard);
+            self.in_flight.begin(key.clone(), tool, guard);
         }
         let pending = Pending { method: method.to_string(), tool: tool.map(String::from), started: Instant::now() };
         lock(&self.pending).insert(key, pending);
@@ -198,7 +200,7 @@ impl State {
         if self.own_list_timeout.is_zero() {
             return Err(cannot("the layer cannot ask the server here".into()));
         }
-        let mut meta = call.pointer("/params/_meta").cloned().unwrap_or_else(|| json!({}));
+        let mut meta = at(call, &["params", "_meta"]).cloned().unwrap_or_else(|| json!({}));
         if let Some(m) = meta.as_object_mut() {
             m.remove("progressToken");
         }
@@ -242,7 +244,7 @@ impl State {
     /// A 2026-era retry: the same call again, echoing the `requestState` of an `input_required`
     /// result of the same tool (each one once).
     fn is_retry(&self, tool: &str, msg: &Value) -> bool {
-        let Some(state) = msg.pointer("/params/requestState").and_then(Value::as_str) else { return false };
+        let Some(state) = at(msg, &["params", "requestState"]).and_then(Value::as_str) else { return false };
         lock(&self.retries).remove(&(tool.to_string(), state.to_string()))
     }
 
@@ -255,9 +257,9 @@ impl State {
                 lock(&self.server_requests).remove(&id_key(id)).is_some_and(|method| method == "roots/list")
             });
         let lists: Vec<&mut Vec<Value>> = if reply_to_roots {
-            msg.pointer_mut("/result/roots").and_then(Value::as_array_mut).into_iter().collect()
+            at_mut(msg, &["result", "roots"]).and_then(Value::as_array_mut).into_iter().collect()
         } else {
-            match msg.pointer_mut("/params/inputResponses").and_then(Value::as_object_mut) {
+            match at_mut(msg, &["params", "inputResponses"]).and_then(Value::as_object_mut) {
                 Some(responses) => {
                     responses.values_mut().filter_map(|r| r.get_mut("roots").and_then(Value::as_array_mut)).collect()
                 }

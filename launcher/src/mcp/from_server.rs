@@ -7,8 +7,9 @@
 use serde_json::{Value, json};
 
 use super::annotations::{self, Observed};
+use super::json::{IdKey, at_mut, id_key, line_of};
 use super::pins::Check;
-use super::proxy::{Pending, State, id_key, line_of, lock};
+use super::proxy::{Pending, State, lock};
 use super::tools::check_output;
 use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side};
 
@@ -163,8 +164,8 @@ impl State {
             .then(|| "the profile does not allow sampling ([mcp] sampling = true)".into())
     }
 
-    /// A response to the client request `p`, whose id is `id` (`key` as text).
-    fn police_response(&self, msg: &mut Value, id: Value, key: &str, p: Pending, bytes: usize) -> (Fate, bool) {
+    /// A response to the client request `p`, whose id is `id` (`key` as a map key).
+    fn police_response(&self, msg: &mut Value, id: Value, key: &IdKey, p: Pending, bytes: usize) -> (Fate, bool) {
         let ended = self.in_flight.end(key);
         let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
         let (outcome, mut modified) = self.response_outcome(msg, &p.method, p.tool.as_deref());
@@ -365,10 +366,10 @@ fn ok(hidden_tools: Option<Vec<String>>) -> ResponseOutcome {
 /// Appends what mcp-warden refused during a tool call to its result, as one more text item, so
 /// that the client (and the model) sees why the call failed and what would allow it.
 fn explain_refusals(msg: &mut Value, notes: &[String]) -> bool {
-    let Some(content) = msg.pointer_mut("/result/content").and_then(Value::as_array_mut) else { return false };
     if notes.is_empty() {
         return false;
     }
+    let Some(content) = at_mut(msg, &["result", "content"]).and_then(Value::as_array_mut) else { return false };
     let text = format!(
         "mcp-warden refused during this call:\n{}",
         notes.iter().map(|n| format!("- {n}")).collect::<Vec<_>>().join("\n")

@@ -16,6 +16,7 @@
 pub mod annotations;
 mod from_client;
 mod from_server;
+mod json;
 pub mod pins;
 pub mod policy;
 pub mod proxy;
@@ -23,12 +24,14 @@ pub mod redact;
 pub mod roots;
 pub mod tools;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::path::PathBuf;
 
 use annotations::{AnnotationPolicy, Guard, Observed};
 
 use crate::audit::Destination;
+pub use json::IdKey;
 
 /// The layer's configuration, resolved from the profile and the command line.
 #[derive(Debug, Clone)]
@@ -89,17 +92,18 @@ impl McpConfig {
 /// exactly one is in flight is noted for it (its result carries the explanation), and the seccomp
 /// listener holds each in-flight call to its annotations.
 ///
-/// Held by id, with a count of the calls that forbid each attempt: a client pipelining
-/// thousands of calls costs each answer one lookup, and a guarded system call none while no call
-/// forbids it.
+/// Held by id (ordered, see [`IdKey`]), with a count of the calls that forbid each attempt: a
+/// client pipelining thousands of calls costs each answer one lookup near the map's front, and a
+/// guarded system call none while no call forbids it.
 #[derive(Debug, Default)]
 pub struct InFlight(std::sync::Mutex<Calls>);
 
 #[derive(Debug, Default)]
 struct Calls {
-    /// By id; a client that reuses an id while its first call is in flight gets both held, the
-    /// older answered first.
-    by_id: HashMap<String, Vec<Call>>,
+    by_id: BTreeMap<IdKey, Call>,
+    /// Calls whose id was in flight already when they began (a client that reuses ids), oldest
+    /// first: each takes its id's place in `by_id` when the call before it ends.
+    reused: Vec<(IdKey, Call)>,
     count: usize,
     /// Calls whose guard forbids writing, and connecting.
     read_only: usize,
@@ -137,20 +141,26 @@ pub struct Ended {
 }
 
 impl InFlight {
-    pub fn begin(&self, id: &str, tool: &str, guard: Guard) {
+    pub fn begin(&self, id: IdKey, tool: &str, guard: Guard) {
         let mut calls = self.lock();
         calls.count_guard(guard, true);
         let call = Call { tool: tool.into(), guard, observed: Observed::default(), notes: Vec::new() };
-        calls.by_id.entry(id.into()).or_default().push(call);
+        match calls.by_id.entry(id) {
+            Entry::Vacant(v) => drop(v.insert(call)),
+            Entry::Occupied(o) => {
+                let id = o.key().clone();
+                calls.reused.push((id, call));
+            }
+        }
     }
 
-    /// The call is answered.
-    pub fn end(&self, id: &str) -> Ended {
+    /// The call is answered (the oldest of those with this id).
+    pub fn end(&self, id: &IdKey) -> Ended {
         let mut calls = self.lock();
-        let Some(same_id) = calls.by_id.get_mut(id) else { return Ended::default() };
-        let c = same_id.remove(0);
-        if same_id.is_empty() {
-            calls.by_id.remove(id);
+        let Some(c) = calls.by_id.remove(id) else { return Ended::default() };
+        if let Some(next) = calls.reused.iter().position(|(r, _)| r == id) {
+            let (id, call) = calls.reused.remove(next);
+            calls.by_id.insert(id, call);
         }
         calls.count_guard(c.guard, false);
         Ended { notes: c.notes, observed: c.observed }
@@ -167,7 +177,7 @@ impl InFlight {
         if calls.forbidding(attempt) == 0 {
             return None;
         }
-        calls.by_id.values().flatten().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
+        calls.all().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
     }
 
     /// Notes that `attempt` was tried during the calls of `tool` that forbid it.
@@ -176,7 +186,7 @@ impl InFlight {
         if calls.forbidding(attempt) == 0 {
             return;
         }
-        for call in calls.by_id.values_mut().flatten().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
+        for call in calls.all_mut().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
             match attempt {
                 Attempt::Write => call.observed.wrote = true,
                 Attempt::Connect => call.observed.connected = true,
@@ -201,12 +211,20 @@ impl InFlight {
 }
 
 impl Calls {
+    fn all(&self) -> impl Iterator<Item = &Call> {
+        self.by_id.values().chain(self.reused.iter().map(|(_, c)| c))
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut Call> {
+        self.by_id.values_mut().chain(self.reused.iter_mut().map(|(_, c)| c))
+    }
+
     fn only(&self) -> Option<&Call> {
-        (self.count == 1).then(|| self.by_id.values().flatten().next()).flatten()
+        (self.count == 1).then(|| self.all().next()).flatten()
     }
 
     fn only_mut(&mut self) -> Option<&mut Call> {
-        (self.count == 1).then(|| self.by_id.values_mut().flatten().next()).flatten()
+        (self.count == 1).then(|| self.all_mut().next()).flatten()
     }
 
     /// How many calls in flight forbid `attempt`.
@@ -243,30 +261,34 @@ mod tests {
 
     const READ_ONLY: Guard = Guard { read_only: true, closed_world: false };
 
+    fn id(text: &str) -> IdKey {
+        IdKey::Text(text.into())
+    }
+
     #[test]
     fn in_flight_calls_end_by_id_in_any_order() {
         let calls = InFlight::default();
         for i in 0..1000 {
-            calls.begin(&i.to_string(), "echo", Guard::default());
+            calls.begin(IdKey::Int(i), "echo", Guard::default());
         }
         assert_eq!(calls.only(), None);
         for i in (1..1000).rev() {
-            assert_eq!(calls.end(&i.to_string()).observed, Observed::default());
+            assert_eq!(calls.end(&IdKey::Int(i)).observed, Observed::default());
         }
         assert_eq!(calls.only().as_deref(), Some("echo"));
-        calls.end("0");
+        calls.end(&IdKey::Int(0));
         assert_eq!(calls.only(), None);
-        assert_eq!(calls.end("0").notes, Vec::<String>::new(), "an id not in flight ends nothing");
+        assert_eq!(calls.end(&IdKey::Int(0)).notes, Vec::<String>::new(), "an id not in flight ends nothing");
     }
 
     #[test]
     fn a_reused_id_holds_both_calls_and_the_older_ends_first() {
         let calls = InFlight::default();
-        calls.begin("1", "peek", READ_ONLY);
-        calls.begin("1", "write", Guard::default());
+        calls.begin(id("1"), "peek", READ_ONLY);
+        calls.begin(id("1"), "write", Guard::default());
         calls.observe("peek", Attempt::Write);
         assert_eq!(calls.forbidding(Attempt::Write).as_deref(), Some("peek"));
-        assert!(calls.end("1").observed.wrote, "the older call, the read-only one, ends first");
+        assert!(calls.end(&id("1")).observed.wrote, "the older call, the read-only one, ends first");
         assert_eq!(calls.forbidding(Attempt::Write), None);
         assert_eq!(calls.only().as_deref(), Some("write"));
     }
@@ -274,16 +296,16 @@ mod tests {
     #[test]
     fn only_calls_that_forbid_an_attempt_are_named_and_observed() {
         let calls = InFlight::default();
-        calls.begin("a", "fetch", Guard::default());
+        calls.begin(id("a"), "fetch", Guard::default());
         assert_eq!(calls.forbidding(Attempt::Write), None);
-        calls.begin("b", "peek", READ_ONLY);
+        calls.begin(id("b"), "peek", READ_ONLY);
         assert_eq!(calls.forbidding(Attempt::Write).as_deref(), Some("peek"));
         assert_eq!(calls.forbidding(Attempt::Connect), None);
         calls.observe("fetch", Attempt::Write);
         calls.note("refused: a write");
-        assert!(!calls.end("a").observed.wrote, "fetch does not forbid writes");
+        assert!(!calls.end(&id("a")).observed.wrote, "fetch does not forbid writes");
         calls.note("refused: a write");
-        let ended = calls.end("b");
+        let ended = calls.end(&id("b"));
         assert_eq!(ended.notes, ["refused: a write"], "noted only while the one call was in flight");
         assert_eq!(calls.forbidding(Attempt::Write), None);
     }

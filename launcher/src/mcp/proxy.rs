@@ -2,7 +2,7 @@
 //! becomes messages and audit records. What is done to each message is in [`super::from_client`]
 //! and [`super::from_server`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{Read, Write};
 use std::sync::atomic::AtomicU64;
@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::McpConfig;
+use super::json::IdKey;
 use super::pins::PinStore;
 use super::policy::RateLimiter;
 use super::tools::Catalog;
@@ -39,10 +40,10 @@ pub(super) struct State {
     pub cfg: McpConfig,
     client_out: Outlet,
     server_in: Outlet,
-    /// Client requests by id (as JSON text).
-    pub pending: Mutex<HashMap<String, Pending>>,
-    /// Server requests by id (as JSON text) and method, for the client's replies.
-    pub server_requests: Mutex<HashMap<String, String>>,
+    /// Client requests by id.
+    pub pending: Mutex<BTreeMap<IdKey, Pending>>,
+    /// Server requests by id and method, for the client's replies.
+    pub server_requests: Mutex<HashMap<IdKey, String>>,
     pub catalog: Mutex<Catalog>,
     pub limiter: Mutex<RateLimiter>,
     pub pins: Mutex<Option<PinStore>>,
@@ -51,7 +52,7 @@ pub(super) struct State {
     deferred: Mutex<Vec<AuditLine>>,
     pub in_flight: Arc<super::InFlight>,
     /// The layer's own `tools/list` requests waiting for their response, by id.
-    pub own_lists: Mutex<HashMap<String, std::sync::mpsc::Sender<Value>>>,
+    pub own_lists: Mutex<HashMap<IdKey, std::sync::mpsc::Sender<Value>>>,
     pub next_own: AtomicU64,
     /// The `requestState` of each `input_required` tool result not retried yet, with its tool:
     /// the retry that echoes it is the same call, not a new one for the rate limits.
@@ -621,17 +622,6 @@ fn relay<R: Read>(
     }
     lines.finish(&mut handle, &mut overlong);
     let _ = drained();
-}
-
-pub(super) fn id_key(id: &Value) -> String {
-    id.to_string()
-}
-
-/// One line as written, with its trailing newline.
-pub(super) fn line_of(v: &Value) -> Vec<u8> {
-    let mut out = serde_json::to_vec(v).unwrap_or_default();
-    out.push(b'\n');
-    out
 }
 
 /// A `Write` into a shared buffer.

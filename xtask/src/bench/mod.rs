@@ -207,5 +207,6 @@ pub fn machine_facts() -> Result<String> {
         .next()
         .unwrap_or_default()
         .to_string();
-    Ok(format!("Linux {kernel}, {cpu}, {cores} cores; {bwrap}; {firejail}"))
+    let tools = [bwrap, firejail].into_iter().filter(|t| !t.is_empty()).map(|t| format!("; {t}")).collect::<String>();
+    Ok(format!("Linux {kernel}, {cpu}, {cores} cores{tools}"))
 }
