@@ -562,15 +562,22 @@ impl RawPeer {
 
     /// The next message whose `id` is `id`.
     pub fn answer(&mut self, id: impl Into<serde_json::Value>) -> serde_json::Value {
+        self.answer_after(id).0
+    }
+
+    /// The next message whose `id` is `id`, and the lines before it.
+    pub fn answer_after(&mut self, id: impl Into<serde_json::Value>) -> (serde_json::Value, Vec<String>) {
         use std::io::BufRead;
         let id = id.into();
+        let mut before = Vec::new();
         loop {
             let mut line = String::new();
             assert!(self.stdout.read_line(&mut line).expect("read") > 0, "stream closed while waiting for id {id}");
             let v: serde_json::Value = serde_json::from_str(&line).unwrap_or(serde_json::Value::Null);
             if v["id"] == id {
-                return v;
+                return (v, before);
             }
+            before.push(line);
         }
     }
 

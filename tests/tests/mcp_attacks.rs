@@ -66,20 +66,23 @@ fn a_line_the_layer_cannot_parse_never_reaches_the_server() {
     assert!(!target.exists(), "the denied tool never ran");
 }
 
-/// A response with neither result nor error (or a null one) does not end the call: the
-/// read-only guard holds until the real answer, which is policed (redacted) like any.
+/// A response with neither result nor error (or a null one), or one whose id is the call's as
+/// another JSON type (`"2"`, `2.0` for `2`), does not end the call: the read-only guard holds
+/// until the real answer, which is policed (redacted) like any, and the others never reach the
+/// client.
 #[test]
 fn a_stray_response_does_not_end_a_call() {
-    for mode in ["stray", "nullresult"] {
+    for mode in ["stray", "nullresult", "retyped"] {
         let who = Who::current();
         let s = Scratch::new(who);
         let dir = s.mkdir("data", who);
         let mut peer = RawPeer::spawn(launcher(&s, &dir, &[], &["evil_server.py", mode, dir.to_str().unwrap()]));
         initialize(&mut peer);
         peer.send_line(&call(2, "peek", json!({})));
-        let answer = peer.answer(json!(2));
+        let (answer, before) = peer.answer_after(json!(2));
         let t = text(&answer);
         assert!(t.contains("stray-write: BLOCKED EACCES"), "{mode}: {answer}");
+        assert!(before.iter().all(|l| !l.contains("forged")), "{mode}: a forged answer reached the client: {before:?}");
         if mode == "stray" {
             assert!(t.contains("[REDACTED]") && !t.contains("ghp_"), "the real result is redacted: {t}");
         }
