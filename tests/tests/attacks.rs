@@ -864,3 +864,56 @@ per_identity!(
         assert_ok(&view.probe(&["inotify", s(&outside)]), "inotify outside the grants, fs-hide off (open)");
     }
 );
+
+/// What a `python` server may run when its script lies in the directory it writes (`sqlite`'s
+/// database next to its server): the script runs, a program it drops there does not (the
+/// runtime's read+exec grant is read only inside a write grant, which stays `noexec`).
+const DROP_AND_RUN: &str = r#"
+import os, shutil, subprocess, sys
+here = os.path.dirname(os.path.abspath(__file__))
+open(os.path.join(here, "data"), "w").write("x")
+print("data: OK")
+dropped = os.path.join(here, "dropped")
+shutil.copy("/bin/true", dropped)
+os.chmod(dropped, 0o755)
+try:
+    subprocess.run([dropped], check=True)
+    print("exec: OK")
+except PermissionError:
+    print("exec: EACCES")
+"#;
+
+per_identity!(a_program_dropped_next_to_a_script_in_its_write_grant_does_not_run, |who: Who| {
+    let s = Scratch::new(who);
+    let proj = s.mkdir("proj", who);
+    let script = s.file("proj/server.py", DROP_AND_RUN, who);
+    let (w, py) = (proj.as_os_str(), script.as_os_str());
+    let args = ["run", "--profile", "python", "--allow-write"].map(std::ffi::OsStr::new);
+    let tail = [w, std::ffi::OsStr::new("--"), std::ffi::OsStr::new("/usr/bin/python3"), py];
+    let mut c = warden_as(who, &[&args[..], &tail[..]].concat());
+    c.stdin(std::process::Stdio::null());
+    let o = run(c, None, std::time::Duration::from_secs(60));
+    assert!(o.stdout.contains("data: OK"), "control: the script runs and writes: {}", o.describe());
+    assert!(o.stdout.contains("exec: EACCES"), "the dropped program ran: {}", o.describe());
+    assert!(o.stderr.contains("granted read only"), "said on stderr: {}", o.describe());
+});
+
+per_identity!(a_grant_redirected_from_inside_a_write_grant_refuses_the_next_start, |who: Who| {
+    let s = Scratch::new(who);
+    let w = s.mkdir("w", who);
+    let config = s.mkdir("w/app/config", who);
+    let secret = s.mkdir("secret", who);
+    s.file("secret/id_ed25519", "PRIVATE KEY\n", who);
+    let start =
+        |probe: &[&str]| Sandbox::new(who).grant("--allow-write", &w).grant("--allow-read", &config).probe(probe);
+    let settings = s.file("w/app/config/settings", "x\n", who);
+    assert_ok(&start(&["read", settings.to_str().unwrap()]), "control: the nested grant as the profile wrote it");
+    // What the server can do in one run, for the next start: the view keeps the nested grant
+    // read-only, but the directory above it is the server's.
+    std::fs::rename(w.join("app"), w.join("app.old")).unwrap();
+    std::fs::create_dir(w.join("app")).unwrap();
+    std::os::unix::fs::symlink(&secret, &config).unwrap();
+    let o = start(&["read", secret.join("id_ed25519").to_str().unwrap()]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
+    assert!(o.stderr.contains("resolves to") && o.stderr.contains("outside it"), "{}", o.describe());
+});

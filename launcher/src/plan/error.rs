@@ -25,6 +25,13 @@ pub enum PlanError {
     NotExecutable { path: PathBuf, why: NotExecutable },
     #[error("`{}` is outside the profile's exec allow-list", path.display())]
     ExecNotAllowed { path: PathBuf, dir: PathBuf },
+    /// A grant named inside a write grant resolves outside it: the server can plant the symlink
+    /// (or rename the directory) there in one run to widen its grants at the next start.
+    #[error(
+        "{key} path `{}` ({origin}) is inside the write grant `{}` but resolves to `{}`, outside it",
+        written.display(), write_grant.display(), resolved.display()
+    )]
+    Redirected { key: String, written: PathBuf, origin: String, resolved: PathBuf, write_grant: PathBuf },
     #[error("no command given")]
     NoCommand,
     #[error("unknown {kind} `{name}`")]
@@ -87,6 +94,10 @@ impl crate::error::Diagnose for PlanError {
             }
             PlanError::NotExecutable { .. } => "check the file's mode and the filesystem's noexec option".into(),
             PlanError::ExecNotAllowed { dir, .. } => format!("grant it with `--allow-exec {}`", dir.display()),
+            PlanError::Redirected { written, .. } => format!(
+                "what lies inside a write grant is the server's to change, symlinks included: check what `{}` points to (the server may have planted it), remove it, or grant the place it points to directly",
+                written.display()
+            ),
             PlanError::NoCommand => {
                 "put the server command after `--`: mcp-warden run --profile strict -- CMD ARGS".into()
             }

@@ -24,6 +24,21 @@ pub struct FsPlan {
     /// The symlinks on the way to each grant as written, and to the program and working
     /// directory: location -> target as written (recreated in the hidden root).
     pub links: BTreeMap<PathBuf, PathBuf>,
+    /// Each grant of the profile and the command line as written (absolute, variables expanded)
+    /// and as resolved, with its key and origin: [`FsPlan::check_not_redirected`].
+    pub written: Vec<Written>,
+    /// The runtime's installations inside a write grant, granted read only (nothing the server
+    /// may write runs), for the warning.
+    pub runtime_in_write: Vec<(PathBuf, PathBuf)>,
+}
+
+/// A grant as written and as resolved.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub key: &'static str,
+    pub origin: Origin,
+    pub path: PathBuf,
+    pub resolved: PathBuf,
 }
 
 /// A section's grant lists, with their keys and rights.
@@ -47,7 +62,45 @@ impl FsPlan {
                 }
             }
         }
+        plan.check_not_redirected()?;
         Ok(plan)
+    }
+
+    /// Exec grants strictly inside a write grant, with that write grant: the view keeps them
+    /// read-only for the run, but the directory above them is the server's, so it can replace
+    /// them (rename them away, make new ones) for the next start.
+    pub fn exec_inside_write(&self) -> Vec<(&Path, &Path)> {
+        let writes = self.paths.iter().filter(|(_, (a, _))| a.write);
+        let execs = || self.paths.iter().filter(|(_, (a, _))| a.exec && !a.write);
+        writes
+            .flat_map(|(w, _)| {
+                execs().filter(move |(e, _)| e.starts_with(w)).map(move |(e, _)| (e.as_path(), w.as_path()))
+            })
+            .collect()
+    }
+
+    /// A grant written inside a write grant must resolve inside it. What lies there is the
+    /// server's: in one run it can rename a directory or plant a symlink where a nested (or
+    /// optional) grant is written, and the next start would resolve that grant to wherever it
+    /// points (`~/.ssh`). Checked at every start, before anything runs.
+    pub fn check_not_redirected(&self) -> Result<(), PlanError> {
+        let writes: Vec<&Written> =
+            self.written.iter().filter(|w| self.paths.get(&w.resolved).is_some_and(|(a, _)| a.write)).collect();
+        for grant in &self.written {
+            for w in &writes {
+                let inside = grant.path.starts_with(&w.path) || grant.path.starts_with(&w.resolved);
+                if inside && !grant.resolved.starts_with(&w.resolved) {
+                    return Err(PlanError::Redirected {
+                        key: grant.key.into(),
+                        written: grant.path.clone(),
+                        origin: grant.origin.to_string(),
+                        resolved: grant.resolved.clone(),
+                        write_grant: w.path.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     /// A learning run's baseline ([`crate::learn::baseline`]), over the profile's grants.
@@ -57,7 +110,7 @@ impl FsPlan {
                 self.add_entry(key, entry, access, vars, cwd)?;
             }
         }
-        Ok(())
+        self.check_not_redirected()
     }
 
     /// Notes the symlinks on the way to `written` (see [`super::links`]).
@@ -73,6 +126,10 @@ impl FsPlan {
             self.note_links(&interpreter);
         }
         self.note_links(&cmd.cwd);
+    }
+
+    fn note_written(&mut self, key: &'static str, origin: &Origin, path: PathBuf, resolved: &Path) {
+        self.written.push(Written { key, origin: origin.clone(), path, resolved: resolved.to_path_buf() });
     }
 
     fn grant(&mut self, path: PathBuf, access: FsAccess, origin: &Origin) {
@@ -100,6 +157,7 @@ impl FsPlan {
                 source,
             })?;
             self.note_links(&written);
+            self.note_written(key, &entry.origin, written, &canonical);
             self.grant(canonical, access, &entry.origin);
             return Ok(());
         }
@@ -124,6 +182,7 @@ impl FsPlan {
             match Path::new(&one).canonicalize() {
                 Ok(p) => {
                     self.note_links(Path::new(&one));
+                    self.note_written(key, &entry.origin, cwd.join(&one), &p);
                     self.grant(p, access, &entry.origin);
                 }
                 Err(e) if optional && e.kind() == std::io::ErrorKind::NotFound => self.skipped.push(entry.clone()),
@@ -144,9 +203,20 @@ impl FsPlan {
 
     /// Read and execute on the runtime's own installation (see [`installation`]).
     /// `home`: the server user's home, which a script's directory may never widen into.
+    /// An installation inside a write grant (a script next to the database it writes) is granted
+    /// read only: the write grant's `noexec` stays, and nothing the server may write runs (the
+    /// interpreter still reads the script).
     pub fn grant_runtime(&mut self, runtime: Runtime, program: &Path, args: &[OsString], cwd: &Path, home: &Path) {
         for dir in installation(runtime, program, args, cwd, home) {
-            self.grant(dir, FsAccess::EXEC, &Origin::Runtime(runtime));
+            let writable = self.paths.iter().find(|(p, (a, _))| a.write && dir.starts_with(p)).map(|(p, _)| p.clone());
+            let access = match writable {
+                Some(w) => {
+                    self.runtime_in_write.push((dir.clone(), w));
+                    FsAccess::READ
+                }
+                None => FsAccess::EXEC,
+            };
+            self.grant(dir, access, &Origin::Runtime(runtime));
         }
     }
 
@@ -311,6 +381,62 @@ mod tests {
         assert_eq!(missing, Some(("virtualenv", venv.clone(), venv.clone())));
         plan.grant(venv.clone(), FsAccess::EXEC, &Origin::Flag("--allow-exec"));
         assert_eq!(plan.unreadable_installation(&program, &args, Path::new("/")), None, "granted: it starts");
+    }
+
+    fn section(write: &[&Path], read: &[String]) -> Filesystem {
+        let sourced = |p: PathBuf| Sourced { value: p, origin: Origin::File("test.toml:1:1".into()) };
+        Filesystem {
+            write: write.iter().map(|p| sourced(p.to_path_buf())).collect(),
+            read: read.iter().map(|p| sourced(PathBuf::from(p))).collect(),
+            ..Filesystem::default()
+        }
+    }
+
+    #[test]
+    fn a_grant_inside_a_write_grant_that_resolves_outside_it_refuses_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (w, secret) = (root.join("w"), root.join("secret"));
+        std::fs::create_dir_all(w.join("app/config")).unwrap();
+        std::fs::create_dir_all(&secret).unwrap();
+        let vars = Vars::new("/nonexistent", "u", "/", &|_| None);
+        let nested = format!("{}/app/config", w.display());
+        assert!(FsPlan::resolve(&section(&[&w], std::slice::from_ref(&nested)), &vars, &root).is_ok(), "control");
+        // what a server with the write grant can do in one run, for the next start
+        std::fs::rename(w.join("app"), w.join("app.old")).unwrap();
+        std::fs::create_dir(w.join("app")).unwrap();
+        std::os::unix::fs::symlink(&secret, w.join("app/config")).unwrap();
+        let err = FsPlan::resolve(&section(&[&w], &[nested]), &vars, &root).unwrap_err();
+        assert!(matches!(&err, PlanError::Redirected { resolved, .. } if *resolved == secret), "{err}");
+        // an optional grant, absent until the server plants it
+        let optional = format!("{}/extra?", w.display());
+        assert!(FsPlan::resolve(&section(&[&w], std::slice::from_ref(&optional)), &vars, &root).is_ok());
+        std::os::unix::fs::symlink(&secret, w.join("extra")).unwrap();
+        assert!(FsPlan::resolve(&section(&[&w], &[optional]), &vars, &root).is_err());
+        // a symlink inside the write grant to elsewhere inside it stays inside: allowed
+        std::os::unix::fs::symlink(w.join("app.old"), w.join("inner")).unwrap();
+        let inner = format!("{}/inner/config", w.display());
+        assert!(FsPlan::resolve(&section(&[&w], &[inner]), &vars, &root).is_ok());
+    }
+
+    #[test]
+    fn an_installation_inside_a_write_grant_is_granted_read_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        let (proj, other) = (root.join("proj"), root.join("other"));
+        for d in [&proj, &other] {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("server.py"), "").unwrap();
+        }
+        let mut plan = FsPlan::default();
+        plan.grant(proj.clone(), FsAccess::WRITE, &Origin::Flag("--allow-write"));
+        let python = Path::new("/nonexistent/bin/python3");
+        for script in [proj.join("server.py"), other.join("server.py")] {
+            plan.grant_runtime(Runtime::Python, python, &[script.into()], &root, Path::new("/nonexistent"));
+        }
+        assert_eq!(plan.paths[&proj].0, FsAccess::WRITE, "no exec added to the write grant");
+        assert_eq!(plan.paths[&other].0, FsAccess::EXEC, "control: outside every write grant");
+        assert_eq!(plan.runtime_in_write, [(proj.clone(), proj)]);
     }
 
     #[test]
