@@ -10,10 +10,10 @@ use std::time::Instant;
 use serde_json::{Map, Value, json};
 
 use super::annotations::Guard;
-use super::json::{at, at_mut, id_key, line_of};
+use super::json::{at, at_mut, id_key, line_of, portable_id};
 use super::policy::validate;
 use super::proxy::{Pending, State, lock};
-use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpRoots, Side};
+use crate::audit::record::{Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpRoots, Side};
 
 /// JSON-RPC error codes of the refusals.
 const INVALID_PARAMS: i64 = -32602;
@@ -25,6 +25,16 @@ pub(super) const OWN_ID_PREFIX: &str = "mcp-warden/";
 
 /// Pages of `tools/list` the layer follows at most.
 const PAGES_MAX: usize = 100;
+
+/// What becomes of one client message.
+enum Verdict {
+    /// Goes to the server; `true` if changed.
+    Forward(bool),
+    /// Answered by the layer with this error response; the server never sees it.
+    Answer(Value),
+    /// Dropped (audited, and told).
+    Drop,
+}
 
 /// Why the layer answers a call itself.
 struct Refusal {
@@ -65,14 +75,16 @@ impl State {
                 let mut forward = Vec::new();
                 let mut changed = false;
                 for mut item in items {
-                    let (refusal, modified) = self.police_client_message(&mut item, line.len());
-                    changed |= modified;
-                    match refusal {
-                        Some(reply) => {
+                    match self.police_client_message(&mut item, line.len()) {
+                        Verdict::Forward(modified) => {
+                            changed |= modified;
+                            forward.push(item);
+                        }
+                        Verdict::Answer(reply) => {
                             changed = true;
                             self.to_client(&line_of(&reply))?;
                         }
-                        None => forward.push(item),
+                        Verdict::Drop => changed = true,
                     }
                 }
                 match (changed, forward.is_empty()) {
@@ -81,28 +93,64 @@ impl State {
                     (true, false) => self.to_server(&line_of(&Value::Array(forward))),
                 }
             }
-            mut msg => {
-                let (refusal, modified) = self.police_client_message(&mut msg, line.len());
-                match (refusal, modified) {
-                    (Some(reply), _) => self.to_client(&line_of(&reply)),
-                    (None, true) => self.to_server(&line_of(&msg)),
-                    (None, false) => self.to_server(line),
-                }
-            }
+            mut msg => match self.police_client_message(&mut msg, line.len()) {
+                Verdict::Forward(false) => self.to_server(line),
+                Verdict::Forward(true) => self.to_server(&line_of(&msg)),
+                Verdict::Answer(reply) => self.to_client(&line_of(&reply)),
+                Verdict::Drop => Ok(()),
+            },
         }
     }
 
-    /// One message: `Some(error response)` to refuse it; and whether it was changed.
-    fn police_client_message(&self, msg: &mut Value, bytes: usize) -> (Option<Value>, bool) {
-        let narrowed = self.narrow_roots(msg);
+    /// One message: forwarded (changed or not), answered by the layer, or dropped.
+    fn police_client_message(&self, msg: &mut Value, bytes: usize) -> Verdict {
         let Some(method) = msg.get("method").and_then(Value::as_str).map(String::from) else {
-            return (None, narrowed);
+            return self.police_client_response(msg, bytes);
         };
+        let narrowed = self.narrow_input_roots(msg);
         let Some(id) = msg.get("id").cloned() else {
+            if method == "notifications/cancelled" {
+                self.cancel(msg);
+            }
             self.audit(Side::Client, McpMessage::Notification(McpNotification { bytes, method }));
-            return (None, narrowed);
+            return Verdict::Forward(narrowed);
         };
-        (self.police_request(msg, &method, &id, bytes), narrowed)
+        match self.police_request(msg, &method, &id, bytes) {
+            Some(reply) => Verdict::Answer(reply),
+            None => Verdict::Forward(narrowed),
+        }
+    }
+
+    /// A client response: forwarded only when it answers a request of the server's the client
+    /// was given (the roots of a `roots/list` answer narrowed to the grants). Any other, a reply
+    /// to an id the client made up or read back differently (`7` for `7.0`), or to one of the
+    /// layer's own, would reach the server unpoliced: dropped.
+    fn police_client_response(&self, msg: &mut Value, bytes: usize) -> Verdict {
+        let method = msg.get("id").and_then(|id| lock(&self.server_requests).remove(&id_key(id)));
+        let Some(method) = method else {
+            self.tell(format_args!("mcp: dropped a client response to no request of the server's in flight"));
+            self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes }));
+            return Verdict::Drop;
+        };
+        let roots = if method == "roots/list" {
+            at_mut(msg, &["result", "roots"]).and_then(Value::as_array_mut).into_iter().collect()
+        } else {
+            Vec::new()
+        };
+        Verdict::Forward(self.narrow_roots(roots))
+    }
+
+    /// A `notifications/cancelled` for a request in flight ends it here too: the server should
+    /// not answer it (and a late answer is then dropped as stray), so a cancelled tool call would
+    /// otherwise stay in flight, its guard held against every later call.
+    fn cancel(&self, msg: &Value) {
+        let Some(id) = at(msg, &["params", "requestId"]) else { return };
+        let key = id_key(id);
+        let Some(p) = lock(&self.pending).remove(&key) else { return };
+        let ended = self.in_flight.end(&key);
+        if let (true, Some(tool)) = (ended.observed.any(), &p.tool) {
+            lock(&self.catalog).observe(tool, ended.observed);
+        }
     }
 
     /// Tracks a request and decides: `None` to forward it, `Some(error response)` to refuse it.
@@ -110,8 +158,19 @@ impl State {
         let tool = (method == "tools/call").then(|| at(msg, &["params", "name"]).and_then(Value::as_str)).flatten();
         let no_arguments = Value::Object(Map::new());
         let args = tool.map(|_| at(msg, &["params", "arguments"]).unwrap_or(&no_arguments));
-        let refusal = if id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX)) {
+        let key = id_key(id);
+        let refusal = if !portable_id(id) {
+            // a reply to it would not be known for the reply (a JavaScript peer reads `7.0` as
+            // `7`, and rounds integers past 2^53)
+            Some(Refusal::invalid("request ids must be strings or integers within ±(2^53 − 1)"))
+        } else if id.as_str().is_some_and(|s| s.starts_with(OWN_ID_PREFIX)) {
             Some(Refusal::invalid(format!("request ids starting with `{OWN_ID_PREFIX}` are mcp-warden's own")))
+        } else if lock(&self.pending).contains_key(&key) {
+            // its answer would be taken for the other's: a ping's could end a tool call's guard
+            Some(Refusal::invalid(format!("the id {id} is that of a request still pending")))
+        } else if at(msg, &["params", "task"]).is_some() {
+            // the task's result would come through `tasks/result`, past the guard and the checks
+            Some(Refusal::invalid("mcp-warden does not police task-augmented requests; call the tool without `task`"))
         } else if let (Some(tool), Some(args)) = (tool, args) {
             self.check_call(msg, tool, args).err()
         } else if method == "tools/call" {
@@ -135,7 +194,6 @@ impl State {
         if let Some(refusal) = refusal {
             return Some(json!({"jsonrpc": "2.0", "id": id, "error": refusal.error()}));
         }
-        let key = id_key(id);
         if let Some(tool) = tool {
             let guard = self.guard_of(tool);
             self.in_flight.begin(key.clone(), tool, guard);
@@ -248,24 +306,19 @@ impl State {
         lock(&self.retries).remove(&(tool.to_string(), state.to_string()))
     }
 
-    /// Roots the client gives the server, narrowed to the grants: the `roots` of a reply to the
-    /// server's `roots/list`, and of each input response of a retried 2026-era request. Returns
-    /// whether the message changed.
-    fn narrow_roots(&self, msg: &mut Value) -> bool {
-        let reply_to_roots = msg.get("method").is_none()
-            && msg.get("id").is_some_and(|id| {
-                lock(&self.server_requests).remove(&id_key(id)).is_some_and(|method| method == "roots/list")
-            });
-        let lists: Vec<&mut Vec<Value>> = if reply_to_roots {
-            at_mut(msg, &["result", "roots"]).and_then(Value::as_array_mut).into_iter().collect()
-        } else {
-            match at_mut(msg, &["params", "inputResponses"]).and_then(Value::as_object_mut) {
-                Some(responses) => {
-                    responses.values_mut().filter_map(|r| r.get_mut("roots").and_then(Value::as_array_mut)).collect()
-                }
-                None => Vec::new(),
+    /// The roots of each input response of a retried 2026-era request, narrowed to the grants.
+    fn narrow_input_roots(&self, msg: &mut Value) -> bool {
+        let lists = match at_mut(msg, &["params", "inputResponses"]).and_then(Value::as_object_mut) {
+            Some(responses) => {
+                responses.values_mut().filter_map(|r| r.get_mut("roots").and_then(Value::as_array_mut)).collect()
             }
+            None => Vec::new(),
         };
+        self.narrow_roots(lists)
+    }
+
+    /// Roots the client gives the server, narrowed to the grants. Returns whether any changed.
+    fn narrow_roots(&self, lists: Vec<&mut Vec<Value>>) -> bool {
         let mut changed = false;
         for roots in lists {
             let narrowed = super::roots::intersect(roots, &self.cfg.grants);

@@ -7,7 +7,7 @@
 use serde_json::{Value, json};
 
 use super::annotations::{self, Observed};
-use super::json::{IdKey, at_mut, id_key, line_of};
+use super::json::{IdKey, at_mut, id_key, line_of, malformed_response, portable_id};
 use super::pins::Check;
 use super::proxy::{Pending, State, lock};
 use super::tools::check_output;
@@ -40,28 +40,13 @@ impl State {
                 return Ok(());
             }
         };
-        let mut tell_list_changed = false;
-        let fate = match &mut msg {
-            Value::Array(items) => {
-                // every element is handled (each one audits and may change), hence no `any`
-                let mut changed = false;
-                items.retain_mut(|m| {
-                    let (fate, observed) = self.police_server_message(m, line.len());
-                    tell_list_changed |= observed;
-                    changed |= fate != Fate::Forward(false);
-                    fate != Fate::Drop
-                });
-                match (changed, items.is_empty()) {
-                    (_, true) => Fate::Drop,
-                    (c, false) => Fate::Forward(c),
-                }
-            }
-            m => {
-                let (fate, observed) = self.police_server_message(m, line.len());
-                tell_list_changed = observed;
-                fate
-            }
-        };
+        if msg.is_array() {
+            // MCP has no batches since 2025-06-18 and the SDKs' clients reject one: an answer in
+            // it would end a request (and a call's guard) the client still waits on
+            self.stray(line.len(), "a batch (MCP has no batches since 2025-06-18)");
+            return Ok(());
+        }
+        let (fate, tell_list_changed) = self.police_server_message(&mut msg, line.len());
         match fate {
             Fate::Forward(false) => self.to_client(line)?,
             Fate::Forward(true) => self.to_client(&line_of(&msg))?,
@@ -83,11 +68,11 @@ impl State {
             self.stray(bytes, "a message with neither a method nor an id");
             return (Fate::Drop, false);
         };
-        // a response has a result or an error, not both; and answers a request in flight (a
-        // stray one could end a call early, its guard with it, and reach the client unpoliced)
-        let present = |key: &str| msg.get(key).is_some_and(|v| !v.is_null());
-        if present("result") == present("error") {
-            self.stray(bytes, "a response with neither a result nor an error (or both)");
+        // a response is one the client's SDK would accept, and answers a request in flight: a
+        // stray or malformed one could end a call early, its guard with it, and reach the client
+        // unpoliced (or be rejected by it, which then waits for the real one, dropped as stray)
+        if let Some(why) = malformed_response(msg) {
+            self.stray(bytes, why);
             return (Fate::Drop, false);
         }
         let key = id_key(&id);
@@ -151,6 +136,10 @@ impl State {
 
     /// Why a server request does not reach the client, if it does not.
     fn refuse_server_request(&self, method: &str, id: &Value) -> Option<String> {
+        if !portable_id(id) {
+            // a client would answer `7.0` as `7`: the reply would not be known for the reply
+            return Some("its id is not a string or an integer within ±(2^53 − 1)".into());
+        }
         if lock(&self.server_requests).contains_key(&id_key(id)) {
             return Some("it reuses the id of a request of the server's still unanswered".into());
         }
@@ -207,7 +196,10 @@ impl State {
                 (ok((!hidden.is_empty()).then_some(hidden)), true)
             }
             "tools/call" => self.police_tool_result(result, tool.unwrap_or_default()),
-            "initialize" | "server/discover" => (ok(None), self.add_posture(result)),
+            "initialize" | "server/discover" => {
+                let untasked = remove_tasks(result);
+                (ok(None), self.add_posture(result) | untasked)
+            }
             _ => (ok(None), false),
         }
     }
@@ -293,8 +285,25 @@ impl State {
         let mut pins = lock(&self.pins);
         let mut hidden = Vec::new();
         let mut pins_changed = false;
+        // a name listed twice is two definitions the client may tell apart and the layer cannot
+        // (a read-only copy shown, a writing one called): every copy hidden, calls refused
+        let mut seen = std::collections::HashMap::<&str, usize>::new();
+        for t in list.iter() {
+            *seen.entry(t.get("name").and_then(Value::as_str).unwrap_or_default()).or_default() += 1;
+        }
+        let twice: std::collections::HashSet<String> =
+            seen.into_iter().filter(|(_, n)| *n > 1).map(|(name, _)| name.to_string()).collect();
+        for name in &twice {
+            catalog.remove(name);
+            let why = format!("{name}: listed more than once in one tools/list");
+            self.tell(format_args!("tool {}", crate::logging::printable(&why)));
+            hidden.push(why);
+        }
         list.retain_mut(|t| {
             let name = t.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+            if twice.contains(&name) {
+                return false;
+            }
             if let Err(why) = self.cfg.tools.permits(&name) {
                 hidden.push(format!("{name}: {why}"));
                 return false;
@@ -357,6 +366,13 @@ fn replace_result(result: &mut Value, mut new: Value) {
         new["resultType"] = json!("complete");
     }
     *result = new;
+}
+
+/// Takes `tasks` out of the capabilities a server announces: the layer refuses task-augmented
+/// requests (a task's result would come through `tasks/result`, past the call's guard and its
+/// checks), so clients should not offer them. Returns whether it was there.
+fn remove_tasks(result: &mut Value) -> bool {
+    at_mut(result, &["capabilities"]).and_then(Value::as_object_mut).is_some_and(|c| c.remove("tasks").is_some())
 }
 
 fn ok(hidden_tools: Option<Vec<String>>) -> ResponseOutcome {

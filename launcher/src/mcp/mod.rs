@@ -25,7 +25,6 @@ pub mod roots;
 pub mod tools;
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::path::PathBuf;
 
 use annotations::{AnnotationPolicy, Guard, Observed};
@@ -94,17 +93,14 @@ impl McpConfig {
 ///
 /// Held by id (ordered, see [`IdKey`]), with a count of the calls that forbid each attempt: a
 /// client pipelining thousands of calls costs each answer one lookup near the map's front, and a
-/// guarded system call none while no call forbids it.
+/// guarded system call none while no call forbids it. Ids in flight are unique: the layer refuses
+/// a client request whose id is that of one still pending.
 #[derive(Debug, Default)]
 pub struct InFlight(std::sync::Mutex<Calls>);
 
 #[derive(Debug, Default)]
 struct Calls {
     by_id: BTreeMap<IdKey, Call>,
-    /// Calls whose id was in flight already when they began (a client that reuses ids), oldest
-    /// first: each takes its id's place in `by_id` when the call before it ends.
-    reused: Vec<(IdKey, Call)>,
-    count: usize,
     /// Calls whose guard forbids writing, and connecting.
     read_only: usize,
     closed_world: usize,
@@ -145,23 +141,16 @@ impl InFlight {
         let mut calls = self.lock();
         calls.count_guard(guard, true);
         let call = Call { tool: tool.into(), guard, observed: Observed::default(), notes: Vec::new() };
-        match calls.by_id.entry(id) {
-            Entry::Vacant(v) => drop(v.insert(call)),
-            Entry::Occupied(o) => {
-                let id = o.key().clone();
-                calls.reused.push((id, call));
-            }
+        // the layer keeps ids in flight unique; were one begun twice, the newer call stands
+        if let Some(old) = calls.by_id.insert(id, call) {
+            calls.count_guard(old.guard, false);
         }
     }
 
-    /// The call is answered (the oldest of those with this id).
+    /// The call is answered, or cancelled.
     pub fn end(&self, id: &IdKey) -> Ended {
         let mut calls = self.lock();
         let Some(c) = calls.by_id.remove(id) else { return Ended::default() };
-        if let Some(next) = calls.reused.iter().position(|(r, _)| r == id) {
-            let (id, call) = calls.reused.remove(next);
-            calls.by_id.insert(id, call);
-        }
         calls.count_guard(c.guard, false);
         Ended { notes: c.notes, observed: c.observed }
     }
@@ -177,7 +166,7 @@ impl InFlight {
         if calls.forbidding(attempt) == 0 {
             return None;
         }
-        calls.all().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
+        calls.by_id.values().find(|c| forbids(c.guard, attempt)).map(|c| c.tool.clone())
     }
 
     /// Notes that `attempt` was tried during the calls of `tool` that forbid it.
@@ -186,7 +175,7 @@ impl InFlight {
         if calls.forbidding(attempt) == 0 {
             return;
         }
-        for call in calls.all_mut().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
+        for call in calls.by_id.values_mut().filter(|c| c.tool == tool && forbids(c.guard, attempt)) {
             match attempt {
                 Attempt::Write => call.observed.wrote = true,
                 Attempt::Connect => call.observed.connected = true,
@@ -211,20 +200,12 @@ impl InFlight {
 }
 
 impl Calls {
-    fn all(&self) -> impl Iterator<Item = &Call> {
-        self.by_id.values().chain(self.reused.iter().map(|(_, c)| c))
-    }
-
-    fn all_mut(&mut self) -> impl Iterator<Item = &mut Call> {
-        self.by_id.values_mut().chain(self.reused.iter_mut().map(|(_, c)| c))
-    }
-
     fn only(&self) -> Option<&Call> {
-        (self.count == 1).then(|| self.all().next()).flatten()
+        (self.by_id.len() == 1).then(|| self.by_id.values().next()).flatten()
     }
 
     fn only_mut(&mut self) -> Option<&mut Call> {
-        (self.count == 1).then(|| self.all_mut().next()).flatten()
+        (self.by_id.len() == 1).then(|| self.by_id.values_mut().next()).flatten()
     }
 
     /// How many calls in flight forbid `attempt`.
@@ -242,7 +223,6 @@ impl Calls {
             (true, true) => *n += 1,
             (true, false) => *n -= 1,
         };
-        step(&mut self.count, true);
         step(&mut self.read_only, guard.read_only);
         step(&mut self.closed_world, guard.closed_world);
     }
@@ -282,15 +262,15 @@ mod tests {
     }
 
     #[test]
-    fn a_reused_id_holds_both_calls_and_the_older_ends_first() {
+    fn an_id_begun_twice_holds_one_call_counted_once() {
         let calls = InFlight::default();
         calls.begin(id("1"), "peek", READ_ONLY);
         calls.begin(id("1"), "write", Guard::default());
-        calls.observe("peek", Attempt::Write);
-        assert_eq!(calls.forbidding(Attempt::Write).as_deref(), Some("peek"));
-        assert!(calls.end(&id("1")).observed.wrote, "the older call, the read-only one, ends first");
-        assert_eq!(calls.forbidding(Attempt::Write), None);
+        assert_eq!(calls.forbidding(Attempt::Write), None, "the newer call stands, counted alone");
         assert_eq!(calls.only().as_deref(), Some("write"));
+        calls.end(&id("1"));
+        assert_eq!(calls.only(), None);
+        assert_eq!(calls.forbidding(Attempt::Write), None);
     }
 
     #[test]

@@ -160,13 +160,14 @@ impl State {
         }
     }
 
-    /// What the relay waits for: input while what is queued for each destination is short (the
-    /// client's only while `client_open`), and room wherever something is queued.
+    /// What the relay waits for: each side's input while what is queued for its destination is
+    /// short (the client's only while `client_open`), and while what is queued back for itself
+    /// (refusals) is under [`QUEUE_CAP`]; room wherever something is queued.
     fn wants(&self, client_open: bool) -> Ready {
-        let short = self.client_out.pending() < QUEUE_HIGH && self.server_in.pending() < QUEUE_HIGH;
+        let (to_client, to_server) = (self.client_out.pending(), self.server_in.pending());
         Ready {
-            client: client_open && short,
-            server: short,
+            client: client_open && to_server < QUEUE_HIGH && to_client < QUEUE_CAP,
+            server: to_client < QUEUE_HIGH && to_server < QUEUE_CAP,
             to_server: self.server_in.pending() > 0,
             to_client: self.client_out.pending() > 0,
         }
@@ -302,8 +303,14 @@ impl Outlet {
         Ok(Outlet { nonblocking: true, ..Outlet::new(Box::new(pipe), Some(room)) })
     }
 
+    /// Queues one line, ending it with its newline if it has none (a server's last line at its
+    /// EOF): the next line queued must not run on into it.
     fn queue(&self, line: &[u8]) {
-        lock(&self.queued).extend(line);
+        let mut queued = lock(&self.queued);
+        queued.extend(line);
+        if !line.ends_with(b"\n") {
+            queued.push_back(b'\n');
+        }
     }
 
     fn pending(&self) -> usize {
@@ -406,10 +413,15 @@ pub fn start(
 /// a call off the path while only one CPU polls. Pipelined, the CPU is the server's: no polling.
 const SPIN: Duration = Duration::from_micros(300);
 
-/// Past this much queued for either destination, neither side is read until it drains: a side's
-/// lines can queue for both (a refused request is answered where it came from), so a peer that
-/// does not read holds up the traffic, and memory stays bounded.
+/// Past this much queued for a destination, the side whose lines go there is not read until it
+/// drains. Only that side: a synchronous server blocks writing its answers while its stdin is
+/// full, so it must be read while what is queued for its stdin waits (else neither moves).
 const QUEUE_HIGH: usize = 1 << 20;
+
+/// Past this much queued for a destination, neither side is read: a side's lines can queue for
+/// both (a refused request is answered where it came from), so a peer that never reads holds up
+/// the traffic, and memory stays bounded.
+const QUEUE_CAP: usize = 4 * QUEUE_HIGH;
 
 /// What one read takes, on either side.
 const READ_CHUNK: usize = 64 * 1024;
@@ -674,4 +686,56 @@ pub fn process_turns(cfg: McpConfig, turns: &[(Side, &[u8])]) -> std::io::Result
     }
     let (up, down) = (lock(&to_server.0).clone(), lock(&to_client.0).clone());
     Ok((up, down))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(bytes: &[u8]) -> Vec<Value> {
+        let text = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
+    }
+
+    #[test]
+    fn every_line_queued_ends_with_one_newline() {
+        let ping = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+        // the server's last line before its EOF has no newline; what follows must not run into it
+        let last = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}";
+        let next = b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/message\",\"params\":{}}\n";
+        let turns = [(Side::Client, &ping[..]), (Side::Server, &last[..]), (Side::Server, &next[..])];
+        let (up, down) = process_turns(McpConfig::for_fuzzing(), &turns).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(up, ping, "control: a line with its newline goes on as it is");
+        let down = lines(&down);
+        assert_eq!(down.len(), 2, "{down:?}");
+        assert_eq!(down[0]["id"], 1);
+    }
+
+    #[test]
+    fn client_responses_reach_the_server_only_for_its_requests() {
+        let client = b"{\"jsonrpc\":\"2.0\",\"id\":\"mcp-warden/1\",\"result\":{}}\n{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n";
+        let (up, _) = process(McpConfig::for_fuzzing(), client, b"").unwrap_or_else(|e| panic!("{e}"));
+        assert!(up.is_empty(), "{}", String::from_utf8_lossy(&up));
+        // control: the answer to a ping of the server's goes on
+        let turns = [
+            (Side::Client, &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n"[..]),
+            (Side::Server, &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"ping\"}\n"[..]),
+            (Side::Client, &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n"[..]),
+        ];
+        let (up, down) = process_turns(McpConfig::for_fuzzing(), &turns).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lines(&down)[0]["method"], "ping");
+        assert_eq!(lines(&up).len(), 2, "{}", String::from_utf8_lossy(&up));
+    }
+
+    #[test]
+    fn a_server_batch_is_dropped_whole() {
+        let call = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"}\n";
+        let batch = b"[{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}]\n";
+        let (_, down) = process(McpConfig::for_fuzzing(), call, batch).unwrap_or_else(|e| panic!("{e}"));
+        assert!(down.is_empty(), "{}", String::from_utf8_lossy(&down));
+        let answer = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{}}\n";
+        let (_, down) = process(McpConfig::for_fuzzing(), call, answer).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(lines(&down)[0]["id"], 1, "control");
+    }
 }

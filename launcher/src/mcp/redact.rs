@@ -45,8 +45,16 @@ const SENSITIVE_KEYS: &[&str] = &[
     "credit_card",
     "card_number",
     "private_key",
+    "private-key",
+    "privatekey",
+    "access-key",
+    "accesskey",
     "authorization",
 ];
+
+/// HTTP authentication schemes: in `Authorization: Bearer <token>` the secret is the word after
+/// the scheme, which stays (the reader sees what kind of credential was there).
+const SCHEMES: &str = "(?:bearer|basic|digest|token|negotiate|ntlm|aws4-hmac-sha256)";
 
 /// Secrets recognisable on their own.
 const PATTERNS: &[&str] = &[
@@ -87,7 +95,7 @@ impl Redactor {
             SENSITIVE_KEYS.iter().map(|k| k.to_string()).chain(extra_keys.iter().map(|k| k.to_lowercase())).collect();
         let alternation = keys.iter().map(|k| regex::escape(k)).collect::<Vec<_>>().join("|");
         let pairs = Regex::new(&format!(
-            r#"(?i)(["']?[A-Za-z0-9_.-]*(?:{alternation})[A-Za-z0-9_.-]*["']?\s*[:=]\s*)(\[REDACTED\]|"[^"]*"|'[^']*'|[^\s,;}}\]]+)"#
+            r#"(?i)(["']?[A-Za-z0-9_.-]*(?:{alternation})[A-Za-z0-9_.-]*["']?\s*[:=]\s*(?:{SCHEMES}[ \t]+)?)(\[REDACTED\]|"[^"]*"|'[^']*'|[^\s,;}}\]]+)"#
         ))
         .map_err(RedactError::Keys)?;
         let cards = Regex::new(r"\b(?:\d[ -]?){12,18}\d\b").map_err(RedactError::Compile)?;
@@ -212,6 +220,25 @@ mod tests {
         let pem = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n";
         assert_eq!(r.text(pem), Some((format!("{REDACTED}\n"), 1)));
         assert_eq!(r.text("nothing to see, 1234 5678 9012 3456"), None);
+    }
+
+    #[test]
+    fn the_credential_after_an_authorization_scheme_is_redacted() {
+        let r = Redactor::new(&[], &[]).unwrap();
+        for (text, kept) in [
+            ("Authorization: Bearer sk-live-abcdef123456", "Authorization: Bearer [REDACTED]"),
+            ("authorization: Basic dXNlcjpodW50ZXIy\nnext", "authorization: Basic [REDACTED]\nnext"),
+            ("Proxy-Authorization: Digest abc123", "Proxy-Authorization: Digest [REDACTED]"),
+            ("Private-Key: MIIEvQIBADANBg", "Private-Key: [REDACTED]"),
+            ("Authorization: hunter2", "Authorization: [REDACTED]"),
+            (r#""Authorization": "Bearer sk-live-1""#, r#""Authorization": "[REDACTED]""#),
+        ] {
+            assert_eq!(r.text(text), Some((kept.to_string(), 1)), "{text}");
+        }
+        assert_eq!(r.text("a basic bearer of news"), None, "control: scheme words alone are not secrets");
+        let mut v = serde_json::json!({"Private-Key": "k", "headers": {"X-Access-Key": "a"}, "name": "ann"});
+        assert_eq!(r.value(&mut v), 2);
+        assert_eq!(v["name"], "ann");
     }
 
     #[test]

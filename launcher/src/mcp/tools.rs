@@ -52,6 +52,11 @@ impl Catalog {
         self.tools.insert(name, Tool { input, output, annotations: Annotations::of(definition) });
     }
 
+    /// Forgets one tool (its definition is ambiguous): a call of it is refused.
+    pub fn remove(&mut self, name: &str) {
+        self.tools.remove(name);
+    }
+
     /// Forgets the tools (the server said its list changed): the next call makes the layer list
     /// them again.
     pub fn clear(&mut self) {
