@@ -34,9 +34,10 @@ pub struct Catalog {
     pub observed: HashMap<String, Observed>,
     /// Changed since pinned: hidden and refused.
     pub changed: std::collections::HashSet<String>,
-    /// What the client was last shown of each tool's annotations: a call is held to it as well
-    /// as to the layer's current copy, so that a tool the client saw as read-only is held
-    /// read-only even if the server's list changed since.
+    /// The strictest of what the client was shown of each tool's annotations: a call is held to
+    /// it as well as to the layer's current copy, so that a tool the client saw as read-only is
+    /// held read-only even if the server's list changed since, or showed the same name again
+    /// without the annotation (on another page of one listing).
     shown: HashMap<String, Guard>,
 }
 
@@ -65,7 +66,9 @@ impl Catalog {
 
     /// The client is shown `tool` with these annotations.
     pub fn show(&mut self, tool: &str, a: Annotations) {
-        self.shown.insert(tool.to_string(), a.guard());
+        let (shown, now) = (self.shown.entry(tool.to_string()).or_default(), a.guard());
+        shown.read_only |= now.read_only;
+        shown.closed_world |= now.closed_world;
     }
 
     /// What a call of `tool` is held to: the stricter of its current annotations and those
@@ -159,6 +162,10 @@ mod tests {
         c.insert("peek".into(), &json!({"inputSchema": {}, "annotations": {"readOnlyHint": false}}));
         assert_eq!(c.guard("peek"), Guard { read_only: true, closed_world: true });
         assert_eq!(c.guard("other"), Guard::default());
+        // the same name shown again without the annotations (a later page of one listing)
+        let writes = json!({"inputSchema": {}, "annotations": {"readOnlyHint": false, "openWorldHint": true}});
+        c.show("peek", Annotations::of(&writes));
+        assert_eq!(c.guard("peek"), Guard { read_only: true, closed_world: true }, "the stricter copy holds");
     }
 
     #[test]
