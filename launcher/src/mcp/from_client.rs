@@ -13,7 +13,9 @@ use super::annotations::Guard;
 use super::json::{at, at_mut, id_key, line_of, portable_id};
 use super::policy::validate;
 use super::proxy::{Pending, State, lock};
-use crate::audit::record::{Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpRoots, Side};
+use crate::audit::record::{
+    Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpResponse, McpRoots, ResponseOutcome, Side,
+};
 
 /// JSON-RPC error codes of the refusals.
 const INVALID_PARAMS: i64 = -32602;
@@ -126,8 +128,8 @@ impl State {
     /// to an id the client made up or read back differently (`7` for `7.0`), or to one of the
     /// layer's own, would reach the server unpoliced: dropped.
     fn police_client_response(&self, msg: &mut Value, bytes: usize) -> Verdict {
-        let method = msg.get("id").and_then(|id| lock(&self.server_requests).remove(&id_key(id)));
-        let Some(method) = method else {
+        let id = msg.get("id").cloned().unwrap_or_default();
+        let Some((method, started)) = lock(&self.server_requests).remove(&id_key(&id)) else {
             self.tell(format_args!("mcp: dropped a client response to no request of the server's in flight"));
             self.audit(Side::Client, McpMessage::Malformed(McpMalformed { bytes }));
             return Verdict::Drop;
@@ -137,7 +139,15 @@ impl State {
         } else {
             Vec::new()
         };
-        Verdict::Forward(self.narrow_roots(roots))
+        let narrowed = self.narrow_roots(roots);
+        let outcome = match msg.get("error") {
+            Some(error) => ResponseOutcome::Error { error: error.clone() },
+            None => super::from_server::ok(None),
+        };
+        let duration_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let response = McpResponse { bytes, method, id, tool: None, duration_ms, outcome };
+        self.audit(Side::Client, McpMessage::Response(response));
+        Verdict::Forward(narrowed)
     }
 
     /// A `notifications/cancelled` for a request in flight ends it here too: the server should

@@ -128,7 +128,7 @@ impl State {
                 Fate::Drop
             }
             None => {
-                lock(&self.server_requests).insert(id_key(&id), method);
+                lock(&self.server_requests).insert(id_key(&id), (method, std::time::Instant::now()));
                 Fate::Forward(false)
             }
         }
@@ -375,7 +375,7 @@ fn remove_tasks(result: &mut Value) -> bool {
     at_mut(result, &["capabilities"]).and_then(Value::as_object_mut).is_some_and(|c| c.remove("tasks").is_some())
 }
 
-fn ok(hidden_tools: Option<Vec<String>>) -> ResponseOutcome {
+pub(super) fn ok(hidden_tools: Option<Vec<String>>) -> ResponseOutcome {
     ResponseOutcome::Ok { hidden_tools, redactions: None }
 }
 

@@ -42,8 +42,9 @@ pub(super) struct State {
     server_in: Outlet,
     /// Client requests by id.
     pub pending: Mutex<BTreeMap<IdKey, Pending>>,
-    /// Server requests by id and method, for the client's replies.
-    pub server_requests: Mutex<HashMap<IdKey, String>>,
+    /// Server requests by id, with their method and when they went to the client, for the
+    /// client's replies.
+    pub server_requests: Mutex<HashMap<IdKey, (String, std::time::Instant)>>,
     pub catalog: Mutex<Catalog>,
     pub limiter: Mutex<RateLimiter>,
     pub pins: Mutex<Option<PinStore>>,
@@ -726,6 +727,30 @@ mod tests {
         let (up, down) = process_turns(McpConfig::for_fuzzing(), &turns).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(lines(&down)[0]["method"], "ping");
         assert_eq!(lines(&up).len(), 2, "{}", String::from_utf8_lossy(&up));
+    }
+
+    #[test]
+    fn a_client_reply_to_a_server_request_is_audited() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("audit.jsonl");
+        let cfg = McpConfig { audit: crate::audit::Destination::File(log.clone()), ..McpConfig::for_fuzzing() };
+        let turns = [
+            (Side::Client, &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n"[..]),
+            (Side::Server, &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"elicitation/create\",\"params\":{}}\n"[..]),
+            (Side::Client, &b"{\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{\"action\":\"accept\"}}\n"[..]),
+        ];
+        process_turns(cfg, &turns).unwrap_or_else(|e| panic!("{e}"));
+        let records = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
+        let reply = records
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|r| r["from"] == "client" && r["message"] == "response")
+            .unwrap_or_else(|| panic!("no record of the client's reply: {records}"));
+        assert_eq!(
+            (&reply["method"], &reply["id"], &reply["outcome"]),
+            (&"elicitation/create".into(), &5.into(), &"ok".into())
+        );
+        assert!(!records.contains("accept"), "what the client answered is not logged: {records}");
     }
 
     #[test]
