@@ -917,3 +917,37 @@ per_identity!(a_grant_redirected_from_inside_a_write_grant_refuses_the_next_star
     assert_eq!(o.code(), Some(125), "{}", o.describe());
     assert!(o.stderr.contains("resolves to") && o.stderr.contains("outside it"), "{}", o.describe());
 });
+
+/// An address of this host outside loopback (an interface's), if it has one.
+fn host_address() -> Option<std::net::Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .ok()?
+        .filter_map(|i| i.address?.as_sockaddr_in().map(|s| s.ip()))
+        .find(|ip| !ip.is_loopback())
+}
+
+per_identity!(
+    /// A `deny` list that keeps the server off loopback (`fetch`'s) keeps it off the host's other
+    /// addresses too: a public address of the machine reaches the same services. Control: a deny
+    /// list without loopback leaves them to the bare port.
+    a_deny_list_with_loopback_keeps_the_server_off_every_address_of_this_host,
+    |who: Who| {
+        let Some(own) = host_address() else {
+            skip("a_deny_list_with_loopback_keeps_the_server_off_every_address_of_this_host", "the host has no address outside loopback to connect to");
+            return;
+        };
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let s = Scratch::new(who);
+        let profile = |name: &str, deny: &str| {
+            let text = format!("extends = [\"strict\"]\n[network]\nconnect = [{port}]\ndeny = [\"{deny}\"]\n");
+            Sandbox::new(who).profile(s.file(name, &text, who))
+        };
+        let (own, port) = (own.to_string(), port.to_string());
+        assert_ok(&unsandboxed(who, &["tcp-connect", &own, &port]), "control: reachable unsandboxed");
+        assert_ok(&profile("other.toml", "10.255.0.0/16").probe(&["tcp-connect", &own, &port]), "control: no loopback");
+        let o = profile("local.toml", "127.0.0.0/8").probe(&["tcp-connect", &own, &port]);
+        assert_denied(&o, &["EACCES"], "an address of this host");
+        assert!(o.stderr.contains("an address of this host"), "{}", o.describe());
+    }
+);

@@ -23,6 +23,7 @@ pub mod names;
 pub mod netns;
 pub mod pins;
 mod rebind;
+pub use rebind::host_addresses;
 mod reply;
 pub mod serve;
 pub mod upstream;

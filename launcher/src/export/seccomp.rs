@@ -37,8 +37,8 @@ pub const LAUNCHER_NEEDS: &[(&str, &str)] = &[
     ("process_vm_readv", "the network broker and the refusal log: the addresses and paths a refused call names"),
     ("openat2", "the MCP layer's scratch directories: opens that cannot leave them (RESOLVE_BENEATH)"),
 ];
-// And, for a plan whose DNS mcp-warden answers, `socket(AF_NETLINK, _, NETLINK_ROUTE)`: see
-// `allow_route_netlink`.
+// And, for a plan whose DNS mcp-warden answers, `socket(AF_NETLINK, _, NETLINK_ROUTE)` (see
+// `allow_route_netlink`) and `listen` (the resolver's TCP sockets).
 
 /// The `clone` namespace flags the launcher uses: the server's user, PID, mount and IPC
 /// namespaces and the DNS resolver's network namespace.
@@ -96,6 +96,9 @@ fn exported_rules(policy: &SyscallPolicy, answers_dns: bool) -> BTreeMap<Sysno, 
     }
     if answers_dns && let Some(socket) = rules.get_mut(&Sysno::socket) {
         allow_route_netlink(socket);
+    }
+    if answers_dns {
+        rules.remove(&Sysno::listen);
     }
     rules
 }
@@ -301,7 +304,7 @@ mod tests {
 
     #[test]
     fn the_export_lints_clean_and_keeps_what_the_launcher_needs() {
-        for sockets in [SocketPolicy::default(), SocketPolicy { tcp: true, udp: true, unix: false }] {
+        for sockets in [SocketPolicy::default(), SocketPolicy { tcp: true, udp: true, unix: false, listen: false }] {
             let p = policy(sockets);
             let profile = profile(&p, false).unwrap();
             assert_eq!(lint(&profile, &p), Vec::<String>::new());

@@ -70,6 +70,11 @@ pub struct NetPolicy {
     /// query to port 53 goes to the resolver in the supervisor, whatever its address.
     pub dns: Option<DnsPolicy>,
     pub deny: Vec<IpNet>,
+    /// The addresses of this host's interfaces at start, refused along with `deny` when the
+    /// `deny` list covers loopback: a profile that keeps the server off this machine's loopback
+    /// keeps it off this machine's other addresses too (its public address reaches the same
+    /// services). Empty otherwise.
+    pub host: Vec<IpAddr>,
     /// TCP ports the server may bind (`[network] bind`). A UDP socket may take an ephemeral
     /// port only (port 0, what a send does implicitly), as under the eBPF layer.
     pub bind: BTreeSet<u16>,
@@ -102,6 +107,9 @@ impl NetPolicy {
         };
         if let Some(net) = self.deny.iter().find(|n| n.contains(&ip)) {
             return Verdict::Refuse(format!("{ip} is in the denied range {}", NetDisplay(net)));
+        }
+        if self.host.contains(&ip) {
+            return Verdict::Refuse(format!("{ip} is an address of this host (a `deny` list keeps the server off it)"));
         }
         if open {
             return Verdict::Allow;
@@ -568,6 +576,18 @@ mod tests {
         let opens = vec![(Proto::Tcp, 443)];
         pins.pin("api.example.com", &["10.1.2.3".parse().unwrap()], &opens, crate::dns::pins::TTL_MIN);
         p.check(proto, dest.parse().unwrap(), &pins) == Verdict::Allow
+    }
+
+    #[test]
+    fn a_deny_list_keeps_the_server_off_every_address_of_this_host() {
+        let mut p = policy();
+        p.host = vec!["44.12.12.12".parse().unwrap(), "2001:db8::12".parse().unwrap()];
+        assert!(check(&p, Proto::Tcp, "44.12.12.13:443"), "control: another public address");
+        for own in ["44.12.12.12:443", "[::ffff:44.12.12.12]:80", "[2001:db8::12]:443"] {
+            assert!(!check(&p, Proto::Tcp, own), "{own}");
+        }
+        p.host.clear();
+        assert!(check(&p, Proto::Tcp, "44.12.12.12:443"), "a deny list without loopback: no host addresses");
     }
 
     #[test]

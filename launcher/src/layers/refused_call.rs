@@ -81,6 +81,21 @@ pub fn describe(policy: &SyscallPolicy, nr: i64, a: &[u64; 6]) -> RefusedCall {
             args.insert("persona".into(), format!("{:#x}", a[0] as u32));
             (None, "a personality other than the default", "no profile key (always refused)")
         }
+        Some(Sysno::setsockopt) => {
+            args.insert("level".into(), a[1].to_string());
+            let option = crate::layers::seccomp::denied_sockopt(a[1], a[2]).unwrap_or("?");
+            args.insert("option".into(), option.into());
+            (
+                Some(PathArg::Fd(0)),
+                "a socket option that would send traffic past the network rules (an IPv6 routing header) or choose the socket's port",
+                "no profile key (always refused)",
+            )
+        }
+        Some(Sysno::listen) => (
+            Some(PathArg::Fd(0)),
+            "listen on a socket: with no [network] bind port granted, it would listen on a port of the kernel's choosing",
+            "[network] bind = [PORT], and bind that port before listening",
+        ),
         Some(s) => return mode_bits(s, syscall, a),
         None => (None, "an unknown system call number", "no profile key"),
     };
@@ -199,7 +214,7 @@ mod tests {
     use crate::profile::Violation;
 
     fn policy() -> SyscallPolicy {
-        SyscallPolicy::new([], [], Violation::Errno, SocketPolicy { tcp: true, udp: false, unix: false })
+        SyscallPolicy::new([], [], Violation::Errno, SocketPolicy { tcp: true, udp: false, unix: false, listen: false })
     }
 
     #[test]

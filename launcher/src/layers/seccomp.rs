@@ -184,13 +184,33 @@ fn privilege_bit_rules() -> impl Iterator<Item = (Sysno, Vec<Rule>)> {
     modes.chain(creates)
 }
 
+/// The name of a `setsockopt` option the filter refuses, if `(level, option)` is one.
+pub fn denied_sockopt(level: u64, option: u64) -> Option<&'static str> {
+    let (level, option) = (level as u32 as u64, option as u32 as u64);
+    DENIED_SOCKOPTS.iter().find(|(l, o, _)| *l == level && *o == option).map(|(_, _, n)| *n)
+}
+
 /// What the network section allows at the socket level (ports are Landlock's business).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SocketPolicy {
     pub tcp: bool,
     pub udp: bool,
     pub unix: bool,
+    /// `listen` (TCP bind ports, or AF_UNIX sockets). Without it `listen` is refused: on a
+    /// socket nothing bound, it binds a port of the kernel's choosing, which no `bind` rule sees.
+    pub listen: bool,
 }
+
+/// `setsockopt` options that choose where traffic goes or which port a socket gets, past the
+/// checks on `connect`, `send*` and `bind`: (level, option, name).
+const DENIED_SOCKOPTS: &[(u64, u64, &str)] = &[
+    // an IPv6 routing header (segment routing): packets go to its segments first, not to the
+    // destination the broker and the cgroup programs checked
+    (libc::IPPROTO_IPV6 as u64, 57, "IPV6_RTHDR"),
+    (libc::IPPROTO_IPV6 as u64, 24, "IPV6_2292RTHDR"),
+    // the range a port-0 bind (or a listen's automatic bind) picks from: a port of its choosing
+    (libc::IPPROTO_IP as u64, 51, "IP_LOCAL_PORT_RANGE"),
+];
 
 /// The resolved syscall policy of a plan.
 #[derive(Debug, Clone)]
@@ -229,7 +249,11 @@ impl SyscallPolicy {
             format!("ioctl: {} denied", DENIED_IOCTLS.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")),
             "personality: only the default (0) and queries".into(),
             "fcntl: F_SETLEASE denied (a lease stalls other processes' opens of the file)".into(),
+            format!("setsockopt: {} denied", DENIED_SOCKOPTS.iter().map(|(_, _, n)| *n).collect::<Vec<_>>().join(", ")),
         ];
+        if !self.sockets.listen {
+            out.push("listen: denied (no [network] bind port, no AF_UNIX sockets)".into());
+        }
         let s = self.sockets;
         let mut families = Vec::new();
         if s.unix {
@@ -278,6 +302,16 @@ impl SyscallPolicy {
         add(Sysno::fcntl, vec![vec![ArgCmp::dword(1, CmpOp::Eq, libc::F_SETLEASE as u64)]]);
         add(Sysno::personality, vec![ALLOWED_PERSONALITIES.iter().map(|p| ArgCmp::dword(0, CmpOp::Ne, *p)).collect()]);
         add(Sysno::socket, self.socket_rules());
+        add(
+            Sysno::setsockopt,
+            DENIED_SOCKOPTS
+                .iter()
+                .map(|(level, name, _)| vec![ArgCmp::dword(1, CmpOp::Eq, *level), ArgCmp::dword(2, CmpOp::Eq, *name)])
+                .collect(),
+        );
+        if !self.sockets.listen {
+            add(Sysno::listen, Vec::new());
+        }
         for (sys, list) in privilege_bit_rules() {
             add(sys, list);
         }
@@ -757,7 +791,9 @@ mod tests {
                         (true, Listened { mediated: m, traced: true, guarded: Some(Guarded { datagrams: true }) }),
                     ];
                     for (notify, listened) in cases {
-                        let filters = policy(SocketPolicy { tcp, udp, unix }).compile(true, notify, listened).unwrap();
+                        let filters = policy(SocketPolicy { tcp, udp, unix, listen: unix })
+                            .compile(true, notify, listened)
+                            .unwrap();
                         assert!(filters.len() >= 2);
                         assert!(filters.iter().all(
                             |f| matches!(f, Filter::Plain(p) | Filter::Listener(p) if !p.is_empty() && p.len() < 4096)

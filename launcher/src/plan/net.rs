@@ -74,6 +74,7 @@ impl NetPlan {
             tcp: !plan.ports.connect.is_empty() || !plan.ports.bind.is_empty(),
             udp: udp || !plan.udp_rules.is_empty() || dns,
             unix,
+            listen: !plan.ports.bind.is_empty() || unix,
         };
         plan.ebpf_covers_network = plan.host_rules.is_empty() && plan.deny.is_empty() && !dns;
         let brokered = dns || !plan.address_rules.is_empty() || !plan.udp_rules.is_empty() || !plan.deny.is_empty();
@@ -154,9 +155,17 @@ impl NetPlan {
             hosts: self.host_names(),
             dns: self.dns.clone(),
             deny: self.deny.iter().map(|d| d.value).collect(),
+            host: if self.denies_loopback() { crate::dns::host_addresses() } else { Vec::new() },
             bind: self.ports.bind.clone(),
             audit,
         }
+    }
+
+    /// The `deny` list keeps the server off this machine's loopback: it is kept off the host's
+    /// other addresses too (a public address reaches the same services).
+    fn denies_loopback(&self) -> bool {
+        let loopback: [IpAddr; 2] = [std::net::Ipv4Addr::LOCALHOST.into(), std::net::Ipv6Addr::LOCALHOST.into()];
+        self.deny.iter().any(|d| loopback.iter().any(|l| d.value.contains(l)))
     }
 
     /// A learning run: any TCP or UDP destination outside the `deny` ranges (the profile's, plus
@@ -177,6 +186,7 @@ impl NetPlan {
         self.ports.connect_any_port = true;
         self.sockets.tcp = true;
         self.sockets.udp = true;
+        self.sockets.listen = true;
         let mut policy = self.broker_rules(true, audit);
         policy.tcp_any = true;
         policy.deny.extend(METADATA.iter().filter_map(|n| crate::profile::parse_net(n).ok()));

@@ -65,6 +65,9 @@ fn main() {
         }
         "tcp-listen" => std::net::TcpListener::bind(("127.0.0.1", n(1) as u16)).map(|_| "listening".into()).map_err(io),
         "udp-bind" => std::net::UdpSocket::bind(("127.0.0.1", n(1) as u16)).map(|_| "bound".into()).map_err(io),
+        "tcp-listen-unbound" => listen_unbound(),
+        "udp-port-range" => udp_port_range(n(1) as u16),
+        "ipv6-rthdr" => ipv6_rthdr(),
         "udp-send" => std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.send_to(b"exfiltrated", (a(1).as_str(), n(2) as u16)))
             .map(|n| format!("sent {n} bytes"))
@@ -287,6 +290,58 @@ fn socket(domain: i32, ty: i32) -> Outcome {
     // SAFETY: fd is ours.
     unsafe { libc::close(fd) };
     Ok(format!("socket({domain}, {ty}) created"))
+}
+
+/// A socket's descriptor, closed when dropped.
+fn inet_socket(domain: i32, ty: i32) -> Result<std::os::fd::OwnedFd, Errno> {
+    // SAFETY: socket takes three integers; a descriptor it returns is ours alone.
+    let fd = unsafe { libc::socket(domain, ty, 0) };
+    // SAFETY: fd was just returned by socket and nothing else owns it.
+    if fd < 0 { Err(last()) } else { Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }) }
+}
+
+/// `setsockopt(fd, level, name, value)`.
+fn set_option(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: &[u8]) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: value is a live buffer of the length passed.
+    let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), value.len() as u32) };
+    if r < 0 { Err(last()) } else { Ok(()) }
+}
+
+/// `listen` on a TCP socket never bound: the kernel binds it to a port of its own choosing.
+fn listen_unbound() -> Outcome {
+    use std::os::fd::AsRawFd;
+    let fd = inet_socket(libc::AF_INET, libc::SOCK_STREAM)?;
+    // SAFETY: listen on our own descriptor.
+    if unsafe { libc::listen(fd.as_raw_fd(), 1) } < 0 {
+        return Err(last());
+    }
+    Ok("listening on a port the kernel chose".into())
+}
+
+/// A UDP socket whose port-0 bind takes `port` (`IP_LOCAL_PORT_RANGE` = port..port).
+fn udp_port_range(port: u16) -> Outcome {
+    const IP_LOCAL_PORT_RANGE: i32 = 51;
+    let fd = inet_socket(libc::AF_INET, libc::SOCK_DGRAM)?;
+    let range = (u32::from(port) | (u32::from(port) << 16)).to_ne_bytes();
+    set_option(&fd, libc::IPPROTO_IP, IP_LOCAL_PORT_RANGE, &range)?;
+    use nix::sys::socket::{SockaddrIn, bind, getsockname};
+    use std::os::fd::AsRawFd;
+    bind(fd.as_raw_fd(), &SockaddrIn::new(127, 0, 0, 1, 0))?;
+    Ok(format!("bound {}", getsockname::<SockaddrIn>(fd.as_raw_fd())?))
+}
+
+/// An IPv6 segment routing header on a UDP socket: its packets go to the segment first, not to
+/// the destination a send names.
+fn ipv6_rthdr() -> Outcome {
+    const IPV6_RTHDR: i32 = 57;
+    let fd = inet_socket(libc::AF_INET6, libc::SOCK_DGRAM)?;
+    // next header, length (2 segments: 4 units), type 4 (SRH), segments left 1, last entry 1
+    let mut srh = vec![0u8, 4, 4, 1, 1, 0, 0, 0];
+    srh.extend(std::net::Ipv6Addr::UNSPECIFIED.octets());
+    srh.extend(std::net::Ipv6Addr::LOCALHOST.octets());
+    set_option(&fd, libc::IPPROTO_IPV6, IPV6_RTHDR, &srh)?;
+    Ok("routing header set".into())
 }
 
 /// A read lease on a file opened read-only (a lease stalls other processes' opens of it).
