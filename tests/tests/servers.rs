@@ -340,22 +340,62 @@ fn wait_listening(addr: &str) {
     }
 }
 
+/// A stand-in for a host elsewhere on the network: a network namespace of its own, reached over
+/// a veth pair, holding `addr` (in 198.51.100.0/24; the host's end is 198.51.100.1). Unlike an
+/// address on this host's loopback, it is no address of this host, which a profile that keeps the
+/// server off this machine (`fetch`) refuses whatever its range. Removed when dropped.
+struct RemoteHost(&'static str);
+
+impl RemoteHost {
+    fn new(addr: &str) -> RemoteHost {
+        let ns = "mcpw-remote";
+        let ip = |args: &[&str]| {
+            let st = Command::new("/usr/sbin/ip").args(args).status().unwrap();
+            assert!(st.success(), "ip {args:?}");
+        };
+        let _ = Command::new("/usr/sbin/ip").args(["netns", "del", ns]).status();
+        ip(&["netns", "add", ns]);
+        ip(&["link", "add", "mcpw-near", "type", "veth", "peer", "name", "mcpw-far", "netns", ns]);
+        ip(&["addr", "add", "198.51.100.1/24", "dev", "mcpw-near"]);
+        ip(&["link", "set", "mcpw-near", "up"]);
+        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "mcpw-far"]);
+        ip(&["-n", ns, "link", "set", "mcpw-far", "up"]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+        RemoteHost(ns)
+    }
+
+    /// `http.server` on `addr:port` there.
+    fn http_server(&self, addr: &str, port: u16, dir: &std::path::Path) -> Background {
+        let mut c = Command::new("/usr/sbin/ip");
+        c.args(["netns", "exec", self.0, "/usr/bin/python3", "-m", "http.server", &port.to_string(), "--bind", addr]);
+        spawn_http_server(c.arg("--directory").arg(dir), &format!("{addr}:{port}"))
+    }
+}
+
+impl Drop for RemoteHost {
+    fn drop(&mut self) {
+        // the veth pair goes with the namespace
+        let _ = Command::new("/usr/sbin/ip").args(["netns", "del", self.0]).status();
+    }
+}
+
 fn http_server(addr: &str, port: u16, dir: &std::path::Path) -> Background {
-    let child = Command::new("/usr/bin/python3")
-        .args(["-m", "http.server", &port.to_string(), "--bind", addr, "--directory"])
-        .arg(dir)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_listening(&format!("{addr}:{port}"));
+    let mut c = Command::new("/usr/bin/python3");
+    c.args(["-m", "http.server", &port.to_string(), "--bind", addr, "--directory"]).arg(dir);
+    spawn_http_server(&mut c, &format!("{addr}:{port}"))
+}
+
+fn spawn_http_server(c: &mut Command, addr: &str) -> Background {
+    let child = c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    wait_listening(addr);
     Background(child)
 }
 
 /// The official fetch server with its own private-address check switched off
 /// (`--allow-private-ips`, as a server bug or a hostile fork would have it): the page on a public
-/// address is fetched; the loopback service, the cloud metadata address and the IPv4-mapped form
-/// of loopback are refused by mcp-warden's network broker, not by the server.
+/// address (another host, in a network namespace of its own) is fetched; the loopback service,
+/// the same service on this host's own address, the cloud metadata address and the IPv4-mapped
+/// form of loopback are refused by mcp-warden's network broker, not by the server.
 #[test]
 fn fetch_server_reaches_public_addresses_only() {
     if !is_root() {
@@ -366,12 +406,13 @@ fn fetch_server_reaches_public_addresses_only() {
     let site = s.mkdir("site", Who::Root);
     std::fs::write(site.join("index.html"), "<html><head><title>T</title></head><body><h1>Warden test page</h1><p>The quick brown fox jumps over the lazy dog.</p></body></html>").unwrap();
     std::fs::write(site.join("secret.html"), "<html><body><p>internal admin token 7f3e</p></body></html>").unwrap();
-    test_address("198.51.100.7");
-    let _public = http_server("198.51.100.7", 80, &site);
-    let internal = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let remote = RemoteHost::new("198.51.100.9");
+    let _public = remote.http_server("198.51.100.9", 80, &site);
+    // an internal service on every address of this host, as a local admin page often is
+    let internal = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     let port = internal.local_addr().unwrap().port();
     drop(internal);
-    let _internal = http_server("127.0.0.1", port, &site);
+    let _internal = http_server("0.0.0.0", port, &site);
 
     let python = venv.join("bin/python");
     let args = [
@@ -386,7 +427,7 @@ fn fetch_server_reaches_public_addresses_only() {
         "--allow-private-ips",
     ];
     for who in Who::all() {
-        let ok = session(who, "fetch", r#"{"url": "http://198.51.100.7/index.html"}"#, &args, &[]);
+        let ok = session(who, "fetch", r#"{"url": "http://198.51.100.9/index.html"}"#, &args, &[]);
         assert!(!ok.is_error && ok.text.contains("Warden test page"), "{who:?}: {}\n{}", ok.text, ok.stderr);
         assert_eq!(ok.tools, ["fetch"]);
         let attacks = [
@@ -397,6 +438,8 @@ fn fetch_server_reaches_public_addresses_only() {
                 "169.254.169.254 is in the denied range 169.254.0.0/16",
             ),
             (format!("http://localhost:{port}/secret.html"), "is in the denied range"),
+            // this host's own address outside every denied range (the near end of the veth)
+            (format!("http://198.51.100.1:{port}/secret.html"), "198.51.100.1 is an address of this host"),
         ];
         for (url, refusal) in attacks {
             let r = session(who, "fetch", &format!(r#"{{"url": "{url}"}}"#), &args, &[]);
