@@ -161,13 +161,13 @@ impl State {
         }
     }
 
-    /// What the relay waits for: each side's input while what is queued for its destination is
-    /// short (the client's only while `client_open`), and while what is queued back for itself
-    /// (refusals) is under [`QUEUE_CAP`]; room wherever something is queued.
+    /// What the relay waits for: the client's input (while `client_open`) while both queues are
+    /// short; the server's while what is queued for the client is short and what is queued for
+    /// the server under [`QUEUE_CAP`]; room wherever something is queued.
     fn wants(&self, client_open: bool) -> Ready {
         let (to_client, to_server) = (self.client_out.pending(), self.server_in.pending());
         Ready {
-            client: client_open && to_server < QUEUE_HIGH && to_client < QUEUE_CAP,
+            client: client_open && to_server < QUEUE_HIGH && to_client < QUEUE_HIGH,
             server: to_client < QUEUE_HIGH && to_server < QUEUE_CAP,
             to_server: self.server_in.pending() > 0,
             to_client: self.client_out.pending() > 0,
@@ -414,14 +414,15 @@ pub fn start(
 /// a call off the path while only one CPU polls. Pipelined, the CPU is the server's: no polling.
 const SPIN: Duration = Duration::from_micros(300);
 
-/// Past this much queued for a destination, the side whose lines go there is not read until it
-/// drains. Only that side: a synchronous server blocks writing its answers while its stdin is
-/// full, so it must be read while what is queued for its stdin waits (else neither moves).
+/// Past this much queued for either destination, the client is not read until it drains (a
+/// client request refused is answered to the client: its lines can queue for both); past this
+/// much queued for the client, the server is not read either.
 const QUEUE_HIGH: usize = 1 << 20;
 
-/// Past this much queued for a destination, neither side is read: a side's lines can queue for
-/// both (a refused request is answered where it came from), so a peer that never reads holds up
-/// the traffic, and memory stays bounded.
+/// The server is read while what is queued for its stdin waits, up to this much: a synchronous
+/// server blocks writing its answers while its stdin is full, so it must be read then (else
+/// neither moves). Past it (a server that never reads, answered refusals of its own requests)
+/// it is not, and memory stays bounded.
 const QUEUE_CAP: usize = 4 * QUEUE_HIGH;
 
 /// What one read takes, on either side.
