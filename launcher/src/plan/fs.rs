@@ -79,6 +79,11 @@ impl FsPlan {
             .collect()
     }
 
+    /// Paths both writable and executable (granted both ways): what the server writes there runs.
+    pub fn writable_and_executable(&self) -> Vec<&Path> {
+        self.paths.iter().filter(|(_, (a, _))| a.write && a.exec).map(|(p, _)| p.as_path()).collect()
+    }
+
     /// A grant written inside a write grant must resolve inside it. What lies there is the
     /// server's: in one run it can rename a directory or plant a symlink where a nested (or
     /// optional) grant is written, and the next start would resolve that grant to wherever it
@@ -88,8 +93,7 @@ impl FsPlan {
             self.written.iter().filter(|w| self.paths.get(&w.resolved).is_some_and(|(a, _)| a.write)).collect();
         for grant in &self.written {
             for w in &writes {
-                let inside = grant.path.starts_with(&w.path) || grant.path.starts_with(&w.resolved);
-                if inside && !grant.resolved.starts_with(&w.resolved) {
+                if passes_through(&grant.path, &w.resolved) && !grant.resolved.starts_with(&w.resolved) {
                     return Err(PlanError::Redirected {
                         key: grant.key.into(),
                         written: grant.path.clone(),
@@ -275,6 +279,13 @@ impl FsPlan {
     }
 }
 
+/// Does the path `written` go through the directory `dir` (canonical) on its way: is one of its
+/// ancestors, resolved, `dir` or below it? Resolved one by one, so that neither a symlink above
+/// `dir` (`alias/app/config` with `alias -> w`) nor a `..` (`x/../w/app/config`) hides it.
+fn passes_through(written: &Path, dir: &Path) -> bool {
+    written.ancestors().skip(1).any(|a| a.canonicalize().is_ok_and(|c| c.starts_with(dir)))
+}
+
 /// The script an interpreter runs: its first argument that is not an option and names a file
 /// (canonical), before a `-m` (python's module mode, which runs no script).
 fn script_argument(args: &[OsString], cwd: &Path) -> Option<PathBuf> {
@@ -413,6 +424,16 @@ mod tests {
         assert!(FsPlan::resolve(&section(&[&w], std::slice::from_ref(&optional)), &vars, &root).is_ok());
         std::os::unix::fs::symlink(&secret, w.join("extra")).unwrap();
         assert!(FsPlan::resolve(&section(&[&w], &[optional]), &vars, &root).is_err());
+        // written through a symlink above the write grant, or through `..`: still inside it
+        std::os::unix::fs::symlink(&w, root.join("alias")).unwrap();
+        std::fs::create_dir(root.join("x")).unwrap();
+        for written in [root.join("alias/app/config"), root.join("x/../w/app/config")] {
+            let written = written.display().to_string();
+            assert!(
+                FsPlan::resolve(&section(&[&w], std::slice::from_ref(&written)), &vars, &root).is_err(),
+                "{written}"
+            );
+        }
         // a symlink inside the write grant to elsewhere inside it stays inside: allowed
         std::os::unix::fs::symlink(w.join("app.old"), w.join("inner")).unwrap();
         let inner = format!("{}/inner/config", w.display());

@@ -164,6 +164,10 @@ impl Plan {
                 w.display()
             )));
         }
+        warnings.extend(fs.writable_and_executable().into_iter().map(|p| format!(
+            "{} is granted both write and exec: a program the server writes there runs (grant exec and write on different directories to keep them apart)",
+            p.display()
+        )));
         warnings.extend(fs.exec_inside_write().into_iter().map(|(e, w)| format!(
             "the exec grant {} is inside the write grant {}: the server cannot change it during a run, but it can replace it for the next start (rename it away and put its own in its place)",
             e.display(),
