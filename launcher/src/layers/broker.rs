@@ -70,11 +70,11 @@ pub struct NetPolicy {
     /// query to port 53 goes to the resolver in the supervisor, whatever its address.
     pub dns: Option<DnsPolicy>,
     pub deny: Vec<IpNet>,
-    /// The addresses of this host's interfaces at start, refused along with `deny` when the
-    /// `deny` list covers loopback: a profile that keeps the server off this machine's loopback
-    /// keeps it off this machine's other addresses too (its public address reaches the same
-    /// services). Empty otherwise.
-    pub host: Vec<IpAddr>,
+    /// The addresses of this host's interfaces, read at each decision (an address added while
+    /// the server runs counts), refused along with `deny` when the `deny` list covers loopback:
+    /// a profile that keeps the server off this machine's loopback keeps it off this machine's
+    /// other addresses too (its public address reaches the same services). `None` otherwise.
+    pub this_host: Option<fn() -> Vec<IpAddr>>,
     /// TCP ports the server may bind (`[network] bind`). A UDP socket may take an ephemeral
     /// port only (port 0, what a send does implicitly), as under the eBPF layer.
     pub bind: BTreeSet<u16>,
@@ -108,7 +108,7 @@ impl NetPolicy {
         if let Some(net) = self.deny.iter().find(|n| n.contains(&ip)) {
             return Verdict::Refuse(format!("{ip} is in the denied range {}", NetDisplay(net)));
         }
-        if self.host.contains(&ip) {
+        if self.this_host.is_some_and(|addresses| addresses().contains(&ip)) {
             return Verdict::Refuse(format!("{ip} is an address of this host (a `deny` list keeps the server off it)"));
         }
         if open {
@@ -581,12 +581,12 @@ mod tests {
     #[test]
     fn a_deny_list_keeps_the_server_off_every_address_of_this_host() {
         let mut p = policy();
-        p.host = vec!["44.12.12.12".parse().unwrap(), "2001:db8::12".parse().unwrap()];
+        p.this_host = Some(|| vec!["44.12.12.12".parse().unwrap(), "2001:db8::12".parse().unwrap()]);
         assert!(check(&p, Proto::Tcp, "44.12.12.13:443"), "control: another public address");
         for own in ["44.12.12.12:443", "[::ffff:44.12.12.12]:80", "[2001:db8::12]:443"] {
             assert!(!check(&p, Proto::Tcp, own), "{own}");
         }
-        p.host.clear();
+        p.this_host = None;
         assert!(check(&p, Proto::Tcp, "44.12.12.12:443"), "a deny list without loopback: no host addresses");
     }
 

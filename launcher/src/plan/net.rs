@@ -155,7 +155,7 @@ impl NetPlan {
             hosts: self.host_names(),
             dns: self.dns.clone(),
             deny: self.deny.iter().map(|d| d.value).collect(),
-            host: if self.denies_loopback() { crate::dns::host_addresses() } else { Vec::new() },
+            this_host: self.denies_loopback().then_some(crate::dns::host_addresses as fn() -> Vec<IpAddr>),
             bind: self.ports.bind.clone(),
             audit,
         }
