@@ -471,15 +471,21 @@ pub struct Listened {
     pub mediated: Option<Mediated>,
     pub traced: bool,
     pub guarded: Option<Guarded>,
+    /// Every `listen`, which the supervisor performs only on a socket bound to a `[network] bind`
+    /// port (or a unix one): on a socket never bound, `listen` takes a port of the kernel's choosing.
+    pub listens: bool,
 }
 
 impl Listened {
     pub fn is_empty(self) -> bool {
-        self.mediated.is_none() && !self.traced && self.guarded.is_none()
+        self.mediated.is_none() && !self.traced && self.guarded.is_none() && !self.listens
     }
 
     fn rules(self) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
-        let mediated = self.mediated.map(Mediated::rules).transpose()?.unwrap_or_default();
+        let mut mediated = self.mediated.map(Mediated::rules).transpose()?.unwrap_or_default();
+        if self.listens {
+            mediated.insert(Sysno::listen.id() as i64, Vec::new());
+        }
         let traced =
             if self.traced { traced_calls().map(|s| (s.id() as i64, Vec::new())).collect() } else { BTreeMap::new() };
         let guarded = self.guarded.map(Guarded::rules).transpose()?.unwrap_or_default();
@@ -787,8 +793,16 @@ mod tests {
                     let cases = [
                         (false, Listened::default()),
                         (true, Listened::default()),
-                        (true, Listened { mediated: m, traced: false, guarded: None }),
-                        (true, Listened { mediated: m, traced: true, guarded: Some(Guarded { datagrams: true }) }),
+                        (true, Listened { mediated: m, traced: false, guarded: None, listens: false }),
+                        (
+                            true,
+                            Listened {
+                                mediated: m,
+                                traced: true,
+                                guarded: Some(Guarded { datagrams: true }),
+                                listens: true,
+                            },
+                        ),
                     ];
                     for (notify, listened) in cases {
                         let filters = policy(SocketPolicy { tcp, udp, unix, listen: unix })
@@ -805,7 +819,7 @@ mod tests {
     }
 
     fn listened(m: Mediated) -> Listened {
-        Listened { mediated: Some(m), traced: false, guarded: None }
+        Listened { mediated: Some(m), traced: false, guarded: None, listens: false }
     }
 
     #[test]
@@ -828,7 +842,7 @@ mod tests {
         assert_eq!(g.covers(nr(Sysno::connect), &args(0, 0)), Some(Guards::Connect));
         assert_eq!(g.covers(nr(Sysno::sendto), &args(0, 0)), None, "a send on a connected socket");
         assert_eq!(g.covers(nr(Sysno::read), &args(0, 0)), None);
-        let filter = Listened { mediated: None, traced: false, guarded: Some(g) }.filter();
+        let filter = Listened { mediated: None, traced: false, guarded: Some(g), listens: false }.filter();
         assert!(filter.is_ok(), "{filter:?}");
     }
 

@@ -265,6 +265,19 @@ impl NetPlan {
                 );
             }
         }
+        // `listen` on a TCP socket is performed by the supervisor (on a socket never bound it would
+        // take a port of the kernel's choosing): with a `bind` port or unix sockets
+        if s.listen
+            && s.tcp
+            && let Err(why) = &by.host.user_notification
+        {
+            return (
+                Enforcement::Missing(format!(
+                    "listening is checked through seccomp user notification (a socket never bound would listen on a port of the kernel's choosing): {why}"
+                )),
+                mech,
+            );
+        }
         if self.broker_policy(by.monitor_runs).is_some_and(|b| b.dns.is_some()) && !by.host.socket_swap {
             return (
                 Enforcement::Missing(format!(

@@ -32,6 +32,8 @@ pub struct Listener {
     pub calls: Arc<Gate>,
     /// The MCP layer's annotations, held on the guarded calls.
     pub guard: Option<Guard>,
+    /// `listen` is mediated: the TCP ports a socket listened on may be bound to.
+    pub listens: Option<std::collections::BTreeSet<u16>>,
 }
 
 /// Mediated calls performed at once. A call can block (a connect to a host that never answers, a
@@ -54,6 +56,12 @@ pub fn spawn(listener: Listener) -> std::io::Result<JoinHandle<()>> {
                 if result.is_err() {
                     let _ = notify::respond(shared.fd.as_fd(), n.id, result);
                 }
+                continue;
+            }
+            if let Some(ports) = shared.listens.as_ref().filter(|_| n.nr == libc::SYS_listen && !refused) {
+                let enforce = shared.policy.action != crate::profile::Violation::Log;
+                let result = super::listens::perform(shared.fd.as_fd(), &n, ports, &shared.refusals, enforce);
+                let _ = notify::respond(shared.fd.as_fd(), n.id, result);
                 continue;
             }
             match (&shared.broker, &shared.tracer) {

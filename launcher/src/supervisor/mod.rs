@@ -13,6 +13,7 @@
 mod error;
 mod guard;
 mod listener;
+mod listens;
 mod prepare;
 pub mod refusals;
 mod services;

@@ -234,7 +234,10 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
     let broker = plan.broker_policy(monitor_loaded).map(|p| (p.clone(), mediated));
     let guarded = plan.mcp().filter(|m| m.annotations.enforce).map(|_| Guarded { datagrams: policy.sockets.udp });
-    let listened = Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: plan.trace_files(), guarded };
+    // Without user notification `listen` is left to the kernel: said by `explain` and on stderr.
+    let listens = policy.sockets.listen && policy.sockets.tcp && plan.user_notification().is_ok();
+    let listened =
+        Listened { mediated: broker.as_ref().map(|(_, m)| *m), traced: plan.trace_files(), guarded, listens };
     let seccomp_on = plan.level(Layer::Seccomp) != Level::Off
         && !matches!(plan.enforcement(Layer::Seccomp), Enforcement::Missing(_));
     let filters = match (seccomp_on, listened.is_empty()) {
@@ -262,7 +265,8 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     };
     let guarded = guarded.map(|g| (g, write_grants(plan, tmp), scratch(plan, tmp)));
     let tracer = learn_inputs(plan, tmp);
-    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer, guarded };
+    let listens = listens.then(|| plan.ports().bind.clone());
+    let end = ListenerEnd { channel: ours, policy: policy.clone(), broker, dns, log, tracer, guarded, listens };
     Ok((filters, Some(theirs), Some(end)))
 }
 

@@ -62,6 +62,8 @@ pub struct ListenerEnd {
     pub tracer: Option<TracerInputs>,
     /// The calls the MCP layer's annotations guard, the write grants and the scratch directories.
     pub guarded: Option<(Guarded, Vec<PathBuf>, Vec<PathBuf>)>,
+    /// `listen` is mediated: the TCP ports a socket listened on may be bound to.
+    pub listens: Option<std::collections::BTreeSet<u16>>,
 }
 
 /// The services that run, for the teardown to stop. The listener's thread is not among them: it
@@ -132,6 +134,7 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
                     tracer,
                     calls: Gate::new(listener::CALLS_MAX),
                     guard,
+                    listens: end.listens,
                 };
                 listener::spawn(served).map_err(sys_err("start the seccomp listener"))?;
                 held.services.refusals = Some(refusals);
