@@ -353,7 +353,8 @@ impl RemoteHost {
             let st = Command::new("/usr/sbin/ip").args(args).status().unwrap();
             assert!(st.success(), "ip {args:?}");
         };
-        let _ = Command::new("/usr/sbin/ip").args(["netns", "del", ns]).status();
+        // one left by a killed run (none, usually: the error is not shown)
+        let _ = Command::new("/usr/sbin/ip").args(["netns", "del", ns]).stderr(std::process::Stdio::null()).status();
         ip(&["netns", "add", ns]);
         ip(&["link", "add", "mcpw-near", "type", "veth", "peer", "name", "mcpw-far", "netns", ns]);
         ip(&["addr", "add", "198.51.100.1/24", "dev", "mcpw-near"]);
