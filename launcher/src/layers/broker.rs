@@ -212,12 +212,7 @@ impl Target<'_> {
     /// A duplicate of the target's socket, taken only while the notification is still pending
     /// (so the pid is the thread that asked, not a recycled one).
     fn socket(&self, fd: u64) -> Result<OwnedFd, i32> {
-        let fd = i32::try_from(fd).map_err(|_| libc::EBADF)?;
-        let pidfd = sys::pidfd_of_thread(self.n.pid as i32).map_err(|_| libc::ESRCH)?;
-        if !notify::still_pending(self.listener, self.n.id) {
-            return Err(libc::ESRCH);
-        }
-        sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
+        notify::caller_fd(self.listener, self.n, fd)
     }
 
     fn pending(&self) -> Result<(), i32> {

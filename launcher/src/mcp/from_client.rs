@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use super::annotations::Guard;
 use super::json::{at, at_mut, id_key, line_of, portable_id};
 use super::policy::validate;
-use super::proxy::{Pending, State, lock};
+use super::proxy::{Pending, State, lock, millis_since};
 use crate::audit::record::{
     Decision, McpMalformed, McpMessage, McpNotification, McpRequest, McpResponse, McpRoots, ResponseOutcome, Side,
 };
@@ -144,7 +144,7 @@ impl State {
             Some(error) => ResponseOutcome::Error { error: error.clone() },
             None => super::from_server::ok(None),
         };
-        let duration_ms = (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0;
+        let duration_ms = millis_since(started);
         let response = McpResponse { bytes, method, id, tool: None, duration_ms, outcome };
         self.audit(Side::Client, McpMessage::Response(response));
         Verdict::Forward(narrowed)
@@ -156,10 +156,8 @@ impl State {
     fn cancel(&self, msg: &Value) {
         let Some(id) = at(msg, &["params", "requestId"]) else { return };
         let key = id_key(id);
-        let Some(p) = lock(&self.pending).remove(&key) else { return };
-        let ended = self.in_flight.end(&key);
-        if let (true, Some(tool)) = (ended.observed.any(), &p.tool) {
-            lock(&self.catalog).observe(tool, ended.observed);
+        if let Some(p) = lock(&self.pending).remove(&key) {
+            self.end_call(&key, &p);
         }
     }
 

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::annotations::{self, Observed};
 use super::json::{IdKey, at_mut, id_key, line_of, malformed_response, portable_id};
 use super::pins::Check;
-use super::proxy::{Pending, State, lock};
+use super::proxy::{Pending, State, lock, millis_since};
 use super::tools::check_output;
 use crate::audit::record::{Decision, McpMessage, McpNotification, McpRequest, McpResponse, ResponseOutcome, Side};
 
@@ -155,16 +155,13 @@ impl State {
 
     /// A response to the client request `p`, whose id is `id` (`key` as a map key).
     fn police_response(&self, msg: &mut Value, id: Value, key: &IdKey, p: Pending, bytes: usize) -> (Fate, bool) {
-        let ended = self.in_flight.end(key);
-        let duration_ms = (p.started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
+        let ended = self.end_call(key, &p);
+        let duration_ms = millis_since(p.started);
         let (outcome, mut modified) = self.response_outcome(msg, &p.method, p.tool.as_deref());
         if p.method == "tools/call" {
             modified |= explain_refusals(msg, &ended.notes);
         }
         let broke = ended.observed.any();
-        if let (true, Some(tool)) = (broke, &p.tool) {
-            lock(&self.catalog).observe(tool, ended.observed);
-        }
         let response = McpResponse { bytes, method: p.method, id, tool: p.tool, duration_ms, outcome };
         self.audit(Side::Server, McpMessage::Response(response));
         (Fate::Forward(modified), broke)

@@ -32,9 +32,9 @@ pub enum IdKey {
 }
 
 pub(super) fn id_key(id: &Value) -> IdKey {
-    match id {
-        Value::Number(n) if n.is_i64() => n.as_i64().map_or_else(|| IdKey::Text(id.to_string()), IdKey::Int),
-        _ => IdKey::Text(id.to_string()),
+    match id.as_i64() {
+        Some(n) => IdKey::Int(n),
+        None => IdKey::Text(id.to_string()),
     }
 }
 

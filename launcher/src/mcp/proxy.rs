@@ -70,6 +70,11 @@ pub(super) struct State {
     server_out: Mutex<Option<Input>>,
 }
 
+/// Milliseconds since `started`, to the µs (a response's `duration_ms`).
+pub(super) fn millis_since(started: std::time::Instant) -> f64 {
+    (started.elapsed().as_secs_f64() * 1_000_000.0).round() / 1000.0
+}
+
 pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -189,6 +194,16 @@ impl State {
         let _ = self.flush();
         self.server_in.close_when_written();
         false
+    }
+
+    /// Ends the client request `key` (answered, or cancelled): its call's guard ends, and what the
+    /// call tried against its tool's annotations is kept for the tool.
+    pub fn end_call(&self, key: &IdKey, p: &Pending) -> super::Ended {
+        let ended = self.in_flight.end(key);
+        if let (true, Some(tool)) = (ended.observed.any(), &p.tool) {
+            lock(&self.catalog).observe(tool, ended.observed);
+        }
+        ended
     }
 
     /// Tells one event on stderr, for the first [`TOLD_MAX`] of a session; the rest are in the

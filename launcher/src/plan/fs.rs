@@ -29,7 +29,7 @@ pub struct FsPlan {
     pub written: Vec<Written>,
     /// The runtime's installations inside a write grant, granted read only (nothing the server
     /// may write runs), for the warning.
-    pub runtime_in_write: Vec<(PathBuf, PathBuf)>,
+    runtime_in_write: Vec<(PathBuf, PathBuf)>,
 }
 
 /// A grant as written and as resolved.
@@ -77,6 +77,27 @@ impl FsPlan {
                 execs().filter(move |(e, _)| e.starts_with(w)).map(move |(e, _)| (e.as_path(), w.as_path()))
             })
             .collect()
+    }
+
+    /// What the grants leave to the server that the user should know, one line each: the
+    /// runtime's installation inside a write grant (granted read only), paths both writable and
+    /// executable, exec grants inside a write grant.
+    pub fn warnings(&self) -> Vec<String> {
+        let runtime = self.runtime_in_write.iter().map(|(dir, w)| format!(
+            "the server's installation {} is inside the write grant {}: granted read only, so nothing in it runs as a program or native library (move it out of the write grant if it needs to)",
+            dir.display(),
+            w.display()
+        ));
+        let rwx = self.writable_and_executable().into_iter().map(|p| format!(
+            "{} is granted both write and exec: a program the server writes there runs (grant exec and write on different directories to keep them apart)",
+            p.display()
+        ));
+        let nested = self.exec_inside_write().into_iter().map(|(e, w)| format!(
+            "the exec grant {} is inside the write grant {}: the server cannot change it during a run, but it can replace it for the next start (rename it away and put its own in its place)",
+            e.display(),
+            w.display()
+        ));
+        runtime.chain(rwx).chain(nested).collect()
     }
 
     /// Paths both writable and executable (granted both ways): what the server writes there runs.

@@ -158,21 +158,8 @@ impl Plan {
         let mut fs = FsPlan::resolve(&p.filesystem, &vars, &inputs.cwd)?;
         if let Some(runtime) = p.runtime {
             fs.grant_runtime(runtime, &cmd.program, &cmd.argv[1..], &inputs.cwd, &identity.home);
-            warnings.extend(fs.runtime_in_write.iter().map(|(dir, w)| format!(
-                "the server's installation {} is inside the write grant {}: granted read only, so nothing in it runs as a program or native library (move it out of the write grant if it needs to)",
-                dir.display(),
-                w.display()
-            )));
         }
-        warnings.extend(fs.writable_and_executable().into_iter().map(|p| format!(
-            "{} is granted both write and exec: a program the server writes there runs (grant exec and write on different directories to keep them apart)",
-            p.display()
-        )));
-        warnings.extend(fs.exec_inside_write().into_iter().map(|(e, w)| format!(
-            "the exec grant {} is inside the write grant {}: the server cannot change it during a run, but it can replace it for the next start (rename it away and put its own in its place)",
-            e.display(),
-            w.display()
-        )));
+        warnings.extend(fs.warnings());
         fs.note_command_links(&cmd);
         let mut unreadable = None;
         if levels[&Layer::Landlock] != Level::Off {

@@ -5,13 +5,13 @@
 //! (not let continue: a racing `dup2` could put another socket under the same number).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::BorrowedFd;
 
 use nix::sys::socket::{AddressFamily, Backlog, SockaddrLike, SockaddrStorage, getsockname, listen};
 
 use super::refusals::{Refusal, Refusals};
 use crate::audit::record::DenyLayer;
-use crate::sys::{self, notify::Notification};
+use crate::sys::notify::{self, Notification};
 
 /// Checks the socket the notified `listen` names, and listens on it if it may (or, with
 /// `enforce` off, `--mode audit`, records what it would refuse and listens): the call's result.
@@ -22,7 +22,7 @@ pub fn perform(
     refusals: &Refusals,
     enforce: bool,
 ) -> Result<i64, i32> {
-    let sock = socket_of(listener, n)?;
+    let sock = notify::caller_fd(listener, n, n.args[0])?;
     let local = getsockname::<SockaddrStorage>(std::os::fd::AsRawFd::as_raw_fd(&sock)).map_err(|e| e as i32)?;
     let port = match local.family() {
         Some(AddressFamily::Inet) => local.as_sockaddr_in().map(|a| a.port()),
@@ -38,16 +38,6 @@ pub fn perform(
     // the kernel caps the backlog at somaxconn: so does this
     let backlog = Backlog::new(n.args[1] as u32 as i32).unwrap_or(Backlog::MAXCONN);
     listen(&sock, backlog).map(|()| 0).map_err(|e| e as i32)
-}
-
-/// The server's socket, duplicated into the supervisor while the call still waits.
-fn socket_of(listener: BorrowedFd<'_>, n: &Notification) -> Result<OwnedFd, i32> {
-    let fd = n.args[0] as u32 as i32;
-    let pidfd = sys::pidfd_of_thread(n.pid as i32).map_err(|_| libc::ESRCH)?;
-    if !crate::sys::notify::still_pending(listener, n.id) {
-        return Err(libc::ESRCH);
-    }
-    sys::pidfd_getfd(pidfd.as_fd(), fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
 }
 
 fn refuse(n: &Notification, port: u16, refusals: &Refusals, enforce: bool) {

@@ -114,6 +114,17 @@ pub fn receive(listener: BorrowedFd<'_>) -> io::Result<Notification> {
     Ok(Notification { id: n.id, pid: n.pid, nr: n.data.nr.into(), args: n.data.args })
 }
 
+/// A duplicate of descriptor `fd` of the notified thread, taken only while its notification is
+/// still pending (so the pid is the thread that asked, not a recycled one): as an errno.
+pub fn caller_fd(listener: BorrowedFd<'_>, n: &Notification, fd: u64) -> Result<OwnedFd, i32> {
+    let fd = i32::try_from(fd).map_err(|_| libc::EBADF)?;
+    let pidfd = super::pidfd_of_thread(n.pid as i32).map_err(|_| libc::ESRCH)?;
+    if !still_pending(listener, n.id) {
+        return Err(libc::ESRCH);
+    }
+    super::pidfd_getfd(std::os::fd::AsFd::as_fd(&pidfd), fd).map_err(|e| e.raw_os_error().unwrap_or(libc::EBADF))
+}
+
 /// Is the notification still pending (the thread still waits in that syscall)? Checked after
 /// reading its memory or opening a pidfd, so that a recycled pid cannot answer for it.
 pub fn still_pending(listener: BorrowedFd<'_>, id: u64) -> bool {
