@@ -470,9 +470,12 @@ fn multiplex(state: &State, client_in: File, server_poll: &File) {
     // 64 KiB, one pipe's worth, measured faster than 4 or 8 KiB pipelined (docs/benchmarks.md).
     let mut chunk = vec![0u8; READ_CHUNK];
     let mut last = std::time::Instant::now();
+    let mut scheduling = Scheduling::default();
     loop {
         let want = state.wants(client.is_some());
-        let spin = lock(&state.pending).len() <= 1 && last.elapsed() < SPIN;
+        let calls = lock(&state.pending).len();
+        scheduling.follow(calls > 1);
+        let spin = calls <= 1 && last.elapsed() < SPIN;
         let ready = wait(state, client.as_ref().map(|c| &c.file), server_poll, want, spin, None);
         if ready.to_client && state.client_out.flush().is_err() {
             break; // the client's output is gone
@@ -496,6 +499,34 @@ fn multiplex(state: &State, client_in: File, server_poll: &File) {
     *lock(&state.server_out) = None;
     state.write_audit();
     state.client_out.drain();
+}
+
+/// The relay's scheduling policy, following the calls in flight. Pipelined, each message the
+/// server (or the client) writes wakes the relay, which under the default policy preempts that
+/// peer on its own CPU: 5 to 15 points of throughput on 2 CPUs (docs/benchmarks.md). So while more
+/// than one call is in flight the relay is `SCHED_BATCH`, whose wake-ups wait for an idle CPU or
+/// the next scheduling point. One call at a time it is `SCHED_OTHER` again: a lone call's
+/// answer is handed on at once, even on a busy host.
+#[derive(Default)]
+struct Scheduling {
+    batch: bool,
+    /// The policy cannot be changed here (a seccomp filter of the host's): left as it is.
+    stuck: bool,
+}
+
+impl Scheduling {
+    fn follow(&mut self, pipelined: bool) {
+        if pipelined == self.batch || self.stuck {
+            return;
+        }
+        match crate::sys::batch_scheduling(pipelined) {
+            Ok(()) => self.batch = pipelined,
+            Err(e) => {
+                tracing::debug!("mcp: the relay's scheduling policy stays as it is: {e}");
+                self.stuck = true;
+            }
+        }
+    }
 }
 
 /// A read that retries when interrupted; `None` on an error.
@@ -713,6 +744,27 @@ mod tests {
         let text = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{e}"));
         assert!(text.is_empty() || text.ends_with('\n'), "{text:?}");
         text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"))).collect()
+    }
+
+    /// The calling thread's scheduling policy (`/proc/thread-self/stat`, field 41).
+    fn policy() -> i32 {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap_or_else(|e| panic!("{e}"));
+        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+        after.split_whitespace().nth(38).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("{stat}"))
+    }
+
+    #[test]
+    fn the_relay_is_batch_scheduled_only_while_calls_are_pipelined() {
+        std::thread::spawn(|| {
+            let mut scheduling = Scheduling::default();
+            assert_eq!(policy(), libc::SCHED_OTHER, "control: a new thread");
+            scheduling.follow(true);
+            assert_eq!(policy(), libc::SCHED_BATCH, "more than one call in flight");
+            scheduling.follow(false);
+            assert_eq!(policy(), libc::SCHED_OTHER, "one call at a time");
+        })
+        .join()
+        .unwrap_or_else(|_| panic!("the test thread panicked"));
     }
 
     #[test]

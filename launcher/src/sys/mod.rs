@@ -335,6 +335,16 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Puts the calling thread under `SCHED_BATCH` (`batch`) or back under `SCHED_OTHER`. A batch
+/// thread has the same share of the CPU, but its wake-ups never preempt the task running on a CPU:
+/// it runs at once on an idle CPU, else at the next scheduling point.
+pub fn batch_scheduling(batch: bool) -> io::Result<()> {
+    let policy = if batch { libc::SCHED_BATCH } else { libc::SCHED_OTHER };
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param that outlives the call; pid 0 is the calling thread.
+    if unsafe { libc::sched_setscheduler(0, policy, &param) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 /// Number of threads in this process (from `/proc/self/stat`, field 20). Fork-first stage 2 is
 /// only sound while this is 1.
 pub fn thread_count() -> io::Result<u64> {

@@ -139,18 +139,24 @@ fn paired_added_p50(results: &[Vec<SessionTimes>]) -> f64 {
 }
 
 /// The layer's pipelined throughput as a share of the layer off's, paired like
-/// [`paired_added_p50`]: each round's ratio of the two sessions' times, then the median.
-fn paired_share(results: &[Vec<SessionTimes>]) -> f64 {
-    let mut shares: Vec<f64> =
-        results[2].iter().zip(&results[1]).map(|((_, on), (_, off))| off.as_secs_f64() / on.as_secs_f64()).collect();
-    shares.sort_by(f64::total_cmp);
-    100.0 * shares[shares.len() / 2]
+/// [`paired_added_p50`]: each round's ratio of the two sessions' times (in %, in round order),
+/// and their median.
+fn paired_share(results: &[Vec<SessionTimes>]) -> (f64, Vec<f64>) {
+    let rounds: Vec<f64> = results[2]
+        .iter()
+        .zip(&results[1])
+        .map(|((_, on), (_, off))| 100.0 * off.as_secs_f64() / on.as_secs_f64())
+        .collect();
+    let mut sorted = rounds.clone();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[sorted.len() / 2], rounds)
 }
 
 /// p50 and p99 round trips over every call of a variant, the median pipelined throughput, and
 /// what the layer adds.
 fn table(variants: &[Variant], results: Vec<Vec<SessionTimes>>, pipelined: usize) -> String {
-    let (paired, paired_share) = (paired_added_p50(&results), paired_share(&results));
+    let (paired, (paired_share, shares)) = (paired_added_p50(&results), paired_share(&results));
+    let shares: Vec<String> = shares.iter().map(|s| format!("{s:.0}%")).collect();
     let (mut lat, mut thr): (Vec<Vec<Duration>>, Vec<Vec<Duration>>) = results
         .into_iter()
         .map(|runs| {
@@ -182,7 +188,8 @@ fn table(variants: &[Variant], results: Vec<Vec<SessionTimes>>, pipelined: usize
     let added99 = us(rows[2].2) - us(rows[1].2);
     let share = 100.0 * rows[2].3 / rows[1].3;
     table.push_str(&format!(
-        "\nAdded by the MCP layer (layer on − layer off): **{paired:.0} µs at p50**, the median over the rounds of each round's difference of session p50s (target: at most 40 µs; the difference of the pooled p50s above: {added50:.0} µs), {added99:.0} µs at p99; pipelined throughput **{paired_share:.0}%** of the layer off, the median over the rounds of each round's ratio (target: at least 90%; the ratio of the medians above: {share:.0}%).\n"
+        "\nAdded by the MCP layer (layer on − layer off): **{paired:.0} µs at p50**, the median over the rounds of each round's difference of session p50s (target: at most 40 µs; the difference of the pooled p50s above: {added50:.0} µs), {added99:.0} µs at p99; pipelined throughput **{paired_share:.0}%** of the layer off, the median over the rounds of each round's ratio (target: at least 90%; the ratio of the medians above: {share:.0}%; round by round: {}).\n",
+        shares.join(", ")
     ));
     table
 }
