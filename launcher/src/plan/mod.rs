@@ -161,26 +161,9 @@ impl Plan {
         }
         warnings.extend(fs.warnings());
         fs.note_command_links(&cmd);
-        let mut unreadable = None;
-        if levels[&Layer::Landlock] != Level::Off {
-            fs.check_exec_allowed(&cmd.program)?;
-            unreadable = fs.unreadable_installation(&cmd.program, &cmd.argv[1..], &inputs.cwd);
-            if let Some((what, path, dir)) = &unreadable {
-                warnings.push(format!(
-                    "the server's {what} {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {}` (or a runtime profile such as `node` or `python`)",
-                    path.display(),
-                    dir.display()
-                ));
-            }
-        }
-        if (options.learn.is_some() || options.explain_denials)
-            && let Err(why) = &host.user_notification
-        {
-            return Err(PlanError::Unenforceable {
-                layer: if options.learn.is_some() { "learn" } else { "explain-denials" },
-                why: format!("it traces file calls through seccomp user notification and pidfd_getfd: {why}"),
-            });
-        }
+        let fails_at_start =
+            levels[&Layer::Landlock] != Level::Off && server_files_granted(&fs, &cmd, &inputs.cwd, &mut warnings)?;
+        tracing_available(options, host)?;
         let learn = match &options.learn {
             Some(name) => {
                 let input = LearnInputs {
@@ -207,13 +190,12 @@ impl Plan {
         let pid_namespace = PidNamespace::resolve(levels[&Layer::PidNamespace], &p.process, &identity, host);
         let namespaces = fs_view_namespaces(levels[&Layer::FsView], pid_namespace, &identity, host);
         let monitor = MonitorPlan::resolve(options, &profile.name, &mcp::program_name(command), host, inputs)?;
-        let mcp = match &p.mcp {
-            Some(section) => {
+        let mcp = (p.mcp.as_ref())
+            .map(|section| {
                 let pins = mcp::pins_file(&profile.name, command, state_home(|k| inputs.var(k)));
-                Some(mcp::resolve_mcp(section, &vars, &inputs.cwd, monitor.audit_log.clone(), pins)?)
-            }
-            None => None,
-        };
+                mcp::resolve_mcp(section, &vars, &inputs.cwd, monitor.audit_log.clone(), pins)
+            })
+            .transpose()?;
         records_outside_write_grants(&fs, &monitor, mcp.as_ref(), inputs)?;
         shared_dirs_not_granted_to_root(&fs, &identity)?;
         let mut plan = Plan {
@@ -234,7 +216,7 @@ impl Plan {
             monitor,
             mcp,
             trace_files: learn.is_some() || options.explain_denials,
-            fails_at_start: unreadable.is_some(),
+            fails_at_start,
             learn,
             stop_timeout: Duration::from_secs(options.stop_timeout.unwrap_or(5)),
             levels,
@@ -572,6 +554,39 @@ impl Plan {
 
     pub fn warnings(&self) -> &[String] {
         &self.warnings
+    }
+}
+
+/// The server's program may run, and its installation be read (Landlock on): an error for a program
+/// outside the exec grants; `true`, with a warning, when the script, its virtualenv or its
+/// interpreter's installation is outside every read grant (the server would start and fail at once).
+fn server_files_granted(
+    fs: &FsPlan,
+    cmd: &CommandPlan,
+    cwd: &Path,
+    warnings: &mut Vec<String>,
+) -> Result<bool, PlanError> {
+    fs.check_exec_allowed(&cmd.program)?;
+    let Some((what, path, dir)) = fs.unreadable_installation(&cmd.program, &cmd.argv[1..], cwd) else {
+        return Ok(false);
+    };
+    warnings.push(format!(
+        "the server's {what} {} is outside every read grant: the server would start and fail at once; grant it with `--allow-read {}` (or a runtime profile such as `node` or `python`)",
+        path.display(),
+        dir.display()
+    ));
+    Ok(true)
+}
+
+/// `learn` and `--explain-denials` trace file calls through the seccomp listener: refused where
+/// this host cannot hand calls to the supervisor.
+fn tracing_available(options: &RunOptions, host: &HostFacts) -> Result<(), PlanError> {
+    match &host.user_notification {
+        Err(why) if options.learn.is_some() || options.explain_denials => Err(PlanError::Unenforceable {
+            layer: if options.learn.is_some() { "learn" } else { "explain-denials" },
+            why: format!("it traces file calls through seccomp user notification and pidfd_getfd: {why}"),
+        }),
+        _ => Ok(()),
     }
 }
 
