@@ -121,6 +121,16 @@ per_identity!(other_processes_proc_files_are_out_of_reach_even_with_proc_readabl
     assert_denied(&strict.probe(&["read", &environ]), DENIED_FS, "environ without /proc grant");
 });
 
+per_identity!(the_pid_1_reaper_keeps_the_clients_environment_to_itself, |who: Who| {
+    // The server's PID 1 is a fork of the supervisor, the client's whole environment in its memory,
+    // and sits in the server's own Landlock domain: only its dumpability keeps its /proc closed.
+    let sb = Sandbox::new(who).env("AWS_SECRET_ACCESS_KEY", "AKIAsecret").grant("--allow-read", "/proc");
+    assert_ok(&sb.probe(&["read-parent", "status"]), "control: the server's parent, the reaper, is there");
+    assert_ok(&sb.probe(&["read", "/proc/self/environ"]), "control: the server's own environment");
+    assert_denied(&sb.probe(&["read-parent", "environ"]), DENIED_FS, "the reaper's environment");
+    assert_denied(&sb.probe(&["read-parent", "mem"]), DENIED_FS, "the reaper's memory");
+});
+
 per_identity!(programs_written_into_writable_dirs_cannot_be_executed, |who: Who| {
     let s = Scratch::new(who);
     let dir = s.mkdir("drop", who);

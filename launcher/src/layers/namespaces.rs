@@ -65,7 +65,14 @@ pub fn map_own_ids(uid: u32, gid: u32) -> std::io::Result<()> {
 
 /// Forks the server inside the PID namespace stage 2 is PID 1 of (no new namespace: the fork
 /// into it happened when the supervisor forked stage 2).
+///
+/// Stage 2, the reaper once the server is forked, is a copy of the supervisor: the client's whole
+/// environment is in its memory, and it is in the server's own Landlock domain, which lets the
+/// server at it. So it is made not dumpable first: its `/proc/PID/environ`, `mem` and the rest
+/// answer `EACCES` to anyone without `CAP_SYS_PTRACE`. The server's `execve` makes it dumpable
+/// again, as any program.
 pub fn fork_server() -> std::io::Result<Forked> {
+    nix::sys::prctl::set_dumpable(false)?;
     sys::fork_into_namespaces(0)
 }
 

@@ -33,6 +33,7 @@ fn main() {
     let n = |i: usize| a(i).parse::<i64>().unwrap_or(0);
     let outcome = match a(0).as_str() {
         "read" => std::fs::read(a(1)).map(|b| format!("read {} bytes", b.len())).map_err(io),
+        "read-parent" => read_parent(&a(1)),
         "readlink" => std::fs::read_link(a(1)).map(|p| format!("{}", p.display())).map_err(io),
         "list" => std::fs::read_dir(a(1)).map(|d| format!("{} entries", d.count())).map_err(io),
         "write" => std::fs::write(a(1), b"written by warden-probe\n").map(|_| "wrote".into()).map_err(io),
@@ -517,6 +518,15 @@ fn open_fds(count: usize) -> Outcome {
         files.push(std::fs::File::open("/dev/null").map_err(io)?);
     }
     Ok(format!("opened {} fds", files.len()))
+}
+
+/// Reads `file` of the parent's /proc directory (`environ`, `mem`...), the parent found by its pid
+/// as the mounted /proc numbers it (`PPid` of /proc/self/status), whichever PID namespace that is.
+fn read_parent(file: &str) -> Outcome {
+    let status = std::fs::read_to_string("/proc/self/status").map_err(io)?;
+    let ppid = status.lines().find_map(|l| l.strip_prefix("PPid:")).map(str::trim).unwrap_or("0").to_string();
+    let path = format!("/proc/{ppid}/{file}");
+    std::fs::read(&path).map(|b| format!("read {} bytes of {path}", b.len())).map_err(io)
 }
 
 /// Opens `count` distinct paths `<prefix><i>` (they need not exist) as fast as possible.
