@@ -490,6 +490,7 @@ impl GrantArgs {
             stop_timeout: self.stop_timeout,
             learn: self.learn,
             explain_denials: self.explain_denials,
+            args_file: None,
         };
         (layer, options)
     }

@@ -928,6 +928,46 @@ per_identity!(a_grant_redirected_from_inside_a_write_grant_refuses_the_next_star
     assert!(o.stderr.contains("resolves to") && o.stderr.contains("outside it"), "{}", o.describe());
 });
 
+per_identity!(the_files_of_the_next_start_are_never_where_the_server_can_write, |who: Who| {
+    let s = Scratch::new(who);
+    let w = s.mkdir("w", who);
+    let (probe, probe_dir) = (probe(), probe_dir());
+    let refused = |o: &Output, what: &str| {
+        assert_eq!(o.code(), Some(125), "{what}: {}", o.describe());
+        assert!(o.stderr.contains(what) && o.stderr.contains("is inside the write grant"), "{}", o.describe());
+    };
+    // A profile the server could rewrite would give it any grant, or a layer off, from its next start.
+    let inside = s.file("w/server.toml", "extends = [\"strict\"]\n", who);
+    refused(&Sandbox::new(who).profile(&inside).grant("--allow-write", &w).probe(&["exit", "0"]), "profile file");
+    // So would a base the profile extends.
+    let base = s.file("w/base.toml", "extends = [\"strict\"]\n", who);
+    let top = s.file("top.toml", &format!("extends = [\"{}\"]\n", base.display()), who);
+    refused(&Sandbox::new(who).profile(&top).grant("--allow-write", &w).probe(&["exit", "0"]), "profile file");
+    // And an argument file (a systemd unit's).
+    let args = |name: &str| {
+        let text = format!(
+            "--profile\nstrict\n--allow-exec\n{}\n--allow-write\n{}\n--\n{}\nexit\n0\n",
+            probe_dir.display(),
+            w.display(),
+            probe.display()
+        );
+        s.file(name, &text, who)
+    };
+    let start = |file: &std::path::Path| {
+        run(
+            warden_as(who, &["run".as_ref(), "--args-file".as_ref(), file.as_os_str()]),
+            None,
+            std::time::Duration::from_secs(60),
+        )
+    };
+    refused(&start(&args("w/server.args")), "argument file");
+    // Control: the same files outside the write grant start the server.
+    let outside = s.file("server.toml", "extends = [\"strict\"]\n", who);
+    let o = Sandbox::new(who).profile(&outside).grant("--allow-write", &w).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(0), "control: a profile outside the grant: {}", o.describe());
+    assert_eq!(start(&args("server.args")).code(), Some(0), "control: an argument file outside the grant");
+});
+
 /// An address of this host outside loopback (an interface's), if it has one.
 fn host_address() -> Option<std::net::Ipv4Addr> {
     nix::ifaddrs::getifaddrs()

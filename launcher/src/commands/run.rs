@@ -22,11 +22,13 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
 /// Profile + grants + command, resolved against this host. `--args-file FILE` supplies the
 /// arguments from FILE, one per line (systemd units), parsed by the same grammar.
 pub fn build_plan(args: RunArgs) -> Result<Plan, Failure> {
-    let args = match &args.args_file {
+    let args_file = args.args_file.clone();
+    let args = match &args_file {
         Some(file) => args_from_file(file)?,
         None => args,
     };
-    let (grants, options) = args.grants.into_layer();
+    let (grants, mut options) = args.grants.into_layer();
+    options.args_file = args_file;
     let profile = profile::load(&args.profile)?.overlay(grants);
     let host = HostFacts::probe();
     let env: Vec<(OsString, OsString)> = std::env::vars_os().collect();

@@ -72,6 +72,8 @@ pub struct RunOptions {
     pub learn: Option<String>,
     /// `--explain-denials`: file calls traced to explain refusals (a learning run always is).
     pub explain_denials: bool,
+    /// `--args-file FILE`: where the run's arguments came from.
+    pub args_file: Option<PathBuf>,
 }
 
 /// Where the process environment and filesystem facts come from (swappable in tests).
@@ -197,6 +199,7 @@ impl Plan {
             })
             .transpose()?;
         records_outside_write_grants(&fs, &monitor, mcp.as_ref(), inputs)?;
+        start_files_outside_write_grants(&fs, &profile.files, options.args_file.as_deref(), inputs)?;
         shared_dirs_not_granted_to_root(&fs, &identity)?;
         let mut plan = Plan {
             profile: profile.name.clone(),
@@ -633,7 +636,29 @@ fn records_outside_write_grants(
         ("tool pin file", mcp.and_then(|m| m.pins.as_deref())),
         ("state directory of mcp-warden (every server's default audit logs and tool pins)", state.as_deref()),
     ];
-    for (what, path) in records.into_iter().filter_map(|(what, path)| Some((what, path?))) {
+    outside_write_grants(fs, records.into_iter().filter_map(|(what, path)| Some((what, path?))), inputs)
+}
+
+/// What the next start reads, its profile files and its argument file, must not be the server's
+/// to rewrite: a server that could would give itself any grant, or switch a layer off, from then on.
+fn start_files_outside_write_grants(
+    fs: &FsPlan,
+    profile_files: &[PathBuf],
+    args_file: Option<&Path>,
+    inputs: &Inputs<'_>,
+) -> Result<(), PlanError> {
+    let files = profile_files.iter().map(|f| ("profile file", f.as_path()));
+    outside_write_grants(fs, files.chain(args_file.map(|f| ("argument file", f))), inputs)
+}
+
+/// Each `(what, path)` is outside every write grant, and holds none: else the server could erase,
+/// forge or redirect it.
+fn outside_write_grants<'p>(
+    fs: &FsPlan,
+    paths: impl IntoIterator<Item = (&'static str, &'p Path)>,
+    inputs: &Inputs<'_>,
+) -> Result<(), PlanError> {
+    for (what, path) in paths {
         let resolved = crate::paths::resolve(path, &inputs.cwd);
         if is_char_device(&resolved) {
             continue; // /dev/null or a terminal: nothing kept there to erase or forge

@@ -20,6 +20,9 @@ pub struct LoadedProfile {
     pub name: String,
     /// Every file merged, bases first.
     pub chain: Vec<String>,
+    /// The canonical path of every profile file read (embedded profiles have none): what the
+    /// next start reads, which the server must not be able to write.
+    pub files: Vec<PathBuf>,
     /// The chain's layers merged (and, once [`LoadedProfile::overlay`] ran, the command line's).
     pub layer: Profile,
 }
@@ -141,6 +144,9 @@ fn merge_into(into: &mut LoadedProfile, src: &Source, stack: &mut Vec<String>) -
     // Lay this file over what its bases already put in `into`.
     profile.locate(&|span| location(src, span.clone()));
     into.chain.push(src.label.clone());
+    if src.dir.is_some() {
+        into.files.push(PathBuf::from(&src.id));
+    }
     into.layer = std::mem::take(&mut into.layer).merge(profile);
     Ok(())
 }
