@@ -453,6 +453,14 @@ per_identity!(the_audit_log_is_never_where_the_server_can_reach_it, |who: Who| {
         .probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(125), "{}", o.describe());
     assert!(o.stderr.contains("is inside the write grant"), "{}", o.describe());
+    // A log reached through a link inside the grant, which the server could point elsewhere.
+    let logs = s.mkdir("logs", who);
+    std::os::unix::fs::symlink(&logs, w.join("to-logs")).unwrap();
+    let o = Sandbox::new(who)
+        .grant("--allow-write", &w)
+        .grant("--audit-log", w.join("to-logs/audit.jsonl"))
+        .probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "{}", o.describe());
     // Control: a log outside the grants.
     let o =
         Sandbox::new(who).grant("--allow-write", &w).grant("--audit-log", s.join("audit.jsonl")).probe(&["exit", "0"]);
@@ -961,8 +969,12 @@ per_identity!(the_files_of_the_next_start_are_never_where_the_server_can_write, 
         )
     };
     refused(&start(&args("w/server.args")), "argument file");
-    // Control: the same files outside the write grant start the server.
+    // Or reached through a link in the grant, which the server could point at another profile.
     let outside = s.file("server.toml", "extends = [\"strict\"]\n", who);
+    let link = w.join("current.toml");
+    std::os::unix::fs::symlink(&outside, &link).unwrap();
+    refused(&Sandbox::new(who).profile(&link).grant("--allow-write", &w).probe(&["exit", "0"]), "profile file");
+    // Control: the same files outside the write grant start the server.
     let o = Sandbox::new(who).profile(&outside).grant("--allow-write", &w).probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(0), "control: a profile outside the grant: {}", o.describe());
     assert_eq!(start(&args("server.args")).code(), Some(0), "control: an argument file outside the grant");

@@ -651,8 +651,9 @@ fn start_files_outside_write_grants(
     outside_write_grants(fs, files.chain(args_file.map(|f| ("argument file", f))), inputs)
 }
 
-/// Each `(what, path)` is outside every write grant, and holds none: else the server could erase,
-/// forge or redirect it.
+/// Each `(what, path)` is outside every write grant, holds none, and is not reached through one
+/// (a directory of the way there, or of a symlink on it, inside a grant): else the server could
+/// erase, forge or redirect it.
 fn outside_write_grants<'p>(
     fs: &FsPlan,
     paths: impl IntoIterator<Item = (&'static str, &'p Path)>,
@@ -663,9 +664,11 @@ fn outside_write_grants<'p>(
         if is_char_device(&resolved) {
             continue; // /dev/null or a terminal: nothing kept there to erase or forge
         }
+        let way = crate::paths::directories_read(path, &inputs.cwd);
         let grants = fs.paths.iter().filter(|(_, (access, _))| access.write).map(|(grant, _)| grant);
         for grant in grants {
-            if resolved.starts_with(grant) || grant.starts_with(&resolved) {
+            let through = way.iter().any(|dir| dir.starts_with(grant));
+            if through || resolved.starts_with(grant) || grant.starts_with(&resolved) {
                 return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
             }
         }

@@ -20,8 +20,8 @@ pub struct LoadedProfile {
     pub name: String,
     /// Every file merged, bases first.
     pub chain: Vec<String>,
-    /// The canonical path of every profile file read (embedded profiles have none): what the
-    /// next start reads, which the server must not be able to write.
+    /// Every profile file read, as it was named (embedded profiles have none): what the next
+    /// start reads, which the server must not be able to write or redirect.
     pub files: Vec<PathBuf>,
     /// The chain's layers merged (and, once [`LoadedProfile::overlay`] ran, the command line's).
     pub layer: Profile,
@@ -73,7 +73,8 @@ pub fn load(name_or_path: &str) -> Result<LoadedProfile, ProfileError> {
 
 /// Parses and validates one profile from text (for `check` and tests), merging its `extends`.
 pub fn load_source(label: &str, text: &str) -> Result<LoadedProfile, ProfileError> {
-    let source = Source { id: label.to_string(), label: label.to_string(), dir: None, text: text.to_string() };
+    let source =
+        Source { id: label.to_string(), label: label.to_string(), dir: None, file: None, text: text.to_string() };
     let mut merged = LoadedProfile { name: label.to_string(), ..Default::default() };
     merge_into(&mut merged, &source, &mut Vec::new())?;
     Ok(merged)
@@ -86,6 +87,8 @@ struct Source {
     label: String,
     /// Directory relative `extends` paths are resolved from.
     dir: Option<PathBuf>,
+    /// The file, as named (a relative `extends` joined to `dir`); `None` when embedded.
+    file: Option<PathBuf>,
     text: String,
 }
 
@@ -103,6 +106,7 @@ fn locate(name_or_path: &str, relative_to: Option<&Path>) -> Result<Source, Prof
             id: format!("embedded:{name_or_path}"),
             label: format!("{name_or_path} (embedded)"),
             dir: None,
+            file: None,
             text: text.to_string(),
         });
     }
@@ -117,6 +121,7 @@ fn locate(name_or_path: &str, relative_to: Option<&Path>) -> Result<Source, Prof
         id: canonical.display().to_string(),
         label: path.display().to_string(),
         dir: canonical.parent().map(Path::to_path_buf),
+        file: Some(path),
         text,
     })
 }
@@ -144,9 +149,7 @@ fn merge_into(into: &mut LoadedProfile, src: &Source, stack: &mut Vec<String>) -
     // Lay this file over what its bases already put in `into`.
     profile.locate(&|span| location(src, span.clone()));
     into.chain.push(src.label.clone());
-    if src.dir.is_some() {
-        into.files.push(PathBuf::from(&src.id));
-    }
+    into.files.extend(src.file.clone());
     into.layer = std::mem::take(&mut into.layer).merge(profile);
     Ok(())
 }
