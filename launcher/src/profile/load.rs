@@ -116,7 +116,8 @@ fn locate(name_or_path: &str, relative_to: Option<&Path>) -> Result<Source, Prof
     };
     let read_err = |source| ProfileError::Read { path: path.clone(), source };
     let text = std::fs::read_to_string(&path).map_err(read_err)?;
-    let canonical = path.canonicalize().map_err(read_err)?;
+    // A pipe (`--profile <(...)`) reads, but its /dev/fd link leads to no path: it is its own name.
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.clone());
     Ok(Source {
         id: canonical.display().to_string(),
         label: path.display().to_string(),
@@ -357,5 +358,17 @@ mod tests {
         for (name, _) in super::super::EMBEDDED {
             load(name).unwrap_or_else(|e| panic!("embedded profile {name}: {e}"));
         }
+    }
+
+    #[test]
+    fn a_profile_from_a_pipe_loads() {
+        use std::io::Write;
+        let (read, write) = std::io::pipe().unwrap_or_else(|e| panic!("{e}"));
+        let mut write = write;
+        write.write_all(b"extends = [\"strict\"]\n").unwrap_or_else(|e| panic!("{e}"));
+        drop(write);
+        let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&read));
+        let p = load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(p.chain, vec!["strict (embedded)".to_string(), path]);
     }
 }
