@@ -19,6 +19,7 @@ pub mod layers;
 pub mod learn;
 pub mod logging;
 pub mod mcp;
+pub mod mounts;
 pub mod paths;
 pub mod plan;
 pub mod profile;

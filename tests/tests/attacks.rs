@@ -974,11 +974,42 @@ per_identity!(the_files_of_the_next_start_are_never_where_the_server_can_write, 
     let link = w.join("current.toml");
     std::os::unix::fs::symlink(&outside, &link).unwrap();
     refused(&Sandbox::new(who).profile(&link).grant("--allow-write", &w).probe(&["exit", "0"]), "profile file");
+    // Or rewritten through a second name: a hard link in the grant, or a bind mount of the
+    // profile's directory that the grant is, or holds.
+    let cfg = s.mkdir("cfg", who);
+    let linked = s.file("cfg/linked.toml", "extends = [\"strict\"]\n", who);
+    std::fs::hard_link(&linked, w.join("notes.toml")).unwrap();
+    let o = Sandbox::new(who).profile(&linked).grant("--allow-write", &w).probe(&["exit", "0"]);
+    assert_eq!(o.code(), Some(125), "a hard link in the grant: {}", o.describe());
+    assert!(o.stderr.contains("has 2 hard links"), "{}", o.describe());
+    let bound = s.file("cfg/bound.toml", "extends = [\"strict\"]\n", who);
+    let (alias, sub) = (s.mkdir("alias", who), s.mkdir("w/sub", who));
+    for (mount_point, grant) in [(&alias, &alias), (&sub, &w)] {
+        let _mounted = BindMount::new(&cfg, mount_point);
+        refused(&Sandbox::new(who).profile(&bound).grant("--allow-write", grant).probe(&["exit", "0"]), "profile file");
+    }
     // Control: the same files outside the write grant start the server.
     let o = Sandbox::new(who).profile(&outside).grant("--allow-write", &w).probe(&["exit", "0"]);
     assert_eq!(o.code(), Some(0), "control: a profile outside the grant: {}", o.describe());
     assert_eq!(start(&args("server.args")).code(), Some(0), "control: an argument file outside the grant");
 });
+
+/// A bind mount of `source` on `target` for as long as it lives (made as root, seen by every user).
+struct BindMount(std::path::PathBuf);
+
+impl BindMount {
+    fn new(source: &std::path::Path, target: &std::path::Path) -> BindMount {
+        use nix::mount::{MsFlags, mount};
+        mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>).unwrap();
+        BindMount(target.to_path_buf())
+    }
+}
+
+impl Drop for BindMount {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
 
 /// An address of this host outside loopback (an interface's), if it has one.
 fn host_address() -> Option<std::net::Ipv4Addr> {

@@ -6,16 +6,17 @@
 //! hierarchy, where the host mounts one (the hybrid layout of these machines).
 
 use std::collections::BTreeMap;
-use std::ffi::{OsStr, OsString};
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use procfs_core::process::MountInfo;
+
+use crate::mounts::unescape;
 
 /// The cgroup hierarchies this process is in.
 #[derive(Debug, Clone, Default)]
@@ -149,31 +150,6 @@ fn own_cgroups(own: &str) -> (Option<&str>, BTreeMap<&str, &str>) {
 
 fn writable(dir: &Path) -> bool {
     nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
-}
-
-/// mountinfo writes space, tab, newline and backslash in paths as `\ooo` octal and every other
-/// byte (UTF-8 included) as it is; procfs-core leaves the escapes in, so they are undone here,
-/// byte by byte.
-fn unescape(s: &OsStr) -> PathBuf {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal =
-            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
-        match octal.map(|d| d.iter().fold(0u32, |v, b| v * 8 + u32::from(b - b'0'))).and_then(|v| u8::try_from(v).ok())
-        {
-            Some(byte) => {
-                out.push(byte);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    PathBuf::from(OsString::from_vec(out))
 }
 
 /// One limit to write into a cgroup.
@@ -382,8 +358,5 @@ mod tests {
         let v2 = f.v2.unwrap();
         assert_eq!(v2.mount, Path::new("/sys/fs/cgroup/\u{fc}n\u{ef} dir\\x"));
         assert_eq!(v2.own, Path::new("/sys/fs/cgroup/\u{fc}n\u{ef} dir\\x/svc"));
-        assert_eq!(unescape(OsStr::new("/a\\040b")), Path::new("/a b"));
-        assert_eq!(unescape(OsStr::new("/plain\\09")), Path::new("/plain\\09"), "not an escape");
-        assert_eq!(unescape(OsStr::new("/x\\777")), Path::new("/x\\777"), "not a byte");
     }
 }

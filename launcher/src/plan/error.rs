@@ -54,6 +54,9 @@ pub enum PlanError {
     /// The server could erase, forge or redirect a record of what it did.
     #[error("the {what} {path} is inside the write grant {grant}: the server could erase, forge or redirect it")]
     RecordInGrant { what: &'static str, path: PathBuf, grant: PathBuf },
+    /// A file of the run with another name somewhere, which a write grant could hold.
+    #[error("the {what} {path} has {links} hard links: through one inside a write grant the server could rewrite it")]
+    OtherLinks { what: &'static str, path: PathBuf, links: u64 },
 }
 
 /// Why a program that exists cannot be executed.
@@ -108,6 +111,9 @@ impl crate::error::Diagnose for PlanError {
             }
             PlanError::RecordInGrant { what, .. } => {
                 format!("keep the {what} outside every --allow-write grant (choose another path, or narrow the grant)")
+            }
+            PlanError::OtherLinks { what, .. } => {
+                format!("keep the {what} as a file of its own: copy it (`cp`) instead of linking it")
             }
             PlanError::Unenforceable { layer, .. } => format!(
                 "`mcp-warden doctor` shows what this host supports; to run anyway with less protection, set `{layer} = \"best-effort\"` under [require] or pass `--require {layer}=best-effort`"

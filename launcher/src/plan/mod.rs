@@ -402,6 +402,15 @@ impl Plan {
         self.learn.as_ref()
     }
 
+    /// The write grant a file is in, holds, or is reached through (by name or by place): a client
+    /// configuration there is the server's to rewrite, its own entry included.
+    pub fn write_grant_reaching(&self, file: &Path, cwd: &Path) -> Option<PathBuf> {
+        let mounts = crate::mounts::Mounts::of_this_process();
+        let grants = write_grant_places(&self.fs, &mounts);
+        let resolved = crate::paths::resolve(file, cwd);
+        grant_reaching(file, &resolved, &grants, &mounts, cwd).cloned()
+    }
+
     /// Would the server start and fail at once (its script, virtualenv or interpreter unreadable;
     /// a warning says what to grant)?
     pub fn fails_at_start(&self) -> bool {
@@ -652,26 +661,61 @@ fn start_files_outside_write_grants(
 }
 
 /// Each `(what, path)` is outside every write grant, holds none, and is not reached through one
-/// (a directory of the way there, or of a symlink on it, inside a grant): else the server could
-/// erase, forge or redirect it.
+/// ([`grant_reaching`]), nor has another hard link (which could be in a grant). Else the server
+/// could erase, forge or redirect it.
 fn outside_write_grants<'p>(
     fs: &FsPlan,
     paths: impl IntoIterator<Item = (&'static str, &'p Path)>,
     inputs: &Inputs<'_>,
 ) -> Result<(), PlanError> {
+    use std::os::unix::fs::MetadataExt;
+    let mounts = crate::mounts::Mounts::of_this_process();
+    let grants = write_grant_places(fs, &mounts);
     for (what, path) in paths {
         let resolved = crate::paths::resolve(path, &inputs.cwd);
         if is_char_device(&resolved) {
             continue; // /dev/null or a terminal: nothing kept there to erase or forge
         }
-        let way = crate::paths::directories_read(path, &inputs.cwd);
-        let grants = fs.paths.iter().filter(|(_, (access, _))| access.write).map(|(grant, _)| grant);
-        for grant in grants {
-            let through = way.iter().any(|dir| dir.starts_with(grant));
-            if through || resolved.starts_with(grant) || grant.starts_with(&resolved) {
-                return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
+        if let Some(grant) = grant_reaching(path, &resolved, &grants, &mounts, &inputs.cwd) {
+            return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
+        }
+        match std::fs::metadata(&resolved) {
+            Ok(m) if m.is_file() && m.nlink() > 1 => {
+                return Err(PlanError::OtherLinks { what, path: path.to_path_buf(), links: m.nlink() });
             }
+            _ => {}
         }
     }
     Ok(())
+}
+
+/// Each write grant, with the places it reaches: its own, and every mount beneath it.
+fn write_grant_places<'f>(
+    fs: &'f FsPlan,
+    mounts: &crate::mounts::Mounts,
+) -> Vec<(&'f PathBuf, Vec<crate::mounts::Place>)> {
+    (fs.paths.iter())
+        .filter(|(_, (access, _))| access.write)
+        .map(|(grant, _)| (grant, mounts.places_under(grant)))
+        .collect()
+}
+
+/// The write grant `path` (resolved: `resolved`) is in, holds, or is reached through: by name (a
+/// directory of the way there, or of a symlink on it, in the grant), or by place (the grant is, or
+/// holds, a mount of one of those directories: one directory, two names).
+fn grant_reaching<'g>(
+    path: &Path,
+    resolved: &Path,
+    grants: &[(&'g PathBuf, Vec<crate::mounts::Place>)],
+    mounts: &crate::mounts::Mounts,
+    cwd: &Path,
+) -> Option<&'g PathBuf> {
+    let mut way = crate::paths::directories_read(path, cwd);
+    way.push(resolved.to_path_buf());
+    let places: Vec<_> = way.iter().filter_map(|dir| mounts.place(dir)).collect();
+    grants.iter().find_map(|(grant, held)| {
+        let by_name = way.iter().any(|dir| dir.starts_with(grant)) || grant.starts_with(resolved);
+        let by_place = places.iter().any(|p| held.iter().any(|h| p.within(h)));
+        (by_name || by_place).then_some(*grant)
+    })
 }
