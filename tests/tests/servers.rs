@@ -767,6 +767,29 @@ fn an_unknown_server_wrapped_gets_its_runtime_and_its_env_keys() {
     assert!(!t.is_error && t.text.contains("hello"), "{}", t.text);
 }
 
+/// A project's client configuration inside the directory its filesystem server may write: the
+/// server could rewrite its own entry and start bare next time, so `wrap` says so. Control: the
+/// same entry in a configuration outside the grant gets no such warning.
+#[test]
+fn wrap_warns_when_a_server_may_rewrite_its_own_configuration() {
+    let server = need(test_env().join("node/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js"));
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let app = s.mkdir("app", who);
+    s.mkdir("app/.vscode", who);
+    let entry = serde_json::json!({"mcpServers": {"fs": {"command": "node", "args": [server, app]}}}).to_string();
+    let wrap = |config: &std::path::Path| {
+        std::fs::write(config, &entry).unwrap();
+        run(warden_as(who, &["wrap".as_ref(), config.as_os_str()]), None, Duration::from_secs(30))
+    };
+    let o = wrap(&app.join(".vscode/mcp.json"));
+    assert!(o.stderr.contains("fs: wrapped with profile `filesystem`"), "{}", o.describe());
+    assert!(o.stderr.contains("this configuration is in its write grant"), "{}", o.describe());
+    let o = wrap(&s.join("mcp.json"));
+    assert!(o.stderr.contains("fs: wrapped with profile `filesystem`"), "{}", o.describe());
+    assert!(!o.stderr.contains("this configuration is in its write grant"), "control: {}", o.describe());
+}
+
 /// `mcp-warden wrap` with no file: the configs of the clients this user has, found and wrapped
 /// (a Cursor config in JSONC and a Codex TOML here), each named on stderr.
 #[test]

@@ -55,7 +55,7 @@ fn one(out: &mut dyn Write, config: &Path, how: How) -> Result<i32, Failure> {
     // servers with a minimal PATH).
     let launcher = std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "mcp-warden".into());
     let wrapped = wrap::wrap_text(config, &original, &launcher, wrap::Mode::Wrap { learn })?;
-    report_changes(&wrapped.changes);
+    report_changes(config, &wrapped.changes);
     if wrapped.text == original {
         eprintln!("mcp-warden: nothing to change in {}", config.display());
     } else if write {
@@ -68,7 +68,7 @@ fn one(out: &mut dyn Write, config: &Path, how: How) -> Result<i32, Failure> {
     Ok(0)
 }
 
-fn report_changes(changes: &[wrap::Change]) {
+fn report_changes(config: &Path, changes: &[wrap::Change]) {
     for change in changes {
         let server = &change.server;
         match &change.outcome {
@@ -77,7 +77,7 @@ fn report_changes(changes: &[wrap::Change]) {
                 if let Some(w) = warning {
                     tracing::warn!("{server}: {w}");
                 }
-                for line in plan_report(&change.run_args) {
+                for line in plan_report(config, &change.run_args) {
                     eprintln!("mcp-warden: {server}: {line}");
                 }
             }
@@ -91,7 +91,7 @@ fn report_changes(changes: &[wrap::Change]) {
 
 /// What the wrapped entry's `run` would do on this host: what it grants beyond the profile's
 /// base, whether it would start, and the one command that fixes it when not.
-fn plan_report(run_args: &[String]) -> Vec<String> {
+fn plan_report(config: &Path, run_args: &[String]) -> Vec<String> {
     use clap::Parser;
     let argv = ["mcp-warden"].iter().map(|s| s.to_string()).chain(run_args.iter().cloned());
     let plan = match crate::cli::Cli::try_parse_from(argv).map(|c| c.command) {
@@ -136,6 +136,13 @@ fn plan_report(run_args: &[String]) -> Vec<String> {
     }
     let refusal = plan.check_requirements().err();
     lines.extend(plan.warnings().iter().map(|w| format!("warning: {w}")));
+    let cwd = std::env::current_dir().unwrap_or_default();
+    if let Some(grant) = plan.write_grant_reaching(config, &cwd) {
+        lines.push(format!(
+            "warning: this configuration is in its write grant {}: the server can rewrite its own entry and start without mcp-warden next time; keep the configuration outside the grant, or narrow the grant",
+            grant.display()
+        ));
+    }
     lines.push(match refusal {
         Some(e) => format!("would NOT start: {e}{}", e.hint().map(|h| format!("; fix: {h}")).unwrap_or_default()),
         None if plan.fails_at_start() => "would start and fail at once (the warning above says what to grant)".into(),
