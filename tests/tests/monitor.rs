@@ -469,6 +469,12 @@ fn many_servers_share_one_set_of_programs() {
     }
     assert_eq!(registered(), 0);
     assert_eq!(attached(), TREE);
+    // A surplus ring is deleted by a child of its launcher, after an RCU grace period, so that no
+    // exit waits for it: the last deletions may still be under way when the launchers are gone.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while rings() > 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     assert!(rings() <= 2, "at most two rings are kept for later servers, not twenty: {}", rings());
     for i in 0..20 {
         let events = read_log(&s.join(&format!("{i}.jsonl")));
