@@ -173,16 +173,31 @@ impl Resolver {
 /// pinned), and the file is the host's, not an answer an attacker could shape.
 pub fn pin_hosts_file(names: &Names, pins: &Pins) {
     const RUN: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
+    for (addr, name) in hosts_file() {
+        if let Some(opens) = names.lookup(&name) {
+            pins.pin(&names::normalize(&name), &[addr], &opens, RUN);
+        }
+    }
+}
+
+/// The addresses /etc/hosts gives `name` (`localhost`, names an administrator pinned): the only
+/// way a profile's name leads to a loopback or private address, since an answer putting a public
+/// name there is dropped ([`rebind`]).
+pub fn hosts_file_addresses(name: &str) -> Vec<IpAddr> {
+    let name = names::normalize(name);
+    hosts_file().into_iter().filter(|(_, n)| names::normalize(n) == name).map(|(a, _)| a).collect()
+}
+
+/// Every `(address, name)` pair of /etc/hosts.
+fn hosts_file() -> Vec<(IpAddr, String)> {
     let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let mut pairs = Vec::new();
     for line in text.lines() {
         let mut fields = line.split('#').next().unwrap_or_default().split_whitespace();
         let Some(addr) = fields.next().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
-        for name in fields {
-            if let Some(opens) = names.lookup(name) {
-                pins.pin(&names::normalize(name), &[addr], &opens, RUN);
-            }
-        }
+        pairs.extend(fields.map(|name| (addr, name.to_string())));
     }
+    pairs
 }
 
 fn record(name: String, qtype: &str, transport: Transport, outcome: DnsOutcome) -> Dns {

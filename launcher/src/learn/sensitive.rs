@@ -26,6 +26,9 @@ pub const SECRETS: &[&str] = &[
     ".npmrc",
     ".pypirc",
     ".git-credentials",
+    ".config/git/credentials",
+    ".yarnrc.yml",
+    ".config/glab-cli",
     ".vault-token",
     ".password-store",
     ".pki",
@@ -41,10 +44,17 @@ pub const SECRETS: &[&str] = &[
     ".config/doctl",
     ".config/op",
     ".config/google-chrome",
+    ".config/google-chrome-beta",
+    ".config/google-chrome-unstable",
     ".config/chromium",
+    ".config/vivaldi",
+    ".config/opera",
+    "snap/firefox",
+    "snap/chromium",
     ".config/BraveSoftware",
     ".config/microsoft-edge",
     ".config/Code/User/globalStorage",
+    ".config/Code - Insiders/User/globalStorage",
     ".config/Claude",
     ".claude.json",
     ".claude",
@@ -96,6 +106,7 @@ pub const SECRETS: &[&str] = &[
     ".pgpass",
     ".my.cnf",
     ".local/share/fish",
+    ".local/share/atuin",
     ".config/VSCodium/User/globalStorage",
     ".config/Code - OSS/User/globalStorage",
     ".config/JetBrains",
@@ -310,6 +321,22 @@ impl Closed {
 
 #[cfg(test)]
 mod tests {
+    /// Every secret of a home that `score` knows (data/score/sensitive-paths.toml) is closed to a
+    /// learning run too: one list may not grow without the other.
+    #[test]
+    fn every_secret_the_score_knows_is_closed_to_learning() {
+        let data: toml::Value =
+            toml::from_str(include_str!("../../data/score/sensitive-paths.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let classes = data["secret"].as_array().cloned().unwrap_or_default();
+        let paths = (classes.iter())
+            .filter(|c| c.get("root-only").is_none())
+            .flat_map(|c| c.get("paths").and_then(|p| p.as_array()).cloned().unwrap_or_default())
+            .filter_map(|p| p.as_str().and_then(|p| p.strip_prefix("~/")).map(str::to_string));
+        let open: Vec<String> =
+            paths.filter(|p| !SECRETS.iter().any(|s| p == s || Path::new(p).starts_with(s))).collect();
+        assert!(open.is_empty(), "secrets the score knows that a learning run may open: {open:?}");
+    }
+
     use super::*;
 
     #[test]

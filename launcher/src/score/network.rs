@@ -169,7 +169,14 @@ fn reach(c: &Ctx<'_>) -> Reach {
     r.any_address.extend(n.connect_any.iter().map(|p| (false, *p)));
     for e in &n.host_rules {
         match m.broker {
-            true => r.hosts.push((e.value.host.clone().unwrap_or_default(), e.value.port)),
+            true => {
+                let host = e.value.host.clone().unwrap_or_default();
+                // /etc/hosts answers a name before DNS: `localhost:5432` is loopback as `127.0.0.1:5432` is
+                r.nets.extend(
+                    crate::dns::hosts_file_addresses(&host).into_iter().map(|a| (IpNet::from(a), e.value.port)),
+                );
+                r.hosts.push((host, e.value.port));
+            }
             false => {
                 r.any_address.insert((e.value.udp, e.value.port));
             }

@@ -408,6 +408,18 @@ fn the_docs_list_every_row_with_its_weight_grades_and_floor() {
 }
 
 #[test]
+fn a_name_the_hosts_file_makes_loopback_is_graded_as_loopback() {
+    let f = Fixture::new();
+    let name_for_loopback = |text: &str| {
+        let plan = f.plan("strict", "extends = [\"strict\"]\n", &["--allow-connect", text]);
+        every_layer(&plan).grade("network.private-ranges").map(str::to_string)
+    };
+    assert_eq!(name_for_loopback("127.0.0.1:5432").as_deref(), Some("explicit"), "control: the address");
+    assert!(crate::dns::hosts_file_addresses("localhost").iter().any(|a| a.is_loopback()), "this host's /etc/hosts");
+    assert_eq!(name_for_loopback("localhost:5432").as_deref(), Some("explicit"), "the name /etc/hosts answers");
+}
+
+#[test]
 fn a_reachable_container_engine_socket_is_root_equivalent() {
     let f = Fixture::new();
     let run = tempfile::tempdir().unwrap();
