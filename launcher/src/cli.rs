@@ -53,10 +53,10 @@ pub enum Command {
         /// The client's configuration file; without one, every config of the clients this user
         /// has (Claude Desktop, Claude Code, Cursor, VS Code, Codex, Zed) that exists.
         config: Option<PathBuf>,
-        /// Apply the change (the original bytes are kept in CONFIG.mcp-warden.bak).
+        /// Apply the change (the original bytes are kept in mcp-warden's state directory).
         #[arg(long, conflicts_with = "undo")]
         write: bool,
-        /// Restore the original bytes from CONFIG.mcp-warden.bak.
+        /// Restore the original bytes that --write kept.
         #[arg(long)]
         undo: bool,
         /// Start unknown servers in learning mode (`run --learn NAME`, NAME from the entry's

@@ -852,6 +852,8 @@ fn wrap_rewrites_a_client_config_that_then_runs() {
     );
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "a preview changes nothing");
 
+    let planted = s.join("claude_desktop_config.json.mcp-warden.bak");
+    std::os::unix::fs::symlink(s.join("planted-login"), &planted).unwrap();
     let written = wrap(&["--write"]);
     assert_eq!(written.code(), Some(0), "{}", written.describe());
     assert!(
@@ -864,8 +866,12 @@ fn wrap_rewrites_a_client_config_that_then_runs() {
     let entry = &v["mcpServers"]["time"];
     let args: Vec<String> = entry["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().to_string()).collect();
     assert_eq!(args, ["run", "--profile", "time", "--", python.to_str().unwrap(), "-m", "mcp_server_time"]);
-    let backup = s.join("claude_desktop_config.json.mcp-warden.bak");
-    assert_eq!(std::fs::read_to_string(&backup).unwrap(), original);
+    // The original is kept in mcp-warden's state directory, never beside the config, where a
+    // cloned project could plant a "backup" for `--undo` to restore, or a symlink for `--write`.
+    let kept = written.stderr.split("original kept in ").nth(1).and_then(|r| r.split(')').next()).unwrap();
+    assert!(std::path::Path::new(kept).starts_with(state_home(who)), "{kept}");
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), original);
+    assert!(!s.join("planted-login").exists(), "the planted symlink beside the config was not followed");
 
     // The wrapped entry is what a client would start: it must work.
     let command = entry["command"].as_str().unwrap();
@@ -883,5 +889,5 @@ fn wrap_rewrites_a_client_config_that_then_runs() {
     let undone = wrap(&["--undo"]);
     assert_eq!(undone.code(), Some(0), "{}", undone.describe());
     assert_eq!(std::fs::read_to_string(&config).unwrap(), original, "the original bytes are back");
-    assert!(!backup.exists());
+    assert!(!std::path::Path::new(kept).exists(), "the backup is removed once restored");
 }

@@ -17,7 +17,7 @@ pub fn command(out: &mut dyn Write, config: Option<&Path>, how: How) -> Result<i
     let found: Vec<_> = wrap::CLIENT_CONFIGS
         .iter()
         .map(|(rel, client)| (home.join(rel), *client))
-        .filter(|(path, _)| path.is_file() && (!undo || wrap::backup_path(path).is_file()))
+        .filter(|(path, _)| path.is_file() && (!undo || wrap::backup_path(path).is_ok_and(|b| b.is_file())))
         .collect();
     for (rel, client) in wrap::CLIENT_CONFIGS {
         let path = home.join(rel);
@@ -47,7 +47,7 @@ fn one(out: &mut dyn Write, config: &Path, how: How) -> Result<i32, Failure> {
     let How { write, undo, learn } = how;
     if undo {
         wrap::undo(config)?;
-        eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config).display());
+        eprintln!("mcp-warden: restored {} from {}", config.display(), wrap::backup_path(config)?.display());
         return Ok(0);
     }
     let original = wrap::read(config)?;
@@ -60,7 +60,7 @@ fn one(out: &mut dyn Write, config: &Path, how: How) -> Result<i32, Failure> {
         eprintln!("mcp-warden: nothing to change in {}", config.display());
     } else if write {
         wrap::write(config, &original, &wrapped.text)?;
-        eprintln!("mcp-warden: wrote {} (original kept in {})", config.display(), wrap::backup_path(config).display());
+        eprintln!("mcp-warden: wrote {} (original kept in {})", config.display(), wrap::backup_path(config)?.display());
     } else {
         out.write_all(wrap::diff(config, &original, &wrapped.text).as_bytes()).map_err(CommandError::output)?;
         eprintln!("mcp-warden: this is a preview: add --write to apply it");

@@ -7,8 +7,8 @@
 //! the `command` and `args` of the wrapped entries change: comments, formatting, key order, HTTP
 //! and SSE entries and `env` are kept byte for byte. The original argv goes after `--` unchanged
 //! (never joined into a shell string). The default is a diff; `--write` applies it, keeping the
-//! original bytes in `CONFIG.mcp-warden.bak`, which `--undo` restores. Wrapping twice changes
-//! nothing.
+//! original bytes in mcp-warden's state directory ([`backup_path`]), which `--undo` restores.
+//! Wrapping twice changes nothing.
 
 mod codex;
 mod jsonc;
@@ -39,6 +39,8 @@ pub enum WrapError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("no backup {} to restore", path.display())]
     NoBackup { path: PathBuf },
+    #[error("no state directory to keep the original config in: neither XDG_STATE_HOME nor HOME is set")]
+    NoStateDir,
 }
 
 impl crate::error::Diagnose for WrapError {
@@ -101,10 +103,18 @@ pub struct Wrapped {
     pub changes: Vec<Change>,
 }
 
-pub fn backup_path(config: &Path) -> PathBuf {
-    let mut name = config.as_os_str().to_os_string();
-    name.push(".mcp-warden.bak");
-    PathBuf::from(name)
+/// Where `--write` keeps a config's original bytes: `$XDG_STATE_HOME/mcp-warden/wrap-backups/`,
+/// named by a digest of the config's canonical path. Never beside the config: whoever ships the
+/// config (a cloned project's `.vscode/mcp.json`) could plant a "backup" there for `--undo` to
+/// restore, or a symlink for `--write` to follow into a shell start-up file.
+pub fn backup_path(config: &Path) -> Result<PathBuf, WrapError> {
+    use sha2::Digest;
+    use std::os::unix::ffi::OsStrExt;
+    let state = crate::plan::state_home(|k| std::env::var(k).ok()).ok_or(WrapError::NoStateDir)?;
+    let canonical = config.canonicalize().unwrap_or_else(|_| config.to_path_buf());
+    let digest = sha2::Sha256::digest(canonical.as_os_str().as_bytes());
+    let name: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(state.join("mcp-warden/wrap-backups").join(format!("{name}.bak")))
 }
 
 /// The runtime profile for an unknown server: `node` for Node.js and npx, `python` for Python,
@@ -308,17 +318,38 @@ pub fn read(path: &Path) -> Result<String, WrapError> {
 /// Writes the wrapped text, saving the original bytes first (once: a second wrap keeps the
 /// first backup, which is the config as the user wrote it).
 pub fn write(path: &Path, original: &str, wrapped: &str) -> Result<(), WrapError> {
-    let backup = backup_path(path);
-    if !backup.exists() {
-        std::fs::write(&backup, original).map_err(|source| WrapError::Write { path: backup.clone(), source })?;
+    use std::io::Write;
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let backup = backup_path(path)?;
+    let failed = |source| WrapError::Write { path: backup.clone(), source };
+    if let Some(dir) = backup.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(failed)?;
+    }
+    // The first write's backup is the original: a later `--write` (a server added since) keeps it.
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&backup);
+    match created {
+        Ok(mut file) => file.write_all(original.as_bytes()).map_err(failed)?,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(failed(e)),
     }
     std::fs::write(path, wrapped).map_err(|source| WrapError::Write { path: path.into(), source })
 }
 
 /// Restores the original bytes saved by `write` and removes the backup.
 pub fn undo(path: &Path) -> Result<(), WrapError> {
-    let backup = backup_path(path);
-    let bytes = std::fs::read(&backup).map_err(|_| WrapError::NoBackup { path: backup.clone() })?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let backup = backup_path(path)?;
+    let no_backup = || WrapError::NoBackup { path: backup.clone() };
+    let mut file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(&backup).map_err(|_| no_backup())?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes).map_err(|_| no_backup())?;
     std::fs::write(path, bytes).map_err(|source| WrapError::Write { path: path.into(), source })?;
     std::fs::remove_file(&backup).map_err(|source| WrapError::Write { path: backup, source })
 }
