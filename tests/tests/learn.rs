@@ -280,3 +280,57 @@ per_identity!(a_learning_run_cannot_reach_secrets_or_persistence_around_its_gran
         assert!(o.stdout.contains(&format!("{arg}: OK")), "{who:?}: {arg}\n{}", o.describe());
     }
 });
+
+per_identity!(a_learning_session_still_running_is_not_accepted, |who: Who| {
+    // A server still learning could add, after `learn show`, what `accept` would then grant unseen.
+    let home = Home::new(who);
+    let mut c = home.command(warden());
+    c.args(["run", "--learn", "sleeper", "--profile", "strict", "--allow-exec"]).arg(probe_dir());
+    if who == Who::Root {
+        c.args(["--require", "monitor=off"]);
+    }
+    c.arg("--").arg(probe()).args(["sleep", "60"]);
+    c.stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    let mut running = c.spawn().unwrap();
+    let sessions = home.join(".local/state/mcp-warden/learn/sleeper");
+    let started = std::time::Instant::now();
+    while std::fs::read_dir(&sessions).map_or(0, |d| d.count()) == 0 && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let o = home.warden(&["learn", "accept", "sleeper"]);
+    let launcher = nix::unistd::Pid::from_raw(launcher_pid(&running) as i32);
+    let _ = nix::sys::signal::kill(launcher, nix::sys::signal::Signal::SIGKILL);
+    let _ = running.wait();
+    assert_ne!(o.code(), Some(0), "{}", o.describe());
+    assert!(o.stderr.contains("still running"), "{}", o.describe());
+    assert!(!home.join(".config/mcp-warden/profiles/sleeper.toml").exists(), "nothing was written");
+    // Control: once the run has ended, the same session is accepted.
+    let o = home.warden(&["learn", "accept", "sleeper"]);
+    succeeded(&o, "learn accept after the run");
+});
+
+per_identity!(two_servers_learning_under_one_name_are_not_drafted_as_one, |who: Who| {
+    let home = Home::new(who);
+    let learn = |name: &str, action: &[&str]| {
+        let mut c = home.command(warden());
+        c.args(["run", "--learn", name, "--profile", "strict", "--allow-exec"]).arg(probe_dir());
+        if who == Who::Root {
+            c.args(["--require", "monitor=off"]);
+        }
+        c.arg("--").arg(probe()).args(action);
+        let o = run(c, None, Duration::from_secs(60));
+        assert_eq!(o.code(), Some(0), "{}", o.describe());
+    };
+    // Control: two sessions of one server draft one profile.
+    learn("one", &["exit", "0"]);
+    learn("one", &["exit", "0"]);
+    succeeded(&home.warden(&["learn", "show", "one"]), "learn show of one server's sessions");
+    // Two servers under one name (two client configs' entries called alike): no draft mixes them.
+    learn("two", &["exit", "0"]);
+    learn("two", &["sleep", "0"]);
+    for verb in ["show", "accept"] {
+        let o = home.warden(&["learn", verb, "two"]);
+        assert_ne!(o.code(), Some(0), "{verb}: {}", o.describe());
+        assert!(o.stderr.contains("ran 2 different servers"), "{verb}: {}", o.describe());
+    }
+});

@@ -17,7 +17,10 @@ pub fn command(out: &mut dyn Write, command: LearnCommand) -> Result<i32, Failur
     match command {
         LearnCommand::List => list(out, &state.join("mcp-warden/learn")),
         LearnCommand::Show { name } => show(out, &draft(&state, &name)?, &accepted_path(&name)?),
-        LearnCommand::Accept { name, configs } => accept(&draft(&state, &name)?, &accepted_path(&name)?, &configs),
+        LearnCommand::Accept { name, configs } => {
+            not_running(&learn::sessions_dir(&state, &checked(&name)?), &name)?;
+            accept(&draft(&state, &name)?, &accepted_path(&name)?, &configs)
+        }
         LearnCommand::Forget { name } => forget(&learn::sessions_dir(&state, &checked(&name)?)),
     }
 }
@@ -36,6 +39,20 @@ fn accepted_path(name: &str) -> Result<PathBuf, Failure> {
     Ok(learn::profile_path(&home, &checked(name)?))
 }
 
+/// `learn accept` drafts from sessions that have ended: one still running could add, after `learn
+/// show`, what the accepted profile would then grant without anyone having seen it.
+fn not_running(dir: &Path, name: &str) -> Result<(), Failure> {
+    let running = session::running(dir);
+    if running.is_empty() {
+        return Ok(());
+    }
+    let why = format!("{} learning session(s) of `{name}` still running ({})", running.len(), running[0].display());
+    let hint = format!(
+        "stop the server (close the client, or end the run), then `mcp-warden learn show {name}` and accept what it shows"
+    );
+    Err(CommandError::with_hint(why, hint).into())
+}
+
 /// The draft from every session of `name`.
 fn draft(state: &Path, name: &str) -> Result<Draft, Failure> {
     let dir = learn::sessions_dir(state, &checked(name)?);
@@ -48,7 +65,26 @@ fn draft(state: &Path, name: &str) -> Result<Draft, Failure> {
             CommandError::with_hint(format!("no learning sessions for `{name}` in {}", dir.display()), hint).into()
         );
     }
+    one_server(&sessions, name)?;
     Ok(Draft::from_sessions(name, &sessions))
+}
+
+/// The sessions of a name ran one command, on one profile: sessions of two servers under one name
+/// (two client configs' entries of the same name) would draft a profile granting each what the
+/// other did.
+fn one_server(sessions: &[(session::Header, Vec<session::Record>)], name: &str) -> Result<(), Failure> {
+    let commands: std::collections::BTreeSet<(&str, &[String])> =
+        sessions.iter().map(|(h, _)| (h.profile.as_str(), h.argv.as_slice())).collect();
+    if commands.len() <= 1 {
+        return Ok(());
+    }
+    let list: Vec<String> =
+        commands.iter().map(|(profile, argv)| format!("`{}` on {profile}", argv.join(" "))).collect();
+    let why = format!("the sessions of `{name}` ran {} different servers: {}", commands.len(), list.join(", "));
+    let hint = format!(
+        "`mcp-warden learn forget {name}`, then learn each server under a name of its own (`run --learn NAME`)"
+    );
+    Err(CommandError::with_hint(why, hint).into())
 }
 
 fn list(out: &mut dyn Write, root: &Path) -> Result<i32, Failure> {

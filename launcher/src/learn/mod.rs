@@ -68,11 +68,19 @@ pub fn config_home(var: impl Fn(&str) -> Option<String>) -> Option<PathBuf> {
 }
 
 /// A name for a client config's server entry (`learn` names are file names).
+/// A name that is not one already (`.`, `/`, spaces, a name too long) gets a digest of the
+/// original at its end, so that two entries never learn as one (`other.server` and `other-server`).
 pub fn name_for_server(server: &str) -> String {
+    use sha2::Digest;
     let name: String =
         server.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect();
-    let name = name.trim_matches('-').to_string();
-    if name.is_empty() { "server".into() } else { name.chars().take(64).collect() }
+    let name = name.trim_matches('-');
+    if name == server && name.len() <= 64 {
+        return name.to_string();
+    }
+    let digest: String = sha2::Sha256::digest(server.as_bytes())[..4].iter().map(|b| format!("{b:02x}")).collect();
+    let stem: String = if name.is_empty() { "server".into() } else { name.chars().take(55).collect() };
+    format!("{stem}-{digest}")
 }
 
 #[cfg(test)]
@@ -95,7 +103,13 @@ mod tests {
     fn names_are_file_names() {
         assert!(valid_name("weather-api_2"));
         assert!(!valid_name("../x") && !valid_name(".hidden") && !valid_name("") && !valid_name("a/b"));
-        assert_eq!(name_for_server("/home/me/app: db"), "home-me-app--db");
-        assert!(valid_name(&name_for_server("/home/me/app: db")));
+        assert_eq!(name_for_server("weather"), "weather", "a name that is one already is kept");
+        let project = name_for_server("/home/me/app: db");
+        assert!(project.starts_with("home-me-app--db-") && valid_name(&project), "{project}");
+        // two entries never learn as one
+        assert_ne!(name_for_server("other.server"), name_for_server("other-server"));
+        let long = "x".repeat(70);
+        assert_ne!(name_for_server(&long), name_for_server(&format!("{long}y")));
+        assert!(valid_name(&name_for_server(&long)));
     }
 }

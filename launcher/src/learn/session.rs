@@ -122,6 +122,11 @@ impl Writer {
             .mode(0o600)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
+        // Held while the run lasts (the kernel drops it when the launcher dies, however): a
+        // session still being written is one `learn accept` must not draft from ([`running`]).
+        if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            tracing::debug!("learn: the session file cannot be locked ({e}): `learn accept` cannot tell it runs");
+        }
         let writer = Writer { file: Mutex::new(file), seen: Mutex::default(), written: Mutex::default(), path };
         writer.record(Record::Session(Box::new(header.clone())));
         Ok(writer)
@@ -157,6 +162,20 @@ impl Writer {
             tracing::warn!("learn: failed to append to the session file: {e}");
         }
     }
+}
+
+/// The sessions of a name still being written: their launcher holds the file's lock.
+pub fn running(dir: &Path) -> Vec<PathBuf> {
+    let files = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
+    files
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .filter(|p| {
+            File::open(p).is_ok_and(|f| {
+                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared)
+                    == Err(rustix::io::Errno::WOULDBLOCK)
+            })
+        })
+        .collect()
 }
 
 /// Every session of a name: its header and its records. Unreadable lines are skipped with a
