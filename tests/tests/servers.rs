@@ -790,6 +790,39 @@ fn wrap_warns_when_a_server_may_rewrite_its_own_configuration() {
     assert!(!o.stderr.contains("this configuration is in its write grant"), "control: {}", o.describe());
 }
 
+/// An entry that only looks wrapped (a program called `mcp-warden` that is not this one) is
+/// reported as such; a really wrapped one is scored like any other (control).
+#[test]
+fn wrap_tells_a_lookalike_launcher_from_this_one() {
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let fake = s.mkdir("fake", who).join("mcp-warden");
+    std::fs::write(&fake, "#!/bin/sh\nexec \"$@\"\n").unwrap();
+    let real = warden();
+    let entry = |command: &std::path::Path| {
+        let args = ["run", "--profile", "strict", "--", "/bin/true"];
+        serde_json::json!({"mcpServers": {"x": {"command": command, "args": args}}}).to_string()
+    };
+    let wrap = |command: &std::path::Path| {
+        let config = s.join("mcp.json");
+        std::fs::write(&config, entry(command)).unwrap();
+        run(warden_as(who, &["wrap".as_ref(), config.as_os_str()]), None, Duration::from_secs(30))
+    };
+    let o = wrap(&fake);
+    assert!(
+        o.stderr.contains("already runs under mcp-warden") && o.stderr.contains("is not this mcp-warden"),
+        "{}",
+        o.describe()
+    );
+    let o = wrap(&real);
+    assert!(
+        o.stderr.contains("already runs under mcp-warden") && o.stderr.contains("x: would start"),
+        "{}",
+        o.describe()
+    );
+    assert!(!o.stderr.contains("is not this mcp-warden"), "control: {}", o.describe());
+}
+
 /// `mcp-warden wrap` with no file: the configs of the clients this user has, found and wrapped
 /// (a Cursor config in JSONC and a Codex TOML here), each named on stderr.
 #[test]

@@ -81,12 +81,35 @@ fn report_changes(config: &Path, changes: &[wrap::Change]) {
                     eprintln!("mcp-warden: {server}: {line}");
                 }
             }
-            Outcome::AlreadyWrapped => eprintln!("mcp-warden: {server}: already runs under mcp-warden"),
+            Outcome::AlreadyWrapped { command } => {
+                eprintln!("mcp-warden: {server}: already runs under mcp-warden");
+                match this_binary(command) {
+                    true => plan_report(config, &change.run_args)
+                        .iter()
+                        .for_each(|line| eprintln!("mcp-warden: {server}: {line}")),
+                    false => eprintln!(
+                        "mcp-warden: {server}: warning: its command `{command}` is not this mcp-warden ({}): check what it runs",
+                        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()
+                    ),
+                }
+            }
             Outcome::NotStdio => eprintln!("mcp-warden: {server}: not a stdio server, left as it is"),
             Outcome::LeftAlone(why) => eprintln!("mcp-warden: {server}: {why}"),
             Outcome::Accepted => eprintln!("mcp-warden: {server}: runs on its learned profile"),
         }
     }
+}
+
+/// Is `command` (a path, or a name looked up in PATH as a client would) this very binary?
+fn this_binary(command: &str) -> bool {
+    let found = match command.contains('/') {
+        true => Some(std::path::PathBuf::from(command)),
+        false => std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).map(|d| d.join(command)).find(|c| c.is_file()))
+            .unwrap_or_default(),
+    };
+    let real = |p: &Path| p.canonicalize().ok();
+    found.as_deref().and_then(real).is_some_and(|f| std::env::current_exe().ok().as_deref().and_then(real) == Some(f))
 }
 
 /// What the wrapped entry's `run` would do on this host: what it grants beyond the profile's

@@ -60,7 +60,8 @@ impl crate::error::Diagnose for WrapError {
 pub struct Change {
     pub server: String,
     pub outcome: Outcome,
-    /// The arguments written for a wrapped server (`run --profile P -- CMD ARGS`); empty otherwise.
+    /// The arguments written for a wrapped server (`run --profile P -- CMD ARGS`), or those of an
+    /// entry already wrapped; empty otherwise.
     pub run_args: Vec<String>,
 }
 
@@ -70,7 +71,11 @@ pub enum Outcome {
         profile: &'static str,
         warning: Option<String>,
     },
-    AlreadyWrapped,
+    /// The entry runs a program called `mcp-warden` with `run` (`command`, as the entry names it;
+    /// its arguments in [`Change::run_args`]).
+    AlreadyWrapped {
+        command: String,
+    },
     NotStdio,
     /// A server a container engine runs (its daemon, not the client's process, runs it): left as
     /// it is, with why.
@@ -245,7 +250,7 @@ fn decide(entry: &Map<String, Value>, vscode: bool, server: &str, mode: Mode<'_>
     match mode {
         Mode::Accept { name, profile } if wrapped => accept(args, name, profile),
         Mode::Accept { .. } => skip(Outcome::NotStdio),
-        Mode::Wrap { .. } if wrapped => skip(Outcome::AlreadyWrapped),
+        Mode::Wrap { .. } if wrapped => Decision { outcome: Outcome::AlreadyWrapped { command }, args },
         Mode::Wrap { learn } => wrap_entry(entry, command, args, learn.then_some(server)),
     }
 }
@@ -268,13 +273,34 @@ fn wrap_entry(entry: &Map<String, Value>, command: String, args: Vec<String>, le
         new_args.extend(["--learn".to_string(), crate::learn::name_for_server(server), "--mcp".to_string()]);
     }
     // The entry's own environment (an API key, say) reaches the server by name.
-    for key in entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()) {
-        new_args.extend(["--pass-env".to_string(), key.clone()]);
+    let keys: Vec<&String> =
+        entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()).collect();
+    for key in &keys {
+        new_args.extend(["--pass-env".to_string(), (*key).clone()]);
     }
+    let warning = match (warning, launcher_env(&keys)) {
+        (Some(recognised), Some(env)) => Some(format!("{recognised}; {env}")),
+        (recognised, env) => recognised.or(env),
+    };
     new_args.push("--".into());
     new_args.push(command);
     new_args.extend(args);
     Decision { outcome: Outcome::Wrapped { profile, warning }, args: new_args }
+}
+
+/// The client sets an entry's `env` for the program it starts, which is now mcp-warden itself,
+/// outside every layer: keys that steer the loader or where mcp-warden keeps its state are said.
+fn launcher_env(keys: &[&String]) -> Option<String> {
+    let steering: Vec<&str> = (keys.iter())
+        .map(|k| k.as_str())
+        .filter(|k| k.starts_with("LD_") || k.starts_with("XDG_") || matches!(*k, "GCONV_PATH" | "HOME" | "PATH"))
+        .collect();
+    (!steering.is_empty()).then(|| {
+        format!(
+            "the entry's env sets {}, which the client applies to mcp-warden itself, outside every layer (the loader, its home and state directory): check them",
+            steering.join(", ")
+        )
+    })
 }
 
 /// `learn accept`: an entry learning under `name` (`--learn NAME` before `--`) runs on `profile`
@@ -580,5 +606,21 @@ url = "https://mcp.example/mcp"
         assert!(w.text.contains("# the default model") && w.text.contains("env = { TZ = \"UTC\" }"));
         assert_eq!(w.changes[1].outcome, Outcome::NotStdio);
         assert_eq!(wrap_text(Path::new("config.toml"), &w.text, "mcp-warden", WRAP).unwrap().text, w.text);
+    }
+
+    #[test]
+    fn env_keys_that_steer_the_launcher_are_said() {
+        let config = r#"{"mcpServers": {"x": {"command": "uvx", "args": ["mcp-server-time"], "env": {"LD_PRELOAD": "/tmp/x.so", "API_KEY": "k"}}}}"#;
+        let w = wrap_text(Path::new("c.json"), config, "/usr/bin/mcp-warden", WRAP).unwrap();
+        match &w.changes[0].outcome {
+            Outcome::Wrapped { warning: Some(w), .. } => {
+                assert!(w.contains("LD_PRELOAD") && !w.contains("API_KEY"), "{w}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let plain = config.replace("LD_PRELOAD", "OTHER");
+        let w = wrap_text(Path::new("c.json"), &plain, "/usr/bin/mcp-warden", WRAP).unwrap();
+        let said = |c: &Change| matches!(&c.outcome, Outcome::Wrapped { warning: Some(w), .. } if w.contains("outside every layer"));
+        assert!(!said(&w.changes[0]), "control: {:?}", w.changes[0]);
     }
 }
