@@ -308,7 +308,9 @@ fn launcher_env(keys: &[&String]) -> Option<String> {
 fn accept(args: Vec<String>, name: &str, profile: &str) -> Decision {
     let split = args.iter().position(|a| a == "--").unwrap_or(args.len());
     let (options, command) = args.split_at(split);
-    let learning = options.windows(2).any(|w| w[0] == "--learn" && w[1] == name);
+    // both spellings clap takes: `--learn NAME` and `--learn=NAME` (and `-pX` for the profile)
+    let learning = options.windows(2).any(|w| w[0] == "--learn" && w[1] == name)
+        || options.iter().any(|a| a.strip_prefix("--learn=") == Some(name));
     if !learning {
         return Decision { outcome: Outcome::NotStdio, args: Vec::new() };
     }
@@ -319,6 +321,7 @@ fn accept(args: Vec<String>, name: &str, profile: &str) -> Decision {
             "--learn" | "--profile" | "-p" => {
                 rest.next();
             }
+            a if a.starts_with("--learn=") || a.starts_with("--profile=") || (a.starts_with("-p") && a.len() > 2) => {}
             _ => new_args.push(a.clone()),
         }
     }
@@ -622,5 +625,24 @@ url = "https://mcp.example/mcp"
         let w = wrap_text(Path::new("c.json"), &plain, "/usr/bin/mcp-warden", WRAP).unwrap();
         let said = |c: &Change| matches!(&c.outcome, Outcome::Wrapped { warning: Some(w), .. } if w.contains("outside every layer"));
         assert!(!said(&w.changes[0]), "control: {:?}", w.changes[0]);
+    }
+
+    #[test]
+    fn accept_reads_both_spellings_of_an_option() {
+        for options in [
+            ["--profile", "python", "--learn", "w"].as_slice(),
+            &["--profile=python", "--learn=w"],
+            &["-ppython", "--learn=w"],
+        ] {
+            let args: Vec<String> = ["run"]
+                .iter()
+                .chain(options)
+                .chain(&["--mcp", "--", "srv", "--learn=w"])
+                .map(|s| s.to_string())
+                .collect();
+            let d = accept(args, "w", "/p/w.toml");
+            assert_eq!(d.outcome, Outcome::Accepted, "{options:?}");
+            assert_eq!(d.args, ["run", "--profile", "/p/w.toml", "--mcp", "--", "srv", "--learn=w"], "{options:?}");
+        }
     }
 }
