@@ -311,8 +311,9 @@ per_identity!(a_learning_session_still_running_is_not_accepted, |who: Who| {
 
 per_identity!(two_servers_learning_under_one_name_are_not_drafted_as_one, |who: Who| {
     let home = Home::new(who);
-    let learn = |name: &str, action: &[&str]| {
+    let learn_in = |name: &str, action: &[&str], cwd: &Path| {
         let mut c = home.command(warden());
+        c.current_dir(cwd);
         c.args(["run", "--learn", name, "--profile", "strict", "--allow-exec"]).arg(probe_dir());
         if who == Who::Root {
             c.args(["--require", "monitor=off"]);
@@ -321,6 +322,7 @@ per_identity!(two_servers_learning_under_one_name_are_not_drafted_as_one, |who: 
         let o = run(c, None, Duration::from_secs(60));
         assert_eq!(o.code(), Some(0), "{}", o.describe());
     };
+    let learn = |name: &str, action: &[&str]| learn_in(name, action, Path::new("/"));
     // Control: two sessions of one server draft one profile.
     learn("one", &["exit", "0"]);
     learn("one", &["exit", "0"]);
@@ -328,9 +330,12 @@ per_identity!(two_servers_learning_under_one_name_are_not_drafted_as_one, |who: 
     // Two servers under one name (two client configs' entries called alike): no draft mixes them.
     learn("two", &["exit", "0"]);
     learn("two", &["sleep", "0"]);
-    for verb in ["show", "accept"] {
-        let o = home.warden(&["learn", verb, "two"]);
-        assert_ne!(o.code(), Some(0), "{verb}: {}", o.describe());
-        assert!(o.stderr.contains("ran 2 different servers"), "{verb}: {}", o.describe());
+    // One command line run from two directories (`./srv` is another server in each) is two too.
+    learn_in("three", &["exit", "0"], &home.join("notes"));
+    learn_in("three", &["exit", "0"], &home.join("docs"));
+    for (name, verb) in [("two", "show"), ("two", "accept"), ("three", "show")] {
+        let o = home.warden(&["learn", verb, name]);
+        assert_ne!(o.code(), Some(0), "{name} {verb}: {}", o.describe());
+        assert!(o.stderr.contains("ran 2 different servers"), "{name} {verb}: {}", o.describe());
     }
 });

@@ -18,8 +18,10 @@ pub fn command(out: &mut dyn Write, command: LearnCommand) -> Result<i32, Failur
         LearnCommand::List => list(out, &state.join("mcp-warden/learn")),
         LearnCommand::Show { name } => show(out, &draft(&state, &name)?, &accepted_path(&name)?),
         LearnCommand::Accept { name, configs } => {
-            not_running(&learn::sessions_dir(&state, &checked(&name)?), &name)?;
-            accept(&draft(&state, &name)?, &accepted_path(&name)?, &configs)
+            // drafted from the sessions held here, ended and locked until the profile is written
+            let held = ended(&learn::sessions_dir(&state, &checked(&name)?), &name)?;
+            let draft = draft_of(&name, &session::read_files(&held), &learn::sessions_dir(&state, &name))?;
+            accept(&draft, &accepted_path(&name)?, &configs)
         }
         LearnCommand::Forget { name } => forget(&learn::sessions_dir(&state, &checked(&name)?)),
     }
@@ -41,11 +43,11 @@ fn accepted_path(name: &str) -> Result<PathBuf, Failure> {
 
 /// `learn accept` drafts from sessions that have ended: one still running could add, after `learn
 /// show`, what the accepted profile would then grant without anyone having seen it.
-fn not_running(dir: &Path, name: &str) -> Result<(), Failure> {
-    let running = session::running(dir);
-    if running.is_empty() {
-        return Ok(());
-    }
+fn ended(dir: &Path, name: &str) -> Result<Vec<(PathBuf, std::fs::File)>, Failure> {
+    let running = match session::ended(dir) {
+        Ok(held) => return Ok(held),
+        Err(running) => running,
+    };
     let why = format!("{} learning session(s) of `{name}` still running ({})", running.len(), running[0].display());
     let hint = format!(
         "stop the server (close the client, or end the run), then `mcp-warden learn show {name}` and accept what it shows"
@@ -56,7 +58,11 @@ fn not_running(dir: &Path, name: &str) -> Result<(), Failure> {
 /// The draft from every session of `name`.
 fn draft(state: &Path, name: &str) -> Result<Draft, Failure> {
     let dir = learn::sessions_dir(state, &checked(name)?);
-    let sessions = session::read_all(&dir).unwrap_or_default();
+    draft_of(name, &session::read_all(&dir).unwrap_or_default(), &dir)
+}
+
+/// The draft from `sessions` of `name` (kept in `dir`), of one server.
+fn draft_of(name: &str, sessions: &[(session::Header, Vec<session::Record>)], dir: &Path) -> Result<Draft, Failure> {
     if sessions.is_empty() {
         let hint = format!(
             "run the server with `mcp-warden run --learn {name} --profile BASE -- CMD` (or `mcp-warden wrap --learn`) and use it first"
@@ -65,22 +71,33 @@ fn draft(state: &Path, name: &str) -> Result<Draft, Failure> {
             CommandError::with_hint(format!("no learning sessions for `{name}` in {}", dir.display()), hint).into()
         );
     }
-    one_server(&sessions, name)?;
-    Ok(Draft::from_sessions(name, &sessions))
+    one_server(sessions, name)?;
+    Ok(Draft::from_sessions(name, sessions))
+}
+
+fn same_server(a: &session::Header, b: &session::Header) -> bool {
+    (&a.profile, &a.argv, &a.program, &a.cwd) == (&b.profile, &b.argv, &b.program, &b.cwd)
+        && (&a.base, &a.argument_paths, &a.env) == (&b.base, &b.argument_paths, &b.env)
 }
 
 /// The sessions of a name ran one command, on one profile: sessions of two servers under one name
 /// (two client configs' entries of the same name) would draft a profile granting each what the
 /// other did.
 fn one_server(sessions: &[(session::Header, Vec<session::Record>)], name: &str) -> Result<(), Failure> {
-    let commands: std::collections::BTreeSet<(&str, &[String])> =
-        sessions.iter().map(|(h, _)| (h.profile.as_str(), h.argv.as_slice())).collect();
-    if commands.len() <= 1 {
+    // one server: one profile, command line, program, working directory, base grants, arguments
+    // that are paths and environment passed
+    let mut servers: Vec<&session::Header> = Vec::new();
+    for (h, _) in sessions {
+        if !servers.iter().any(|s| same_server(s, h)) {
+            servers.push(h);
+        }
+    }
+    if servers.len() <= 1 {
         return Ok(());
     }
     let list: Vec<String> =
-        commands.iter().map(|(profile, argv)| format!("`{}` on {profile}", argv.join(" "))).collect();
-    let why = format!("the sessions of `{name}` ran {} different servers: {}", commands.len(), list.join(", "));
+        (servers.iter()).map(|h| format!("`{}` on {} in {}", h.argv.join(" "), h.profile, h.cwd.display())).collect();
+    let why = format!("the sessions of `{name}` ran {} different servers: {}", servers.len(), list.join(", "));
     let hint = format!(
         "`mcp-warden learn forget {name}`, then learn each server under a name of its own (`run --learn NAME`)"
     );

@@ -81,8 +81,11 @@ fn report_changes(config: &Path, changes: &[wrap::Change]) {
                     eprintln!("mcp-warden: {server}: {line}");
                 }
             }
-            Outcome::AlreadyWrapped { command } => {
+            Outcome::AlreadyWrapped { command, warning } => {
                 eprintln!("mcp-warden: {server}: already runs under mcp-warden");
+                if let Some(w) = warning {
+                    tracing::warn!("{server}: {w}");
+                }
                 match this_binary(command) {
                     true => plan_report(config, &change.run_args)
                         .iter()

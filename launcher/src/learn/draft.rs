@@ -369,6 +369,8 @@ mod tests {
         Header {
             profile: "node".into(),
             argv: vec!["node".into()],
+            program: "/usr/bin/node".into(),
+            cwd: home.into(),
             home: home.into(),
             base: vec![Grant { path: "/usr".into(), read: true, write: false, exec: true }],
             argument_paths: vec![home.join("notes")],

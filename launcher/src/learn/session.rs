@@ -39,6 +39,12 @@ pub struct Header {
     /// The profile the session ran on (the draft extends it).
     pub profile: String,
     pub argv: Vec<String>,
+    /// The program as resolved (argv's first may be relative or a name in PATH), and the working
+    /// directory: two servers with one command line are still two servers.
+    #[serde(default)]
+    pub program: PathBuf,
+    #[serde(default)]
+    pub cwd: PathBuf,
     pub home: PathBuf,
     /// The base profile's grants (without the learning baseline's).
     pub base: Vec<Grant>,
@@ -125,7 +131,8 @@ impl Writer {
         // Held while the run lasts (the kernel drops it when the launcher dies, however): a
         // session still being written is one `learn accept` must not draft from ([`running`]).
         if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-            tracing::debug!("learn: the session file cannot be locked ({e}): `learn accept` cannot tell it runs");
+            // `learn accept` then refuses this session as one it cannot tell has ended
+            tracing::warn!("learn: the session file cannot be locked ({e}): `learn accept` will refuse it");
         }
         let writer = Writer { file: Mutex::new(file), seen: Mutex::default(), written: Mutex::default(), path };
         writer.record(Record::Session(Box::new(header.clone())));
@@ -164,43 +171,58 @@ impl Writer {
     }
 }
 
-/// The sessions of a name still being written: their launcher holds the file's lock.
-pub fn running(dir: &Path) -> Vec<PathBuf> {
-    let files = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path());
-    files
+/// The sessions of a name, each opened and held under a shared lock for as long as the returned
+/// files live: a session that starts meanwhile is a file of its own, not among them. `Err` with
+/// the sessions still being written (their launcher holds an exclusive lock), or that cannot be
+/// locked (then whether they run cannot be told).
+pub fn ended(dir: &Path) -> Result<Vec<(PathBuf, File)>, Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = (std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .filter(|p| {
-            File::open(p).is_ok_and(|f| {
-                rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared)
-                    == Err(rustix::io::Errno::WOULDBLOCK)
-            })
-        })
-        .collect()
+        .collect();
+    paths.sort();
+    let (mut held, mut running) = (Vec::new(), Vec::new());
+    for path in paths {
+        match File::open(&path) {
+            Ok(f) if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok() => {
+                held.push((path, f));
+            }
+            _ => running.push(path),
+        }
+    }
+    if running.is_empty() { Ok(held) } else { Err(running) }
+}
+
+/// The header and records of each of `files` (opened by [`ended`]).
+pub fn read_files(files: &[(PathBuf, File)]) -> Vec<(Header, Vec<Record>)> {
+    files.iter().filter_map(|(path, file)| read_one(path, file)).collect()
+}
+
+fn read_one(path: &Path, file: &File) -> Option<(Header, Vec<Record>)> {
+    let mut header = None;
+    let mut records = Vec::new();
+    for line in std::io::BufReader::new(file).lines().map_while(Result::ok) {
+        match serde_json::from_str::<Record>(&line) {
+            Ok(Record::Session(h)) => header = Some(*h),
+            Ok(r) => records.push(r),
+            Err(e) => tracing::warn!("learn: {}: skipped a line: {e}", path.display()),
+        }
+    }
+    header.map(|h| (h, records))
 }
 
 /// Every session of a name: its header and its records. Unreadable lines are skipped with a
 /// warning (a session cut short by a crash ends mid-line).
 pub fn read_all(dir: &Path) -> std::io::Result<Vec<(Header, Vec<Record>)>> {
-    let mut sessions = Vec::new();
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
         .collect();
     files.sort();
-    for file in files {
-        let mut header = None;
-        let mut records = Vec::new();
-        for line in std::io::BufReader::new(File::open(&file)?).lines() {
-            match serde_json::from_str::<Record>(&line?) {
-                Ok(Record::Session(h)) => header = Some(*h),
-                Ok(r) => records.push(r),
-                Err(e) => tracing::warn!("learn: {}: skipped a line: {e}", file.display()),
-            }
-        }
-        if let Some(h) = header {
-            sessions.push((h, records));
-        }
+    let mut sessions = Vec::new();
+    for path in files {
+        sessions.extend(read_one(&path, &File::open(&path)?));
     }
     Ok(sessions)
 }

@@ -57,6 +57,8 @@ pub fn resolve(
     let header = Header {
         profile: input.profile.to_string(),
         argv: input.cmd.argv.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+        program: input.cmd.program.clone(),
+        cwd: cwd.to_path_buf(),
         home: input.home,
         base,
         argument_paths,

@@ -160,7 +160,7 @@ fn reach(c: &Ctx<'_>) -> Reach {
     }
     for e in n.address_rules.iter().chain(&n.udp_rules) {
         match (e.value.addr, addresses) {
-            (Some(net), true) => r.nets.push((net, e.value.port)),
+            (Some(net), true) => r.nets.push((canonical(net), e.value.port)),
             _ => {
                 r.any_address.insert((e.value.udp, e.value.port));
             }
@@ -172,9 +172,8 @@ fn reach(c: &Ctx<'_>) -> Reach {
             true => {
                 let host = e.value.host.clone().unwrap_or_default();
                 // /etc/hosts answers a name before DNS: `localhost:5432` is loopback as `127.0.0.1:5432` is
-                r.nets.extend(
-                    crate::dns::hosts_file_addresses(&host).into_iter().map(|a| (IpNet::from(a), e.value.port)),
-                );
+                let named = crate::dns::hosts_file_addresses(&host).into_iter();
+                r.nets.extend(named.map(|a| (canonical(IpNet::from(a)), e.value.port)));
                 r.hosts.push((host, e.value.port));
             }
             false => {
@@ -271,6 +270,18 @@ fn dns(c: &Ctx<'_>) -> Finding {
             ),
         },
         Some(false) => graded(&DNS_ANY, "port 53 of any address: DNS to a server of the server's choosing"),
+    }
+}
+
+/// `net` as the kernel routes it: an IPv4-mapped IPv6 network (`::ffff:127.0.0.1/128`) is the
+/// IPv4 one, as the broker checks it.
+fn canonical(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len().saturating_sub(96)).map_or(net, IpNet::V4),
+            None => net,
+        },
+        v4 => v4,
     }
 }
 

@@ -75,6 +75,8 @@ pub enum Outcome {
     /// its arguments in [`Change::run_args`]).
     AlreadyWrapped {
         command: String,
+        /// Its env keys that steer mcp-warden itself ([`launcher_env`]).
+        warning: Option<String>,
     },
     NotStdio,
     /// A server a container engine runs (its daemon, not the client's process, runs it): left as
@@ -250,7 +252,10 @@ fn decide(entry: &Map<String, Value>, vscode: bool, server: &str, mode: Mode<'_>
     match mode {
         Mode::Accept { name, profile } if wrapped => accept(args, name, profile),
         Mode::Accept { .. } => skip(Outcome::NotStdio),
-        Mode::Wrap { .. } if wrapped => Decision { outcome: Outcome::AlreadyWrapped { command }, args },
+        Mode::Wrap { .. } if wrapped => {
+            let warning = launcher_env(&env_keys(entry));
+            Decision { outcome: Outcome::AlreadyWrapped { command, warning }, args }
+        }
         Mode::Wrap { learn } => wrap_entry(entry, command, args, learn.then_some(server)),
     }
 }
@@ -273,8 +278,7 @@ fn wrap_entry(entry: &Map<String, Value>, command: String, args: Vec<String>, le
         new_args.extend(["--learn".to_string(), crate::learn::name_for_server(server), "--mcp".to_string()]);
     }
     // The entry's own environment (an API key, say) reaches the server by name.
-    let keys: Vec<&String> =
-        entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()).collect();
+    let keys = env_keys(entry);
     for key in &keys {
         new_args.extend(["--pass-env".to_string(), (*key).clone()]);
     }
@@ -288,12 +292,21 @@ fn wrap_entry(entry: &Map<String, Value>, command: String, args: Vec<String>, le
     Decision { outcome: Outcome::Wrapped { profile, warning }, args: new_args }
 }
 
+/// The keys of an entry's `env`.
+fn env_keys(entry: &Map<String, Value>) -> Vec<&String> {
+    entry.get("env").and_then(Value::as_object).into_iter().flat_map(|env| env.keys()).collect()
+}
+
 /// The client sets an entry's `env` for the program it starts, which is now mcp-warden itself,
-/// outside every layer: keys that steer the loader or where mcp-warden keeps its state are said.
+/// outside every layer: keys that steer the loader, the C library, where the command is found,
+/// where mcp-warden keeps its state, or which installed environment a runner picks are said.
 fn launcher_env(keys: &[&String]) -> Option<String> {
+    const PREFIXES: [&str; 6] = ["LD_", "XDG_", "MALLOC_", "MCP_WARDEN", "UV_", "PIPX_"];
     let steering: Vec<&str> = (keys.iter())
         .map(|k| k.as_str())
-        .filter(|k| k.starts_with("LD_") || k.starts_with("XDG_") || matches!(*k, "GCONV_PATH" | "HOME" | "PATH"))
+        .filter(|k| {
+            PREFIXES.iter().any(|p| k.starts_with(p)) || matches!(*k, "GCONV_PATH" | "GLIBC_TUNABLES" | "HOME" | "PATH")
+        })
         .collect();
     (!steering.is_empty()).then(|| {
         format!(
@@ -363,10 +376,21 @@ pub fn write(path: &Path, original: &str, wrapped: &str) -> Result<(), WrapError
         .open(&backup);
     match created {
         Ok(mut file) => file.write_all(original.as_bytes()).map_err(failed)?,
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => ours(&backup).map_err(failed)?,
         Err(e) => return Err(failed(e)),
     }
     std::fs::write(path, wrapped).map_err(|source| WrapError::Write { path: path.into(), source })
+}
+
+/// A backup already there is one `write` made: a regular file of this user's, not a link.
+fn ours(backup: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(backup)?;
+    if m.is_file() && m.uid() == rustix::process::geteuid().as_raw() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other("it is there already, and is not a file this user's `wrap --write` made: remove it"))
+    }
 }
 
 /// Restores the original bytes saved by `write` and removes the backup.
@@ -625,6 +649,13 @@ url = "https://mcp.example/mcp"
         let w = wrap_text(Path::new("c.json"), &plain, "/usr/bin/mcp-warden", WRAP).unwrap();
         let said = |c: &Change| matches!(&c.outcome, Outcome::Wrapped { warning: Some(w), .. } if w.contains("outside every layer"));
         assert!(!said(&w.changes[0]), "control: {:?}", w.changes[0]);
+        // an entry already wrapped: the client still applies its env to mcp-warden
+        let wrapped = r#"{"mcpServers": {"x": {"command": "/usr/bin/mcp-warden", "args": ["run", "--", "srv"], "env": {"GLIBC_TUNABLES": "x", "PATH": "/tmp/evil"}}}}"#;
+        let w = wrap_text(Path::new("c.json"), wrapped, "/usr/bin/mcp-warden", WRAP).unwrap();
+        match &w.changes[0].outcome {
+            Outcome::AlreadyWrapped { warning: Some(w), .. } => assert!(w.contains("GLIBC_TUNABLES, PATH"), "{w}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
