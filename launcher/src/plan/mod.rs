@@ -198,8 +198,7 @@ impl Plan {
                 mcp::resolve_mcp(section, &vars, &inputs.cwd, monitor.audit_log.clone(), pins)
             })
             .transpose()?;
-        records_outside_write_grants(&fs, &monitor, mcp.as_ref(), inputs)?;
-        start_files_outside_write_grants(&fs, &profile.files, options.args_file.as_deref(), inputs)?;
+        outside_write_grants(&fs, &kept_files(&monitor, mcp.as_ref(), &profile.files, options, inputs), inputs)?;
         shared_dirs_not_granted_to_root(&fs, &identity)?;
         let mut plan = Plan {
             profile: profile.name.clone(),
@@ -628,46 +627,32 @@ fn shared_dirs_not_granted_to_root(fs: &FsPlan, identity: &Identity) -> Result<(
     Ok(())
 }
 
-/// The audit log and the tool pins record what the server did and what it offered: neither may be
-/// where the server could erase or forge them, or plant a symlink that makes the supervisor write
-/// elsewhere. So no write grant may hold them, nor mcp-warden's state directory (every server's
-/// default logs and pins), judged where each path leads (`..`, symlinks, directories still to be
-/// created, relative paths against the working directory).
-fn records_outside_write_grants(
-    fs: &FsPlan,
+/// What a server must not be able to erase, forge or redirect: the records of what it did (the
+/// audit log, the tool pins, the state directory of every server's defaults) and what its next
+/// start reads (its profile files and argument file: a server that could rewrite them would give
+/// itself any grant, or switch a layer off, from then on).
+fn kept_files(
     monitor: &MonitorPlan,
     mcp: Option<&McpConfig>,
+    profile_files: &[PathBuf],
+    options: &RunOptions,
     inputs: &Inputs<'_>,
-) -> Result<(), PlanError> {
+) -> Vec<(&'static str, PathBuf)> {
     let state = state_home(|k| inputs.var(k)).map(|s| s.join("mcp-warden"));
     let records = [
-        ("audit log", monitor.audit_log.file()),
-        ("tool pin file", mcp.and_then(|m| m.pins.as_deref())),
-        ("state directory of mcp-warden (every server's default audit logs and tool pins)", state.as_deref()),
+        ("audit log", monitor.audit_log.file().map(Path::to_path_buf)),
+        ("tool pin file", mcp.and_then(|m| m.pins.clone())),
+        ("state directory of mcp-warden (every server's default audit logs and tool pins)", state),
+        ("argument file", options.args_file.clone()),
     ];
-    outside_write_grants(fs, records.into_iter().filter_map(|(what, path)| Some((what, path?))), inputs)
-}
-
-/// What the next start reads, its profile files and its argument file, must not be the server's
-/// to rewrite: a server that could would give itself any grant, or switch a layer off, from then on.
-fn start_files_outside_write_grants(
-    fs: &FsPlan,
-    profile_files: &[PathBuf],
-    args_file: Option<&Path>,
-    inputs: &Inputs<'_>,
-) -> Result<(), PlanError> {
-    let files = profile_files.iter().map(|f| ("profile file", f.as_path()));
-    outside_write_grants(fs, files.chain(args_file.map(|f| ("argument file", f))), inputs)
+    let profiles = profile_files.iter().map(|f| ("profile file", f.clone()));
+    records.into_iter().filter_map(|(what, path)| Some((what, path?))).chain(profiles).collect()
 }
 
 /// Each `(what, path)` is outside every write grant, holds none, and is not reached through one
 /// ([`grant_reaching`]), nor has another hard link (which could be in a grant). Else the server
 /// could erase, forge or redirect it.
-fn outside_write_grants<'p>(
-    fs: &FsPlan,
-    paths: impl IntoIterator<Item = (&'static str, &'p Path)>,
-    inputs: &Inputs<'_>,
-) -> Result<(), PlanError> {
+fn outside_write_grants(fs: &FsPlan, paths: &[(&'static str, PathBuf)], inputs: &Inputs<'_>) -> Result<(), PlanError> {
     use std::os::unix::fs::MetadataExt;
     let mounts = crate::mounts::Mounts::of_this_process();
     let grants = write_grant_places(fs, &mounts);
@@ -677,11 +662,11 @@ fn outside_write_grants<'p>(
             continue; // /dev/null or a terminal: nothing kept there to erase or forge
         }
         if let Some(grant) = grant_reaching(path, &resolved, &grants, &mounts, &inputs.cwd) {
-            return Err(PlanError::RecordInGrant { what, path: path.to_path_buf(), grant: grant.clone() });
+            return Err(PlanError::RecordInGrant { what, path: path.clone(), grant: grant.clone() });
         }
         match std::fs::metadata(&resolved) {
             Ok(m) if m.is_file() && m.nlink() > 1 => {
-                return Err(PlanError::OtherLinks { what, path: path.to_path_buf(), links: m.nlink() });
+                return Err(PlanError::OtherLinks { what, path: path.clone(), links: m.nlink() });
             }
             _ => {}
         }
