@@ -19,8 +19,9 @@ pub fn command(out: &mut dyn Write, command: LearnCommand) -> Result<i32, Failur
         LearnCommand::Show { name } => show(out, &draft(&state, &name)?, &accepted_path(&name)?),
         LearnCommand::Accept { name, configs } => {
             // drafted from the sessions held here, ended and locked until the profile is written
-            let held = ended(&learn::sessions_dir(&state, &checked(&name)?), &name)?;
-            let draft = draft_of(&name, &session::read_files(&held), &learn::sessions_dir(&state, &name))?;
+            let dir = learn::sessions_dir(&state, &checked(&name)?);
+            let held = ended(&dir, &name)?;
+            let draft = draft_of(&name, &session::read_files(&held), &dir)?;
             accept(&draft, &accepted_path(&name)?, &configs)
         }
         LearnCommand::Forget { name } => forget(&learn::sessions_dir(&state, &checked(&name)?)),

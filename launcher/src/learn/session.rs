@@ -129,7 +129,7 @@ impl Writer {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)?;
         // Held while the run lasts (the kernel drops it when the launcher dies, however): a
-        // session still being written is one `learn accept` must not draft from ([`running`]).
+        // session still being written is one `learn accept` must not draft from ([`ended`]).
         if let Err(e) = rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             // `learn accept` then refuses this session as one it cannot tell has ended
             tracing::warn!("learn: the session file cannot be locked ({e}): `learn accept` will refuse it");
@@ -176,13 +176,8 @@ impl Writer {
 /// the sessions still being written (their launcher holds an exclusive lock), or that cannot be
 /// locked (then whether they run cannot be told).
 pub fn ended(dir: &Path) -> Result<Vec<(PathBuf, File)>, Vec<PathBuf>> {
-    let mut paths: Vec<PathBuf> = (std::fs::read_dir(dir).into_iter().flatten().flatten())
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    paths.sort();
     let (mut held, mut running) = (Vec::new(), Vec::new());
-    for path in paths {
+    for path in session_files(dir).unwrap_or_default() {
         match File::open(&path) {
             Ok(f) if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockShared).is_ok() => {
                 held.push((path, f));
@@ -191,6 +186,17 @@ pub fn ended(dir: &Path) -> Result<Vec<(PathBuf, File)>, Vec<PathBuf>> {
         }
     }
     if running.is_empty() { Ok(held) } else { Err(running) }
+}
+
+/// The session files of a name, oldest first (their names start with the start time).
+fn session_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    Ok(files)
 }
 
 /// The header and records of each of `files` (opened by [`ended`]).
@@ -214,14 +220,8 @@ fn read_one(path: &Path, file: &File) -> Option<(Header, Vec<Record>)> {
 /// Every session of a name: its header and its records. Unreadable lines are skipped with a
 /// warning (a session cut short by a crash ends mid-line).
 pub fn read_all(dir: &Path) -> std::io::Result<Vec<(Header, Vec<Record>)>> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
-        .collect();
-    files.sort();
     let mut sessions = Vec::new();
-    for path in files {
+    for path in session_files(dir)? {
         sessions.extend(read_one(&path, &File::open(&path)?));
     }
     Ok(sessions)
