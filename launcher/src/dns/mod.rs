@@ -183,13 +183,13 @@ pub fn pin_hosts_file(names: &Names, pins: &Pins) {
 /// The addresses /etc/hosts gives `name` (`localhost`, names an administrator pinned): the only
 /// way a profile's name leads to a loopback or private address, since an answer putting a public
 /// name there is dropped ([`rebind`]).
-pub fn hosts_file_addresses(name: &str) -> Vec<IpAddr> {
+pub fn hosts_file_addresses(hosts: &[(IpAddr, String)], name: &str) -> Vec<IpAddr> {
     let name = names::normalize(name);
-    hosts_file().into_iter().filter(|(_, n)| names::normalize(n) == name).map(|(a, _)| a).collect()
+    hosts.iter().filter(|(_, n)| names::normalize(n) == name).map(|(a, _)| *a).collect()
 }
 
-/// Every `(address, name)` pair of /etc/hosts.
-fn hosts_file() -> Vec<(IpAddr, String)> {
+/// Every `(address, name)` pair of /etc/hosts, in its order.
+pub fn hosts_file() -> Vec<(IpAddr, String)> {
     let text = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
     let mut pairs = Vec::new();
     for line in text.lines() {

@@ -167,12 +167,13 @@ fn reach(c: &Ctx<'_>) -> Reach {
         }
     }
     r.any_address.extend(n.connect_any.iter().map(|p| (false, *p)));
+    let hosts = if n.host_rules.is_empty() { Vec::new() } else { crate::dns::hosts_file() };
     for e in &n.host_rules {
         match m.broker {
             true => {
                 let host = e.value.host.clone().unwrap_or_default();
                 // /etc/hosts answers a name before DNS: `localhost:5432` is loopback as `127.0.0.1:5432` is
-                let named = crate::dns::hosts_file_addresses(&host).into_iter();
+                let named = crate::dns::hosts_file_addresses(&hosts, &host).into_iter();
                 r.nets.extend(named.map(|a| (canonical(IpNet::from(a)), e.value.port)));
                 r.hosts.push((host, e.value.port));
             }

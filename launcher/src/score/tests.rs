@@ -415,7 +415,10 @@ fn a_name_the_hosts_file_makes_loopback_is_graded_as_loopback() {
         every_layer(&plan).grade("network.private-ranges").map(str::to_string)
     };
     assert_eq!(name_for_loopback("127.0.0.1:5432").as_deref(), Some("explicit"), "control: the address");
-    assert!(crate::dns::hosts_file_addresses("localhost").iter().any(|a| a.is_loopback()), "this host's /etc/hosts");
+    assert!(
+        crate::dns::hosts_file_addresses(&crate::dns::hosts_file(), "localhost").iter().any(|a| a.is_loopback()),
+        "this host's /etc/hosts"
+    );
     assert_eq!(name_for_loopback("localhost:5432").as_deref(), Some("explicit"), "the name /etc/hosts answers");
     assert_eq!(name_for_loopback("[::ffff:127.0.0.1]:5432").as_deref(), Some("explicit"), "an IPv4-mapped address");
 }

@@ -218,11 +218,7 @@ impl Names {
 
 /// The first name `/etc/hosts` gives `ip`.
 fn hosts_file_name(ip: IpAddr) -> Option<String> {
-    let text = std::fs::read_to_string("/etc/hosts").ok()?;
-    text.lines().map(|l| l.split('#').next().unwrap_or_default()).find_map(|l| {
-        let mut words = l.split_whitespace();
-        (words.next()?.parse::<IpAddr>().ok()? == ip).then(|| words.next().map(String::from)).flatten()
-    })
+    crate::dns::hosts_file().into_iter().find(|(a, _)| *a == ip).map(|(_, name)| name)
 }
 
 /// The name a DNS query asks for (its first question), when `payload` is one.
