@@ -302,6 +302,16 @@ fn scripted(s: &Scratch, profile: &str, dir: &std::path::Path, mode: &[&str]) ->
     (peer, init)
 }
 
+/// The scripted server under `python`, as the current user, its write grant `data` of a scratch
+/// directory (kept alive by the caller): initialized, with the initialize answer.
+fn python_scripted() -> (Scratch, std::path::PathBuf, RawPeer, Value) {
+    let who = Who::current();
+    let s = Scratch::new(who);
+    let dir = s.mkdir("data", who);
+    let (peer, init) = scripted(&s, "python", &dir, &[]);
+    (s, dir, peer, init)
+}
+
 fn script(id: impl Into<Value>, tool: &str, steps: Value) -> String {
     json!({"jsonrpc": "2.0", "id": id.into(), "method": "tools/call", "params": {"name": tool, "arguments": {"script": steps}}})
         .to_string()
@@ -318,10 +328,7 @@ fn finish(mut peer: RawPeer) {
 /// answer reaches the client. Control: the real answer after each, and a writer's write.
 #[test]
 fn a_forged_answer_the_sdks_reject_does_not_end_a_call() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let (mut peer, _) = scripted(&s, "python", &dir, &[]);
+    let (_s, dir, mut peer, _) = python_scripted();
     let forged = [
         r#"{"jsonrpc":"2.0","id":{id},"result":{"content":[]},"x":1}"#,
         r#"{"jsonrpc":"1.0","id":{id},"result":{}}"#,
@@ -354,10 +361,7 @@ fn a_forged_answer_the_sdks_reject_does_not_end_a_call() {
 /// read-only call, and its guard. Control: the ping is answered, and the id is free again after.
 #[test]
 fn a_client_request_reusing_a_pending_id_is_refused() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let (mut peer, _) = scripted(&s, "python", &dir, &[]);
+    let (_s, dir, mut peer, _) = python_scripted();
     let target = dir.join("reused");
     // one write: the layer reads both before the server can answer the ping
     let call = script(7, "writer", json!([["write", target]]));
@@ -380,10 +384,7 @@ fn a_client_request_reusing_a_pending_id_is_refused() {
 /// relayed and its answer narrowed to the grants.
 #[test]
 fn ids_that_do_not_round_trip_are_refused() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let (mut peer, _) = scripted(&s, "python", &dir, &[]);
+    let (_s, dir, mut peer, _) = python_scripted();
     let roots = json!({"roots": [{"uri": "file:///root"}, {"uri": format!("file://{}", dir.display())}]});
     // the server reads the next line after its request: the layer's refusal (a relayed request
     // would leave it to read the ping the client sends a second later instead)
@@ -431,10 +432,7 @@ fn ids_that_do_not_round_trip_are_refused() {
 /// out of the server's capabilities. Control: the same call without `task` runs.
 #[test]
 fn task_augmented_requests_are_refused() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let (mut peer, init) = scripted(&s, "python", &dir, &[]);
+    let (_s, dir, mut peer, init) = python_scripted();
     let capabilities = &init["result"]["capabilities"];
     assert!(capabilities.get("tasks").is_none(), "{init}");
     assert!(capabilities["tools"].is_object(), "control: {init}");
@@ -455,10 +453,7 @@ fn task_augmented_requests_are_refused() {
 /// dropped. Control: the guard of a call in flight still holds.
 #[test]
 fn a_cancelled_call_ends_its_guard() {
-    let who = Who::current();
-    let s = Scratch::new(who);
-    let dir = s.mkdir("data", who);
-    let (mut peer, _) = scripted(&s, "python", &dir, &[]);
+    let (_s, dir, mut peer, _) = python_scripted();
     peer.send_line(&script(2, "peek", json!([["noresp"]])));
     peer.send_line(r#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":2,"reason":"user"}}"#);
     peer.send_line(&script(3, "writer", json!([["write", dir.join("after")]])));
