@@ -272,6 +272,37 @@ pub struct Server {
     /// The owner's start time (clock ticks after boot, `/proc/PID/stat` field 22), so that a
     /// reused pid is not taken for the owner.
     pub owner_start: u64,
+    /// The ports of mcp-warden's resolver on the loopback, one per slot of `DnsQueries` (all 0:
+    /// DNS is not routed here): a connect or send to port 53 of any address is sent to the port
+    /// of the slot that keeps where it was going, so the answer can seem to come from there.
+    pub dns_ports: [u16; DNS_SLOTS],
+}
+
+/// The DNS destinations one socket of a server can have asked at once (musl asks up to three
+/// nameservers in parallel from one socket); a fifth takes the oldest slot.
+pub const DNS_SLOTS: usize = 4;
+
+/// Where a socket's DNS queries were going before the socket programs sent them to the
+/// resolver: per socket (`DNS_QUERIES`, socket storage, gone with the socket), by slot.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DnsQueries {
+    pub dst: [DnsDst; DNS_SLOTS],
+    /// The slot a fifth destination takes (modulo `DNS_SLOTS`).
+    pub next: u32,
+    pub _pad: u32,
+}
+
+/// One destination, as `bpf_sock_addr` holds it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DnsDst {
+    /// `user_ip4` in `ip[0]` (AF_INET), or `user_ip6` (AF_INET6, an IPv4-mapped address included).
+    pub ip: [u32; 4],
+    /// Network byte order, as `user_port` holds it.
+    pub port: u32,
+    /// AF_INET or AF_INET6; 0: the slot is free.
+    pub family: u32,
 }
 
 /// Key of `RULES`: the server's cgroup id and the rule's index.

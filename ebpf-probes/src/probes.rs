@@ -8,10 +8,10 @@
 
 use core::mem::size_of;
 
-use aya_ebpf::bindings::BPF_F_NO_PREALLOC;
+use aya_ebpf::bindings::{BPF_F_NO_PREALLOC, bpf_sock_addr};
 use aya_ebpf::{
     EbpfContext,
-    btf_maps::{HashOfMaps, RingBuf},
+    btf_maps::{HashOfMaps, RingBuf, SkStorage},
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
@@ -22,9 +22,9 @@ use aya_ebpf::{
     programs::{LsmContext, RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
 };
 use mcp_warden_ebpf_common::{
-    ARG_LEN, ARGV_COUNT, CallKey, Counters, ExecEvent, ExitEvent, ForkEvent, Header, LsmEvent, MAX_RULES, NO_RESULT,
-    NetEvent, NetRule, OpenEvent, OpenKey, PATH_LEN, RefusedEvent, RuleKey, Server, SocketEvent, counter, fnv1a, hook,
-    kind, level, op, verdict,
+    ARG_LEN, ARGV_COUNT, CallKey, Counters, DNS_SLOTS, DnsDst, DnsQueries, ExecEvent, ExitEvent, ForkEvent, Header,
+    LsmEvent, MAX_RULES, NO_RESULT, NetEvent, NetRule, OpenEvent, OpenKey, PATH_LEN, RefusedEvent, RuleKey, Server,
+    SocketEvent, counter, fnv1a, hook, kind, level, op, verdict,
 };
 
 // Load-time constants of the host (`EbpfLoader::set_global`), the same for every server: offsets
@@ -89,6 +89,9 @@ static PENDING_NET: HashMap<u32, NetEvent> = HashMap::with_max_entries(16384, BP
 static PENDING_EXEC: HashMap<u32, ExecEvent> = HashMap::with_max_entries(4096, BPF_F_NO_PREALLOC);
 #[map]
 static OPENS_SEEN: LruHashMap<OpenKey, u64> = LruHashMap::with_max_entries(65536, 0);
+/// A server's socket -> where its DNS queries were going (gone with the socket).
+#[btf_map]
+static DNS_QUERIES: SkStorage<DnsQueries> = SkStorage::new();
 #[map]
 static SCRATCH_OPEN: PerCpuArray<OpenEvent> = PerCpuArray::with_max_entries(1, 0);
 #[map]
@@ -685,8 +688,13 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let port = u16::from_be(sa.user_port as u16);
     let sock_type = sa.type_;
     let protocol = sa.protocol;
+    // DNS goes to mcp-warden's resolver, which decides on the name; the event keeps port 53. A
+    // query whose destination cannot be kept is refused: its answer could not be matched.
+    let to_dns = port == 53 && srv.conf.dns_ports[0] != 0 && operation != op::BIND;
+    let routed = to_dns && to_resolver(ctx, &srv, family);
     // An unconnected UDP socket binds port 0 implicitly before sending: that is not a listener.
-    let allowed = (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
+    let allowed = routed
+        || (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
         || rule_allows(&srv, operation, family, sock_type, port, &addr);
     let enforced = !allowed && srv.conf.audit == 0;
     let event = NetEvent {
@@ -708,6 +716,159 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         emit(&srv, event);
     }
     if enforced { 0 } else { 1 }
+}
+
+/// A DNS query (port 53, any address) is sent to mcp-warden's resolver on the loopback instead:
+/// to 127.0.0.1, ::1 or ::ffff:127.0.0.1 as the destination was IPv4, IPv6 or IPv4-mapped, at the
+/// port of the slot of the socket's `DNS_QUERIES` that keeps the destination. False when the
+/// socket's storage cannot be had.
+#[inline(always)]
+fn to_resolver(ctx: &SockAddrContext, srv: &Srv, family: u32) -> bool {
+    // SAFETY: the kernel passes a valid bpf_sock_addr; connect and sendmsg programs may write its
+    // user_ip4/user_ip6/user_port fields.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let dst = DnsDst { ip: ip_of(ctx, family), port: sa.user_port, family };
+    // SAFETY: the helper is given this program's socket; a null pointer is checked below.
+    let queries = unsafe { DNS_QUERIES.get_or_insert_ptr_mut(ctx, None) };
+    if queries.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null socket storage value, valid while the program runs.
+    let queries = unsafe { &mut *queries };
+    let slot = slot_for(queries, &dst);
+    let Some(kept) = queries.dst.get_mut(slot) else { return false };
+    *kept = dst;
+    let Some(port) = srv.conf.dns_ports.get(slot) else { return false };
+    if family == AF_INET {
+        sa.user_ip4 = LOOPBACK4;
+    } else if is_v4_mapped(&dst.ip) {
+        set_ip6(sa, [0, 0, V4_MAPPED, LOOPBACK4]);
+    } else {
+        set_ip6(sa, LOOPBACK6);
+    }
+    sa.user_port = u32::from(port.to_be());
+    true
+}
+
+/// Writes `user_ip6` a word at a time: the verifier takes only stores at a constant offset from
+/// the context, not a copy.
+#[inline(always)]
+fn set_ip6(sa: &mut bpf_sock_addr, ip: [u32; 4]) {
+    sa.user_ip6[0] = ip[0];
+    sa.user_ip6[1] = ip[1];
+    sa.user_ip6[2] = ip[2];
+    sa.user_ip6[3] = ip[3];
+}
+
+const LOOPBACK4: u32 = u32::from_ne_bytes([127, 0, 0, 1]);
+const LOOPBACK6: [u32; 4] = [0, 0, 0, u32::from_ne_bytes([0, 0, 0, 1])];
+/// The third word of an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`).
+const V4_MAPPED: u32 = u32::from_ne_bytes([0, 0, 0xff, 0xff]);
+
+#[inline(always)]
+fn is_v4_mapped(ip: &[u32; 4]) -> bool {
+    ip[0] == 0 && ip[1] == 0 && ip[2] == V4_MAPPED
+}
+
+/// The call's address, as `DnsDst::ip` holds it (each word read on its own, as the verifier wants).
+#[inline(always)]
+fn ip_of(ctx: &SockAddrContext, family: u32) -> [u32; 4] {
+    // SAFETY: the kernel passes a valid bpf_sock_addr.
+    let sa = unsafe { &*ctx.sock_addr };
+    if family == AF_INET {
+        return [sa.user_ip4, 0, 0, 0];
+    }
+    [sa.user_ip6[0], sa.user_ip6[1], sa.user_ip6[2], sa.user_ip6[3]]
+}
+
+/// The slot already keeping `dst`, else a free one, else the next in turn.
+#[inline(always)]
+fn slot_for(queries: &mut DnsQueries, dst: &DnsDst) -> usize {
+    let mut free = DNS_SLOTS;
+    let mut i = 0;
+    while i < DNS_SLOTS {
+        if let Some(kept) = queries.dst.get(i) {
+            if kept == dst {
+                return i;
+            }
+            if kept.family == 0 && free == DNS_SLOTS {
+                free = i;
+            }
+        }
+        i += 1;
+    }
+    if free < DNS_SLOTS {
+        return free;
+    }
+    let turn = queries.next as usize % DNS_SLOTS;
+    queries.next = queries.next.wrapping_add(1);
+    turn
+}
+
+#[cgroup_sock_addr(recvmsg4)]
+pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
+    from_resolver(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(recvmsg6)]
+pub fn recvmsg6(ctx: SockAddrContext) -> i32 {
+    from_resolver(&ctx, AF_INET6);
+    1
+}
+
+#[cgroup_sock_addr(getpeername4)]
+pub fn getpeername4(ctx: SockAddrContext) -> i32 {
+    from_resolver(&ctx, AF_INET);
+    1
+}
+
+#[cgroup_sock_addr(getpeername6)]
+pub fn getpeername6(ctx: SockAddrContext) -> i32 {
+    from_resolver(&ctx, AF_INET6);
+    1
+}
+
+/// An answer from mcp-warden's resolver (or the peer of a socket connected to it) shows the
+/// address the query was sent to, as every resolver checks: the resolver's port names the slot,
+/// and the loopback address it came from must be the one `to_resolver` chose for that slot.
+#[inline(always)]
+fn from_resolver(ctx: &SockAddrContext, family: u32) {
+    let Some(srv) = server() else { return };
+    // SAFETY: the kernel passes a valid bpf_sock_addr; recvmsg and getpeername programs may
+    // write the address.
+    let sa = unsafe { &mut *ctx.sock_addr };
+    let port = u16::from_be(sa.user_port as u16);
+    if port == 0 || srv.conf.dns_ports[0] == 0 {
+        return;
+    }
+    let mut slot = 0;
+    while slot < DNS_SLOTS && srv.conf.dns_ports.get(slot) != Some(&port) {
+        slot += 1;
+    }
+    let from = ip_of(ctx, family);
+    // SAFETY: the helper is given this program's socket; a null pointer is checked below.
+    let queries = unsafe { DNS_QUERIES.get_ptr_mut(ctx) };
+    if queries.is_null() {
+        return;
+    }
+    // SAFETY: a non-null socket storage value, valid while the program runs.
+    let Some(dst) = (unsafe { &*queries }).dst.get(slot).copied() else { return };
+    let mapped = [0, 0, V4_MAPPED, dst.ip[0]];
+    let shown = match (family, dst.family) {
+        (AF_INET, AF_INET) if from[0] == LOOPBACK4 => [dst.ip[0], 0, 0, 0],
+        (AF_INET6, AF_INET6) if !is_v4_mapped(&dst.ip) && from == LOOPBACK6 => dst.ip,
+        (AF_INET6, AF_INET6) if is_v4_mapped(&dst.ip) && from == [0, 0, V4_MAPPED, LOOPBACK4] => dst.ip,
+        // An IPv6 socket's send to an IPv4-mapped address runs the IPv4 program.
+        (AF_INET6, AF_INET) if from == [0, 0, V4_MAPPED, LOOPBACK4] => mapped,
+        _ => return,
+    };
+    if family == AF_INET {
+        sa.user_ip4 = shown[0];
+    } else {
+        set_ip6(sa, shown);
+    }
+    sa.user_port = dst.port;
 }
 
 #[inline(always)]

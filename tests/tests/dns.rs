@@ -18,6 +18,8 @@ use mcp_warden_tests::*;
 const NOWHERE: &str = "192.0.2.53";
 /// The same in IPv6.
 const NOWHERE6: &str = "2001:db8::53";
+/// The same, IPv4-mapped: an IPv6 socket sending over IPv4.
+const NOWHERE_MAPPED: &str = "::ffff:192.0.2.53";
 
 /// Echoes a line back on every connection, on `ip` (loopback) at a free port.
 fn echo(ip: &str) -> u16 {
@@ -96,6 +98,14 @@ fn an_allowed_name_resolves_and_connects_and_no_other_name_leaves_the_host() {
         assert_eq!(answered["ttl"], 60);
         let refused = records.iter().find(|r| r["outcome"] == "refused").expect("a refusal record");
         assert_eq!((refused["verdict"].as_str(), refused["enforced"].as_bool()), (Some("deny"), Some(true)));
+        // As root the eBPF layer's socket programs route the query (their record keeps port 53);
+        // without privileges the broker's DNS namespace does.
+        let text = std::fs::read_to_string(&log).unwrap();
+        let routed = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .any(|v| (v["kind"] == "send" || v["kind"] == "connect") && v["port"] == 53 && v["verdict"] == "allow");
+        assert_eq!(routed, who == Who::Root, "{who:?}: the route of the DNS queries");
     }
 }
 
@@ -106,8 +116,8 @@ fn every_way_of_sending_a_query_to_any_address_gets_mcp_wardens_answer() {
         let s = Scratch::new(who);
         let p = profile(&s, who, "strict", &["ok.warden.example:443".to_string()], &standin);
         let sb = Sandbox::new(who).profile(&p);
-        for (mode, server) in ["udp-connect", "udp-sendto", "tcp"].iter().flat_map(|m| [(*m, NOWHERE), (*m, NOWHERE6)])
-        {
+        let servers = [NOWHERE, NOWHERE6, NOWHERE_MAPPED];
+        for (mode, server) in ["udp-connect", "udp-sendto", "tcp"].iter().flat_map(|m| servers.map(|s| (*m, s))) {
             // The answer must come from the address asked, or a resolver drops it.
             let o = sb.probe(&["dns-raw", mode, server, "ok.warden.example"]);
             assert_eq!(o.verdict(), "OK rcode=0 addrs=127.0.0.1", "{who:?} {mode} {server}\n{}", o.describe());
@@ -119,6 +129,98 @@ fn every_way_of_sending_a_query_to_any_address_gets_mcp_wardens_answer() {
         assert!(o.verdict().starts_with("ERR"), "{who:?}: {NOWHERE} answers DNS on this host\n{}", o.describe());
         assert!(!standin.queried().iter().any(|n| n == "no.warden.example"), "an unlisted name was asked upstream");
     }
+}
+
+#[test]
+fn one_socket_asking_several_nameservers_at_once_gets_each_answer_from_the_one_it_asked() {
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    for who in Who::all() {
+        let s = Scratch::new(who);
+        let p = profile(&s, who, "strict", &["ok.warden.example:443".to_string()], &standin);
+        let sb = Sandbox::new(who).profile(&p);
+        // musl sends to every nameserver at once from one socket: a resolver takes an answer only
+        // from the server it asked, so each must seem to come from its own.
+        for servers in [
+            &["192.0.2.53", "198.51.100.53", "203.0.113.53"][..],
+            &["2001:db8::53", "2001:db8::54", "::ffff:192.0.2.53"][..],
+        ] {
+            let o = sb.probe(&[&["dns-fanout", "ok.warden.example"][..], servers].concat());
+            let expected = format!("OK {} answers, each from the server asked", servers.len());
+            assert_eq!(o.verdict(), expected, "{who:?} {servers:?}\n{}", o.describe());
+        }
+    }
+}
+
+/// The resolver's UDP ports on the loopback: the sockets of `pid` bound to 127.0.0.1.
+fn loopback_udp_ports(pid: u32) -> Vec<u16> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|l| l.to_str()?.strip_prefix("socket:[")?.strip_suffix(']').map(String::from))
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let (local, inode) = (f.get(1)?, f.get(9)?);
+            let port = local.strip_prefix("0100007F:")?;
+            inodes.contains(&inode.to_string()).then(|| u16::from_str_radix(port, 16).ok())?
+        })
+        .collect()
+}
+
+#[test]
+fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
+    if !is_root() {
+        skip("the_resolver_on_the_loopback", "the loopback resolver is the eBPF layer's route: root only");
+        return;
+    }
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    let s = Scratch::new(Who::Root);
+    let names = ["ok.warden.example:443".to_string(), "also.warden.example:443".to_string()];
+    let p = profile(&s, Who::Root, "strict", &names, &standin);
+    let log = s.join("audit.jsonl");
+    let script = format!("{0} sleep 4; {0} dns-raw udp-connect {NOWHERE} ok.warden.example", probe().display());
+    let child = Sandbox::new(Who::Root).profile(&p).grant("--audit-log", &log).spawn(&[
+        "/bin/sh".as_ref(),
+        "-c".as_ref(),
+        script.as_ref(),
+    ]);
+    let launcher = launcher_pid(&child);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut ports = loopback_udp_ports(launcher);
+    while ports.is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        ports = loopback_udp_ports(launcher);
+    }
+    assert!(!ports.is_empty(), "the resolver's loopback ports were not found");
+    // The attack: another process of the host asks the resolver directly, over UDP and TCP, for
+    // a name the profile refuses (a record in the server's log) and one it allows (a query
+    // upstream).
+    for port in &ports {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+        for name in ["outside.warden.example", "also.warden.example"] {
+            sock.send_to(&mcp_warden_tests::dns_wire::query(7, name, 1), ("127.0.0.1", *port)).unwrap();
+            let mut buf = [0u8; 512];
+            assert!(sock.recv_from(&mut buf).is_err(), "port {port}: an outsider's query for {name} was answered");
+        }
+        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", *port)).unwrap();
+        tcp.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+        let q = mcp_warden_tests::dns_wire::query(8, "outside.warden.example", 1);
+        let _ = tcp.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat());
+        let mut buf = [0u8; 512];
+        assert!(matches!(tcp.read(&mut buf), Ok(0) | Err(_)), "port {port}: an outsider's TCP query was answered");
+    }
+    let o = wait_output(child, std::time::Duration::from_secs(30));
+    // Control: the server's own query, after the outsider's, is answered.
+    assert!(o.stdout.contains("OK rcode=0 addrs=127.0.0.1"), "the server's own query\n{}", o.describe());
+    let names: Vec<String> = dns_records(&log).iter().map(|r| r["name"].as_str().unwrap_or("").to_string()).collect();
+    assert_eq!(names, ["ok.warden.example"], "only the server's query is in its log");
+    assert!(!standin.queried().iter().any(|n| n == "also.warden.example"), "an outsider's query went upstream");
 }
 
 #[test]

@@ -14,11 +14,17 @@
 //! - The addresses /etc/hosts gives the profile's names are pinned for the whole run: the server's
 //!   resolver answers those names from the file (`localhost`) without a query.
 //!
-//! How queries reach it: the broker moves each socket the server sends DNS on into a network
-//! namespace of the supervisor's (`netns.rs`) where every address is local and this resolver
-//! listens on port 53 (`serve.rs`): the server's resolver, whatever its nameserver address and
-//! whether it is glibc's, musl's, c-ares' or its own, gets its answer from the address it asked.
+//! How queries reach it, so that the server's resolver (glibc's, musl's, c-ares', its own),
+//! whatever nameserver address it uses, gets its answer from the address it asked:
+//! - with the eBPF layer, its socket programs send port 53 to this resolver on the host's loopback
+//!   (`loopback.rs`) and rewrite the answer's source back; a query is answered only when the
+//!   socket it came from is the server's (`askers.rs`);
+//! - without it, the broker moves each socket the server sends DNS on into a network namespace of
+//!   the supervisor's (`netns.rs`) where every address is local and this resolver listens on
+//!   port 53 (`serve.rs`).
 
+pub mod askers;
+pub mod loopback;
 pub mod names;
 pub mod netns;
 pub mod pins;

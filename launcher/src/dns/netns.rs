@@ -23,16 +23,8 @@ use nix::sys::socket::{
     socket, socketpair, sockopt,
 };
 
+use super::serve::Listeners;
 use crate::sys::{self, Forked, fdpass};
-
-/// The resolver's sockets on port 53.
-#[derive(Debug)]
-pub struct Listeners {
-    pub udp4: OwnedFd,
-    pub udp6: OwnedFd,
-    pub tcp4: OwnedFd,
-    pub tcp6: OwnedFd,
-}
 
 /// The helper that makes sockets in the DNS namespace.
 #[derive(Debug)]

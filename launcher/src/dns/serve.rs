@@ -1,18 +1,29 @@
-//! The resolver's sockets: port 53 over UDP and TCP, IPv4 and IPv6, in the DNS namespace where
-//! every address is local. A UDP answer leaves from the address the query was sent to (its
-//! `IP_PKTINFO`), so a resolver that checks where its answer came from accepts it.
+//! The resolver's sockets: UDP and TCP, IPv4 and IPv6, on port 53 in the DNS namespace where
+//! every address is local, or on the host's loopback. A UDP answer leaves from the address the
+//! query was sent to (its `IP_PKTINFO`), so a resolver that checks where its answer came from
+//! accepts it. A query is answered only if its asker may ask (`askers.rs`).
 
 use std::io::{IoSlice, IoSliceMut, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, sendmsg};
 
-use super::netns::Listeners;
+use super::askers::Askers;
 use super::{Resolver, Transport};
 use crate::gate::Gate;
+
+/// The resolver's sockets: UDP and TCP, IPv4 and IPv6 (in the DNS namespace on port 53, or on
+/// the host's loopback at one port).
+#[derive(Debug)]
+pub struct Listeners {
+    pub udp4: OwnedFd,
+    pub udp6: OwnedFd,
+    pub tcp4: OwnedFd,
+    pub tcp6: OwnedFd,
+}
 
 /// Queries answered at once (each waits for upstream on a thread of its own); past this, a UDP
 /// query is dropped (its client asks again).
@@ -23,21 +34,45 @@ const TCP_MAX: usize = 64;
 /// An idle TCP connection, or one whose client does not read its answers, is closed after this.
 const TCP_IDLE: Duration = Duration::from_secs(10);
 
-/// Starts serving `listeners` with `resolver`, a thread per socket.
-pub fn start(resolver: Arc<Resolver>, listeners: Listeners) -> std::io::Result<()> {
+/// Starts serving each set of `listeners` with `resolver`, a thread per socket, for `askers`.
+pub fn start(resolver: Arc<Resolver>, listeners: Vec<Listeners>, askers: Askers) -> std::io::Result<()> {
     let in_flight = Gate::new(IN_FLIGHT_MAX);
-    let Listeners { udp4, udp6, tcp4, tcp6 } = listeners;
-    for (sock, v6) in [(udp4, false), (udp6, true)] {
-        let (r, f, sock) = (Arc::clone(&resolver), Arc::clone(&in_flight), Arc::new(sock));
-        std::thread::Builder::new().name("dns-udp".into()).spawn(move || udp_loop(&r, &sock, v6, &f))?;
-    }
     let open = Gate::new(TCP_MAX);
-    for sock in [tcp4, tcp6] {
-        let (r, open) = (Arc::clone(&resolver), Arc::clone(&open));
-        let listener = TcpListener::from(sock);
-        std::thread::Builder::new().name("dns-tcp".into()).spawn(move || tcp_loop(&r, &listener, &open))?;
+    for Listeners { udp4, udp6, tcp4, tcp6 } in listeners {
+        for (sock, v6) in [(udp4, false), (udp6, true)] {
+            let serving = Serving { resolver: Arc::clone(&resolver), askers, local: local_addr(&sock)? };
+            let (f, sock) = (Arc::clone(&in_flight), Arc::new(sock));
+            std::thread::Builder::new().name("dns-udp".into()).spawn(move || udp_loop(&serving, &sock, v6, &f))?;
+        }
+        for sock in [tcp4, tcp6] {
+            let serving = Serving { resolver: Arc::clone(&resolver), askers, local: local_addr(&sock)? };
+            let open = Arc::clone(&open);
+            let listener = TcpListener::from(sock);
+            std::thread::Builder::new().name("dns-tcp".into()).spawn(move || tcp_loop(&serving, &listener, &open))?;
+        }
     }
     Ok(())
+}
+
+/// What one socket's thread answers with, and for whom.
+#[derive(Clone)]
+struct Serving {
+    resolver: Arc<Resolver>,
+    askers: Askers,
+    /// The socket's own address (in the namespace, its port; the address is any).
+    local: SocketAddr,
+}
+
+fn local_addr(sock: &OwnedFd) -> std::io::Result<SocketAddr> {
+    let addr = nix::sys::socket::getsockname::<SockaddrStorage>(sock.as_raw_fd())?;
+    std_addr(&addr).ok_or_else(|| std::io::Error::other("the resolver's socket has no inet address"))
+}
+
+fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = addr.as_sockaddr_in() {
+        return Some(SocketAddr::V4((*v4).into()));
+    }
+    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
 }
 
 /// A query, who sent it and the address it was sent to.
@@ -53,18 +88,29 @@ enum Destination {
     V6(libc::in6_addr),
 }
 
-fn udp_loop(resolver: &Arc<Resolver>, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Gate>) {
+fn udp_loop(serving: &Serving, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Gate>) {
     loop {
         let Some(d) = receive(sock.as_raw_fd()) else { continue };
         let Some(ticket) = in_flight.enter() else { continue };
-        let (r, s) = (Arc::clone(resolver), Arc::clone(sock));
+        let (serving, s) = (serving.clone(), Arc::clone(sock));
         // A thread that cannot start drops the query and, with it, its ticket.
         let _ = std::thread::Builder::new().name("dns-query".into()).spawn(move || {
-            if let Some(answer) = r.answer(&d.bytes, Transport::Udp) {
+            let asked = std_addr(&d.from).is_some_and(|from| serving.may_ask(Transport::Udp, from));
+            if let Some(answer) = asked.then(|| serving.resolver.answer(&d.bytes, Transport::Udp)).flatten() {
                 reply(&s, &answer, &d, v6);
             }
             drop(ticket);
         });
+    }
+}
+
+impl Serving {
+    fn may_ask(&self, transport: Transport, asker: SocketAddr) -> bool {
+        let allowed = self.askers.may_ask(transport, self.local, asker);
+        if !allowed {
+            tracing::debug!(%asker, "dns: a query from outside the server, not answered");
+        }
+        allowed
     }
 }
 
@@ -103,12 +149,14 @@ fn reply(sock: &OwnedFd, answer: &[u8], d: &Datagram, v6: bool) {
     }
 }
 
-fn tcp_loop(resolver: &Arc<Resolver>, listener: &TcpListener, open: &Arc<Gate>) {
+fn tcp_loop(serving: &Serving, listener: &TcpListener, open: &Arc<Gate>) {
     for stream in listener.incoming().flatten() {
         let Some(ticket) = open.enter() else { continue }; // dropped: closed
-        let r = Arc::clone(resolver);
+        let serving = serving.clone();
         let _ = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || {
-            tcp_connection(&r, stream);
+            if stream.peer_addr().is_ok_and(|peer| serving.may_ask(Transport::Tcp, peer)) {
+                tcp_connection(&serving.resolver, stream);
+            }
             drop(ticket);
         });
     }

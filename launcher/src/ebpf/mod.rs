@@ -26,7 +26,7 @@ use crate::audit::AuditLog;
 use aya::Ebpf;
 use aya::maps::{Map, MapData, PerCpuValues, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType, CgroupSockAttachType};
-use mcp_warden_ebpf_common::{Counters, MAX_RULES, NetRule, OpenKey, RuleKey, Server, counter, level};
+use mcp_warden_ebpf_common::{Counters, DNS_SLOTS, MAX_RULES, NetRule, OpenKey, RuleKey, Server, counter, level};
 
 pub use event::{EventDecoder, ProcessTable, rfc3339};
 use shared::Shared;
@@ -47,6 +47,9 @@ pub struct MonitorConfig {
     /// `full`: also every open, failed exec, syscall counts and file refusals, at the price of
     /// the per-syscall tracepoints (every process of the host pays while a `full` server runs).
     pub full: bool,
+    /// The ports of mcp-warden's resolver on the loopback, one per slot, or all 0: the socket
+    /// programs send the server's DNS there.
+    pub dns_ports: [u16; DNS_SLOTS],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -202,6 +205,7 @@ impl Monitor {
             owner_pid: me,
             slot: 0,
             owner_start: shared::process_start(me).unwrap_or(0),
+            dns_ports: cfg.dns_ports,
         };
         match self.shared.register(id, server, cfg.ring_bytes)? {
             shared::Ring::Reused(map) => {
@@ -347,6 +351,10 @@ fn sock_addr_type(name: &str) -> Option<CgroupSockAddrAttachType> {
         "connect6" => CgroupSockAddrAttachType::Connect6,
         "sendmsg4" => CgroupSockAddrAttachType::UDPSendMsg4,
         "sendmsg6" => CgroupSockAddrAttachType::UDPSendMsg6,
+        "recvmsg4" => CgroupSockAddrAttachType::UDPRecvMsg4,
+        "recvmsg6" => CgroupSockAddrAttachType::UDPRecvMsg6,
+        "getpeername4" => CgroupSockAddrAttachType::GetPeerName4,
+        "getpeername6" => CgroupSockAddrAttachType::GetPeerName6,
         "bind4" => CgroupSockAddrAttachType::Bind4,
         "bind6" => CgroupSockAddrAttachType::Bind6,
         _ => return None,

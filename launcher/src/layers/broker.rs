@@ -139,14 +139,22 @@ pub trait Observer: Send + Sync + std::fmt::Debug {
     fn reached(&self, proto: Proto, dest: SocketAddr, payload: &[u8]);
 }
 
-/// Where the server's DNS goes: the DNS namespace (its sockets are made there) and the answers
-/// the resolver pinned.
+/// Where the server's DNS goes, and the answers the resolver pinned.
 #[derive(Debug)]
 pub struct DnsRoute {
-    pub namespace: DnsNamespace,
-    /// The namespace's cookie (`SO_NETNS_COOKIE`): a socket already there is not swapped again.
-    pub cookie: u64,
+    pub via: DnsVia,
     pub pins: Arc<Pins>,
+}
+
+/// How a DNS query reaches mcp-warden's resolver.
+#[derive(Debug)]
+pub enum DnsVia {
+    /// The broker swaps the socket for one in the DNS namespace. `cookie` is the namespace's
+    /// (`SO_NETNS_COOKIE`): a socket already there is not swapped again.
+    Namespace { namespace: DnsNamespace, cookie: u64 },
+    /// The eBPF layer's socket programs send it to the resolver on the loopback: the broker
+    /// performs the call as the server made it.
+    SocketPrograms,
 }
 
 /// The broker of one run: the policy, where DNS goes, and where refusals are recorded.
@@ -405,8 +413,9 @@ pub(crate) fn socket_addr(addr: &[u8]) -> Option<SocketAddr> {
 }
 
 /// Where a call to `addr` goes: a DNS query (port 53, when mcp-warden answers the server's DNS)
-/// to mcp-warden's resolver, on a socket swapped into the DNS namespace (returned); anything else
-/// is checked against the policy, on the server's own socket (`None`).
+/// to mcp-warden's resolver, on a socket swapped into the DNS namespace (returned), or as made
+/// when the socket programs route it; anything else is checked against the policy, on the
+/// server's own socket (`None`).
 fn route(
     shared: &Broker,
     t: &Target<'_>,
@@ -415,8 +424,11 @@ fn route(
     addr: &[u8],
     call: &str,
 ) -> Result<Option<OwnedFd>, i32> {
-    match (&shared.dns, socket_addr(addr)) {
-        (Some(dns), Some(dest)) if dest.port() == 53 => to_resolver(dns, t, fd, sock),
+    match (shared.dns.as_ref().map(|d| &d.via), socket_addr(addr)) {
+        (Some(DnsVia::Namespace { namespace, cookie }), Some(dest)) if dest.port() == 53 => {
+            to_resolver(namespace, *cookie, t, fd, sock)
+        }
+        (Some(DnsVia::SocketPrograms), Some(dest)) if dest.port() == 53 => Ok(None),
         _ => decide(shared, t, sock.as_fd(), addr, call).map(|()| None),
     }
 }
@@ -425,8 +437,14 @@ fn route(
 /// blocking mode, at the same descriptor number (`SECCOMP_IOCTL_NOTIF_ADDFD`). The call then runs
 /// on it: port 53 of every address there is mcp-warden's resolver, and nothing else is reachable.
 /// A socket already there is kept.
-fn to_resolver(dns: &DnsRoute, t: &Target<'_>, fd: u64, sock: &OwnedFd) -> Result<Option<OwnedFd>, i32> {
-    if sys::notify::netns_cookie(sock.as_fd()).ok() == Some(dns.cookie) {
+fn to_resolver(
+    namespace: &DnsNamespace,
+    cookie: u64,
+    t: &Target<'_>,
+    fd: u64,
+    sock: &OwnedFd,
+) -> Result<Option<OwnedFd>, i32> {
+    if sys::notify::netns_cookie(sock.as_fd()).ok() == Some(cookie) {
         return Ok(None);
     }
     let family = nix::sys::socket::getsockname::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd())
@@ -437,7 +455,7 @@ fn to_resolver(dns: &DnsRoute, t: &Target<'_>, fd: u64, sock: &OwnedFd) -> Resul
         Ok(kind) => kind == SockType::Stream,
         Err(e) => return Err(e as i32), // ENOTSOCK: not a socket, as the kernel would answer
     };
-    let swapped = dns.namespace.socket(family, stream).map_err(errno)?;
+    let swapped = namespace.socket(family, stream).map_err(errno)?;
     let status = nix::fcntl::fcntl(sock, nix::fcntl::FcntlArg::F_GETFL).map_err(|e| e as i32)?;
     let nonblock = nix::fcntl::OFlag::from_bits_truncate(status) & nix::fcntl::OFlag::O_NONBLOCK;
     nix::fcntl::fcntl(&swapped, nix::fcntl::FcntlArg::F_SETFL(nonblock)).map_err(|e| e as i32)?;

@@ -337,7 +337,7 @@ impl NetPlan {
                 .map(|e| e.value.to_string())
                 .collect();
             if let Some(dns) = &b.dns {
-                dest.push(dns_report(dns));
+                dest.push(dns_report(dns, monitor_runs));
             }
             let deny: Vec<String> = b.deny.iter().map(|d| NetDisplay(d).to_string()).collect();
             mech.push(format!(
@@ -350,16 +350,20 @@ impl NetPlan {
     }
 }
 
-/// How `explain` says what the resolver answers.
-fn dns_report(dns: &DnsPolicy) -> String {
+/// How `explain` says what the resolver answers, and how queries reach it.
+fn dns_report(dns: &DnsPolicy, monitor_runs: bool) -> String {
     let upstream: Vec<String> = dns.upstream.servers.iter().map(ToString::to_string).collect();
     let names = match (dns.names.any(), dns.names.is_empty()) {
         (true, _) => "every name (dns = true: query names leave the host)".to_string(),
         (false, true) => "no name".to_string(),
         (false, false) => "only the names above; any other gets NXDOMAIN and never leaves the host".to_string(),
     };
+    let route = match monitor_runs {
+        true => "routed by the eBPF socket programs to its resolver on the loopback",
+        false => "routed by the broker to its resolver in a network namespace of its own",
+    };
     format!(
-        "DNS (port 53, any address) answered by mcp-warden: {names}, resolved through {}; a name's addresses open its ports for the answer's TTL (5 s to 1 h); answers rebinding a public name to a private address are dropped{}",
+        "DNS (port 53, any address) answered by mcp-warden ({route}): {names}, resolved through {}; a name's addresses open its ports for the answer's TTL (5 s to 1 h); answers rebinding a public name to a private address are dropped{}",
         if upstream.is_empty() { "no upstream".to_string() } else { upstream.join(", ") },
         if dns.private_answers.is_empty() {
             String::new()

@@ -15,7 +15,7 @@ use nix::sys::resource::Resource;
 use nix::sys::signal::SigSet;
 
 use super::error::{SupervisorError, cstring, sys_err};
-use super::services::{ListenerEnd, McpEnds, ServiceInputs, Services};
+use super::services::{DnsInputs, ListenerEnd, LoopbackDns, McpEnds, ServiceInputs, Services};
 use super::stdio;
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
@@ -31,6 +31,7 @@ use crate::plan::{Enforcement, Layer, Plan};
 use crate::profile::{Level, Violation};
 use crate::stage2::Stage2;
 use crate::sys;
+use mcp_warden_ebpf_common::DNS_SLOTS;
 
 /// Everything the run needs, split by who takes it at the fork.
 pub struct Prepared {
@@ -50,7 +51,11 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let monitor_parent =
         if plan.monitor_runs() { plan.monitor_cgroup_parent().map(std::path::Path::to_path_buf) } else { None };
     let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
-    let mut monitor = load_monitor(plan, &cgroups)?;
+    // With the eBPF layer, its socket programs send the server's DNS to the resolver on the
+    // loopback: the ports go into the server's entry.
+    let loopback_dns = loopback_resolver(plan, &cgroups);
+    let mut monitor = load_monitor(plan, &cgroups, loopback_dns.as_ref().map_or([0; DNS_SLOTS], |l| l.bound.ports))?;
+    let loopback_dns = loopback_dns.filter(|_| monitor.is_some());
     let monitor_log = match &monitor {
         Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
         None => None,
@@ -69,7 +74,8 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let (mcp, mcp_stdio) = mcp_pipes(plan)?;
     let (stdio, relays) = stdio::server_stdio(mcp_stdio).map_err(sys_err("set up the server's stdio"))?;
     // After the monitor: whether it loaded decides whether the broker is needed.
-    let (seccomp, listener_channel, listener) = seccomp_filters(plan, monitor.is_some(), private_tmp.as_ref())?;
+    let (seccomp, listener_channel, listener) =
+        seccomp_filters(plan, monitor.is_some(), loopback_dns, private_tmp.as_ref())?;
     // The server's ring buffer must be in place before it is executed. With a listener, stage 2
     // waits for the supervisor to take it, and the supervisor inserts the ring first, while stage
     // 2 hardens itself (`services::start`); without one, now.
@@ -107,9 +113,30 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     })
 }
 
+/// The resolver's sockets on the loopback, and the server's cgroup (the only one whose sockets it
+/// answers), when the eBPF layer is to load and the server's DNS is answered by mcp-warden. Where
+/// they cannot be bound (no IPv6 loopback), the broker routes DNS through the DNS namespace.
+fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<LoopbackDns> {
+    let dir = cgroups.monitor_dir.as_ref()?;
+    plan.broker_policy(true)?.dns.as_ref()?;
+    // The id bpf_get_current_cgroup_id() and sock_diag give is the cgroup directory's inode.
+    let cgroup = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir).ok()?);
+    match crate::dns::loopback::bind() {
+        Ok(bound) => Some(LoopbackDns { bound, cgroup }),
+        Err(e) => {
+            tracing::debug!("the resolver's loopback sockets: {e}; DNS goes through the DNS namespace");
+            None
+        }
+    }
+}
+
 /// Loads the eBPF layer when the plan runs it: a failure refuses the run when the layer is
 /// required, and is reported when it is best-effort.
-fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>, SupervisorError> {
+fn load_monitor(
+    plan: &Plan,
+    cgroups: &ServerCgroups,
+    dns_ports: [u16; DNS_SLOTS],
+) -> Result<Option<Monitor>, SupervisorError> {
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
         cgroup_dir: dir,
@@ -118,6 +145,7 @@ fn load_monitor(plan: &Plan, cgroups: &ServerCgroups) -> Result<Option<Monitor>,
         allow_raw_sockets: false,
         ring_bytes: plan.audit_buffer(),
         full: plan.monitor_full(),
+        dns_ports,
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),
@@ -228,7 +256,12 @@ type Filters = (Vec<Filter>, Option<UnixStream>, Option<ListenerEnd>);
 /// kernel can hand them over and the profile's violation action is `errno`; the network broker's
 /// calls go there too when it runs (not when the eBPF layer loaded and expresses every rule). The
 /// filter with the listener travels with stage 2, the listener comes back over the channel.
-fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) -> Result<Filters, SupervisorError> {
+fn seccomp_filters(
+    plan: &Plan,
+    monitor_loaded: bool,
+    loopback_dns: Option<LoopbackDns>,
+    tmp: Option<&PrivateTmp>,
+) -> Result<Filters, SupervisorError> {
     let policy = plan.syscalls();
     let learning = plan.learn().is_some();
     let mediated = Mediated { datagrams: policy.sockets.udp, every_send: learning };
@@ -258,10 +291,15 @@ fn seccomp_filters(plan: &Plan, monitor_loaded: bool, tmp: Option<&PrivateTmp>) 
     }
     let (ours, theirs) = UnixStream::pair().map_err(sys_err("create the seccomp listener channel"))?;
     let log = open_audit_log(plan, plan.audit_log(), Writer::Supervisor)?;
-    // While single-threaded: the DNS namespace's helper is forked.
-    let dns = match broker.as_ref().and_then(|(p, _)| p.dns.as_ref()) {
-        Some(_) => Some(DnsNamespace::start().map_err(SupervisorError::Dns)?),
-        None => None,
+    // While single-threaded: the DNS namespace's helper is forked, unless the socket programs
+    // route the server's DNS to the loopback.
+    let dns = match (broker.as_ref().and_then(|(p, _)| p.dns.as_ref()), loopback_dns) {
+        (None, _) => None,
+        (Some(_), Some(loopback)) => Some(DnsInputs::Loopback(loopback)),
+        (Some(_), None) => {
+            let (namespace, listeners) = DnsNamespace::start().map_err(SupervisorError::Dns)?;
+            Some(DnsInputs::Namespace(namespace, listeners))
+        }
     };
     let guarded = guarded.map(|g| (g, write_grants(plan, tmp), scratch(plan, tmp)));
     let tracer = learn_inputs(plan, tmp);

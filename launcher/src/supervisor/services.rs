@@ -20,12 +20,14 @@ use super::stdio;
 use super::teardown::Held;
 use super::tracer::{self, Tracer, TracerInputs};
 use crate::audit::AuditLog;
-use crate::dns::netns::{DnsNamespace, Listeners};
+use crate::dns::askers::Askers;
+use crate::dns::netns::DnsNamespace;
 use crate::dns::pins::Pins;
+use crate::dns::serve::Listeners;
 use crate::dns::{Resolver, serve};
 use crate::ebpf::{EventDecoder, Monitor, ProcessTable, Reader};
 use crate::gate::Gate;
-use crate::layers::broker::{Broker, DnsRoute, NetPolicy, Observer};
+use crate::layers::broker::{Broker, DnsRoute, DnsVia, NetPolicy, Observer};
 use crate::layers::seccomp::{Guarded, Mediated, SyscallPolicy};
 use crate::mcp::{InFlight, McpConfig};
 use crate::plan::Plan;
@@ -49,14 +51,30 @@ pub struct McpEnds {
     pub server_out: OwnedFd,
 }
 
+/// Where the resolver's sockets are, and so how the server's DNS reaches them.
+#[derive(Debug)]
+pub enum DnsInputs {
+    /// In the DNS namespace, where the broker moves the server's DNS sockets.
+    Namespace(DnsNamespace, Listeners),
+    /// On the host's loopback, where the eBPF layer's socket programs send the server's DNS.
+    Loopback(LoopbackDns),
+}
+
+/// The resolver's sockets on the loopback, and the cgroup whose sockets it answers.
+#[derive(Debug)]
+pub struct LoopbackDns {
+    pub bound: crate::dns::loopback::Loopback,
+    pub cgroup: u64,
+}
+
 /// The supervisor's end of the channel the seccomp listener comes back over, what it serves, and
 /// the audit log its refusals go to.
 pub struct ListenerEnd {
     pub channel: UnixStream,
     pub policy: SyscallPolicy,
     pub broker: Option<(NetPolicy, Mediated)>,
-    /// The DNS namespace and the resolver's sockets there, when mcp-warden answers the server's DNS.
-    pub dns: Option<(DnsNamespace, Listeners)>,
+    /// The resolver's sockets, when mcp-warden answers the server's DNS.
+    pub dns: Option<DnsInputs>,
     pub log: AuditLog,
     /// Traced file calls: what the tracer judges with (and records, in a learning run).
     pub tracer: Option<TracerInputs>,
@@ -150,17 +168,23 @@ pub fn start(plan: &Plan, child: Pid, inputs: ServiceInputs, held: &mut Held) ->
 /// server's DNS along.
 fn start_resolver(
     policy: &NetPolicy,
-    dns: Option<(DnsNamespace, Listeners)>,
+    dns: Option<DnsInputs>,
     refusals: &Arc<Refusals>,
 ) -> Result<Option<DnsRoute>, SupervisorError> {
-    let (Some(dns_policy), Some((namespace, listeners))) = (&policy.dns, dns) else { return Ok(None) };
-    let cookie = sys::notify::netns_cookie(listeners.udp4.as_fd()).map_err(SupervisorError::Dns)?;
+    let (Some(dns_policy), Some(inputs)) = (&policy.dns, dns) else { return Ok(None) };
+    let (via, listeners, askers) = match inputs {
+        DnsInputs::Namespace(namespace, listeners) => {
+            let cookie = sys::notify::netns_cookie(listeners.udp4.as_fd()).map_err(SupervisorError::Dns)?;
+            (DnsVia::Namespace { namespace, cookie }, vec![listeners], Askers::Anyone)
+        }
+        DnsInputs::Loopback(l) => (DnsVia::SocketPrograms, l.bound.listeners, Askers::Cgroup(l.cgroup)),
+    };
     let pins = Arc::new(Pins::default());
     crate::dns::pin_hosts_file(&dns_policy.names, &pins);
     let journal = Arc::clone(refusals) as Arc<dyn crate::dns::Journal>;
     let resolver = Arc::new(Resolver::new(dns_policy.clone(), Arc::clone(&pins), journal));
-    serve::start(resolver, listeners).map_err(SupervisorError::Dns)?;
-    Ok(Some(DnsRoute { namespace, cookie, pins }))
+    serve::start(resolver, listeners, askers).map_err(SupervisorError::Dns)?;
+    Ok(Some(DnsRoute { via, pins }))
 }
 
 /// A learning run's tracer: its session file created, and a thread sampling the server's tree

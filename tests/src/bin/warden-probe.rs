@@ -162,6 +162,7 @@ fn main() {
         "resolve" => resolve(&a(1)),
         "dns-raw" => dns_raw(&a(1), &a(2), &a(3)),
         "dns-race" => dns_race(&a(1), &a(2), &a(3), n(4) as usize),
+        "dns-fanout" => dns_fanout(&a(1), args.get(2..).unwrap_or_default()),
         "dns-expiry" => dns_expiry(&a(1), n(2) as u16, n(3) as u64),
         "dns-serve" => dns_serve(&args[1..]),
         "dns-bench" => dns_bench(&a(1), &a(2), n(3) as u16, n(4) as usize),
@@ -1053,6 +1054,10 @@ fn dns_raw(mode: &str, server: &str, name: &str) -> Outcome {
     let answer = match mode {
         "tcp" => {
             let mut s = std::net::TcpStream::connect(to).map_err(io)?;
+            let peer = s.peer_addr().map_err(io)?;
+            if peer != to {
+                return Ok(format!("connected to {peer}, not {to}"));
+            }
             s.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat()).map_err(io)?;
             let mut len = [0u8; 2];
             s.read_exact(&mut len).map_err(io)?;
@@ -1081,6 +1086,32 @@ fn dns_raw(mode: &str, server: &str, name: &str) -> Outcome {
     let (rcode, addrs) = dns_wire::parse_answer(&answer).ok_or(Errno::EBADMSG)?;
     let addrs: Vec<String> = addrs.iter().map(ToString::to_string).collect();
     Ok(format!("rcode={rcode} addrs={}", addrs.join(",")))
+}
+
+/// Asks every server in `servers` for `name` at once from one UDP socket, as musl does, and
+/// checks that each answer comes from the server its id was sent to.
+fn dns_fanout(name: &str, servers: &[String]) -> Outcome {
+    use mcp_warden_tests::dns_wire;
+    let to: Vec<std::net::SocketAddr> = servers
+        .iter()
+        .map(|s| s.parse().map(|ip| std::net::SocketAddr::new(ip, 53)).map_err(|_| Errno::EINVAL))
+        .collect::<Result<_, _>>()?;
+    let local = if to.first().is_some_and(std::net::SocketAddr::is_ipv4) { "0.0.0.0:0" } else { "[::]:0" };
+    let s = std::net::UdpSocket::bind(local).map_err(io)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5))).map_err(io)?;
+    for (id, dest) in to.iter().enumerate() {
+        s.send_to(&dns_wire::query(0x4000 + id as u16, name, 1), dest).map_err(io)?;
+    }
+    let mut buf = vec![0u8; 4096];
+    for _ in &to {
+        let (_, from) = s.recv_from(&mut buf).map_err(io)?;
+        let id = usize::from(u16::from_be_bytes([buf[0], buf[1]]).wrapping_sub(0x4000));
+        match to.get(id) {
+            Some(asked) if *asked == from => {}
+            _ => return Ok(format!("answer {id} from {from}, asked {:?}", to.get(id))),
+        }
+    }
+    Ok(format!("{} answers, each from the server asked", to.len()))
 }
 
 /// Sends `rounds` queries from one buffer while another thread rewrites the name in it between

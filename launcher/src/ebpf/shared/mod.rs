@@ -50,8 +50,19 @@ const TREE_LINKS: [(&str, Hook); 3] = [
 /// The per-syscall tracepoints of the `full` level.
 const FULL_LINKS: [(&str, Hook); 2] = [("sys_enter", Hook::Raw("sys_enter")), ("sys_exit", Hook::Raw("sys_exit"))];
 /// The cgroup programs each server attaches to its own cgroup.
-pub const CGROUP_PROGRAMS: [&str; 7] =
-    ["connect4", "connect6", "sendmsg4", "sendmsg6", "bind4", "bind6", "sock_create"];
+pub const CGROUP_PROGRAMS: [&str; 11] = [
+    "connect4",
+    "connect6",
+    "sendmsg4",
+    "sendmsg6",
+    "recvmsg4",
+    "recvmsg6",
+    "getpeername4",
+    "getpeername6",
+    "bind4",
+    "bind6",
+    "sock_create",
+];
 const MAPS: [&str; 7] = ["SERVERS", "RINGS", "COUNTERS", "SYSCALLS", "RULES", "OPENS_SEEN", "BROKERS"];
 
 /// This launcher's hold on the host's shared probes.
