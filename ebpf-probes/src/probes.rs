@@ -689,13 +689,17 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let sock_type = sa.type_;
     let protocol = sa.protocol;
     // DNS goes to mcp-warden's resolver, which decides on the name; the event keeps port 53. A
-    // query whose destination cannot be kept is refused: its answer could not be matched.
+    // query that cannot be routed (its socket's storage cannot be had: the socket's option memory
+    // is full) is refused whatever the rules say: sent as made, it would reach a real resolver.
     let to_dns = port == 53 && srv.conf.dns_ports[0] != 0 && operation != op::BIND;
-    let routed = to_dns && to_resolver(ctx, &srv, family);
-    // An unconnected UDP socket binds port 0 implicitly before sending: that is not a listener.
-    let allowed = routed
-        || (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
-        || rule_allows(&srv, operation, family, sock_type, port, &addr);
+    let allowed = match to_dns {
+        true => to_resolver(ctx, &srv, family),
+        // An unconnected UDP socket binds port 0 implicitly before sending: not a listener.
+        false => {
+            (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
+                || rule_allows(&srv, operation, family, sock_type, port, &addr)
+        }
+    };
     let enforced = !allowed && srv.conf.audit == 0;
     let event = NetEvent {
         hdr: header(kind::NET, &srv),

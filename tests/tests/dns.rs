@@ -223,6 +223,62 @@ fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
     assert!(!standin.queried().iter().any(|n| n == "also.warden.example"), "an outsider's query went upstream");
 }
 
+/// Fills a socket's option memory (a socket filter, IPv6 group memberships: `optmem_max`) so that
+/// the socket programs cannot keep where its query goes, then asks; a fresh socket is the control.
+const OPTMEM_FULL: &str = r#"import socket, struct, ctypes
+def query(name):
+    q = struct.pack('>HHHHHH', 0x1234, 0x0100, 1, 0, 0, 0)
+    for label in name.split('.'):
+        q += bytes([len(label)]) + label.encode()
+    return q + b'\0' + struct.pack('>HH', 1, 1)
+def fill(s):
+    # A socket filter and IPv6 group memberships take the socket's option memory (optmem_max).
+    for size in (4000, 2000, 1000, 500, 250):
+        ins = struct.pack('HBBI', 0, 0, 0, 0) * (size - 1) + struct.pack('HBBI', 6, 0, 0, 0xffffffff)
+        buf = ctypes.create_string_buffer(ins, len(ins))
+        try:
+            s.setsockopt(socket.SOL_SOCKET, 26, struct.pack('HxxxxxxQ', size, ctypes.addressof(buf)))
+            break
+        except OSError:
+            pass
+    for ifindex in (1, 0):
+        for i in range(5000):
+            try:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, socket.inet_pton(socket.AF_INET6, 'ff15::%x' % (i + 1)) + struct.pack('@I', ifindex))
+            except OSError:
+                break
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+fill(s)
+for dst in ('2001:db8::53', '::ffff:192.0.2.53'):
+    try:
+        s.sendto(query('full.warden.example'), (dst, 53))
+        print('SENT', dst)
+    except PermissionError:
+        print('REFUSED', dst)
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.settimeout(5)
+c.sendto(query('ok.warden.example'), ('2001:db8::53', 53))
+print('CONTROL', len(c.recvfrom(512)[0]) > 12)"#;
+
+#[test]
+fn a_query_the_socket_programs_cannot_route_is_refused_not_sent_as_made() {
+    if !is_root() {
+        skip("a_query_the_socket_programs_cannot_route", "the socket programs' route is the eBPF layer's: root only");
+        return;
+    }
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    let s = Scratch::new(Who::Root);
+    let p = profile(&s, Who::Root, "python", &["ok.warden.example:443".to_string()], &standin);
+    let o =
+        Sandbox::new(Who::Root).profile(&p).exec(&["/usr/bin/python3".as_ref(), "-c".as_ref(), OPTMEM_FULL.as_ref()]);
+    // Sent as made, these would reach whatever listens at the addresses asked: a real resolver.
+    for dst in ["2001:db8::53", "::ffff:192.0.2.53"] {
+        assert!(o.stdout.contains(&format!("REFUSED {dst}")), "{dst}: an unroutable query went out\n{}", o.describe());
+    }
+    assert!(o.stdout.contains("CONTROL True"), "a fresh socket's query is answered\n{}", o.describe());
+    assert!(!standin.queried().iter().any(|n| n == "full.warden.example"), "the name reached upstream");
+}
+
 #[test]
 fn nodes_and_pythons_own_resolvers_get_the_same_answers() {
     let standin = StandIn::start(

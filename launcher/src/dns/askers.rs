@@ -1,12 +1,20 @@
 //! Who may ask the resolver. In the DNS namespace only the broker puts sockets, so anyone there
-//! is the server. On the host's loopback any local user can send to it, so a query is answered
-//! only when the socket its answer would reach belongs to the server's cgroup: the kernel's
-//! socket table (sock_diag) is asked for that socket and its cgroup, per query.
+//! is the server. On the host's loopback any local user can send to it, so the kernel's socket
+//! table (sock_diag) is asked, per query, whose the asking socket is:
+//! - TCP: the connection's peer, one socket; it must have been made in the server's cgroup.
+//! - UDP: every socket bound where the query came from (its port, at its address or a wildcard)
+//!   must have been made in the server's cgroup. One alone is not enough: a socket of another
+//!   user's sharing the port (`SO_REUSEADDR` on both) could be the sender, and the kernel's lookup
+//!   would name the server's.
+//!
+//! What this cannot tell apart: a process that can act as the server (ptrace it or take its
+//! descriptors: root, or its own uid where ptrace is open) and one that forges a source address
+//! (`CAP_NET_RAW`). Both can already do anything the server can.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
-use netlink_packet_core::{NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload};
 use netlink_packet_sock_diag::SockDiagMessage;
 use netlink_packet_sock_diag::constants::{AF_INET, AF_INET6, IPPROTO_TCP, IPPROTO_UDP};
 use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags, nlas::Nla};
@@ -27,13 +35,16 @@ pub enum Askers {
 }
 
 impl Askers {
-    /// Whether a query from `asker` to the resolver's `resolver` address may be answered. A
-    /// socket that cannot be looked up is refused.
+    /// Whether a query from `asker` to the resolver's `resolver` address may be answered. Where
+    /// the sockets cannot be looked up, no.
     pub fn may_ask(&self, transport: Transport, resolver: SocketAddr, asker: SocketAddr) -> bool {
         let Askers::Cgroup(server) = *self else { return true };
-        match cgroup_of(transport, resolver, asker) {
-            Ok(Some(cgroup)) => cgroup == server,
-            Ok(None) => false,
+        let cgroups = match transport {
+            Transport::Tcp => tcp_peer(resolver, asker),
+            Transport::Udp => udp_senders(asker),
+        };
+        match cgroups {
+            Ok(cgroups) => !cgroups.is_empty() && cgroups.iter().all(|c| *c == Some(server)),
             Err(e) => {
                 tracing::debug!(error = %e, "dns: looking up who asked");
                 false
@@ -42,17 +53,66 @@ impl Askers {
     }
 }
 
-/// The cgroup of the socket at `asker` that talks to `resolver` (`None`: there is none).
-fn cgroup_of(transport: Transport, resolver: SocketAddr, asker: SocketAddr) -> io::Result<Option<u64>> {
-    let request = InetRequest {
-        family: if asker.is_ipv4() { AF_INET } else { AF_INET6 },
-        protocol: if transport == Transport::Udp { IPPROTO_UDP } else { IPPROTO_TCP },
+/// The cgroup of the TCP connection from `asker` to `resolver` (none: it is gone).
+fn tcp_peer(resolver: SocketAddr, asker: SocketAddr) -> io::Result<Vec<Option<u64>>> {
+    let mut id = socket_id(asker);
+    id.source_address = asker.ip();
+    id.source_port = asker.port();
+    id.destination_address = resolver.ip();
+    id.destination_port = resolver.port();
+    let found = ask_kernel(request(asker.ip(), IPPROTO_TCP, id), false)?;
+    Ok(found.iter().map(cgroup).collect())
+}
+
+/// The cgroups of every UDP socket that could have sent from `asker`: bound to its port, at its
+/// address or a wildcard, IPv4 or (for an IPv4 address, dual-stack) IPv6.
+fn udp_senders(asker: SocketAddr) -> io::Result<Vec<Option<u64>>> {
+    let mut found = Vec::new();
+    let families: &[IpAddr] = match asker.ip() {
+        IpAddr::V4(_) => &[IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)],
+        IpAddr::V6(_) => &[IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)],
+    };
+    for family in families {
+        let mut id = socket_id(SocketAddr::new(*family, 0));
+        id.source_port = asker.port(); // udp_dump skips sockets bound to another port
+        for s in ask_kernel(request(*family, IPPROTO_UDP, id), true)? {
+            let local = &s.header.socket_id;
+            if local.source_port == asker.port() && could_send_from(local.source_address, asker.ip()) {
+                found.push(cgroup(&s));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether a socket bound to `local` sends from `from`.
+fn could_send_from(local: IpAddr, from: IpAddr) -> bool {
+    let local = match local {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(local, IpAddr::V4),
+        v4 => v4,
+    };
+    local == from || local.is_unspecified()
+}
+
+fn socket_id(like: SocketAddr) -> SocketId {
+    let mut id = if like.is_ipv4() { SocketId::new_v4() } else { SocketId::new_v6() };
+    id.cookie = [0xff; 8]; // INET_DIAG_NOCOOKIE: any socket at these addresses
+    id
+}
+
+fn request(family: IpAddr, protocol: u8, socket_id: SocketId) -> InetRequest {
+    InetRequest {
+        family: if family.is_ipv4() { AF_INET } else { AF_INET6 },
+        protocol,
         extensions: ExtensionFlags::empty(),
         states: StateFlags::all(),
-        socket_id: socket_id(transport, resolver, asker),
-    };
-    let Some(response) = ask_kernel(request)? else { return Ok(None) };
-    Ok(response.nlas.iter().find_map(|nla| match nla {
+        socket_id,
+    }
+}
+
+/// The cgroup a socket was made in, as sock_diag tells it.
+fn cgroup(response: &InetResponse) -> Option<u64> {
+    response.nlas.iter().find_map(|nla| match nla {
         Nla::Other(other) if netlink_packet_core::Nla::kind(other) == INET_DIAG_CGROUP_ID => {
             let mut id = [0u8; 8];
             (netlink_packet_core::Nla::value_len(other) == 8).then(|| {
@@ -61,46 +121,40 @@ fn cgroup_of(transport: Transport, resolver: SocketAddr, asker: SocketAddr) -> i
             })
         }
         _ => None,
-    }))
+    })
 }
 
-/// The lookup key of the asker's socket. TCP names the socket's own address as the source; UDP,
-/// "for historical reasons" (`udp_dump_one`), looks up the socket that a datagram from the source
-/// to the destination would reach: the one the answer goes to.
-fn socket_id(transport: Transport, resolver: SocketAddr, asker: SocketAddr) -> SocketId {
-    let (source, destination) = match transport {
-        Transport::Tcp => (asker, resolver),
-        Transport::Udp => (resolver, asker),
-    };
-    let mut id = if asker.is_ipv4() { SocketId::new_v4() } else { SocketId::new_v6() };
-    id.source_address = source.ip();
-    id.source_port = source.port();
-    id.destination_address = destination.ip();
-    id.destination_port = destination.port();
-    id.cookie = [0xff; 8]; // INET_DIAG_NOCOOKIE: any socket at these addresses
-    id
-}
-
-/// One `SOCK_DIAG_BY_FAMILY` request for one socket, and the kernel's answer (`None`: no such
-/// socket).
-fn ask_kernel(request: InetRequest) -> io::Result<Option<InetResponse>> {
+/// One `SOCK_DIAG_BY_FAMILY` request: for one socket (none found: empty), or a dump.
+fn ask_kernel(request: InetRequest, dump: bool) -> io::Result<Vec<InetResponse>> {
     let socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
     let mut header = NetlinkHeader::default();
-    header.flags = NLM_F_REQUEST;
+    header.flags = NLM_F_REQUEST | if dump { NLM_F_DUMP } else { 0 };
     let mut packet = NetlinkMessage::new(header, SockDiagMessage::InetRequest(request).into());
     packet.finalize();
     let mut buf = vec![0; packet.buffer_len()];
     packet.serialize(&mut buf);
     socket.send(&buf, 0)?;
-    let mut answer = vec![0; 8192];
-    let len = socket.recv(&mut &mut answer[..], 0)?;
-    let message = NetlinkMessage::<SockDiagMessage>::deserialize(&answer[..len]).map_err(io::Error::other)?;
-    match message.payload {
-        NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(response)) => Ok(Some(*response)),
-        NetlinkPayload::Error(e) if e.raw_code() == -libc::ENOENT => Ok(None),
-        NetlinkPayload::Error(e) => Err(e.to_io()),
-        other => Err(io::Error::other(format!("sock_diag answered {other:?}"))),
+    let mut found = Vec::new();
+    let mut answer = vec![0; 32 * 1024];
+    loop {
+        let len = socket.recv(&mut &mut answer[..], 0)?;
+        let mut at = 0;
+        while at < len {
+            let message = NetlinkMessage::<SockDiagMessage>::deserialize(&answer[at..len]).map_err(io::Error::other)?;
+            at += message.header.length as usize;
+            match message.payload {
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) if !dump => return Ok(vec![*r]),
+                NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => found.push(*r),
+                NetlinkPayload::Done(_) => return Ok(found),
+                NetlinkPayload::Error(e) if e.raw_code() == -libc::ENOENT => return Ok(found),
+                NetlinkPayload::Error(e) => return Err(e.to_io()),
+                _ => {}
+            }
+            if message.header.length == 0 {
+                return Err(io::Error::other("sock_diag: an empty message"));
+            }
+        }
     }
 }
 
@@ -121,22 +175,48 @@ mod tests {
     }
 
     #[test]
-    fn the_kernel_names_the_cgroup_of_the_socket_an_answer_would_reach() {
+    fn the_kernel_names_the_cgroup_of_the_sockets_a_query_can_come_from() {
         let own = own_cgroup();
         let resolver = UdpSocket::bind("127.0.0.1:0").unwrap();
         let asker = UdpSocket::bind("0.0.0.0:0").unwrap();
         let from = SocketAddr::from(([127, 0, 0, 1], asker.local_addr().unwrap().port()));
         let at = resolver.local_addr().unwrap();
-        assert_eq!(cgroup_of(Transport::Udp, at, from).unwrap(), Some(own));
+        assert_eq!(udp_senders(from).unwrap(), [Some(own)]);
         assert!(Askers::Cgroup(own).may_ask(Transport::Udp, at, from));
         assert!(!Askers::Cgroup(own + 1).may_ask(Transport::Udp, at, from), "another cgroup's socket");
         drop(asker);
-        assert_eq!(cgroup_of(Transport::Udp, at, from).unwrap(), None, "a socket that is gone");
+        assert!(udp_senders(from).unwrap().is_empty(), "a socket that is gone");
         assert!(!Askers::Cgroup(own).may_ask(Transport::Udp, at, from));
 
         let listener = TcpListener::bind("[::1]:0").unwrap();
         let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (_conn, peer) = listener.accept().unwrap();
-        assert_eq!(cgroup_of(Transport::Tcp, listener.local_addr().unwrap(), peer).unwrap(), Some(own));
+        assert_eq!(tcp_peer(listener.local_addr().unwrap(), peer).unwrap(), [Some(own)]);
+    }
+
+    /// A socket bound with `SO_REUSEADDR` to the address and port of another's.
+    fn reusing(addr: &str) -> UdpSocket {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt};
+        let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::empty(), None).unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr.parse::<SockaddrIn>().unwrap()).unwrap();
+        UdpSocket::from(fd)
+    }
+
+    #[test]
+    fn every_socket_sharing_the_askers_port_is_a_possible_sender() {
+        let resolver = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let first = reusing("0.0.0.0:0");
+        let port = first.local_addr().unwrap().port();
+        first.connect(resolver.local_addr().unwrap()).unwrap();
+        // Another's socket at the same port, on the loopback address: the kernel's lookup from
+        // the resolver names the connected one, but either could have sent.
+        let _second = reusing(&format!("127.0.0.1:{port}"));
+        let from = SocketAddr::from(([127, 0, 0, 1], port));
+        assert_eq!(udp_senders(from).unwrap().len(), 2);
+        // A socket at the same port on another address is not a sender from this one.
+        assert!(!could_send_from("127.0.0.2".parse().unwrap(), from.ip()));
+        assert!(could_send_from("::ffff:127.0.0.1".parse().unwrap(), from.ip()));
+        assert!(could_send_from("::".parse().unwrap(), from.ip()));
     }
 }
