@@ -15,11 +15,11 @@ use aya_ebpf::{
     helpers::{
         bpf_get_current_cgroup_id, bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_current_task,
         bpf_get_current_uid_gid, bpf_ktime_get_ns, bpf_probe_read_kernel, bpf_probe_read_kernel_buf,
-        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes,
+        bpf_probe_read_kernel_str_bytes, bpf_probe_read_user, bpf_probe_read_user_str_bytes, bpf_skb_cgroup_id,
     },
-    macros::{btf_map, cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
+    macros::{btf_map, cgroup_skb, cgroup_sock, cgroup_sock_addr, lsm, map, raw_tracepoint, tracepoint},
     maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap},
-    programs::{LsmContext, RawTracePointContext, SockAddrContext, SockContext, TracePointContext},
+    programs::{LsmContext, RawTracePointContext, SkBuffContext, SockAddrContext, SockContext, TracePointContext},
 };
 use mcp_warden_ebpf_common::{
     ARG_LEN, ARGV_COUNT, CallKey, Counters, DNS_SLOTS, DnsDst, DnsQueries, ExecEvent, ExitEvent, ForkEvent, Header,
@@ -873,6 +873,51 @@ fn from_resolver(ctx: &SockAddrContext, family: u32) {
         set_ip6(sa, shown);
     }
     sa.user_port = dst.port;
+}
+
+/// The server's packets to its resolver's loopback ports carry the run's mark (`Server::dns_mark`):
+/// the resolver's sockets take no other (a socket filter), so another process of the host, which
+/// cannot set a mark without `CAP_NET_ADMIN`, cannot fill their queues. The program runs for the
+/// server's sockets (the cgroup the socket was made in), whichever context sends.
+#[cgroup_skb(egress)]
+pub fn dns_mark(ctx: SkBuffContext) -> i32 {
+    let _ = mark_to_resolver(&ctx);
+    1
+}
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_UDP: u8 = 17;
+
+#[inline(always)]
+fn mark_to_resolver(ctx: &SkBuffContext) -> Option<()> {
+    // SAFETY: the helper takes the program's context.
+    let srv = server_of(unsafe { bpf_skb_cgroup_id(ctx.skb.skb) })?;
+    if srv.conf.dns_mark == 0 {
+        return None;
+    }
+    // The packet starts at its IP header.
+    let first: u8 = ctx.load(0).ok()?;
+    let (proto, to_loopback, l4) = match first >> 4 {
+        4 => (ctx.load::<u8>(9).ok()?, ctx.load::<u32>(16).ok()? == LOOPBACK4, usize::from(first & 0xf) * 4),
+        6 => {
+            let to = [ctx.load(24).ok()?, ctx.load(28).ok()?, ctx.load(32).ok()?, ctx.load::<u32>(36).ok()?];
+            (ctx.load::<u8>(6).ok()?, to == LOOPBACK6, 40)
+        }
+        _ => return None,
+    };
+    if !to_loopback || (proto != IPPROTO_UDP && proto != IPPROTO_TCP) {
+        return None;
+    }
+    let port = u16::from_be(ctx.load::<u16>(l4 + 2).ok()?);
+    let mut slot = 0;
+    while slot < DNS_SLOTS {
+        if srv.conf.dns_ports.get(slot) == Some(&port) {
+            ctx.set_mark(srv.conf.dns_mark);
+            return Some(());
+        }
+        slot += 1;
+    }
+    None
 }
 
 #[inline(always)]

@@ -151,8 +151,9 @@ fn one_socket_asking_several_nameservers_at_once_gets_each_answer_from_the_one_i
     }
 }
 
-/// The resolver's UDP ports on the loopback: the sockets of `pid` bound to 127.0.0.1.
-fn loopback_udp_ports(pid: u32) -> Vec<u16> {
+/// The resolver's UDP sockets on the loopback (the sockets of `pid` bound to 127.0.0.1): each
+/// one's port and the datagrams the kernel dropped before its queue.
+fn loopback_udp_sockets(pid: u32) -> Vec<(u16, u64)> {
     let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
         .map(|d| d.flatten().filter_map(|e| std::fs::read_link(e.path()).ok()).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -165,9 +166,9 @@ fn loopback_udp_ports(pid: u32) -> Vec<u16> {
         .skip(1)
         .filter_map(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            let (local, inode) = (f.get(1)?, f.get(9)?);
-            let port = local.strip_prefix("0100007F:")?;
-            inodes.contains(&inode.to_string()).then(|| u16::from_str_radix(port, 16).ok())?
+            let (local, inode, drops) = (f.get(1)?, f.get(9)?, f.get(12)?);
+            let port = u16::from_str_radix(local.strip_prefix("0100007F:")?, 16).ok()?;
+            inodes.contains(&inode.to_string()).then(|| Some((port, drops.parse().ok()?)))?
         })
         .collect()
 }
@@ -191,16 +192,17 @@ fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
     ]);
     let launcher = launcher_pid(&child);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let mut ports = loopback_udp_ports(launcher);
-    while ports.is_empty() && std::time::Instant::now() < deadline {
+    let mut sockets = loopback_udp_sockets(launcher);
+    while sockets.is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        ports = loopback_udp_ports(launcher);
+        sockets = loopback_udp_sockets(launcher);
     }
-    assert!(!ports.is_empty(), "the resolver's loopback ports were not found");
+    assert!(!sockets.is_empty(), "the resolver's loopback ports were not found");
     // The attack: another process of the host asks the resolver directly, over UDP and TCP, for
     // a name the profile refuses (a record in the server's log) and one it allows (a query
-    // upstream).
-    for port in &ports {
+    // upstream), and floods it (a full queue would make the server's queries wait).
+    const FLOOD: u64 = 200;
+    for (port, _) in &sockets {
         let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
         for name in ["outside.warden.example", "also.warden.example"] {
@@ -208,12 +210,28 @@ fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
             let mut buf = [0u8; 512];
             assert!(sock.recv_from(&mut buf).is_err(), "port {port}: an outsider's query for {name} was answered");
         }
-        let mut tcp = std::net::TcpStream::connect(("127.0.0.1", *port)).unwrap();
-        tcp.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
-        let q = mcp_warden_tests::dns_wire::query(8, "outside.warden.example", 1);
-        let _ = tcp.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat());
-        let mut buf = [0u8; 512];
-        assert!(matches!(tcp.read(&mut buf), Ok(0) | Err(_)), "port {port}: an outsider's TCP query was answered");
+        for _ in 0..FLOOD {
+            let _ =
+                sock.send_to(&mcp_warden_tests::dns_wire::query(9, "flood.warden.example", 1), ("127.0.0.1", *port));
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], *port));
+        // Over TCP the handshake itself is dropped; were it not, the query would go unanswered.
+        if let Ok(mut tcp) = std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)) {
+            tcp.set_read_timeout(Some(std::time::Duration::from_secs(2))).unwrap();
+            let q = mcp_warden_tests::dns_wire::query(8, "outside.warden.example", 1);
+            let _ = tcp.write_all(&[&(q.len() as u16).to_be_bytes()[..], &q].concat());
+            let mut buf = [0u8; 512];
+            assert!(matches!(tcp.read(&mut buf), Ok(0) | Err(_)), "port {port}: an outsider's TCP query was answered");
+        }
+    }
+    // Every outsider's datagram was dropped before the resolver's queue (its socket filter takes
+    // only the server's marked packets), so none could crowd out the server's.
+    for ((port, before), (_, after)) in sockets.iter().zip(loopback_udp_sockets(launcher)) {
+        assert!(
+            after - before >= FLOOD + 2,
+            "port {port}: {} of the outsider's datagrams queued",
+            FLOOD + 2 - (after - before).min(FLOOD + 2)
+        );
     }
     let o = wait_output(child, std::time::Duration::from_secs(30));
     // Control: the server's own query, after the outsider's, is answered.

@@ -57,8 +57,8 @@ fn registered() -> usize {
     let mut n = 0;
     for build in builds() {
         if let Ok(map) = aya::maps::MapData::from_pin(build.join("maps/SERVERS"))
-            // The value is ebpf-common's `Server` (40 bytes).
-            && let Ok(servers) = aya::maps::HashMap::<_, u64, [u8; 40]>::try_from(aya::maps::Map::HashMap(map))
+            // The value is ebpf-common's `Server` (48 bytes).
+            && let Ok(servers) = aya::maps::HashMap::<_, u64, [u8; 48]>::try_from(aya::maps::Map::HashMap(map))
         {
             n += servers.keys().count();
         }

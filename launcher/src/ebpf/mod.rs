@@ -25,7 +25,10 @@ use crate::audit::AuditLog;
 
 use aya::Ebpf;
 use aya::maps::{Map, MapData, PerCpuValues, RingBuf};
-use aya::programs::{CgroupAttachMode, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType, CgroupSockAttachType};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
+    CgroupSockAttachType,
+};
 use mcp_warden_ebpf_common::{Counters, DNS_SLOTS, MAX_RULES, NetRule, OpenKey, RuleKey, Server, counter, level};
 
 pub use event::{EventDecoder, ProcessTable, rfc3339};
@@ -50,6 +53,8 @@ pub struct MonitorConfig {
     /// The ports of mcp-warden's resolver on the loopback, one per slot, or all 0: the socket
     /// programs send the server's DNS there.
     pub dns_ports: [u16; DNS_SLOTS],
+    /// The mark the server's packets to those ports carry, or 0.
+    pub dns_mark: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -206,6 +211,8 @@ impl Monitor {
             slot: 0,
             owner_start: shared::process_start(me).unwrap_or(0),
             dns_ports: cfg.dns_ports,
+            dns_mark: cfg.dns_mark,
+            _pad: 0,
         };
         match self.shared.register(id, server, cfg.ring_bytes)? {
             shared::Ring::Reused(map) => {
@@ -225,8 +232,8 @@ impl Monitor {
         let mut links = Vec::new();
         for name in shared::CGROUP_PROGRAMS {
             let pin = self.shared.program_pin(name);
-            let link: aya::programs::links::FdLink = match sock_addr_type(name) {
-                Some(kind) => {
+            let link: aya::programs::links::FdLink = match (sock_addr_type(name), name) {
+                (Some(kind), _) => {
                     let mut p = CgroupSockAddr::from_pin(&pin, kind).map_err(fail("open the pinned", name))?;
                     let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
                     p.take_link(id)
@@ -234,7 +241,18 @@ impl Monitor {
                         .try_into()
                         .map_err(|e| shared::link_error(name, e))?
                 }
-                None => {
+                (None, "dns_mark") => {
+                    let mut p = CgroupSkb::from_pin(&pin, CgroupSkbAttachType::Egress)
+                        .map_err(fail("open the pinned", name))?;
+                    let id = p
+                        .attach(&cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                        .map_err(fail("attach", name))?;
+                    p.take_link(id)
+                        .map_err(fail("take the link of", name))?
+                        .try_into()
+                        .map_err(|e| shared::link_error(name, e))?
+                }
+                (None, _) => {
                     let mut p = CgroupSock::from_pin(&pin, CgroupSockAttachType::SockCreate)
                         .map_err(fail("open the pinned", name))?;
                     let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;

@@ -54,7 +54,7 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     // With the eBPF layer, its socket programs send the server's DNS to the resolver on the
     // loopback: the ports go into the server's entry.
     let loopback_dns = loopback_resolver(plan, &cgroups);
-    let mut monitor = load_monitor(plan, &cgroups, loopback_dns.as_ref().map_or([0; DNS_SLOTS], |l| l.bound.ports))?;
+    let mut monitor = load_monitor(plan, &cgroups, loopback_dns.as_ref().map(|l| &l.bound))?;
     let loopback_dns = loopback_dns.filter(|_| monitor.is_some());
     let monitor_log = match &monitor {
         Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
@@ -135,7 +135,7 @@ fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<LoopbackDns
 fn load_monitor(
     plan: &Plan,
     cgroups: &ServerCgroups,
-    dns_ports: [u16; DNS_SLOTS],
+    dns: Option<&crate::dns::loopback::Loopback>,
 ) -> Result<Option<Monitor>, SupervisorError> {
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
@@ -145,7 +145,8 @@ fn load_monitor(
         allow_raw_sockets: false,
         ring_bytes: plan.audit_buffer(),
         full: plan.monitor_full(),
-        dns_ports,
+        dns_ports: dns.map_or([0; DNS_SLOTS], |d| d.ports),
+        dns_mark: dns.map_or(0, |d| d.mark),
     };
     match Monitor::load(&config) {
         Ok(m) => Ok(Some(m)),

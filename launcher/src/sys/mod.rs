@@ -335,6 +335,39 @@ pub fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Makes `sock` take only packets that carry `mark` (a classic socket filter: `ld mark; jeq mark;
+/// ret all / ret 0`), and locks the filter. Other packets are dropped before its queue.
+pub fn accept_only_mark(sock: BorrowedFd<'_>, mark: u32) -> io::Result<()> {
+    const SKF_AD_MARK: u32 = 20;
+    let load_mark = libc::sock_filter {
+        code: (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16,
+        jt: 0,
+        jf: 0,
+        k: (libc::SKF_AD_OFF + SKF_AD_MARK as i32) as u32,
+    };
+    let is_mark =
+        libc::sock_filter { code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16, jt: 0, jf: 1, k: mark };
+    let ret = |k| libc::sock_filter { code: (libc::BPF_RET | libc::BPF_K) as u16, jt: 0, jf: 0, k };
+    let mut program = [load_mark, is_mark, ret(u32::MAX), ret(0)];
+    let fprog = libc::sock_fprog { len: program.len() as u16, filter: program.as_mut_ptr() };
+    let size = std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t;
+    // SAFETY: `fprog` points at `program`, both live across the call, and `size` is its size; the
+    // kernel copies the program.
+    let attached = unsafe {
+        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, (&raw const fprog).cast(), size)
+    };
+    if attached != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let one: libc::c_int = 1;
+    let int = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: a valid int option value and its size.
+    let locked = unsafe {
+        libc::setsockopt(sock.as_raw_fd(), libc::SOL_SOCKET, libc::SO_LOCK_FILTER, (&raw const one).cast(), int)
+    };
+    if locked != 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+}
+
 /// Puts the calling thread under `SCHED_BATCH` (`batch`) or back under `SCHED_OTHER`. A batch
 /// thread has the same share of the CPU, but its wake-ups never preempt the task running on a CPU:
 /// it runs at once on an idle CPU, else at the next scheduling point.

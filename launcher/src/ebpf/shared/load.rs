@@ -61,6 +61,7 @@ fn load_cgroup_program(p: &mut Program, name: &'static str) -> Result<(), Monito
     let result = match p {
         Program::CgroupSockAddr(p) => p.load(),
         Program::CgroupSock(p) => p.load(),
+        Program::CgroupSkb(p) => p.load(),
         _ => Err(aya::programs::ProgramError::UnexpectedProgramType),
     };
     result.map_err(|source| MonitorError::Program { action: "load", program: name, source })

@@ -50,7 +50,7 @@ const TREE_LINKS: [(&str, Hook); 3] = [
 /// The per-syscall tracepoints of the `full` level.
 const FULL_LINKS: [(&str, Hook); 2] = [("sys_enter", Hook::Raw("sys_enter")), ("sys_exit", Hook::Raw("sys_exit"))];
 /// The cgroup programs each server attaches to its own cgroup.
-pub const CGROUP_PROGRAMS: [&str; 11] = [
+pub const CGROUP_PROGRAMS: [&str; 12] = [
     "connect4",
     "connect6",
     "sendmsg4",
@@ -62,6 +62,7 @@ pub const CGROUP_PROGRAMS: [&str; 11] = [
     "bind4",
     "bind6",
     "sock_create",
+    "dns_mark",
 ];
 const MAPS: [&str; 7] = ["SERVERS", "RINGS", "COUNTERS", "SYSCALLS", "RULES", "OPENS_SEEN", "BROKERS"];
 
