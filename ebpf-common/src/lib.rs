@@ -276,7 +276,7 @@ pub struct Server {
     /// DNS is not routed here): a connect or send to port 53 of any address is sent to the port
     /// of the slot that keeps where it was going, so the answer can seem to come from there.
     pub dns_ports: [u16; DNS_SLOTS],
-    /// The mark the server's packets to those ports carry (`dns_mark`): the resolver's sockets
+    /// The mark the server's packets to those ports carry (`egress`): the resolver's sockets
     /// take no other, so no other process of the host can fill their queues. 0: none.
     pub dns_mark: u32,
     pub _pad: u32,

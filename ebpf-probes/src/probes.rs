@@ -170,6 +170,7 @@ const EROFS: i64 = 30;
 const ENOENT: i64 = 2;
 const AF_INET: u32 = 2;
 const AF_INET6: u32 = 10;
+const SOCK_STREAM: u32 = 1;
 const SOCK_DGRAM: u32 = 2;
 const SOCK_RAW: u32 = 3;
 const CLONE_THREAD: u64 = 0x10000;
@@ -875,49 +876,114 @@ fn from_resolver(ctx: &SockAddrContext, family: u32) {
     sa.user_port = dst.port;
 }
 
-/// The server's packets to its resolver's loopback ports carry the run's mark (`Server::dns_mark`):
-/// the resolver's sockets take no other (a socket filter), so another process of the host, which
-/// cannot set a mark without `CAP_NET_ADMIN`, cannot fill their queues. The program runs for the
-/// server's sockets (the cgroup the socket was made in), whichever context sends.
+/// Every packet of the server's sockets, whichever context sends it (a TCP ACK from a softirq
+/// too: the program runs for the sockets made in the server's cgroup):
+/// - a packet to a loopback address leaves only through `lo`: a socket bound to another device
+///   (`SO_BINDTODEVICE`, `IP_UNICAST_IF`) would put it, a rewritten DNS query included, on that
+///   device's wire;
+/// - one to the resolver's loopback ports carries the run's mark (`Server::dns_mark`): the
+///   resolver's sockets take no other (a socket filter), and another process of the host cannot
+///   set a mark without `CAP_NET_ADMIN`, so it cannot fill their queues.
 #[cgroup_skb(egress)]
-pub fn dns_mark(ctx: SkBuffContext) -> i32 {
-    let _ = mark_to_resolver(&ctx);
+pub fn egress(ctx: SkBuffContext) -> i32 {
+    let Some(to) = to_loopback(&ctx) else { return 1 };
+    // SAFETY: the helper takes the program's context.
+    let srv = server_of(unsafe { bpf_skb_cgroup_id(ctx.skb.skb) });
+    // SAFETY: the kernel passes a valid __sk_buff; `ifindex` is its output device's.
+    if unsafe { (*ctx.skb.skb).ifindex } != LOOPBACK_IFINDEX {
+        return off_loopback(srv, to);
+    }
+    if let Some(srv) = srv {
+        mark_to_resolver(&ctx, &srv, to);
+    }
     1
+}
+
+/// A packet to a loopback address about to leave through another device: refused (the sending
+/// call fails with EPERM; a TCP handshake never completes) and recorded as a refused send.
+#[inline(always)]
+fn off_loopback(srv: Option<Srv>, to: Loopback) -> i32 {
+    let Some(srv) = srv else { return 0 };
+    let enforced = srv.conf.audit == 0;
+    emit(
+        &srv,
+        NetEvent {
+            hdr: header(kind::NET, &srv),
+            op: op::SEND,
+            family: to.family,
+            sock_type: if to.proto == IPPROTO_TCP { SOCK_STREAM } else { SOCK_DGRAM },
+            protocol: u32::from(to.proto),
+            verdict: verdict::DENY,
+            port: to.port,
+            _pad: 0,
+            addr: to.addr,
+            ret: if enforced { -EPERM } else { NO_RESULT },
+        },
+    );
+    if enforced { 0 } else { 1 }
 }
 
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
+/// `lo`'s index in every network namespace.
+const LOOPBACK_IFINDEX: u32 = 1;
+
+/// A packet to a loopback address: its family, address, protocol and, for TCP and UDP, its
+/// destination port.
+#[derive(Clone, Copy)]
+struct Loopback {
+    family: u32,
+    addr: [u8; 16],
+    proto: u8,
+    port: u16,
+}
 
 #[inline(always)]
-fn mark_to_resolver(ctx: &SkBuffContext) -> Option<()> {
-    // SAFETY: the helper takes the program's context.
-    let srv = server_of(unsafe { bpf_skb_cgroup_id(ctx.skb.skb) })?;
-    if srv.conf.dns_mark == 0 {
-        return None;
-    }
+fn to_loopback(ctx: &SkBuffContext) -> Option<Loopback> {
     // The packet starts at its IP header.
     let first: u8 = ctx.load(0).ok()?;
-    let (proto, to_loopback, l4) = match first >> 4 {
-        4 => (ctx.load::<u8>(9).ok()?, ctx.load::<u32>(16).ok()? == LOOPBACK4, usize::from(first & 0xf) * 4),
+    let mut addr = [0u8; 16];
+    let (family, proto, l4) = match first >> 4 {
+        4 => {
+            addr[..4].copy_from_slice(&ctx.load::<[u8; 4]>(16).ok()?);
+            if addr[0] != 127 {
+                return None;
+            }
+            (AF_INET, ctx.load::<u8>(9).ok()?, usize::from(first & 0xf) * 4)
+        }
         6 => {
             let to = [ctx.load(24).ok()?, ctx.load(28).ok()?, ctx.load(32).ok()?, ctx.load::<u32>(36).ok()?];
-            (ctx.load::<u8>(6).ok()?, to == LOOPBACK6, 40)
+            if to != LOOPBACK6 {
+                return None;
+            }
+            addr[15] = 1;
+            (AF_INET6, ctx.load::<u8>(6).ok()?, 40)
         }
         _ => return None,
     };
-    if !to_loopback || (proto != IPPROTO_UDP && proto != IPPROTO_TCP) {
-        return None;
+    let port = match proto {
+        IPPROTO_TCP | IPPROTO_UDP => u16::from_be(ctx.load::<u16>(l4 + 2).ok()?),
+        _ => 0,
+    };
+    Some(Loopback { family, addr, proto, port })
+}
+
+#[inline(always)]
+fn mark_to_resolver(ctx: &SkBuffContext, srv: &Srv, to: Loopback) {
+    if to.port == 0 || (to.proto != IPPROTO_TCP && to.proto != IPPROTO_UDP) {
+        return;
     }
-    let port = u16::from_be(ctx.load::<u16>(l4 + 2).ok()?);
+    if srv.conf.dns_mark == 0 {
+        return;
+    }
     let mut slot = 0;
     while slot < DNS_SLOTS {
-        if srv.conf.dns_ports.get(slot) == Some(&port) {
+        if srv.conf.dns_ports.get(slot) == Some(&to.port) {
             ctx.set_mark(srv.conf.dns_mark);
-            return Some(());
+            return;
         }
         slot += 1;
     }
-    None
 }
 
 #[inline(always)]

@@ -241,6 +241,85 @@ fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
     assert!(!standin.queried().iter().any(|n| n == "also.warden.example"), "an outsider's query went upstream");
 }
 
+/// Sends a DNS query and connects to a loopback port from sockets bound to another device
+/// (`SO_BINDTODEVICE`, `IP_UNICAST_IF`) and, the control, from plain ones.
+const BOUND_TO_DEVICE: &str = r#"import socket, struct, sys
+port, name, index = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def query(q):
+    b = struct.pack('>HHHHHH', 0x2222, 0x0100, 1, 0, 0, 0)
+    for label in q.split('.'):
+        b += bytes([len(label)]) + label.encode()
+    return b + b'\0' + struct.pack('>HH', 1, 1)
+def bound(kind, how):
+    s = socket.socket(socket.AF_INET, kind)
+    if how == 'bindtodevice':
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, name.encode())
+    elif how == 'unicast-if':
+        s.setsockopt(socket.IPPROTO_IP, 50, struct.pack('!I', index))
+    return s
+for how in ('bindtodevice', 'unicast-if', 'none'):
+    s = bound(socket.SOCK_DGRAM, how)
+    s.settimeout(3)
+    try:
+        s.sendto(query('dev.warden.example'), ('192.0.2.53', 53))
+        s.recvfrom(512)
+        print('DNS', how, 'ANSWERED')
+    except PermissionError:
+        print('DNS', how, 'REFUSED')
+    except OSError as e:
+        print('DNS', how, 'LOST', e)
+    s = bound(socket.SOCK_STREAM, how)
+    s.settimeout(2)
+    try:
+        s.connect(('127.0.0.1', port))
+        print('TCP', how, 'CONNECTED')
+    except OSError as e:
+        print('TCP', how, 'FAILED', type(e).__name__)"#;
+
+#[test]
+fn a_socket_bound_to_another_device_puts_nothing_for_a_loopback_address_on_its_wire() {
+    if !is_root() {
+        skip("a_socket_bound_to_another_device", "the egress program is the eBPF layer's: root only");
+        return;
+    }
+    let devices: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "lo")
+        .collect();
+    let Some(device) = devices.first() else {
+        skip("a_socket_bound_to_another_device", "this host has no network device but lo");
+        return;
+    };
+    let index = std::fs::read_to_string(format!("/sys/class/net/{device}/ifindex")).unwrap();
+    let standin = StandIn::start(&[("dev.warden.example", &[&["127.0.0.1"]])], 60);
+    let port = echo("127.0.0.1").to_string();
+    let s = Scratch::new(Who::Root);
+    let connect = ["dev.warden.example:443".to_string(), format!("127.0.0.1:{port}")];
+    let p = profile(&s, Who::Root, "python", &connect, &standin);
+    let log = s.join("audit.jsonl");
+    let args = ["/usr/bin/python3", "-c", BOUND_TO_DEVICE, &port, device, index.trim()];
+    let o = Sandbox::new(Who::Root).profile(&p).grant("--audit-log", &log).exec(&args.map(std::ffi::OsStr::new));
+    // The attack: the rewritten DNS query, or any packet for a loopback address, sent out of a
+    // socket bound to the host's network device would leave on its wire (found by a review).
+    for line in ["DNS bindtodevice REFUSED", "DNS unicast-if REFUSED", "TCP bindtodevice FAILED"] {
+        assert!(o.stdout.contains(line), "{line}\n{}", o.describe());
+    }
+    // Controls: plain sockets get their answer and their connection (IP_UNICAST_IF does not
+    // steer a TCP connect: it goes through lo).
+    for line in ["DNS none ANSWERED", "TCP none CONNECTED", "TCP unicast-if CONNECTED"] {
+        assert!(o.stdout.contains(line), "{line}\n{}", o.describe());
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let refused = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["kind"] == "send" && v["addr"] == "127.0.0.1" && v["verdict"] == "deny")
+        .count();
+    assert!(refused >= 3, "each refused packet is a record: {refused}\n{text}");
+}
+
 /// Fills a socket's option memory (a socket filter, IPv6 group memberships: `optmem_max`) so that
 /// the socket programs cannot keep where its query goes, then asks; a fresh socket is the control.
 const OPTMEM_FULL: &str = r#"import socket, struct, ctypes

@@ -77,7 +77,13 @@ fn udp_senders(asker: SocketAddr) -> io::Result<Vec<Option<u64>>> {
         id.source_port = asker.port(); // udp_dump skips sockets bound to another port
         for s in ask_kernel(request(*family, IPPROTO_UDP, id), true)? {
             let local = &s.header.socket_id;
-            if local.source_port == asker.port() && could_send_from(local.source_address, asker.ip()) {
+            // An IPv6-only socket at the port never sends from an IPv4 address: counting it
+            // would let anyone bind one and stop the server's IPv4 queries.
+            let v6_only = s.nlas.iter().any(|n| matches!(n, Nla::SkV6Only(true)));
+            if local.source_port == asker.port()
+                && could_send_from(local.source_address, asker.ip())
+                && !(v6_only && asker.is_ipv4())
+            {
                 found.push(cgroup(&s));
             }
         }
@@ -214,6 +220,17 @@ mod tests {
         let _second = reusing(&format!("127.0.0.1:{port}"));
         let from = SocketAddr::from(([127, 0, 0, 1], port));
         assert_eq!(udp_senders(from).unwrap().len(), 2);
+        // An IPv6-only socket at the same port cannot send from 127.0.0.1: not counted.
+        let v6_only = {
+            use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn6, bind, setsockopt, socket, sockopt};
+            let fd = socket(AddressFamily::Inet6, SockType::Datagram, SockFlag::empty(), None).unwrap();
+            setsockopt(&fd, sockopt::Ipv6V6Only, &true).unwrap();
+            bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &format!("[::]:{port}").parse::<SockaddrIn6>().unwrap())
+                .unwrap();
+            fd
+        };
+        assert_eq!(udp_senders(from).unwrap().len(), 2, "the IPv6-only socket is not a sender from 127.0.0.1");
+        drop(v6_only);
         // A socket at the same port on another address is not a sender from this one.
         assert!(!could_send_from("127.0.0.2".parse().unwrap(), from.ip()));
         assert!(could_send_from("::ffff:127.0.0.1".parse().unwrap(), from.ip()));

@@ -5,7 +5,7 @@
 //! one's queries go to a port of its own, so each answer shows where its query went. Each port
 //! has UDP and TCP sockets, IPv4 and IPv6. Any local user can send to them, so they take only
 //! packets with the run's mark, which the socket programs put on the server's packets to these
-//! ports (`dns_mark`) and which no process without `CAP_NET_ADMIN` can set; who may ask is also
+//! ports (`egress`) and which no process without `CAP_NET_ADMIN` can set; who may ask is also
 //! checked per query (`askers.rs`).
 
 use std::io;

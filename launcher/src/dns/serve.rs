@@ -95,8 +95,12 @@ fn udp_loop(serving: &Serving, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Ga
         let (serving, s) = (serving.clone(), Arc::clone(sock));
         // A thread that cannot start drops the query and, with it, its ticket.
         let _ = std::thread::Builder::new().name("dns-query".into()).spawn(move || {
-            let asked = std_addr(&d.from).is_some_and(|from| serving.may_ask(Transport::Udp, from));
-            if let Some(answer) = asked.then(|| serving.resolver.answer(&d.bytes, Transport::Udp)).flatten() {
+            let may_ask = || std_addr(&d.from).is_some_and(|from| serving.may_ask(Transport::Udp, from));
+            // Asked again before the answer goes: a socket that closed while upstream was asked
+            // leaves its port to whoever binds it next.
+            if let Some(answer) = may_ask().then(|| serving.resolver.answer(&d.bytes, Transport::Udp)).flatten()
+                && may_ask()
+            {
                 reply(&s, &answer, &d, v6);
             }
             drop(ticket);

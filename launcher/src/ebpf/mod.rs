@@ -241,7 +241,7 @@ impl Monitor {
                         .try_into()
                         .map_err(|e| shared::link_error(name, e))?
                 }
-                (None, "dns_mark") => {
+                (None, "egress") => {
                     let mut p = CgroupSkb::from_pin(&pin, CgroupSkbAttachType::Egress)
                         .map_err(fail("open the pinned", name))?;
                     let id = p

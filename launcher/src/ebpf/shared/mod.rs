@@ -62,7 +62,7 @@ pub const CGROUP_PROGRAMS: [&str; 12] = [
     "bind4",
     "bind6",
     "sock_create",
-    "dns_mark",
+    "egress",
 ];
 const MAPS: [&str; 7] = ["SERVERS", "RINGS", "COUNTERS", "SYSCALLS", "RULES", "OPENS_SEEN", "BROKERS"];
 
