@@ -697,8 +697,9 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         true => to_resolver(ctx, &srv, family),
         // An unconnected UDP socket binds port 0 implicitly before sending: not a listener.
         false => {
+            let (rule_family, rule_addr) = as_checked(family, &addr);
             (operation == op::BIND && port == 0 && sock_type == SOCK_DGRAM)
-                || rule_allows(&srv, operation, family, sock_type, port, &addr)
+                || rule_allows(&srv, operation, rule_family, sock_type, port, &rule_addr)
         }
     };
     let enforced = !allowed && srv.conf.audit == 0;
@@ -721,6 +722,20 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
         emit(&srv, event);
     }
     if enforced { 0 } else { 1 }
+}
+
+/// The family and address the rules are checked against: an IPv4-mapped IPv6 address
+/// (`::ffff:a.b.c.d`, which an IPv6 socket reaches over IPv4) as the IPv4 address it carries, as
+/// the broker checks it.
+#[inline(always)]
+fn as_checked(family: u32, addr: &[u8; 16]) -> (u32, [u8; 16]) {
+    let mapped = addr[..10].iter().all(|b| *b == 0) && addr[10] == 0xff && addr[11] == 0xff;
+    if family != AF_INET6 || !mapped {
+        return (family, *addr);
+    }
+    let mut v4 = [0u8; 16];
+    v4[..4].copy_from_slice(&addr[12..]);
+    (AF_INET, v4)
 }
 
 /// A DNS query (port 53, any address) is sent to mcp-warden's resolver on the loopback instead:

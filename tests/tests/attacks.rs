@@ -239,6 +239,40 @@ per_identity!(
     }
 );
 
+per_identity!(
+    /// An address rule holds for the IPv4-mapped form of its address too, both ways: as root the
+    /// cgroup programs check `::ffff:127.0.0.1` as `127.0.0.1`, as the broker does (a review found
+    /// them refusing the allowed address's mapped form).
+    an_address_rule_reads_an_ipv4_mapped_destination_as_the_ipv4_address_it_carries,
+    |who: Who| {
+        let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let port = listener.local_addr().unwrap().port().to_string();
+        std::thread::spawn(move || for _ in listener.incoming() {});
+        let s = Scratch::new(who);
+        let profile =
+            s.file("mapped.toml", &format!("extends = [\"strict\"]\n[network]\nconnect = [\"127.0.0.1:{port}\"]\n"), who);
+        let sb = Sandbox::new(who).profile(&profile);
+        assert_ok(&sb.probe(&["tcp-connect", "127.0.0.1", &port]), "the allowed address");
+        assert_ok(&sb.probe(&["tcp-connect", "::ffff:127.0.0.1", &port]), "its IPv4-mapped form");
+        assert_denied(&sb.probe(&["tcp-connect", "::ffff:127.0.0.2", &port]), &["EACCES", "EPERM"], "another address, mapped");
+    }
+);
+
+per_identity!(
+    /// The IPv6 options that would send packets past the checked destination are refused (a
+    /// routing header, directly or among RFC 2292 sticky options); `IPV6_MTU`, which a review found
+    /// refused under the wrong name, works.
+    routing_header_options_are_refused_and_ordinary_ipv6_options_are_not,
+    |who: Who| {
+        let s = Scratch::new(who);
+        let profile = s.file("udp6.toml", "extends = [\"strict\"]\n[network]\nconnect = [\"udp:[::1]:9\"]\n", who);
+        let sb = Sandbox::new(who).profile(&profile);
+        assert_ok(&sb.probe(&["ipv6-option", "24", "1280"]), "IPV6_MTU");
+        assert_denied(&sb.probe(&["ipv6-option", "6", "0"]), &["EPERM"], "IPV6_2292PKTOPTIONS");
+        assert_denied(&sb.probe(&["ipv6-rthdr"]), &["EPERM"], "IPV6_RTHDR");
+    }
+);
+
 per_identity!(udp_is_refused_unless_the_profile_allows_it, |who: Who| {
     let sink = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = sink.local_addr().unwrap().port().to_string();

@@ -207,7 +207,9 @@ const DENIED_SOCKOPTS: &[(u64, u64, &str)] = &[
     // an IPv6 routing header (segment routing): packets go to its segments first, not to the
     // destination the broker and the cgroup programs checked
     (libc::IPPROTO_IPV6 as u64, 57, "IPV6_RTHDR"),
-    (libc::IPPROTO_IPV6 as u64, 24, "IPV6_2292RTHDR"),
+    // RFC 2292 sticky options, a routing header among them (24, once listed here as
+    // IPV6_2292RTHDR, is IPV6_MTU; IPV6_2292RTHDR itself, 5, only asks to receive headers)
+    (libc::IPPROTO_IPV6 as u64, 6, "IPV6_2292PKTOPTIONS"),
     // the range a port-0 bind (or a listen's automatic bind) picks from: a port of its choosing
     (libc::IPPROTO_IP as u64, 51, "IP_LOCAL_PORT_RANGE"),
 ];

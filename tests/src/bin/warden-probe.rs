@@ -69,6 +69,7 @@ fn main() {
         "tcp-listen-unbound" => listen_unbound(),
         "udp-port-range" => udp_port_range(n(1) as u16),
         "ipv6-rthdr" => ipv6_rthdr(),
+        "ipv6-option" => ipv6_option(n(1) as i32, n(2) as u32),
         "udp-send" => std::net::UdpSocket::bind("127.0.0.1:0")
             .and_then(|s| s.send_to(b"exfiltrated", (a(1).as_str(), n(2) as u16)))
             .map(|n| format!("sent {n} bytes"))
@@ -308,6 +309,13 @@ fn set_option(fd: &std::os::fd::OwnedFd, level: i32, name: i32, value: &[u8]) ->
     // SAFETY: value is a live buffer of the length passed.
     let r = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), value.len() as u32) };
     if r < 0 { Err(last()) } else { Ok(()) }
+}
+
+/// `setsockopt(IPPROTO_IPV6, name, value)` on an IPv6 UDP socket, `value` an int.
+fn ipv6_option(name: i32, value: u32) -> Outcome {
+    let fd = inet_socket(libc::AF_INET6, libc::SOCK_DGRAM)?;
+    set_option(&fd, libc::IPPROTO_IPV6, name, &value.to_ne_bytes())?;
+    Ok(format!("option {name} set"))
 }
 
 /// `listen` on a TCP socket never bound: the kernel binds it to a port of its own choosing.
