@@ -320,6 +320,71 @@ fn a_socket_bound_to_another_device_puts_nothing_for_a_loopback_address_on_its_w
     assert!(refused >= 3, "each refused packet is a record: {refused}\n{text}");
 }
 
+/// A query socket with `SO_REUSEADDR` (shared only with the server's consent): says its port,
+/// waits for a line on stdin, then asks.
+const SHARED_PORT: &str = r#"import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('0.0.0.0', 0))
+print(s.getsockname()[1], flush=True)
+sys.stdin.readline()
+q = struct.pack('>HHHHHH', 0x3333, 0x0100, 1, 0, 0, 0)
+for label in 'ok.warden.example'.split('.'):
+    q += bytes([len(label)]) + label.encode()
+s.sendto(q + b'\0' + struct.pack('>HH', 1, 1), ('192.0.2.53', 53))
+s.settimeout(3)
+try:
+    s.recvfrom(512)
+    print('ANSWERED')
+except OSError:
+    print('UNANSWERED')"#;
+
+#[test]
+fn an_answer_that_could_reach_another_users_socket_at_the_servers_port_is_withheld_and_recorded() {
+    if !is_root() {
+        skip(
+            "an_answer_that_could_reach_another_users_socket",
+            "the loopback resolver is the eBPF layer's route: root only",
+        );
+        return;
+    }
+    let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
+    let s = Scratch::new(Who::Root);
+    let p = profile(&s, Who::Root, "python", &["ok.warden.example:443".to_string()], &standin);
+    let log = s.join("audit.jsonl");
+    let mut child = Sandbox::new(Who::Root).profile(&p).grant("--audit-log", &log).spawn(&[
+        "/usr/bin/python3".as_ref(),
+        "-c".as_ref(),
+        SHARED_PORT.as_ref(),
+    ]);
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).unwrap();
+    let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("the server's port: {line:?}"));
+    // Another process binds the loopback address at the server's port (the server allowed
+    // sharing it): an answer to that port could reach it.
+    let other = {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt};
+        let fd = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::empty(), None).unwrap();
+        setsockopt(&fd, sockopt::ReuseAddr, &true).unwrap();
+        bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &format!("127.0.0.1:{port}").parse::<SockaddrIn>().unwrap())
+            .unwrap();
+        std::net::UdpSocket::from(fd)
+    };
+    child.stdin.as_mut().unwrap().write_all(b"go\n").unwrap();
+    let (mut rest, mut stderr) = (String::new(), String::new());
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    child.wait().unwrap();
+    assert_eq!(rest.trim(), "UNANSWERED", "{stderr}");
+    other.set_nonblocking(true).unwrap();
+    assert!(other.recv_from(&mut [0u8; 512]).is_err(), "the other process got the answer");
+    let withheld: Vec<_> = dns_records(&log).into_iter().filter(|r| r["outcome"] == "withheld").collect();
+    assert_eq!(withheld.len(), 1, "the withheld answer is a record: {withheld:?}");
+    assert_eq!(withheld[0]["name"], "ok.warden.example");
+    assert!(stderr.contains("dns: refused ok.warden.example"), "and is told on stderr\n{stderr}");
+}
+
 /// Fills a socket's option memory (a socket filter, IPv6 group memberships: `optmem_max`) so that
 /// the socket programs cannot keep where its query goes, then asks; a fresh socket is the control.
 const OPTMEM_FULL: &str = r#"import socket, struct, ctypes

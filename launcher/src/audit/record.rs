@@ -337,6 +337,9 @@ pub enum DnsOutcome {
     /// Not a query the resolver takes (several questions, another class or opcode): an error
     /// answer.
     Malformed,
+    /// Not answered: the answer would reach, or could have come from, a socket another process
+    /// shares the server's port with (the resolver on the loopback, with the eBPF layer).
+    Withheld,
 }
 
 /// `kind: deny`: one refused call. Refusals of the seccomp filter (every rule: the deny-set, socket

@@ -109,6 +109,17 @@ impl Resolver {
         Some(reply::reply(&query.message, d.code, d.records, d.ttl, udp))
     }
 
+    /// Records a query left unanswered because its socket's port is shared with a socket that is
+    /// not the server's (`askers.rs`): the answer could reach the other.
+    pub fn withhold(&self, bytes: &[u8], transport: Transport) {
+        let name = reply::parse(bytes).ok().map(|q| (q.name.clone(), q.qtype.to_string()));
+        let (name, qtype) = name.unwrap_or_else(|| (String::new(), "-".into()));
+        let mut rec = record(name, &qtype, transport, DnsOutcome::Withheld);
+        rec.reason = Some("not answered: a socket that is not the server's shares the port it asked from".into());
+        rec.verdict = Verdict::Deny { enforced: true };
+        self.journal.dns(rec);
+    }
+
     fn decide(&self, q: &reply::Query, transport: Transport) -> Decided {
         let mut rec = record(q.name.clone(), &q.qtype.to_string(), transport, DnsOutcome::Answered);
         let opens = match self.policy.names.lookup(&q.name) {

@@ -95,14 +95,7 @@ fn udp_loop(serving: &Serving, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Ga
         let (serving, s) = (serving.clone(), Arc::clone(sock));
         // A thread that cannot start drops the query and, with it, its ticket.
         let _ = std::thread::Builder::new().name("dns-query".into()).spawn(move || {
-            let may_ask = || std_addr(&d.from).is_some_and(|from| serving.may_ask(Transport::Udp, from));
-            // Asked again before the answer goes: a socket that closed while upstream was asked
-            // leaves its port to whoever binds it next.
-            if let Some(answer) = may_ask().then(|| serving.resolver.answer(&d.bytes, Transport::Udp)).flatten()
-                && may_ask()
-            {
-                reply(&s, &answer, &d, v6);
-            }
+            serving.query(&s, &d, v6);
             drop(ticket);
         });
     }
@@ -110,11 +103,22 @@ fn udp_loop(serving: &Serving, sock: &Arc<OwnedFd>, v6: bool, in_flight: &Arc<Ga
 
 impl Serving {
     fn may_ask(&self, transport: Transport, asker: SocketAddr) -> bool {
-        let allowed = self.askers.may_ask(transport, self.local, asker);
-        if !allowed {
-            tracing::debug!(%asker, "dns: a query from outside the server, not answered");
+        self.askers.may_ask(transport, self.local, asker)
+    }
+
+    /// Answers one UDP query if its asker may ask, both before upstream is asked and before the
+    /// answer goes (a socket that closed meanwhile leaves its port to whoever binds it next);
+    /// otherwise records it as withheld.
+    fn query(&self, sock: &OwnedFd, d: &Datagram, v6: bool) {
+        let may_ask = || std_addr(&d.from).is_some_and(|from| self.may_ask(Transport::Udp, from));
+        if !may_ask() {
+            return self.resolver.withhold(&d.bytes, Transport::Udp);
         }
-        allowed
+        let Some(answer) = self.resolver.answer(&d.bytes, Transport::Udp) else { return };
+        match may_ask() {
+            true => reply(sock, &answer, d, v6),
+            false => self.resolver.withhold(&d.bytes, Transport::Udp),
+        }
     }
 }
 
@@ -158,6 +162,8 @@ fn tcp_loop(serving: &Serving, listener: &TcpListener, open: &Arc<Gate>) {
         let Some(ticket) = open.enter() else { continue }; // dropped: closed
         let serving = serving.clone();
         let _ = std::thread::Builder::new().name("dns-tcp-conn".into()).spawn(move || {
+            // The filter lets only the server's marked handshakes in: a peer that is not the
+            // server's is gone already, or another's socket at its port.
             if stream.peer_addr().is_ok_and(|peer| serving.may_ask(Transport::Tcp, peer)) {
                 tcp_connection(&serving.resolver, stream);
             }
