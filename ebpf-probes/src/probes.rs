@@ -672,19 +672,12 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     let Some(srv) = socket_server() else { return 0 };
     // SAFETY: the kernel passes a valid bpf_sock_addr; fields are read with the sizes it allows.
     let sa = unsafe { &*ctx.sock_addr };
+    let ip = ip_of(ctx, family);
     let mut addr = [0u8; 16];
-    if family == AF_INET {
-        addr[..4].copy_from_slice(&sa.user_ip4.to_ne_bytes());
-    } else {
-        let mut i = 0;
-        while i < 4 {
-            let word = sa.user_ip6[i].to_ne_bytes();
-            addr[i * 4] = word[0];
-            addr[i * 4 + 1] = word[1];
-            addr[i * 4 + 2] = word[2];
-            addr[i * 4 + 3] = word[3];
-            i += 1;
-        }
+    let mut i = 0;
+    while i < 4 {
+        addr[i * 4..i * 4 + 4].copy_from_slice(&ip[i].to_ne_bytes());
+        i += 1;
     }
     let port = u16::from_be(sa.user_port as u16);
     let sock_type = sa.type_;
@@ -694,7 +687,7 @@ fn check_addr(ctx: &SockAddrContext, operation: u32, family: u32) -> i32 {
     // is full) is refused whatever the rules say: sent as made, it would reach a real resolver.
     let to_dns = port == 53 && srv.conf.dns_ports[0] != 0 && operation != op::BIND;
     let allowed = match to_dns {
-        true => to_resolver(ctx, &srv, family),
+        true => to_resolver(ctx, &srv, family, ip),
         // An unconnected UDP socket binds port 0 implicitly before sending: not a listener.
         false => {
             let (rule_family, rule_addr) = as_checked(family, &addr);
@@ -743,11 +736,11 @@ fn as_checked(family: u32, addr: &[u8; 16]) -> (u32, [u8; 16]) {
 /// port of the slot of the socket's `DNS_QUERIES` that keeps the destination. False when the
 /// socket's storage cannot be had.
 #[inline(always)]
-fn to_resolver(ctx: &SockAddrContext, srv: &Srv, family: u32) -> bool {
+fn to_resolver(ctx: &SockAddrContext, srv: &Srv, family: u32, ip: [u32; 4]) -> bool {
     // SAFETY: the kernel passes a valid bpf_sock_addr; connect and sendmsg programs may write its
     // user_ip4/user_ip6/user_port fields.
     let sa = unsafe { &mut *ctx.sock_addr };
-    let dst = DnsDst { ip: ip_of(ctx, family), port: sa.user_port, family };
+    let dst = DnsDst { ip, port: sa.user_port, family };
     // SAFETY: the helper is given this program's socket; a null pointer is checked below.
     let queries = unsafe { DNS_QUERIES.get_or_insert_ptr_mut(ctx, None) };
     if queries.is_null() {
@@ -825,6 +818,19 @@ fn slot_for(queries: &mut DnsQueries, dst: &DnsDst) -> usize {
     turn
 }
 
+/// The slot whose resolver port is `port`.
+#[inline(always)]
+fn slot_of_port(srv: &Srv, port: u16) -> Option<usize> {
+    let mut slot = 0;
+    while slot < DNS_SLOTS {
+        if srv.conf.dns_ports.get(slot) == Some(&port) {
+            return Some(slot);
+        }
+        slot += 1;
+    }
+    None
+}
+
 #[cgroup_sock_addr(recvmsg4)]
 pub fn recvmsg4(ctx: SockAddrContext) -> i32 {
     from_resolver(&ctx, AF_INET);
@@ -858,14 +864,12 @@ fn from_resolver(ctx: &SockAddrContext, family: u32) {
     // SAFETY: the kernel passes a valid bpf_sock_addr; recvmsg and getpeername programs may
     // write the address.
     let sa = unsafe { &mut *ctx.sock_addr };
+    // A port of 0 is no slot's: all are 0 when the server's DNS is not routed here.
     let port = u16::from_be(sa.user_port as u16);
-    if port == 0 || srv.conf.dns_ports[0] == 0 {
+    if port == 0 {
         return;
     }
-    let mut slot = 0;
-    while slot < DNS_SLOTS && srv.conf.dns_ports.get(slot) != Some(&port) {
-        slot += 1;
-    }
+    let Some(slot) = slot_of_port(&srv, port) else { return };
     let from = ip_of(ctx, family);
     // SAFETY: the helper is given this program's socket; a null pointer is checked below.
     let queries = unsafe { DNS_QUERIES.get_ptr_mut(ctx) };
@@ -991,13 +995,8 @@ fn mark_to_resolver(ctx: &SkBuffContext, srv: &Srv, to: Loopback) {
     if srv.conf.dns_mark == 0 {
         return;
     }
-    let mut slot = 0;
-    while slot < DNS_SLOTS {
-        if srv.conf.dns_ports.get(slot) == Some(&to.port) {
-            ctx.set_mark(srv.conf.dns_mark);
-            return;
-        }
-        slot += 1;
+    if slot_of_port(srv, to.port).is_some() {
+        ctx.set_mark(srv.conf.dns_mark);
     }
 }
 

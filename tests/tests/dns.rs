@@ -52,6 +52,15 @@ fn profile(s: &Scratch, who: Who, base: &str, connect: &[String], standin: &Stan
     s.file("dns.toml", &text, who)
 }
 
+/// Whether the eBPF layer's route (its socket and egress programs, the resolver on the loopback)
+/// runs here: as root. Says why `test` is skipped otherwise.
+fn ebpf_route_here(test: &str) -> bool {
+    if !is_root() {
+        skip(test, "the socket programs' route and the resolver on the loopback are the eBPF layer's: root only");
+    }
+    is_root()
+}
+
 /// The `dns` records of an audit log, each checked against docs/audit-log.schema.json.
 fn dns_records(log: &std::path::Path) -> Vec<serde_json::Value> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/audit-log.schema.json");
@@ -175,8 +184,7 @@ fn loopback_udp_sockets(pid: u32) -> Vec<(u16, u64)> {
 
 #[test]
 fn the_resolver_on_the_loopback_answers_the_servers_sockets_and_no_one_elses() {
-    if !is_root() {
-        skip("the_resolver_on_the_loopback", "the loopback resolver is the eBPF layer's route: root only");
+    if !ebpf_route_here("the_resolver_on_the_loopback") {
         return;
     }
     let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
@@ -278,8 +286,7 @@ for how in ('bindtodevice', 'unicast-if', 'none'):
 
 #[test]
 fn a_socket_bound_to_another_device_puts_nothing_for_a_loopback_address_on_its_wire() {
-    if !is_root() {
-        skip("a_socket_bound_to_another_device", "the egress program is the eBPF layer's: root only");
+    if !ebpf_route_here("a_socket_bound_to_another_device") {
         return;
     }
     let devices: Vec<String> = std::fs::read_dir("/sys/class/net")
@@ -341,11 +348,7 @@ except OSError:
 
 #[test]
 fn an_answer_that_could_reach_another_users_socket_at_the_servers_port_is_withheld_and_recorded() {
-    if !is_root() {
-        skip(
-            "an_answer_that_could_reach_another_users_socket",
-            "the loopback resolver is the eBPF layer's route: root only",
-        );
+    if !ebpf_route_here("an_answer_that_could_reach_another_users_socket") {
         return;
     }
     let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);
@@ -424,8 +427,7 @@ print('CONTROL', len(c.recvfrom(512)[0]) > 12)"#;
 
 #[test]
 fn a_query_the_socket_programs_cannot_route_is_refused_not_sent_as_made() {
-    if !is_root() {
-        skip("a_query_the_socket_programs_cannot_route", "the socket programs' route is the eBPF layer's: root only");
+    if !ebpf_route_here("a_query_the_socket_programs_cannot_route") {
         return;
     }
     let standin = StandIn::start(&[("ok.warden.example", &[&["127.0.0.1"]])], 60);

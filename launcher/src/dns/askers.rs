@@ -55,27 +55,23 @@ impl Askers {
 
 /// The cgroup of the TCP connection from `asker` to `resolver` (none: it is gone).
 fn tcp_peer(resolver: SocketAddr, asker: SocketAddr) -> io::Result<Vec<Option<u64>>> {
-    let mut id = socket_id(asker);
-    id.source_address = asker.ip();
-    id.source_port = asker.port();
-    id.destination_address = resolver.ip();
-    id.destination_port = resolver.port();
-    let found = ask_kernel(request(asker.ip(), IPPROTO_TCP, id), false)?;
-    Ok(found.iter().map(cgroup).collect())
+    let mut r = request(asker.is_ipv4(), IPPROTO_TCP);
+    r.socket_id.source_address = asker.ip();
+    r.socket_id.source_port = asker.port();
+    r.socket_id.destination_address = resolver.ip();
+    r.socket_id.destination_port = resolver.port();
+    Ok(ask_kernel(r, false)?.iter().map(cgroup).collect())
 }
 
 /// The cgroups of every UDP socket that could have sent from `asker`: bound to its port, at its
 /// address or a wildcard, IPv4 or (for an IPv4 address, dual-stack) IPv6.
 fn udp_senders(asker: SocketAddr) -> io::Result<Vec<Option<u64>>> {
     let mut found = Vec::new();
-    let families: &[IpAddr] = match asker.ip() {
-        IpAddr::V4(_) => &[IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)],
-        IpAddr::V6(_) => &[IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)],
-    };
-    for family in families {
-        let mut id = socket_id(SocketAddr::new(*family, 0));
-        id.source_port = asker.port(); // udp_dump skips sockets bound to another port
-        for s in ask_kernel(request(*family, IPPROTO_UDP, id), true)? {
+    let families: &[bool] = if asker.is_ipv4() { &[true, false] } else { &[false] };
+    for v4 in families {
+        let mut r = request(*v4, IPPROTO_UDP);
+        r.socket_id.source_port = asker.port(); // udp_dump skips sockets bound to another port
+        for s in ask_kernel(r, true)? {
             let local = &s.header.socket_id;
             // An IPv6-only socket at the port never sends from an IPv4 address: counting it
             // would let anyone bind one and stop the server's IPv4 queries.
@@ -100,15 +96,13 @@ fn could_send_from(local: IpAddr, from: IpAddr) -> bool {
     local == from || local.is_unspecified()
 }
 
-fn socket_id(like: SocketAddr) -> SocketId {
-    let mut id = if like.is_ipv4() { SocketId::new_v4() } else { SocketId::new_v6() };
-    id.cookie = [0xff; 8]; // INET_DIAG_NOCOOKIE: any socket at these addresses
-    id
-}
-
-fn request(family: IpAddr, protocol: u8, socket_id: SocketId) -> InetRequest {
+/// A request for IPv4 (`v4`) or IPv6 sockets of `protocol`, in any state, at any address (the
+/// caller narrows it).
+fn request(v4: bool, protocol: u8) -> InetRequest {
+    let mut socket_id = if v4 { SocketId::new_v4() } else { SocketId::new_v6() };
+    socket_id.cookie = [0xff; 8]; // INET_DIAG_NOCOOKIE: any socket at these addresses
     InetRequest {
-        family: if family.is_ipv4() { AF_INET } else { AF_INET6 },
+        family: if v4 { AF_INET } else { AF_INET6 },
         protocol,
         extensions: ExtensionFlags::empty(),
         states: StateFlags::all(),

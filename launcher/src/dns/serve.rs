@@ -14,6 +14,7 @@ use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, SockaddrSt
 use super::askers::Askers;
 use super::{Resolver, Transport};
 use crate::gate::Gate;
+use crate::layers::broker::inet_addr;
 
 /// The resolver's sockets: UDP and TCP, IPv4 and IPv6 (in the DNS namespace on port 53, or on
 /// the host's loopback at one port).
@@ -65,14 +66,7 @@ struct Serving {
 
 fn local_addr(sock: &OwnedFd) -> std::io::Result<SocketAddr> {
     let addr = nix::sys::socket::getsockname::<SockaddrStorage>(sock.as_raw_fd())?;
-    std_addr(&addr).ok_or_else(|| std::io::Error::other("the resolver's socket has no inet address"))
-}
-
-fn std_addr(addr: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = addr.as_sockaddr_in() {
-        return Some(SocketAddr::V4((*v4).into()));
-    }
-    addr.as_sockaddr_in6().map(|v6| SocketAddr::V6((*v6).into()))
+    inet_addr(&addr).ok_or_else(|| std::io::Error::other("the resolver's socket has no inet address"))
 }
 
 /// A query, who sent it and the address it was sent to.
@@ -110,7 +104,7 @@ impl Serving {
     /// answer goes (a socket that closed meanwhile leaves its port to whoever binds it next);
     /// otherwise records it as withheld.
     fn query(&self, sock: &OwnedFd, d: &Datagram, v6: bool) {
-        let may_ask = || std_addr(&d.from).is_some_and(|from| self.may_ask(Transport::Udp, from));
+        let may_ask = || inet_addr(&d.from).is_some_and(|from| self.may_ask(Transport::Udp, from));
         if !may_ask() {
             return self.resolver.withhold(&d.bytes, Transport::Udp);
         }

@@ -25,6 +25,7 @@ use crate::audit::AuditLog;
 
 use aya::Ebpf;
 use aya::maps::{Map, MapData, PerCpuValues, RingBuf};
+use aya::programs::links::FdLink;
 use aya::programs::{
     CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, CgroupSockAddrAttachType,
     CgroupSockAttachType,
@@ -228,41 +229,9 @@ impl Monitor {
     /// enforcement must outlive a launcher killed with SIGKILL until its server's tree is gone.
     fn attach_cgroup_programs(&mut self, dir: &Path) -> Result<(), MonitorError> {
         let cgroup = std::fs::File::open(dir).map_err(io(format!("open {}", dir.display())))?;
-        let fail = |action, program| move |source| MonitorError::Program { action, program, source };
         let mut links = Vec::new();
         for name in shared::CGROUP_PROGRAMS {
-            let pin = self.shared.program_pin(name);
-            let link: aya::programs::links::FdLink = match (sock_addr_type(name), name) {
-                (Some(kind), _) => {
-                    let mut p = CgroupSockAddr::from_pin(&pin, kind).map_err(fail("open the pinned", name))?;
-                    let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
-                    p.take_link(id)
-                        .map_err(fail("take the link of", name))?
-                        .try_into()
-                        .map_err(|e| shared::link_error(name, e))?
-                }
-                (None, "egress") => {
-                    let mut p = CgroupSkb::from_pin(&pin, CgroupSkbAttachType::Egress)
-                        .map_err(fail("open the pinned", name))?;
-                    let id = p
-                        .attach(&cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
-                        .map_err(fail("attach", name))?;
-                    p.take_link(id)
-                        .map_err(fail("take the link of", name))?
-                        .try_into()
-                        .map_err(|e| shared::link_error(name, e))?
-                }
-                (None, _) => {
-                    let mut p = CgroupSock::from_pin(&pin, CgroupSockAttachType::SockCreate)
-                        .map_err(fail("open the pinned", name))?;
-                    let id = p.attach(&cgroup, CgroupAttachMode::Single).map_err(fail("attach", name))?;
-                    p.take_link(id)
-                        .map_err(fail("take the link of", name))?
-                        .try_into()
-                        .map_err(|e| shared::link_error(name, e))?
-                }
-            };
-            links.push((name, link));
+            links.push((name, attach_pinned(&self.shared.program_pin(name), name, &cgroup)?));
         }
         self.shared.pin_server_links(self.cgroup_id, dir, links)
     }
@@ -363,6 +332,38 @@ impl Monitor {
 }
 
 /// The attach type of each `cgroup_sock_addr` program (`None`: the `sock_create` program).
+/// Attaches the pinned cgroup program `name` to `cgroup`; its link.
+fn attach_pinned(pin: &Path, name: &'static str, cgroup: &std::fs::File) -> Result<FdLink, MonitorError> {
+    let fail = |action| move |source| MonitorError::Program { action, program: name, source };
+    let single = CgroupAttachMode::Single;
+    match (sock_addr_type(name), name) {
+        (Some(kind), _) => {
+            let mut p = CgroupSockAddr::from_pin(pin, kind).map_err(fail("open the pinned"))?;
+            let id = p.attach(cgroup, single).map_err(fail("attach"))?;
+            fd_link(p.take_link(id).map_err(fail("take the link of"))?, name)
+        }
+        (None, "egress") => {
+            let egress = CgroupSkbAttachType::Egress;
+            let mut p = CgroupSkb::from_pin(pin, egress).map_err(fail("open the pinned"))?;
+            let id = p.attach(cgroup, egress, single).map_err(fail("attach"))?;
+            fd_link(p.take_link(id).map_err(fail("take the link of"))?, name)
+        }
+        (None, _) => {
+            let mut p = CgroupSock::from_pin(pin, CgroupSockAttachType::SockCreate).map_err(fail("open the pinned"))?;
+            let id = p.attach(cgroup, single).map_err(fail("attach"))?;
+            fd_link(p.take_link(id).map_err(fail("take the link of"))?, name)
+        }
+    }
+}
+
+/// A program's link as the descriptor link that is pinned.
+fn fd_link<L>(link: L, name: &'static str) -> Result<FdLink, MonitorError>
+where
+    FdLink: TryFrom<L, Error = aya::programs::links::LinkError>,
+{
+    FdLink::try_from(link).map_err(|e| shared::link_error(name, e))
+}
+
 fn sock_addr_type(name: &str) -> Option<CgroupSockAddrAttachType> {
     Some(match name {
         "connect4" => CgroupSockAddrAttachType::Connect4,

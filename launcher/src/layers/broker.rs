@@ -390,7 +390,11 @@ fn observe(shared: &Broker, sock: BorrowedFd<'_>, name: Option<&[u8]>, payload: 
 
 /// A connected socket's peer, when it is an IPv4 or IPv6 address.
 fn peer(sock: BorrowedFd<'_>) -> Option<SocketAddr> {
-    let s = nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd()).ok()?;
+    inet_addr(&nix::sys::socket::getpeername::<nix::sys::socket::SockaddrStorage>(sock.as_raw_fd()).ok()?)
+}
+
+/// A socket address as an IPv4 or IPv6 address (`None`: another family).
+pub(crate) fn inet_addr(s: &nix::sys::socket::SockaddrStorage) -> Option<SocketAddr> {
     let v4 = s.as_sockaddr_in().map(|a| SocketAddr::from(std::net::SocketAddrV4::from(*a)));
     v4.or_else(|| s.as_sockaddr_in6().map(|a| SocketAddr::from(std::net::SocketAddrV6::from(*a))))
 }

@@ -20,6 +20,7 @@ use super::stdio;
 use super::teardown::Held;
 use crate::audit::record::{Start, Writer};
 use crate::audit::{AuditLog, Destination};
+use crate::dns::loopback::Loopback;
 use crate::dns::netns::DnsNamespace;
 use crate::ebpf::{Monitor, MonitorConfig};
 use crate::layers::cgroup::ServerCgroups;
@@ -53,9 +54,10 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     let mut cgroups = ServerCgroups::create(plan.cgroup_limits(), monitor_parent.as_deref())?;
     // With the eBPF layer, its socket programs send the server's DNS to the resolver on the
     // loopback: the ports go into the server's entry.
-    let loopback_dns = loopback_resolver(plan, &cgroups);
-    let mut monitor = load_monitor(plan, &cgroups, loopback_dns.as_ref().map(|l| &l.bound))?;
-    let loopback_dns = loopback_dns.filter(|_| monitor.is_some());
+    let loopback = loopback_resolver(plan, &cgroups);
+    let mut monitor = load_monitor(plan, &cgroups, loopback.as_ref())?;
+    // The resolver answers only the sockets of the server's cgroup.
+    let loopback_dns = loopback.zip(monitor.as_ref()).map(|(bound, m)| LoopbackDns { bound, cgroup: m.cgroup_id() });
     let monitor_log = match &monitor {
         Some(_) => Some(open_audit_log(plan, plan.audit_log(), Writer::Ebpf)?),
         None => None,
@@ -113,16 +115,14 @@ pub fn prepare(plan: &Plan, forwarded: SigSet) -> Result<Prepared, SupervisorErr
     })
 }
 
-/// The resolver's sockets on the loopback, and the server's cgroup (the only one whose sockets it
-/// answers), when the eBPF layer is to load and the server's DNS is answered by mcp-warden. Where
-/// they cannot be bound (no IPv6 loopback), the broker routes DNS through the DNS namespace.
-fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<LoopbackDns> {
-    let dir = cgroups.monitor_dir.as_ref()?;
+/// The resolver's sockets on the loopback, when the eBPF layer is to load and the server's DNS is
+/// answered by mcp-warden. Where they cannot be bound (no IPv6 loopback), the broker routes DNS
+/// through the DNS namespace.
+fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<Loopback> {
+    cgroups.monitor_dir.as_ref()?;
     plan.broker_policy(true)?.dns.as_ref()?;
-    // The id bpf_get_current_cgroup_id() and sock_diag give is the cgroup directory's inode.
-    let cgroup = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dir).ok()?);
     match crate::dns::loopback::bind() {
-        Ok(bound) => Some(LoopbackDns { bound, cgroup }),
+        Ok(bound) => Some(bound),
         Err(e) => {
             tracing::debug!("the resolver's loopback sockets: {e}; DNS goes through the DNS namespace");
             None
@@ -135,7 +135,7 @@ fn loopback_resolver(plan: &Plan, cgroups: &ServerCgroups) -> Option<LoopbackDns
 fn load_monitor(
     plan: &Plan,
     cgroups: &ServerCgroups,
-    dns: Option<&crate::dns::loopback::Loopback>,
+    dns: Option<&Loopback>,
 ) -> Result<Option<Monitor>, SupervisorError> {
     let Some(dir) = cgroups.monitor_dir.clone() else { return Ok(None) };
     let config = MonitorConfig {
